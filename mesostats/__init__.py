@@ -1,0 +1,66 @@
+"""mesostats: clinical outcome statistics for mesotherapy studies.
+
+The public names of ``API.md``. Heavy modules (plots, report, engines) load on first use so
+that ``import mesostats`` stays fast; every name below is importable as
+``from mesostats import name``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mesostats.exceptions import (
+    ConvergenceWarning,
+    ExclusionWarning,
+    MesostatsError,
+    ModelSpecError,
+    SingularFitWarning,
+    ValidationError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "load_study": "mesostats.data.load",
+    "Study": "mesostats.data.study",
+    "example_study": "mesostats.datasets",
+    "simulate_study": "mesostats.simulate",
+    "fit_lmm": "mesostats.mixed.lmm",
+    "fit_glmm": "mesostats.mixed.glmm",
+    "MixedResults": "mesostats.mixed.results",
+    "compare": "mesostats.mixed.inference",
+    "fit_regrowth": "mesostats.outcomes",
+    "fit_side_effects": "mesostats.outcomes",
+    "RegrowthResults": "mesostats.outcomes",
+    "SideEffectResults": "mesostats.outcomes",
+    "variability": "mesostats.variability",
+    "Variability": "mesostats.variability",
+    "report": "mesostats.report",
+    "power": "mesostats.power",
+}
+
+__all__ = [
+    "ConvergenceWarning",
+    "ExclusionWarning",
+    "MesostatsError",
+    "ModelSpecError",
+    "SingularFitWarning",
+    "ValidationError",
+    "__version__",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mesostats' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
