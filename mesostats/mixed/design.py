@@ -1,0 +1,702 @@
+"""Model matrices of a mixed model: response, X, the random-effect terms and the Λ(θ) template.
+
+``build_design`` turns an lme4-style formula and a DataFrame into a :class:`MixedDesign`:
+
+* the rows used: a row with a missing value in any column the model uses is set aside
+  *by us* (listed in ``excluded_rows`` with its reason, one :class:`ExclusionWarning`), and
+  formulaic is then called with ``na_action="raise"`` so no library drops rows behind our back;
+* ``X`` from formulaic (treatment contrasts, first level as reference; unused categories of a
+  ``category`` column are dropped as R's ``model.frame`` does);
+* one :class:`RandomTerm` per random-effect term (raw columns ``Z``, level codes), ordered as
+  lme4's ``mkReTrms`` orders them (decreasing number of levels, stable), which fixes the order
+  of θ;
+* the relative covariance factor template of Bates, Mächler, Bolker & Walker (2015,
+  *J. Stat. Softw.* 67(1), section 2.2): each term's block Λ_t is lower triangular, and θ
+  fills its lower triangle column by column (lme4's order); diagonal entries are bounded
+  below by 0.
+
+The family-specific response checks (binomial 0/1 or ``cbind``, Poisson counts) live here
+too, so both engines see the same validated input. Rank deficiency of X is found by an
+in-order QR of the p×p triangular factor of X (computed in row chunks, so X is never copied):
+a column is aliased when it lies in the span of the columns before it, as R's ``lm`` reports.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+from formulaic import Formula, model_matrix
+
+from mesostats.exceptions import ExclusionWarning, ModelSpecError
+from mesostats.formula import ParsedFormula, RandomTermSpec, parse_formula
+
+__all__ = ["MixedDesign", "RandomTerm", "build_design", "lower_triangle_indices"]
+
+FAMILIES = ("gaussian", "binomial", "poisson")
+_RANK_TOL = 1e-7
+_QR_CHUNK = 1 << 18
+
+
+def lower_triangle_indices(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a q×q lower triangle in lme4's θ order (column-major)."""
+    upper_rows, upper_cols = np.triu_indices(q)
+    return upper_cols, upper_rows
+
+
+@dataclass(frozen=True, eq=False)
+class RandomTerm:
+    """One random-effect term after expansion: its raw columns, grouping factor and levels.
+
+    Attributes
+    ----------
+    group : str
+        lme4's name of the grouping factor (``"Subject"``, ``"cask:batch"``).
+    names : tuple of str
+        Column names of the term (``("Intercept", "Days")``).
+    levels : pandas.Index
+        Level labels; ``codes`` index into it.
+    codes : numpy.ndarray
+        ``(n,)`` level code of every fitted row.
+    Z : numpy.ndarray
+        ``(n, q)`` raw model-matrix columns of the term.
+    expr : str
+        formulaic expression the columns come from.
+    group_columns : tuple of str
+        Data columns whose combination is the grouping factor.
+    model_spec : Any
+        formulaic ``ModelSpec`` of ``expr`` (to rebuild the columns for new data).
+    spec_columns : tuple of str
+        Which columns of ``model_spec``'s output this term uses (a subset after ``||``).
+    """
+
+    group: str
+    names: tuple[str, ...]
+    levels: pd.Index
+    codes: np.ndarray
+    Z: np.ndarray
+    expr: str
+    group_columns: tuple[str, ...]
+    model_spec: Any
+    spec_columns: tuple[str, ...]
+
+    @property
+    def q(self) -> int:
+        """Number of random effects per level."""
+        return len(self.names)
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.levels)
+
+    @property
+    def n_theta(self) -> int:
+        """Number of θ entries of this term's Λ block (its lower triangle)."""
+        return self.q * (self.q + 1) // 2
+
+    @property
+    def is_intercept_only(self) -> bool:
+        """True for a scalar random intercept (Z is a column of ones)."""
+        return self.names == ("Intercept",)
+
+    def level_codes(self, data: pd.DataFrame) -> np.ndarray:
+        """Codes of ``data``'s rows into ``levels``; ``-1`` for levels not seen in the fit."""
+        labels = _group_labels(data, self.group_columns)
+        return np.asarray(self.levels.get_indexer(labels), dtype=np.intp)
+
+    def columns_for(self, data: pd.DataFrame) -> np.ndarray:
+        """The term's raw columns for new rows (same coding as in the fit)."""
+        mm = self.model_spec.get_model_matrix(data, na_action="raise")
+        return np.asarray(mm[list(self.spec_columns)].to_numpy(dtype=float))
+
+
+@dataclass(frozen=True, eq=False)
+class MixedDesign:
+    """Everything an engine needs about the data: y, X, random terms and the θ template.
+
+    Build it with :func:`build_design`. Arrays hold only the fitted rows.
+    """
+
+    formula: str
+    parsed: ParsedFormula
+    family: str
+    response_name: str
+    y: np.ndarray
+    prior_weights: np.ndarray
+    offset: np.ndarray
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    terms: tuple[RandomTerm, ...]
+    row_index: pd.Index
+    excluded_rows: pd.DataFrame
+    fixed_spec: Any
+    used_columns: tuple[str, ...]
+    theta_slices: tuple[slice, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        slices = []
+        start = 0
+        for term in self.terms:
+            slices.append(slice(start, start + term.n_theta))
+            start += term.n_theta
+        object.__setattr__(self, "theta_slices", tuple(slices))
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def n(self) -> int:
+        """Number of fitted rows."""
+        return int(self.y.shape[0])
+
+    @property
+    def p(self) -> int:
+        """Number of fixed-effect columns."""
+        return int(self.X.shape[1])
+
+    @property
+    def n_theta(self) -> int:
+        """Length of θ."""
+        return sum(t.n_theta for t in self.terms)
+
+    @property
+    def n_random(self) -> int:
+        """Total number of random effects (Σ levels × columns)."""
+        return sum(t.n_levels * t.q for t in self.terms)
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels per grouping factor (lme4's ``ngrps``)."""
+        out: dict[str, int] = {}
+        for term in self.terms:
+            out.setdefault(term.group, term.n_levels)
+        return out
+
+    # ----------------------------------------------------------------- θ template
+    @property
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds of θ: 0 for the diagonal of each Λ block, −∞ elsewhere."""
+        parts = []
+        for term in self.terms:
+            rows, cols = lower_triangle_indices(term.q)
+            parts.append(np.where(rows == cols, 0.0, -np.inf))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    @property
+    def theta_is_diagonal(self) -> np.ndarray:
+        """Boolean mask of θ entries that sit on the diagonal of their Λ block."""
+        return np.isfinite(self.theta_lower)
+
+    @property
+    def theta_names(self) -> tuple[str, ...]:
+        """Readable name of each θ entry: ``Subject[Days]``, ``Subject[Days,Intercept]``."""
+        names = []
+        for term in self.terms:
+            rows, cols = lower_triangle_indices(term.q)
+            for r, c in zip(rows, cols, strict=True):
+                inner = term.names[r] if r == c else f"{term.names[r]},{term.names[c]}"
+                names.append(f"{term.group}[{inner}]")
+        return tuple(names)
+
+    def theta_start(self) -> np.ndarray:
+        """lme4's default start: every Λ block the identity."""
+        lower = self.theta_lower
+        return np.where(np.isfinite(lower), 1.0, 0.0)
+
+    def lambda_blocks(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term, the q×q lower-triangular block Λ_t filled from θ (column-major)."""
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.n_theta,):
+            raise ValueError(f"theta has shape {theta.shape}, expected ({self.n_theta},)")
+        blocks = []
+        for term, sl in zip(self.terms, self.theta_slices, strict=True):
+            block = np.zeros((term.q, term.q))
+            rows, cols = lower_triangle_indices(term.q)
+            block[rows, cols] = theta[sl]
+            blocks.append(block)
+        return blocks
+
+    # ----------------------------------------------------------------- new data
+    def fixed_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """X for new rows, with the fit's coding (categories, contrasts)."""
+        mm = self.fixed_spec.get_model_matrix(data, na_action="raise")
+        return np.asarray(mm.to_numpy(dtype=float))
+
+    def offset_for(self, data: pd.DataFrame) -> np.ndarray:
+        """Sum of the formula's offsets for new rows (zeros when there is none)."""
+        return _evaluate_offsets(self.parsed.offsets, data)
+
+
+# --------------------------------------------------------------------------- helpers
+def _close_matches(name: str, columns: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.6)
+    if not matches:
+        lowered = {str(c).lower(): str(c) for c in columns}
+        if name.lower() in lowered:
+            matches = [lowered[name.lower()]]
+    if matches:
+        return " Did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"
+    shown = ", ".join(f"`{c}`" for c in list(columns)[:20])
+    more = " …" if len(columns) > 20 else ""
+    return f" The data has columns {shown}{more}."
+
+
+def _formula_variables(rhs: str, where: str) -> set[str]:
+    try:
+        return {str(v) for v in Formula(rhs).required_variables}
+    except Exception as exc:  # formulaic raises several parser error types
+        raise ModelSpecError(f"Cannot parse {where} `{rhs}`: {exc}") from exc
+
+
+def _expression_variables(expr: str, where: str) -> set[str]:
+    return _formula_variables(f"0 + I({expr})", where)
+
+
+def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Index:
+    if len(columns) == 1:
+        return pd.Index(data[columns[0]])
+    parts = [data[c].astype(str).to_numpy(dtype=object) for c in columns]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + ":" + part
+    return pd.Index(joined)
+
+
+def _grouping_factor(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """Level codes and labels of a grouping factor (an interaction when several columns).
+
+    Levels are sorted (or kept in category order), unused ones dropped, like R's ``factor``.
+    Interaction labels join the values with ``:`` in the order of ``columns``.
+    """
+    codes_list = []
+    level_list = []
+    for col in columns:
+        series = data[col]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = series.cat.remove_unused_categories()
+            codes = np.asarray(series.cat.codes, dtype=np.int64)
+            levels = pd.Index(series.cat.categories)
+        else:
+            codes, levels = pd.factorize(series, sort=True)
+            codes = np.asarray(codes, dtype=np.int64)
+        codes_list.append(codes)
+        level_list.append(levels)
+    if len(columns) == 1:
+        return codes_list[0].astype(np.intp), level_list[0]
+    combined = np.zeros(len(data), dtype=np.int64)
+    for codes, levels in zip(codes_list, level_list, strict=True):
+        combined = combined * len(levels) + codes
+    uniq, inverse = np.unique(combined, return_inverse=True)
+    labels = []
+    remainder = uniq
+    digits = []
+    for levels in reversed(level_list):
+        digits.append(remainder % len(levels))
+        remainder = remainder // len(levels)
+    digits.reverse()
+    text = [
+        np.asarray(levels.astype(str), dtype=object)[d]
+        for levels, d in zip(level_list, digits, strict=True)
+    ]
+    joined = text[0]
+    for part in text[1:]:
+        joined = joined + ":" + part
+    labels = pd.Index(joined)
+    return inverse.astype(np.intp), labels
+
+
+def _evaluate_expression(expr: str, data: pd.DataFrame, where: str) -> np.ndarray:
+    if expr in data.columns:
+        series = data[expr]
+        if not (
+            pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype)
+        ):
+            raise ModelSpecError(
+                f"The {where} `{expr}` is not numeric (dtype {series.dtype}, e.g. value "
+                f"{series.iloc[0]!r}). Convert it to numbers (or 0/1) before fitting."
+            )
+        return np.asarray(series.to_numpy(dtype=float, na_value=np.nan))
+    try:
+        mm = model_matrix(f"0 + I({expr})", data, na_action="raise", context={"np": np})
+    except Exception as exc:
+        raise ModelSpecError(f"Cannot evaluate the {where} `{expr}`: {exc}") from exc
+    if mm.shape[1] != 1:
+        raise ModelSpecError(
+            f"The {where} `{expr}` is not numeric: it gives {mm.shape[1]} columns "
+            f"({', '.join(map(str, mm.columns))}). Convert it to numbers before fitting."
+        )
+    return np.asarray(mm.to_numpy(dtype=float)[:, 0])
+
+
+def _evaluate_offsets(offsets: tuple[str, ...], data: pd.DataFrame) -> np.ndarray:
+    total = np.zeros(len(data))
+    for expr in offsets:
+        values = _evaluate_expression(expr, data, "offset")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ModelSpecError(
+                f"offset({expr}) is not finite in {int(bad.sum())} row(s) "
+                f"(first at index {data.index[np.flatnonzero(bad)[0]]!r}); e.g. log(0). "
+                "Check the exposure column or drop those rows."
+            )
+        total = total + values
+    return total
+
+
+def _upper_factor(X: np.ndarray) -> np.ndarray:
+    """R of X = QR, computed over row chunks (tall-skinny QR) so X is never copied."""
+    p = X.shape[1]
+    r_stack = np.zeros((0, p))
+    for start in range(0, X.shape[0], _QR_CHUNK):
+        block = np.vstack([r_stack, X[start : start + _QR_CHUNK]])
+        r_stack = np.asarray(scipy.linalg.qr(block, mode="r", check_finite=False)[0])[:p]
+    return np.asarray(r_stack)
+
+
+def aliased_columns(X: np.ndarray, names: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
+    """Columns of X that are linear combinations of the columns before them.
+
+    Returns a list of ``(name, {other column: coefficient})``; the dict is empty for a
+    column of zeros. Uses the p×p triangular factor of X and an in-order Gram–Schmidt test
+    ``|r_kk| <= 1e-7 * ||x_k||`` (as R's ``lm`` flags aliased coefficients).
+    """
+    if X.shape[1] == 0:
+        return []
+    R = _upper_factor(X)
+    norms = np.sqrt(np.sum(R * R, axis=0))
+    kept: list[int] = []
+    out: list[tuple[str, dict[str, float]]] = []
+    for k in range(X.shape[1]):
+        if norms[k] == 0.0:
+            out.append((names[k], {}))
+            continue
+        cols = [*kept, k]
+        rk = np.asarray(scipy.linalg.qr(R[:, cols], mode="r", check_finite=False)[0])
+        last = len(cols) - 1
+        if last >= rk.shape[0] or abs(rk[last, last]) <= _RANK_TOL * norms[k]:
+            coef, *_ = np.linalg.lstsq(R[:, kept], R[:, k], rcond=None)
+            deps = {
+                names[j]: float(c)
+                for j, c in zip(kept, coef, strict=True)
+                if abs(c) > 1e-8 * max(1.0, float(np.max(np.abs(coef))))
+            }
+            out.append((names[k], deps))
+        else:
+            kept.append(k)
+    return out
+
+
+def _format_alias(name: str, deps: dict[str, float]) -> str:
+    if not deps:
+        return f"`{name}` is zero in every fitted row"
+    terms = " + ".join(f"{c:.4g}·`{other}`" for other, c in deps.items())
+    return f"`{name}` = {terms}"
+
+
+# --------------------------------------------------------------------------- response
+def _response(
+    parsed: ParsedFormula, data: pd.DataFrame, family: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, prior weights) for the family, validated."""
+    cbind = parsed.cbind
+    if cbind is not None:
+        if family != "binomial":
+            raise ModelSpecError(
+                f"`{parsed.response}` is a binomial response (successes, failures), but the "
+                f"family is {family!r}. Use `fit_glmm(..., family='binomial')`."
+            )
+        successes = _evaluate_expression(cbind[0], data, "response (successes)")
+        failures = _evaluate_expression(cbind[1], data, "response (failures)")
+        _check_counts(successes, data, f"successes `{cbind[0]}`")
+        _check_counts(failures, data, f"failures `{cbind[1]}`", successes_exceed=True)
+        trials = successes + failures
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(trials > 0, successes / np.where(trials > 0, trials, 1.0), 0.0)
+        return y, trials
+
+    column = parsed.response
+    y = _evaluate_expression(column, data, "response")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise ModelSpecError(
+            f"The response `{column}` is not finite in {int(bad.sum())} row(s) (first at index "
+            f"{data.index[np.flatnonzero(bad)[0]]!r}, value {y[bad][0]}). Remove or fix those "
+            "values."
+        )
+    if family == "binomial":
+        wrong = (y != 0) & (y != 1)
+        if wrong.any():
+            i = np.flatnonzero(wrong)[0]
+            raise ModelSpecError(
+                f"A binomial response must be 0/1 (or True/False); `{column}` has "
+                f"{int(wrong.sum())} other value(s), e.g. {y[i]:g} at index {data.index[i]!r}. "
+                "For counts out of a number of trials write "
+                "`cbind(successes, trials - successes) ~ ...`."
+            )
+    elif family == "poisson":
+        _check_counts(y, data, f"response `{column}`")
+    return y, np.ones_like(y)
+
+
+def _check_counts(
+    values: np.ndarray, data: pd.DataFrame, what: str, *, successes_exceed: bool = False
+) -> None:
+    bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+    if bad.any():
+        i = np.flatnonzero(bad)[0]
+        hint = " (successes exceed trials?)" if successes_exceed and values[i] < 0 else ""
+        raise ModelSpecError(
+            f"The {what} must be non-negative whole numbers; {int(bad.sum())} row(s) are not, "
+            f"e.g. {values[i]:g} at index {data.index[i]!r}{hint}. Check the counts."
+        )
+
+
+# --------------------------------------------------------------------------- main
+def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+    needed: list[str] = []
+
+    def add(names: set[str] | tuple[str, ...], where: str) -> None:
+        for name in sorted(names) if isinstance(names, set) else names:
+            if name not in data.columns:
+                raise ModelSpecError(
+                    f"Column `{name}` used in the {where} is not in the data."
+                    + _close_matches(name, list(map(str, data.columns)))
+                )
+            if name not in needed:
+                needed.append(name)
+
+    cbind = parsed.cbind
+    if cbind is not None:
+        add(_expression_variables(cbind[0], "response"), "response")
+        add(_expression_variables(cbind[1], "response"), "response")
+    elif parsed.response in data.columns:
+        add((parsed.response,), "response")
+    else:
+        add(_expression_variables(parsed.response, "response"), "response")
+    add(_formula_variables(parsed.fixed, "fixed part"), "fixed part")
+    for expr in parsed.offsets:
+        add(_expression_variables(expr, "offset"), f"offset({expr})")
+    for spec in parsed.random:
+        add(_formula_variables(spec.expr, "random term"), f"random term `({spec.expr} | ...)`")
+        add(spec.group_columns, f"grouping factor `{spec.group}`")
+    return needed
+
+
+def _set_aside_missing(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off rows with a missing value in a used column; list them with the reason."""
+    frame = data[used]
+    missing = frame.isna()
+    mask = missing.any(axis=1).to_numpy()
+    if not mask.any():
+        excluded = pd.DataFrame(
+            {
+                "row": pd.Series([], dtype=object),
+                "columns": pd.Series([], dtype=object),
+                "reason": pd.Series([], dtype=object),
+            }
+        )
+        return frame, excluded
+    miss = missing.to_numpy()[mask]
+    cols = np.asarray(used, dtype=object)
+    which = [", ".join(cols[row]) for row in miss]
+    excluded = pd.DataFrame(
+        {
+            "row": pd.Series(frame.index[mask], dtype=object),
+            "columns": pd.Series(which, dtype=object),
+            "reason": pd.Series([f"missing value in {w}" for w in which], dtype=object),
+        }
+    )
+    kept = frame.loc[~mask]
+    counts = pd.Series(miss.sum(axis=0), index=used)
+    counts = counts[counts > 0]
+    detail = ", ".join(f"{c} ({int(k)})" for c, k in counts.items())
+    warnings.warn(
+        f"{int(mask.sum())} of {len(frame)} rows were not fitted because a column the model "
+        f"uses is missing there: {detail}. They are listed in `results.excluded_rows`.",
+        ExclusionWarning,
+        stacklevel=4,
+    )
+    return kept, excluded
+
+
+def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list[RandomTerm]:
+    terms: list[RandomTerm] = []
+    factor_cache: dict[tuple[str, ...], tuple[np.ndarray, pd.Index]] = {}
+    for spec in specs:
+        try:
+            mm = model_matrix(spec.expr, data, na_action="raise", context={"np": np})
+        except Exception as exc:
+            raise ModelSpecError(
+                f"Cannot build the random term `({spec.expr} | {spec.group})`: {exc}"
+            ) from exc
+        names = tuple("Intercept" if c == "Intercept" else str(c) for c in mm.columns)
+        if not names:
+            raise ModelSpecError(
+                f"Random term `({spec.expr} | {spec.group})` has no columns; write "
+                f"`(1 | {spec.group})` for a random intercept."
+            )
+        Z = np.ascontiguousarray(mm.to_numpy(dtype=float))
+        key = spec.group_columns
+        if key not in factor_cache:
+            factor_cache[key] = _grouping_factor(data, key)
+        codes, levels = factor_cache[key]
+        if len(levels) < 2:
+            raise ModelSpecError(
+                f"The grouping factor `{spec.group}` has only {len(levels)} level "
+                f"({', '.join(map(str, levels[:1]))}) in the fitted rows: a random effect "
+                "needs at least two groups. Drop the term or fit an ordinary regression."
+            )
+        pieces = (
+            [(names, Z)]
+            if spec.correlated
+            else [((name,), Z[:, [j]]) for j, name in enumerate(names)]
+        )
+        for piece_names, piece_Z in pieces:
+            terms.append(
+                RandomTerm(
+                    group=spec.group,
+                    names=piece_names,
+                    levels=levels,
+                    codes=codes,
+                    Z=np.ascontiguousarray(piece_Z),
+                    expr=spec.expr,
+                    group_columns=key,
+                    model_spec=mm.model_spec,
+                    spec_columns=tuple(str(mm.columns[names.index(nm)]) for nm in piece_names),
+                )
+            )
+    # lme4 (mkReTrms): terms in decreasing order of their number of levels, stable
+    order = sorted(range(len(terms)), key=lambda i: -terms[i].n_levels)
+    return [terms[i] for i in order]
+
+
+def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not cats:
+        return frame
+    frame = frame.copy(deep=False)
+    for c in cats:
+        frame[c] = frame[c].cat.remove_unused_categories()
+    return frame
+
+
+def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") -> MixedDesign:
+    """Build the model matrices of a mixed model from an lme4-style formula.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax: ``y ~ a * b + x + (1 + x | g)``, ``(1 | g1) + (1 | g2)`` (crossed),
+        ``(1 | g1/g2)`` (nested), ``(x || g)`` (uncorrelated), ``offset(expr)``,
+        ``cbind(successes, failures) ~ ...`` (binomial).
+    data : pandas.DataFrame
+        Any table holding the columns the formula uses. Never modified.
+    family : {"gaussian", "binomial", "poisson"}
+        Decides the response checks.
+
+    Returns
+    -------
+    MixedDesign
+
+    Raises
+    ------
+    ModelSpecError
+        Unknown column (with close matches), no random term, a grouping factor with one level,
+        non-numeric or invalid response for the family, rank-deficient X (naming the aliased
+        columns), more random effects than observations (LMM).
+
+    Warns
+    -----
+    ExclusionWarning
+        Rows with a missing value in a used column were set aside (``excluded_rows``).
+    """
+    if family not in FAMILIES:
+        raise ModelSpecError(
+            f"family must be one of {', '.join(map(repr, FAMILIES))}, got {family!r}."
+        )
+    if not isinstance(data, pd.DataFrame):
+        raise ModelSpecError(
+            f"data must be a pandas DataFrame, got {type(data).__name__}; wrap it with "
+            "`pd.DataFrame(...)`."
+        )
+    parsed = parse_formula(formula)
+    if not parsed.random:
+        raise ModelSpecError(
+            f"Formula `{formula}` has no random-effect term such as `(1 | subject_id)`. A "
+            "mixed model needs at least one; for an ordinary regression use statsmodels' "
+            "`ols`/`glm`."
+        )
+    used = _used_columns(parsed, data)
+    if len(data) == 0:
+        raise ModelSpecError("The data has no rows.")
+    kept, excluded = _set_aside_missing(data, used)
+    if len(kept) == 0:
+        raise ModelSpecError(
+            "Every row has a missing value in a column the model uses "
+            f"({', '.join(used)}); nothing is left to fit."
+        )
+    kept = _drop_unused_categories(kept)
+
+    y, weights = _response(parsed, kept, family)
+    offset = _evaluate_offsets(parsed.offsets, kept)
+
+    try:
+        fixed_mm = model_matrix(parsed.fixed, kept, na_action="raise", context={"np": np})
+    except Exception as exc:
+        raise ModelSpecError(f"Cannot build the fixed part `{parsed.fixed}`: {exc}") from exc
+    fixed_names = tuple(str(c) for c in fixed_mm.columns)
+    if not fixed_names:
+        raise ModelSpecError(
+            f"Formula `{formula}` has no fixed effect; keep at least the intercept "
+            "(remove `0 +` / `- 1`)."
+        )
+    X = np.ascontiguousarray(fixed_mm.to_numpy(dtype=float))
+    fixed_spec = fixed_mm.model_spec
+    del fixed_mm  # the frame copy of X is not needed any more
+    aliased = aliased_columns(X, fixed_names)
+    if aliased:
+        listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)
+        raise ModelSpecError(
+            f"The fixed effects are not estimable: {len(aliased)} column(s) of X are linear "
+            f"combinations of earlier columns ({listing}). The data cannot separate these "
+            "effects; drop one of each aliased set or recode the variables."
+        )
+
+    terms = _random_terms(parsed.random, kept)
+    n = len(y)
+    if n <= len(fixed_names):
+        raise ModelSpecError(
+            f"Only {n} row(s) for {len(fixed_names)} fixed effects; the model cannot be fitted."
+        )
+    if family == "gaussian":
+        for term in terms:
+            n_re = term.n_levels * term.q
+            if n <= n_re:
+                raise ModelSpecError(
+                    f"The random term ({' + '.join(term.names)} | {term.group}) has {n_re} "
+                    f"random effects ({term.n_levels} levels × {term.q}) but there are only {n} "
+                    "observations, so its variance cannot be told apart from the residual "
+                    f"variance. Use fewer random effects (e.g. `(1 | {term.group})`) or more "
+                    "observations per group."
+                )
+    return MixedDesign(
+        formula=formula,
+        parsed=parsed,
+        family=family,
+        response_name=parsed.response,
+        y=y,
+        prior_weights=weights,
+        offset=offset,
+        X=X,
+        fixed_names=fixed_names,
+        terms=tuple(terms),
+        row_index=kept.index,
+        excluded_rows=excluded,
+        fixed_spec=fixed_spec,
+        used_columns=tuple(used),
+    )

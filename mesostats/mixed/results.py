@@ -1,0 +1,629 @@
+"""MixedResults: the immutable result of a linear or generalized linear mixed model.
+
+Engines (``mixed.lmm``, ``mixed.glmm``) fit and hand plain numbers to :class:`MixedResults`;
+this module turns them into the tables of API.md: fixed effects with Wald intervals, the
+variance components in the layout of R's ``as.data.frame(VarCorr(fit))``, conditional modes
+and their conditional SDs, information criteria, predictions and a printable summary. It is
+family-agnostic: ``gaussian`` (identity link, a residual row, t tests with Satterthwaite df),
+``binomial`` (logit) and ``poisson`` (log) (no residual row, ``sigma = 1``, z tests).
+
+Conventions (as lme4): ``loglik`` is the maximised (RE)ML criterion as a log-likelihood;
+``aic = -2 loglik + 2k`` and ``bic = -2 loglik + k log(n)`` with k = number of fixed effects +
+length of θ (+ 1 for σ in an LMM), also for REML fits; ``deviance = -2 loglik``.
+Confidence intervals of fixed effects are 95 % Wald intervals with the normal quantile
+(``estimate ± 1.96 · std_error``, lme4's ``confint(method = "Wald")``); p-values use the t
+distribution with the given df (Satterthwaite for LMMs, lmerTest) or the normal (GLMM).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mesostats.exceptions import ModelSpecError
+from mesostats.mixed.design import MixedDesign
+
+__all__ = ["MixedResults", "MixedSummary"]
+
+_LINKS = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
+_WALD_LEVEL = 0.95
+
+
+def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
+    if family == "binomial":
+        return np.asarray(stats.logistic.cdf(eta))
+    if family == "poisson":
+        return np.exp(eta)
+    return eta
+
+
+class MixedResults:
+    """Fitted linear or generalized linear mixed model (immutable).
+
+    Built by the engines; users get it from :func:`mesostats.fit_lmm` or
+    :func:`mesostats.fit_glmm`.
+
+    Parameters
+    ----------
+    design : MixedDesign
+        The design the model was fitted on.
+    family : {"gaussian", "binomial", "poisson"}
+    method : str
+        ``"REML"``, ``"ML"``, ``"Laplace"`` or ``"AGQ(k)"``.
+    beta : array (p,)
+        Fixed effects.
+    vcov : array (p, p)
+        Covariance matrix of ``beta``.
+    theta : array
+        Relative covariance parameters in lme4 order (design.theta_slices).
+    sigma : float
+        Residual SD (LMM); 1.0 for GLMMs.
+    loglik : float
+        Maximised log-likelihood (REML criterion for REML fits).
+    df : array (p,)
+        Denominator df per fixed effect (Satterthwaite); ``np.inf`` gives z tests.
+    ranef : sequence of arrays
+        Per design term, ``(n_levels, q)`` conditional modes on the data scale, b = Λu
+        (lme4's ``ranef``; for an LMM u is on the σ scale as in lme4).
+    ranef_sd : sequence of arrays
+        Per design term, ``(n_levels, q)`` conditional SDs (lme4's ``condVar``).
+    converged, singular : bool
+    messages : sequence of str
+        Every warning issued during the fit (convergence, singularity), kept with the result.
+    variance_parameter_cov : array, optional
+        Asymptotic covariance of (θ, σ) (LMM: 2·H⁻¹ from the deviance Hessian, lmerTest).
+    optimizer : dict, optional
+        Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
+    """
+
+    _frozen = False
+
+    def __init__(
+        self,
+        design: MixedDesign,
+        *,
+        family: str,
+        method: str,
+        beta: np.ndarray,
+        vcov: np.ndarray,
+        theta: np.ndarray,
+        sigma: float,
+        loglik: float,
+        df: np.ndarray,
+        ranef: Sequence[np.ndarray],
+        ranef_sd: Sequence[np.ndarray],
+        converged: bool,
+        singular: bool,
+        messages: Sequence[str] = (),
+        variance_parameter_cov: np.ndarray | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+    ) -> None:
+        if family not in _LINKS:
+            raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
+        p = design.p
+        beta = np.array(beta, dtype=float).reshape(p)
+        vcov = np.array(vcov, dtype=float).reshape(p, p)
+        theta = np.array(theta, dtype=float).reshape(design.n_theta)
+        df = np.broadcast_to(np.asarray(df, dtype=float), (p,)).copy()
+        if len(ranef) != len(design.terms) or len(ranef_sd) != len(design.terms):
+            raise ValueError("ranef and ranef_sd need one array per design term")
+        modes = [
+            np.array(b, dtype=float).reshape(t.n_levels, t.q)
+            for b, t in zip(ranef, design.terms, strict=True)
+        ]
+        sds = [
+            np.array(s, dtype=float).reshape(t.n_levels, t.q)
+            for s, t in zip(ranef_sd, design.terms, strict=True)
+        ]
+        for arr in (beta, vcov, theta, df, *modes, *sds):
+            arr.setflags(write=False)
+        sets = object.__setattr__
+        sets(self, "design", design)
+        sets(self, "family", family)
+        sets(self, "method", method)
+        sets(self, "formula", design.formula)
+        sets(self, "sigma", float(sigma))
+        sets(self, "loglik", float(loglik))
+        sets(self, "converged", bool(converged))
+        sets(self, "singular", bool(singular))
+        sets(self, "_messages", tuple(str(m) for m in messages))
+        sets(self, "_beta", beta)
+        sets(self, "_vcov", vcov)
+        sets(self, "_theta", theta)
+        sets(self, "_df", df)
+        sets(self, "_modes", tuple(modes))
+        sets(self, "_mode_sds", tuple(sds))
+        sets(self, "_optimizer", dict(optimizer or {}))
+        vp = None
+        if variance_parameter_cov is not None:
+            vp = np.array(variance_parameter_cov, dtype=float)
+            vp.setflags(write=False)
+        sets(self, "_varpar_cov", vp)
+        eta_fixed = design.X @ beta + design.offset
+        eta = eta_fixed.copy()
+        for term, b in zip(design.terms, modes, strict=True):
+            eta += np.einsum("ij,ij->i", term.Z, b[term.codes])
+        eta_fixed.setflags(write=False)
+        eta.setflags(write=False)
+        sets(self, "_eta_fixed", eta_fixed)
+        sets(self, "_eta", eta)
+        sets(self, "_fixed_effects", self._fixed_effects_table())
+        sets(self, "_variance_components", self._variance_components_table())
+        sets(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"MixedResults is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"MixedResults is immutable; cannot delete {name!r}")
+
+    # declared for type checkers
+    design: MixedDesign
+    family: str
+    method: str
+    formula: str
+    sigma: float
+    loglik: float
+    converged: bool
+    singular: bool
+    _messages: tuple[str, ...]
+    _beta: np.ndarray
+    _vcov: np.ndarray
+    _theta: np.ndarray
+    _df: np.ndarray
+    _modes: tuple[np.ndarray, ...]
+    _mode_sds: tuple[np.ndarray, ...]
+    _optimizer: dict[str, Any]
+    _varpar_cov: np.ndarray | None
+    _eta_fixed: np.ndarray
+    _eta: np.ndarray
+    _fixed_effects: pd.DataFrame
+    _variance_components: pd.DataFrame
+
+    # ------------------------------------------------------------------ counts and criteria
+    @property
+    def nobs(self) -> int:
+        """Number of fitted rows."""
+        return self.design.n
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels per grouping factor."""
+        return self.design.ngroups
+
+    @property
+    def n_params(self) -> int:
+        """Parameters counted by AIC/BIC: fixed effects + θ (+ σ for an LMM)."""
+        return self.design.p + self.design.n_theta + (1 if self.family == "gaussian" else 0)
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion, ``-2 loglik + 2 k``."""
+        return -2.0 * self.loglik + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, ``-2 loglik + k log(n)``."""
+        return -2.0 * self.loglik + self.n_params * math.log(self.nobs)
+
+    @property
+    def deviance(self) -> float:
+        """``-2 · loglik``."""
+        return -2.0 * self.loglik
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Relative covariance parameters (lme4 order, read-only)."""
+        return self._theta
+
+    @property
+    def messages(self) -> list[str]:
+        """Warnings raised during the fit, as text."""
+        return list(self._messages)
+
+    @property
+    def optimizer_info(self) -> dict[str, Any]:
+        """Diagnostics of the optimiser (evaluations, final gradient, ...)."""
+        return dict(self._optimizer)
+
+    @property
+    def excluded_rows(self) -> pd.DataFrame:
+        """Rows not fitted (missing values), with the reason."""
+        return self.design.excluded_rows.copy()
+
+    @property
+    def link(self) -> str:
+        """Link function name (identity, logit, log)."""
+        return _LINKS[self.family]
+
+    # ------------------------------------------------------------------ fixed effects
+    @property
+    def params(self) -> pd.Series:
+        """Fixed-effect estimates as a Series."""
+        return pd.Series(self._beta, index=list(self.design.fixed_names), name="estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects."""
+        names = list(self.design.fixed_names)
+        return pd.DataFrame(np.array(self._vcov), index=names, columns=names)
+
+    @property
+    def fixed_effects(self) -> pd.DataFrame:
+        """Estimates, SEs, t (or z), df, p-values and 95 % Wald CIs per fixed effect."""
+        return self._fixed_effects.copy()
+
+    def _fixed_effects_table(self) -> pd.DataFrame:
+        est = self._beta
+        se = np.sqrt(np.clip(np.diag(self._vcov), 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stat = est / se
+        df = self._df
+        finite = np.isfinite(df)
+        p = np.where(
+            finite,
+            2.0 * stats.t.sf(np.abs(stat), np.where(finite, df, 1.0)),
+            2.0 * stats.norm.sf(np.abs(stat)),
+        )
+        z = stats.norm.ppf(0.5 + _WALD_LEVEL / 2.0)
+        table = pd.DataFrame(
+            {
+                "estimate": est,
+                "std_error": se,
+                "statistic": stat,
+                "df": df,
+                "p_value": p,
+                "ci_lower": est - z * se,
+                "ci_upper": est + z * se,
+            },
+            index=pd.Index(list(self.design.fixed_names), name="term"),
+        )
+        return table
+
+    # ------------------------------------------------------------------ variance components
+    def covariance_blocks(self) -> list[np.ndarray]:
+        """Per design term, the covariance matrix of its random effects, σ²·ΛΛᵀ."""
+        return [self.sigma**2 * (lam @ lam.T) for lam in self.design.lambda_blocks(self._theta)]
+
+    @property
+    def variance_components(self) -> pd.DataFrame:
+        """Variances, SDs, covariances and correlations (R's ``as.data.frame(VarCorr(fit))``)."""
+        return self._variance_components.copy()
+
+    def _variance_components_table(self) -> pd.DataFrame:
+        rows: list[tuple[str, str | None, str | None, float, float]] = []
+        for term, cov in zip(self.design.terms, self.covariance_blocks(), strict=True):
+            sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+            for i, name in enumerate(term.names):
+                rows.append((term.group, name, None, float(cov[i, i]), float(sd[i])))
+            for i in range(term.q):
+                for j in range(i + 1, term.q):
+                    denom = sd[i] * sd[j]
+                    corr = float(cov[i, j] / denom) if denom > 0 else math.nan
+                    rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
+        if self.family == "gaussian":
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+    @property
+    def variance_parameter_cov(self) -> pd.DataFrame | None:
+        """Asymptotic covariance of (θ, σ) (LMM), or ``None`` when not computed."""
+        if self._varpar_cov is None:
+            return None
+        names = [*self.design.theta_names]
+        if self._varpar_cov.shape[0] == len(names) + 1:
+            names.append("sigma")
+        return pd.DataFrame(np.array(self._varpar_cov), index=names, columns=names)
+
+    # ------------------------------------------------------------------ random effects
+    def _per_group(self, arrays: tuple[np.ndarray, ...]) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for term, arr in zip(self.design.terms, arrays, strict=True):
+            frame = pd.DataFrame(np.array(arr), index=term.levels.copy(), columns=list(term.names))
+            frame.index.name = term.group
+            if term.group in out:
+                frame = pd.concat([out[term.group], frame], axis=1)
+            out[term.group] = frame
+        return out
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes (BLUPs) per grouping factor: index = level, columns = terms."""
+        return self._per_group(self._modes)
+
+    @property
+    def ranef_se(self) -> dict[str, pd.DataFrame]:
+        """Conditional SDs of the random effects (lme4's ``condVar``), same layout as ranef."""
+        return self._per_group(self._mode_sds)
+
+    # ------------------------------------------------------------------ fitted values
+    @property
+    def fitted(self) -> pd.Series:
+        """Fitted values of the fitted rows (with random effects), on the response scale."""
+        return pd.Series(
+            _inverse_link(self.family, self._eta), index=self.design.row_index, name="fitted"
+        )
+
+    @property
+    def residuals(self) -> pd.Series:
+        """Response residuals ``y - fitted`` (binomial ``cbind``: observed − fitted proportion)."""
+        mu = _inverse_link(self.family, self._eta)
+        return pd.Series(self.design.y - mu, index=self.design.row_index, name="residual")
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        include_random: bool = True,
+        scale: str = "response",
+    ) -> pd.Series:
+        """Predictions for the fitted rows or for new rows.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Rows to predict; ``None`` = the fitted rows. Needs the columns of the fixed part
+            (and, with ``include_random``, the random terms and grouping factors).
+        include_random : bool
+            Add the conditional modes of each row's groups. A level not seen in the fit gets
+            no random effect, i.e. the population-level prediction for that group.
+        scale : {"response", "link"}
+            ``"response"`` applies the inverse link (probabilities, rates); ``"link"`` returns
+            the linear predictor.
+
+        Returns
+        -------
+        pandas.Series
+            Indexed like ``newdata`` (or the fitted rows). Rows of ``newdata`` with a missing
+            value in a column the prediction needs get NaN.
+        """
+        if scale not in ("response", "link"):
+            raise ModelSpecError(f"scale must be 'response' or 'link', got {scale!r}.")
+        if newdata is None:
+            eta = np.array(self._eta if include_random else self._eta_fixed)
+            index = self.design.row_index
+        else:
+            eta, index = self._predict_new(newdata, include_random)
+        values = eta if scale == "link" else _inverse_link(self.family, eta)
+        return pd.Series(values, index=index, name="predicted")
+
+    def _predict_new(self, newdata: pd.DataFrame, include_random: bool) -> tuple[np.ndarray, Any]:
+        from mesostats.formula import parse_formula  # local: avoid a cycle at import time
+        from mesostats.mixed.design import _expression_variables, _formula_variables
+
+        if not isinstance(newdata, pd.DataFrame):
+            raise ModelSpecError(
+                f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
+            )
+        parsed = parse_formula(self.formula)
+        needed = set(_formula_variables(parsed.fixed, "fixed part"))
+        for expr in parsed.offsets:
+            needed |= _expression_variables(expr, "offset")
+        if include_random:
+            for term in self.design.terms:
+                needed |= _formula_variables(term.expr, "random term")
+                needed |= set(term.group_columns)
+        missing_cols = sorted(c for c in needed if c not in newdata.columns)
+        if missing_cols:
+            raise ModelSpecError(
+                "newdata lacks column(s) "
+                + ", ".join(f"`{c}`" for c in missing_cols)
+                + " that the prediction needs."
+            )
+        cols = sorted(needed)
+        complete = (
+            ~newdata[cols].isna().any(axis=1).to_numpy()
+            if cols
+            else np.ones(len(newdata), dtype=bool)
+        )
+        eta = np.full(len(newdata), np.nan)
+        if complete.any():
+            rows = newdata.loc[complete] if not complete.all() else newdata
+            try:
+                X = self.design.fixed_matrix(rows)
+            except Exception as exc:
+                raise ModelSpecError(
+                    f"Cannot build the fixed part for newdata: {exc}. New rows must use the "
+                    "categories seen in the fit."
+                ) from exc
+            part = X @ self._beta + self.design.offset_for(rows)
+            if include_random:
+                for term, b in zip(self.design.terms, self._modes, strict=True):
+                    Z = term.columns_for(rows)
+                    codes = term.level_codes(rows)
+                    seen = codes >= 0
+                    contrib = np.zeros(len(rows))
+                    contrib[seen] = np.einsum("ij,ij->i", Z[seen], b[codes[seen]])
+                    part = part + contrib
+            eta[complete] = part
+        return eta, newdata.index
+
+    # ------------------------------------------------------------------ display
+    def summary(self) -> MixedSummary:
+        """Printable summary (``as_text()``, ``as_html()``)."""
+        return MixedSummary(self)
+
+    def __str__(self) -> str:
+        return self.summary().as_text()
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{g}={k}" for g, k in self.ngroups.items())
+        kind = "LMM" if self.family == "gaussian" else f"GLMM {self.family}"
+        flags = "" if self.converged else ", NOT converged"
+        flags += ", singular" if self.singular else ""
+        return (
+            f"<MixedResults {kind} {self.method}: {self.formula} | n={self.nobs}, "
+            f"groups: {groups}, logLik={self.loglik:.4f}{flags}>"
+        )
+
+
+# ---------------------------------------------------------------------- summary
+def _fmt(value: object, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return ""
+        if math.isinf(v):
+            return "Inf" if v > 0 else "-Inf"
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+            return f"{v:.{digits - 1}e}"
+        return f"{v:.{digits}f}"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, str):
+        return value
+    try:
+        if pd.isna(value):  # type: ignore[call-overload]
+            return ""
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(
+            h.rjust(w) if i else h.ljust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    ]
+    for row in rows:
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f'<table class="mesostats-table"><caption>{esc(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+class MixedSummary:
+    """Text and HTML summary of a :class:`MixedResults` (lme4's ``summary`` layout)."""
+
+    def __init__(self, results: MixedResults) -> None:
+        self._r = results
+
+    def _title(self) -> str:
+        r = self._r
+        if r.family == "gaussian":
+            crit = "REML" if r.method == "REML" else "maximum likelihood"
+            return f"Linear mixed model fit by {crit}"
+        return (
+            f"Generalized linear mixed model fit by maximum likelihood ({r.method}) "
+            f"[family {r.family}, link {r.link}]"
+        )
+
+    def _info_rows(self) -> list[list[str]]:
+        r = self._r
+        crit = "REML criterion" if r.method == "REML" else "deviance"
+        groups = ", ".join(f"{g}: {k}" for g, k in r.ngroups.items())
+        rows = [
+            ["Formula", r.formula],
+            ["Observations", str(r.nobs)],
+            ["Groups", groups],
+            ["logLik", _fmt(r.loglik)],
+            ["AIC", _fmt(r.aic)],
+            ["BIC", _fmt(r.bic)],
+            [crit, _fmt(r.deviance)],
+            ["Converged", "yes" if r.converged else "NO"],
+            ["Singular", "yes" if r.singular else "no"],
+        ]
+        excluded = len(r.design.excluded_rows)
+        if excluded:
+            rows.append(["Rows not fitted", f"{excluded} (see excluded_rows)"])
+        return rows
+
+    def _random_rows(self) -> tuple[list[str], list[list[str]]]:
+        vc = self._r.variance_components
+        header = ["Group", "Name", "Variance", "Std.Dev.", "Corr."]
+        rows = []
+        for rec in vc.itertuples(index=False):
+            var1 = rec.var1 if isinstance(rec.var1, str) else ""
+            if isinstance(rec.var2, str):
+                rows.append([str(rec.group), f"{var1} ~ {rec.var2}", "", "", _fmt(rec.sdcor, 3)])
+            else:
+                rows.append([str(rec.group), var1, _fmt(rec.vcov), _fmt(rec.sdcor), ""])
+        return header, rows
+
+    def _fixed_rows(self) -> tuple[list[str], list[list[str]]]:
+        fe = self._r.fixed_effects
+        stat = "t" if np.isfinite(fe["df"]).all() else "z"
+        header = ["Term", "Estimate", "Std. Error", "df", f"{stat} value", "p", "95% CI"]
+        rows = []
+        for name, rec in fe.iterrows():
+            rows.append(
+                [
+                    str(name),
+                    _fmt(rec["estimate"]),
+                    _fmt(rec["std_error"]),
+                    _fmt(rec["df"], 2),
+                    _fmt(rec["statistic"], 3),
+                    _fmt_p(float(rec["p_value"])),
+                    f"[{_fmt(rec['ci_lower'])}, {_fmt(rec['ci_upper'])}]",
+                ]
+            )
+        return header, rows
+
+    def as_text(self) -> str:
+        """Plain-text summary."""
+        parts = [self._title(), _text_table(["", ""], self._info_rows()), ""]
+        header, rows = self._random_rows()
+        parts += ["Random effects:", _text_table(header, rows), ""]
+        header, rows = self._fixed_rows()
+        parts += ["Fixed effects:", _text_table(header, rows)]
+        if self._r.messages:
+            parts += ["", "Messages:", *(f"  - {m}" for m in self._r.messages)]
+        return "\n".join(parts)
+
+    def as_html(self) -> str:
+        """Static HTML summary (every name escaped)."""
+        esc = html.escape
+        parts = [f'<div class="mesostats-summary"><h4>{esc(self._title())}</h4>']
+        parts.append(_html_table(["", ""], self._info_rows(), "Model"))
+        header, rows = self._random_rows()
+        parts.append(_html_table(header, rows, "Random effects"))
+        header, rows = self._fixed_rows()
+        parts.append(_html_table(header, rows, "Fixed effects"))
+        if self._r.messages:
+            items = "".join(f"<li>{esc(m)}</li>" for m in self._r.messages)
+            parts.append(f"<p>Messages:</p><ul>{items}</ul>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
+
+
+def _fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return ""
+    if p < 1e-4:
+        return "<2e-16" if p < 2.2e-16 else f"{p:.2e}"
+    return f"{p:.4f}"
