@@ -1,0 +1,216 @@
+"""Derived quantities of a study: study week, baseline, change from baseline, ingredient design.
+
+Pure, vectorised functions (numpy / pandas column operations, no loops over subjects) used by
+:class:`~mesostats.data.study.Study`. They follow the CDISC ADaM Basic Data Structure
+conventions (CDISC ADaM Implementation Guide v1.3, section 3.3 "BDS variables"):
+
+- **BASE** is the value of the record flagged ``ABLFL = "Y"``; without a flag, the last
+  non-missing value on or before study day 1 (the reference date, i.e. before treatment);
+- **CHG** = AVAL − BASE; **PCHG** = 100 · CHG / |BASE|, missing when BASE is 0 (or missing);
+- study days have no day 0, so the time since the first treatment in weeks is
+  (day − 1) / 7 on and after day 1 and day / 7 before it.
+
+Ingredient exposure is derived from cocktail recipes: a session's cocktail contributes an
+indicator (1 if the cocktail holds the ingredient) or a dose (concentration × volume injected,
+in the ingredient's unit × mL) per active ingredient; saline (placebo) is not an active
+ingredient. Nothing here is available ready-made in a library, hence hand-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "INACTIVE_INGREDIENTS",
+    "active_ingredients",
+    "baseline_values",
+    "change_from_baseline",
+    "event_counts",
+    "ingredient_design",
+    "study_week",
+]
+
+INACTIVE_INGREDIENTS = frozenset({"saline"})
+
+
+def study_week(day: np.ndarray | pd.Series) -> np.ndarray:
+    """Weeks since the first treatment from CDISC study days (no day 0).
+
+    Parameters
+    ----------
+    day : array-like of int
+        Study day: day 1 = first treatment, day −1 = the day before.
+
+    Returns
+    -------
+    numpy.ndarray of float
+        ``(day − 1) / 7`` for ``day ≥ 1``, ``day / 7`` for ``day < 0`` (NaN where missing).
+    """
+    d = np.asarray(pd.Series(day).to_numpy(dtype="float64", na_value=np.nan), dtype=float)
+    return np.where(d >= 1, (d - 1.0) / 7.0, d / 7.0)
+
+
+def baseline_values(
+    subject: np.ndarray | pd.Series,
+    day: np.ndarray | pd.Series,
+    value: np.ndarray | pd.Series,
+    flag: np.ndarray | pd.Series | None = None,
+) -> np.ndarray:
+    """Baseline (CDISC BASE) of each row's subject.
+
+    Method: the value of the flagged row (``flag`` true, value non-missing) if the subject
+    has one; otherwise the last non-missing value with ``day ≤ 1`` (largest study day on or
+    before the first treatment). NaN when the subject has neither.
+
+    Parameters
+    ----------
+    subject : array-like
+        Subject identifier of each row (any hashable values).
+    day : array-like of int
+        Study day of each row.
+    value : array-like of float
+        Analysis value (NaN where missing).
+    flag : array-like of bool, optional
+        Baseline flag (ABLFL); missing counts as false.
+
+    Returns
+    -------
+    numpy.ndarray of float
+        The subject's baseline, repeated on each of its rows.
+    """
+    codes = np.asarray(pd.factorize(pd.Series(subject))[0], dtype=np.int64)
+    d = pd.Series(day).to_numpy(dtype="float64", na_value=np.nan)
+    v = pd.Series(value).to_numpy(dtype="float64", na_value=np.nan)
+    n_subjects = int(codes.max()) + 1 if len(codes) else 0
+    base = np.full(n_subjects, np.nan)
+    candidate = np.flatnonzero(~np.isnan(v) & (d <= 1) & (codes >= 0))
+    if len(candidate):
+        order = candidate[np.lexsort((d[candidate], codes[candidate]))]
+        last = np.r_[codes[order][1:] != codes[order][:-1], True]
+        base[codes[order][last]] = v[order][last]
+    if flag is not None:
+        f = pd.Series(flag).astype("boolean").fillna(False).to_numpy(dtype=bool)
+        flagged = np.flatnonzero(f & ~np.isnan(v) & (codes >= 0))
+        base[codes[flagged]] = v[flagged]
+    out = np.full(len(codes), np.nan)
+    has = codes >= 0
+    out[has] = base[codes[has]]
+    return out
+
+
+def change_from_baseline(
+    value: np.ndarray | pd.Series, baseline: np.ndarray | pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """CDISC CHG and PCHG.
+
+    Returns
+    -------
+    chg : numpy.ndarray
+        ``value − baseline``.
+    pchg : numpy.ndarray
+        ``100 · chg / |baseline|``; NaN when the baseline is 0 or missing.
+    """
+    v = pd.Series(value).to_numpy(dtype="float64", na_value=np.nan)
+    b = pd.Series(baseline).to_numpy(dtype="float64", na_value=np.nan)
+    chg = v - b
+    denom = np.abs(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pchg = np.where(denom > 0, 100.0 * chg / np.where(denom > 0, denom, 1.0), np.nan)
+    return chg, pchg
+
+
+def active_ingredients(cocktails: pd.DataFrame) -> list[str]:
+    """Sorted names of the active ingredients of the cocktails table (saline excluded)."""
+    names = pd.unique(cocktails["ingredient"].dropna().astype(str))
+    return sorted(str(n) for n in names if str(n) not in INACTIVE_INGREDIENTS)
+
+
+def ingredient_design(
+    cocktails: pd.DataFrame,
+    cocktail_id: pd.Series,
+    ingredients: Sequence[str],
+    *,
+    kind: Literal["indicator", "dose"] = "indicator",
+    volume_ml: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Ingredient exposure of each session, one column per ingredient.
+
+    Parameters
+    ----------
+    cocktails : DataFrame
+        Recipes: ``cocktail_id, ingredient, concentration``.
+    cocktail_id : Series
+        The cocktail of each session (missing: nothing injected → all 0).
+    ingredients : sequence of str
+        Columns to build, in order.
+    kind : {"indicator", "dose"}
+        ``"indicator"``: 1 if the session's cocktail holds the ingredient, else 0 (int64).
+        ``"dose"``: concentration × ``volume_ml`` (float; in the ingredient's unit × mL).
+    volume_ml : Series, optional
+        Volume injected per session; required for ``kind="dose"``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed like ``cocktail_id``.
+    """
+    if kind not in ("indicator", "dose"):
+        raise ValueError(f"kind must be 'indicator' or 'dose', got {kind!r}")
+    recipe_ids = pd.Index(pd.unique(cocktails["cocktail_id"].astype(str)))
+    ingredient_index = pd.Index(list(ingredients))
+    matrix = np.zeros((len(recipe_ids) + 1, len(ingredient_index)))  # last row: no cocktail
+    r = recipe_ids.get_indexer(pd.Index(cocktails["cocktail_id"].astype(str)))
+    c = ingredient_index.get_indexer(pd.Index(cocktails["ingredient"].astype(str)))
+    keep = (r >= 0) & (c >= 0)
+    if kind == "indicator":
+        matrix[r[keep], c[keep]] = 1.0
+    else:
+        conc = cocktails["concentration"].to_numpy(dtype="float64", na_value=np.nan)
+        matrix[r[keep], c[keep]] = conc[keep]
+    codes = recipe_ids.get_indexer(pd.Index(pd.Series(cocktail_id).astype("str").fillna("")))
+    codes = np.where(pd.Series(cocktail_id).isna().to_numpy(dtype=bool), -1, codes)
+    codes = np.where(codes < 0, len(recipe_ids), codes)
+    values = matrix[codes]
+    if kind == "indicator":
+        return pd.DataFrame(
+            values.astype(np.int64), index=cocktail_id.index, columns=ingredient_index
+        )
+    if volume_ml is None:
+        raise ValueError("kind='dose' needs volume_ml")
+    vol = pd.Series(volume_ml).to_numpy(dtype="float64", na_value=np.nan)
+    given = codes < len(recipe_ids)
+    scale = np.where(given, vol, 0.0)
+    return pd.DataFrame(values * scale[:, None], index=cocktail_id.index, columns=ingredient_index)
+
+
+def event_counts(
+    session_keys: Sequence[pd.Series],
+    event_keys: Sequence[pd.Series],
+) -> np.ndarray:
+    """Number of event rows matching each session's key (e.g. subject_id, visit).
+
+    Keys are factorised jointly and events are counted with :func:`numpy.bincount`.
+    """
+    n_sessions = len(session_keys[0])
+    if len(event_keys[0]) == 0:
+        return np.zeros(n_sessions, dtype=np.int64)
+    combined = np.zeros(n_sessions + len(event_keys[0]), dtype=np.int64)
+    missing = np.zeros(len(combined), dtype=bool)
+    for s, e in zip(session_keys, event_keys, strict=True):
+        both = pd.concat(
+            [s.reset_index(drop=True), e.reset_index(drop=True).astype(s.dtype)],
+            ignore_index=True,
+        )
+        codes, uniques = pd.factorize(both)
+        missing |= codes < 0
+        combined = combined * max(len(uniques), 1) + np.maximum(codes, 0)
+    combined = np.asarray(pd.factorize(np.where(missing, -1, combined))[0], dtype=np.int64)
+    session_codes = combined[:n_sessions]
+    event_codes = combined[n_sessions:]
+    event_codes = event_codes[~missing[n_sessions:]]
+    counts = np.bincount(event_codes, minlength=int(combined.max()) + 1)
+    return counts[session_codes] * ~missing[:n_sessions]

@@ -1,0 +1,947 @@
+"""Read a study from files or DataFrames, validate it, and return a :class:`Study`.
+
+Sources
+-------
+- a **folder** holding ``subjects``, ``cocktails``, ``sessions`` and (optionally)
+  ``adverse_events`` as ``.csv``, ``.parquet`` or ``.xlsx`` files (file names are matched
+  without regard to case; two files for the same table are a problem);
+- a **datapackage.json** (Frictionless Data Package) whose resources are named after the
+  tables; each resource's ``path`` (relative, inside the package folder), ``format``,
+  ``encoding`` and ``dialect.delimiter`` are honoured, and inline ``data`` is read too. The
+  data are validated against mesostats' schemas, not against schemas the package carries;
+- a **dict of DataFrames** with those keys (``adverse_events`` may be left out).
+
+Every problem met while reading — a missing table, an unreadable or ambiguous file, bytes that
+are not UTF-8 (e.g. a Latin-1 or UTF-16 export), a line with the wrong number of fields — is
+collected with the validation problems and raised as one
+:class:`~mesostats.exceptions.ValidationError`; no other exception type escapes
+:func:`load_study` for bad input. Input files are only read; the caller's DataFrames are never
+modified (every change happens on new objects).
+
+How values are read
+-------------------
+CSV files are parsed by pyarrow's multithreaded reader with **every column as text**, so a
+stray ``"n/a (dropout)"`` in a number column becomes a reported ``type`` problem with its raw
+text instead of a crash; numbers are then cast column by column (see
+:mod:`mesostats.data.validate`). Parquet and XLSX keep the cell types they store; cells that
+do not fit the schema are reported with their stored value.
+
+Row labels (``row`` in problems and exclusions, and the index of the Study tables)
+----------------------------------------------------------------------------------
+- CSV: the 1-based **line number** where the record starts (header = line 1). Line numbers
+  are computed from the raw bytes with numpy: a newline inside a double-quoted value does not
+  end a record, so a record that spans lines is labelled with its first line, and later records
+  keep their true line numbers; blank lines are skipped but counted. (Lines are counted by
+  ``\\n``; files using bare ``\\r`` line ends get record numbers instead.)
+- XLSX: the spreadsheet row number (header = row 1); fully empty rows are skipped but counted.
+- Parquet and inline datapackage data: record number + 1, as in the same table written as CSV.
+- DataFrames: the index label.
+
+CDISC column names
+------------------
+Tables laid out with CDISC (SDTM/ADaM) variable names are read through this mapping, in every
+table where the column appears:
+
+============  ==================  ==========================================================
+CDISC name    mesostats column    values
+============  ==================  ==========================================================
+USUBJID       subject_id
+SITEID        site
+ARM           arm
+SEX           sex                 F / M
+AGE           age
+AVISITN       visit
+ADY           day
+ABLFL         baseline_flag       Y / empty
+AEDECOD       event               any case; spaces and hyphens read as ``_``
+AETERM        verbatim
+AESEV         severity            MILD / MODERATE / SEVERE, any case
+AESER         serious             Y / N
+AEREL         related             Y / N, RELATED / NOT RELATED, POSSIBLY / PROBABLY /
+                                  DEFINITELY RELATED, UNRELATED, UNLIKELY RELATED, any case
+============  ==================  ==========================================================
+
+A table may mix CDISC and friendly names, but not both names of the same column (reported as
+``duplicate_column``). Problems in these columns show the value after the mapping of values.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from mesostats.data.schema import StudySchema, TableSchema, load_schema
+from mesostats.data.study import Study
+from mesostats.data.validate import RawTable, as_text, validate_tables
+from mesostats.exceptions import PROBLEM_COLUMNS
+
+__all__ = ["CDISC_COLUMNS", "load_study", "read_tables"]
+
+CDISC_COLUMNS: dict[str, str] = {
+    "USUBJID": "subject_id",
+    "SITEID": "site",
+    "ARM": "arm",
+    "SEX": "sex",
+    "AGE": "age",
+    "AVISITN": "visit",
+    "ADY": "day",
+    "ABLFL": "baseline_flag",
+    "AEDECOD": "event",
+    "AETERM": "verbatim",
+    "AESEV": "severity",
+    "AESER": "serious",
+    "AEREL": "related",
+}
+
+_RELATED_TRUE = (
+    "y",
+    "yes",
+    "related",
+    "possibly related",
+    "probably related",
+    "definitely related",
+    "possible",
+    "probable",
+    "definite",
+)
+_RELATED_FALSE = ("n", "no", "not related", "unrelated", "unlikely related", "unlikely", "none")
+
+_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
+
+
+# --------------------------------------------------------------------------------------------
+# Problems found while reading
+# --------------------------------------------------------------------------------------------
+
+
+class _ReadLog:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        table: str,
+        row: object,
+        column: str | None,
+        value: object,
+        rule: str,
+        message: str,
+        position: int = -1,
+    ) -> None:
+        self.records.append(
+            {
+                "table": table,
+                "row": row,
+                "column": column,
+                "value": value,
+                "rule": rule,
+                "message": message,
+                "_pos": position,
+            }
+        )
+
+    def frame(self) -> pd.DataFrame:
+        if not self.records:
+            return pd.DataFrame(columns=[*PROBLEM_COLUMNS, "_pos"])
+        return pd.DataFrame.from_records(self.records).astype(object)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------------
+
+
+def _decode_problems(
+    data: bytes, table: str, origin: str, log: _ReadLog, encoding: str
+) -> bytes | None:
+    """Check the encoding; return UTF-8 bytes to parse (or None when unreadable)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+        encoding.lower().replace("-", "") == "utf8" and b"\x00" in data[:4096]
+    ):
+        is_zip = data.startswith(b"PK\x03\x04")
+        what = (
+            "an Excel/zip file, not CSV text: save it with the .xlsx extension"
+            if is_zip
+            else "UTF-16 text (or a binary file): re-save it as CSV UTF-8"
+        )
+        log.add(
+            table,
+            None,
+            None,
+            repr(data[:16]),
+            "encoding",
+            f"{origin} is {what}. mesostats reads CSV files encoded as UTF-8.",
+        )
+        return None
+    if encoding.lower().replace("-", "").replace("_", "") not in ("utf8", "utf8sig"):
+        try:
+            return data.decode(encoding).encode("utf-8")
+        except (LookupError, UnicodeDecodeError) as exc:
+            log.add(table, None, None, encoding, "encoding", f"{origin}: {exc}")
+            return None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        pass
+    bad_positions: list[int] = []
+
+    def collect(exc: UnicodeError) -> tuple[str, int]:
+        assert isinstance(exc, UnicodeDecodeError)  # only registered for decoding
+        bad_positions.append(exc.start)
+        return ("\ufffd", exc.end)
+
+    handler_name = f"mesostats_collect_{id(bad_positions)}"
+    codecs.register_error(handler_name, collect)
+    text = data.decode("utf-8", errors=handler_name)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    positions = np.asarray(bad_positions, dtype=np.int64)
+    lines = np.searchsorted(newlines, positions) + 1
+    first_per_line = np.unique(lines, return_index=True)[1]
+    starts = np.concatenate([[0], newlines + 1])
+    for i in first_per_line:
+        line = int(lines[i])
+        pos = int(positions[i])
+        line_start = int(starts[line - 1])
+        line_end = int(newlines[line - 1]) if line - 1 < len(newlines) else len(data)
+        snippet = data[max(line_start, pos - 40) : min(line_end, pos + 40)]
+        log.add(
+            table,
+            line,
+            None,
+            snippet.decode("utf-8", "backslashreplace"),
+            "encoding",
+            f"line {line} of {origin} holds bytes that are not UTF-8 (e.g. byte "
+            f"0x{data[pos]:02x}); the file was probably saved as Latin-1/Windows-1252. "
+            "Re-save it as CSV UTF-8, or declare its encoding in a datapackage.json.",
+            position=line,
+        )
+    return text.encode("utf-8")
+
+
+def _record_layout(data: bytes, delimiter: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Start offset, end offset and first line number of every non-empty CSV record.
+
+    A newline ends a record only outside double quotes (even number of quote characters
+    before it); records that are empty (or only ``\\r``) are blank lines and are dropped.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    has_quotes = b'"' in data
+    if has_quotes:
+        quotes = np.flatnonzero(arr == 34)
+        breaks_idx = np.flatnonzero(np.searchsorted(quotes, newlines) % 2 == 0)
+    else:
+        breaks_idx = np.arange(len(newlines))
+    breaks = newlines[breaks_idx]
+    starts = np.concatenate([[0], breaks + 1]).astype(np.int64)
+    ends = np.concatenate([breaks, [len(data)]]).astype(np.int64)
+    lines = np.concatenate([[1], breaks_idx + 2]).astype(np.int64)
+    length = ends - starts
+    carriage = np.zeros(len(starts), dtype=bool)
+    one = length == 1
+    carriage[one] = arr[starts[one]] == 13
+    keep = (length > 0) & ~carriage
+    del delimiter
+    return starts[keep], ends[keep], lines[keep], has_quotes
+
+
+def _field_counts(data: bytes, starts: np.ndarray, delimiter: str, has_quotes: bool) -> np.ndarray:
+    arr = np.frombuffer(data, dtype=np.uint8)
+    delims = np.flatnonzero(arr == ord(delimiter))
+    if has_quotes:
+        quotes = np.flatnonzero(arr == 34)
+        delims = delims[np.searchsorted(quotes, delims) % 2 == 0]
+    record = np.searchsorted(starts, delims, side="right") - 1
+    record = record[record >= 0]
+    return np.bincount(record, minlength=len(starts)) + 1
+
+
+def _parse_header(text: str, delimiter: str) -> list[str]:
+    try:
+        row = next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), [])
+    except csv.Error:
+        row = text.rstrip("\r\n").split(delimiter)
+    return [name.strip().lstrip("\ufeff").strip() for name in row]
+
+
+def read_csv_table(
+    path: Path,
+    table: str,
+    log: _ReadLog,
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    data: bytes | None = None,
+) -> RawTable | None:
+    """Read one CSV file with every column as text; line numbers as row labels."""
+    origin = path.name
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log.add(table, None, None, str(path), "unreadable", f"cannot read {path}: {exc}")
+            return None
+    decoded = _decode_problems(data, table, origin, log, encoding)
+    if decoded is None:
+        return None
+    data = decoded
+    starts, ends, lines, has_quotes = _record_layout(data, delimiter)
+    if len(starts) == 0:
+        return RawTable(pd.DataFrame(), pd.Index([], dtype=np.int64), origin, 1, [])
+    header_text = data[starts[0] : ends[0]].decode("utf-8")
+    names = _parse_header(header_text, delimiter)
+    starts, ends, lines = starts[1:], ends[1:], lines[1:]
+    if len(starts) == 0:
+        frame = pd.DataFrame({i: pd.Series([], dtype="str") for i in range(len(names))})
+        frame.columns = pd.Index(names, dtype=object)
+        return _drop_unnamed(
+            RawTable(frame, pd.Index([], dtype=np.int64), origin, 1, list(names)), table, log
+        )
+    body = memoryview(data)[int(starts[0]) :]
+    invalid: list[Any] = []
+
+    def on_invalid(row: Any) -> str:
+        invalid.append(row)
+        return "skip"
+
+    internal = [f"c{i}" for i in range(len(names))]
+    try:
+        arrow_table = pa_csv.read_csv(
+            pa.BufferReader(pa.py_buffer(body)),
+            read_options=pa_csv.ReadOptions(column_names=internal, block_size=1 << 24),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter,
+                newlines_in_values=has_quotes,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in internal},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowException, ValueError):
+        return _read_csv_python(data, starts, lines, names, table, origin, delimiter, log)
+    keep = np.ones(len(starts), dtype=bool)
+    if invalid:
+        counts = _field_counts(data, starts, delimiter, has_quotes)
+        keep = counts == len(names)
+        if int((~keep).sum()) != len(invalid) or int(keep.sum()) != arrow_table.num_rows:
+            return _read_csv_python(data, starts, lines, names, table, origin, delimiter, log)
+        _report_field_counts(data, starts, ends, lines, counts, ~keep, names, table, origin, log)
+    elif arrow_table.num_rows != len(starts):
+        return _read_csv_python(data, starts, lines, names, table, origin, delimiter, log)
+    frame = arrow_table.to_pandas()
+    for col in frame.columns:
+        if not isinstance(frame[col].dtype, pd.StringDtype):
+            frame[col] = frame[col].astype("str")
+    frame.columns = pd.Index(names, dtype=object)
+    raw = RawTable(frame, pd.Index(lines[keep]), origin, 1, list(names))
+    return _drop_unnamed(raw, table, log)
+
+
+def _report_field_counts(
+    data: bytes,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    lines: np.ndarray,
+    counts: np.ndarray,
+    bad: np.ndarray,
+    names: list[str],
+    table: str,
+    origin: str,
+    log: _ReadLog,
+) -> None:
+    for i in np.flatnonzero(bad):
+        text = data[int(starts[i]) : min(int(ends[i]), int(starts[i]) + 200)]
+        log.add(
+            table,
+            int(lines[i]),
+            None,
+            text.decode("utf-8", "replace").rstrip("\r"),
+            "field_count",
+            f"line {int(lines[i])} of {origin} has {int(counts[i])} fields but the header has "
+            f"{len(names)}; the row was not read. A value holding the delimiter must be "
+            "wrapped in double quotes; otherwise a delimiter is missing or extra.",
+            position=int(lines[i]),
+        )
+
+
+def _read_csv_python(
+    data: bytes,
+    starts: np.ndarray,
+    lines: np.ndarray,
+    names: list[str],
+    table: str,
+    origin: str,
+    delimiter: str,
+    log: _ReadLog,
+) -> RawTable:
+    """Fallback for files pyarrow refuses (odd quoting): the stdlib csv module, row by row."""
+    text = data[int(starts[0]) :].decode("utf-8", "replace")
+    first_line = int(lines[0])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[list[str]] = []
+    labels: list[int] = []
+    previous_end = 0
+    try:
+        for record in reader:
+            start_line = first_line + previous_end
+            previous_end = reader.line_num
+            if not record or record == [""]:
+                continue
+            if len(record) != len(names):
+                log.add(
+                    table,
+                    start_line,
+                    None,
+                    delimiter.join(record)[:200],
+                    "field_count",
+                    f"line {start_line} of {origin} has {len(record)} fields but the header has "
+                    f"{len(names)}; the row was not read. A value holding the delimiter must "
+                    "be wrapped in double quotes; otherwise a delimiter is missing or extra.",
+                    position=start_line,
+                )
+                continue
+            rows.append(record)
+            labels.append(start_line)
+    except csv.Error as exc:
+        log.add(
+            table,
+            first_line + previous_end,
+            None,
+            None,
+            "unreadable",
+            f"{origin} cannot be parsed as CSV after line {first_line + previous_end}: {exc}. "
+            "Check for an unmatched double quote.",
+            position=first_line + previous_end,
+        )
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    frame = pd.DataFrame({i: pd.Series(list(col), dtype="str") for i, col in enumerate(columns)})
+    frame = frame.replace({"": None}) if len(frame) else frame
+    for col in frame.columns:
+        frame[col] = frame[col].astype("str")
+    frame.columns = pd.Index(names, dtype=object)
+    return _drop_unnamed(
+        RawTable(frame, pd.Index(labels, dtype=np.int64), origin, 1, list(names)), table, log
+    )
+
+
+def _drop_unnamed(raw: RawTable, table: str, log: _ReadLog) -> RawTable:
+    """Drop columns without a name that hold no value (trailing delimiters); report others."""
+    names = [str(c) for c in raw.frame.columns]
+    unnamed = [i for i, n in enumerate(names) if n == "" or n.lower() == "nan" or n == "None"]
+    if not unnamed:
+        return raw
+    keep = [i for i in range(len(names)) if i not in unnamed]
+    for i in unnamed:
+        col = raw.frame.iloc[:, i]
+        filled = col.notna().to_numpy(dtype=bool)
+        if filled.any():
+            first = int(np.flatnonzero(filled)[0])
+            log.add(
+                table,
+                raw.header_row,
+                f"(column {i + 1})",
+                col.iloc[first],
+                "missing_column_name",
+                f"column {i + 1} of {raw.origin} has values but no name in the header; name it "
+                "or delete it.",
+            )
+    sources = raw.column_sources or names
+    return RawTable(
+        raw.frame.iloc[:, keep],
+        raw.rows,
+        raw.origin,
+        raw.header_row,
+        [sources[i] for i in keep],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parquet and XLSX
+# --------------------------------------------------------------------------------------------
+
+
+def read_parquet_table(path: Path, table: str, log: _ReadLog) -> RawTable | None:
+    """Read a Parquet file with its stored types; rows labelled record number + 1."""
+    try:
+        import pyarrow.parquet as pq
+
+        frame = pq.read_table(path).to_pandas(ignore_metadata=True)
+    except Exception as exc:  # corrupt files raise many types
+        log.add(
+            table,
+            None,
+            None,
+            str(path.name),
+            "unreadable",
+            f"cannot read {path} as Parquet ({type(exc).__name__}: {exc}).",
+        )
+        return None
+    frame.columns = pd.Index([str(c) for c in frame.columns], dtype=object)
+    rows = pd.Index(np.arange(2, len(frame) + 2, dtype=np.int64))
+    frame.index = pd.RangeIndex(len(frame))
+    return _drop_unnamed(RawTable(frame, rows, path.name, 1, list(frame.columns)), table, log)
+
+
+def read_xlsx_table(
+    path: Path, table: str, log: _ReadLog, *, sheet: str | None = None
+) -> RawTable | None:
+    """Read a worksheet (named like the table, else the first) with openpyxl."""
+    try:
+        import openpyxl
+
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # corrupt files raise many types
+        log.add(
+            table,
+            None,
+            None,
+            str(path.name),
+            "unreadable",
+            f"cannot read {path} as an Excel workbook ({type(exc).__name__}: {exc}).",
+        )
+        return None
+    try:
+        names = workbook.sheetnames
+        wanted = sheet if sheet is not None else table
+        chosen = wanted if wanted in names else names[0]
+        worksheet = workbook[chosen]
+        header: list[str] | None = None
+        records: list[tuple[Any, ...]] = []
+        labels: list[int] = []
+        for number, values in enumerate(worksheet.iter_rows(min_row=1, values_only=True), 1):
+            if all(v is None or (isinstance(v, str) and v == "") for v in values):
+                continue
+            if header is None:
+                header = ["" if v is None else str(v).strip() for v in values]
+                continue
+            width = len(header)
+            cells = tuple(values)
+            if len(cells) > width and any(v is not None for v in cells[width:]):
+                log.add(
+                    table,
+                    number,
+                    None,
+                    next(v for v in cells[width:] if v is not None),
+                    "field_count",
+                    f"row {number} of {path.name} has values right of the last named column; "
+                    "the row was not read. Name the column or delete the values.",
+                    position=number,
+                )
+                continue
+            records.append(cells[:width] + (None,) * (width - len(cells)))
+            labels.append(number)
+    except Exception as exc:
+        log.add(
+            table,
+            None,
+            None,
+            str(path.name),
+            "unreadable",
+            f"cannot read {path} as an Excel workbook ({type(exc).__name__}: {exc}).",
+        )
+        return None
+    finally:
+        workbook.close()
+    header = header or []
+    data = {i: pd.Series([r[i] for r in records], dtype=object) for i in range(len(header))}
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)))
+    frame.columns = pd.Index(header, dtype=object)
+    raw = RawTable(frame, pd.Index(labels, dtype=np.int64), path.name, 1, list(header))
+    return _drop_unnamed(raw, table, log)
+
+
+def _read_file(
+    path: Path,
+    fmt: str,
+    table: str,
+    log: _ReadLog,
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+) -> RawTable | None:
+    if fmt == "csv":
+        return read_csv_table(path, table, log, delimiter=delimiter, encoding=encoding)
+    if fmt == "parquet":
+        return read_parquet_table(path, table, log)
+    return read_xlsx_table(path, table, log)
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------
+
+
+def _read_folder(folder: Path, schema: StudySchema, log: _ReadLog) -> dict[str, RawTable]:
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        log.add("study", None, None, str(folder), "unreadable", f"cannot list {folder}: {exc}")
+        return {}
+    tables: dict[str, RawTable] = {}
+    for name in schema.table_names:
+        candidates = [
+            p
+            for p in entries
+            if p.suffix.lower() in _FORMATS and p.name[: -len(p.suffix)].lower() == name
+        ]
+        if not candidates:
+            if schema.tables[name].required_table:
+                shown = ", ".join(p.name for p in entries[:20]) or "nothing"
+                log.add(
+                    name,
+                    None,
+                    None,
+                    None,
+                    "missing_table",
+                    f"no {name}.csv, {name}.parquet or {name}.xlsx in {folder} (found: {shown}).",
+                )
+            continue
+        if len(candidates) > 1:
+            log.add(
+                name,
+                None,
+                None,
+                ", ".join(p.name for p in candidates),
+                "ambiguous_table",
+                f"{len(candidates)} files could hold the {name} table in {folder}: "
+                f"{', '.join(p.name for p in candidates)}. Keep only one.",
+            )
+            continue
+        path = candidates[0]
+        raw = _read_file(path, _FORMATS[path.suffix.lower()], name, log)
+        if raw is not None:
+            tables[name] = raw
+    return tables
+
+
+def _read_datapackage(
+    descriptor_path: Path, schema: StudySchema, log: _ReadLog
+) -> dict[str, RawTable]:
+    try:
+        with open(descriptor_path, encoding="utf-8") as handle:
+            package = json.load(handle)
+        resources = package["resources"]
+        if not isinstance(resources, list):
+            raise TypeError("resources is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.add(
+            "datapackage",
+            None,
+            None,
+            str(descriptor_path),
+            "unreadable",
+            f"cannot read {descriptor_path} as a Data Package descriptor: {exc}.",
+        )
+        return {}
+    root = descriptor_path.parent
+    by_name = {str(r.get("name")): r for r in resources if isinstance(r, dict)}
+    tables: dict[str, RawTable] = {}
+    for name in schema.table_names:
+        resource = by_name.get(name)
+        if resource is None:
+            if schema.tables[name].required_table:
+                log.add(
+                    name,
+                    None,
+                    None,
+                    None,
+                    "missing_table",
+                    f"{descriptor_path.name} has no resource named {name} (resources: "
+                    f"{', '.join(sorted(by_name)) or 'none'}).",
+                )
+            continue
+        raw = _read_resource(resource, root, name, log)
+        if raw is not None:
+            tables[name] = raw
+    return tables
+
+
+def _read_resource(
+    resource: Mapping[str, Any], root: Path, name: str, log: _ReadLog
+) -> RawTable | None:
+    if "data" in resource and "path" not in resource:
+        return _inline_data(resource["data"], name, log)
+    rel = resource.get("path")
+    if not isinstance(rel, str) or not rel:
+        log.add(
+            name,
+            None,
+            None,
+            repr(rel),
+            "unreadable",
+            f"resource {name}: path must be a single relative file path (got {rel!r}).",
+        )
+        return None
+    if "://" in rel or os.path.isabs(rel) or ".." in Path(rel).parts:
+        log.add(
+            name,
+            None,
+            None,
+            rel,
+            "unreadable",
+            f"resource {name}: path {rel!r} must be relative and inside the package folder "
+            "(remote files are not fetched).",
+        )
+        return None
+    path = root / rel
+    fmt = str(resource.get("format") or path.suffix.lstrip(".")).lower()
+    fmt = {"pq": "parquet", "xls": "xlsx"}.get(fmt, fmt)
+    if fmt not in ("csv", "parquet", "xlsx"):
+        log.add(
+            name,
+            None,
+            None,
+            fmt,
+            "unreadable",
+            f"resource {name}: format {fmt!r} is not supported (csv, parquet, xlsx).",
+        )
+        return None
+    dialect = resource.get("dialect") or {}
+    delimiter = str(dialect.get("delimiter", ",")) if isinstance(dialect, dict) else ","
+    if len(delimiter) != 1:
+        delimiter = ","
+    encoding = str(resource.get("encoding") or "utf-8")
+    if not path.is_file():
+        log.add(
+            name,
+            None,
+            None,
+            rel,
+            "missing_table",
+            f"resource {name}: file {path} does not exist.",
+        )
+        return None
+    return _read_file(path, fmt, name, log, delimiter=delimiter, encoding=encoding)
+
+
+def _inline_data(data: Any, name: str, log: _ReadLog) -> RawTable | None:
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        frame = pd.DataFrame.from_records(data).astype(object)
+    elif isinstance(data, list) and data and all(isinstance(r, list) for r in data):
+        header = [str(h) for h in data[0]]
+        body = data[1:]
+        if any(len(r) != len(header) for r in body):
+            log.add(
+                name,
+                None,
+                None,
+                None,
+                "field_count",
+                f"resource {name}: inline data rows must have as many values as the header.",
+            )
+            return None
+        frame = pd.DataFrame(body, columns=header, dtype=object)
+    else:
+        log.add(
+            name,
+            None,
+            None,
+            None,
+            "unreadable",
+            f"resource {name}: inline data must be a list of objects or of arrays.",
+        )
+        return None
+    rows = pd.Index(np.arange(2, len(frame) + 2, dtype=np.int64))
+    return RawTable(frame, rows, f"{name} (inline)", 1, [str(c) for c in frame.columns])
+
+
+def _from_dataframes(
+    tables: Mapping[Any, Any], schema: StudySchema, log: _ReadLog
+) -> dict[str, RawTable]:
+    out: dict[str, RawTable] = {}
+    known = set(schema.table_names)
+    for key, value in tables.items():
+        if key not in known:
+            log.add(
+                str(key),
+                None,
+                None,
+                None,
+                "unknown_table",
+                f"{key!r} is not a table of a study (expected keys: "
+                f"{', '.join(schema.table_names)}); check the spelling.",
+            )
+            continue
+        if not isinstance(value, pd.DataFrame):
+            log.add(
+                str(key),
+                None,
+                None,
+                type(value).__name__,
+                "not_a_table",
+                f"tables[{key!r}] must be a pandas DataFrame, got {type(value).__name__}.",
+            )
+            continue
+        frame = value.copy(deep=False)
+        frame.columns = pd.Index([str(c) for c in value.columns], dtype=object)
+        rows = value.index
+        frame.index = pd.RangeIndex(len(frame))
+        out[str(key)] = RawTable(frame, rows, "DataFrame", None, list(frame.columns))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# CDISC names
+# --------------------------------------------------------------------------------------------
+
+
+def _apply_cdisc(raw: RawTable, table_schema: TableSchema) -> RawTable:
+    """Rename CDISC columns to friendly names and normalise their coded values."""
+    names = [str(c) for c in raw.frame.columns]
+    fields = set(table_schema.field_names)
+    renamed = [
+        CDISC_COLUMNS[n] if n in CDISC_COLUMNS and CDISC_COLUMNS[n] in fields else n for n in names
+    ]
+    if renamed == names:
+        return raw
+    frame = raw.frame.copy(deep=False)
+    replacements: dict[int, pd.Series] = {}
+    for i, (old, new) in enumerate(zip(names, renamed, strict=True)):
+        if old == new:
+            continue
+        column = frame.iloc[:, i]
+        if old in ("AESEV", "AEDECOD", "AEREL"):
+            replacements[i] = _normalise_cdisc_values(old, column)
+    for i, series in replacements.items():
+        frame.isetitem(i, series)
+    frame.columns = pd.Index(renamed, dtype=object)
+    return RawTable(frame, raw.rows, raw.origin, raw.header_row, raw.column_sources or names)
+
+
+def _normalise_cdisc_values(cdisc_name: str, column: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
+        return column
+    text = as_text(column)
+    lowered = text.str.strip().str.lower()
+    if cdisc_name == "AESEV":
+        return lowered
+    if cdisc_name == "AEDECOD":
+        return lowered.str.replace(r"[\s\-]+", "_", regex=True)
+    out = text.copy()
+    out[lowered.isin(_RELATED_TRUE).to_numpy(dtype=bool)] = "true"
+    out[lowered.isin(_RELATED_FALSE).to_numpy(dtype=bool)] = "false"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+
+def read_tables(source: Any, schema: StudySchema) -> tuple[dict[str, RawTable], pd.DataFrame, str]:
+    """Read every table of ``source`` as :class:`RawTable` (no type checks yet).
+
+    Returns
+    -------
+    tables : dict of str to RawTable
+        CDISC columns already renamed.
+    read_problems : DataFrame
+        Problems met while reading (missing tables, encodings, unreadable files, …).
+    description : str
+        A one-line description of the source.
+    """
+    log = _ReadLog()
+    if isinstance(source, Mapping):
+        tables = _from_dataframes(source, schema, log)
+        description = "dict of DataFrames"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            tables = _read_folder(path, schema, log)
+            description = f"folder {path}"
+        elif path.is_file() and path.suffix.lower() == ".json":
+            tables = _read_datapackage(path, schema, log)
+            description = f"datapackage {path}"
+        else:
+            what = "does not exist" if not path.exists() else "is not a folder or a .json file"
+            log.add(
+                "study",
+                None,
+                None,
+                str(path),
+                "source",
+                f"{path} {what}; pass a folder holding subjects/cocktails/sessions tables, "
+                "a datapackage.json, or a dict of DataFrames.",
+            )
+            tables, description = {}, str(path)
+    else:
+        log.add(
+            "study",
+            None,
+            None,
+            type(source).__name__,
+            "source",
+            f"cannot load a study from a {type(source).__name__}; pass a folder path, a "
+            "datapackage.json path, or a dict of DataFrames.",
+        )
+        tables, description = {}, repr(type(source))
+    renamed = {
+        name: _apply_cdisc(raw, schema.tables[name])
+        for name, raw in tables.items()
+        if name in schema.tables
+    }
+    return renamed, log.frame(), description
+
+
+def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | None = None) -> Study:
+    """Read, validate and return a study.
+
+    Parameters
+    ----------
+    source : str, Path or dict of DataFrame
+        A folder holding ``subjects``, ``cocktails``, ``sessions`` and optionally
+        ``adverse_events`` as ``.csv``, ``.parquet`` or ``.xlsx``; a path to a
+        ``datapackage.json``; or a dict of DataFrames with those keys. CDISC column names are
+        read too (see the module docstring for the mapping).
+    schema : StudySchema or path, optional
+        Schema to validate against (a :class:`~mesostats.data.schema.StudySchema` or a folder
+        holding ``datapackage.json`` and table schemas); default: the schema shipped with
+        mesostats (``data_schema/``).
+
+    Returns
+    -------
+    Study
+        Typed tables (index = source row label), exclusions and ingredient list.
+
+    Raises
+    ------
+    ValidationError
+        Listing every problem in every table (types, required values, enums, ranges, keys,
+        cross-row rules, encodings, unreadable or missing files). Nothing else is raised for
+        bad input, and the input (files or DataFrames) is never modified.
+
+    Examples
+    --------
+    >>> import mesostats as ms
+    >>> study = ms.load_study("my_study/")  # doctest: +SKIP
+    >>> study.outcome_table("hair_density").head()  # doctest: +SKIP
+    """
+    if schema is None:
+        study_schema = load_schema()
+    elif isinstance(schema, StudySchema):
+        study_schema = schema
+    else:
+        study_schema = load_schema(Path(schema))
+    tables, read_problems, description = read_tables(source, study_schema)
+    absent = set(read_problems["table"]) if len(read_problems) else set()
+    typed = validate_tables(tables, study_schema, read_problems=read_problems, absent_tables=absent)
+    return Study.from_tables(typed, study_schema, source=description)

@@ -1,0 +1,276 @@
+"""Read the Frictionless Table Schema files that describe a mesostats study.
+
+The canonical schema files live in ``data_schema/`` at the root of the repository; the wheel
+ships them as ``mesostats/data_schema/`` (hatch ``force-include``). :func:`schema_dir` finds
+them in either place. They are plain JSON read with :mod:`json`: frictionless-py is not a
+dependency (its row-by-row validation is far too slow for a million sessions), and the
+vectorised checks of :mod:`mesostats.data.validate` only need the descriptors.
+
+What is read from each ``<table>.schema.json`` (Table Schema v1):
+
+- ``fields``: ``name``, ``type`` (``string``, ``integer``, ``number``, ``boolean``),
+  ``title``, ``description``, ``trueValues``/``falseValues`` (booleans), ``constraints``
+  (``required``, ``unique``, ``enum``, ``minimum``, ``maximum``, ``pattern``,
+  ``minLength``, ``maxLength``) and the custom ``x-mesostats-role`` (``"outcome"`` marks the
+  outcome columns of the sessions table);
+- ``primaryKey``, ``foreignKeys`` and ``missingValues``;
+- ``x-mesostats-rules``: cross-row and cross-field rules that Table Schema cannot express, each
+  an object with ``name``, ``kind``, ``description`` and kind-specific keys (see
+  :mod:`mesostats.data.validate` for the kinds).
+
+``datapackage.json`` lists the tables (resources) in order and says, with the custom
+``x-mesostats-required`` key, which may be absent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mesostats.exceptions import MesostatsError
+
+__all__ = [
+    "FieldSpec",
+    "ForeignKey",
+    "SchemaError",
+    "StudySchema",
+    "TableSchema",
+    "load_schema",
+    "schema_dir",
+]
+
+FIELD_TYPES = ("string", "integer", "number", "boolean")
+DEFAULT_MISSING_VALUES = ("",)
+DEFAULT_TRUE_VALUES = ("true", "True", "TRUE", "1")
+DEFAULT_FALSE_VALUES = ("false", "False", "FALSE", "0")
+
+
+class SchemaError(MesostatsError):
+    """A schema file itself is broken (a packaging or editing mistake, not a data problem)."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field (column) of a table schema."""
+
+    name: str
+    type: str
+    title: str = ""
+    description: str = ""
+    required: bool = False
+    unique: bool = False
+    enum: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    true_values: tuple[str, ...] = DEFAULT_TRUE_VALUES
+    false_values: tuple[str, ...] = DEFAULT_FALSE_VALUES
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """``fields`` of this table must match ``reference_fields`` of ``reference_table``."""
+
+    fields: tuple[str, ...]
+    reference_table: str
+    reference_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """The parsed descriptor of one table."""
+
+    name: str
+    fields: tuple[FieldSpec, ...]
+    primary_key: tuple[str, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES
+    rules: tuple[Mapping[str, Any], ...] = ()
+    title: str = ""
+    description: str = ""
+    required_table: bool = True
+
+    @property
+    def field_names(self) -> list[str]:
+        """Names of the fields, in schema order."""
+        return [f.name for f in self.fields]
+
+    @property
+    def required_fields(self) -> list[str]:
+        """Fields that must be present as a column and filled on every row."""
+        return [f.name for f in self.fields if f.required]
+
+    @property
+    def outcome_fields(self) -> list[str]:
+        """Fields marked ``x-mesostats-role: outcome``."""
+        return [f.name for f in self.fields if f.role == "outcome"]
+
+    def field(self, name: str) -> FieldSpec:
+        """The field called ``name`` (``KeyError`` if there is none)."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class StudySchema:
+    """All table schemas of a study, in datapackage order."""
+
+    tables: Mapping[str, TableSchema]
+    directory: str = ""
+    package: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def table_names(self) -> list[str]:
+        """Table names in datapackage order."""
+        return list(self.tables)
+
+    @property
+    def required_tables(self) -> list[str]:
+        """Tables that must be present."""
+        return [name for name, t in self.tables.items() if t.required_table]
+
+
+def schema_dir() -> Path:
+    """Folder holding the schema JSON files.
+
+    Returns
+    -------
+    pathlib.Path
+        ``mesostats/data_schema`` inside an installed wheel, else ``<repo>/data_schema`` in a
+        source or editable checkout.
+    """
+    package_root = Path(__file__).resolve().parent.parent
+    for candidate in (package_root / "data_schema", package_root.parent / "data_schema"):
+        if (candidate / "datapackage.json").is_file():
+            return candidate
+    raise SchemaError(
+        "mesostats cannot find its table schemas (data_schema/datapackage.json) next to the "
+        f"package ({package_root}) nor in the source checkout; the installation is incomplete: "
+        "reinstall mesostats."
+    )
+
+
+def load_schema(directory: str | Path | None = None) -> StudySchema:
+    """Read ``datapackage.json`` and every table schema it names.
+
+    Parameters
+    ----------
+    directory : str or Path, optional
+        Folder with ``datapackage.json`` and ``<table>.schema.json`` files; default: the
+        schema shipped with mesostats (:func:`schema_dir`).
+
+    Returns
+    -------
+    StudySchema
+    """
+    folder = schema_dir() if directory is None else Path(directory)
+    return _load_schema_cached(str(folder.resolve()))
+
+
+@lru_cache(maxsize=8)
+def _load_schema_cached(folder: str) -> StudySchema:
+    root = Path(folder)
+    package = _read_json(root / "datapackage.json")
+    resources = package.get("resources")
+    if not isinstance(resources, list) or not resources:
+        raise SchemaError(f"{root / 'datapackage.json'} lists no resources")
+    tables: dict[str, TableSchema] = {}
+    for resource in resources:
+        name = str(resource["name"])
+        descriptor = resource.get("schema", f"{name}.schema.json")
+        raw = descriptor if isinstance(descriptor, dict) else _read_json(root / str(descriptor))
+        tables[name] = parse_table_schema(
+            name, raw, required_table=bool(resource.get("x-mesostats-required", True))
+        )
+    return StudySchema(tables=tables, directory=str(root), package=package)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise SchemaError(f"cannot read schema file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SchemaError(f"schema file {path} does not hold a JSON object")
+    return data
+
+
+def parse_table_schema(
+    name: str, raw: Mapping[str, Any], *, required_table: bool = True
+) -> TableSchema:
+    """Turn a Table Schema descriptor (a JSON object) into a :class:`TableSchema`."""
+    fields = []
+    for item in raw.get("fields", []):
+        ftype = str(item.get("type", "string"))
+        if ftype not in FIELD_TYPES:
+            raise SchemaError(
+                f"table {name}, field {item.get('name')}: type {ftype!r} is not supported "
+                f"(use one of {', '.join(FIELD_TYPES)})"
+            )
+        cons = item.get("constraints", {})
+        enum = cons.get("enum")
+        fields.append(
+            FieldSpec(
+                name=str(item["name"]),
+                type=ftype,
+                title=str(item.get("title", "")),
+                description=str(item.get("description", "")),
+                required=bool(cons.get("required", False)),
+                unique=bool(cons.get("unique", False)),
+                enum=tuple(enum) if enum is not None else None,
+                minimum=_number_or_none(cons.get("minimum")),
+                maximum=_number_or_none(cons.get("maximum")),
+                pattern=cons.get("pattern"),
+                min_length=cons.get("minLength"),
+                max_length=cons.get("maxLength"),
+                true_values=tuple(item.get("trueValues", DEFAULT_TRUE_VALUES)),
+                false_values=tuple(item.get("falseValues", DEFAULT_FALSE_VALUES)),
+                role=item.get("x-mesostats-role"),
+            )
+        )
+    primary_key = raw.get("primaryKey", [])
+    if isinstance(primary_key, str):
+        primary_key = [primary_key]
+    foreign_keys = []
+    for fk in raw.get("foreignKeys", []):
+        own = fk["fields"]
+        ref = fk["reference"]
+        ref_fields = ref["fields"]
+        foreign_keys.append(
+            ForeignKey(
+                fields=tuple([own] if isinstance(own, str) else own),
+                reference_table=str(ref["resource"]),
+                reference_fields=tuple([ref_fields] if isinstance(ref_fields, str) else ref_fields),
+            )
+        )
+    names = {f.name for f in fields}
+    for key in (*primary_key, *(k for fk in foreign_keys for k in fk.fields)):
+        if key not in names:
+            raise SchemaError(f"table {name}: key field {key!r} is not a field of the schema")
+    return TableSchema(
+        name=name,
+        fields=tuple(fields),
+        primary_key=tuple(primary_key),
+        foreign_keys=tuple(foreign_keys),
+        missing_values=tuple(raw.get("missingValues", DEFAULT_MISSING_VALUES)),
+        rules=tuple(raw.get("x-mesostats-rules", [])),
+        title=str(raw.get("title", "")),
+        description=str(raw.get("description", "")),
+        required_table=required_table,
+    )
+
+
+def _number_or_none(value: object) -> float | None:
+    if value is None:
+        return None
+    return float(value)  # type: ignore[arg-type]

@@ -1,0 +1,373 @@
+"""The :class:`Study`: validated, typed study tables and their analysis views.
+
+A Study is what :func:`mesostats.load_study` returns (and what the simulator builds): the four
+tables with their schema types, the rows set aside from analyses (``exclusions``, with the
+reason), and the active ingredients. Its methods build the analysis tables that the models
+use: :meth:`Study.outcome_table` (CDISC baseline / change from baseline, per subject × visit)
+and :meth:`Study.event_table` (per assessed session, count of side effects).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mesostats.data import derive
+from mesostats.exceptions import ModelSpecError
+
+if TYPE_CHECKING:
+    from mesostats.data.schema import StudySchema
+
+__all__ = ["EXCLUSION_COLUMNS", "Study"]
+
+EXCLUSION_COLUMNS = ["table", "row", "reason"]
+SUBJECT_KEY = "subject_id"
+
+
+def _empty_exclusions() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in EXCLUSION_COLUMNS})
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    """A validated mesotherapy study.
+
+    Attributes
+    ----------
+    subjects, cocktails, sessions, adverse_events : DataFrame
+        Typed tables (text ``str``, numbers ``float64``, required integers ``int64``,
+        optional integers ``Int64``, booleans ``bool``/``boolean``); the index holds each
+        row's source label (file line number or input index label), named ``row``.
+        ``adverse_events`` is empty (with its columns) when the study has none.
+    exclusions : DataFrame
+        ``table, row, reason``: rows kept out of some analysis, e.g. a visit whose outcome is
+        missing (not in that outcome's ``outcome_table``) or an event recorded at a session
+        whose reactions were not assessed (not counted in ``event_table``).
+    ingredients : list of str
+        Sorted active ingredient names of the cocktails (saline excluded).
+    source : str
+        Where the study was read from.
+    truth : dict, optional
+        True parameter values when the study was simulated.
+    """
+
+    subjects: pd.DataFrame
+    cocktails: pd.DataFrame
+    sessions: pd.DataFrame
+    adverse_events: pd.DataFrame
+    exclusions: pd.DataFrame = field(default_factory=_empty_exclusions)
+    ingredients: list[str] = field(default_factory=list)
+    source: str = ""
+    truth: dict[str, Any] | None = None
+    outcomes: tuple[str, ...] = ()
+    event_terms: tuple[str, ...] = ()
+
+    # ----------------------------------------------------------------------------------------
+    # construction
+    # ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_tables(
+        cls,
+        tables: Mapping[str, pd.DataFrame],
+        schema: StudySchema,
+        *,
+        source: str = "",
+    ) -> Study:
+        """Build a Study from validated, typed tables (see :func:`mesostats.load_study`)."""
+        adverse_events = tables.get("adverse_events")
+        if adverse_events is None:
+            adverse_events = _empty_typed(schema, "adverse_events")
+        sessions = tables["sessions"]
+        outcome_fields = schema.tables["sessions"].outcome_fields
+        outcomes = tuple(c for c in outcome_fields if c in sessions.columns)
+        event_spec = schema.tables["adverse_events"].field("event")
+        event_terms = tuple(str(t) for t in (event_spec.enum or ()))
+        exclusions = pd.concat(
+            [
+                _missing_outcome_exclusions(sessions, outcomes),
+                _unassessed_event_exclusions(sessions, adverse_events),
+            ],
+            ignore_index=True,
+        )
+        return cls(
+            subjects=tables["subjects"],
+            cocktails=tables["cocktails"],
+            sessions=sessions,
+            adverse_events=adverse_events,
+            exclusions=exclusions,
+            ingredients=derive.active_ingredients(tables["cocktails"]),
+            source=source,
+            outcomes=outcomes,
+            event_terms=event_terms,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # analysis tables
+    # ----------------------------------------------------------------------------------------
+
+    def outcome_table(
+        self,
+        outcome: str = "hair_density",
+        *,
+        exposure: Literal["indicator", "dose"] = "indicator",
+    ) -> pd.DataFrame:
+        """One row per subject × visit with the outcome, its baseline and change.
+
+        Parameters
+        ----------
+        outcome : str
+            An outcome column of ``sessions`` (e.g. ``"hair_density"``, ``"shaft_diameter_um"``).
+        exposure : {"indicator", "dose"}
+            Ingredient columns as 0/1 indicators of the cocktail received, or as doses
+            (concentration × volume injected).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``subject_id, visit, day, week, cocktail_id, value, baseline, chg, pchg``,
+            one column per ingredient, then the subject columns; index = the session's source
+            row label. Rows whose outcome is missing are left out (they are listed in
+            ``study.exclusions``).
+
+        Notes
+        -----
+        CDISC ADaM BDS rules (see :mod:`mesostats.data.derive`): baseline is the flagged
+        visit (``baseline_flag``) if any, else the last non-missing value on or before day 1;
+        ``chg = value − baseline``; ``pchg = 100·chg/|baseline|``, missing when baseline is 0.
+        """
+        self._check_outcome(outcome)
+        s = self.sessions
+        value = s[outcome].to_numpy(dtype="float64", na_value=np.nan)
+        flag = s["baseline_flag"] if "baseline_flag" in s.columns else None
+        baseline = derive.baseline_values(s[SUBJECT_KEY], s["day"], value, flag)
+        chg, pchg = derive.change_from_baseline(value, baseline)
+        keep = ~np.isnan(value)
+        table = pd.DataFrame(
+            {
+                "subject_id": s[SUBJECT_KEY].array,
+                "visit": s["visit"].array,
+                "day": s["day"].array,
+                "week": derive.study_week(s["day"]),
+                "cocktail_id": self._cocktail_column().array,
+                "value": value,
+                "baseline": baseline,
+                "chg": chg,
+                "pchg": pchg,
+            },
+            index=s.index,
+        )
+        table = self._add_design(table, exposure)[keep]
+        return self._add_subject_columns(table)
+
+    def event_table(self, event: str | None = None) -> pd.DataFrame:
+        """One row per session whose reactions were assessed, with its count of events.
+
+        Parameters
+        ----------
+        event : str, optional
+            A coded event term (e.g. ``"erythema"``); ``None`` counts every event.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``subject_id, visit, day, week, cocktail_id, events, any_event``, one 0/1
+            column per ingredient, then the subject columns; index = the session's source
+            row label. Events recorded at sessions whose reactions were not assessed are not
+            counted (they are listed in ``study.exclusions``).
+        """
+        ae = self.adverse_events
+        if event is not None:
+            self._check_event(event)
+            ae = ae[(ae["event"] == event).to_numpy(dtype=bool)]
+        s = self.sessions
+        assessed = s["reactions_assessed"].fillna(False).to_numpy(dtype=bool)
+        counts = derive.event_counts(
+            [s[SUBJECT_KEY], s["visit"].astype("Int64")],
+            [ae[SUBJECT_KEY], ae["visit"].astype("Int64")],
+        )
+        table = pd.DataFrame(
+            {
+                "subject_id": s[SUBJECT_KEY].array,
+                "visit": s["visit"].array,
+                "day": s["day"].array,
+                "week": derive.study_week(s["day"]),
+                "cocktail_id": self._cocktail_column().array,
+                "events": counts.astype(np.int64),
+                "any_event": (counts > 0).astype(np.int64),
+            },
+            index=s.index,
+        )
+        table = self._add_design(table, "indicator")[assessed]
+        return self._add_subject_columns(table)
+
+    # ----------------------------------------------------------------------------------------
+    # helpers
+    # ----------------------------------------------------------------------------------------
+
+    def _cocktail_column(self) -> pd.Series:
+        s = self.sessions
+        if "cocktail_id" in s.columns:
+            return s["cocktail_id"]
+        return pd.Series(pd.NA, index=s.index, dtype="str")
+
+    def _add_design(
+        self, table: pd.DataFrame, exposure: Literal["indicator", "dose"]
+    ) -> pd.DataFrame:
+        if exposure not in ("indicator", "dose"):
+            raise ModelSpecError(f"exposure must be 'indicator' or 'dose', got {exposure!r}.")
+        volume = self.sessions["volume_ml"] if "volume_ml" in self.sessions.columns else None
+        if exposure == "dose" and volume is None:
+            raise ModelSpecError(
+                "exposure='dose' needs the volume_ml column of sessions, which this study "
+                "lacks; use exposure='indicator'."
+            )
+        design = derive.ingredient_design(
+            self.cocktails,
+            self._cocktail_column(),
+            self.ingredients,
+            kind=exposure,
+            volume_ml=volume,
+        )
+        return pd.concat([table, design], axis=1)
+
+    def _add_subject_columns(self, table: pd.DataFrame) -> pd.DataFrame:
+        subjects = self.subjects
+        position = pd.Index(subjects[SUBJECT_KEY]).get_indexer(pd.Index(table[SUBJECT_KEY]))
+        extra = {
+            col: subjects[col].take(position).array
+            for col in subjects.columns
+            if col != SUBJECT_KEY and col not in table.columns
+        }
+        return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
+
+    def _check_outcome(self, outcome: str) -> None:
+        if outcome not in self.outcomes:
+            available = ", ".join(self.outcomes) or "none"
+            raise ModelSpecError(
+                f"outcome {outcome!r} is not an outcome column of this study's sessions "
+                f"table; available: {available}."
+            )
+        if self.sessions[outcome].isna().all():
+            raise ModelSpecError(
+                f"outcome {outcome!r} is missing on every session; choose another outcome "
+                f"({', '.join(o for o in self.outcomes if o != outcome) or 'none'})."
+            )
+
+    def _check_event(self, event: str) -> None:
+        if event in self.event_terms:
+            return
+        present = sorted(pd.unique(self.adverse_events["event"].dropna().astype(str)))
+        raise ModelSpecError(
+            f"event {event!r} is not a coded event term; use one of "
+            f"{', '.join(self.event_terms)} (present in this study: "
+            f"{', '.join(present) or 'none'}), or event=None for any event."
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # display
+    # ----------------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        n_sites = self.subjects["site"].nunique() if "site" in self.subjects else 0
+        n_cocktails = self.cocktails["cocktail_id"].nunique()
+        return (
+            f"Study({len(self.subjects)} subjects at {n_sites} site"
+            f"{'s' if n_sites != 1 else ''}, {len(self.sessions)} sessions, "
+            f"{n_cocktails} cocktail{'s' if n_cocktails != 1 else ''}, "
+            f"{len(self.adverse_events)} adverse events, {len(self.exclusions)} exclusions; "
+            f"ingredients: {', '.join(self.ingredients) or 'none'}; source: {self.source})"
+        )
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        counts = "".join(
+            f"<tr><td>{esc(name)}</td><td>{len(frame)}</td></tr>"
+            for name, frame in (
+                ("subjects", self.subjects),
+                ("sessions", self.sessions),
+                ("cocktails (rows)", self.cocktails),
+                ("adverse_events", self.adverse_events),
+                ("exclusions", self.exclusions),
+            )
+        )
+        sites = (
+            sorted(pd.unique(self.subjects["site"].dropna().astype(str)))
+            if "site" in self.subjects
+            else []
+        )
+        recipes = (
+            self.cocktails.groupby("cocktail_id", sort=True)["ingredient"]
+            .agg(lambda x: ", ".join(sorted(str(v) for v in x)))
+            .to_dict()
+        )
+        cocktail_rows = "".join(
+            f"<tr><td>{esc(str(k))}</td><td>{esc(v)}</td></tr>" for k, v in recipes.items()
+        )
+        shown_sites = ", ".join(esc(s) for s in sites[:20]) + (" …" if len(sites) > 20 else "")
+        return (
+            '<div class="mesostats-study">'
+            f"<p><strong>Study</strong> from {esc(self.source)}</p>"
+            f"<table><thead><tr><th>table</th><th>rows</th></tr></thead>"
+            f"<tbody>{counts}</tbody></table>"
+            f"<p>Sites ({len(sites)}): {shown_sites}</p>"
+            "<table><thead><tr><th>cocktail</th><th>ingredients</th></tr></thead>"
+            f"<tbody>{cocktail_rows}</tbody></table>"
+            f"<p>Active ingredients: {esc(', '.join(self.ingredients)) or 'none'}</p>"
+            "</div>"
+        )
+
+
+def _empty_typed(schema: StudySchema, name: str) -> pd.DataFrame:
+    dtypes = {"string": "str", "integer": "int64", "number": "float64", "boolean": "bool"}
+    table = schema.tables[name]
+    return pd.DataFrame(
+        {f.name: pd.Series(dtype=dtypes[f.type]) for f in table.fields},
+        index=pd.Index([], dtype=np.int64, name="row"),
+    )
+
+
+def _missing_outcome_exclusions(sessions: pd.DataFrame, outcomes: tuple[str, ...]) -> pd.DataFrame:
+    parts = []
+    for outcome in outcomes:
+        missing = sessions[outcome].isna().to_numpy(dtype=bool)
+        if missing.any():
+            rows = sessions.index[missing]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "table": "sessions",
+                        "row": np.asarray(rows, dtype=object),
+                        "reason": f"{outcome} missing: not in outcome_table({outcome!r})",
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True) if parts else _empty_exclusions()
+
+
+def _unassessed_event_exclusions(
+    sessions: pd.DataFrame, adverse_events: pd.DataFrame
+) -> pd.DataFrame:
+    if len(adverse_events) == 0:
+        return _empty_exclusions()
+    assessed = sessions[sessions["reactions_assessed"].fillna(False).to_numpy(dtype=bool)]
+    counted = derive.event_counts(
+        [adverse_events[SUBJECT_KEY], adverse_events["visit"].astype("Int64")],
+        [assessed[SUBJECT_KEY], assessed["visit"].astype("Int64")],
+    )
+    outside = counted == 0
+    if not outside.any():
+        return _empty_exclusions()
+    return pd.DataFrame(
+        {
+            "table": "adverse_events",
+            "row": np.asarray(adverse_events.index[outside], dtype=object),
+            "reason": "recorded at a session whose reactions were not assessed "
+            "(reactions_assessed false): not counted in event_table",
+        }
+    )

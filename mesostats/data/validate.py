@@ -1,0 +1,1047 @@
+"""Vectorised, schema-driven validation of study tables: every problem, one error.
+
+Each check is a column operation (numpy, pandas or pyarrow compute): there is no Python loop
+over rows, so a million sessions validate in a fraction of a second. Checks are driven by the
+Table Schema descriptors of :mod:`mesostats.data.schema`; the cross-row and cross-field rules
+come from each schema's ``x-mesostats-rules`` list. frictionless-py would do the same checks row
+by row in Python (minutes for a million rows), hence this hand-written module.
+
+What is checked, and the ``rule`` name given to each problem
+-------------------------------------------------------------
+Table level
+    ``missing_table`` (a required table is absent), ``min_rows`` rules (``not_empty``: the table
+    has no rows).
+Columns
+    ``missing_column`` (a field with ``required: true`` is not a column), ``duplicate_column``
+    (two columns with the same name, also after CDISC renaming), ``column_clash`` (see below).
+Values (per field; missing values are those listed in the schema's ``missingValues``)
+    ``type`` (text that is not a number / integer / boolean; ``value`` is the raw text),
+    ``required``, ``enum``, ``minimum``, ``maximum``, ``pattern``, ``minLength``,
+    ``maxLength``, ``unique``.
+Keys
+    ``primary_key`` (every row of a duplicated key is reported), ``foreign_key`` (every row
+    whose key is not in the referenced table; rows whose key is missing are left to
+    ``required``).
+Rules from ``x-mesostats-rules`` (the ``kind`` decides the check, the ``name`` is the rule)
+    ``min_rows``, ``not_equal``, ``exclusive_minimum``, ``not_in``, ``required_if_present``,
+    ``increasing_within``, ``at_most_one_true``, ``true_only_if_at_most``.
+
+A value that fails its type is reported once, as ``type``; the later checks see it as missing
+(so it is not also reported as ``required``). Rules that compare rows skip rows whose inputs
+are missing or invalid.
+
+Extra columns
+-------------
+Columns that no schema field names are **kept** (with the type they were read with) and are not
+a problem by themselves: studies often carry more than the contract. They are a problem
+(``column_clash``) only when they would collide with another column in the analysis tables of
+:class:`~mesostats.data.study.Study`: an extra column of ``subjects`` (whose columns are copied
+into ``outcome_table`` and ``event_table``) named like a sessions column, a derived column
+(``week``, ``value``, ``baseline``, ``chg``, ``pchg``, ``events``, ``any_event``, …) or an
+ingredient. Duplicated column names are always a problem.
+
+Row labels
+----------
+``row`` in a problem is whatever the reader attached to the row: the 1-based line number in
+the file (header = line 1; see :mod:`mesostats.data.load` for how embedded newlines are
+handled), or the DataFrame index label. Column-level problems carry the header's label
+(line 1 for files, ``None`` for DataFrames); table-level problems carry ``None``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mesostats.data.schema import FieldSpec, StudySchema, TableSchema
+from mesostats.exceptions import PROBLEM_COLUMNS, ValidationError
+
+__all__ = ["RawTable", "collect_problems", "validate_tables"]
+
+# Derived columns of Study.outcome_table / event_table: subject columns must not use them.
+DERIVED_COLUMNS = (
+    "subject_id",
+    "visit",
+    "day",
+    "week",
+    "value",
+    "baseline",
+    "chg",
+    "pchg",
+    "events",
+    "any_event",
+    "cocktail_id",
+    "volume_ml",
+)
+
+
+@dataclass
+class RawTable:
+    """A table as read, before types are checked.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        The columns as read: text (``str`` dtype) from CSV files, typed or ``object`` columns
+        from Parquet, XLSX and DataFrames. Never modified by validation.
+    rows : Index
+        Row label of each row of ``frame`` (file line number or DataFrame index label).
+    origin : str
+        Where the table came from (file name or ``"DataFrame"``), for messages.
+    header_row : object
+        Label used for column-level problems: ``1`` for files, ``None`` for DataFrames.
+    column_sources : list of str, optional
+        The original name of each column before CDISC renaming (same order as ``frame``).
+    """
+
+    frame: pd.DataFrame
+    rows: pd.Index
+    origin: str = "DataFrame"
+    header_row: object = None
+    column_sources: list[str] | None = None
+
+
+@dataclass
+class ProblemLog:
+    """Accumulates problems as small DataFrames (one per check) and sorts them at the end."""
+
+    table_order: Sequence[str]
+    chunks: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(
+        self,
+        table: str,
+        rows: Any,
+        column: str | None,
+        values: Any,
+        rule: str,
+        message: str | Sequence[str] | np.ndarray,
+        positions: Any = None,
+    ) -> None:
+        """Record problems; ``rows``/``values``/``message`` are scalars or equal-length arrays."""
+        row_arr = _as_object_array(rows)
+        n = len(row_arr)
+        if n == 0:
+            return
+        val_arr = _as_object_array(values, n)
+        msg_arr = _as_object_array(message, n)
+        pos = (
+            np.full(n, -1, dtype=np.int64)
+            if positions is None
+            else np.asarray(positions, dtype=np.int64)
+        )
+        self.chunks.append(
+            pd.DataFrame(
+                {
+                    "table": np.full(n, table, dtype=object),
+                    "row": row_arr,
+                    "column": np.full(n, column, dtype=object),
+                    "value": val_arr,
+                    "rule": np.full(n, rule, dtype=object),
+                    "message": msg_arr,
+                    "_pos": pos,
+                }
+            )
+        )
+
+    def extend(self, other: pd.DataFrame) -> None:
+        """Add problems already in table form (e.g. from a reader)."""
+        if len(other):
+            chunk = other.reindex(columns=PROBLEM_COLUMNS).astype(object)
+            if "_pos" in other:
+                chunk["_pos"] = other["_pos"].to_numpy(dtype=np.int64)
+            else:
+                chunk["_pos"] = -1
+            self.chunks.append(chunk)
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    def frame(self) -> pd.DataFrame:
+        """All problems, ordered by table (schema order), then row position."""
+        if not self.chunks:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in PROBLEM_COLUMNS})
+        problems = pd.concat(self.chunks, ignore_index=True)
+        order = {name: i for i, name in enumerate(self.table_order)}
+        table_rank = problems["table"].map(lambda t: order.get(t, len(order))).to_numpy()
+        idx = np.lexsort((np.arange(len(problems)), problems["_pos"].to_numpy(), table_rank))
+        out = problems.iloc[idx][PROBLEM_COLUMNS].reset_index(drop=True)
+        return out.astype(object)
+
+
+def _as_object_array(values: Any, n: int | None = None) -> np.ndarray:
+    if isinstance(values, (pd.Index, pd.Series, pd.api.extensions.ExtensionArray)):
+        arr = np.array(pd.Series(values).astype(object).to_numpy(), dtype=object, copy=True)
+        arr[pd.isna(arr)] = None
+        return arr
+    if isinstance(values, np.ndarray):
+        arr = np.array(values, dtype=object, copy=True)
+        if arr.size and values.dtype.kind == "f":
+            arr[np.isnan(values)] = None
+        return arr
+    if isinstance(values, (list, tuple)):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = list(values)
+        return arr
+    size = 1 if n is None else n
+    arr = np.empty(size, dtype=object)
+    arr[:] = [values] * size
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing one column
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedColumn:
+    """A column parsed to its schema type."""
+
+    values: pd.Series  # typed, NA where missing or invalid
+    missing: np.ndarray  # bool: the cell is empty / a missing-value token
+    bad: np.ndarray  # bool: the cell has a value that is not of the field's type
+    bad_reason: str = ""
+
+
+def as_text(series: pd.Series) -> pd.Series:
+    """The column as pandas ``str`` dtype (missing stays missing); never fails on odd objects."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return series
+    try:
+        return series.astype("str")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        # Lone surrogates or objects whose str() fails: make each cell printable.
+        return pd.Series(
+            [_printable(v) for v in series.to_numpy(dtype=object)],
+            index=series.index,
+            dtype="str",
+        )
+
+
+def _printable(value: object) -> object:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    try:
+        text = str(value)
+    except Exception:  # a user object whose __str__ fails
+        text = object.__repr__(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _missing_mask(text: pd.Series, missing_values: Sequence[str]) -> np.ndarray:
+    mask = text.isna().to_numpy(dtype=bool, copy=True)
+    if missing_values:
+        mask |= text.isin(list(missing_values)).to_numpy(dtype=bool)
+    return mask
+
+
+def _is_native(series: pd.Series, ftype: str) -> bool:
+    dtype = series.dtype
+    if ftype in ("number", "integer"):
+        return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if ftype == "boolean":
+        return pd.api.types.is_bool_dtype(dtype)
+    return False
+
+
+def parse_column(series: pd.Series, spec: FieldSpec, missing_values: Sequence[str]) -> ParsedColumn:
+    """Parse one column to the type of ``spec``, flagging missing and invalid cells.
+
+    Numbers are parsed by pyarrow's vectorised cast when every cell is clean text, else by
+    :func:`pandas.to_numeric` with ``errors="coerce"``; integers accept integral decimals such
+    as ``"3.0"`` (spreadsheets write them); booleans accept the field's ``trueValues`` and
+    ``falseValues`` (and 0/1 numbers).
+    """
+    ftype = spec.type
+    if _is_native(series, ftype):
+        if ftype == "boolean":
+            values = series.astype("boolean")
+            missing = values.isna().to_numpy(dtype=bool)
+            return ParsedColumn(values, missing, np.zeros(len(series), dtype=bool))
+        numbers = pd.to_numeric(series).astype("float64")
+        missing = numbers.isna().to_numpy(dtype=bool)
+        return _finish_number(numbers, missing, np.zeros(len(series), dtype=bool), spec)
+    if ftype == "boolean" and pd.api.types.is_numeric_dtype(series.dtype):
+        numbers = series.astype("float64")
+        missing = numbers.isna().to_numpy(dtype=bool)
+        ok = numbers.isin([0.0, 1.0]).to_numpy(dtype=bool)
+        bad = ~missing & ~ok
+        values = pd.Series(pd.array(np.where(ok, numbers == 1.0, False), dtype="boolean"))
+        values.index = series.index
+        values[~ok] = pd.NA
+        return ParsedColumn(values, missing, bad, "is not one of 0/1 or true/false")
+
+    text = as_text(series)
+    missing = _missing_mask(text, missing_values)
+    if ftype == "string":
+        values = text.where(~missing) if missing.any() else text
+        return ParsedColumn(values, missing, np.zeros(len(series), dtype=bool))
+    if ftype == "boolean":
+        is_true = text.isin(list(spec.true_values)).to_numpy(dtype=bool)
+        is_false = text.isin(list(spec.false_values)).to_numpy(dtype=bool)
+        bad = ~missing & ~is_true & ~is_false
+        values = pd.Series(pd.array(is_true, dtype="boolean"), index=series.index)
+        values[missing | bad] = pd.NA
+        return ParsedColumn(values, missing, bad, "is not a recognised true/false value")
+    numbers = _text_to_float(text, missing)
+    bad = ~missing & numbers.isna().to_numpy(dtype=bool)
+    return _finish_number(numbers, missing, bad, spec)
+
+
+def _text_to_float(text: pd.Series, missing: np.ndarray) -> pd.Series:
+    """Parse text to float64 (NaN where missing or not a number)."""
+    clean = text.where(~missing) if missing.any() else text
+    try:
+        arr = pc.cast(pa.array(clean, from_pandas=True), pa.float64())
+        numbers = pd.Series(arr.to_numpy(zero_copy_only=False), index=text.index)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        numbers = pd.to_numeric(clean, errors="coerce").astype("float64")
+    # A literal "nan" that is not a missing-value token is not a number.
+    return numbers
+
+
+def _finish_number(
+    numbers: pd.Series, missing: np.ndarray, bad: np.ndarray, spec: FieldSpec
+) -> ParsedColumn:
+    arr = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    finite = np.isfinite(arr)
+    bad = bad | (~missing & ~finite)
+    reason = "is not a number"
+    if spec.type == "integer":
+        with np.errstate(invalid="ignore"):
+            integral = finite & (np.floor(arr) == arr) & (np.abs(arr) < 2.0**53)
+        bad = bad | (~missing & finite & ~integral)
+        reason = "is not a whole number"
+        ok = integral & ~bad
+        ints = np.where(ok, arr, 0).astype(np.int64)
+        values = pd.Series(pd.array(ints, dtype="Int64"), index=numbers.index)
+        if not ok.all():
+            values[~ok] = pd.NA
+        return ParsedColumn(values, missing, bad, reason)
+    clean = np.where(bad | missing, np.nan, arr)
+    return ParsedColumn(pd.Series(clean, index=numbers.index), missing, bad, reason)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking one table
+# --------------------------------------------------------------------------------------------
+
+
+def _type_word(spec: FieldSpec) -> str:
+    return {
+        "number": "a number",
+        "integer": "a whole number",
+        "boolean": f"true or false (one of {', '.join(spec.true_values + spec.false_values)})",
+        "string": "text",
+    }[spec.type]
+
+
+def _label(spec: FieldSpec) -> str:
+    return f"{spec.name} ({spec.title})" if spec.title and spec.title != spec.name else spec.name
+
+
+@dataclass
+class CheckedTable:
+    """A table after type parsing: typed columns, validity masks, raw values for reports."""
+
+    name: str
+    schema: TableSchema
+    raw: RawTable
+    typed: dict[str, pd.Series]
+    valid: dict[str, np.ndarray]  # cell holds a valid value (not missing, not bad type)
+    missing: dict[str, np.ndarray]  # cell is empty or a missing-value token
+    raw_columns: dict[str, pd.Series]
+    extra_columns: list[str]
+    subject_codes: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.raw.frame)
+
+
+def _positions(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(mask)
+
+
+def _report_cells(
+    log: ProblemLog,
+    table: CheckedTable,
+    column: str,
+    mask: np.ndarray,
+    rule: str,
+    message: str,
+) -> None:
+    if not mask.any():
+        return
+    pos = _positions(mask)
+    raw = table.raw_columns.get(column)
+    values = raw.iloc[pos] if raw is not None else None
+    log.add(table.name, table.raw.rows[pos], column, values, rule, message, positions=pos)
+
+
+def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) -> CheckedTable:
+    """Parse and check one table: columns, types, field constraints, primary key, rules."""
+    frame = raw.frame
+    sources = raw.column_sources or [str(c) for c in frame.columns]
+    names = [str(c) for c in frame.columns]
+    first_position: dict[str, int] = {}
+    for i, col in enumerate(names):
+        if col in first_position:
+            j = first_position[col]
+            origin = (
+                f" (read from columns {sources[j]!r} and {sources[i]!r})"
+                if sources[j] != sources[i]
+                else ""
+            )
+            log.add(
+                name,
+                raw.header_row,
+                col,
+                sources[i],
+                "duplicate_column",
+                f"column {col} appears more than once{origin}; only the first is used. "
+                "Rename or delete the other column (CDISC and friendly names of the same "
+                "column count as the same column).",
+            )
+        else:
+            first_position[col] = i
+    schema_names = schema.field_names
+    extra = [c for c in first_position if c not in schema_names]
+    for col in schema.required_fields:
+        if col not in first_position:
+            hint = difflib.get_close_matches(col, extra, n=1, cutoff=0.75)
+            lowered = [c for c in extra if c.strip().lower() == col]
+            did_you_mean = (
+                f" A column {(lowered or hint)[0]!r} exists: rename it."
+                if (lowered or hint)
+                else ""
+            )
+            found = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
+            log.add(
+                name,
+                raw.header_row,
+                col,
+                None,
+                "missing_column",
+                f"required column {col} is missing from {raw.origin} (columns found: "
+                f"{found or 'none'}).{did_you_mean}",
+            )
+
+    typed: dict[str, pd.Series] = {}
+    valid: dict[str, np.ndarray] = {}
+    missing: dict[str, np.ndarray] = {}
+    raw_columns: dict[str, pd.Series] = {}
+    for spec in schema.fields:
+        if spec.name not in first_position:
+            continue
+        column = frame.iloc[:, first_position[spec.name]]
+        raw_columns[spec.name] = column
+        parsed = parse_column(column, spec, schema.missing_values)
+        typed[spec.name] = parsed.values
+        ok = ~parsed.missing & ~parsed.bad
+        valid[spec.name] = ok
+        missing[spec.name] = parsed.missing
+        if parsed.bad.any():
+            pos = _positions(parsed.bad)
+            log.add(
+                name,
+                raw.rows[pos],
+                spec.name,
+                column.iloc[pos],
+                "type",
+                f"{_label(spec)} must be {_type_word(spec)}; the value {parsed.bad_reason}. "
+                "Check for units, comments or decimal commas typed into the cell.",
+                positions=pos,
+            )
+    checked = CheckedTable(name, schema, raw, typed, valid, missing, raw_columns, extra)
+    _check_field_constraints(checked, log)
+    _check_primary_key(checked, log)
+    _check_rules(checked, log)
+    return checked
+
+
+def _check_field_constraints(table: CheckedTable, log: ProblemLog) -> None:
+    for spec in table.schema.fields:
+        if spec.name not in table.typed:
+            continue
+        values = table.typed[spec.name]
+        ok = table.valid[spec.name]
+        raw_missing = table.missing[spec.name]
+        if spec.required:
+            _report_cells(
+                log,
+                table,
+                spec.name,
+                raw_missing,
+                "required",
+                f"{_label(spec)} is required but the cell is empty; fill it in or remove the row.",
+            )
+        if spec.enum is not None and ok.any():
+            allowed = list(spec.enum)
+            out = ok & ~values.isin(allowed).to_numpy(dtype=bool)
+            shown = ", ".join(str(v) for v in allowed)
+            _report_cells(
+                log,
+                table,
+                spec.name,
+                out,
+                "enum",
+                f"{_label(spec)} must be one of: {shown} (exact spelling and case).",
+            )
+        if spec.type in ("number", "integer"):
+            arr = values.to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                if spec.minimum is not None:
+                    _report_cells(
+                        log,
+                        table,
+                        spec.name,
+                        ok & (arr < spec.minimum),
+                        "minimum",
+                        f"{_label(spec)} must be ≥ {_fmt(spec.minimum)}; check the units or a "
+                        "data-entry slip.",
+                    )
+                if spec.maximum is not None:
+                    _report_cells(
+                        log,
+                        table,
+                        spec.name,
+                        ok & (arr > spec.maximum),
+                        "maximum",
+                        f"{_label(spec)} must be ≤ {_fmt(spec.maximum)}; check the units or a "
+                        "data-entry slip.",
+                    )
+        if spec.type == "string" and ok.any():
+            if spec.pattern is not None:
+                matched = _fullmatch(values, spec.pattern)
+                _report_cells(
+                    log,
+                    table,
+                    spec.name,
+                    ok & ~matched,
+                    "pattern",
+                    f"{_label(spec)} must match the pattern {spec.pattern} "
+                    f"({spec.description or 'see the schema'}).",
+                )
+            if spec.min_length is not None or spec.max_length is not None:
+                lengths = values.str.len().to_numpy(dtype="float64", na_value=np.nan)
+                if spec.min_length is not None:
+                    _report_cells(
+                        log,
+                        table,
+                        spec.name,
+                        ok & (lengths < spec.min_length),
+                        "minLength",
+                        f"{_label(spec)} must have at least {spec.min_length} characters.",
+                    )
+                if spec.max_length is not None:
+                    _report_cells(
+                        log,
+                        table,
+                        spec.name,
+                        ok & (lengths > spec.max_length),
+                        "maxLength",
+                        f"{_label(spec)} must have at most {spec.max_length} characters.",
+                    )
+        if spec.unique and ok.any():
+            dup = ok & values.duplicated(keep=False).to_numpy(dtype=bool)
+            _report_cells(
+                log,
+                table,
+                spec.name,
+                dup,
+                "unique",
+                f"{_label(spec)} must be unique; this value appears on more than one row.",
+            )
+
+
+def _fullmatch(values: pd.Series, pattern: str) -> np.ndarray:
+    text = as_text(values)
+    try:
+        arr = pa.array(text, from_pandas=True)
+        matched = pc.match_substring_regex(arr, f"^(?:{pattern})$")
+        return np.asarray(matched.to_numpy(zero_copy_only=False), dtype=object) == True  # noqa: E712
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def key_codes(columns: Sequence[pd.Series]) -> np.ndarray:
+    """One int64 code per row for a (composite) key; -1 where any part is missing.
+
+    Each part is factorised (pandas hashing, done in C), then the codes are combined in mixed
+    radix, so that equal keys get equal codes. Used for duplicate and foreign-key checks.
+    """
+    n = len(columns[0])
+    combined = np.zeros(n, dtype=np.int64)
+    any_missing = np.zeros(n, dtype=bool)
+    for col in columns:
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        codes = np.asarray(codes, dtype=np.int64)
+        any_missing |= codes < 0
+        radix = max(len(uniques), 1)
+        combined = combined * radix + np.maximum(codes, 0)
+        if len(columns) > 1 and combined.max(initial=0) > 2**62 // max(radix, 1):
+            # Extremely many distinct keys: re-factorise the partial code to keep it small.
+            combined = np.asarray(pd.factorize(combined)[0], dtype=np.int64)
+    combined[any_missing] = -1
+    return combined
+
+
+def _check_primary_key(table: CheckedTable, log: ProblemLog) -> None:
+    key = list(table.schema.primary_key)
+    if not key or any(k not in table.typed for k in key) or table.n == 0:
+        return
+    ok = np.logical_and.reduce([table.valid[k] for k in key])
+    codes = key_codes([table.typed[k] for k in key])
+    codes[~ok] = -1
+    if key == ["subject_id"] or key[0] == "subject_id":
+        table.subject_codes = np.asarray(pd.factorize(table.typed["subject_id"])[0], dtype=np.int64)
+    dup = ok & pd.Series(codes).duplicated(keep=False).to_numpy(dtype=bool)
+    if not dup.any():
+        return
+    pos = _positions(dup)
+    values = _joined_values([table.raw_columns[k].iloc[pos] for k in key])
+    log.add(
+        table.name,
+        table.raw.rows[pos],
+        ", ".join(key),
+        values,
+        "primary_key",
+        f"the key ({', '.join(key)}) must be unique in {table.name}; this key appears on more "
+        "than one row. Remove the duplicate rows or correct the key.",
+        positions=pos,
+    )
+
+
+def _joined_values(parts: Sequence[pd.Series]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    text = [as_text(p).fillna("").to_numpy(dtype=object) for p in parts]
+    out = text[0].astype(str)
+    for t in text[1:]:
+        out = np.char.add(np.char.add(out, ", "), t.astype(str))
+    return out.astype(object)
+
+
+# --------------------------------------------------------------------------------------------
+# Custom rules (x-mesostats-rules)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_rules(table: CheckedTable, log: ProblemLog) -> None:
+    for rule in table.schema.rules:
+        kind = rule.get("kind")
+        checker = _RULE_CHECKERS.get(str(kind))
+        if checker is None:
+            from mesostats.data.schema import SchemaError
+
+            raise SchemaError(
+                f"table {table.name}: rule {rule.get('name')!r} has unknown kind {kind!r} "
+                f"(known: {', '.join(sorted(_RULE_CHECKERS))})"
+            )
+        checker(table, rule, log)
+
+
+def _rule_message(rule: Mapping[str, Any]) -> str:
+    return str(rule.get("description", rule.get("name", "")))
+
+
+def _rule_min_rows(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
+    minimum = int(rule.get("value", 1))
+    if table.n < minimum:
+        log.add(
+            table.name,
+            None,
+            None,
+            table.n,
+            str(rule["name"]),
+            f"{table.name} ({table.raw.origin}) has {table.n} rows; {_rule_message(rule)}",
+        )
+
+
+def _rule_field(table: CheckedTable, rule: Mapping[str, Any]) -> str | None:
+    col = str(rule["field"])
+    return col if col in table.typed else None
+
+
+def _rule_not_equal(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
+    col = _rule_field(table, rule)
+    if col is None:
+        return
+    arr = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)
+    _report_cells(
+        log,
+        table,
+        col,
+        table.valid[col] & (arr == float(rule["value"])),
+        str(rule["name"]),
+        _rule_message(rule),
+    )
+
+
+def _rule_exclusive_minimum(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
+    col = _rule_field(table, rule)
+    if col is None:
+        return
+    arr = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        mask = table.valid[col] & (arr <= float(rule["value"]))
+    _report_cells(log, table, col, mask, str(rule["name"]), _rule_message(rule))
+
+
+def _rule_not_in(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
+    col = _rule_field(table, rule)
+    if col is None:
+        return
+    mask = table.valid[col] & table.typed[col].isin(list(rule["values"])).to_numpy(dtype=bool)
+    _report_cells(log, table, col, mask, str(rule["name"]), _rule_message(rule))
+
+
+def _rule_required_if_present(
+    table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog
+) -> None:
+    target = str(rule["field"])
+    trigger = str(rule["if_present"])
+    if trigger not in table.typed:
+        return
+    present = table.valid[trigger]
+    if not present.any():
+        return
+    if target not in table.typed:
+        log.add(
+            table.name,
+            table.raw.header_row,
+            target,
+            None,
+            str(rule["name"]),
+            f"column {target} is missing but {trigger} is filled on {int(present.sum())} rows; "
+            f"{_rule_message(rule)}",
+        )
+        return
+    missing = table.missing[target]
+    _report_cells(log, table, target, present & missing, str(rule["name"]), _rule_message(rule))
+
+
+def _group_codes(table: CheckedTable, group_by: Sequence[str]) -> np.ndarray | None:
+    if any(g not in table.typed for g in group_by):
+        return None
+    if list(group_by) == ["subject_id"] and table.subject_codes is not None:
+        codes = table.subject_codes.copy()
+    else:
+        codes = key_codes([table.typed[g] for g in group_by])
+    ok = np.logical_and.reduce([table.valid[g] for g in group_by])
+    codes[~ok] = -1
+    return codes
+
+
+def _rule_increasing_within(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
+    col = str(rule["field"])
+    order_col = str(rule["order_by"])
+    if col not in table.typed or order_col not in table.typed:
+        return
+    groups = _group_codes(table, rule.get("group_by", []))
+    if groups is None:
+        return
+    usable = (groups >= 0) & table.valid[col] & table.valid[order_col]
+    pos = np.flatnonzero(usable)
+    if len(pos) < 2:
+        return
+    g = groups[pos]
+    order = table.typed[order_col].to_numpy(dtype="float64", na_value=np.nan)[pos]
+    value = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)[pos]
+    already_sorted = bool(
+        np.all((g[1:] > g[:-1]) | ((g[1:] == g[:-1]) & (order[1:] >= order[:-1])))
+    )
+    if not already_sorted:
+        perm = np.lexsort((value, order, g))
+        pos, g, order, value = pos[perm], g[perm], order[perm], value[perm]
+    same = (g[1:] == g[:-1]) & (order[1:] > order[:-1])
+    broken = same & (value[1:] <= value[:-1])
+    if not broken.any():
+        return
+    later = pos[1:][broken]
+    earlier_value = value[:-1][broken]
+    earlier_order = order[:-1][broken]
+    messages = [
+        f"{col} must increase with {order_col} within "
+        f"{', '.join(rule.get('group_by', []))}: {order_col} {_fmt(o)} has {col} {_fmt(v)}, "
+        f"not after; {_rule_message(rule)}"
+        for o, v in zip(earlier_order, earlier_value, strict=True)
+    ]
+    # one problem per offending (later) row; the message names the earlier visit.
+    _report_positions(log, table, col, later, str(rule["name"]), messages)
+
+
+def _report_positions(
+    log: ProblemLog,
+    table: CheckedTable,
+    column: str,
+    pos: np.ndarray,
+    rule: str,
+    message: str | Sequence[str],
+) -> None:
+    if len(pos) == 0:
+        return
+    raw = table.raw_columns.get(column)
+    values = raw.iloc[pos] if raw is not None else None
+    log.add(table.name, table.raw.rows[pos], column, values, rule, message, positions=pos)
+
+
+def _rule_at_most_one_true(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
+    col = str(rule["field"])
+    if col not in table.typed:
+        return
+    groups = _group_codes(table, rule.get("group_by", []))
+    if groups is None:
+        return
+    flag = table.valid[col] & table.typed[col].fillna(False).to_numpy(dtype=bool) & (groups >= 0)
+    if flag.sum() < 2:
+        return
+    counts = np.bincount(groups[flag], minlength=int(groups.max()) + 1)
+    offending = flag & (counts[np.maximum(groups, 0)] > 1)
+    _report_cells(log, table, col, offending, str(rule["name"]), _rule_message(rule))
+
+
+def _rule_true_only_if_at_most(
+    table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog
+) -> None:
+    col = str(rule["field"])
+    cond = str(rule["condition_field"])
+    if col not in table.typed or cond not in table.typed:
+        return
+    flag = table.valid[col] & table.typed[col].fillna(False).to_numpy(dtype=bool)
+    arr = table.typed[cond].to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        mask = flag & table.valid[cond] & (arr > float(rule["value"]))
+    _report_cells(log, table, col, mask, str(rule["name"]), _rule_message(rule))
+
+
+_RULE_CHECKERS = {
+    "min_rows": _rule_min_rows,
+    "not_equal": _rule_not_equal,
+    "exclusive_minimum": _rule_exclusive_minimum,
+    "not_in": _rule_not_in,
+    "required_if_present": _rule_required_if_present,
+    "increasing_within": _rule_increasing_within,
+    "at_most_one_true": _rule_at_most_one_true,
+    "true_only_if_at_most": _rule_true_only_if_at_most,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-table checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_foreign_keys(checked: Mapping[str, CheckedTable], log: ProblemLog) -> None:
+    for table in checked.values():
+        for fk in table.schema.foreign_keys:
+            ref = checked.get(fk.reference_table)
+            if ref is None:
+                continue
+            own_cols = list(fk.fields)
+            ref_cols = list(fk.reference_fields)
+            if any(c not in table.typed for c in own_cols) or any(
+                c not in ref.typed for c in ref_cols
+            ):
+                continue
+            own_ok = np.logical_and.reduce([table.valid[c] for c in own_cols])
+            if not own_ok.any():
+                continue
+            ref_ok = np.logical_and.reduce([ref.valid[c] for c in ref_cols])
+            found = _keys_found(
+                [table.typed[c] for c in own_cols], [ref.typed[c] for c in ref_cols], ref_ok
+            )
+            dangling = own_ok & ~found
+            if not dangling.any():
+                continue
+            pos = _positions(dangling)
+            values = _joined_values([table.raw_columns[c].iloc[pos] for c in own_cols])
+            own = ", ".join(own_cols)
+            log.add(
+                table.name,
+                table.raw.rows[pos],
+                own,
+                values,
+                "foreign_key",
+                f"{own} is not a ({', '.join(ref_cols)}) of the {fk.reference_table} table; "
+                f"add the missing {fk.reference_table} row or correct the key (check spelling, "
+                "case and spaces).",
+                positions=pos,
+            )
+
+
+def _keys_found(
+    own: Sequence[pd.Series], ref: Sequence[pd.Series], ref_ok: np.ndarray
+) -> np.ndarray:
+    if len(own) == 1:
+        lookup = ref[0][ref_ok]
+        if lookup.dtype != own[0].dtype:
+            lookup = lookup.astype(own[0].dtype)
+        return own[0].isin(lookup).to_numpy(dtype=bool)
+    n_own = len(own[0])
+    stacked = [
+        pd.concat(
+            [o.reset_index(drop=True), r[ref_ok].reset_index(drop=True).astype(o.dtype)],
+            ignore_index=True,
+        )
+        for o, r in zip(own, ref, strict=True)
+    ]
+    codes = key_codes(stacked)
+    return np.isin(codes[:n_own], codes[n_own:])
+
+
+def _check_clashes(checked: Mapping[str, CheckedTable], log: ProblemLog) -> None:
+    subjects = checked.get("subjects")
+    if subjects is None or not subjects.extra_columns:
+        return
+    reserved = set(DERIVED_COLUMNS)
+    sessions = checked.get("sessions")
+    if sessions is not None:
+        reserved |= {str(c) for c in sessions.raw.frame.columns}
+        reserved |= set(sessions.schema.field_names)
+    cocktails = checked.get("cocktails")
+    ingredients: set[str] = set()
+    if cocktails is not None and "ingredient" in cocktails.typed:
+        ingredients = set(cocktails.typed["ingredient"].dropna().astype(str))
+    for col in subjects.extra_columns:
+        if col in reserved or col in ingredients:
+            what = "an ingredient" if col in ingredients else "a sessions or derived column"
+            log.add(
+                "subjects",
+                subjects.raw.header_row,
+                col,
+                col,
+                "column_clash",
+                f"extra column {col} of subjects has the name of {what}; subject columns are "
+                "copied into the analysis tables, where it would collide. Rename the column.",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def collect_problems(
+    raw_tables: Mapping[str, RawTable],
+    schema: StudySchema,
+    *,
+    read_problems: pd.DataFrame | None = None,
+    absent_tables: Iterable[str] = (),
+) -> tuple[pd.DataFrame, dict[str, CheckedTable]]:
+    """Check every table and the keys between them; return all problems and parsed tables.
+
+    Parameters
+    ----------
+    raw_tables : mapping of str to RawTable
+        Tables as read. Tables of the schema not in this mapping are absent.
+    schema : StudySchema
+    read_problems : DataFrame, optional
+        Problems found while reading (encodings, unreadable files), merged in.
+    absent_tables : iterable of str
+        Tables known to be absent and already reported by the reader (not reported again).
+
+    Returns
+    -------
+    problems : DataFrame
+        Columns ``table, row, column, value, rule, message``; empty when all is well.
+    checked : dict of str to CheckedTable
+    """
+    log = ProblemLog(schema.table_names)
+    if read_problems is not None:
+        log.extend(read_problems)
+    already = set(absent_tables)
+    checked: dict[str, CheckedTable] = {}
+    for name, table_schema in schema.tables.items():
+        raw = raw_tables.get(name)
+        if raw is None:
+            if table_schema.required_table and name not in already:
+                log.add(
+                    name,
+                    None,
+                    None,
+                    None,
+                    "missing_table",
+                    f"the {name} table is missing; it is required "
+                    f"({table_schema.description.split('.')[0].lower()}).",
+                )
+            continue
+        checked[name] = check_table(name, raw, table_schema, log)
+    _check_foreign_keys(checked, log)
+    _check_clashes(checked, log)
+    return log.frame(), checked
+
+
+def typed_frame(table: CheckedTable) -> pd.DataFrame:
+    """The table with schema columns parsed to their types, extra columns kept as read.
+
+    Required integer and boolean columns become ``int64`` / ``bool``; optional ones keep
+    pandas' nullable ``Int64`` / ``boolean``; numbers are ``float64``; text is ``str``.
+    The index holds the row labels (file line numbers or the input's index labels).
+    """
+    columns: dict[str, Any] = {}
+    first: dict[str, int] = {}
+    for i, c in enumerate(table.raw.frame.columns):
+        first.setdefault(str(c), i)
+    for spec in table.schema.fields:
+        if spec.name not in table.typed:
+            continue
+        values = table.typed[spec.name]
+        if spec.type == "string":
+            values = as_text(values)
+        elif spec.required and spec.type == "integer" and not values.isna().any():
+            values = values.astype("int64")
+        elif spec.required and spec.type == "boolean" and not values.isna().any():
+            values = values.astype(bool)
+        elif spec.type == "number":
+            values = values.astype("float64")
+        columns[spec.name] = (
+            values.to_numpy()
+            if not isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
+            else values.array
+        )
+    for col in table.extra_columns:
+        extra: pd.Series = table.raw.frame.iloc[:, first[col]]
+        columns[col] = extra.array
+    index = pd.Index(table.raw.rows, name="row")
+    return pd.DataFrame(columns, index=index)
+
+
+def validate_tables(
+    raw_tables: Mapping[str, RawTable],
+    schema: StudySchema,
+    *,
+    read_problems: pd.DataFrame | None = None,
+    absent_tables: Iterable[str] = (),
+) -> dict[str, pd.DataFrame]:
+    """Validate the tables and return them typed, or raise one :class:`ValidationError`.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        One typed DataFrame per table present (see :func:`typed_frame`).
+
+    Raises
+    ------
+    ValidationError
+        Listing every problem found (all tables, all rules).
+    """
+    problems, checked = collect_problems(
+        raw_tables, schema, read_problems=read_problems, absent_tables=absent_tables
+    )
+    if len(problems):
+        raise ValidationError(problems)
+    return {name: typed_frame(table) for name, table in checked.items()}
