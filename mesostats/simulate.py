@@ -230,7 +230,7 @@ def _default_parameters() -> dict[str, Any]:
         "unassessed_rate": 0.03,
         "extra_event_prob": 0.15,
         "event_terms": dict(_EVENT_TERMS),
-        "allergy": {"ingredient": "minoxidil", "weight": 0.02},
+        "allergy": {"ingredient": "minoxidil", "weight": 0.008},
         "site_weight_concentration": 8.0,
         "volume_ml": {"mean": 1.0, "sd": 0.15},
         "target_area_cm2": [0.65, 1.0],

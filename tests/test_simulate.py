@@ -15,6 +15,7 @@ from numpy.testing import assert_allclose
 from mesostats.exceptions import ModelSpecError
 from mesostats.simulate import (
     DEFAULT_COCKTAILS,
+    simulate_study,
     simulate_tables,
     truth_to_json,
     write_tables,
@@ -517,10 +518,56 @@ def test_write_tables_uses_lowercase_booleans_and_empty_missing(tmp_path):
     assert ae_back["verbatim"].tolist() == tables["adverse_events"]["verbatim"].tolist()
 
 
-def test_hundred_thousand_subjects_ten_visits_take_seconds():
+# --- simulate_study: the validated Study ------------------------------------------------------
+
+
+def test_simulate_study_returns_validated_study_with_the_same_truth():
+    study = simulate_study(60, 8, seed=7)
+    tables, truth = simulate_tables(60, 8, seed=7)
+    assert list(study.truth) == TRUTH_KEYS
+    assert study.truth["ingredient_slopes"] == truth["ingredient_slopes"]
+    pd.testing.assert_frame_equal(study.truth["subject_effects"], truth["subject_effects"])
+    assert len(study.subjects) == 60
+    assert len(study.sessions) == len(tables["sessions"])
+    assert study.ingredients == ["biotin", "dutasteride", "minoxidil"]
+
+
+def test_simulate_study_event_table_counts_the_drawn_events():
+    study = simulate_study(300, 8, seed=8)
+    tables, _ = simulate_tables(300, 8, seed=8)
+    events = study.event_table()
+    assert len(events) == int(tables["sessions"]["reactions_assessed"].sum())
+    assert events["events"].sum() == len(tables["adverse_events"])
+    with_event = tables["adverse_events"][["subject_id", "visit"]].drop_duplicates()
+    assert events["any_event"].sum() == len(with_event)
+
+
+def test_simulate_study_baseline_is_visit_one():
+    study = simulate_study(50, 6, seed=9, missing_rate=0.2)
+    table = study.outcome_table("hair_density")
+    first = study.sessions[study.sessions["visit"] == 1].set_index("subject_id")["hair_density"]
+    assert_allclose(
+        table["baseline"].to_numpy(), first.loc[table["subject_id"]].to_numpy(), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_subjects": 30, "n_sessions": 1},
+        {"n_subjects": 30, "n_sessions": 4, "n_sites": 11, "dropout": 0.3},
+        {"n_subjects": 5, "n_sessions": 12, "missing_rate": 0.5},
+        {"n_subjects": 40, "n_sessions": 6, "cocktails": {"Z": {"zinc": (2.0, "mg/mL")}}},
+    ],
+)
+def test_simulate_study_unusual_designs_pass_validation(kwargs):
+    study = simulate_study(seed=3, **kwargs)
+    assert len(study.subjects) == kwargs["n_subjects"]
+
+
+def test_simulate_study_hundred_thousand_by_ten_with_validation_takes_seconds():
     start = time.perf_counter()
-    tables, _ = simulate_tables(100_000, 10, seed=1)
+    study = simulate_study(100_000, 10, seed=1)
     elapsed = time.perf_counter() - start
-    assert tables["subjects"].shape[0] == 100_000
-    assert len(tables["sessions"]) > 800_000
-    assert elapsed < 15, f"simulate_tables(100_000, 10) took {elapsed:.1f} s"
+    assert len(study.subjects) == 100_000
+    assert elapsed < 20, f"simulate_study(100_000, 10) took {elapsed:.1f} s"
