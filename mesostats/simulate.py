@@ -676,7 +676,6 @@ def simulate_tables(
     rng_design, rng_regrowth, rng_events, rng_secondary = (
         np.random.default_rng(s) for s in seq.spawn(4)
     )
-    n, k_visits = int(n_subjects), int(n_sessions)
     recipes = params["cocktails"]
     cocktail_ids = list(recipes)
     active = _active_ingredients(recipes)
@@ -684,149 +683,199 @@ def simulate_tables(
         [[1.0 if ing in recipes[c] else 0.0 for ing in active] for c in cocktail_ids]
     ).reshape(len(cocktail_ids), len(active))
 
-    # --- design -------------------------------------------------------------------------
-    subj = _draw_subjects(n, n_sites, len(cocktail_ids), params, rng_design)
-    arm = subj["arm"]
-    x = x_cocktail[arm]  # (n, n_active) indicators of the subject's course
+    subj = _draw_subjects(int(n_subjects), n_sites, len(cocktail_ids), params, rng_design)
+    x = x_cocktail[subj["arm"]]  # (n, n_active): ingredients of each subject's course
+    grid = _draw_visits(int(n_subjects), int(n_sessions), n_followup, params, rng_design)
+    regrowth = _draw_regrowth(x, active, grid, params, rng_regrowth)
+    secondary = _secondary_outcomes(
+        regrowth["density"], regrowth["change_true"], x, active, subj, grid, params, rng_secondary
+    )
+    events = _draw_any_event(x, active, grid, params, rng_events)
+
+    cid_arr = np.asarray(cocktail_ids, dtype=object)
+    tables = {
+        "subjects": _subjects_table(subj, cid_arr),
+        "cocktails": _cocktails_table(recipes),
+        "sessions": _sessions_table(subj, cid_arr, grid, regrowth, secondary, events),
+        "adverse_events": _adverse_events(
+            events["any_event"], subj, cocktail_ids, recipes, params, rng_events
+        ),
+    }
+    truth: dict[str, Any] = {
+        "seed": _seed_record(seed),
+        "n_subjects": int(n_subjects),
+        "n_sessions": int(n_sessions),
+        "n_followup": n_followup,
+        "n_sites": int(n_sites),
+        **params,
+        "n_clipped": {"hair_density": int(regrowth["clipped"].sum())},
+        "visit_days": [int(d) for d in grid["nominal"]],
+        "subject_effects": pd.DataFrame(
+            {
+                "subject_id": _strings(subj["subject_id"]),
+                "site": _strings(subj["site_name"]),
+                "cocktail_id": _strings(cid_arr[subj["arm"]]),
+                "u0": regrowth["u0"],
+                "u1": regrowth["u1"],
+                "v": events["v"],
+                "slope": regrowth["slope"],
+                "n_visits": grid["n_visits"],
+            }
+        ),
+    }
+    return tables, truth
+
+
+def _draw_visits(
+    n: int, k_visits: int, n_followup: int, params: Mapping[str, Any], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Subject × visit grid: jittered study days, monotone dropout (geometric number of
+    visits attended), injection visits and injected volumes. Arrays are (n, k_visits)."""
     nominal, jitter = _nominal_schedule(k_visits - n_followup, n_followup)
-    day = nominal[None, :] + rng_design.integers(-jitter, jitter + 1, size=(n, k_visits))
-    week = (day - 1) / 7.0
+    day = nominal[None, :] + rng.integers(-jitter, jitter + 1, size=(n, k_visits))
     if params["dropout"] > 0:
-        n_visits = np.minimum(k_visits, rng_design.geometric(params["dropout"], size=n))
+        n_visits = np.minimum(k_visits, rng.geometric(params["dropout"], size=n))
     else:
         n_visits = np.full(n, k_visits)
-    visit_index = np.arange(k_visits)[None, :]
-    attended = visit_index < n_visits[:, None]
-    injected = np.broadcast_to(visit_index < k_visits - n_followup, (n, k_visits))
-    areas = np.asarray(params["target_area_cm2"], dtype=float)
-    area = areas[subj["site"] % areas.size]
-    volume = np.clip(
-        np.round(
-            rng_design.normal(
-                params["volume_ml"]["mean"], params["volume_ml"]["sd"], (n, k_visits)
-            ),
-            1,
-        ),
-        0.1,
-        10.0,
-    )
+    visit_index = np.broadcast_to(np.arange(k_visits), (n, k_visits))
+    vol = params["volume_ml"]
+    volume = np.clip(np.round(rng.normal(vol["mean"], vol["sd"], (n, k_visits)), 1), 0.1, 10.0)
+    return {
+        "nominal": nominal,
+        "day": day.astype(np.int64),
+        "week": (day - 1) / 7.0,
+        "n_visits": n_visits.astype(np.int64),
+        "visit_index": visit_index,
+        "attended": visit_index < n_visits[:, None],
+        "injected": visit_index < k_visits - n_followup,
+        "volume": volume,
+    }
 
-    # --- regrowth -------------------------------------------------------------------------
+
+def _draw_regrowth(
+    x: np.ndarray,
+    active: list[str],
+    grid: Mapping[str, np.ndarray],
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Random-coefficients model of hair density (Laird & Ware 1982), clipped to 0–600, with
+    measurements missing completely at random after baseline."""
+    week = grid["week"]
+    n, k = week.shape
     sd0, sd1, rho = params["intercept_sd"], params["slope_sd"], params["intercept_slope_corr"]
-    z = rng_regrowth.standard_normal((n, 2))
+    z = rng.standard_normal((n, 2))
     u0 = sd0 * z[:, 0]
     u1 = sd1 * (rho * z[:, 0] + math.sqrt(max(0.0, 1.0 - rho * rho)) * z[:, 1])
     beta = np.array([params["ingredient_slopes"][ing] for ing in active])
     slope = params["slope_placebo"] + x @ beta + u1
     change_true = slope[:, None] * week
-    density_true = params["intercept_mean"] + u0[:, None] + change_true
-    density = density_true + params["residual_sd"] * rng_regrowth.standard_normal((n, k_visits))
-    clipped = attended & ((density < 0) | (density > 600))
-    density = np.round(np.clip(density, 0.0, 600.0), 1)
-    missing_rate = params["missing_rate"]
-    measured = attended & (
-        (visit_index == 0) | (rng_regrowth.random((n, k_visits)) >= missing_rate)
+    density = (
+        params["intercept_mean"]
+        + u0[:, None]
+        + change_true
+        + params["residual_sd"] * rng.standard_normal((n, k))
     )
+    clipped = grid["attended"] & ((density < 0) | (density > 600))
+    missing = (grid["visit_index"] > 0) & (rng.random((n, k)) < params["missing_rate"])
+    return {
+        "u0": u0,
+        "u1": u1,
+        "slope": slope,
+        "change_true": change_true,
+        "density": np.round(np.clip(density, 0.0, 600.0), 1),
+        "clipped": clipped,
+        "measured": grid["attended"] & ~missing,
+    }
 
-    secondary = _secondary_outcomes(
-        density, change_true, x, active, area, injected, params, rng_secondary
+
+def _draw_any_event(
+    x: np.ndarray,
+    active: list[str],
+    grid: Mapping[str, np.ndarray],
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Which injection sessions were assessed, and the logistic-normal any-event indicator
+    (Breslow & Clayton 1993) at each assessed session."""
+    n, k = grid["week"].shape
+    assessed = (
+        grid["attended"] & grid["injected"] & (rng.random((n, k)) >= params["unassessed_rate"])
     )
-
-    # --- side effects ---------------------------------------------------------------------
-    assessed = attended & injected & (rng_events.random((n, k_visits)) >= params["unassessed_rate"])
-    v = params["event_sd"] * rng_events.standard_normal(n)
+    v = params["event_sd"] * rng.standard_normal(n)
     log_or = np.array([params["event_log_or"][ing] for ing in active])
     eta = params["event_intercept"] + x @ log_or + v
-    any_event = assessed & (rng_events.random((n, k_visits)) < _logistic(eta)[:, None])
-    pain_given = attended & injected & ~secondary.pop("pain_missing") & assessed
+    any_event = assessed & (rng.random((n, k)) < _logistic(eta)[:, None])
+    return {"assessed": assessed, "v": v, "any_event": any_event}
 
-    # --- tables ---------------------------------------------------------------------------
-    rows = attended.ravel()
-    subj_of_row = np.repeat(np.arange(n), k_visits)[rows]
-    visit_of_row = np.tile(np.arange(1, k_visits + 1), n)[rows]
-    inj = injected.ravel()[rows]
-    meas = measured.ravel()[rows]
-    cid_arr = np.asarray(cocktail_ids, dtype=object)
-    cid_rows = cid_arr[arm[subj_of_row]]
-    cid_rows[~inj] = None
 
-    sessions = pd.DataFrame(
+def _sessions_table(
+    subj: Mapping[str, np.ndarray],
+    cid_arr: np.ndarray,
+    grid: Mapping[str, np.ndarray],
+    regrowth: Mapping[str, np.ndarray],
+    secondary: Mapping[str, np.ndarray],
+    events: Mapping[str, np.ndarray],
+) -> pd.DataFrame:
+    """The long sessions table: one row per attended visit, in subject × visit order."""
+    rows = grid["attended"].ravel()
+    n, k = grid["day"].shape
+    subj_of_row = np.repeat(np.arange(n), k)[rows]
+    visit_of_row = np.tile(np.arange(1, k + 1), n)[rows]
+
+    def at_rows(values: np.ndarray, given: np.ndarray) -> np.ndarray:
+        return np.where(given.ravel()[rows], values.ravel()[rows], np.nan)
+
+    injected = np.broadcast_to(grid["injected"], (n, k))
+    measured = regrowth["measured"]
+    cocktail = cid_arr[subj["arm"][subj_of_row]]
+    cocktail[~injected.ravel()[rows]] = None
+    pain_given = injected & events["assessed"] & secondary["pain_given"]
+    return pd.DataFrame(
         {
             "subject_id": _strings(subj["subject_id"][subj_of_row]),
             "visit": visit_of_row.astype(np.int64),
-            "day": day.ravel()[rows].astype(np.int64),
-            "cocktail_id": _strings(cid_rows),
-            "volume_ml": np.where(inj, volume.ravel()[rows], np.nan),
-            "hair_density": np.where(meas, density.ravel()[rows], np.nan),
-            "hair_count": _integers(np.where(meas, secondary["hair_count"].ravel()[rows], np.nan)),
-            "target_area_cm2": np.where(meas, area[subj_of_row], np.nan),
-            "shaft_diameter_um": np.where(meas, secondary["shaft"].ravel()[rows], np.nan),
-            "terminal_density": np.where(meas, secondary["terminal"].ravel()[rows], np.nan),
-            "vellus_density": np.where(meas, secondary["vellus"].ravel()[rows], np.nan),
-            "anagen_pct": np.where(meas, secondary["anagen"].ravel()[rows], np.nan),
-            "gpa_score": _integers(
-                np.where(
-                    secondary["gpa_given"].ravel()[rows], secondary["gpa"].ravel()[rows], np.nan
-                )
-            ),
-            "pain_vas": np.where(pain_given.ravel()[rows], secondary["pain"].ravel()[rows], np.nan),
-            "reactions_assessed": assessed.ravel()[rows],
+            "day": grid["day"].ravel()[rows],
+            "cocktail_id": _strings(cocktail),
+            "volume_ml": at_rows(grid["volume"], injected),
+            "hair_density": at_rows(regrowth["density"], measured),
+            "hair_count": _integers(at_rows(secondary["hair_count"], measured)),
+            "target_area_cm2": at_rows(secondary["area"], measured),
+            "shaft_diameter_um": at_rows(secondary["shaft"], measured),
+            "terminal_density": at_rows(secondary["terminal"], measured),
+            "vellus_density": at_rows(secondary["vellus"], measured),
+            "anagen_pct": at_rows(secondary["anagen"], measured),
+            "gpa_score": _integers(at_rows(secondary["gpa"], secondary["gpa_given"])),
+            "pain_vas": at_rows(secondary["pain"], pain_given),
+            "reactions_assessed": events["assessed"].ravel()[rows],
             "baseline_flag": visit_of_row == 1,
         }
     )
 
-    adverse_events = _adverse_events(
-        any_event, subj, arm, cocktail_ids, recipes, params, rng_events
-    )
-    subjects = pd.DataFrame(
+
+def _subjects_table(subj: Mapping[str, np.ndarray], cid_arr: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "subject_id": _strings(subj["subject_id"]),
             "site": _strings(subj["site_name"]),
-            "arm": _strings(cid_arr[arm]),
+            "arm": _strings(cid_arr[subj["arm"]]),
             "sex": _strings(subj["sex"]),
             "age": subj["age"],
             "diagnosis": _strings(subj["diagnosis"]),
             "stage": _strings(subj["stage"]),
         }
     )
-    cocktail_rows = [
+
+
+def _cocktails_table(recipes: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
+    rows = [
         (cid, ing, float(spec["concentration"]), str(spec["unit"]))
         for cid, recipe in recipes.items()
         for ing, spec in recipe.items()
     ]
-    cocktails_table = pd.DataFrame(
-        cocktail_rows, columns=["cocktail_id", "ingredient", "concentration", "unit"]
+    return pd.DataFrame(
+        rows, columns=["cocktail_id", "ingredient", "concentration", "unit"]
     ).astype({"cocktail_id": "str", "ingredient": "str", "unit": "str"})
-
-    truth: dict[str, Any] = {
-        "seed": _seed_record(seed),
-        "n_subjects": n,
-        "n_sessions": k_visits,
-        "n_followup": n_followup,
-        "n_sites": int(n_sites),
-        **params,
-        "n_clipped": {"hair_density": int(clipped.sum())},
-        "visit_days": [int(d) for d in nominal],
-        "subject_effects": pd.DataFrame(
-            {
-                "subject_id": _strings(subj["subject_id"]),
-                "site": _strings(subj["site_name"]),
-                "cocktail_id": _strings(cid_arr[arm]),
-                "u0": u0,
-                "u1": u1,
-                "v": v,
-                "slope": slope,
-                "n_visits": n_visits.astype(np.int64),
-            }
-        ),
-    }
-    tables = {
-        "subjects": subjects,
-        "cocktails": cocktails_table,
-        "sessions": sessions,
-        "adverse_events": adverse_events,
-    }
-    return tables, truth
 
 
 def _strings(values: np.ndarray) -> pd.Series:
@@ -850,15 +899,18 @@ def _secondary_outcomes(
     change_true: np.ndarray,
     x: np.ndarray,
     active: list[str],
-    area: np.ndarray,
-    injected: np.ndarray,
+    subj: Mapping[str, np.ndarray],
+    grid: Mapping[str, np.ndarray],
     params: Mapping[str, Any],
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """Hair count, terminal/vellus split, shaft diameter, anagen %, GPA and pain VAS, each
-    tied to the subject's true change in density (``change_true``)."""
+    """Hair count (target area fixed per site), terminal/vellus split, shaft diameter,
+    anagen %, GPA and pain VAS, each tied to the subject's true change in density
+    (``change_true``) or, for pain, to the cocktail's ingredients. Arrays are (n, k)."""
     n, k = density.shape
     miss = params["missing_rate"]
+    areas = np.asarray(params["target_area_cm2"], dtype=float)
+    area = areas[subj["site"] % areas.size]
     hair_count = np.rint(density * area[:, None])
 
     ts = params["terminal_share"]
@@ -906,7 +958,7 @@ def _secondary_outcomes(
         + pv["residual_sd"] * rng.standard_normal((n, k))
     )
     pain = np.round(np.clip(pain, 0.0, 10.0), 1)
-    pain_missing = ~injected | (rng.random((n, k)) < miss)
+    pain_given = rng.random((n, k)) >= miss
     return {
         "hair_count": hair_count,
         "terminal": terminal,
@@ -916,14 +968,14 @@ def _secondary_outcomes(
         "gpa": gpa,
         "gpa_given": gpa_given,
         "pain": pain,
-        "pain_missing": pain_missing,
+        "pain_given": pain_given,
+        "area": np.broadcast_to(area[:, None], (n, k)),
     }
 
 
 def _adverse_events(
     any_event: np.ndarray,
     subj: Mapping[str, np.ndarray],
-    arm: np.ndarray,
     cocktail_ids: list[str],
     recipes: Mapping[str, Mapping[str, Any]],
     params: Mapping[str, Any],
@@ -938,7 +990,9 @@ def _adverse_events(
     allergy_ing, allergy_w = allergy.get("ingredient"), float(allergy.get("weight", 0.0))
     term_names = np.array([*terms, "allergic_reaction"], dtype=object)
     log_w = np.log(np.array([params["event_terms"][t] for t in terms], dtype=float))
-    has_allergen = np.array([allergy_ing in recipes[c] for c in cocktail_ids])[arm[ev_subject]]
+    has_allergen = np.array([allergy_ing in recipes[c] for c in cocktail_ids])[
+        subj["arm"][ev_subject]
+    ]
     allergy_log_w = np.where(
         has_allergen & (allergy_w > 0), math.log(max(allergy_w, 1e-300)), -np.inf
     )
