@@ -148,6 +148,7 @@ exit status: 0 valid, 1 invalid (every problem is listed), 2 usage error"""
 
 
 def add_validate(subparsers: Any) -> None:
+    """Declare ``mesostats validate SOURCE [-q]``."""
     parser = subparsers.add_parser(
         "validate",
         help="check a study's tables against the schema",
@@ -172,6 +173,7 @@ def add_validate(subparsers: Any) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    """Load and validate SOURCE; print the summary (exit 0) or every problem (exit 1)."""
     try:
         study = _load(args.source)
     except ValidationError as err:
@@ -329,6 +331,7 @@ def _probability(text: str) -> float:
 
 
 def add_simulate(subparsers: Any) -> None:
+    """Declare ``mesostats simulate --subjects N --sessions K --seed S -o FOLDER``."""
     parser = subparsers.add_parser(
         "simulate",
         help="write a simulated study with known truth",
@@ -397,6 +400,8 @@ def add_simulate(subparsers: Any) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    """Draw a study with :func:`mesostats.simulate.simulate_tables` and write its CSV tables
+    and truth.json into the output folder (exit 0)."""
     from mesostats.simulate import simulate_tables, truth_to_json, write_tables
 
     folder: Path = args.output

@@ -15,6 +15,8 @@ import pytest
 from mesostats.cli import main
 from mesostats.datasets import EXAMPLE_DIR, example_study
 
+TABLES = ["subjects", "cocktails", "sessions", "adverse_events"]
+
 
 @pytest.fixture
 def example_copy(tmp_path: Path) -> Path:
@@ -136,6 +138,23 @@ def test_validate_problem_value_with_newline_stays_on_one_line(example_copy, cap
     assert "very\\nbad" in rows[0] and "severity" in rows[0]
 
 
+def test_validate_datapackage_json_source(example_copy, capsys):
+    resources = [{"name": t, "path": f"{t}.csv"} for t in TABLES]
+    descriptor = example_copy / "datapackage.json"
+    descriptor.write_text(json.dumps({"name": "copy", "resources": resources}), encoding="utf-8")
+    assert main(["validate", str(descriptor), "-q"]) == 0
+    assert "150 subjects at 3 sites" in capsys.readouterr().out
+
+
+def test_validate_unreadable_datapackage_json_exits_1(example_copy, capsys):
+    descriptor = example_copy / "datapackage.json"
+    descriptor.write_text('{"resources": [', encoding="utf-8")
+    assert main(["validate", str(descriptor)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"INVALID {descriptor}") and "datapackage" in out
+    assert "Traceback" not in out + err
+
+
 def test_validate_missing_source_is_a_usage_error(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     assert main(["validate", str(missing)]) == 2
@@ -233,6 +252,15 @@ def test_simulate_bad_numbers_are_usage_errors(tmp_path, capsys, args, message):
 def test_simulate_one_session_per_subject_works(tmp_path, capsys):
     assert main(["simulate", "--subjects", "12", "--sessions", "1", "-o", str(tmp_path / "s")]) == 0
     assert main(["validate", str(tmp_path / "s"), "-q"]) == 0
+
+
+def test_simulate_output_below_a_file_fails_cleanly_with_exit_1(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    assert main(["simulate", "--subjects", "5", "-o", str(blocker / "sim")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mesostats: error: ") and "Traceback" not in err
+    assert "blocker" in err
 
 
 def test_simulate_without_output_is_a_usage_error(capsys):
