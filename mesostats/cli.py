@@ -423,8 +423,13 @@ def run_simulate(args: argparse.Namespace) -> int:
         )
     except ModelSpecError as err:
         raise UsageError(str(err)) from None
-    write_tables(tables, folder)
-    (folder / "truth.json").write_text(truth_to_json(truth), encoding="utf-8")
+    try:
+        write_tables(tables, folder)
+        (folder / "truth.json").write_text(truth_to_json(truth), encoding="utf-8")
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        _error(f"cannot write the study into {str(folder)!r}: {err.strerror or err}{where}")
+        return EXIT_INVALID
     n_events = len(tables["adverse_events"])
     _emit(
         f"Wrote {folder}: {len(tables['subjects'])} subjects, {len(tables['sessions'])} "

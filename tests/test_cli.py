@@ -259,8 +259,8 @@ def test_simulate_output_below_a_file_fails_cleanly_with_exit_1(tmp_path, capsys
     blocker.write_text("x")
     assert main(["simulate", "--subjects", "5", "-o", str(blocker / "sim")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("mesostats: error: ") and "Traceback" not in err
-    assert "blocker" in err
+    assert err.startswith("mesostats: error: cannot write the study into ")
+    assert "blocker" in err and "Traceback" not in err
 
 
 def test_simulate_without_output_is_a_usage_error(capsys):

@@ -571,3 +571,13 @@ def test_simulate_study_hundred_thousand_by_ten_with_validation_takes_seconds():
     elapsed = time.perf_counter() - start
     assert len(study.subjects) == 100_000
     assert elapsed < 20, f"simulate_study(100_000, 10) took {elapsed:.1f} s"
+
+
+def test_effects_cocktails_are_merged_into_the_default_recipes():
+    tables, truth = simulate_tables(
+        100, 6, seed=5, effects={"cocktails": {"D": {"zinc": (1.0, "mg/mL")}}}
+    )
+    assert list(truth["cocktails"]) == ["P", "A", "B", "C", "D"]
+    assert truth["cocktails"]["D"] == {"zinc": {"concentration": 1.0, "unit": "mg/mL"}}
+    assert truth["ingredient_slopes"]["zinc"] == 0.0
+    assert set(tables["subjects"]["arm"]) == {"P", "A", "B", "C", "D"}
