@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from mesostats.data.validate import factorize_column, joint_key_codes
+
 __all__ = [
     "INACTIVE_INGREDIENTS",
     "active_ingredients",
@@ -82,7 +84,7 @@ def baseline_values(
     numpy.ndarray of float
         The subject's baseline, repeated on each of its rows.
     """
-    codes = np.asarray(pd.factorize(pd.Series(subject))[0], dtype=np.int64)
+    codes, _ = factorize_column(pd.Series(subject))
     d = pd.Series(day).to_numpy(dtype="float64", na_value=np.nan)
     v = pd.Series(value).to_numpy(dtype="float64", na_value=np.nan)
     n_subjects = int(codes.max()) + 1 if len(codes) else 0
@@ -193,24 +195,18 @@ def event_counts(
 ) -> np.ndarray:
     """Number of event rows matching each session's key (e.g. subject_id, visit).
 
-    Keys are factorised jointly and events are counted with :func:`numpy.bincount`.
+    Keys are coded jointly (pyarrow hash lookups for text, see
+    :func:`mesostats.data.validate.joint_key_codes`) and events are counted with
+    :func:`numpy.bincount`; sessions whose key is missing count 0.
     """
     n_sessions = len(session_keys[0])
-    if len(event_keys[0]) == 0:
+    if len(event_keys[0]) == 0 or n_sessions == 0:
         return np.zeros(n_sessions, dtype=np.int64)
-    combined = np.zeros(n_sessions + len(event_keys[0]), dtype=np.int64)
-    missing = np.zeros(len(combined), dtype=bool)
-    for s, e in zip(session_keys, event_keys, strict=True):
-        both = pd.concat(
-            [s.reset_index(drop=True), e.reset_index(drop=True).astype(s.dtype)],
-            ignore_index=True,
-        )
-        codes, uniques = pd.factorize(both)
-        missing |= codes < 0
-        combined = combined * max(len(uniques), 1) + np.maximum(codes, 0)
-    combined = np.asarray(pd.factorize(np.where(missing, -1, combined))[0], dtype=np.int64)
-    session_codes = combined[:n_sessions]
-    event_codes = combined[n_sessions:]
-    event_codes = event_codes[~missing[n_sessions:]]
-    counts = np.bincount(event_codes, minlength=int(combined.max()) + 1)
-    return counts[session_codes] * ~missing[:n_sessions]
+    event_codes, session_codes = joint_key_codes(event_keys, session_keys)
+    event_codes = event_codes[event_codes >= 0]
+    compact, uniques = pd.factorize(np.concatenate([session_codes, event_codes]))
+    compact = np.asarray(compact, dtype=np.int64)
+    counts = np.bincount(compact[n_sessions:], minlength=len(uniques))
+    out = counts[compact[:n_sessions]]
+    out[session_codes < 0] = 0
+    return np.asarray(out, dtype=np.int64)

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -79,12 +80,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from mesostats.data.schema import StudySchema, TableSchema, load_schema
 from mesostats.data.study import Study
 from mesostats.data.validate import RawTable, as_text, validate_tables
-from mesostats.exceptions import PROBLEM_COLUMNS
+from mesostats.exceptions import PROBLEM_COLUMNS, ValidationError
 
 __all__ = ["CDISC_COLUMNS", "load_study", "read_tables"]
 
@@ -192,6 +194,8 @@ def _decode_problems(
             return None
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
+    if data.isascii():
+        return data
     try:
         data.decode("utf-8")
         return data
@@ -279,40 +283,104 @@ def _parse_header(text: str, delimiter: str) -> list[str]:
     return [name.strip().lstrip("\ufeff").strip() for name in row]
 
 
+def _arrow_types(
+    names: list[str], internal: list[str], schema: TableSchema | None, typed: bool
+) -> tuple[dict[str, pa.DataType], list[str], list[str]]:
+    """pyarrow column types: schema types when ``typed``, else text for every column."""
+    types: dict[str, pa.DataType] = {name: pa.string() for name in internal}
+    true_values: list[str] = []
+    false_values: list[str] = []
+    if not typed or schema is None:
+        return types, true_values, false_values
+    specs = {f.name: f for f in schema.fields}
+    booleans = [f for f in schema.fields if f.type == "boolean"]
+    same_lists = len({(f.true_values, f.false_values) for f in booleans}) == 1
+    if booleans and same_lists:
+        true_values, false_values = list(booleans[0].true_values), list(booleans[0].false_values)
+    seen: set[str] = set()
+    arrow_of = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string()}
+    for name, key in zip(names, internal, strict=True):
+        spec = specs.get(name)
+        if spec is None or name in seen:
+            continue
+        seen.add(name)
+        if spec.type == "boolean":
+            types[key] = pa.bool_() if same_lists else pa.string()
+        else:
+            types[key] = arrow_of[spec.type]
+    return types, true_values, false_values
+
+
+_NULLABLE_TYPES = {pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}
+
+
 def read_csv_table(
     path: Path,
     table: str,
     log: _ReadLog,
     *,
+    schema: TableSchema | None = None,
+    typed: bool = False,
     delimiter: str = ",",
     encoding: str = "utf-8",
-    data: bytes | None = None,
 ) -> RawTable | None:
-    """Read one CSV file with every column as text; line numbers as row labels."""
+    """Read one CSV file; row labels are the line numbers where records start.
+
+    With ``typed=True`` (the fast path) pyarrow parses schema columns to their types while
+    reading; any value it cannot parse makes this fall back to reading every column as text
+    (``typed=False``), which is what validation needs to report raw values.
+    """
     origin = path.name
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            log.add(table, None, None, str(path), "unreadable", f"cannot read {path}: {exc}")
-            return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        log.add(table, None, None, str(path), "unreadable", f"cannot read {path}: {exc}")
+        return None
     decoded = _decode_problems(data, table, origin, log, encoding)
     if decoded is None:
         return None
-    data = decoded
-    starts, ends, lines, has_quotes = _record_layout(data, delimiter)
-    if len(starts) == 0:
-        return RawTable(pd.DataFrame(), pd.Index([], dtype=np.int64), origin, 1, [])
-    header_text = data[starts[0] : ends[0]].decode("utf-8")
-    names = _parse_header(header_text, delimiter)
-    starts, ends, lines = starts[1:], ends[1:], lines[1:]
-    if len(starts) == 0:
+    return _parse_csv(decoded, origin, table, log, schema, typed, delimiter)
+
+
+def _parse_csv(
+    data: bytes,
+    origin: str,
+    table: str,
+    log: _ReadLog,
+    schema: TableSchema | None,
+    typed: bool,
+    delimiter: str,
+    careful: bool = False,
+) -> RawTable:
+    """Parse UTF-8 CSV bytes (see :func:`read_csv_table`).
+
+    Fast path (no double quote anywhere, so every newline ends a record): the header is the
+    first line and data record *k* is on line *k* + 1; blank lines are not skipped but parsed
+    as rows with too few fields, which sends the file down the careful path. Careful path:
+    record boundaries and line numbers come from :func:`_record_layout`, blank lines are
+    skipped, and rows with the wrong number of fields are reported.
+    """
+    missing_values = list(schema.missing_values) if schema is not None else [""]
+    first_newline = data.find(b"\n")
+    header_end = len(data) if first_newline < 0 else first_newline
+    names = _parse_header(data[:header_end].decode("utf-8"), delimiter)
+    simple = not careful and len(names) > 1 and b'"' not in data and data[:1] not in (b"\n", b"\r")
+    if simple:
+        body_start = header_end + 1
+        has_quotes = False
+        starts = ends = lines = np.empty(0, dtype=np.int64)
+    else:
+        starts, ends, lines, has_quotes = _record_layout(data, delimiter)
+        if len(starts) == 0:
+            return RawTable(pd.DataFrame(), pd.Index([], dtype=np.int64), origin, 1, [])
+        names = _parse_header(data[starts[0] : ends[0]].decode("utf-8"), delimiter)
+        starts, ends, lines = starts[1:], ends[1:], lines[1:]
+        body_start = int(starts[0]) if len(starts) else len(data)
+    if body_start >= len(data) or (not simple and len(starts) == 0):
         frame = pd.DataFrame({i: pd.Series([], dtype="str") for i in range(len(names))})
         frame.columns = pd.Index(names, dtype=object)
-        return _drop_unnamed(
-            RawTable(frame, pd.Index([], dtype=np.int64), origin, 1, list(names)), table, log
-        )
-    body = memoryview(data)[int(starts[0]) :]
+        raw = RawTable(frame, pd.Index([], dtype=np.int64), origin, 1, list(names))
+        return _drop_unnamed(raw, table, log)
     invalid: list[Any] = []
 
     def on_invalid(row: Any) -> str:
@@ -320,40 +388,84 @@ def read_csv_table(
         return "skip"
 
     internal = [f"c{i}" for i in range(len(names))]
+    types, true_values, false_values = _arrow_types(names, internal, schema, typed)
+    convert = pa_csv.ConvertOptions(
+        column_types=types,
+        null_values=missing_values,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    if true_values:
+        convert.true_values = true_values
+        convert.false_values = false_values
     try:
         arrow_table = pa_csv.read_csv(
-            pa.BufferReader(pa.py_buffer(body)),
+            pa.BufferReader(pa.py_buffer(memoryview(data)[body_start:])),
             read_options=pa_csv.ReadOptions(column_names=internal, block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter,
                 newlines_in_values=has_quotes,
+                ignore_empty_lines=not simple,
                 invalid_row_handler=on_invalid,
             ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in internal},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
+            convert_options=convert,
         )
     except (pa.ArrowException, ValueError):
-        return _read_csv_python(data, starts, lines, names, table, origin, delimiter, log)
-    keep = np.ones(len(starts), dtype=bool)
-    if invalid:
-        counts = _field_counts(data, starts, delimiter, has_quotes)
-        keep = counts == len(names)
-        if int((~keep).sum()) != len(invalid) or int(keep.sum()) != arrow_table.num_rows:
-            return _read_csv_python(data, starts, lines, names, table, origin, delimiter, log)
-        _report_field_counts(data, starts, ends, lines, counts, ~keep, names, table, origin, log)
-    elif arrow_table.num_rows != len(starts):
-        return _read_csv_python(data, starts, lines, names, table, origin, delimiter, log)
-    frame = arrow_table.to_pandas()
-    for col in frame.columns:
-        if not isinstance(frame[col].dtype, pd.StringDtype):
+        if simple:
+            return _parse_csv(data, origin, table, log, schema, typed, delimiter, True)
+        if typed:
+            return _parse_csv(data, origin, table, log, schema, False, delimiter, True)
+        return _read_csv_python(
+            data, starts, lines, names, table, origin, delimiter, log, missing_values
+        )
+    if simple and invalid:
+        return _parse_csv(data, origin, table, log, schema, typed, delimiter, True)
+    if typed and (invalid or _has_unparsed_nan(arrow_table)):
+        return _parse_csv(data, origin, table, log, schema, False, delimiter, careful)
+    if simple:
+        keep_lines = np.arange(2, arrow_table.num_rows + 2, dtype=np.int64)
+    else:
+        keep = np.ones(len(starts), dtype=bool)
+        if invalid:
+            counts = _field_counts(data, starts, delimiter, has_quotes)
+            keep = counts == len(names)
+            if int((~keep).sum()) != len(invalid) or int(keep.sum()) != arrow_table.num_rows:
+                return _read_csv_python(
+                    data, starts, lines, names, table, origin, delimiter, log, missing_values
+                )
+            _report_field_counts(
+                data, starts, ends, lines, counts, ~keep, names, table, origin, log
+            )
+        elif arrow_table.num_rows != len(starts):
+            return _read_csv_python(
+                data, starts, lines, names, table, origin, delimiter, log, missing_values
+            )
+        keep_lines = lines[keep]
+    frame = arrow_table.to_pandas(types_mapper=_NULLABLE_TYPES.get)
+    for i, col in enumerate(frame.columns):
+        if pa.types.is_string(arrow_table.schema.field(i).type) and not isinstance(
+            frame[col].dtype, pd.StringDtype
+        ):
             frame[col] = frame[col].astype("str")
     frame.columns = pd.Index(names, dtype=object)
-    raw = RawTable(frame, pd.Index(lines[keep]), origin, 1, list(names))
+    raw = RawTable(
+        frame,
+        pd.Index(keep_lines),
+        origin,
+        1,
+        list(names),
+        missing_applied=True,
+        typed_read=typed,
+    )
     return _drop_unnamed(raw, table, log)
+
+
+def _has_unparsed_nan(arrow_table: pa.Table) -> bool:
+    """A float column holding NaN that was text like "-nan" (not a missing-value token)."""
+    for column in arrow_table.columns:
+        if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+            return True
+    return False
 
 
 def _report_field_counts(
@@ -392,6 +504,7 @@ def _read_csv_python(
     origin: str,
     delimiter: str,
     log: _ReadLog,
+    missing_values: list[str],
 ) -> RawTable:
     """Fallback for files pyarrow refuses (odd quoting): the stdlib csv module, row by row."""
     text = data[int(starts[0]) :].decode("utf-8", "replace")
@@ -434,13 +547,14 @@ def _read_csv_python(
         )
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     frame = pd.DataFrame({i: pd.Series(list(col), dtype="str") for i, col in enumerate(columns)})
-    frame = frame.replace({"": None}) if len(frame) else frame
     for col in frame.columns:
         frame[col] = frame[col].astype("str")
+        frame[col] = frame[col].where(~frame[col].isin(missing_values))
     frame.columns = pd.Index(names, dtype=object)
-    return _drop_unnamed(
-        RawTable(frame, pd.Index(labels, dtype=np.int64), origin, 1, list(names)), table, log
+    raw = RawTable(
+        frame, pd.Index(labels, dtype=np.int64), origin, 1, list(names), missing_applied=True
     )
+    return _drop_unnamed(raw, table, log)
 
 
 def _drop_unnamed(raw: RawTable, table: str, log: _ReadLog) -> RawTable:
@@ -465,12 +579,8 @@ def _drop_unnamed(raw: RawTable, table: str, log: _ReadLog) -> RawTable:
                 "or delete it.",
             )
     sources = raw.column_sources or names
-    return RawTable(
-        raw.frame.iloc[:, keep],
-        raw.rows,
-        raw.origin,
-        raw.header_row,
-        [sources[i] for i in keep],
+    return dataclasses.replace(
+        raw, frame=raw.frame.iloc[:, keep], column_sources=[sources[i] for i in keep]
     )
 
 
@@ -575,11 +685,21 @@ def _read_file(
     table: str,
     log: _ReadLog,
     *,
+    schema: TableSchema | None = None,
+    typed: bool = False,
     delimiter: str = ",",
     encoding: str = "utf-8",
 ) -> RawTable | None:
     if fmt == "csv":
-        return read_csv_table(path, table, log, delimiter=delimiter, encoding=encoding)
+        return read_csv_table(
+            path,
+            table,
+            log,
+            schema=schema,
+            typed=typed,
+            delimiter=delimiter,
+            encoding=encoding,
+        )
     if fmt == "parquet":
         return read_parquet_table(path, table, log)
     return read_xlsx_table(path, table, log)
@@ -590,7 +710,9 @@ def _read_file(
 # --------------------------------------------------------------------------------------------
 
 
-def _read_folder(folder: Path, schema: StudySchema, log: _ReadLog) -> dict[str, RawTable]:
+def _read_folder(
+    folder: Path, schema: StudySchema, log: _ReadLog, typed: bool
+) -> dict[str, RawTable]:
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as exc:
@@ -627,14 +749,21 @@ def _read_folder(folder: Path, schema: StudySchema, log: _ReadLog) -> dict[str, 
             )
             continue
         path = candidates[0]
-        raw = _read_file(path, _FORMATS[path.suffix.lower()], name, log)
+        raw = _read_file(
+            path,
+            _FORMATS[path.suffix.lower()],
+            name,
+            log,
+            schema=schema.tables[name],
+            typed=typed,
+        )
         if raw is not None:
             tables[name] = raw
     return tables
 
 
 def _read_datapackage(
-    descriptor_path: Path, schema: StudySchema, log: _ReadLog
+    descriptor_path: Path, schema: StudySchema, log: _ReadLog, typed: bool
 ) -> dict[str, RawTable]:
     try:
         with open(descriptor_path, encoding="utf-8") as handle:
@@ -669,14 +798,19 @@ def _read_datapackage(
                     f"{', '.join(sorted(by_name)) or 'none'}).",
                 )
             continue
-        raw = _read_resource(resource, root, name, log)
+        raw = _read_resource(resource, root, name, log, schema.tables[name], typed)
         if raw is not None:
             tables[name] = raw
     return tables
 
 
 def _read_resource(
-    resource: Mapping[str, Any], root: Path, name: str, log: _ReadLog
+    resource: Mapping[str, Any],
+    root: Path,
+    name: str,
+    log: _ReadLog,
+    table_schema: TableSchema,
+    typed: bool,
 ) -> RawTable | None:
     if "data" in resource and "path" not in resource:
         return _inline_data(resource["data"], name, log)
@@ -730,7 +864,16 @@ def _read_resource(
             f"resource {name}: file {path} does not exist.",
         )
         return None
-    return _read_file(path, fmt, name, log, delimiter=delimiter, encoding=encoding)
+    return _read_file(
+        path,
+        fmt,
+        name,
+        log,
+        schema=table_schema,
+        typed=typed,
+        delimiter=delimiter,
+        encoding=encoding,
+    )
 
 
 def _inline_data(data: Any, name: str, log: _ReadLog) -> RawTable | None:
@@ -824,7 +967,7 @@ def _apply_cdisc(raw: RawTable, table_schema: TableSchema) -> RawTable:
     for i, series in replacements.items():
         frame.isetitem(i, series)
     frame.columns = pd.Index(renamed, dtype=object)
-    return RawTable(frame, raw.rows, raw.origin, raw.header_row, raw.column_sources or names)
+    return dataclasses.replace(raw, frame=frame, column_sources=raw.column_sources or names)
 
 
 def _normalise_cdisc_values(cdisc_name: str, column: pd.Series) -> pd.Series:
@@ -847,7 +990,9 @@ def _normalise_cdisc_values(cdisc_name: str, column: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------------------------
 
 
-def read_tables(source: Any, schema: StudySchema) -> tuple[dict[str, RawTable], pd.DataFrame, str]:
+def read_tables(
+    source: Any, schema: StudySchema, *, typed: bool = False
+) -> tuple[dict[str, RawTable], pd.DataFrame, str]:
     """Read every table of ``source`` as :class:`RawTable` (no type checks yet).
 
     Returns
@@ -866,10 +1011,10 @@ def read_tables(source: Any, schema: StudySchema) -> tuple[dict[str, RawTable], 
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            tables = _read_folder(path, schema, log)
+            tables = _read_folder(path, schema, log, typed)
             description = f"folder {path}"
         elif path.is_file() and path.suffix.lower() == ".json":
-            tables = _read_datapackage(path, schema, log)
+            tables = _read_datapackage(path, schema, log, typed)
             description = f"datapackage {path}"
         else:
             what = "does not exist" if not path.exists() else "is not a folder or a .json file"
@@ -941,7 +1086,20 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
         study_schema = schema
     else:
         study_schema = load_schema(Path(schema))
-    tables, read_problems, description = read_tables(source, study_schema)
-    absent = set(read_problems["table"]) if len(read_problems) else set()
-    typed = validate_tables(tables, study_schema, read_problems=read_problems, absent_tables=absent)
+    tables, read_problems, description = read_tables(source, study_schema, typed=True)
+    try:
+        typed = _validate(tables, read_problems, study_schema)
+    except ValidationError:
+        if not any(raw.typed_read for raw in tables.values()):
+            raise
+        # Report raw text values: read the CSV files again with every column as text.
+        tables, read_problems, description = read_tables(source, study_schema, typed=False)
+        typed = _validate(tables, read_problems, study_schema)
     return Study.from_tables(typed, study_schema, source=description)
+
+
+def _validate(
+    tables: Mapping[str, RawTable], read_problems: pd.DataFrame, schema: StudySchema
+) -> dict[str, pd.DataFrame]:
+    absent = set(read_problems["table"]) if len(read_problems) else set()
+    return validate_tables(tables, schema, read_problems=read_problems, absent_tables=absent)

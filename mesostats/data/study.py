@@ -355,12 +355,14 @@ def _unassessed_event_exclusions(
 ) -> pd.DataFrame:
     if len(adverse_events) == 0:
         return _empty_exclusions()
-    assessed = sessions[sessions["reactions_assessed"].fillna(False).to_numpy(dtype=bool)]
-    counted = derive.event_counts(
+    unassessed = ~sessions["reactions_assessed"].fillna(False).to_numpy(dtype=bool)
+    if not unassessed.any():
+        return _empty_exclusions()
+    at_unassessed = derive.event_counts(
         [adverse_events[SUBJECT_KEY], adverse_events["visit"].astype("Int64")],
-        [assessed[SUBJECT_KEY], assessed["visit"].astype("Int64")],
+        [sessions[SUBJECT_KEY][unassessed], sessions["visit"][unassessed].astype("Int64")],
     )
-    outside = counted == 0
+    outside = at_unassessed > 0
     if not outside.any():
         return _empty_exclusions()
     return pd.DataFrame(

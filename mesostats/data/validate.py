@@ -99,6 +99,11 @@ class RawTable:
         Label used for column-level problems: ``1`` for files, ``None`` for DataFrames.
     column_sources : list of str, optional
         The original name of each column before CDISC renaming (same order as ``frame``).
+    missing_applied : bool
+        The reader already turned the schema's missing-value tokens into missing cells.
+    typed_read : bool
+        The reader parsed schema columns to their types (CSV fast path); problems are then
+        reported with typed values, so the loader re-reads as text before raising.
     """
 
     frame: pd.DataFrame
@@ -106,6 +111,8 @@ class RawTable:
     origin: str = "DataFrame"
     header_row: object = None
     column_sources: list[str] | None = None
+    missing_applied: bool = False
+    typed_read: bool = False
 
 
 @dataclass
@@ -236,10 +243,43 @@ def _printable(value: object) -> object:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def is_arrow_text(series: pd.Series | pd.Index) -> bool:
+    """True for pandas text columns stored as pyarrow strings (the pandas 3 default)."""
+    dtype = series.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def arrow_array(series: pd.Series | pd.Index) -> pa.Array:
+    """The column as one contiguous pyarrow array (zero-copy when it is one chunk)."""
+    arr = pa.array(series, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks()
+    return arr
+
+
+def isin_values(series: pd.Series, values: Any) -> np.ndarray:
+    """``series.isin(values)`` as a bool array (False where missing).
+
+    pandas' ``isin`` on pyarrow-backed text walks the lookup values in Python; here text is
+    matched by :func:`pyarrow.compute.is_in` (a C++ hash set), which matters for foreign keys
+    of a million rows against a hundred thousand subjects.
+    """
+    if is_arrow_text(series):
+        arr = arrow_array(series)
+        if isinstance(values, pd.Series) and is_arrow_text(values):
+            lookup = arrow_array(values.dropna())
+        else:
+            lookup = pa.array([str(v) for v in pd.Series(values, dtype=object).dropna()])
+        lookup = lookup.cast(arr.type)
+        found = pc.is_in(arr, value_set=lookup)
+        return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(series.isin(list(values)).to_numpy(dtype=bool), dtype=bool)
+
+
 def _missing_mask(text: pd.Series, missing_values: Sequence[str]) -> np.ndarray:
     mask = text.isna().to_numpy(dtype=bool, copy=True)
     if missing_values:
-        mask |= text.isin(list(missing_values)).to_numpy(dtype=bool)
+        mask |= isin_values(text, list(missing_values))
     return mask
 
 
@@ -266,7 +306,11 @@ def parse_column(series: pd.Series, spec: FieldSpec, missing_values: Sequence[st
             values = series.astype("boolean")
             missing = values.isna().to_numpy(dtype=bool)
             return ParsedColumn(values, missing, np.zeros(len(series), dtype=bool))
-        numbers = pd.to_numeric(series).astype("float64")
+        if ftype == "integer" and pd.api.types.is_integer_dtype(series.dtype):
+            integers: pd.Series = series.astype("Int64")
+            missing = integers.isna().to_numpy(dtype=bool)
+            return ParsedColumn(integers, missing, np.zeros(len(series), dtype=bool))
+        numbers = series.astype("float64")
         missing = numbers.isna().to_numpy(dtype=bool)
         return _finish_number(numbers, missing, np.zeros(len(series), dtype=bool), spec)
     if ftype == "boolean" and pd.api.types.is_numeric_dtype(series.dtype):
@@ -281,27 +325,28 @@ def parse_column(series: pd.Series, spec: FieldSpec, missing_values: Sequence[st
 
     text = as_text(series)
     missing = _missing_mask(text, missing_values)
+    has_tokens = bool(missing.any()) and bool(text.notna().to_numpy(dtype=bool)[missing].any())
     if ftype == "string":
-        values = text.where(~missing) if missing.any() else text
+        values = text.where(~missing) if has_tokens else text
         return ParsedColumn(values, missing, np.zeros(len(series), dtype=bool))
     if ftype == "boolean":
-        is_true = text.isin(list(spec.true_values)).to_numpy(dtype=bool)
-        is_false = text.isin(list(spec.false_values)).to_numpy(dtype=bool)
+        is_true = isin_values(text, list(spec.true_values))
+        is_false = isin_values(text, list(spec.false_values))
         bad = ~missing & ~is_true & ~is_false
         values = pd.Series(pd.array(is_true, dtype="boolean"), index=series.index)
         values[missing | bad] = pd.NA
         return ParsedColumn(values, missing, bad, "is not a recognised true/false value")
-    numbers = _text_to_float(text, missing)
+    numbers = _text_to_float(text, missing if has_tokens else None)
     bad = ~missing & numbers.isna().to_numpy(dtype=bool)
     return _finish_number(numbers, missing, bad, spec)
 
 
-def _text_to_float(text: pd.Series, missing: np.ndarray) -> pd.Series:
+def _text_to_float(text: pd.Series, missing: np.ndarray | None) -> pd.Series:
     """Parse text to float64 (NaN where missing or not a number)."""
-    clean = text.where(~missing) if missing.any() else text
+    clean = text.where(~missing) if missing is not None else text
     try:
         arr = pc.cast(pa.array(clean, from_pandas=True), pa.float64())
-        numbers = pd.Series(arr.to_numpy(zero_copy_only=False), index=text.index)
+        numbers = pd.Series(arr.to_numpy(zero_copy_only=False), index=text.index, copy=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         numbers = pd.to_numeric(clean, errors="coerce").astype("float64")
     # A literal "nan" that is not a missing-value token is not a number.
@@ -322,12 +367,12 @@ def _finish_number(
         reason = "is not a whole number"
         ok = integral & ~bad
         ints = np.where(ok, arr, 0).astype(np.int64)
-        values = pd.Series(pd.array(ints, dtype="Int64"), index=numbers.index)
-        if not ok.all():
-            values[~ok] = pd.NA
+        values = pd.Series(pd.arrays.IntegerArray(ints, ~ok), index=numbers.index, copy=False)
         return ParsedColumn(values, missing, bad, reason)
-    clean = np.where(bad | missing, np.nan, arr)
-    return ParsedColumn(pd.Series(clean, index=numbers.index), missing, bad, reason)
+    if not bad.any() and numbers.dtype == np.float64:
+        return ParsedColumn(numbers, missing, bad, reason)  # unchanged: keep the Series
+    arr = np.where(bad, np.nan, arr)
+    return ParsedColumn(pd.Series(arr, index=numbers.index, copy=False), missing, bad, reason)
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +405,8 @@ class CheckedTable:
     missing: dict[str, np.ndarray]  # cell is empty or a missing-value token
     raw_columns: dict[str, pd.Series]
     extra_columns: list[str]
-    subject_codes: np.ndarray | None = None
+    codes: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
+    uniques: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -444,7 +490,8 @@ def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) 
             continue
         column = frame.iloc[:, first_position[spec.name]]
         raw_columns[spec.name] = column
-        parsed = parse_column(column, spec, schema.missing_values)
+        tokens = () if raw.missing_applied else schema.missing_values
+        parsed = parse_column(column, spec, tokens)
         typed[spec.name] = parsed.values
         ok = ~parsed.missing & ~parsed.bad
         valid[spec.name] = ok
@@ -486,7 +533,7 @@ def _check_field_constraints(table: CheckedTable, log: ProblemLog) -> None:
             )
         if spec.enum is not None and ok.any():
             allowed = list(spec.enum)
-            out = ok & ~values.isin(allowed).to_numpy(dtype=bool)
+            out = ok & ~isin_values(values, allowed)
             shown = ", ".join(str(v) for v in allowed)
             _report_cells(
                 log,
@@ -577,38 +624,133 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def key_codes(columns: Sequence[pd.Series]) -> np.ndarray:
-    """One int64 code per row for a (composite) key; -1 where any part is missing.
+def factorize_column(series: pd.Series) -> tuple[np.ndarray, int]:
+    """Integer codes (int64, -1 where missing) and the number of distinct values.
 
-    Each part is factorised (pandas hashing, done in C), then the codes are combined in mixed
-    radix, so that equal keys get equal codes. Used for duplicate and foreign-key checks.
+    Text stored by pyarrow is dictionary-encoded by :func:`pyarrow.compute.dictionary_encode`;
+    other columns by :func:`pandas.factorize`.
     """
-    n = len(columns[0])
-    combined = np.zeros(n, dtype=np.int64)
-    any_missing = np.zeros(n, dtype=bool)
-    for col in columns:
-        codes, uniques = pd.factorize(col, use_na_sentinel=True)
-        codes = np.asarray(codes, dtype=np.int64)
-        any_missing |= codes < 0
-        radix = max(len(uniques), 1)
+    codes, uniques = factorize_with_uniques(series)
+    return codes, len(uniques)
+
+
+def factorize_with_uniques(series: pd.Series) -> tuple[np.ndarray, Any]:
+    """Like :func:`factorize_column`, also returning the distinct values (pyarrow or Index)."""
+    if is_arrow_text(series):
+        encoded = pc.dictionary_encode(arrow_array(series))
+        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        return np.asarray(indices, dtype=np.int64), encoded.dictionary
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
+
+
+def codes_among(series: pd.Series, uniques: Any) -> np.ndarray:
+    """Position of each value of ``series`` in ``uniques`` (-1 where missing or absent)."""
+    if isinstance(uniques, (pa.Array, pa.ChunkedArray)):
+        if not is_arrow_text(series):
+            series = as_text(series)
+        arr = arrow_array(series)
+        found = pc.index_in(arr, value_set=uniques.cast(arr.type))
+        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if len(uniques) == 0:
+        return np.full(len(series), -1, dtype=np.int64)
+    return np.asarray(pd.Index(uniques).get_indexer(pd.Index(series)), dtype=np.int64)
+
+
+def combine_codes(parts: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
+    """Mixed-radix combination of per-column codes: one int64 per row, -1 if any part is -1."""
+    if len(parts) == 1:
+        return parts[0][0]
+    combined = np.zeros(len(parts[0][0]), dtype=np.int64)
+    missing = np.zeros(len(combined), dtype=bool)
+    span = 1  # number of distinct values ``combined`` can take so far
+    for codes, radix in parts:
+        radix = max(radix, 1)
+        missing |= codes < 0
+        if span * radix >= 2**62:
+            # Very many distinct keys: re-number the partial key to keep it small.
+            combined, uniques = pd.factorize(combined)
+            combined = np.asarray(combined, dtype=np.int64)
+            span = max(len(uniques), 1)
         combined = combined * radix + np.maximum(codes, 0)
-        if len(columns) > 1 and combined.max(initial=0) > 2**62 // max(radix, 1):
-            # Extremely many distinct keys: re-factorise the partial code to keep it small.
-            combined = np.asarray(pd.factorize(combined)[0], dtype=np.int64)
-    combined[any_missing] = -1
+        span *= radix
+    combined[missing] = -1
     return combined
+
+
+def index_in(series: pd.Series, universe: pd.Series) -> tuple[np.ndarray, int]:
+    """Position of each value of ``series`` among the distinct values of ``universe``.
+
+    Returns the codes (int64; -1 where missing or absent from ``universe``) and the number of
+    distinct values of ``universe``; equal values of the two columns get equal codes.
+    Uses :func:`pyarrow.compute.index_in` for text, :meth:`pandas.Index.get_indexer` else.
+    """
+    if is_arrow_text(series) and is_arrow_text(universe):
+        arr = arrow_array(series)
+        uniques = pc.unique(arrow_array(universe.dropna())).cast(arr.type)
+        found = pc.index_in(arr, value_set=uniques)
+        codes = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
+        return np.asarray(codes, dtype=np.int64), len(uniques)
+    index = pd.Index(pd.unique(universe.dropna()))
+    if len(index) == 0:
+        return np.full(len(series), -1, dtype=np.int64), 0
+    codes = index.get_indexer(pd.Index(series))
+    return np.asarray(codes, dtype=np.int64), len(index)
+
+
+def joint_key_codes(
+    left: Sequence[pd.Series], right: Sequence[pd.Series]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes for composite keys of two tables such that equal keys get equal codes.
+
+    ``right`` defines the universe of each key part; a ``left`` key with a part missing or
+    absent from ``right`` gets -1 (as does a ``right`` key with a missing part).
+    """
+    left_parts = []
+    right_parts = []
+    for lcol, rcol in zip(left, right, strict=True):
+        lcodes, radix = index_in(lcol, rcol)
+        rcodes, _ = index_in(rcol, rcol)
+        left_parts.append((lcodes, radix))
+        right_parts.append((rcodes, radix))
+    n_left = len(left[0])
+    both = combine_codes(
+        [
+            (np.concatenate([lc, rc]), radix)
+            for (lc, radix), (rc, _) in zip(left_parts, right_parts, strict=True)
+        ]
+    )
+    return both[:n_left], both[n_left:]
+
+
+def _column_codes(table: CheckedTable, column: str) -> tuple[np.ndarray, int]:
+    """Cached codes of a valid column (-1 where missing or invalid)."""
+    if column not in table.codes:
+        codes, uniques = factorize_with_uniques(table.typed[column])
+        codes = np.where(table.valid[column], codes, -1)
+        table.codes[column] = (codes, len(uniques))
+        table.uniques[column] = uniques
+    return table.codes[column]
+
+
+def duplicated_codes(codes: np.ndarray) -> np.ndarray:
+    """Rows whose code (>= 0) occurs more than once (all of them, like ``keep=False``)."""
+    ok = codes >= 0
+    if not ok.any():
+        return ok
+    top = int(codes.max())
+    if top <= 8 * len(codes) + 1024:
+        counts = np.bincount(codes[ok], minlength=top + 1)
+        return ok & (counts[np.maximum(codes, 0)] > 1)
+    return ok & pd.Series(codes).duplicated(keep=False).to_numpy(dtype=bool)
 
 
 def _check_primary_key(table: CheckedTable, log: ProblemLog) -> None:
     key = list(table.schema.primary_key)
     if not key or any(k not in table.typed for k in key) or table.n == 0:
         return
-    ok = np.logical_and.reduce([table.valid[k] for k in key])
-    codes = key_codes([table.typed[k] for k in key])
-    codes[~ok] = -1
-    if key == ["subject_id"] or key[0] == "subject_id":
-        table.subject_codes = np.asarray(pd.factorize(table.typed["subject_id"])[0], dtype=np.int64)
-    dup = ok & pd.Series(codes).duplicated(keep=False).to_numpy(dtype=bool)
+    codes = combine_codes([_column_codes(table, k) for k in key])
+    dup = duplicated_codes(codes)
     if not dup.any():
         return
     pos = _positions(dup)
@@ -705,7 +847,7 @@ def _rule_not_in(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) 
     col = _rule_field(table, rule)
     if col is None:
         return
-    mask = table.valid[col] & table.typed[col].isin(list(rule["values"])).to_numpy(dtype=bool)
+    mask = table.valid[col] & isin_values(table.typed[col], list(rule["values"]))
     _report_cells(log, table, col, mask, str(rule["name"]), _rule_message(rule))
 
 
@@ -737,13 +879,9 @@ def _rule_required_if_present(
 def _group_codes(table: CheckedTable, group_by: Sequence[str]) -> np.ndarray | None:
     if any(g not in table.typed for g in group_by):
         return None
-    if list(group_by) == ["subject_id"] and table.subject_codes is not None:
-        codes = table.subject_codes.copy()
-    else:
-        codes = key_codes([table.typed[g] for g in group_by])
-    ok = np.logical_and.reduce([table.valid[g] for g in group_by])
-    codes[~ok] = -1
-    return codes
+    if not group_by:
+        return np.zeros(table.n, dtype=np.int64)
+    return combine_codes([_column_codes(table, g) for g in group_by])
 
 
 def _rule_increasing_within(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
@@ -860,10 +998,7 @@ def _check_foreign_keys(checked: Mapping[str, CheckedTable], log: ProblemLog) ->
             own_ok = np.logical_and.reduce([table.valid[c] for c in own_cols])
             if not own_ok.any():
                 continue
-            ref_ok = np.logical_and.reduce([ref.valid[c] for c in ref_cols])
-            found = _keys_found(
-                [table.typed[c] for c in own_cols], [ref.typed[c] for c in ref_cols], ref_ok
-            )
+            found = _keys_found(table, own_cols, ref, ref_cols)
             dangling = own_ok & ~found
             if not dangling.any():
                 continue
@@ -884,23 +1019,45 @@ def _check_foreign_keys(checked: Mapping[str, CheckedTable], log: ProblemLog) ->
 
 
 def _keys_found(
-    own: Sequence[pd.Series], ref: Sequence[pd.Series], ref_ok: np.ndarray
+    table: CheckedTable, own_cols: list[str], ref: CheckedTable, ref_cols: list[str]
 ) -> np.ndarray:
-    if len(own) == 1:
-        lookup = ref[0][ref_ok]
-        if lookup.dtype != own[0].dtype:
-            lookup = lookup.astype(own[0].dtype)
-        return own[0].isin(lookup).to_numpy(dtype=bool)
-    n_own = len(own[0])
-    stacked = [
-        pd.concat(
-            [o.reset_index(drop=True), r[ref_ok].reset_index(drop=True).astype(o.dtype)],
-            ignore_index=True,
-        )
-        for o, r in zip(own, ref, strict=True)
-    ]
-    codes = key_codes(stacked)
-    return np.isin(codes[:n_own], codes[n_own:])
+    """Whether each row's (valid) key exists among the valid keys of ``ref``."""
+    if len(own_cols) == 1:
+        own = table.typed[own_cols[0]]
+        lookup = ref.typed[ref_cols[0]][ref.valid[ref_cols[0]]]
+        if not is_arrow_text(own) and lookup.dtype != own.dtype:
+            lookup = lookup.astype(own.dtype)
+        return isin_values(own, lookup)
+    own_parts = []
+    ref_parts = []
+    for own_col, ref_col in zip(own_cols, ref_cols, strict=True):
+        ref_codes, radix = _column_codes(ref, ref_col)
+        own_codes = codes_among(table.typed[own_col], ref.uniques[ref_col])
+        own_codes[~table.valid[own_col]] = -1
+        own_parts.append((own_codes, radix))
+        ref_parts.append((ref_codes, radix))
+    n_own = table.n
+    both = combine_codes(
+        [
+            (np.concatenate([o, r]), radix)
+            for (o, radix), (r, _) in zip(own_parts, ref_parts, strict=True)
+        ]
+    )
+    return codes_isin(both[:n_own], both[n_own:])
+
+
+def codes_isin(codes: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """``codes >= 0`` and present among the non-negative ``lookup`` codes."""
+    found = codes >= 0
+    valid_lookup = lookup[lookup >= 0]
+    top = max(int(codes.max(initial=-1)), int(valid_lookup.max(initial=-1)))
+    if top <= 8 * (len(codes) + len(lookup)) + 1024:
+        present = np.zeros(top + 1, dtype=bool)
+        present[valid_lookup] = True
+        found[found] = present[codes[found]]
+        return found
+    found[found] = pd.Series(codes[found]).isin(pd.Series(valid_lookup)).to_numpy(dtype=bool)
+    return found
 
 
 def _check_clashes(checked: Mapping[str, CheckedTable], log: ProblemLog) -> None:
@@ -992,7 +1149,7 @@ def typed_frame(table: CheckedTable) -> pd.DataFrame:
     pandas' nullable ``Int64`` / ``boolean``; numbers are ``float64``; text is ``str``.
     The index holds the row labels (file line numbers or the input's index labels).
     """
-    columns: dict[str, Any] = {}
+    columns: dict[str, pd.Series] = {}
     first: dict[str, int] = {}
     for i, c in enumerate(table.raw.frame.columns):
         first.setdefault(str(c), i)
@@ -1008,16 +1165,14 @@ def typed_frame(table: CheckedTable) -> pd.DataFrame:
             values = values.astype(bool)
         elif spec.type == "number":
             values = values.astype("float64")
-        columns[spec.name] = (
-            values.to_numpy()
-            if not isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
-            else values.array
-        )
+        columns[spec.name] = values.reset_index(drop=True)
     for col in table.extra_columns:
         extra: pd.Series = table.raw.frame.iloc[:, first[col]]
-        columns[col] = extra.array
-    index = pd.Index(table.raw.rows, name="row")
-    return pd.DataFrame(columns, index=index)
+        columns[col] = extra.reset_index(drop=True)
+    # copy=False: no block consolidation; pandas' copy-on-write still protects the input.
+    frame = pd.DataFrame(columns, copy=False)
+    frame.index = pd.Index(table.raw.rows, name="row")
+    return frame
 
 
 def validate_tables(
