@@ -46,15 +46,16 @@ def write_study(folder: Path, n_subjects: int, n_visits: int, seed: int = 0) -> 
     cocktails = pd.DataFrame(
         {
             "cocktail_id": ["P", "A", "A", "B", "B", "C", "C"],
-            "ingredient": ["saline", "minoxidil", "biotin", "dutasteride", "biotin", "minoxidil"]
-            + ["dutasteride"],
+            "ingredient": [
+                *("saline", "minoxidil", "biotin", "dutasteride"),
+                *("biotin", "minoxidil", "dutasteride"),
+            ],
             "concentration": [0.9, 0.5, 5.0, 0.01, 5.0, 0.5, 0.01],
             "unit": ["%", "%", "mg/mL", "%", "mg/mL", "%", "%"],
         }
     )
     n = n_subjects * n_visits
     visit = np.tile(np.arange(1, n_visits + 1), n_subjects)
-    day = np.where(visit == 1, -7, (visit - 1) * 14 + 1 - 14 + 1)
     day = np.where(visit == 1, -7, 1 + (visit - 2) * 14)
     arm = rng.choice(["P", "A", "B", "C"], n_subjects)
     cocktail = np.repeat(arm, n_visits).astype(object)
