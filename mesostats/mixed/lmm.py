@@ -884,16 +884,16 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
     vcov = sigma**2 * (RXinv.T @ RXinv)
     modes, mode_sds = _conditional_modes(problem, st, u0, ur, sigma)
 
-    messages = list(opt.messages)
     singular_msgs = _singular_messages(design, theta, sigma)
     singular = bool(singular_msgs)
     sat = satterthwaite(problem, theta, sigma, vcov, profiled_hessian=opt.hessian)
-    messages.extend(sat.messages)
-    for msg in opt.messages:
+    # a boundary fit has an indefinite Hessian by nature; the singular-fit warning says more
+    convergence_msgs = list(opt.messages) + ([] if singular else sat.messages)
+    for msg in convergence_msgs:
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     for msg in singular_msgs:
         warnings.warn(msg, SingularFitWarning, stacklevel=3)
-    messages.extend(singular_msgs)
+    messages = convergence_msgs + singular_msgs
     return MixedResults(
         design,
         family="gaussian",

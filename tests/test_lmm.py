@@ -1,0 +1,342 @@
+"""Tests of the LMM engine (mesostats/mixed/lmm.py) against lme4, statsmodels and known truth.
+
+Frozen lme4/lmerTest values come from tests/reference/ref_values.R (sleepstudy) and
+ref_more.R (Penicillin, Pastes):
+
+    lmerTest::lmer(Reaction ~ Days + (Days | Subject), sleepstudy, REML = TRUE / FALSE)
+    lmerTest::lmer(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin, control = tight)
+    lmerTest::lmer(strength ~ 1 + (1 | batch/cask), Pastes, control = tight)
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from mixed_checks import (
+    CheckMixedFit,
+    load_csv,
+    normalise_sleepstudy,
+    normalise_varcorr,
+)
+from numpy.testing import assert_allclose
+
+import mesostats as ms
+from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
+from mesostats.mixed.design import build_design
+from mesostats.mixed.lmm import (
+    ProfiledDeviance,
+    batched_backward,
+    batched_cholesky,
+    batched_forward,
+)
+
+SLEEP = "Reaction ~ Days + (Days | Subject)"
+
+
+# --------------------------------------------------------------------------- lme4 battery
+class TestSleepstudyREMLMatchesLme4(CheckMixedFit):
+    ref = normalise_sleepstudy("REML")
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm(SLEEP, load_csv("sleepstudy.csv"), reml=True)
+
+    def test_theta_matches_tight_lme4(self) -> None:
+        tight = [0.966732893590541, 0.0151690675460488, 0.230909592018104]
+        assert_allclose(self.res1.theta, tight, rtol=1e-4, atol=1e-6)
+
+    def test_vcov_matches_lme4(self) -> None:
+        ref = pd.DataFrame(self.ref["vcov"])
+        assert_allclose(self.res1.vcov.loc[ref.index, ref.columns], ref, rtol=2e-4)
+
+    def test_conditional_covariance_of_first_subject(self) -> None:
+        # condCov_Intercept_Days = -21.4445 for every subject (balanced design)
+        sd = self.res1.ranef_se["Subject"].iloc[0]
+        assert_allclose(sd.to_numpy(), [12.0708569505143, 2.30483902090028], rtol=1e-4)
+
+
+class TestSleepstudyMLMatchesLme4(CheckMixedFit):
+    ref = normalise_sleepstudy("ML")
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm(SLEEP, load_csv("sleepstudy.csv"), reml=False)
+
+    def test_method_and_counts(self) -> None:
+        assert self.res1.method == "ML"
+        assert self.res1.nobs == 180
+        assert self.res1.n_params == 6
+
+
+class TestPenicillinCrossedREMLMatchesLme4(CheckMixedFit):
+    ref = normalise_varcorr("ref_penicillin.json", "REML")
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm(
+            "diameter ~ 1 + (1 | plate) + (1 | sample)", load_csv("penicillin.csv"), reml=True
+        )
+
+
+class TestPenicillinCrossedMLMatchesLme4(CheckMixedFit):
+    ref = normalise_varcorr("ref_penicillin.json", "ML")
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm(
+            "diameter ~ 1 + (1 | plate) + (1 | sample)", load_csv("penicillin.csv"), reml=False
+        )
+
+
+class TestPastesNestedREMLMatchesLme4(CheckMixedFit):
+    ref = normalise_varcorr("ref_pastes.json", "REML")
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm("strength ~ 1 + (1 | batch/cask)", load_csv("pastes.csv"))
+
+    def test_inner_group_named_like_lme4(self) -> None:
+        assert list(self.res1.ngroups) == ["cask:batch", "batch"]
+        assert "a:A" in self.res1.ranef["cask:batch"].index
+
+
+class TestPastesNestedMLMatchesLme4(CheckMixedFit):
+    ref = normalise_varcorr("ref_pastes.json", "ML")
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm("strength ~ 1 + (1 | batch/cask)", load_csv("pastes.csv"), reml=False)
+
+
+# --------------------------------------------------------------------------- kernels
+def test_batched_kernels_match_numpy_linalg() -> None:
+    rng = np.random.default_rng(1)
+    q, G = 3, 50
+    A = rng.normal(size=(G, q, q))
+    M = A @ np.swapaxes(A, 1, 2) + np.eye(q)  # (G, q, q) SPD
+    L = batched_cholesky(np.ascontiguousarray(M.transpose(1, 2, 0)))
+    assert_allclose(L.transpose(2, 0, 1), np.linalg.cholesky(M), rtol=1e-12)
+    B = rng.normal(size=(q, 4, G))
+    X = batched_forward(L, B)
+    Lg = L.transpose(2, 0, 1)
+    assert_allclose(Lg @ X.transpose(2, 0, 1), B.transpose(2, 0, 1), atol=1e-12)
+    Y = batched_backward(L, B)
+    assert_allclose(np.swapaxes(Lg, 1, 2) @ Y.transpose(2, 0, 1), B.transpose(2, 0, 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize(
+    ("formula", "data", "theta"),
+    [
+        (SLEEP, "sleepstudy.csv", [1.3, -0.4, 0.7]),
+        ("Reaction ~ Days + (Days || Subject)", "sleepstudy.csv", [0.8, 0.3]),
+        ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin.csv", [1.2, 2.5]),
+        ("strength ~ 1 + (1 | batch/cask)", "pastes.csv", [2.0, 0.7]),
+    ],
+)
+def test_analytic_gradient_matches_finite_differences(
+    formula: str, data: str, theta: list[float], reml: bool
+) -> None:
+    problem = ProfiledDeviance(build_design(formula, load_csv(data)), reml=reml)
+    th = np.asarray(theta)
+    _, grad = problem.value_and_gradient(th)
+    h = 1e-6
+    fd = [
+        (problem(th + h * np.eye(th.size)[i]) - problem(th - h * np.eye(th.size)[i])) / (2 * h)
+        for i in range(th.size)
+    ]
+    assert_allclose(grad, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_deviance_matches_lme4_at_lme4_theta() -> None:
+    """lme4's REML criterion at its own θ (REML_criterion = 1743.62827195995)."""
+    problem = ProfiledDeviance(build_design(SLEEP, load_csv("sleepstudy.csv")), reml=True)
+    theta = [0.966741773967412, 0.0151690588960361, 0.230909953207795]
+    assert_allclose(problem(np.asarray(theta)), 1743.62827195995, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- simulations
+def _crossed(seed: int, n_subj: int = 120, n_item: int = 25) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subj), n_item)
+    item = np.tile(np.arange(n_item), n_subj)
+    x = rng.normal(size=subj.size)
+    y = (
+        3.0
+        + 0.5 * x
+        + rng.normal(0, 2.0, n_subj)[subj]
+        + rng.normal(0, 1.0, n_item)[item]
+        + rng.normal(0, 0.7, subj.size)
+    )
+    return pd.DataFrame({"y": y, "x": x, "subj": subj, "item": [f"i{k}" for k in item]})
+
+
+def test_crossed_simulation_recovers_truth() -> None:
+    fit = ms.fit_lmm("y ~ x + (1 | subj) + (1 | item)", _crossed(3))
+    vc = fit.variance_components.set_index("group")["sdcor"]
+    assert_allclose(vc["subj"], 2.0, rtol=0.15)
+    assert_allclose(vc["item"], 1.0, rtol=0.3)
+    assert_allclose(vc["Residual"], 0.7, rtol=0.05)
+    fe = fit.fixed_effects
+    assert abs(fe.loc["x", "estimate"] - 0.5) < 3 * fe.loc["x", "std_error"]
+    assert fit.converged
+
+
+def test_nested_simulation_recovers_truth() -> None:
+    rng = np.random.default_rng(11)
+    n_site, n_per, n_obs = 15, 40, 6
+    site = np.repeat(np.arange(n_site), n_per * n_obs)
+    subj = np.repeat(np.arange(n_per * n_site), n_obs) % n_per  # subject ids reused per site
+    week = np.tile(np.arange(n_obs, dtype=float), n_site * n_per)
+    b_site = rng.normal(0, 3.0, n_site)[site]
+    b_subj = rng.normal(0, 5.0, n_site * n_per)[np.repeat(np.arange(n_site * n_per), n_obs)]
+    y = 50 + 2.0 * week + b_site + b_subj + rng.normal(0, 1.5, site.size)
+    data = pd.DataFrame({"y": y, "week": week, "site": site, "subj": subj})
+    fit = ms.fit_lmm("y ~ week + (1 | site/subj)", data)
+    assert fit.ngroups == {"subj:site": n_site * n_per, "site": n_site}
+    vc = fit.variance_components.set_index("group")["sdcor"]
+    assert_allclose(vc["subj:site"], 5.0, rtol=0.12)
+    assert_allclose(vc["site"], 3.0, rtol=0.4)
+    assert_allclose(vc["Residual"], 1.5, rtol=0.05)
+
+
+def test_zero_variance_second_factor_reproduces_one_factor_fit() -> None:
+    data = _crossed(5, n_subj=60, n_item=10)
+    # make every item mean identical: the item variance estimate is then exactly 0
+    data["y"] = data["y"] - data.groupby("item")["y"].transform("mean") + data["y"].mean()
+    with pytest.warns(SingularFitWarning, match=r"Random-intercept SD within `item` is 0"):
+        two = ms.fit_lmm("y ~ 1 + (1 | subj) + (1 | item)", data)
+    one = ms.fit_lmm("y ~ 1 + (1 | subj)", data)
+    assert two.singular and not one.singular
+    assert_allclose(two.loglik, one.loglik, atol=1e-8)
+    assert_allclose(two.fixed_effects["estimate"], one.fixed_effects["estimate"], rtol=1e-9)
+    assert_allclose(two.fixed_effects["std_error"], one.fixed_effects["std_error"], rtol=1e-6)
+    sd_two = two.variance_components.set_index("group")["sdcor"]
+    sd_one = one.variance_components.set_index("group")["sdcor"]
+    assert sd_two["item"] == 0.0
+    assert_allclose(sd_two["subj"], sd_one["subj"], rtol=1e-6)
+    assert_allclose(sd_two["Residual"], sd_one["Residual"], rtol=1e-8)
+
+
+def test_two_factor_deviance_at_zero_equals_one_factor_deviance() -> None:
+    data = _crossed(8, n_subj=40, n_item=8)
+    for reml in (True, False):
+        two = ProfiledDeviance(build_design("y ~ x + (1 | subj) + (1 | item)", data), reml=reml)
+        one = ProfiledDeviance(build_design("y ~ x + (1 | subj)", data), reml=reml)
+        assert_allclose(two(np.array([0.9, 0.0])), one(np.array([0.9])), rtol=1e-12)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_random_intercept_matches_statsmodels_mixedlm(reml: bool) -> None:
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(25), 6)
+    x = rng.normal(size=g.size)
+    y = 1.0 + 0.8 * x + rng.normal(0, 1.2, 25)[g] + rng.normal(0, 1.0, g.size)
+    data = pd.DataFrame({"y": y, "x": x, "g": g})
+    ours = ms.fit_lmm("y ~ x + (1 | g)", data, reml=reml)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sm = smf.mixedlm("y ~ x", data, groups=data["g"]).fit(reml=reml, method="lbfgs")
+    assert_allclose(ours.loglik, sm.llf, atol=1e-5)
+    assert_allclose(ours.fixed_effects["estimate"].to_numpy(), sm.fe_params.to_numpy(), rtol=1e-5)
+    assert_allclose(
+        ours.variance_components["vcov"].iloc[0], float(sm.cov_re.iloc[0, 0]), rtol=1e-3
+    )
+
+
+def test_singular_fit_warning_names_slope_and_remedy() -> None:
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(30), 8)
+    t = np.tile(np.arange(8.0), 30)
+    y = 10 + 0.5 * t + rng.normal(0, 2.0, 30)[g] + rng.normal(0, 1.0, g.size)
+    data = pd.DataFrame({"y": y, "t": t, "g": g})
+    with pytest.warns(SingularFitWarning) as record:
+        fit = ms.fit_lmm("y ~ t + (1 + t | g)", data)
+    text = str(record[0].message)
+    assert "within `g`" in text
+    assert ("Random-slope SD for `t`" in text and "Refit with `(1 | g)`" in text) or (
+        "Correlation" in text and "±1" in text
+    )
+    assert fit.singular
+    assert fit.messages == [str(w.message) for w in record]
+
+
+def test_uncorrelated_terms_match_lme4() -> None:
+    """Values from R 4.2.2, lme4 1.1-31, lmerTest 3.1-3 (tight nloptwrap tolerances)::
+
+    f <- lmerTest::lmer(Reaction ~ Days + (Days || Subject), sleepstudy, control = tight)
+    logLik(f)  # -871.834646790656;  getME(f, "theta")  # 0.979896308954831 0.234230577960151
+    summary(f)$coefficients  # SE 6.88538133867645 1.55956594198971, df 18.156203740594
+    """
+    fit = ms.fit_lmm("Reaction ~ Days + (Days || Subject)", load_csv("sleepstudy.csv"))
+    vc = fit.variance_components
+    assert list(vc["var1"].iloc[:2]) == ["Intercept", "Days"]
+    assert vc["var2"].isna().all()
+    assert set(fit.ranef["Subject"].columns) == {"Intercept", "Days"}
+    assert_allclose(fit.loglik, -871.834646790656, atol=1e-6)
+    assert_allclose(fit.theta, [0.979896308954831, 0.234230577960151], rtol=1e-4)
+    fe = fit.fixed_effects
+    assert_allclose(fe["std_error"], [6.88538133867645, 1.55956594198971], rtol=1e-4)
+    assert_allclose(fe["df"], [18.156203740594, 18.1562041062815], rtol=1e-3)
+    assert_allclose(vc["sdcor"], [25.0513287408694, 5.98817156062383, 25.5652853388022], rtol=1e-3)
+
+
+def test_missing_rows_are_excluded_with_warning() -> None:
+    data = load_csv("sleepstudy.csv")
+    data.loc[[3, 10], "Reaction"] = np.nan
+    with pytest.warns(ms.ExclusionWarning, match="2 of 180 rows were not fitted"):
+        fit = ms.fit_lmm(SLEEP, data)
+    assert fit.nobs == 178
+    assert list(fit.excluded_rows["row"]) == [3, 10]
+
+
+def test_convergence_warning_when_optimiser_budget_is_tiny(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mesostats.mixed.lmm as lmm
+
+    original = lmm.optimize.minimize
+
+    def one_step(*args: object, **kwargs: dict[str, object]) -> object:
+        kwargs["options"] = {"maxiter": 1}  # type: ignore[assignment]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lmm.optimize, "minimize", one_step)
+    monkeypatch.setattr(lmm, "_fd_hessian", lambda fun, theta: -np.eye(theta.size))
+    with pytest.warns(ConvergenceWarning) as record:
+        fit = ms.fit_lmm(SLEEP, load_csv("sleepstudy.csv"))
+    texts = [str(w.message) for w in record]
+    assert any("not positive definite (smallest eigenvalue -1" in t for t in texts)
+    assert any("Satterthwaite df may be unreliable" in t for t in texts)
+    assert not fit.converged
+    assert fit.messages == texts
+
+
+def _random_slope_data(seed: int, n_groups: int = 40, n_obs: int = 6) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), n_obs)
+    t = np.tile(np.arange(n_obs, dtype=float), n_groups)
+    trt = np.repeat(rng.integers(0, 2, n_groups), n_obs)
+    b0 = rng.normal(0, 3.0, n_groups)[g]
+    b1 = rng.normal(0, 0.8, n_groups)[g]
+    y = 20 + 1.0 * t + 2.0 * trt + 0.5 * trt * t + b0 + b1 * t + rng.normal(0, 1.5, g.size)
+    return pd.DataFrame({"y": y, "t": t, "trt": trt, "g": g})
+
+
+@pytest.mark.slow
+def test_wald_intervals_cover_truth_about_95_percent() -> None:
+    truth = {"Intercept": 20.0, "t": 1.0, "trt": 2.0, "t:trt": 0.5}
+    hits = []
+    for seed in range(400):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SingularFitWarning)
+            fe = ms.fit_lmm("y ~ t * trt + (1 + t | g)", _random_slope_data(seed)).fixed_effects
+        for name, value in truth.items():
+            hits.append(fe.loc[name, "ci_lower"] <= value <= fe.loc[name, "ci_upper"])
+    coverage = float(np.mean(hits))
+    assert 0.93 <= coverage <= 0.97, coverage
