@@ -322,7 +322,9 @@ def _evaluate_expression(expr: str, data: pd.DataFrame, where: str) -> np.ndarra
             )
         return np.asarray(series.to_numpy(dtype=float, na_value=np.nan))
     try:
-        mm = model_matrix(f"0 + I({expr})", data, na_action="raise", context={"np": np})
+        # non-finite results (log(0)) are reported by the callers with the row
+        with np.errstate(all="ignore"):
+            mm = model_matrix(f"0 + I({expr})", data, na_action="raise", context={"np": np})
     except Exception as exc:
         raise ModelSpecError(f"Cannot evaluate the {where} `{expr}`: {exc}") from exc
     if mm.shape[1] != 1:
