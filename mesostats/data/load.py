@@ -264,6 +264,30 @@ def _record_layout(data: bytes, delimiter: str) -> tuple[np.ndarray, np.ndarray,
     return starts[keep], ends[keep], lines[keep], has_quotes
 
 
+def _report_unterminated_quote(data: bytes, table: str, origin: str, log: _ReadLog) -> None:
+    """An odd number of double quotes: the last one opens a value that never closes."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(arr == 34)
+    if len(quotes) % 2 == 0:
+        return
+    last = int(quotes[-1])
+    line = int(np.count_nonzero(arr[:last] == 10)) + 1
+    start = data.rfind(b"\n", 0, last) + 1
+    end = data.find(b"\n", last)
+    end = len(data) if end < 0 else end
+    log.add(
+        table,
+        line,
+        None,
+        data[start : min(end, start + 200)].decode("utf-8", "replace").rstrip("\r"),
+        "unterminated_quote",
+        f"line {line} of {origin} opens a double-quoted value that is never closed, so the "
+        "rest of the file is read as part of that value. Close the quote, or double the "
+        'quote characters inside a value ("").',
+        position=line,
+    )
+
+
 def _field_counts(data: bytes, starts: np.ndarray, delimiter: str, has_quotes: bool) -> np.ndarray:
     arr = np.frombuffer(data, dtype=np.uint8)
     delims = np.flatnonzero(arr == ord(delimiter))
@@ -371,6 +395,8 @@ def _parse_csv(
         starts = ends = lines = np.empty(0, dtype=np.int64)
     else:
         starts, ends, lines, has_quotes = _record_layout(data, delimiter)
+        if has_quotes:
+            _report_unterminated_quote(data, table, origin, log)
         if len(starts) == 0:
             return RawTable(pd.DataFrame(), pd.Index([], dtype=np.int64), origin, 1, [])
         names = _parse_header(data[starts[0] : ends[0]].decode("utf-8"), delimiter)
@@ -418,7 +444,7 @@ def _parse_csv(
         return _read_csv_python(
             data, starts, lines, names, table, origin, delimiter, log, missing_values
         )
-    if simple and invalid:
+    if simple and (invalid or _has_blank_rows(arrow_table)):
         return _parse_csv(data, origin, table, log, schema, typed, delimiter, True)
     if typed and (invalid or _has_unparsed_nan(arrow_table)):
         return _parse_csv(data, origin, table, log, schema, False, delimiter, careful)
@@ -458,6 +484,18 @@ def _parse_csv(
         typed_read=typed,
     )
     return _drop_unnamed(raw, table, log)
+
+
+def _has_blank_rows(arrow_table: pa.Table) -> bool:
+    """Rows with every cell missing: blank lines, which the careful path skips."""
+    if arrow_table.num_columns == 0 or arrow_table.num_rows == 0:
+        return False
+    blank = pc.is_null(arrow_table.column(0))
+    for column in arrow_table.columns[1:]:
+        if not pc.any(blank).as_py():
+            return False
+        blank = pc.and_(blank, pc.is_null(column))
+    return bool(pc.any(blank).as_py())
 
 
 def _has_unparsed_nan(arrow_table: pa.Table) -> bool:
@@ -571,12 +609,13 @@ def _drop_unnamed(raw: RawTable, table: str, log: _ReadLog) -> RawTable:
             first = int(np.flatnonzero(filled)[0])
             log.add(
                 table,
-                raw.header_row,
+                raw.rows[first],
                 f"(column {i + 1})",
                 col.iloc[first],
                 "missing_column_name",
-                f"column {i + 1} of {raw.origin} has values but no name in the header; name it "
-                "or delete it.",
+                f"column {i + 1} of {raw.origin} has values but no name in the header (first "
+                f"value on row {raw.rows[first]}); name the column or delete the values.",
+                position=first,
             )
     sources = raw.column_sources or names
     return dataclasses.replace(

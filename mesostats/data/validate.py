@@ -216,6 +216,7 @@ class ParsedColumn:
     missing: np.ndarray  # bool: the cell is empty / a missing-value token
     bad: np.ndarray  # bool: the cell has a value that is not of the field's type
     bad_reason: str = ""
+    fractional: np.ndarray | None = None  # bool: numbers that are not whole (integer fields)
 
 
 def as_text(series: pd.Series) -> pd.Series:
@@ -363,12 +364,12 @@ def _finish_number(
     if spec.type == "integer":
         with np.errstate(invalid="ignore"):
             integral = finite & (np.floor(arr) == arr) & (np.abs(arr) < 2.0**53)
-        bad = bad | (~missing & finite & ~integral)
-        reason = "is not a whole number"
+        fractional = ~bad & ~missing & finite & ~integral
+        bad = bad | fractional
         ok = integral & ~bad
         ints = np.where(ok, arr, 0).astype(np.int64)
         values = pd.Series(pd.arrays.IntegerArray(ints, ~ok), index=numbers.index, copy=False)
-        return ParsedColumn(values, missing, bad, reason)
+        return ParsedColumn(values, missing, bad, reason, fractional)
     if not bad.any() and numbers.dtype == np.float64:
         return ParsedColumn(numbers, missing, bad, reason)  # unchanged: keep the Series
     arr = np.where(bad, np.nan, arr)
@@ -380,13 +381,19 @@ def _finish_number(
 # --------------------------------------------------------------------------------------------
 
 
-def _type_word(spec: FieldSpec) -> str:
-    return {
-        "number": "a number",
-        "integer": "a whole number",
-        "boolean": f"true or false (one of {', '.join(spec.true_values + spec.false_values)})",
-        "string": "text",
-    }[spec.type]
+def _type_message(spec: FieldSpec) -> str:
+    if spec.type == "boolean":
+        true = ", ".join(sorted({v.lower() for v in spec.true_values}))
+        false = ", ".join(sorted({v.lower() for v in spec.false_values}))
+        return (
+            f"{_label(spec)} must be true or false (true: {true}; false: {false}; in the "
+            "spellings listed in the schema)."
+        )
+    word = "a whole number" if spec.type == "integer" else "a number"
+    return (
+        f"{_label(spec)} must be {word}; this value is not a number. Check for units, comments "
+        "or decimal commas typed into the cell."
+    )
 
 
 def _label(spec: FieldSpec) -> str:
@@ -497,17 +504,28 @@ def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) 
         valid[spec.name] = ok
         missing[spec.name] = parsed.missing
         if parsed.bad.any():
-            pos = _positions(parsed.bad)
-            log.add(
-                name,
-                raw.rows[pos],
-                spec.name,
-                column.iloc[pos],
-                "type",
-                f"{_label(spec)} must be {_type_word(spec)}; the value {parsed.bad_reason}. "
-                "Check for units, comments or decimal commas typed into the cell.",
-                positions=pos,
-            )
+            fractional = parsed.fractional
+            if fractional is None:
+                fractional = np.zeros(len(parsed.bad), dtype=bool)
+            for mask, message in (
+                (parsed.bad & ~fractional, _type_message(spec)),
+                (
+                    fractional,
+                    f"{_label(spec)} must be a whole number; check for a decimal typed by "
+                    "mistake or a value in the wrong column.",
+                ),
+            ):
+                if mask.any():
+                    pos = _positions(mask)
+                    log.add(
+                        name,
+                        raw.rows[pos],
+                        spec.name,
+                        column.iloc[pos],
+                        "type",
+                        message,
+                        positions=pos,
+                    )
     checked = CheckedTable(name, schema, raw, typed, valid, missing, raw_columns, extra)
     _check_field_constraints(checked, log)
     _check_primary_key(checked, log)
