@@ -281,7 +281,7 @@ def test_bad_sources_raise_validation_errors(tmp_path):
     with pytest.raises(ms.ValidationError, match="cannot load a study from a int"):
         load_study(42)
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(ms.ValidationError, match="is not a folder or a .json file"):
+    with pytest.raises(ms.ValidationError, match=r"is not a folder or a \.json file"):
         load_study(tmp_path / "x.txt")
 
 
@@ -373,7 +373,7 @@ def test_datapackage_problems(tmp_path, valid_tables):
         ("cocktails", None, None, "nothere.csv", "missing_table"),
     ]
     path.write_text("{not json", encoding="utf-8")
-    with pytest.raises(ms.ValidationError, match="cannot read .* as a Data Package"):
+    with pytest.raises(ms.ValidationError, match=r"cannot read .* as a Data Package"):
         load_study(path)
 
 
