@@ -27,6 +27,7 @@ __all__ = ["EXCLUSION_COLUMNS", "Study"]
 
 EXCLUSION_COLUMNS = ["table", "row", "reason"]
 SUBJECT_KEY = "subject_id"
+NO_OUTCOME_REASON = "no outcome recorded at this visit: not in any outcome_table"
 
 
 def _empty_exclusions() -> pd.DataFrame:
@@ -133,7 +134,7 @@ class Study:
             Columns ``subject_id, visit, day, week, cocktail_id, value, baseline, chg, pchg``,
             one column per ingredient, then the subject columns; index = the session's source
             row label. Rows whose outcome is missing are left out (they are listed in
-            ``study.exclusions``).
+            ``study.exclusions``; :meth:`outcome_exclusions` picks them out).
 
         Notes
         -----
@@ -205,6 +206,20 @@ class Study:
         )
         table = self._add_design(table, "indicator")[assessed]
         return self._add_subject_columns(table)
+
+    def outcome_exclusions(self, outcome: str = "hair_density") -> pd.DataFrame:
+        """The rows of ``exclusions`` that :meth:`outcome_table` leaves out for ``outcome``.
+
+        Returns
+        -------
+        DataFrame
+            ``table, row, reason``: visits where ``outcome`` is missing (alone or with every
+            other outcome).
+        """
+        self._check_outcome(outcome)
+        reasons = [NO_OUTCOME_REASON, _missing_outcome_reason(outcome)]
+        keep = self.exclusions["reason"].isin(reasons).to_numpy(dtype=bool)
+        return self.exclusions[keep].reset_index(drop=True)
 
     # ----------------------------------------------------------------------------------------
     # helpers
@@ -332,22 +347,34 @@ def _empty_typed(schema: StudySchema, name: str) -> pd.DataFrame:
     )
 
 
+def _missing_outcome_reason(outcome: str) -> str:
+    return f"{outcome} missing: not in outcome_table({outcome!r})"
+
+
 def _missing_outcome_exclusions(sessions: pd.DataFrame, outcomes: tuple[str, ...]) -> pd.DataFrame:
-    parts = []
-    for outcome in outcomes:
-        missing = sessions[outcome].isna().to_numpy(dtype=bool)
-        if missing.any():
-            rows = sessions.index[missing]
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "table": "sessions",
-                        "row": np.asarray(rows, dtype=object),
-                        "reason": f"{outcome} missing: not in outcome_table({outcome!r})",
-                    }
-                )
-            )
-    return pd.concat(parts, ignore_index=True) if parts else _empty_exclusions()
+    """Session rows left out of outcome tables, in table order: one row per visit without any
+    outcome, and one row per (visit, outcome) for visits that miss only some outcomes."""
+    if not outcomes:
+        return _empty_exclusions()
+    missing = np.column_stack([sessions[o].isna().to_numpy(dtype=bool) for o in outcomes])
+    none_recorded = missing.all(axis=1)
+    positions = [np.flatnonzero(none_recorded)]
+    reasons = [np.full(len(positions[0]), NO_OUTCOME_REASON, dtype=object)]
+    for j, outcome in enumerate(outcomes):
+        only_this = np.flatnonzero(missing[:, j] & ~none_recorded)
+        positions.append(only_this)
+        reasons.append(np.full(len(only_this), _missing_outcome_reason(outcome), dtype=object))
+    pos = np.concatenate(positions)
+    if len(pos) == 0:
+        return _empty_exclusions()
+    order = np.argsort(pos, kind="stable")
+    return pd.DataFrame(
+        {
+            "table": "sessions",
+            "row": np.asarray(sessions.index[pos[order]], dtype=object),
+            "reason": np.concatenate(reasons)[order],
+        }
+    )
 
 
 def _unassessed_event_exclusions(
