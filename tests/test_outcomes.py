@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from mesostats.outcomes import (
     RATE_COLUMNS,
     RegrowthResults,
     SideEffectResults,
+    _variance_notes,
     event_rates,
 )
 from mesostats.simulate import simulate_tables
@@ -229,12 +231,50 @@ def test_site_sd_at_zero_is_a_plain_note_not_a_warning(fits):
     )
 
 
-def test_person_slope_on_boundary_warns_and_notes():
-    study = ms.simulate_study(120, 8, seed=0, n_sites=1, effects={"slope_sd": 0.0})
+def boundary_model(slope_sd: float, corr: float, site_sd: float) -> SimpleNamespace:
+    """Stand-in for a MixedResults with chosen variance components (VarCorr layout)."""
+    vc = pd.DataFrame(
+        {
+            "group": ["subject_id", "subject_id", "subject_id", "site", "Residual"],
+            "var1": ["Intercept", "week", "Intercept", "Intercept", None],
+            "var2": [None, None, "week", None, None],
+            "vcov": [36.0, slope_sd**2, corr * 6.0 * slope_sd, site_sd**2, 49.0],
+            "sdcor": [6.0, slope_sd, corr, site_sd, 7.0],
+        }
+    )
+    return SimpleNamespace(variance_components=vc, sigma=7.0, family="gaussian")
+
+
+def test_person_slope_sd_at_zero_warns_and_notes():
+    notes: list[str] = []
+    with pytest.warns(SingularFitWarning, match="between-person SD of week within subject_id"):
+        _variance_notes(boundary_model(0.0, 0.3, 1.0), notes, warn_for=["subject_id"])
+    assert notes[0].startswith("People did not differ detectably in their response per week")
+
+
+def test_person_correlation_at_one_warns_and_notes():
+    notes: list[str] = []
     with pytest.warns(SingularFitWarning, match="correlation of Intercept and week within"):
-        reg = ms.fit_regrowth(study)
-    assert "(1 | site)" not in reg.formula
-    assert any("on the boundary ±1" in n for n in reg.notes)
+        _variance_notes(boundary_model(0.5, -1.0, 1.0), notes, warn_for=["subject_id"])
+    assert "estimated at -1.000 (on the boundary ±1)" in notes[0]
+
+
+def test_site_sd_at_zero_is_only_a_note():
+    notes: list[str] = []
+    _variance_notes(boundary_model(0.5, 0.1, 0.0), notes, warn_for=["subject_id"])  # no warning
+    assert notes == [
+        "Sites did not differ beyond what people vary: site SD estimated at 0; the site term "
+        "could be dropped."
+    ]
+
+
+def test_single_site_study_has_no_site_term():
+    study = ms.simulate_study(80, 8, seed=2, n_sites=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        reg = ms.fit_regrowth(study, ingredients=["minoxidil", "dutasteride"])
+    assert "site" not in reg.formula
+    assert set(reg.model.ngroups) == {"subject_id"}
 
 
 @pytest.mark.filterwarnings(IGNORE_SINGULAR)
