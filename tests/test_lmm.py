@@ -249,21 +249,44 @@ def test_random_intercept_matches_statsmodels_mixedlm(reml: bool) -> None:
     )
 
 
-def test_singular_fit_warning_names_slope_and_remedy() -> None:
-    rng = np.random.default_rng(4)
+def _no_slope_variance(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(30), 8)
     t = np.tile(np.arange(8.0), 30)
     y = 10 + 0.5 * t + rng.normal(0, 2.0, 30)[g] + rng.normal(0, 1.0, g.size)
-    data = pd.DataFrame({"y": y, "t": t, "g": g})
+    return pd.DataFrame({"y": y, "t": t, "g": g})
+
+
+def test_singular_fit_warning_names_slope_sd_and_remedy() -> None:
     with pytest.warns(SingularFitWarning) as record:
-        fit = ms.fit_lmm("y ~ t + (1 + t | g)", data)
+        fit = ms.fit_lmm("y ~ t + (t || g)", _no_slope_variance(0))
+    assert len(record) == 1
     text = str(record[0].message)
-    assert "within `g`" in text
-    assert ("Random-slope SD for `t`" in text and "Refit with `(1 | g)`" in text) or (
-        "Correlation" in text and "±1" in text
-    )
+    assert text.startswith("Random-slope SD for `t` within `g` is 0 (on the boundary)")
+    assert "Refit with `(1 | g)`" in text
+    assert fit.singular and fit.theta[1] == 0.0
+    assert fit.messages == [text]
+
+
+def test_singular_fit_warning_names_correlation_at_boundary() -> None:
+    """lme4 (tight) on the same data: theta = (1.93473227, -0.07929339, 0),
+    logLik = -394.888241464328 (correlation -1)."""
+    with pytest.warns(
+        SingularFitWarning, match=r"Correlation of `Intercept` and `t` within `g` is -1\.0000"
+    ) as record:
+        fit = ms.fit_lmm("y ~ t + (1 + t | g)", _no_slope_variance(0))
+    assert "`(1 + t || g)`" in str(record[0].message)
     assert fit.singular
-    assert fit.messages == [str(w.message) for w in record]
+    assert_allclose(fit.loglik, -394.888241464328, atol=1e-6)
+
+
+def test_interior_optimum_found_where_identity_start_stalls() -> None:
+    """lme4 (tight) on seed 4: theta = (2.26659047, 0.01006551, 0.05940283),
+    logLik = -394.523993371058 (an interior optimum, not a singular fit)."""
+    fit = ms.fit_lmm("y ~ t + (1 + t | g)", _no_slope_variance(4))
+    assert not fit.singular
+    assert_allclose(fit.loglik, -394.523993371058, atol=1e-6)
+    assert_allclose(fit.theta, [2.26659047, 0.01006551, 0.05940283], rtol=1e-4)
 
 
 def test_uncorrelated_terms_match_lme4() -> None:

@@ -23,6 +23,7 @@ a column is aliased when it lies in the span of the columns before it, as R's ``
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import warnings
 from collections.abc import Sequence
@@ -350,6 +351,20 @@ def _evaluate_offsets(offsets: tuple[str, ...], data: pd.DataFrame) -> np.ndarra
     return total
 
 
+def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
+    """Limit BLAS to one thread (threadpoolctl, when installed) for the engines' work.
+
+    The engines do memory-bound elementwise arithmetic over groups plus many tiny LAPACK
+    calls; with OpenBLAS threads on a busy machine each small call can cost milliseconds of
+    thread synchronisation (measured here: a deviance evaluation ten times slower).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _upper_factor(X: np.ndarray) -> np.ndarray:
     """R of X = QR, computed over row chunks (tall-skinny QR) so X is never copied."""
     p = X.shape[1]
@@ -369,7 +384,8 @@ def aliased_columns(X: np.ndarray, names: Sequence[str]) -> list[tuple[str, dict
     """
     if X.shape[1] == 0:
         return []
-    R = _upper_factor(X)
+    with single_threaded_blas():
+        R = _upper_factor(X)
     norms = np.sqrt(np.sum(R * R, axis=0))
     kept: list[int] = []
     out: list[tuple[str, dict[str, float]]] = []

@@ -37,7 +37,6 @@ replaced by its ordinary-least-squares residual (β is shifted back at the end).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -50,27 +49,19 @@ import scipy.linalg
 from scipy import optimize
 
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
-from mesostats.mixed.design import MixedDesign, RandomTerm, build_design, lower_triangle_indices
+from mesostats.mixed.design import (
+    MixedDesign,
+    RandomTerm,
+    build_design,
+    lower_triangle_indices,
+    single_threaded_blas,
+)
 from mesostats.mixed.results import MixedResults
 
-__all__ = ["ProfiledDeviance", "fit_lmm"]
+__all__ = ["ProfiledDeviance", "fit_lmm", "single_threaded_blas"]
 
 _MAX_REST_ELEMENTS = 40_000_000
 _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the diagonal of Λ
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """Limit BLAS to one thread while fitting (threadpoolctl, when installed).
-
-    The work here is memory-bound elementwise arithmetic over groups plus many tiny LAPACK
-    calls; with OpenBLAS threads on a busy machine each small call can cost milliseconds of
-    thread synchronisation (measured: a deviance evaluation 10× slower).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 # --------------------------------------------------------------------------- batched kernels
@@ -400,6 +391,56 @@ class ProfiledDeviance:
         lam[self._lr_rows, self._lr_cols] = theta[self._lr_ids]
         return lam
 
+    # ------------------------------------------------------------------ start
+    def moment_start(self) -> np.ndarray:
+        """A starting θ from per-group least squares (method of moments), else lme4's start.
+
+        With one grouping factor: b̂_g = A_g⁻¹ Z_gᵀỹ_g for every group with an invertible
+        A_g = Z_gᵀZ_g (ỹ = OLS residual), σ̂² from the pooled within-group residuals, and
+        Σ̂_b = cov(b̂_g) − σ̂²·mean(A_g⁻¹) (eigenvalues floored at a small positive value);
+        θ from the Cholesky factor of Σ̂_b/σ̂². Cheap (O(G·q³)) and usually close enough that
+        the optimiser needs half the iterations it needs from the identity.
+        """
+        start = self.design.theta_start()
+        if self.Qr or self.G0 < 3:
+            return start
+        q = self.q0
+        A = self.A.copy()
+        scale = np.einsum("iig->g", A) / q
+        for i in range(q):
+            A[i, i] += 1e-10 * scale + 1e-300
+        L = batched_cholesky(A)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diag_min = np.min(np.stack([L[i, i] ** 2 for i in range(q)]), axis=0)
+            valid = np.isfinite(diag_min) & (diag_min > 1e-8 * scale)
+        n_valid = int(valid.sum())
+        dof = self.n - self.p - q * n_valid
+        if n_valid < 3 or dof <= 0:
+            return start
+        Lv = L[:, :, valid]
+        bhat = batched_backward(Lv, batched_forward(Lv, self.Zty[:, valid]))
+        rss = self.yty - float(np.einsum("ig,ig->", self.Zty[:, valid], bhat))
+        sigma2 = rss / dof
+        if not np.isfinite(sigma2) or sigma2 <= 0:
+            return start
+        eye = np.zeros((q, q, n_valid))
+        for i in range(q):
+            eye[i, i] = 1.0
+        Linv = batched_forward(Lv, eye)
+        Ainv_mean = _transpose_times(Linv, Linv).mean(axis=2)
+        centred = bhat - bhat.mean(axis=1, keepdims=True)
+        cov_b = centred @ centred.T / (n_valid - 1) - sigma2 * Ainv_mean
+        rel = 0.5 * (cov_b + cov_b.T) / sigma2
+        evals, evecs = np.linalg.eigh(rel)
+        floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
+        rel = (evecs * np.maximum(evals, floor)) @ evecs.T
+        f0 = self.factors[0]
+        full = len(f0.theta_ids) == q * (q + 1) // 2
+        lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
+        theta = start.copy()
+        theta[f0.theta_ids] = lam[f0.theta_rows, f0.theta_cols]
+        return theta if np.all(np.isfinite(theta)) else start
+
     # ------------------------------------------------------------------ evaluation
     def state(self, theta: np.ndarray) -> _State:
         """Factorise at θ and return every intermediate (β, r², log-determinants, ...)."""
@@ -688,14 +729,17 @@ def optimise_theta(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
+        # stop when the relative decrease is ~1e-12; the Newton polish below finishes the job
+        # (pushing L-BFGS-B further only makes its line search chase rounding noise)
+        options={"maxiter": 2000, "ftol": 1e-12, "gtol": 0.0, "maxcor": 20},
     )
     theta = np.maximum(np.asarray(res.x, dtype=float), lower)
     dev, grad = fun(theta)
     # below this the deviance differences are rounding noise (a few ulps of |d|)
     noise = 1e-13 * max(1.0, abs(dev))
     H = _fd_hessian(fun, theta)
-    for _ in range(8):
+    theta_at_hessian = theta.copy()
+    for _ in range(12):
         free = _free_coordinates(theta, grad, lower)
         if not free.any():
             break
@@ -721,7 +765,14 @@ def optimise_theta(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
             alpha *= 0.5
         if not improved:
             break
-        H = _fd_hessian(fun, theta)
+        moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
+        if moved.max() > 1e-3:  # far from where H was taken: refresh it
+            H = _fd_hessian(fun, theta)
+            theta_at_hessian = theta.copy()
+    if not np.array_equal(theta, theta_at_hessian):
+        moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
+        if moved.max() > 1e-5:
+            H = _fd_hessian(fun, theta)
     # ------------------------------------------------------------------ final checks
     messages: list[str] = []
     converged = True
@@ -778,6 +829,7 @@ def _singular_messages(design: MixedDesign, theta: np.ndarray, sigma: float) -> 
         sd = np.sqrt(np.clip(np.diag(cov), 0, None))
         zero_sd = [i for i in range(term.q) if sd[i] < _SINGULAR_TOL * max(sigma, 1e-300)]
         if zero_sd:
+            zero_names = {term.names[i] for i in zero_sd}
             for i in zero_sd:
                 name = term.names[i]
                 kind = (
@@ -785,14 +837,21 @@ def _singular_messages(design: MixedDesign, theta: np.ndarray, sigma: float) -> 
                     if name == "Intercept"
                     else (f"Random-slope SD for `{name}`")
                 )
-                others = [n for n in term.names if n != name]
+                others = [
+                    n
+                    for t in design.terms
+                    if t.group == term.group
+                    for n in t.names
+                    if n != name and n not in zero_names
+                ]
                 if others:
                     alt = " + ".join(["1" if o == "Intercept" else o for o in others])
                     if "Intercept" not in others:
                         alt = "0 + " + alt
                     refit = f"Refit with `({alt} | {term.group})`"
                 else:
-                    refit = f"Refit without `(1 | {term.group})`"
+                    expr = "1" if name == "Intercept" else f"0 + {name}"
+                    refit = f"Refit without the term `({expr} | {term.group})`"
                 messages.append(
                     f"{kind} within `{term.group}` is {sd[i]:.3g} (on the boundary): the data "
                     f"cannot separate this between-group variation from noise. {refit}, "
@@ -868,7 +927,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
     from mesostats.mixed.inference import satterthwaite
 
     problem = ProfiledDeviance(design, reml=reml)
-    opt = optimise_theta(problem, design.theta_start())
+    opt = optimise_theta(problem, problem.moment_start())
     theta = opt.theta
     st = problem.state(theta)
     # residual sum of squares recomputed from the residual vector (exact r² for logLik)
