@@ -25,12 +25,14 @@ whose odds ratios are attenuated towards 1 relative to the subject-specific ones
 ``1/√(1 + c²σ²)`` on the log scale, c = 16√3/(15π) (Zeger, Liang & Albert 1988, *Biometrics*
 44(4)).
 
-Multiplicity across ingredients: Holm (1979, *Scand. J. Statist.* 6(2)) via
-``statsmodels.stats.multitest.multipletests``.
+Multiplicity across ingredients: Holm (1979, *Scand. J. Statist.* 6(2)), equal to
+``statsmodels.stats.multitest.multipletests(method="holm")``.
 
-Hand-written here: only the assembly (rows, exposures, formula, notes, tables); the fitting
-is done by the engines (:func:`mesostats.fit_lmm`, :func:`mesostats.fit_glmm`) and
-statsmodels.
+Hand-written here: the assembly (rows, exposures, formula, notes, tables) and the three-line
+Holm step-down (statsmodels' ``multipletests`` runs ``gc.collect()`` on every Holm call, about
+0.1 s, which would dominate repeated fits in :func:`mesostats.power`). The fitting is done by
+the engines (:func:`mesostats.fit_lmm`, :func:`mesostats.fit_glmm`) and statsmodels (GEE,
+Clopper–Pearson).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ __all__ = [
     "event_rates",
     "fit_regrowth",
     "fit_side_effects",
+    "holm_adjusted",
     "population_average",
 ]
 
@@ -301,9 +304,9 @@ class SideEffectResults:
         people with ≥ 1 event / people assessed), ``n_with_event, n_assessed, rate,
         ci_lower, ci_upper`` (exact Clopper–Pearson 95 %), ``n_events`` (event records,
         several per session possible).
-    gee : PopulationAverage or None
-        Population-average sensitivity analysis (``None`` when GEE could not be fitted; a
-        note says why).
+    gee : PopulationAverage
+        Population-average sensitivity analysis (computed on first access; when the GEE
+        cannot be fitted its columns are NaN and its notes say why).
     notes : tuple of str
     """
 
@@ -318,8 +321,14 @@ class SideEffectResults:
     cocktail_design: pd.DataFrame
     ingredient_effects: pd.DataFrame
     rates: pd.DataFrame
-    gee: PopulationAverage | None
     notes: tuple[str, ...]
+
+    @cached_property
+    def gee(self) -> PopulationAverage:
+        """GEE population-average ORs beside the subject-specific ones (computed once)."""
+        return population_average(
+            self.data, self.ingredients, self.ingredient_effects, _subject_sd(self.model)
+        )
 
     @cached_property
     def variability(self) -> Variability:
@@ -347,14 +356,13 @@ class SideEffectResults:
             ("Variance components", m.variance_components),
             ("Observed rates (exact Clopper–Pearson 95 % CI)", self.rates),
         ]
-        if self.gee is not None:
-            tables.append(("Population-average (GEE) vs subject-specific ORs", self.gee.table))
-            lines.append(("GEE", self.gee.explanation))
+        tables.append(("Population-average (GEE) vs subject-specific ORs", self.gee.table))
+        lines.append(("GEE", self.gee.explanation))
         return OutcomeSummary(
             title=f"Side effects: ingredient effects on {what}",
             lines=lines,
             tables=tables,
-            notes=self.notes,
+            notes=(*self.notes, *self.gee.notes),
         )
 
     def __str__(self) -> str:
@@ -481,15 +489,22 @@ def _check_study(study: Any) -> None:
         )
 
 
-def _holm(p: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels ``multipletests(method="holm")``), NaN kept."""
-    from statsmodels.stats.multitest import multipletests
+def holm_adjusted(p: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values; NaN entries are kept out and stay NaN.
 
+    ``p_(i)`` sorted ascending gets ``max_{j ≤ i} min(1, (m − j + 1) · p_(j))``. Equal to
+    ``statsmodels.stats.multitest.multipletests(p, method="holm")[1]`` (tested); written out
+    because that function calls ``gc.collect()`` on every Holm call (≈ 0.1 s), which would
+    dominate repeated fits such as :func:`mesostats.power`.
+    """
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], alpha=0.05, method="holm")[1]
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        stepped = np.maximum.accumulate(p[order] * np.arange(m, 0, -1))
+        out[order] = np.minimum(stepped, 1.0)
     return out
 
 
@@ -739,7 +754,7 @@ def fit_regrowth(
             "p_value": fe.loc[terms, "p_value"].to_numpy(dtype=float),
         }
     )
-    effects["p_adjusted"] = _holm(effects["p_value"].to_numpy())
+    effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
     notes.insert(
         0,
         f"Baseline-adjusted (ANCOVA): {model.nobs} post-baseline visits of "
@@ -949,7 +964,7 @@ def fit_side_effects(
             "p_value": fe.loc[chosen, "p_value"].to_numpy(dtype=float),
         }
     )
-    effects["p_adjusted"] = _holm(effects["p_value"].to_numpy())
+    effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
     _separation_notes(fe.loc[chosen], data, used[chosen], notes)
     sd = _subject_sd(model)
     notes.insert(
@@ -961,7 +976,6 @@ def fit_side_effects(
     )
     given = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
     rates = event_rates(table, given)
-    gee = population_average(data, chosen, effects, sd, notes)
     return SideEffectResults(
         study=study,
         event=event,
@@ -974,7 +988,6 @@ def fit_side_effects(
         cocktail_design=used[chosen].copy(),
         ingredient_effects=effects[SIDE_EFFECT_COLUMNS],
         rates=rates,
-        gee=gee,
         notes=tuple(notes),
     )
 
@@ -1068,19 +1081,30 @@ def population_average(
     ingredients: Sequence[str],
     subject_specific: pd.DataFrame,
     subject_sd: float,
-    notes: list[str],
-) -> PopulationAverage | None:
+) -> PopulationAverage:
     """GEE (binomial, logit, exchangeable, robust SEs) ORs beside the GLMM ORs.
 
     Method: Liang & Zeger (1986) via ``statsmodels`` ``GEE``; expected attenuation of a
     subject-specific log OR β to β/√(1 + c²σ²), c = 16√3/(15π) (Zeger, Liang & Albert 1988).
-    Returns None (and adds a note) when the GEE cannot be fitted.
+    When the GEE cannot be fitted, its columns are NaN and ``notes`` says why.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Rows fitted: ``any_event``, ``subject_id`` and the ingredient columns.
+    ingredients : sequence of str
+    subject_specific : DataFrame
+        The GLMM's ``ingredient_effects`` (same ingredient order).
+    subject_sd : float
+        Between-person SD of the GLMM (log-odds scale).
     """
     import statsmodels.api as sm
 
     y = data["any_event"].to_numpy(dtype=float)
     X = np.column_stack([np.ones(len(data)), data[list(ingredients)].to_numpy(dtype=float)])
     groups = pd.factorize(data[SUBJECT])[0]
+    k = len(ingredients)
+    params, bse, rho = np.full(k, np.nan), np.full(k, np.nan), math.nan
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -1091,15 +1115,18 @@ def population_average(
                 family=sm.families.Binomial(),
                 cov_struct=sm.cov_struct.Exchangeable(),
             ).fit()
+            params = np.asarray(res.params, dtype=float)[1:]
+            bse = np.asarray(res.bse, dtype=float)[1:]
+            rho = float(np.asarray(res.cov_struct.dep_params).ravel()[0])
+            failure = ""
         except (np.linalg.LinAlgError, ValueError) as err:
-            notes.append(f"The GEE sensitivity analysis could not be fitted: {err}.")
-            return None
-    gee_notes = tuple(f"GEE: {w.message}" for w in caught)
-    params = np.asarray(res.params, dtype=float)[1:]
-    bse = np.asarray(res.bse, dtype=float)[1:]
+            failure = f"The GEE sensitivity analysis could not be fitted: {err}."
+    notes = tuple(f"GEE: {w.message}" for w in caught) + ((failure,) if failure else ())
     z = stats.norm.ppf(0.975)
     attenuation = 1.0 / math.sqrt(1.0 + _ATTENUATION_C2 * subject_sd**2)
     ss_log = np.log(subject_specific["odds_ratio"].to_numpy(dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pa_p = 2.0 * stats.norm.sf(np.abs(params / bse))
     table = pd.DataFrame(
         {
             "ingredient": pd.Series(list(ingredients), dtype="str"),
@@ -1109,11 +1136,10 @@ def population_average(
             "population_average_or": np.exp(params),
             "pa_ci_lower": np.exp(params - z * bse),
             "pa_ci_upper": np.exp(params + z * bse),
-            "pa_p_value": 2.0 * stats.norm.sf(np.abs(params / bse)),
+            "pa_p_value": pa_p,
             "expected_population_average_or": np.exp(ss_log * attenuation),
         }
     )
-    rho = float(np.asarray(res.cov_struct.dep_params).ravel()[0])
     if subject_sd < _ZERO_SD:
         why = "people hardly differ here (between-person SD ≈ 0), so the two agree"
     else:
@@ -1124,14 +1150,13 @@ def population_average(
         )
     explanation = (
         "Population-average odds ratios (GEE) compare everyone given an ingredient with "
-        "everyone not given it, whereas subject-specific odds ratios (GLMM) compare the same "
+        "everyone not given it, whereas subject-specific odds ratios (GLMM) compare a given "
         f"person with and without it; {why}."
     )
-    notes.extend(gee_notes)
     return PopulationAverage(
         table=table[GEE_COLUMNS],
         explanation=explanation,
         working_correlation=rho,
         attenuation=attenuation,
-        notes=gee_notes,
+        notes=notes,
     )

@@ -27,6 +27,7 @@ from mesostats.outcomes import (
     SideEffectResults,
     _variance_notes,
     event_rates,
+    holm_adjusted,
 )
 from mesostats.simulate import simulate_tables
 
@@ -73,7 +74,6 @@ def small_study(valid_tables):
 # --------------------------------------------------------------------------- truth recovery
 
 
-@pytest.mark.slow
 def test_regrowth_ingredient_slopes_within_3_se_of_simulated_truth(fits):
     for study, reg, _ in fits:
         eff = reg.ingredient_effects.set_index("ingredient")
@@ -82,7 +82,6 @@ def test_regrowth_ingredient_slopes_within_3_se_of_simulated_truth(fits):
             assert abs(z) < 3, (study.truth["seed"], ing, z)
 
 
-@pytest.mark.slow
 def test_side_effect_log_odds_ratios_within_3_se_of_simulated_truth(fits):
     for study, side, _ in [(s, se, r) for s, r, se in fits]:
         fe = side.model.fixed_effects
@@ -95,7 +94,6 @@ def test_side_effect_log_odds_ratios_within_3_se_of_simulated_truth(fits):
         )
 
 
-@pytest.mark.slow
 def test_between_person_sds_close_to_simulated_truth(fits):
     truth = fits[0][0].truth
     slope_sd, resid_sd, icpt_sd, event_sd = [], [], [], []
@@ -116,7 +114,6 @@ def test_between_person_sds_close_to_simulated_truth(fits):
     assert abs(np.mean(event_sd) - truth["event_sd"]) < 0.2
 
 
-@pytest.mark.slow
 def test_ci_coverage_pooled_over_seeds_and_ingredients_is_near_95_percent(fits):
     covered = []
     for study, reg, side in fits:
@@ -154,7 +151,7 @@ def test_ingredient_effects_columns_are_exactly_those_of_api(example_fits):
         "p_adjusted",
     ]
     assert list(side.rates.columns) == RATE_COLUMNS
-    assert side.gee is not None and list(side.gee.table.columns) == GEE_COLUMNS
+    assert list(side.gee.table.columns) == GEE_COLUMNS
 
 
 def test_holm_adjustment_equals_multipletests(example_fits):
@@ -162,6 +159,18 @@ def test_holm_adjustment_equals_multipletests(example_fits):
     for table in (reg.ingredient_effects, side.ingredient_effects):
         expected = multipletests(table["p_value"].to_numpy(), method="holm")[1]
         assert_allclose(table["p_adjusted"].to_numpy(), expected, rtol=1e-12)
+
+
+def test_holm_step_down_equals_multipletests_on_many_vectors():
+    rng = np.random.default_rng(3)
+    vectors = [rng.uniform(size=m) ** 3 for m in (1, 2, 3, 7, 20)]
+    vectors += [np.array([0.01, 0.01, 0.04, 0.5]), np.array([0.2, 0.9, 0.9]), np.zeros(3)]
+    for p in vectors:
+        expected = multipletests(p, method="holm")[1]
+        assert_allclose(holm_adjusted(p), expected, rtol=1e-14, atol=0)
+    # NaN entries are left out of the family and stay NaN
+    got = holm_adjusted(np.array([0.01, np.nan, 0.04]))
+    assert_allclose(got, [0.02, np.nan, 0.04])
 
 
 def test_regrowth_effects_are_the_week_by_ingredient_fixed_effects(example_fits):
@@ -220,7 +229,6 @@ def test_dose_design_effect_is_per_unit_of_dose(example_fits):
     assert any("Dose = concentration × volume_ml" in n for n in dose.notes)
 
 
-@pytest.mark.slow
 def test_site_sd_at_zero_is_a_plain_note_not_a_warning(fits):
     notes = [n for _, reg, _ in fits for n in reg.notes]
     # the simulator has no site effect: some fits put the site SD at its boundary
@@ -346,7 +354,6 @@ def test_gee_odds_ratios_are_attenuated_when_people_differ_a_lot():
         effects={"event_sd": 2.5, "event_log_or": {"minoxidil": 1.5, "dutasteride": 1.2}},
     )
     side = ms.fit_side_effects(study)
-    assert side.gee is not None
     table = side.gee.table.set_index("ingredient").loc[["minoxidil", "dutasteride"]]
     ss = np.log(table["subject_specific_or"])
     pa = np.log(table["population_average_or"])
@@ -491,7 +498,7 @@ def test_html_escapes_cocktail_ids_and_is_static():
         assert needle in page
         assert "<C>" not in page and "<P>" not in page and "A&B" not in page
         assert "<script" not in page
-    assert side.gee is not None and "<table>" in side.gee._repr_html_()
+    assert "<table>" in side.gee._repr_html_()
 
 
 def test_results_are_frozen(example_fits):
