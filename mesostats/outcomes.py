@@ -810,6 +810,15 @@ def _drop_incomplete(
             "volume_ml)"
         )
     text = f"{int(drop.sum())} post-baseline visits were not analysed: " + "; ".join(reasons) + "."
+    if no_baseline.all():
+        raise ModelSpecError(
+            f"{outcome} has no baseline value (on or before day 1) for any subject, and "
+            "fit_regrowth adjusts each post-baseline visit for the baseline (ANCOVA). An "
+            "outcome recorded only after treatment starts (e.g. a global rating of change) "
+            "can be modelled with fit_lmm directly, e.g. fit_lmm('value ~ week + "
+            "week:minoxidil + (1 + week | subject_id)', study.outcome_table"
+            f"({outcome!r}))."
+        )
     if drop.all():
         raise ModelSpecError(
             text + f" No visit is left to model; check the baseline {outcome} values."

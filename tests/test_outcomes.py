@@ -382,6 +382,13 @@ def test_unknown_outcome_lists_the_available_ones(small_study):
         ms.fit_regrowth(small_study, "shaft_diameter_um")
 
 
+def test_outcome_without_any_baseline_points_to_fit_lmm(example_fits):
+    study, _, _ = example_fits
+    assert study.outcome_table("gpa_score")["baseline"].isna().all()  # rated after baseline
+    with pytest.raises(ModelSpecError, match=r"gpa_score has no baseline value.*fit_lmm"):
+        ms.fit_regrowth(study, "gpa_score")
+
+
 def test_event_never_recorded_lists_recorded_events(small_study):
     with pytest.raises(
         ModelSpecError,
