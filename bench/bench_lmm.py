@@ -1,0 +1,583 @@
+"""Benchmark: mesostats.fit_lmm against statsmodels MixedLM and lme4::lmer (via Rscript).
+
+Model (REML)::
+
+    density ~ week * (minoxidil + dutasteride + biotin) + baseline + (1 + week | subject)
+
+on the seeded trials of ``bench/simdata.py`` (200x8, 2000x10, 20000x10 subjects x sessions).
+
+Run from the repository root::
+
+    /work/devenv/bin/python bench/bench_lmm.py                 # all sizes, all engines
+    /work/devenv/bin/python bench/bench_lmm.py --sizes 2000x10 --repeats 5
+    /work/devenv/bin/python bench/bench_lmm.py --memory        # 1,000,000 x 10, ours only
+
+Timing rules (the same for every engine): one warm-up fit on the first 50 subjects, then the
+best of ``--repeats`` timed fits on the full data, ``gc`` before each. Ours is timed as the
+full call (formula and DataFrame in, MixedResults out). statsmodels is timed the same way,
+but with fewer repeats when one fit is slow, and skipped at sizes where the extrapolated
+time exceeds ``--statsmodels-max-seconds`` (always run at 2000x10, where the speed target is
+a ratio). lme4 is timed inside R (``system.time`` around ``lmer`` only: R start-up and CSV
+reading excluded) on the CSV written from the same DataFrame; R rows are skipped with a
+note when ``Rscript`` is not on PATH (CI).
+
+This module also holds the small harness shared with ``bench_glmm.py`` (timing, Rscript
+runner, result tables, JSON output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simdata
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+NOT_AVAILABLE = "mesostats engine not available yet"
+LOGLIK_TOL = 1e-4
+WARMUP_SUBJECTS = 50
+CALIBRATION_SUBJECTS = 200
+SM_EXPONENT = 1.5
+R_SLOW_SECONDS = 30.0
+
+LMM_FORMULA = (
+    "density ~ week * (minoxidil + dutasteride + biotin) + baseline + (1 + week | subject)"
+)
+SM_FIXED = "density ~ week * (minoxidil + dutasteride + biotin) + baseline"
+MEMORY_TARGET_GB = 4.0
+
+
+# ----------------------------------------------------------------------------- harness
+
+
+def load_engine(name: str) -> tuple[Callable[..., Any] | None, str]:
+    """Return (``mesostats.<name>``, "") or (None, reason) when it cannot be imported yet."""
+    try:
+        import mesostats
+
+        return getattr(mesostats, name), ""
+    except (ImportError, AttributeError) as exc:
+        return None, f"{NOT_AVAILABLE} ({type(exc).__name__}: {exc})"
+
+
+def best_of(
+    fit: Callable[[pd.DataFrame], Any],
+    data: pd.DataFrame,
+    *,
+    repeats: int,
+    warmup: pd.DataFrame | None,
+    slow_seconds: float = math.inf,
+) -> tuple[float, list[float], Any, list[str]]:
+    """Time ``fit(data)``: optional warm-up, then up to ``repeats`` runs; return the best.
+
+    Stops repeating once one run took longer than ``slow_seconds``. Warnings raised by the
+    fits are collected (text only) instead of printed.
+    """
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if warmup is not None:
+            fit(warmup)
+        caught.clear()
+        times: list[float] = []
+        result = None
+        for _ in range(repeats):
+            gc.collect()
+            start = time.perf_counter()
+            result = fit(data)
+            times.append(time.perf_counter() - start)
+            if times[-1] > slow_seconds:
+                break
+        messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    return min(times), times, result, messages
+
+
+def warmup_rows(data: pd.DataFrame) -> pd.DataFrame:
+    """The first WARMUP_SUBJECTS subjects: a cheap fit that loads every code path."""
+    return data[data["subject"] <= WARMUP_SUBJECTS].reset_index(drop=True)
+
+
+def extrapolate_seconds(reference: tuple[int, float], n_obs: int, exponent: float) -> float:
+    """Predicted time at ``n_obs`` from (n_obs, seconds) measured at a smaller size.
+
+    ``seconds * (n_obs / n_ref) ** exponent``; the exponents used are the growth measured on
+    this machine (statsmodels MixedLM ~1.5, BinomialBayesMixedGLM.fit_vb ~2.5).
+    """
+    n_ref, seconds = reference
+    return seconds * (n_obs / n_ref) ** exponent
+
+
+def time_unless_slow(
+    fit: Callable[[pd.DataFrame], Any],
+    data: pd.DataFrame,
+    *,
+    repeats: int,
+    max_seconds: float,
+    forced: bool,
+    reference: tuple[int, float] | None,
+    exponent: float,
+    slow_seconds: float = 20.0,
+) -> tuple[dict[str, Any], tuple[int, float] | None]:
+    """Time a slow peer, or skip it when its extrapolated time exceeds ``max_seconds``.
+
+    ``reference`` is (n_obs, seconds) measured at a smaller size in this run; without one, a
+    calibration fit on the first ``CALIBRATION_SUBJECTS`` subjects provides it. ``forced``
+    sizes always run. Returns ``{"seconds", "times", "result", "messages"[, "note"]}`` or
+    ``{"note"}`` (skipped), and the reference for the next size.
+    """
+    n_obs = len(data)
+    if reference is None and not forced:
+        sub = data[data["subject"] <= CALIBRATION_SUBJECTS]
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit(sub)
+        reference = (len(sub), time.perf_counter() - start)
+    if reference is not None and not forced:
+        predicted = extrapolate_seconds(reference, n_obs, exponent)
+        if predicted > max_seconds:
+            note = (
+                f"skipped: extrapolated ~{predicted:.0f} s (> {max_seconds:.0f} s) from "
+                f"{reference[1]:.1f} s at {reference[0]} rows (time ∝ rows^{exponent:g})"
+            )
+            return {"note": note}, reference
+    seconds, times, result, messages = best_of(
+        fit, data, repeats=repeats, warmup=warmup_rows(data), slow_seconds=slow_seconds
+    )
+    out: dict[str, Any] = {
+        "seconds": seconds,
+        "times": times,
+        "result": result,
+        "messages": messages,
+    }
+    if len(times) < repeats:
+        out["note"] = f"best of {len(times)} (one fit > {slow_seconds:g} s)"
+    return out, (n_obs, seconds)
+
+
+def rscript() -> str | None:
+    """Path of Rscript, or None (CI has no R)."""
+    return shutil.which("Rscript")
+
+
+def run_r(script: str, csv: Path, args: Sequence[str], *, timeout: float) -> dict[str, Any]:
+    """Run ``Rscript bench/r/<script> CSV OUT.json *args`` and return the parsed JSON."""
+    exe = rscript()
+    if exe is None:
+        raise RuntimeError("Rscript not found")
+    out = csv.with_suffix(f".{Path(script).stem}.json")
+    cmd = [exe, str(BENCH_DIR / "r" / script), str(csv), str(out), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def machine_info() -> dict[str, Any]:
+    """Where and when the numbers were measured (load average: other work on the machine)."""
+    import scipy
+    import statsmodels
+
+    info: dict[str, Any] = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scipy": scipy.__version__,
+        "statsmodels": statsmodels.__version__,
+        "rscript": rscript(),
+    }
+    try:
+        import mesostats
+
+        info["mesostats"] = mesostats.__version__
+    except ImportError:
+        info["mesostats"] = None
+    return info
+
+
+def save_results(kind: str, payload: dict[str, Any]) -> Path:
+    """Write ``bench/results/<kind>_<timestamp>.json`` (git-ignored) and return its path."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS_DIR / f"{kind}_{stamp}.json"
+    path.write_text(json.dumps(payload, indent=2, default=_json_default))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def fmt(value: Any, spec: str = ".4g") -> str:
+    """Format a table cell; missing values show as an em dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float, np.floating)):
+        return format(value, spec)
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """Rows as a Markdown table; ``columns`` = (key, header, format spec)."""
+    lines = [
+        "| " + " | ".join(h for _, h, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(k), s) for k, _, s in columns) + " |")
+    return "\n".join(lines)
+
+
+def add_comparisons(rows: list[dict[str, Any]], group_key: str | None = None) -> None:
+    """Fill ratio vs ours, |ΔlogLik| vs the best, same-optimum flag and max |Δ fixef|.
+
+    Rows are compared within their size (and within ``group_key``, e.g. the approximation
+    method, when given; the ratio then uses ours of the same method when there is one).
+    The reference for fixed effects is the row with the best logLik.
+    """
+    keys = {(r["size"], r.get(group_key) if group_key else None) for r in rows}
+    for size, group in keys:
+        block = [
+            r
+            for r in rows
+            if r["size"] == size and (group_key is None or r.get(group_key) == group)
+        ]
+        ours = [r for r in rows if r["size"] == size and r.get("ours") and r.get("seconds")]
+        same = [r for r in ours if group_key is None or r.get(group_key) == group]
+        ours_seconds = (same or ours)[0]["seconds"] if ours else None
+        for r in block:
+            if ours_seconds and r.get("seconds"):
+                r["ratio_vs_ours"] = r["seconds"] / ours_seconds
+        fitted = [r for r in block if r.get("loglik") is not None and r.get("comparable", True)]
+        if not fitted:
+            continue
+        best = max(fitted, key=lambda r: r["loglik"])
+        for r in fitted:
+            r["dloglik"] = abs(best["loglik"] - r["loglik"])
+            r["same_loglik"] = r["dloglik"] <= LOGLIK_TOL
+            common = set(r.get("fixef", {})) & set(best.get("fixef", {}))
+            if common:
+                r["max_dfixef"] = max(abs(r["fixef"][k] - best["fixef"][k]) for k in common)
+
+
+def term_name(name: str) -> str:
+    """R's ``(Intercept)`` as formulaic/patsy spell it."""
+    return "Intercept" if name == "(Intercept)" else name
+
+
+def ours_fixef(result: Any, column: str = "estimate") -> dict[str, float]:
+    """A column of ``MixedResults.fixed_effects`` as {term: value}."""
+    table = result.fixed_effects
+    return {term_name(str(k)): float(v) for k, v in table[column].items()}
+
+
+def ours_sd(result: Any, group: str, var1: str | None, var2: str | None = None) -> float | None:
+    """One ``sdcor`` of ``MixedResults.variance_components`` (None when absent).
+
+    ``var1=None`` picks the group's first row (the ``Residual`` row has no ``var1``).
+    """
+    vc = result.variance_components
+    mask = vc["group"] == group
+    if var1 is not None:
+        mask &= vc["var1"] == var1
+        mask &= vc["var2"].isna() if var2 is None else (vc["var2"] == var2)
+    values = vc.loc[mask, "sdcor"]
+    return float(values.iloc[0]) if len(values) else None
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def fit_ours(
+    fit_lmm: Callable[..., Any], data: pd.DataFrame, repeats: int, size: str
+) -> dict[str, Any]:
+    """Time mesostats.fit_lmm (formula -> MixedResults), best of ``repeats`` after a warm-up."""
+    row: dict[str, Any] = {"size": size, "engine": "mesostats fit_lmm", "ours": True}
+    try:
+        seconds, times, res, msgs = best_of(
+            lambda d: fit_lmm(LMM_FORMULA, d, reml=True),
+            data,
+            repeats=repeats,
+            warmup=warmup_rows(data),
+        )
+    except Exception as exc:  # report and continue: the engine is being written right now
+        row["note"] = f"error: {type(exc).__name__}: {exc}"
+        return row
+    row.update(seconds=seconds, times=times, warnings=msgs)
+    try:
+        row.update(
+            loglik=float(res.loglik),
+            fixef=ours_fixef(res),
+            se=ours_fixef(res, "std_error"),
+            sd_intercept=ours_sd(res, "subject", "Intercept"),
+            sd_week=ours_sd(res, "subject", "week"),
+            corr=ours_sd(res, "subject", "Intercept", "week"),
+            sd_residual=ours_sd(res, "Residual", None),
+            converged=bool(res.converged),
+            messages=list(res.messages),
+        )
+    except Exception as exc:
+        row["note"] = f"results incomplete: {type(exc).__name__}: {exc}"
+    return row
+
+
+def fit_statsmodels(data: pd.DataFrame) -> Any:
+    """statsmodels MixedLM, REML, random intercept and slope on week per subject."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    model = MixedLM.from_formula(SM_FIXED, data, groups="subject", re_formula="~week")
+    return model.fit(reml=True)
+
+
+def statsmodels_row(res: Any, size: str, timing: dict[str, Any]) -> dict[str, Any]:
+    """A table row from a statsmodels MixedLMResults and its timing."""
+    cov = np.asarray(res.cov_re)
+    sd = np.sqrt(np.diag(cov))
+    return {
+        "size": size,
+        "engine": "statsmodels MixedLM",
+        "seconds": timing["seconds"],
+        "times": timing["times"],
+        "loglik": float(res.llf),
+        "fixef": {str(k): float(v) for k, v in res.fe_params.items()},
+        "se": {str(k): float(v) for k, v in res.bse_fe.items()},
+        "sd_intercept": float(sd[0]),
+        "sd_week": float(sd[1]),
+        "corr": float(cov[0, 1] / (sd[0] * sd[1])),
+        "sd_residual": float(math.sqrt(res.scale)),
+        "converged": bool(res.converged),
+        "warnings": timing["messages"],
+        "note": timing.get("note"),
+    }
+
+
+def run_lme4(csv: Path, size: str, repeats: int, variants: str) -> list[dict[str, Any]]:
+    """lmer timed inside R; one row per lme4 variant."""
+    out = run_r("lmm.R", csv, [repeats, variants, R_SLOW_SECONDS], timeout=3600)
+    rows = []
+    for r in out["results"]:
+        rows.append(
+            {
+                "size": size,
+                "engine": r["label"],
+                "seconds": r["seconds"],
+                "times": r["times"],
+                "loglik": r["logLik"],
+                "fixef": {term_name(k): v for k, v in r["fixef"].items()},
+                "se": {term_name(k): v for k, v in r["se"].items()},
+                "sd_intercept": r["sd_intercept"],
+                "sd_week": r["sd_week"],
+                "corr": r["corr_intercept_week"],
+                "sd_residual": r["sd_residual"],
+                "theta": r["theta"],
+                "feval": r["feval"],
+                "converged": r["converged"],
+                "messages": r["messages"],
+                "r_versions": out["versions"],
+            }
+        )
+        if len(r["times"]) < repeats:
+            rows[-1]["note"] = f"best of {len(r['times'])} (one fit > {R_SLOW_SECONDS:g} s)"
+    return rows
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def memory_child(n_subjects: int, n_sessions: int, parquet: str) -> None:
+    """In the child process: read the trial, fit ours, print one JSON line."""
+    import resource
+
+    data = pd.read_parquet(parquet)
+    out: dict[str, Any] = {
+        "n_obs": len(data),
+        "data_mb": data.memory_usage(deep=True).sum() / 1e6,
+        "peak_rss_after_load_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    }
+    fit_lmm, reason = load_engine("fit_lmm")
+    if fit_lmm is None:
+        out["note"] = reason
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            try:
+                res = fit_lmm(LMM_FORMULA, data, reml=True)
+                out.update(loglik=float(res.loglik), converged=bool(res.converged))
+            except Exception as exc:
+                out["note"] = f"error: {type(exc).__name__}: {exc}"
+            out["seconds"] = time.perf_counter() - start
+            out["warnings"] = sorted({str(w.message) for w in caught})
+    print(json.dumps(out))
+
+
+def run_memory(n_subjects: int, n_sessions: int) -> dict[str, Any]:
+    """Fit ours at n_subjects x n_sessions in a child process; peak RSS from os.wait4."""
+    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
+        parquet = Path(tmp) / "trial.parquet"
+        simdata.simulate_trial(n_subjects, n_sessions).to_parquet(parquet)
+        gc.collect()
+        log = Path(tmp) / "child.out"
+        cmd = [sys.executable, __file__, "--memory-child", str(parquet)]
+        cmd += ["--sizes", simdata.size_label(n_subjects, n_sessions)]
+        with log.open("w") as handle:
+            proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        text = log.read_text()
+    result: dict[str, Any] = {
+        "size": simdata.size_label(n_subjects, n_sessions),
+        "peak_rss_gb": usage.ru_maxrss / 1e6,  # ru_maxrss is in KiB on Linux
+        "target_gb": MEMORY_TARGET_GB,
+        "exit_code": proc.returncode,
+    }
+    try:
+        result.update(json.loads(text.strip().splitlines()[-1]))
+    except (json.JSONDecodeError, IndexError):
+        result["note"] = f"child failed: {text[-2000:]}"
+    result["within_target"] = result["peak_rss_gb"] < MEMORY_TARGET_GB and "loglik" in result
+    return result
+
+
+# ----------------------------------------------------------------------------- main
+
+COLUMNS = [
+    ("size", "size", ""),
+    ("engine", "engine", ""),
+    ("seconds", "seconds", ".3f"),
+    ("ratio_vs_ours", "ratio vs ours", ".2f"),
+    ("loglik", "logLik", ".4f"),
+    ("dloglik", "\\|ΔlogLik\\| vs best", ".2g"),
+    ("same_loglik", "same logLik (1e-4)", ""),
+    ("max_dfixef", "max \\|Δ fixef\\|", ".2g"),
+    ("sd_intercept", "SD int", ".3f"),
+    ("sd_week", "SD week", ".3f"),
+    ("corr", "corr", ".3f"),
+    ("sd_residual", "SD res", ".3f"),
+    ("converged", "converged", ""),
+    ("note", "note", ""),
+]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="LMM benchmark: mesostats vs statsmodels, lme4")
+    parser.add_argument("--sizes", default=",".join(simdata.SIZES), help="e.g. 200x8,2000x10")
+    parser.add_argument("--repeats", type=int, default=3, help="timed fits per engine (best)")
+    parser.add_argument("--engines", default="ours,statsmodels,lme4")
+    parser.add_argument(
+        "--lme4-variants",
+        default="default,calc_derivs_false",
+        help="variants of bench/r/lmm.R (default, calc_derivs_false, lmertest)",
+    )
+    parser.add_argument("--statsmodels-max-seconds", type=float, default=180.0)
+    parser.add_argument("--statsmodels-always", default="2000x10", help="sizes never skipped")
+    parser.add_argument("--seed", type=int, default=simdata.DEFAULT_SEED)
+    parser.add_argument("--memory", action="store_true", help="1,000,000 x 10, ours, peak RSS")
+    parser.add_argument("--memory-child", metavar="PARQUET", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def parse_size(label: str) -> tuple[int, int]:
+    subjects, sessions = label.lower().split("x")
+    return int(subjects), int(sessions)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.memory_child:
+        memory_child(*parse_size(args.sizes), args.memory_child)
+        return
+    info = machine_info()
+    if args.memory:
+        result = run_memory(*simdata.MEMORY_SIZE)
+        print(
+            f"memory check {result['size']}: peak RSS of the child {result['peak_rss_gb']:.2f} GB"
+        )
+        print(f"(after reading the data: {result.get('peak_rss_after_load_gb', math.nan):.2f} GB;")
+        print(f" target < {MEMORY_TARGET_GB:g} GB; fit: {result.get('note') or 'ok'})")
+        path = save_results("lmm_memory", {"machine": info, "memory": result})
+        print(f"saved {path}")
+        return
+
+    engines = set(args.engines.split(","))
+    fit_lmm, reason = load_engine("fit_lmm")
+    has_r = rscript() is not None
+    notes = []
+    if not has_r and "lme4" in engines:
+        notes.append("Rscript not found: lme4 rows skipped (R is optional; CI has none).")
+    rows: list[dict[str, Any]] = []
+    reference: tuple[int, float] | None = None
+    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
+        for label in args.sizes.split(","):
+            n_subjects, n_sessions = parse_size(label)
+            data = simdata.simulate_trial(n_subjects, n_sessions, seed=args.seed)
+            print(f"== {label}: {len(data)} rows", flush=True)
+            if "ours" in engines:
+                if fit_lmm is None:
+                    rows.append({"size": label, "engine": "mesostats fit_lmm", "note": reason})
+                else:
+                    rows.append(fit_ours(fit_lmm, data, args.repeats, label))
+                print(f"   ours: {rows[-1].get('seconds', rows[-1].get('note'))}", flush=True)
+            if "statsmodels" in engines:
+                timing, reference = time_unless_slow(
+                    fit_statsmodels,
+                    data,
+                    repeats=args.repeats,
+                    max_seconds=args.statsmodels_max_seconds,
+                    forced=label in args.statsmodels_always.split(","),
+                    reference=reference,
+                    exponent=SM_EXPONENT,
+                )
+                if "result" in timing:
+                    rows.append(statsmodels_row(timing["result"], label, timing))
+                else:
+                    rows.append({"size": label, "engine": "statsmodels MixedLM", **timing})
+                print(f"   statsmodels: {timing.get('seconds', timing.get('note'))}", flush=True)
+            if "lme4" in engines and has_r:
+                csv = simdata.write_csv(data, Path(tmp), f"trial_{label}")
+                r_rows = run_lme4(csv, label, args.repeats, args.lme4_variants)
+                rows.extend(r_rows)
+                print(f"   lme4: {[r['seconds'] for r in r_rows]}", flush=True)
+    add_comparisons(rows)
+    table = markdown_table(rows, COLUMNS)
+    print()
+    print(f"LMM REML: `{LMM_FORMULA}`; {info['date']}, load {info['load_average']}")
+    for note in notes:
+        print(note)
+    print(table)
+    path = save_results(
+        "lmm", {"machine": info, "formula": LMM_FORMULA, "notes": notes, "rows": rows}
+    )
+    print(f"\nsaved {path}")
+
+
+if __name__ == "__main__":
+    main()
