@@ -686,83 +686,42 @@ def fit_regrowth(
             f"design must be 'indicator' (1 if the cocktail holds the ingredient) or 'dose' "
             f"(concentration × volume_ml per session), got {design!r}."
         )
-    table = study.outcome_table(outcome)
     notes: list[str] = []
-    course = course_exposure(study, study.ingredients, design=design)
-    position = study.sessions.index.get_indexer(table.index)
-    exposure = course.exposure.iloc[position].set_axis(table.index)
-    table = table.drop(columns=list(study.ingredients)).assign(
-        course_cocktail=course.cocktail.iloc[position].to_numpy(dtype=object)
-    )
-    table = pd.concat([table, exposure], axis=1)
-    post = table[table[TIME].to_numpy(dtype=float) > 0]
-    if post.empty:
-        raise ModelSpecError(
-            f"{outcome} has no post-baseline visit (week > 0) in this study: regrowth needs "
-            "measurements after the first treatment."
-        )
-    post = _drop_incomplete(post, outcome, design, list(study.ingredients), notes)
-
-    used_ids = _cocktails_received(study, post)
-    used = _used_matrix(study, used_ids, design=design)
+    post = _regrowth_rows(study, outcome, design, notes)
+    used = _used_matrix(study, _cocktails_received(study, post), design=design)
     if post["course_cocktail"].isna().any():  # visits of people not (yet) injected
         used = pd.concat(
             [used, pd.DataFrame(0.0, index=pd.Index(["(none)"]), columns=used.columns)]
         )
-    chosen, unused = resolve_ingredients(study, ingredients, used)
-    if unused:
-        notes.append(
-            f"{', '.join(unused)}: in no cocktail given to the people analysed; not modelled."
-        )
-    require_estimable(
-        used[chosen],
+    chosen = _choose_ingredients(
+        study,
+        ingredients,
+        used,
         design=design,
         intercept_meaning="change over time common to every cocktail (the week term)",
+        notes=notes,
     )
-    _absorbed_notes(used, chosen, study, notes)
     units = ingredient_units(study.cocktails, chosen) if design == "dose" else {}
-    if course.switchers:
-        n = len(course.switchers)
-        notes.append(
-            f"{n} subject{'s' if n > 1 else ''} received more than one cocktail; their "
-            "exposure at a visit is the mean over the injection sessions so far, so "
-            "week × exposure approximates the weeks spent under each ingredient."
-        )
-
     data = post.drop(columns=[c for c in study.ingredients if c not in chosen])
     center = float(data["baseline"].mean())
     data = data.assign(baseline_centered=data["baseline"].to_numpy(dtype=float) - center)
-    n_sites = int(data[SITE].nunique()) if SITE in data.columns else 0
-    subject_term = f"(1 + {TIME} | {SUBJECT})" if random_slope else f"(1 | {SUBJECT})"
-    effect_terms = {ing: f"{TIME}:{ing}" for ing in chosen}
-    fixed = " + ".join(["baseline_centered", TIME, *effect_terms.values()])
-    formula = f"value ~ {fixed} + {subject_term}" + (f" + (1 | {SITE})" if n_sites >= 2 else "")
+    formula, effect_terms = _regrowth_formula(data, chosen, bool(random_slope))
 
     model, caught = _fit_quietly(fit_lmm, formula, data, reml=True)
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
-    fe = model.fixed_effects
-    _check_terms(fe, effect_terms)
-    terms = [effect_terms[ing] for ing in chosen]
-    effects = pd.DataFrame(
-        {
-            "ingredient": pd.Series(chosen, dtype="str"),
-            "effect": fe.loc[terms, "estimate"].to_numpy(dtype=float),
-            "std_error": fe.loc[terms, "std_error"].to_numpy(dtype=float),
-            "ci_lower": fe.loc[terms, "ci_lower"].to_numpy(dtype=float),
-            "ci_upper": fe.loc[terms, "ci_upper"].to_numpy(dtype=float),
-            "p_value": fe.loc[terms, "p_value"].to_numpy(dtype=float),
-        }
-    )
+    wald = _wald_columns(model.fixed_effects, effect_terms)
+    effects = pd.DataFrame({"ingredient": pd.Series(chosen, dtype="str"), **wald})
+    effects = effects.rename(columns={"estimate": "effect"})
     effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
+    trend = float(model.params[TIME]) if TIME in model.params.index else math.nan
     notes.insert(
         0,
         f"Baseline-adjusted (ANCOVA): {model.nobs} post-baseline visits of "
         f"{model.ngroups.get(SUBJECT, 0)} people, each with their baseline {outcome} as a "
         f"covariate (centred at {center:.4g}). An ingredient's effect is the extra change "
         f"per week{' per unit of dose' if design == 'dose' else ''} over the common trend "
-        f"(week: {fe['estimate'].to_numpy(dtype=float)[fe.index.get_loc(TIME)]:.3g} per "
-        "week).",
+        f"(week: {trend:.3g} per week).",
     )
     if design == "dose":
         notes.append(
@@ -788,6 +747,78 @@ def fit_regrowth(
     )
 
 
+def _regrowth_rows(study: Study, outcome: str, design: str, notes: list[str]) -> pd.DataFrame:
+    """Post-baseline visits with course exposure and ``course_cocktail`` (see module doc)."""
+    table = study.outcome_table(outcome)
+    course = course_exposure(study, study.ingredients, design=design)  # type: ignore[arg-type]
+    position = study.sessions.index.get_indexer(table.index)
+    exposure = course.exposure.iloc[position].set_axis(table.index)
+    table = table.drop(columns=list(study.ingredients)).assign(
+        course_cocktail=course.cocktail.iloc[position].to_numpy(dtype=object)
+    )
+    table = pd.concat([table, exposure], axis=1)
+    post = table[table[TIME].to_numpy(dtype=float) > 0]
+    if post.empty:
+        raise ModelSpecError(
+            f"{outcome} has no post-baseline visit (week > 0) in this study: regrowth needs "
+            "measurements after the first treatment."
+        )
+    if course.switchers:
+        n = len(course.switchers)
+        notes.append(
+            f"{n} subject{'s' if n > 1 else ''} received more than one cocktail; their "
+            "exposure at a visit is the mean over the injection sessions so far, so "
+            "week × exposure approximates the weeks spent under each ingredient."
+        )
+    return _drop_incomplete(post, outcome, design, list(study.ingredients), notes)
+
+
+def _regrowth_formula(
+    data: pd.DataFrame, chosen: Sequence[str], random_slope: bool
+) -> tuple[str, dict[str, str]]:
+    """The formula of DOMAIN_INTERFACE.md and the ingredient → term map."""
+    n_sites = int(data[SITE].nunique()) if SITE in data.columns else 0
+    subject_term = f"(1 + {TIME} | {SUBJECT})" if random_slope else f"(1 | {SUBJECT})"
+    effect_terms = {ing: f"{TIME}:{ing}" for ing in chosen}
+    fixed = " + ".join(["baseline_centered", TIME, *effect_terms.values()])
+    site_term = f" + (1 | {SITE})" if n_sites >= 2 else ""
+    return f"value ~ {fixed} + {subject_term}{site_term}", effect_terms
+
+
+def _wald_columns(fe: pd.DataFrame, effect_terms: dict[str, str]) -> dict[str, np.ndarray]:
+    """Estimate, SE, 95 % Wald CI and p of each ingredient's term, in ingredient order."""
+    missing = [t for t in effect_terms.values() if t not in fe.index]
+    if missing:  # pragma: no cover - formulaic naming changed
+        raise ModelSpecError(
+            f"the fitted model has no fixed effect named {missing}; terms are "
+            f"{list(fe.index)}. Please report this."
+        )
+    rows = fe.loc[list(effect_terms.values())]
+    columns = ["estimate", "std_error", "ci_lower", "ci_upper", "p_value"]
+    return {c: rows[c].to_numpy(dtype=float) for c in columns}
+
+
+def _choose_ingredients(
+    study: Study,
+    ingredients: Sequence[str] | None,
+    used: pd.DataFrame,
+    *,
+    design: str,
+    intercept_meaning: str,
+    notes: list[str],
+) -> list[str]:
+    """Resolve the requested ingredients, refuse aliased ones, note what is left out."""
+    chosen, unused = resolve_ingredients(study, ingredients, used)
+    if unused:
+        notes.append(
+            f"{', '.join(unused)}: in none of the cocktails analysed "
+            f"({', '.join(str(c) for c in used.index)}); not modelled."
+        )
+    require_estimable(used[chosen], design=design, intercept_meaning=intercept_meaning)
+    _absorbed_notes(used, chosen, study, notes)
+    return chosen
+
+
 def _drop_incomplete(
     post: pd.DataFrame, outcome: str, design: str, ingredients: list[str], notes: list[str]
 ) -> pd.DataFrame:
@@ -801,8 +832,8 @@ def _drop_incomplete(
     if no_baseline.any():
         n_subj = post.loc[no_baseline, SUBJECT].nunique()
         reasons.append(
-            f"{int(no_baseline.sum())} of {n_subj} subject{'s' if n_subj > 1 else ''} without "
-            f"a baseline {outcome} (ANCOVA needs it)"
+            f"{int(no_baseline.sum())} visits of {n_subj} subject{'s' if n_subj > 1 else ''} "
+            f"without a baseline {outcome} (ANCOVA needs it)"
         )
     if (no_exposure & ~no_baseline).any():
         reasons.append(
@@ -838,15 +869,6 @@ def _cocktails_received(study: Study, post: pd.DataFrame) -> list[str]:
     limit = np.where(day_limit >= 0, last_day.to_numpy(dtype=float)[day_limit], -np.inf)
     mask = s["cocktail_id"].notna().to_numpy(dtype=bool) & (s["day"].to_numpy(dtype=float) <= limit)
     return sorted(str(c) for c in pd.unique(s.loc[mask, "cocktail_id"].astype(str)))
-
-
-def _check_terms(fe: pd.DataFrame, effect_terms: dict[str, str]) -> None:
-    missing = [t for t in effect_terms.values() if t not in fe.index]
-    if missing:  # pragma: no cover - formulaic naming changed
-        raise ModelSpecError(
-            f"the fitted model has no fixed effect named {missing}; terms are "
-            f"{list(fe.index)}. Please report this."
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -909,52 +931,19 @@ def fit_side_effects(
         )
     if event is not None and not isinstance(event, str):
         raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
-    _check_event_recorded(study, event)
-    table = study.event_table(event)
-    if table.empty:
-        raise ModelSpecError(
-            "No session has reactions_assessed = true, so there is no denominator: per-session "
-            "side-effect rates (and the model) need the sessions at which solicited reactions "
-            "were recorded. Set reactions_assessed for those sessions in the sessions table."
-        )
     notes: list[str] = []
-    injected = table["cocktail_id"].notna().to_numpy(dtype=bool)
-    if not injected.all():
-        n = int((~injected).sum())
-        notes.append(
-            f"{n} assessed session{'s' if n > 1 else ''} without an injection (no cocktail) "
-            "{} not modelled: side effects of an injection need one.".format(
-                "were" if n > 1 else "was"
-            )
-        )
-        table = table[injected]
-        if table.empty:
-            raise ModelSpecError(
-                "No assessed session had a cocktail injected: there is nothing to attribute "
-                "side effects to. Check the cocktail_id and reactions_assessed columns."
-            )
-    what = "any event" if event is None else f"event {event!r}"
-    n_with = int(table["any_event"].sum())
-    if n_with == 0 or n_with == len(table):
-        raise ModelSpecError(
-            f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
-            "odds cannot be modelled (no variation). Choose another event term or event=None."
-        )
-
+    table = _side_effect_rows(study, event, notes)
     used = _used_matrix(
         study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
     )
-    chosen, unused = resolve_ingredients(study, ingredients, used)
-    if unused:
-        notes.append(
-            f"{', '.join(unused)}: in no cocktail given at an assessed session; not modelled."
-        )
-    require_estimable(
-        used[chosen],
+    chosen = _choose_ingredients(
+        study,
+        ingredients,
+        used,
         design="indicator",
         intercept_meaning="risk of an event common to every cocktail (the intercept)",
+        notes=notes,
     )
-    _absorbed_notes(used, chosen, study, notes)
     data = table.drop(columns=[c for c in study.ingredients if c not in chosen])
     effect_terms = {ing: ing for ing in chosen}
     formula = f"any_event ~ {' + '.join(chosen)} + (1 | {SUBJECT})"
@@ -962,29 +951,28 @@ def fit_side_effects(
     model, caught = _fit_quietly(fit_glmm, formula, data, family="binomial", nagq=nagq)
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
-    fe = model.fixed_effects
-    _check_terms(fe, effect_terms)
+    wald = _wald_columns(model.fixed_effects, effect_terms)
     effects = pd.DataFrame(
         {
             "ingredient": pd.Series(chosen, dtype="str"),
-            "odds_ratio": np.exp(fe.loc[chosen, "estimate"].to_numpy(dtype=float)),
-            "ci_lower": np.exp(fe.loc[chosen, "ci_lower"].to_numpy(dtype=float)),
-            "ci_upper": np.exp(fe.loc[chosen, "ci_upper"].to_numpy(dtype=float)),
-            "p_value": fe.loc[chosen, "p_value"].to_numpy(dtype=float),
+            "odds_ratio": np.exp(wald["estimate"]),
+            "ci_lower": np.exp(wald["ci_lower"]),
+            "ci_upper": np.exp(wald["ci_upper"]),
+            "p_value": wald["p_value"],
         }
     )
     effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
-    _separation_notes(fe.loc[chosen], data, used[chosen], notes)
-    sd = _subject_sd(model)
+    _separation_notes(model.fixed_effects.loc[chosen], data, notes)
+    what = "any event" if event is None else f"event {event!r}"
+    n_with = int(data["any_event"].sum())
     notes.insert(
         0,
         f"{model.nobs} assessed injection sessions of {model.ngroups.get(SUBJECT, 0)} people; "
         f"{n_with} ({100 * n_with / len(data):.1f} %) had {what}. Odds ratios are "
         f"subject-specific (the odds of a given person with vs without the ingredient); "
-        f"people's odds vary with SD {sd:.3g} on the log-odds scale.",
+        f"people's odds vary with SD {_subject_sd(model):.3g} on the log-odds scale.",
     )
     given = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
-    rates = event_rates(table, given)
     return SideEffectResults(
         study=study,
         event=event,
@@ -996,9 +984,42 @@ def fit_side_effects(
         effect_terms=effect_terms,
         cocktail_design=used[chosen].copy(),
         ingredient_effects=effects[SIDE_EFFECT_COLUMNS],
-        rates=rates,
+        rates=event_rates(table, given),
         notes=tuple(notes),
     )
+
+
+def _side_effect_rows(study: Study, event: str | None, notes: list[str]) -> pd.DataFrame:
+    """Assessed injection sessions of ``study.event_table(event)``, with the input checks."""
+    _check_event_recorded(study, event)
+    table = study.event_table(event)
+    if table.empty:
+        raise ModelSpecError(
+            "No session has reactions_assessed = true, so there is no denominator: per-session "
+            "side-effect rates (and the model) need the sessions at which solicited reactions "
+            "were recorded. Set reactions_assessed for those sessions in the sessions table."
+        )
+    injected = table["cocktail_id"].notna().to_numpy(dtype=bool)
+    if not injected.any():
+        raise ModelSpecError(
+            "No assessed session had a cocktail injected: there is nothing to attribute "
+            "side effects to. Check the cocktail_id and reactions_assessed columns."
+        )
+    if not injected.all():
+        n = int((~injected).sum())
+        notes.append(
+            f"{n} assessed session{'s' if n > 1 else ''} without an injection (no cocktail) "
+            f"{'were' if n > 1 else 'was'} not modelled: side effects of an injection need one."
+        )
+        table = table[injected]
+    what = "any event" if event is None else f"event {event!r}"
+    n_with = int(table["any_event"].sum())
+    if n_with == 0 or n_with == len(table):
+        raise ModelSpecError(
+            f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
+            "odds cannot be modelled (no variation). Choose another event term or event=None."
+        )
+    return table
 
 
 def _check_event_recorded(study: Study, event: str | None) -> None:
@@ -1023,9 +1044,7 @@ def _subject_sd(model: MixedResults) -> float:
     return float(row["sdcor"].iloc[0]) if len(row) else 0.0
 
 
-def _separation_notes(
-    fe: pd.DataFrame, data: pd.DataFrame, used: pd.DataFrame, notes: list[str]
-) -> None:
+def _separation_notes(fe: pd.DataFrame, data: pd.DataFrame, notes: list[str]) -> None:
     """Say when a cocktail had no event at all, or an estimate runs off (separation)."""
     by_cocktail = data.groupby("cocktail_id", sort=True)["any_event"].agg(["sum", "size"])
     none = [str(c) for c, r in by_cocktail.iterrows() if r["sum"] == 0]
