@@ -555,3 +555,34 @@ def test_results_are_immutable_and_print():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit.summary().as_html()
+
+
+def test_rows_with_missing_values_are_set_aside_and_listed():
+    data = more_data().astype({"dose": float})
+    data.loc[[3, 10], "dose"] = np.nan
+    with pytest.warns(ms.ExclusionWarning, match=r"2 of 640 rows were not fitted"):
+        fit = ms.fit_glmm("event ~ dose + (1 | subject)", data)
+    assert fit.nobs == 638
+    assert fit.excluded_rows["row"].tolist() == [3, 10]
+    full = ms.fit_glmm("event ~ dose + (1 | subject)", data.drop(index=[3, 10]))
+    assert_allclose(fit.loglik, full.loglik, atol=1e-10)
+
+
+def test_too_many_random_effects_outside_the_largest_factor_raises():
+    from mesostats.mixed.laplace import GeneralLaplace, GeneralLaplaceData
+
+    n = 40
+    codes_a = np.arange(n) % 20
+    codes_b = np.arange(n) % 8
+    data = GeneralLaplaceData(
+        CanonicalFamily("poisson"),
+        np.ones(n),
+        np.ones(n),
+        np.zeros(n),
+        np.ones((n, 1)),
+        [codes_a, codes_b],
+        [np.ones((n, 1)), np.ones((n, 1))],
+        [20, 8],
+    )
+    with pytest.raises(ModelSpecError, match=r"have 8 random effects together.*limited to 5"):
+        GeneralLaplace(data, max_dense=5)

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import optimize
 
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
-from mesostats.mixed.design import MixedDesign, build_design
+from mesostats.mixed.design import MixedDesign, build_design, single_threaded_blas
 from mesostats.mixed.laplace import (
     CanonicalFamily,
     FloatArray,
@@ -560,6 +560,21 @@ def fit_arrays(
     the quasi-Newton stage and get an infinite variance; the others' covariance is that of the
     model without them.
     """
+    with single_threaded_blas():  # many small LAPACK calls: BLAS threads only cost here
+        return _fit_arrays(family, y, weights, offset, X, terms, nagq, theta_fixed, separated)
+
+
+def _fit_arrays(
+    family: CanonicalFamily,
+    y: FloatArray,
+    weights: FloatArray,
+    offset: FloatArray,
+    X: FloatArray,
+    terms: list[RandomTermArrays],
+    nagq: int,
+    theta_fixed: FloatArray | None,
+    separated: list[int] | None,
+) -> GlmmCore:
     glm_beta, glm_cov, glm_ll = glm_irls(family, y, weights, offset, X)
     factors, perm = _merge_terms(terms)
     objective = make_objective(family, y, weights, offset, X, factors, nagq)
