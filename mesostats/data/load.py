@@ -74,6 +74,7 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -335,7 +336,7 @@ def _arrow_types(
     return types, true_values, false_values
 
 
-_NULLABLE_TYPES = {pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}
+_NULLABLE_TYPES = {pa.bool_(): pd.BooleanDtype()}  # (integers with gaps become float64)
 
 
 def read_csv_table(
@@ -757,7 +758,7 @@ def _read_folder(
     except OSError as exc:
         log.add("study", None, None, str(folder), "unreadable", f"cannot list {folder}: {exc}")
         return {}
-    tables: dict[str, RawTable] = {}
+    jobs: dict[str, tuple[Path, str]] = {}
     for name in schema.table_names:
         candidates = [
             p
@@ -787,18 +788,16 @@ def _read_folder(
                 f"{', '.join(p.name for p in candidates)}. Keep only one.",
             )
             continue
-        path = candidates[0]
-        raw = _read_file(
-            path,
-            _FORMATS[path.suffix.lower()],
-            name,
-            log,
-            schema=schema.tables[name],
-            typed=typed,
-        )
-        if raw is not None:
-            tables[name] = raw
-    return tables
+        jobs[name] = (candidates[0], _FORMATS[candidates[0].suffix.lower()])
+
+    def read(name: str) -> RawTable | None:
+        path, fmt = jobs[name]
+        return _read_file(path, fmt, name, log, schema=schema.tables[name], typed=typed)
+
+    # The readers spend their time in pyarrow / openpyxl C code: read the files side by side.
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        results = dict(zip(jobs, pool.map(read, jobs), strict=True))
+    return {name: raw for name, raw in results.items() if raw is not None}
 
 
 def _read_datapackage(

@@ -177,7 +177,7 @@ class ProblemLog:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in PROBLEM_COLUMNS})
         problems = pd.concat(self.chunks, ignore_index=True)
         order = {name: i for i, name in enumerate(self.table_order)}
-        table_rank = problems["table"].map(lambda t: order.get(t, len(order))).to_numpy()
+        table_rank = problems["table"].map(order).fillna(len(order)).to_numpy(dtype=np.int64)
         idx = np.lexsort((np.arange(len(problems)), problems["_pos"].to_numpy(), table_rank))
         out = problems.iloc[idx][PROBLEM_COLUMNS].reset_index(drop=True)
         return out.astype(object)
@@ -308,9 +308,8 @@ def parse_column(series: pd.Series, spec: FieldSpec, missing_values: Sequence[st
             missing = values.isna().to_numpy(dtype=bool)
             return ParsedColumn(values, missing, np.zeros(len(series), dtype=bool))
         if ftype == "integer" and pd.api.types.is_integer_dtype(series.dtype):
-            integers: pd.Series = series.astype("Int64")
-            missing = integers.isna().to_numpy(dtype=bool)
-            return ParsedColumn(integers, missing, np.zeros(len(series), dtype=bool))
+            missing = series.isna().to_numpy(dtype=bool)  # all False unless nullable Int64
+            return ParsedColumn(series, missing, np.zeros(len(series), dtype=bool))
         numbers = series.astype("float64")
         missing = numbers.isna().to_numpy(dtype=bool)
         return _finish_number(numbers, missing, np.zeros(len(series), dtype=bool), spec)
@@ -638,6 +637,13 @@ def _fullmatch(values: pd.Series, pattern: str) -> np.ndarray:
         return text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
 
 
+def _number_text(values: np.ndarray) -> pd.Series:
+    """Numbers as text, vectorised; whole numbers without a decimal point."""
+    if np.all(np.isfinite(values)) and np.all(values == np.floor(values)):
+        return pd.Series(values.astype(np.int64).astype(str))
+    return pd.Series(values.astype(str))
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -658,6 +664,15 @@ def factorize_with_uniques(series: pd.Series) -> tuple[np.ndarray, Any]:
         encoded = pc.dictionary_encode(arrow_array(series))
         indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         return np.asarray(indices, dtype=np.int64), encoded.dictionary
+    if pd.api.types.is_integer_dtype(series.dtype) and len(series):
+        # Small-range integers (visit numbers): the offset from the minimum is the code.
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        present = ~np.isnan(values)
+        if present.any():
+            low, high = np.min(values[present]), np.max(values[present])
+            if high - low <= 4 * len(series) + 1024:
+                codes = np.where(present, values - low, -1).astype(np.int64)
+                return codes, pd.Index(np.arange(int(low), int(high) + 1, dtype=np.int64))
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
 
@@ -930,12 +945,15 @@ def _rule_increasing_within(table: CheckedTable, rule: Mapping[str, Any], log: P
     later = pos[1:][broken]
     earlier_value = value[:-1][broken]
     earlier_order = order[:-1][broken]
-    messages = [
-        f"{col} must increase with {order_col} within "
-        f"{', '.join(rule.get('group_by', []))}: {order_col} {_fmt(o)} has {col} {_fmt(v)}, "
-        f"not after; {_rule_message(rule)}"
-        for o, v in zip(earlier_order, earlier_value, strict=True)
-    ]
+    head = f"{col} must increase with {order_col} within {', '.join(rule.get('group_by', []))}: "
+    messages = (
+        head
+        + f"{order_col} "
+        + _number_text(earlier_order)
+        + f" has {col} "
+        + _number_text(earlier_value)
+        + f", not after; {_rule_message(rule)}"
+    ).to_numpy(dtype=object)
     # one problem per offending (later) row; the message names the earlier visit.
     _report_positions(log, table, col, later, str(rule["name"]), messages)
 
@@ -946,7 +964,7 @@ def _report_positions(
     column: str,
     pos: np.ndarray,
     rule: str,
-    message: str | Sequence[str],
+    message: str | Sequence[str] | np.ndarray,
 ) -> None:
     if len(pos) == 0:
         return
@@ -1041,11 +1059,18 @@ def _keys_found(
 ) -> np.ndarray:
     """Whether each row's (valid) key exists among the valid keys of ``ref``."""
     if len(own_cols) == 1:
-        own = table.typed[own_cols[0]]
+        # Look up each distinct value once, then spread the answer over the rows by code.
+        own_codes, _ = _column_codes(table, own_cols[0])
+        uniques = table.uniques[own_cols[0]]
         lookup = ref.typed[ref_cols[0]][ref.valid[ref_cols[0]]]
-        if not is_arrow_text(own) and lookup.dtype != own.dtype:
-            lookup = lookup.astype(own.dtype)
-        return isin_values(own, lookup)
+        if isinstance(uniques, (pa.Array, pa.ChunkedArray)):
+            distinct = pd.Series(pd.arrays.ArrowStringArray(uniques.cast(pa.large_string())))
+        else:
+            distinct = pd.Series(uniques)
+        if not is_arrow_text(distinct) and lookup.dtype != distinct.dtype:
+            lookup = lookup.astype(distinct.dtype)
+        known = np.append(isin_values(distinct, lookup), False)  # code -1 → not found
+        return known[own_codes]
     own_parts = []
     ref_parts = []
     for own_col, ref_col in zip(own_cols, ref_cols, strict=True):
@@ -1177,8 +1202,9 @@ def typed_frame(table: CheckedTable) -> pd.DataFrame:
         values = table.typed[spec.name]
         if spec.type == "string":
             values = as_text(values)
-        elif spec.required and spec.type == "integer" and not values.isna().any():
-            values = values.astype("int64")
+        elif spec.type == "integer":
+            required = spec.required and not values.isna().any()
+            values = values.astype("int64" if required else "Int64")
         elif spec.required and spec.type == "boolean" and not values.isna().any():
             values = values.astype(bool)
         elif spec.type == "number":
