@@ -439,6 +439,370 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# fit
+# --------------------------------------------------------------------------------------------
+
+#: Top-level keys of ``mesostats fit --json`` (documented in the command's help).
+FIT_JSON_KEYS = (
+    "source",
+    "analysis",
+    "outcome",
+    "event",
+    "formula",
+    "model",
+    "fixed_effects",
+    "variance_components",
+    "ingredient_effects",
+    "variability",
+    "rates",
+    "population_average",
+    "warnings",
+    "messages",
+    "notes",
+    "excluded_rows",
+    "excluded_by_reason",
+)
+
+_FIT_EXAMPLES = """\
+examples:
+  mesostats fit example                                # regrowth of hair_density
+  mesostats fit data/my_study --outcome shaft_diameter_um
+  mesostats fit example --side-effects                 # any side effect, AGQ with 25 nodes
+  mesostats fit example --event erythema --json > erythema.json
+--json prints one JSON object with the keys: source, analysis ("regrowth" or
+"side_effects"), outcome, event, formula, model (method, family, nobs, ngroups, loglik,
+aic, bic, converged, singular), fixed_effects, variance_components, ingredient_effects,
+variability (components with 95 % CIs, icc, median_odds_ratio, week, prediction_interval,
+notes; or error), rates and population_average (side effects; null for regrowth),
+warnings ([{category, message}]), messages (the engine's), notes, excluded_rows (rows set
+aside from this analysis) and excluded_by_reason. Missing numbers are null.
+exit status: 0 fitted (warnings go to stderr and into the JSON), 1 invalid data or a model
+that cannot be fitted, 2 usage error"""
+
+
+def add_fit(subparsers: Any) -> None:
+    """Declare ``mesostats fit SOURCE [--outcome O] [--side-effects] [--event T] [--json]``."""
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit the regrowth or side-effect model and print the results",
+        description=(
+            "Fit the baseline-adjusted linear mixed model of regrowth by ingredient (default) "
+            "or, with --side-effects / --event, the binomial mixed model of side effects by "
+            "ingredient, and print the ingredient effects, the variance components and how "
+            "much people differ (SDs with profile-likelihood CIs, ICC or median odds ratio, "
+            "prediction intervals). Warnings are printed on stderr."
+        ),
+        epilog=_FIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source", metavar="SOURCE", help="folder of tables, a datapackage.json, or 'example'"
+    )
+    parser.add_argument(
+        "--outcome",
+        default="hair_density",
+        metavar="COLUMN",
+        help="outcome column for regrowth (default hair_density)",
+    )
+    parser.add_argument(
+        "--side-effects",
+        action="store_true",
+        help="fit the side-effect model (any event) instead of regrowth",
+    )
+    parser.add_argument(
+        "--event",
+        default=None,
+        metavar="TERM",
+        help="side-effect model of one coded event term, e.g. erythema (implies --side-effects)",
+    )
+    parser.add_argument(
+        "--nagq",
+        type=_positive_int,
+        default=25,
+        metavar="K",
+        help="side effects: adaptive Gauss-Hermite nodes, 1 = Laplace (default 25)",
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=0, metavar="S", help="seed of the simulations (default 0)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object (pipelines)")
+    parser.set_defaults(handler=run_fit)
+
+
+def _json_value(value: Any) -> Any:
+    """Plain JSON values: NaN/inf/NA → None, numpy scalars → Python, containers recursed."""
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if value is None or isinstance(value, str):
+        return value
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, int):
+        return value
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _records(frame: pd.DataFrame | None, index: str | None = None) -> list[dict[str, Any]] | None:
+    if frame is None:
+        return None
+    table = frame.reset_index(names=index) if index else frame
+    return [_json_value(rec) for rec in table.to_dict("records")]
+
+
+def _interval_json(estimate: Any) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    keys = ("name", "estimate", "ci_lower", "ci_upper", "level", "method", "note")
+    return {k: _json_value(getattr(estimate, k, None)) for k in keys}
+
+
+def _variability_json(var: Any, error: str | None) -> dict[str, Any]:
+    if var is None:
+        return {"error": error}
+    return {
+        "components": _records(var.components),
+        "icc": _interval_json(var.icc),
+        "median_odds_ratio": _interval_json(var.median_odds_ratio),
+        "week": _json_value(var.week),
+        "prediction_interval": _records(var.prediction_interval()),
+        "notes": list(var.notes),
+    }
+
+
+def _exclusions_for(study: Study, results: Any, side_effects: bool) -> pd.DataFrame:
+    """Rows set aside from this analysis: the study's (for this outcome or the events) and
+    the model's own."""
+    import pandas as pd
+
+    if side_effects:
+        ex = study.exclusions
+        study_rows = ex[(ex["table"] == "adverse_events").to_numpy(dtype=bool)]
+    else:
+        study_rows = study.outcome_exclusions(results.outcome)
+    model_rows = results.model.excluded_rows
+    reasons = (
+        model_rows["reason"].astype(str)
+        if "reason" in model_rows.columns
+        else pd.Series(["missing value in a model column"] * len(model_rows), dtype="str")
+    )
+    return pd.concat(
+        [study_rows[["reason"]], pd.DataFrame({"reason": reasons.to_numpy()})],
+        ignore_index=True,
+    )
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Fit the regrowth (or side-effect) model of SOURCE; print text or JSON (exit 0)."""
+    import json
+    import warnings
+
+    study = _load(args.source)
+    side_effects = bool(args.side_effects or args.event is not None)
+    if not side_effects and args.outcome not in study.outcomes:
+        raise UsageError(
+            f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
+            f"{', '.join(study.outcomes) or 'none'}."
+        )
+    from mesostats.outcomes import fit_regrowth, fit_side_effects
+    from mesostats.variability import variability
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if side_effects:
+            results: Any = fit_side_effects(study, args.event, nagq=args.nagq)
+        else:
+            results = fit_regrowth(study, args.outcome)
+        var, var_error = None, None
+        try:
+            var = variability(results, seed=args.seed)
+        except (MesostatsError, ValueError, ArithmeticError) as err:
+            var_error = f"{type(err).__name__}: {err}"
+    found = [(w.category.__name__, str(w.message)) for w in caught]
+    if var_error:
+        found.append(("VariabilityError", f"varied results could not be computed: {var_error}"))
+    for category, message in found:
+        _emit(f"{PROG}: warning: [{category}] {message}", sys.stderr)
+    excluded = _exclusions_for(study, results, side_effects)
+    if args.json:
+        payload = _fit_payload(args, study, results, var, var_error, found, excluded)
+        _emit(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False))
+    else:
+        _emit(str(results))
+        _emit("")
+        _emit(str(var) if var is not None else f"Varied results: not computed ({var_error})")
+        _emit("")
+        _emit(f"Rows set aside from this analysis: {len(excluded)}")
+    return EXIT_OK
+
+
+def _fit_payload(
+    args: argparse.Namespace,
+    study: Study,
+    results: Any,
+    var: Any,
+    var_error: str | None,
+    found: list[tuple[str, str]],
+    excluded: pd.DataFrame,
+) -> dict[str, Any]:
+    model = results.model
+    side_effects = hasattr(results, "rates")
+    gee = getattr(results, "gee", None)
+    by_reason = excluded.groupby("reason", sort=False).size()
+    return {
+        "source": args.source,
+        "analysis": "side_effects" if side_effects else "regrowth",
+        "outcome": None if side_effects else results.outcome,
+        "event": results.event if side_effects else None,
+        "formula": results.formula,
+        "model": _json_value(
+            {
+                "method": model.method,
+                "family": model.family,
+                "nobs": model.nobs,
+                "ngroups": dict(model.ngroups),
+                "loglik": model.loglik,
+                "aic": model.aic,
+                "bic": model.bic,
+                "converged": model.converged,
+                "singular": model.singular,
+            }
+        ),
+        "fixed_effects": _records(model.fixed_effects, index="term"),
+        "variance_components": _records(model.variance_components),
+        "ingredient_effects": _records(results.ingredient_effects),
+        "variability": _variability_json(var, var_error),
+        "rates": _records(results.rates) if side_effects else None,
+        "population_average": _records(gee.table) if gee is not None else None,
+        "warnings": [{"category": c, "message": m} for c, m in found],
+        "messages": list(model.messages),
+        "notes": list(results.notes),
+        "excluded_rows": len(excluded),
+        "excluded_by_reason": {str(k): int(v) for k, v in by_reason.items()},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+_REPORT_EXAMPLES = """\
+examples:
+  mesostats report example -o report.html              # the bundled example study
+  mesostats report data/my_study -o out/my_study.html --outcome shaft_diameter_um
+  mesostats report data/datapackage.json -o report.html --seed 7 --threshold 15
+writes ONE self-contained HTML file (no scripts, no external files; open it offline).
+The file appears only once the whole report is ready: a failure never leaves a partial file.
+exit status: 0 written (warnings are listed on stderr and in the report's banner),
+1 invalid data or the file cannot be written, 2 usage error"""
+
+
+def _finite_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or abs(value) == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def add_report(subparsers: Any) -> None:
+    """Declare ``mesostats report SOURCE -o FILE [--outcome O] [--seed S] [--threshold T]``."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of a study",
+        description=(
+            "Validate the study, fit the regrowth and side-effect models, compute how much "
+            "people differ, and write one self-contained HTML report: the data and every "
+            "row set aside, regrowth by ingredient, side effects by ingredient (with every "
+            "serious adverse event), varied results, and methods with every warning."
+        ),
+        epilog=_REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source", metavar="SOURCE", help="folder of tables, a datapackage.json, or 'example'"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the HTML file to write (its folder must exist; an existing file is replaced)",
+    )
+    parser.add_argument(
+        "--outcome",
+        default="hair_density",
+        metavar="COLUMN",
+        help="outcome column for regrowth (default hair_density)",
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=0, metavar="S", help="seed of the simulations (default 0)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_finite_number,
+        default=None,
+        metavar="T",
+        help="clinically meaningful change that defines a responder, in outcome units "
+        "(default 10 for hair densities and counts)",
+    )
+    parser.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write the HTML report of SOURCE to ``--output`` (exit 0)."""
+    output: Path = args.output
+    if output.is_dir():
+        raise UsageError(
+            f"output {str(output)!r} is a folder; give a file name such as "
+            f"{str(output / 'report.html')!r}."
+        )
+    if not output.parent.is_dir():
+        raise UsageError(
+            f"the folder of the output, {str(output.parent)!r}, does not exist; create it "
+            "first or choose another path."
+        )
+    study = _load(args.source)
+    if args.outcome not in study.outcomes:
+        raise UsageError(
+            f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
+            f"{', '.join(study.outcomes) or 'none'}."
+        )
+    from mesostats.report.build import render_report, write_atomic
+
+    text = render_report(study, outcome=args.outcome, seed=args.seed, threshold=args.threshold)
+    try:
+        write_atomic(output, text)
+    except OSError as err:
+        _error(f"cannot write the report {str(output)!r}: {err.strerror or err}")
+        return EXIT_INVALID
+    n_banner = text.count('<li><span class="tag">')
+    _emit(
+        f"Wrote {output} ({len(text.encode('utf-8')) / 1024:,.0f} KB)"
+        + (f"; {n_banner} warning(s) and message(s): see the banner at its top" if n_banner else "")
+    )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
 
@@ -447,11 +811,18 @@ def run_simulate(args: argparse.Namespace) -> int:
 COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
     ("validate", add_validate),
     ("simulate", add_simulate),
+    ("fit", add_fit),
+    ("report", add_report),
+    # `mesostats power` is declared in mesostats/cli_power.py (add_power_subcommand, run_power).
+    # To wire it: import add_power_subcommand at the top of this module and add
+    # ("power", add_power_subcommand) on this line.
 ]
 
 _MAIN_EXAMPLES = """\
 examples:
   mesostats validate example
+  mesostats fit example --json
+  mesostats report example -o report.html
   mesostats simulate --subjects 120 --sessions 8 --seed 1 -o sim_study
   python -m mesostats validate sim_study
 run 'mesostats COMMAND --help' for a command's options"""
