@@ -470,3 +470,29 @@ def test_dataframes_are_not_modified(valid_tables):
         pd.testing.assert_frame_equal(frame, snapshots[name])
     for name, frame in cdisc.items():
         pd.testing.assert_frame_equal(frame, cdisc_snap[name])
+
+
+# --------------------------------------------------------------------------------------------
+# odd DataFrame input
+# --------------------------------------------------------------------------------------------
+
+
+def test_odd_cells_and_indexes_never_crash(valid_tables):
+    ae = valid_tables["adverse_events"]
+    ae["verbatim"] = ae["verbatim"].astype(object)
+    ae.loc[0, "verbatim"] = "lone surrogate \ud800"
+    ae.at[1, "verbatim"] = {"a": [1, 2]}
+    subjects = valid_tables["subjects"]
+    subjects.index = pd.MultiIndex.from_tuples([("x", i) for i in range(4)])
+    subjects["site"] = pd.Categorical(subjects["site"])
+    study = load_study(valid_tables)
+    assert study.adverse_events["verbatim"].iloc[0] == "lone surrogate \\ud800"
+    assert study.adverse_events["verbatim"].iloc[1] == "{'a': [1, 2]}"
+    assert study.subjects.index.tolist()[0] == ("x", 0)
+    subjects["age"] = subjects["age"].astype(object)
+    subjects.loc[("x", 2), "age"] = pd.Timestamp("2020-01-01")
+    with pytest.raises(ms.ValidationError) as info:
+        load_study(valid_tables)
+    assert problem_rows(info.value) == [
+        ("subjects", ("x", 2), "age", pd.Timestamp("2020-01-01"), "type")
+    ]

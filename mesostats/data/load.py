@@ -974,7 +974,9 @@ def _from_dataframes(
             continue
         frame = value.copy(deep=False)
         frame.columns = pd.Index([str(c) for c in value.columns], dtype=object)
-        rows = value.index
+        rows = (
+            value.index.to_flat_index() if isinstance(value.index, pd.MultiIndex) else value.index
+        )
         frame.index = pd.RangeIndex(len(frame))
         out[str(key)] = RawTable(frame, rows, "DataFrame", None, list(frame.columns))
     return out

@@ -65,8 +65,22 @@ class Study:
     ingredients: list[str] = field(default_factory=list)
     source: str = ""
     truth: dict[str, Any] | None = None
-    outcomes: tuple[str, ...] = ()
-    event_terms: tuple[str, ...] = ()
+
+    @property
+    def outcomes(self) -> tuple[str, ...]:
+        """Outcome columns of ``sessions`` (fields marked as outcomes in the schema)."""
+        from mesostats.data.schema import load_schema
+
+        fields = load_schema().tables["sessions"].outcome_fields
+        return tuple(c for c in fields if c in self.sessions.columns)
+
+    @property
+    def event_terms(self) -> tuple[str, ...]:
+        """The coded event terms of the schema (``adverse_events.event`` enum)."""
+        from mesostats.data.schema import load_schema
+
+        spec = load_schema().tables["adverse_events"].field("event")
+        return tuple(str(t) for t in (spec.enum or ()))
 
     # ----------------------------------------------------------------------------------------
     # construction
@@ -87,8 +101,6 @@ class Study:
         sessions = tables["sessions"]
         outcome_fields = schema.tables["sessions"].outcome_fields
         outcomes = tuple(c for c in outcome_fields if c in sessions.columns)
-        event_spec = schema.tables["adverse_events"].field("event")
-        event_terms = tuple(str(t) for t in (event_spec.enum or ()))
         exclusions = pd.concat(
             [
                 _missing_outcome_exclusions(sessions, outcomes),
@@ -104,8 +116,6 @@ class Study:
             exclusions=exclusions,
             ingredients=derive.active_ingredients(tables["cocktails"]),
             source=source,
-            outcomes=outcomes,
-            event_terms=event_terms,
         )
 
     # ----------------------------------------------------------------------------------------
