@@ -586,3 +586,31 @@ def test_too_many_random_effects_outside_the_largest_factor_raises():
     )
     with pytest.raises(ModelSpecError, match=r"have 8 random effects together.*limited to 5"):
         GeneralLaplace(data, max_dense=5)
+
+
+class _FlatObjective:
+    """−(x₀ − 1)²: x₁ does not enter, so the Hessian is singular (an unidentified parameter)."""
+
+    n_evaluations = 0
+
+    def __call__(self, x, gradient=True):
+        self.n_evaluations += 1
+        return -((x[0] - 1.0) ** 2), np.array([-2.0 * (x[0] - 1.0), 0.0])
+
+    def gradient(self, x):
+        return self(x)[1]
+
+
+def test_maximise_reports_a_hessian_that_is_not_negative_definite():
+    from mesostats.mixed.glmm import maximise
+
+    opt = maximise(
+        _FlatObjective(),  # type: ignore[arg-type]
+        np.array([0.0, 0.5]),
+        np.full(2, -np.inf),
+        np.full(2, np.inf),
+        np.ones(2),
+    )
+    assert_allclose(opt.x[0], 1.0, atol=1e-6)
+    assert not opt.converged
+    assert any("not negative definite" in m for m in opt.messages)

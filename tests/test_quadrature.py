@@ -70,15 +70,18 @@ def exact_loglik(y, weights, X, z, codes, beta, theta, family):
         rows = codes == g
 
         def log_integrand(u, rows=rows):
-            eta = eta0[rows] + theta * z[rows] * u
+            """log of p(y_g | u) φ(u); u scalar or a 1-d grid."""
+            u = np.asarray(u, dtype=float)
+            eta = eta0[rows, None] + theta * z[rows, None] * u[None, ...].reshape(1, -1)
             if family == "binomial":
-                ll = np.sum(weights[rows] * (y[rows] * eta - np.logaddexp(0.0, eta)))
+                ll = np.sum(weights[rows, None] * (y[rows, None] * eta - np.logaddexp(0.0, eta)), 0)
             else:
-                ll = np.sum(y[rows] * eta - np.exp(eta))
-            return ll - 0.5 * u * u - 0.5 * np.log(2 * np.pi)
+                ll = np.sum(y[rows, None] * eta - np.exp(eta), 0)
+            out = ll - 0.5 * u.reshape(-1) ** 2 - 0.5 * np.log(2 * np.pi)
+            return out if u.ndim else float(out[0])
 
         grid = np.linspace(-12, 12, 2401)
-        centre = grid[np.argmax([log_integrand(u) for u in grid])]
+        centre = grid[np.argmax(log_integrand(grid))]
         top = log_integrand(centre)
         val, _ = integrate.quad(
             lambda u, c=top, f=log_integrand: np.exp(f(u) - c),

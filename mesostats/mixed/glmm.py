@@ -278,7 +278,6 @@ def maximise(
     scale: FloatArray,
     *,
     preconditioner: FloatArray | None = None,
-    start_hessian: FloatArray | None = None,
     freeze: np.ndarray | None = None,
     boundary_tol: float = SINGULAR_TOL,
 ) -> Optimum:
@@ -289,9 +288,9 @@ def maximise(
     (the inverse Cholesky factor of an approximate information matrix, bounded coordinates
     only scaled) or ``diag(scale)``. Coordinates with a finite lower bound that end within
     ``boundary_tol`` of it are set to the bound if that does not lower the log-likelihood.
-    Newton steps with the Hessian of :func:`hessian_from_gradient` then polish the optimum;
-    with ``start_hessian`` (a close Hessian, e.g. the Laplace one for an AGQ fit started at
-    the Laplace optimum) the quasi-Newton stage is skipped. Convergence is certified by the
+    Newton steps with the Hessian of :func:`hessian_from_gradient` then polish the optimum
+    (recomputed where the polish ended if it moved by more than 1e-3 scaled units, so the
+    returned Hessian is the one at the optimum). Convergence is certified by the
     Newton decrement ``½ gᵀ(−H)⁻¹g`` (< 1e-8 log-likelihood units) and the scaled projected
     gradient (< 1e-3). Coordinates in ``freeze`` (e.g. coefficients of separated covariates,
     whose maximum is at infinity) are held where the quasi-Newton stage left them.
@@ -301,38 +300,34 @@ def maximise(
     evaluate = _CachedObjective(objective)
     bounded = np.isfinite(lower) | np.isfinite(upper)
 
-    x = x0.copy()
-    if start_hessian is None:
-        T = np.diag(scale) if preconditioner is None else preconditioner
-        off = T - np.diag(np.diag(T))
-        if np.any(off[bounded] != 0.0):
-            raise ValueError("bounded coordinates may only be scaled by the preconditioner")
+    T = np.diag(scale) if preconditioner is None else preconditioner
+    off = T - np.diag(np.diag(T))
+    if np.any(off[bounded] != 0.0):
+        raise ValueError("bounded coordinates may only be scaled by the preconditioner")
 
-        def neg(xi: FloatArray) -> tuple[float, FloatArray]:
-            ll, g = evaluate(x0 + T @ xi)
-            if not np.isfinite(ll):
-                return 1e300, np.zeros_like(xi)
-            return -ll, -(T.T @ g)
+    def neg(xi: FloatArray) -> tuple[float, FloatArray]:
+        ll, g = evaluate(x0 + T @ xi)
+        if not np.isfinite(ll):
+            return 1e300, np.zeros_like(xi)
+        return -ll, -(T.T @ g)
 
-        d = np.diag(T)
-        bounds = [
-            (
-                (lo - a) / t if np.isfinite(lo) else None,
-                (up - a) / t if np.isfinite(up) else None,
-            )
-            for lo, up, a, t in zip(lower, upper, x0, d, strict=True)
-        ]
-        res = optimize.minimize(
-            neg,
-            np.zeros_like(x0),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-6, "maxcor": 20},
+    d = np.diag(T)
+    bounds = [
+        (
+            (lo - a) / t if np.isfinite(lo) else None,
+            (up - a) / t if np.isfinite(up) else None,
         )
-        x = np.clip(x0 + T @ res.x, lower, upper)
-        if not res.success:
-            messages.append(f"L-BFGS-B stopped early: {res.message}.")
+        for lo, up, a, t in zip(lower, upper, x0, d, strict=True)
+    ]
+    res = optimize.minimize(
+        neg,
+        np.zeros_like(x0),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-6, "maxcor": 20},
+    )
+    x = np.clip(x0 + T @ res.x, lower, upper)
     if freeze is not None:
         lower = np.where(freeze, x, lower)
         upper = np.where(freeze, x, upper)
@@ -348,14 +343,11 @@ def maximise(
     n_quasi_newton = objective.n_evaluations
 
     steps = 1e-3 * scale
-    if start_hessian is None:
-        hess = hessian_from_gradient(objective.gradient, x, steps, ~_held(x, None, lower, upper))
-    else:
-        hess = start_hessian
+    hess = hessian_from_gradient(objective.gradient, x, steps, ~_held(x, None, lower, upper))
     x_hess = x.copy()
     x, decrement = _newton_polish(evaluate, x, hess, lower, upper)
     moved = np.max(np.abs(x - x_hess) / scale)
-    if start_hessian is not None or moved > 1e-3 or decrement == np.inf:
+    if moved > 1e-3 or decrement == np.inf:
         hess = hessian_from_gradient(objective.gradient, x, steps, ~_held(x, None, lower, upper))
         x, decrement = _newton_polish(evaluate, x, hess, lower, upper, max_steps=3)
     ll, g = evaluate(x)
@@ -372,7 +364,9 @@ def maximise(
     elif not converged:
         messages.append(
             f"Convergence check failed: Newton decrement {decrement:.2e} (should be < 1e-8 "
-            f"log-likelihood units), scaled gradient {grad_max:.2e} (should be < 1e-3)."
+            f"log-likelihood units), scaled gradient {grad_max:.2e} (should be < 1e-3); "
+            f"L-BFGS-B ended with: {res.message}. Rescale covariates (centre, divide by an SD) "
+            "or simplify the random-effect structure."
         )
     return Optimum(
         x=x,
