@@ -369,21 +369,24 @@ def _missing_outcome_exclusions(sessions: pd.DataFrame, outcomes: tuple[str, ...
     missing = np.column_stack([sessions[o].isna().to_numpy(dtype=bool) for o in outcomes])
     none_recorded = missing.all(axis=1)
     positions = [np.flatnonzero(none_recorded)]
-    reasons = [np.full(len(positions[0]), NO_OUTCOME_REASON, dtype=object)]
-    for j, outcome in enumerate(outcomes):
-        only_this = np.flatnonzero(missing[:, j] & ~none_recorded)
-        positions.append(only_this)
-        reasons.append(np.full(len(only_this), _missing_outcome_reason(outcome), dtype=object))
+    for j in range(len(outcomes)):
+        positions.append(np.flatnonzero(missing[:, j] & ~none_recorded))
     pos = np.concatenate(positions)
     if len(pos) == 0:
         return _empty_exclusions()
+    reason_codes = np.repeat(np.arange(len(positions)), [len(p) for p in positions])
     order = np.argsort(pos, kind="stable")
+    reasons = [NO_OUTCOME_REASON, *(_missing_outcome_reason(o) for o in outcomes)]
     return pd.DataFrame(
         {
-            "table": "sessions",
-            "row": np.asarray(sessions.index[pos[order]], dtype=object),
-            "reason": np.concatenate(reasons)[order],
-        }
+            "table": pd.Series(np.full(len(pos), "sessions", dtype=object), dtype=object),
+            "row": sessions.index[pos[order]],
+            # object dtype: no per-row conversion of the (few distinct) reason strings
+            "reason": pd.Series(
+                np.asarray(reasons, dtype=object)[reason_codes[order]], dtype=object
+            ),
+        },
+        index=pd.RangeIndex(len(pos)),
     )
 
 
@@ -405,7 +408,7 @@ def _unassessed_event_exclusions(
     return pd.DataFrame(
         {
             "table": "adverse_events",
-            "row": np.asarray(adverse_events.index[outside], dtype=object),
+            "row": adverse_events.index[outside],
             "reason": "recorded at a session whose reactions were not assessed "
             "(reactions_assessed false): not counted in event_table",
         }

@@ -926,15 +926,17 @@ def _rule_increasing_within(table: CheckedTable, rule: Mapping[str, Any], log: P
     if groups is None:
         return
     usable = (groups >= 0) & table.valid[col] & table.valid[order_col]
-    pos = np.flatnonzero(usable)
+    order = table.typed[order_col].to_numpy(dtype="float64", na_value=np.nan)
+    value = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)
+    if usable.all():
+        pos, g = np.arange(len(groups)), groups
+    else:
+        pos = np.flatnonzero(usable)
+        g, order, value = groups[pos], order[pos], value[pos]
     if len(pos) < 2:
         return
-    g = groups[pos]
-    order = table.typed[order_col].to_numpy(dtype="float64", na_value=np.nan)[pos]
-    value = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)[pos]
-    already_sorted = bool(
-        np.all((g[1:] > g[:-1]) | ((g[1:] == g[:-1]) & (order[1:] >= order[:-1])))
-    )
+    step_g = g[1:] - g[:-1]
+    already_sorted = bool(np.all((step_g > 0) | ((step_g == 0) & (order[1:] >= order[:-1]))))
     if not already_sorted:
         perm = np.lexsort((value, order, g))
         pos, g, order, value = pos[perm], g[perm], order[perm], value[perm]
