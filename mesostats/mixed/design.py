@@ -336,7 +336,27 @@ def _evaluate_expression(expr: str, data: pd.DataFrame, where: str) -> np.ndarra
     return np.asarray(mm.to_numpy(dtype=float)[:, 0])
 
 
+def _constant(value: float, n: int) -> np.ndarray:
+    """A read-only length-n array of one value that takes no memory (a broadcast view)."""
+    return np.broadcast_to(np.float64(value), (n,))
+
+
+def _frame_to_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """Move a model-matrix frame into a C-ordered float array, one column at a time.
+
+    Each column is dropped from the frame once copied, so a large design never needs the
+    frame and the array in memory at the same time (formulaic returns one block per column).
+    """
+    n, p = frame.shape
+    out = np.empty((n, p))
+    for j, name in enumerate(list(frame.columns)):
+        out[:, j] = frame.pop(name).to_numpy(dtype=float)
+    return out
+
+
 def _evaluate_offsets(offsets: tuple[str, ...], data: pd.DataFrame) -> np.ndarray:
+    if not offsets:
+        return _constant(0.0, len(data))
     total = np.zeros(len(data))
     for expr in offsets:
         values = _evaluate_expression(expr, data, "offset")
@@ -458,7 +478,7 @@ def _response(
             )
     elif family == "poisson":
         _check_counts(y, data, f"response `{column}`")
-    return y, np.ones_like(y)
+    return y, _constant(1.0, len(y))
 
 
 def _check_counts(
@@ -558,7 +578,9 @@ def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list
                 f"Random term `({spec.expr} | {spec.group})` has no columns; write "
                 f"`(1 | {spec.group})` for a random intercept."
             )
-        Z = np.ascontiguousarray(mm.to_numpy(dtype=float))
+        spec_names = tuple(str(c) for c in mm.columns)
+        model_spec = mm.model_spec
+        Z = _frame_to_matrix(mm)
         key = spec.group_columns
         if key not in factor_cache:
             factor_cache[key] = _grouping_factor(data, key)
@@ -584,8 +606,8 @@ def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list
                     Z=np.ascontiguousarray(piece_Z),
                     expr=spec.expr,
                     group_columns=key,
-                    model_spec=mm.model_spec,
-                    spec_columns=tuple(str(mm.columns[names.index(nm)]) for nm in piece_names),
+                    model_spec=model_spec,
+                    spec_columns=tuple(spec_names[names.index(nm)] for nm in piece_names),
                 )
             )
     # lme4 (mkReTrms): terms in decreasing order of their number of levels, stable
@@ -673,9 +695,9 @@ def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") 
             f"Formula `{formula}` has no fixed effect; keep at least the intercept "
             "(remove `0 +` / `- 1`)."
         )
-    X = np.ascontiguousarray(fixed_mm.to_numpy(dtype=float))
     fixed_spec = fixed_mm.model_spec
-    del fixed_mm  # the frame copy of X is not needed any more
+    X = _frame_to_matrix(fixed_mm)
+    del fixed_mm
     aliased = aliased_columns(X, fixed_names)
     if aliased:
         listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)

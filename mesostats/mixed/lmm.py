@@ -88,35 +88,39 @@ def batched_cholesky(M: np.ndarray) -> np.ndarray:
 def batched_forward(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Solve L_g X_g = B_g for every g; L (q, q, G), B (q, G) or (q, m, G)."""
     q = L.shape[0]
-    X = np.empty_like(B)
+    X = np.array(B, dtype=float, copy=True)
+    tmp = np.empty_like(X[0])
     for i in range(q):
-        acc = B[i].copy()
         for k in range(i):
-            acc -= L[i, k] * X[k]
-        X[i] = acc / L[i, i]
+            np.multiply(L[i, k], X[k], out=tmp)
+            X[i] -= tmp
+        X[i] /= L[i, i]
     return X
 
 
 def batched_backward(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Solve L_gᵀ X_g = B_g for every g; L (q, q, G), B (q, G) or (q, m, G)."""
     q = L.shape[0]
-    X = np.empty_like(B)
+    X = np.array(B, dtype=float, copy=True)
+    tmp = np.empty_like(X[0])
     for i in reversed(range(q)):
-        acc = B[i].copy()
         for k in range(i + 1, q):
-            acc -= L[k, i] * X[k]
-        X[i] = acc / L[i, i]
+            np.multiply(L[k, i], X[k], out=tmp)
+            X[i] -= tmp
+        X[i] /= L[i, i]
     return X
 
 
 def _left(mat: np.ndarray, B: np.ndarray) -> np.ndarray:
     """out[i] = Σ_a mat[i, a]·B[a] for a small matrix and a batched array (zeros skipped)."""
     out = np.zeros((mat.shape[0], *B.shape[1:]))
+    tmp = np.empty(B.shape[1:])
     for i in range(mat.shape[0]):
         for a in range(mat.shape[1]):
             c = mat[i, a]
             if c != 0.0:
-                out[i] += c * B[a]
+                np.multiply(B[a], c, out=tmp)
+                out[i] += tmp
     return out
 
 
@@ -159,9 +163,22 @@ def _batched_matvec(A: np.ndarray, v: np.ndarray) -> np.ndarray:
 def _transpose_times(T: np.ndarray, B: np.ndarray) -> np.ndarray:
     """T_gᵀ B_g for batched T (q, q, G) and B (q, m, G) → (q, m, G)."""
     out = np.zeros(B.shape)
+    tmp = np.empty(B.shape[1:])
     for a in range(T.shape[1]):
         for i in range(T.shape[0]):
-            out[a] += T[i, a] * B[i]
+            np.multiply(T[i, a], B[i], out=tmp)
+            out[a] += tmp
+    return out
+
+
+def _quadratic_sums(C: np.ndarray, Pinv: np.ndarray) -> np.ndarray:
+    """Σ_g C_gᵀ P⁻¹ C_g for C laid out (q, p, G) → (q, q), one p×G product at a time."""
+    q = C.shape[0]
+    out = np.empty((q, q))
+    for b in range(q):
+        PC = Pinv @ C[b]
+        for a in range(b + 1):
+            out[a, b] = out[b, a] = float(np.einsum("pg,pg->", C[a], PC))
     return out
 
 
@@ -580,7 +597,8 @@ class ProfiledDeviance:
                 )
         SS.insert(0, s0 @ s0.T)
         RXinv = scipy.linalg.solve_triangular(st.RX, np.eye(self.p), lower=True, check_finite=False)
-        CPC = [_pair_sums(np.stack([RXinv @ C[a] for a in range(C.shape[0])])) for C in Cf]
+        Pinv = RXinv.T @ RXinv
+        CPC = [_quadratic_sums(C, Pinv) for C in Cf]
         return {"W": W, "SS": SS, "CPC": CPC, "C": Cf, "u0": u0, "ur": ur, "RXinv": RXinv}
 
     def _theta_vector(self, mats: list[np.ndarray], lams: list[np.ndarray]) -> np.ndarray:
