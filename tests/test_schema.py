@@ -143,3 +143,18 @@ def test_broken_schema_files_raise_schema_error(tmp_path: Path) -> None:
         parse_table_schema("t", {"fields": [{"name": "when", "type": "date"}]})
     with pytest.raises(SchemaError, match="key field 'id' is not a field"):
         parse_table_schema("t", {"fields": [{"name": "x"}], "primaryKey": "id"})
+
+
+def test_schema_dir_prefers_the_copy_inside_an_installed_wheel(tmp_path, monkeypatch) -> None:
+    """A wheel ships data_schema/ as mesostats/data_schema/ (pyproject force-include)."""
+    import mesostats.data.schema as schema_module
+
+    package = tmp_path / "site-packages" / "mesostats"
+    (package / "data").mkdir(parents=True)
+    (package / "data_schema").mkdir()
+    (package / "data_schema" / "datapackage.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(schema_module, "__file__", str(package / "data" / "schema.py"))
+    assert schema_module.schema_dir() == package / "data_schema"
+    (package / "data_schema" / "datapackage.json").unlink()
+    with pytest.raises(SchemaError, match="installation is incomplete"):
+        schema_module.schema_dir()

@@ -20,11 +20,16 @@ modified (every change happens on new objects).
 
 How values are read
 -------------------
-CSV files are parsed by pyarrow's multithreaded reader with **every column as text**, so a
-stray ``"n/a (dropout)"`` in a number column becomes a reported ``type`` problem with its raw
-text instead of a crash; numbers are then cast column by column (see
-:mod:`mesostats.data.validate`). Parquet and XLSX keep the cell types they store; cells that
-do not fit the schema are reported with their stored value.
+CSV files are parsed by pyarrow's multithreaded reader. The fast path asks pyarrow for the
+schema types directly (the usual case: a clean file costs little more than
+``pandas.read_csv``). If any value does not parse, or validation finds any problem, the file
+is read again with **every column as text**, so a stray ``"n/a (dropout)"`` in a number column
+becomes a reported ``type`` problem with its raw text instead of a crash, and every problem
+shows the value exactly as written in the file; numbers are then parsed column by column (see
+:mod:`mesostats.data.validate`). The schema's ``missingValues`` tokens are read as missing.
+Parquet and XLSX keep the cell types they store; cells that do not fit the schema are reported
+with their stored value. Files are read side by side in threads (the work happens in pyarrow /
+openpyxl C code).
 
 Row labels (``row`` in problems and exclusions, and the index of the Study tables)
 ----------------------------------------------------------------------------------
@@ -468,7 +473,7 @@ def _parse_csv(
                 data, starts, lines, names, table, origin, delimiter, log, missing_values
             )
         keep_lines = lines[keep]
-    frame = arrow_table.to_pandas(types_mapper=_NULLABLE_TYPES.get)
+    frame = arrow_table.to_pandas(types_mapper=_NULLABLE_TYPES.get, split_blocks=True)
     for i, col in enumerate(frame.columns):
         if pa.types.is_string(arrow_table.schema.field(i).type) and not isinstance(
             frame[col].dtype, pd.StringDtype
@@ -634,7 +639,7 @@ def read_parquet_table(path: Path, table: str, log: _ReadLog) -> RawTable | None
     try:
         import pyarrow.parquet as pq
 
-        frame = pq.read_table(path).to_pandas(ignore_metadata=True)
+        frame = pq.read_table(path).to_pandas(ignore_metadata=True, split_blocks=True)
     except Exception as exc:  # corrupt files raise many types
         log.add(
             table,
