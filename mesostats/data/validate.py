@@ -413,6 +413,7 @@ class CheckedTable:
     extra_columns: list[str]
     codes: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
     uniques: dict[str, Any] = field(default_factory=dict)
+    floats: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -561,7 +562,7 @@ def _check_field_constraints(table: CheckedTable, log: ProblemLog) -> None:
                 f"{_label(spec)} must be one of: {shown} (exact spelling and case).",
             )
         if spec.type in ("number", "integer"):
-            arr = values.to_numpy(dtype="float64", na_value=np.nan)
+            arr = _floats(table, spec.name)
             with np.errstate(invalid="ignore"):
                 if spec.minimum is not None:
                     _report_cells(
@@ -756,6 +757,18 @@ def joint_key_codes(
     return both[:n_left], both[n_left:]
 
 
+def _floats(table: CheckedTable, column: str) -> np.ndarray:
+    """Cached float64 values of a numeric column (NaN where missing or invalid; read-only)."""
+    if column not in table.floats:
+        values = table.typed[column]
+        if values.dtype == np.float64:
+            arr = values.to_numpy()
+        else:
+            arr = values.to_numpy(dtype="float64", na_value=np.nan)
+        table.floats[column] = arr
+    return table.floats[column]
+
+
 def _column_codes(table: CheckedTable, column: str) -> tuple[np.ndarray, int]:
     """Cached codes of a valid column (-1 where missing or invalid)."""
     if column not in table.codes:
@@ -855,7 +868,7 @@ def _rule_not_equal(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLo
     col = _rule_field(table, rule)
     if col is None:
         return
-    arr = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)
+    arr = _floats(table, col)
     _report_cells(
         log,
         table,
@@ -870,7 +883,7 @@ def _rule_exclusive_minimum(table: CheckedTable, rule: Mapping[str, Any], log: P
     col = _rule_field(table, rule)
     if col is None:
         return
-    arr = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)
+    arr = _floats(table, col)
     with np.errstate(invalid="ignore"):
         mask = table.valid[col] & (arr <= float(rule["value"]))
     _report_cells(log, table, col, mask, str(rule["name"]), _rule_message(rule))
@@ -926,8 +939,8 @@ def _rule_increasing_within(table: CheckedTable, rule: Mapping[str, Any], log: P
     if groups is None:
         return
     usable = (groups >= 0) & table.valid[col] & table.valid[order_col]
-    order = table.typed[order_col].to_numpy(dtype="float64", na_value=np.nan)
-    value = table.typed[col].to_numpy(dtype="float64", na_value=np.nan)
+    order = _floats(table, order_col)
+    value = _floats(table, col)
     if usable.all():
         pos, g = np.arange(len(groups)), groups
     else:
@@ -998,7 +1011,7 @@ def _rule_true_only_if_at_most(
     if col not in table.typed or cond not in table.typed:
         return
     flag = table.valid[col] & table.typed[col].fillna(False).to_numpy(dtype=bool)
-    arr = table.typed[cond].to_numpy(dtype="float64", na_value=np.nan)
+    arr = _floats(table, cond)
     with np.errstate(invalid="ignore"):
         mask = flag & table.valid[cond] & (arr > float(rule["value"]))
     _report_cells(log, table, col, mask, str(rule["name"]), _rule_message(rule))
