@@ -614,3 +614,31 @@ def test_maximise_reports_a_hessian_that_is_not_negative_definite():
     assert_allclose(opt.x[0], 1.0, atol=1e-6)
     assert not opt.converged
     assert any("not negative definite" in m for m in opt.messages)
+
+
+@pytest.mark.parametrize("nagq", [1, 25])
+def test_central_difference_hessian_agrees_with_richardson_extrapolation(nagq):
+    """The fit's Hessian (central differences of the exact gradient) vs the O(h⁴) one."""
+    from mesostats.mixed.glmm import _merge_terms, hessian_from_gradient, make_objective
+
+    data = cbpp_data()
+    fit = ms.fit_glmm(CBPP_FORMULA, data, nagq=nagq)
+    codes = pd.factorize(data["herd"], sort=True)[0].astype(np.int64)
+    trials = data["size"].to_numpy(float)
+    factors, _ = _merge_terms([RandomTermArrays(codes, np.ones((56, 1)), 15)])
+    objective = make_objective(
+        CanonicalFamily("binomial"),
+        data["incidence"].to_numpy(float) / trials,
+        trials,
+        np.zeros(56),
+        fit.design.X,
+        factors,
+        nagq,
+    )
+    x = np.append(fit.fixed_effects["estimate"].to_numpy(), fit.theta)
+    steps = 1e-3 * np.append(fit.fixed_effects["std_error"].to_numpy(), 0.25)
+    central = hessian_from_gradient(objective.gradient, x, steps)
+    extrapolated = hessian_from_gradient(objective.gradient, x, steps, richardson=True)
+    assert_allclose(central, extrapolated, rtol=1e-6, atol=1e-6)
+    se = np.sqrt(np.diag(np.linalg.inv(-extrapolated)))[:4]
+    assert_allclose(fit.fixed_effects["std_error"], se, rtol=1e-7)
