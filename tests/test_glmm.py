@@ -344,12 +344,14 @@ def test_theta_fixed_at_zero_equals_statsmodels_glm():
     assert_allclose(np.sqrt(np.diag(core.vcov_beta)), glm.bse, rtol=1e-6)
 
 
-def test_no_between_group_variance_is_singular_and_equals_statsmodels_glm():
-    """Binary data without a group effect: θ̂ = 0, SingularFitWarning, estimates = GLM."""
+@pytest.mark.parametrize("nagq", [1, 20])
+def test_no_between_group_variance_is_singular_and_equals_statsmodels_glm(nagq):
+    """Binary data without a group effect: θ̂ = 0, SingularFitWarning, estimates = GLM
+    (for AGQ too, whose search restarts from θ = 1 when the Laplace stage ends at 0)."""
     X, y, g = simulate_binary(seed=3, n_groups=60, per=5, sd=0.0)
     data = pd.DataFrame({"y": y, "treat": X[:, 1], "week": X[:, 2], "g": g})
     with pytest.warns(SingularFitWarning, match=r"Random-intercept SD within `g` is 0"):
-        fit = ms.fit_glmm("y ~ treat + week + (1 | g)", data)
+        fit = ms.fit_glmm("y ~ treat + week + (1 | g)", data, nagq=nagq)
     assert fit.singular
     assert fit.theta[0] == 0.0
     glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()

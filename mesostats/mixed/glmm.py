@@ -598,13 +598,19 @@ def _fit_arrays(
     if nagq > 1:
         # AGQ from the Laplace optimum, preconditioned by the Laplace Hessian (they are close;
         # a Laplace evaluation costs 1/nagq of an AGQ one)
+        # a point with θ = 0 is stationary for every AGQ objective (even in θ), so a Laplace
+        # fit on the boundary hands over the first stage's start instead
         objective = make_objective(family, y, weights, offset, X, factors, nagq)
+        start = opt.x
         try:
+            if theta_fixed is None and not np.all(opt.free[n_beta:]):
+                raise np.linalg.LinAlgError
             chol = np.linalg.cholesky(-opt.hessian)
             precond = np.asarray(np.linalg.inv(chol).T)
-        except np.linalg.LinAlgError:  # θ on its bound: no curvature in θ there
-            precond = preconditioner(objective, opt.x, lower, upper, scale)
-        opt = maximise(objective, opt.x, lower, upper, scale, preconditioner=precond, freeze=freeze)
+        except np.linalg.LinAlgError:
+            start = x0 if theta_fixed is None else opt.x
+            precond = preconditioner(objective, start, lower, upper, scale)
+        opt = maximise(objective, start, lower, upper, scale, preconditioner=precond, freeze=freeze)
     messages = list(opt.messages)
     x = opt.x
     beta, theta_engine = x[:n_beta], x[n_beta:]
