@@ -147,6 +147,7 @@ class _Context:
     week: float | None
     week_note: str
     outcome: str
+    study: Any = None
 
 
 def _context(results: Any) -> _Context:
@@ -166,6 +167,7 @@ def _context(results: Any) -> _Context:
             week=week,
             week_note=note,
             outcome=results.outcome,
+            study=results.study,
         )
     if isinstance(results, SideEffectResults):
         return _Context(
@@ -180,6 +182,7 @@ def _context(results: Any) -> _Context:
             week=None,
             week_note="",
             outcome="any side effect" if results.event is None else str(results.event),
+            study=results.study,
         )
     if isinstance(results, MixedResults):
         return _Context(
@@ -311,6 +314,8 @@ class Variability:
     week : float or None
         Default week W of the time-dependent summaries (regrowth): the last scheduled
         post-baseline week; ``week_note`` says how it was chosen.
+    study : Study or None
+        The study of a regrowth / side-effect fit (None for a bare MixedResults).
     ci_method, n_boot, seed : as given to :func:`variability`.
     profile, bootstrap : VarianceProfile / VarianceBootstrap or None
         The underlying interval computations.
@@ -339,6 +344,7 @@ class Variability:
         self._notes = list(notes)
         self.week = ctx.week
         self.week_note = ctx.week_note
+        self.study = ctx.study
         self.icc = self._icc_week0()
         self.median_odds_ratio = self._median_odds_ratio()
         self._person_cache: dict[tuple[Any, ...], pd.DataFrame] = {}
