@@ -24,6 +24,7 @@ from mesostats.exceptions import ModelSpecError, SingularFitWarning
 from mesostats.mixed.lmm import ProfiledDeviance
 from mesostats.mixed.profile import (
     CONFINT_COLUMNS,
+    _undefined_correlations,
     bootstrap_variance_components,
     profile_variance_components,
     sdcor_from_theta,
@@ -188,6 +189,22 @@ def test_theta_from_sdcor_rejects_correlation_outside_unit_interval(sleep_fit):
     phi = sdcor_from_theta(sleep_fit.design, sleep_fit.theta, sleep_fit.sigma, "gaussian")
     phi[1] = 1.5
     assert theta_from_sdcor(sleep_fit.design, phi, "gaussian") is None
+
+
+def test_correlation_with_a_zero_sd_is_reported_undefined(sleep_fit):
+    params = variance_parameters(sleep_fit.design, "gaussian")
+    table = pd.DataFrame(
+        {
+            "parameter": [".sig01", ".sig02", ".sig03"],
+            "estimate": [20.0, 0.0, 0.0],
+            "ci_lower": [10.0, -0.2, 0.0],
+            "ci_upper": [30.0, 0.3, 2.0],
+        }
+    )
+    out = _undefined_correlations(table, params, np.array([20.0, 0.0, 0.0, 25.0]))
+    assert math.isnan(out.loc[1, "estimate"])
+    assert out.loc[1, ["ci_lower", "ci_upper"]].tolist() == [-1.0, 1.0]
+    assert out.loc[0, "estimate"] == 20.0
 
 
 # ------------------------------------------------------------------------------ bootstrap

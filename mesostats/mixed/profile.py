@@ -823,7 +823,7 @@ def profile_variance_components(
             "used: the fit had not fully converged; intervals are approximate. Refit and "
             "check the convergence messages."
         )
-    confint = pd.DataFrame(rows, columns=CONFINT_COLUMNS)
+    confint = _undefined_correlations(pd.DataFrame(rows, columns=CONFINT_COLUMNS), params, x_hat)
     curve_df = (
         pd.DataFrame(curve, columns=["parameter", "value", "zeta", "deviance"])
         .drop_duplicates(subset=["parameter", "value"])
@@ -831,6 +831,21 @@ def profile_variance_components(
         .reset_index(drop=True)
     )
     return VarianceProfile(confint, curve_df, crit, d_min, tuple(messages))
+
+
+def _undefined_correlations(
+    confint: pd.DataFrame, params: Sequence[VarianceParameter], phi: np.ndarray
+) -> pd.DataFrame:
+    """A correlation whose SDs include a 0 is undefined: estimate NaN, interval [−1, 1]."""
+    sd_of = {(p.term, p.row): phi[k] for k, p in enumerate(params) if p.kind == "sd"}
+    by_name = {p.name: p for p in params}
+    for i, name in enumerate(confint["parameter"]):
+        p = by_name.get(str(name))
+        if p is None or p.kind != "cor":
+            continue
+        if min(sd_of[(p.term, p.row)], sd_of[(p.term, p.col)]) <= 0.0:
+            confint.loc[i, ["estimate", "ci_lower", "ci_upper"]] = [math.nan, -1.0, 1.0]
+    return confint
 
 
 def _refit_theta_start(results: MixedResults, reml: bool, scale: str) -> np.ndarray:
@@ -1068,8 +1083,11 @@ def bootstrap_variance_components(
                 "method": method,
             }
         )
+    table = pd.DataFrame(rows, columns=CONFINT_COLUMNS)
+    undefined = _undefined_correlations(table.copy(), params, est)
+    table["estimate"] = undefined["estimate"]
     return VarianceBootstrap(
-        confint=pd.DataFrame(rows, columns=CONFINT_COLUMNS),
+        confint=table,
         replicates=replicates,
         theta=theta,
         sigma=sigma,
