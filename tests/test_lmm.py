@@ -111,6 +111,98 @@ class TestPastesNestedMLMatchesLme4(CheckMixedFit):
         cls.res1 = ms.fit_lmm("strength ~ 1 + (1 | batch/cask)", load_csv("pastes.csv"), reml=False)
 
 
+def crossed_slopes_data(seed: int = 21, n_subj: int = 40, n_item: int = 12) -> pd.DataFrame:
+    """Crossed subjects × items with a random slope per item (written to CSV for R)."""
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subj), n_item)
+    item = np.tile(np.arange(n_item), n_subj)
+    x = np.round(rng.normal(size=subj.size), 3)
+    bs = rng.normal(0, 1.5, (n_subj, 1))
+    bi = rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 0.5]], n_item)
+    y = 2.0 + 0.7 * x + bs[subj, 0] + bi[item, 0] + bi[item, 1] * x + rng.normal(0, 0.8, subj.size)
+    return pd.DataFrame(
+        {"y": np.round(y, 6), "x": x, "subj": subj, "item": [f"i{k:02d}" for k in item]}
+    )
+
+
+def _crossed_slopes_reference(
+    loglik: float, fixef: list[float], se: list[float], df: list[float], sd: list[float]
+) -> dict[str, object]:
+    return {
+        "fixef": dict(zip(["Intercept", "x"], fixef, strict=True)),
+        "se": dict(zip(["Intercept", "x"], se, strict=True)),
+        "varcorr": [
+            ("subj", "Intercept", None, sd[0]),
+            ("item", "Intercept", None, sd[1]),
+            ("item", "x", None, sd[2]),
+            ("item", "Intercept", "x", sd[3]),
+            ("Residual", None, None, sd[4]),
+        ],
+        "loglik": loglik,
+        "df": dict(zip(["Intercept", "x"], df, strict=True)),
+        "p": {},
+        "ngroups": {"subj": 40, "item": 12},
+        "blups": None,
+    }
+
+
+class TestCrossedRandomSlopesREMLMatchesLme4(CheckMixedFit):
+    """R 4.2.2, lme4 1.1-31, lmerTest 3.1-3 on ``crossed_slopes_data()`` written to CSV::
+
+        d$subj <- factor(d$subj); d$item <- factor(d$item)
+        f <- lmerTest::lmer(y ~ x + (1 | subj) + (1 + x | item), d, control = tight)
+
+    (tight = nloptwrap with xtol/ftol 1e-14/1e-15). Exercises the Schur-complement path with
+    a two-column term in the dense block.
+    """
+
+    ref = _crossed_slopes_reference(
+        -687.837684624786,
+        [1.954328728654791, 0.578697795767545],
+        [0.341942832309884, 0.221921540223415],
+        [26.1345767719781, 11.0490808989189],
+        [
+            1.344851307730973,
+            0.918733575870786,
+            0.754546047598201,
+            0.312615370009069,
+            0.802136125595400,
+        ],
+    )
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm("y ~ x + (1 | subj) + (1 + x | item)", crossed_slopes_data())
+
+    def test_theta_matches_lme4(self) -> None:
+        lme4 = [1.676587383136163, 1.145358682341901, 0.294068156678149, 0.893524209070008]
+        assert_allclose(self.res1.theta, lme4, rtol=1e-5)
+
+
+class TestCrossedRandomSlopesMLMatchesLme4(CheckMixedFit):
+    """As above with ``REML = FALSE``."""
+
+    ref = _crossed_slopes_reference(
+        -687.037050328345,
+        [1.954399929663184, 0.578556298778941],
+        [0.335534848450640, 0.212502937102177],
+        [28.4649270407573, 12.0581849563180],
+        [
+            1.337251115553568,
+            0.893360143135642,
+            0.721279680584426,
+            0.308342901704917,
+            0.802147732028196,
+        ],
+    )
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm(
+            "y ~ x + (1 | subj) + (1 + x | item)", crossed_slopes_data(), reml=False
+        )
+
+
 # --------------------------------------------------------------------------- kernels
 def test_batched_kernels_match_numpy_linalg() -> None:
     rng = np.random.default_rng(1)
@@ -135,12 +227,14 @@ def test_batched_kernels_match_numpy_linalg() -> None:
         ("Reaction ~ Days + (Days || Subject)", "sleepstudy.csv", [0.8, 0.3]),
         ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin.csv", [1.2, 2.5]),
         ("strength ~ 1 + (1 | batch/cask)", "pastes.csv", [2.0, 0.7]),
+        ("y ~ x + (1 | subj) + (1 + x | item)", "crossed", [1.5, 1.1, -0.4, 0.7]),
     ],
 )
 def test_analytic_gradient_matches_finite_differences(
     formula: str, data: str, theta: list[float], reml: bool
 ) -> None:
-    problem = ProfiledDeviance(build_design(formula, load_csv(data)), reml=reml)
+    frame = crossed_slopes_data() if data == "crossed" else load_csv(data)
+    problem = ProfiledDeviance(build_design(formula, frame), reml=reml)
     th = np.asarray(theta)
     _, grad = problem.value_and_gradient(th)
     h = 1e-6
