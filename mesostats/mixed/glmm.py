@@ -227,13 +227,14 @@ class _CachedObjective:
 
 
 def _held(x: FloatArray, g: FloatArray | None, lower: FloatArray, upper: FloatArray) -> np.ndarray:
-    """Coordinates held at a bound: at it, with the gradient pointing outside (or always
-    when ``g`` is None, or when the two bounds coincide)."""
+    """Coordinates held at a bound: at it, unless the gradient points inside by more than
+    rounding (1e-6; the gain from moving would be ~1e-12); always when ``g`` is None or when
+    the two bounds coincide."""
     at_lo = np.isfinite(lower) & (x <= lower)
     at_up = np.isfinite(upper) & (x >= upper)
     if g is None:
         return at_lo | at_up
-    return (at_lo & (g <= 0)) | (at_up & (g >= 0)) | (at_lo & at_up)
+    return (at_lo & (g <= 1e-6)) | (at_up & (g >= -1e-6)) | (at_lo & at_up)
 
 
 def _newton_polish(
