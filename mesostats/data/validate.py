@@ -104,6 +104,9 @@ class RawTable:
     typed_read : bool
         The reader parsed schema columns to their types (CSV fast path); problems are then
         reported with typed values, so the loader re-reads as text before raising.
+    key_codes : dict
+        Column name → (integer codes, distinct values as a pyarrow array) for text key columns
+        the reader dictionary-encoded while parsing (-1 where missing).
     """
 
     frame: pd.DataFrame
@@ -113,6 +116,7 @@ class RawTable:
     column_sources: list[str] | None = None
     missing_applied: bool = False
     typed_read: bool = False
+    key_codes: dict[str, tuple[np.ndarray, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -443,6 +447,7 @@ def _report_cells(
 def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) -> CheckedTable:
     """Parse and check one table: columns, types, field constraints, primary key, rules."""
     frame = raw.frame
+    raw_n = len(frame)
     sources = raw.column_sources or [str(c) for c in frame.columns]
     names = [str(c) for c in frame.columns]
     first_position: dict[str, int] = {}
@@ -527,6 +532,10 @@ def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) 
                         positions=pos,
                     )
     checked = CheckedTable(name, schema, raw, typed, valid, missing, raw_columns, extra)
+    for key_name, (codes, uniques) in raw.key_codes.items():
+        if key_name in typed and schema.field(key_name).type == "string" and len(codes) == raw_n:
+            checked.codes[key_name] = (np.where(valid[key_name], codes, -1), len(uniques))
+            checked.uniques[key_name] = uniques
     _check_field_constraints(checked, log)
     _check_primary_key(checked, log)
     _check_rules(checked, log)
@@ -779,6 +788,15 @@ def _column_codes(table: CheckedTable, column: str) -> tuple[np.ndarray, int]:
     return table.codes[column]
 
 
+def _key_codes(table: CheckedTable, columns: Sequence[str]) -> np.ndarray:
+    """Cached composite codes of valid keys (-1 where any part is missing or invalid)."""
+    name = "\x00".join(columns)
+    if name not in table.codes:
+        codes = combine_codes([_column_codes(table, c) for c in columns])
+        table.codes[name] = (codes, -1)
+    return table.codes[name][0]
+
+
 def duplicated_codes(codes: np.ndarray) -> np.ndarray:
     """Rows whose code (>= 0) occurs more than once (all of them, like ``keep=False``)."""
     ok = codes >= 0
@@ -795,7 +813,7 @@ def _check_primary_key(table: CheckedTable, log: ProblemLog) -> None:
     key = list(table.schema.primary_key)
     if not key or any(k not in table.typed for k in key) or table.n == 0:
         return
-    codes = combine_codes([_column_codes(table, k) for k in key])
+    codes = _key_codes(table, key)
     dup = duplicated_codes(codes)
     if not dup.any():
         return
@@ -927,7 +945,7 @@ def _group_codes(table: CheckedTable, group_by: Sequence[str]) -> np.ndarray | N
         return None
     if not group_by:
         return np.zeros(table.n, dtype=np.int64)
-    return combine_codes([_column_codes(table, g) for g in group_by])
+    return _key_codes(table, list(group_by))
 
 
 def _rule_increasing_within(table: CheckedTable, rule: Mapping[str, Any], log: ProblemLog) -> None:
@@ -1094,6 +1112,11 @@ def _keys_found(
         own_codes[~table.valid[own_col]] = -1
         own_parts.append((own_codes, radix))
         ref_parts.append((ref_codes, radix))
+    span = int(np.prod([float(radix) for _, radix in ref_parts]))
+    if span < 2**62:
+        # No renumbering: both sides combine with the same radices, so the referenced
+        # table's (cached) composite codes can be compared with ours directly.
+        return codes_isin(combine_codes(own_parts), _key_codes(ref, ref_cols))
     n_own = table.n
     both = combine_codes(
         [
