@@ -53,9 +53,13 @@ class TestSleepstudyREMLMatchesLme4(CheckMixedFit):
         assert_allclose(self.res1.vcov.loc[ref.index, ref.columns], ref, rtol=2e-4)
 
     def test_conditional_covariance_of_first_subject(self) -> None:
-        # condCov_Intercept_Days = -21.4445 for every subject (balanced design)
+        # lme4 postVar: SDs 12.0708569505143, 2.30483902090028; covariance -21.4445035979414
         sd = self.res1.ranef_se["Subject"].iloc[0]
         assert_allclose(sd.to_numpy(), [12.0708569505143, 2.30483902090028], rtol=1e-4)
+        cov = self.res1.ranef_cov["Subject"]
+        assert cov.shape == (18, 2, 2)
+        assert_allclose(cov[0, 0, 1], -21.4445035979414, rtol=1e-3)
+        assert_allclose(np.sqrt(np.diagonal(cov, axis1=1, axis2=2)), self.res1.ranef_se["Subject"])
 
 
 class TestSleepstudyMLMatchesLme4(CheckMixedFit):

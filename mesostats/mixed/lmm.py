@@ -959,7 +959,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
     beta = problem.beta_ols + st.delta
     RXinv = scipy.linalg.solve_triangular(st.RX, np.eye(problem.p), lower=True)
     vcov = sigma**2 * (RXinv.T @ RXinv)
-    modes, mode_sds = _conditional_modes(problem, st, u0, ur, sigma)
+    modes, mode_sds, mode_covs = _conditional_modes(problem, st, u0, ur, sigma)
 
     singular_msgs = _singular_messages(design, theta, sigma)
     singular = bool(singular_msgs)
@@ -987,6 +987,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
         singular=singular,
         messages=messages,
         variance_parameter_cov=sat.varpar_cov,
+        ranef_cov=mode_covs,
         optimizer={
             "method": "L-BFGS-B (analytic gradient) + Newton polish",
             "n_evaluations": opt.n_evaluations,
@@ -1022,12 +1023,17 @@ def _conditional_modes(
     u0: np.ndarray,
     ur: np.ndarray | None,
     sigma: float,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Conditional modes b = Λu and conditional SDs (lme4 condVar) per design term."""
+) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, np.ndarray]]:
+    """Conditional modes b = Λu, conditional SDs and covariance blocks (lme4 condVar).
+
+    The conditional covariance of level g's effects is σ²·Λ (LLᵀ)⁻¹_gg Λᵀ (Bates et al.
+    2015, section 5.1; it ignores the uncertainty of β̂ and θ̂, as lme4's ``condVar``).
+    """
     design = problem.design
     blocks = problem.conditional_covariance_diag(st)
     modes: list[np.ndarray] = [np.zeros((t.n_levels, t.q)) for t in design.terms]
     sds: list[np.ndarray] = [np.zeros((t.n_levels, t.q)) for t in design.terms]
+    covs: dict[str, np.ndarray] = {}
     for k, f in enumerate(problem.factors):
         lam = st.lams[k]
         if k == 0:
@@ -1037,9 +1043,10 @@ def _conditional_modes(
             off = problem.rest_offsets[k - 1]
             u = ur[off : off + f.n_levels * f.q].reshape(f.n_levels, f.q).T
         b = lam @ u  # (q, G)
-        cov = sigma**2 * np.einsum("ia,abg,jb->ijg", lam, blocks[k], lam)
-        sd = np.sqrt(np.clip(np.einsum("iig->ig", cov), 0.0, None))
+        cov = sigma**2 * np.einsum("ia,abg,jb->gij", lam, blocks[k], lam)
+        sd = np.sqrt(np.clip(np.einsum("gii->ig", cov), 0.0, None))
+        covs[f.group] = cov
         for t_id, cols in zip(f.term_ids, f.term_cols, strict=True):
             modes[t_id] = b[cols].T.copy()
             sds[t_id] = sd[cols].T.copy()
-    return modes, sds
+    return modes, sds, covs

@@ -73,6 +73,9 @@ class MixedResults:
         (lme4's ``ranef``; for an LMM u is on the σ scale as in lme4).
     ranef_sd : sequence of arrays
         Per design term, ``(n_levels, q)`` conditional SDs (lme4's ``condVar``).
+    ranef_cov : mapping, optional
+        Per grouping factor, ``(n_levels, k, k)`` conditional covariance blocks, columns as in
+        ``ranef[group]`` (all terms of that group, in design order).
     converged, singular : bool
     messages : sequence of str
         Every warning issued during the fit (convergence, singularity), kept with the result.
@@ -103,6 +106,7 @@ class MixedResults:
         messages: Sequence[str] = (),
         variance_parameter_cov: np.ndarray | None = None,
         optimizer: Mapping[str, Any] | None = None,
+        ranef_cov: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         if family not in _LINKS:
             raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
@@ -145,6 +149,20 @@ class MixedResults:
             vp = np.array(variance_parameter_cov, dtype=float)
             vp.setflags(write=False)
         sets(self, "_varpar_cov", vp)
+        covs: dict[str, np.ndarray] | None = None
+        if ranef_cov is not None:
+            covs = {}
+            widths: dict[str, int] = {}
+            for term in design.terms:
+                widths[term.group] = widths.get(term.group, 0) + term.q
+            for group, arr in ranef_cov.items():
+                c = np.array(arr, dtype=float)
+                k = widths[group]
+                if c.shape != (design.ngroups[group], k, k):
+                    raise ValueError(f"ranef_cov[{group!r}] has shape {c.shape}")
+                c.setflags(write=False)
+                covs[group] = c
+        sets(self, "_ranef_cov", covs)
         eta_fixed = design.X @ beta + design.offset
         eta = eta_fixed.copy()
         for term, b in zip(design.terms, modes, strict=True):
@@ -181,6 +199,7 @@ class MixedResults:
     _mode_sds: tuple[np.ndarray, ...]
     _optimizer: dict[str, Any]
     _varpar_cov: np.ndarray | None
+    _ranef_cov: dict[str, np.ndarray] | None
     _eta_fixed: np.ndarray
     _eta: np.ndarray
     _fixed_effects: pd.DataFrame
@@ -336,6 +355,17 @@ class MixedResults:
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes (BLUPs) per grouping factor: index = level, columns = terms."""
         return self._per_group(self._modes)
+
+    @property
+    def ranef_cov(self) -> dict[str, np.ndarray] | None:
+        """Conditional covariance blocks per group (lme4's ``condVar``), or ``None``.
+
+        dict group → array (n_levels, k, k), rows/columns in the order of
+        ``ranef[group].columns``; ``None`` when the engine did not provide them.
+        """
+        if self._ranef_cov is None:
+            return None
+        return dict(self._ranef_cov)
 
     @property
     def ranef_se(self) -> dict[str, pd.DataFrame]:
