@@ -182,7 +182,16 @@ class ProblemLog:
         problems = pd.concat(self.chunks, ignore_index=True)
         order = {name: i for i, name in enumerate(self.table_order)}
         table_rank = problems["table"].map(order).fillna(len(order)).to_numpy(dtype=np.int64)
-        idx = np.lexsort((np.arange(len(problems)), problems["_pos"].to_numpy(), table_rank))
+        # Within a table: by row when rows are line numbers (files), else by position.
+        numeric_rows = pd.to_numeric(
+            pd.Series([r if type(r) is int else None for r in problems["row"]], dtype=object),
+            errors="coerce",
+        ).to_numpy(dtype="float64", na_value=np.nan)
+        by_row = bool(np.isfinite(numeric_rows[problems["_pos"].to_numpy() >= 0]).all())
+        within = np.where(
+            np.isfinite(numeric_rows) & by_row, numeric_rows, problems["_pos"].to_numpy()
+        )
+        idx = np.lexsort((np.arange(len(problems)), within, table_rank))
         out = problems.iloc[idx][PROBLEM_COLUMNS].reset_index(drop=True)
         return out.astype(object)
 
