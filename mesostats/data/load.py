@@ -245,7 +245,7 @@ def _decode_problems(
     return text.encode("utf-8")
 
 
-def _record_layout(data: bytes, delimiter: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def _record_layout(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Start offset, end offset and first line number of every non-empty CSV record.
 
     A newline ends a record only outside double quotes (even number of quote characters
@@ -268,7 +268,6 @@ def _record_layout(data: bytes, delimiter: str) -> tuple[np.ndarray, np.ndarray,
     one = length == 1
     carriage[one] = arr[starts[one]] == 13
     keep = (length > 0) & ~carriage
-    del delimiter
     return starts[keep], ends[keep], lines[keep], has_quotes
 
 
@@ -451,7 +450,7 @@ def _parse_csv(
         has_quotes = False
         starts = ends = lines = np.empty(0, dtype=np.int64)
     else:
-        starts, ends, lines, has_quotes = _record_layout(data, delimiter)
+        starts, ends, lines, has_quotes = _record_layout(data)
         if has_quotes:
             _report_unterminated_quote(data, table, origin, log)
         if len(starts) == 0:
