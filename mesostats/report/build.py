@@ -291,10 +291,17 @@ def _table(
 # --------------------------------------------------------------------------------------------
 
 
-def png_data_uri(figure: Any) -> str:
-    """A matplotlib figure as a ``data:image/png;base64,…`` URI (PNG at :data:`FIGURE_DPI`)."""
+def png_data_uri(figure: Any, *, tight: bool = False) -> str:
+    """A matplotlib figure as a ``data:image/png;base64,…`` URI (PNG at :data:`FIGURE_DPI`;
+    ``tight`` crops to the drawn area, for figures not laid out by matplotlib)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+    figure.savefig(
+        buffer,
+        format="png",
+        dpi=FIGURE_DPI,
+        metadata={"Software": None},
+        bbox_inches="tight" if tight else None,
+    )
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -533,20 +540,35 @@ def _data_section(study: Study, outcome: str, log: MessageLog) -> dict[str, Any]
     }
 
 
+def _facets(draw: Callable[[], Any]) -> str:
+    """Render a figure-level plot (a seaborn grid made through pyplot), then close it."""
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    try:
+        grid = draw()
+        return png_data_uri(grid.figure, tight=True)
+    finally:
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+
+
 def _spaghetti(study: Study, outcome: str, log: MessageLog) -> Figure | Failure:
-    def draw(ax: Axes) -> Any:
+    def draw() -> Any:
         from mesostats import plots
 
-        return plots.spaghetti(study, outcome, ax=ax)
+        return plots.spaghetti(study, outcome, col_wrap=4, height=2.4)
 
-    return _figure(
-        log,
-        "Figure of individual trajectories",
-        draw,
-        size=(9.0, 4.0),
-        alt=f"{outcome} over time, one line per person, by cocktail",
-        caption=f"Each thin line is one person's {outcome} over the study weeks, coloured by "
-        "the cocktail received; thick lines are the cocktail means.",
+    what = "Figure of individual trajectories"
+    uri, failure = _attempt(log, what, lambda: _facets(draw))
+    if uri is None:
+        return failure or Failure(what, "no figure was drawn")
+    return Figure(
+        uri=uri,
+        alt=f"{outcome} over time, one line per person, one panel per cocktail",
+        caption=f"Each thin line is one person's {outcome} over the study weeks, one panel per "
+        "cocktail; the thick line is the cocktail's mean at each visit.",
+        width=1100,
     )
 
 
@@ -641,8 +663,9 @@ def _component_label(group: str, var1: Any, var2: Any, kind: str, family: str) -
         return "Visit-to-visit noise (residual SD)"
     if kind == "cor":
         return f"{who}: correlation of {_term_words(var1)} and {_term_words(var2)}"
-    scale = " (log-odds)" if family == "binomial" else ""
-    return f"{who}: SD of {_term_words(var1)}{scale}"
+    if family == "binomial" and var1 == "Intercept":
+        return f"{who}: SD of proneness to the event (log-odds scale)"
+    return f"{who}: SD of {_term_words(var1)}"
 
 
 def _term_words(term: str) -> str:
@@ -875,7 +898,7 @@ def _side_effect_section(
                 log,
                 "Figure of side-effect rates",
                 draw,
-                size=(8.0, 3.6),
+                size=(8.0, 3.0),
                 alt="Per-session side-effect rates by ingredient and cocktail with 95 % CIs",
                 caption="Share of assessed injection sessions with a side effect, with exact "
                 "95 % confidence intervals.",
@@ -932,7 +955,7 @@ def _prediction_table(pi: pd.DataFrame, outcome: str) -> Table:
             interval(r.ci_lower, r.ci_upper),
             interval(r.pi_lower, r.pi_upper),
         )
-        for r in pi.itertuples(index=False)
+        for r in pi.sort_values("cocktail").itertuples(index=False)
     ]
     return _table(
         [
@@ -952,7 +975,7 @@ def _prediction_table(pi: pd.DataFrame, outcome: str) -> Table:
 def _responder_table(resp: pd.DataFrame) -> Table:
     rows = [
         (str(r.cocktail), percent(r.share, 0), percent_range(r.ci_lower, r.ci_upper, 0))
-        for r in resp.itertuples(index=False)
+        for r in resp.sort_values("cocktail").itertuples(index=False)
     ]
     return _table(
         ["Cocktail", "Expected share of responders", "95 % CI"],
@@ -1049,7 +1072,7 @@ def _regrowth_variation(
             log,
             "Caterpillar plot",
             caterpillar,
-            size=(8.0, max(3.5, min(12.0, 0.05 * n_people + 2.0))),
+            size=(8.0, max(3.5, min(7.0, 0.03 * n_people + 2.0))),
             alt="Each person's estimated change with its 95 % interval, sorted",
             caption=f"Each person's own estimated change in {outcome} by week {week:g}, "
             "sorted, with its 95 % interval. Intervals that lie wholly above 0 are people who "
@@ -1080,7 +1103,7 @@ def _side_effect_variation(var: Any, log: MessageLog) -> dict[str, Any]:
                 percent(r.marginal_probability),
                 percent_range(r.pi_lower, r.pi_upper),
             )
-            for r in pi.itertuples(index=False)
+            for r in pi.sort_values("cocktail").itertuples(index=False)
         ]
     return {
         "components": components_table(
@@ -1103,6 +1126,69 @@ def _side_effect_variation(var: Any, log: MessageLog) -> dict[str, Any]:
         if pi is not None
         else pi_fail,
         "notes": list(var.notes),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# At a glance
+# --------------------------------------------------------------------------------------------
+
+
+def _glance(
+    study: Study, regrowth: Any, side: Any, reg_var: Any, se_var: Any, outcome: str
+) -> dict[str, Any]:
+    """One table (ingredient → regrowth effect, odds ratio) and a few plain sentences."""
+    unit = unit_of(outcome) or f"{outcome} units"
+    growth: dict[str, str] = {}
+    if regrowth is not None:
+        for r in regrowth.ingredient_effects.to_dict("records"):
+            growth[r["ingredient"]] = (
+                f"{signed(r['effect'])} ({interval(r['ci_lower'], r['ci_upper'])})"
+            )
+    odds: dict[str, str] = {}
+    if side is not None:
+        for r in side.ingredient_effects.to_dict("records"):
+            odds[r["ingredient"]] = (
+                f"{num(r['odds_ratio'])} ({interval(r['ci_lower'], r['ci_upper'])})"
+            )
+    missing_growth = "not estimated" if regrowth is not None else "model not fitted"
+    missing_odds = "not estimated" if side is not None else "model not fitted"
+    rows = [
+        (ing, growth.get(ing, missing_growth), odds.get(ing, missing_odds))
+        for ing in study.ingredients
+    ]
+    sentences = []
+    if reg_var is not None:
+        slope = reg_var.components
+        hit = slope[(slope["kind"] == "sd") & (slope["var1"] == "week")]
+        if len(hit):
+            h = hit.iloc[0]
+            sentences.append(
+                f"People differ in how fast {outcome} changes: between-person SD "
+                f"{num(h['estimate'])} {unit} per week (95 % CI "
+                f"{interval(h['ci_lower'], h['ci_upper'])}), so one new person's result can "
+                "lie far from the average (section 4)."
+            )
+    if se_var is not None and se_var.median_odds_ratio is not None:
+        mor = se_var.median_odds_ratio
+        sentences.append(
+            f"People differ in proneness to side effects: median odds ratio {num(mor.estimate)} "
+            f"(95 % CI {interval(mor.ci_lower, mor.ci_upper)}) between two people on the same "
+            "cocktail."
+        )
+    return {
+        "table": _table(
+            [
+                "Ingredient",
+                f"Regrowth: extra change per week, {unit} (95 % CI)",
+                "Side effects: odds ratio (95 % CI)",
+            ],
+            rows,
+            caption="Each ingredient's effect on regrowth (above 0: faster regrowth) and on the "
+            "odds of a side effect at a session (above 1: more side effects).",
+            numeric=[False, True, True],
+        ),
+        "sentences": sentences,
     }
 
 
@@ -1283,6 +1369,7 @@ def render_report(
             regrowth, reg_var, reg_var_fail, side, se_var, se_var_fail, outcome, threshold, log
         ),
         "methods": _methods_section(fits),
+        "glance": _glance(study, regrowth, side, reg_var, se_var, outcome),
     }
     context["messages"] = log.items
     env = jinja2.Environment(
