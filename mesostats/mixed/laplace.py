@@ -352,16 +352,23 @@ class GeneralLaplace:
         """A u (n,)."""
         return np.asarray(np.einsum("nr,nr->n", vals, u[self.data.cols]))
 
-    def _penalised(self, eta: FloatArray, u: FloatArray) -> float:
-        """Σℓ_i − ‖u‖²/2 without the normalising constant."""
+    def _penalised(self, eta: FloatArray, u: FloatArray) -> FloatArray:
+        """Σℓ_i − ‖u‖²/2 without the normalising constant: per level of the grouping factor
+        when there is only one (the problem separates), else a single total."""
         d = self.data
-        return float(np.sum(d.weights * (d.y * eta - d.family.cumulant(eta))) - 0.5 * u @ u)
+        rows = d.weights * (d.y * eta - d.family.cumulant(eta))
+        if d.n_rest == 0:
+            per = np.bincount(d.codes[0], weights=rows, minlength=d.n_levels[0])
+            return np.asarray(per - 0.5 * np.sum(u.reshape(d.n_levels[0], d.q1) ** 2, axis=1))
+        return np.array([float(np.sum(rows) - 0.5 * u @ u)])
 
     def conditional_modes(
         self, beta: FloatArray, theta: FloatArray, tol: float = 1e-9, max_iter: int = 200
     ) -> tuple[FloatArray, int, bool]:
         """Maximise Σℓ_i(η) − ‖u‖²/2 over u by Newton with step halving (warm start).
 
+        With one grouping factor the problem separates by level and each level's step is
+        halved on its own penalised log-likelihood; with several the whole step is halved.
         Once the largest Newton step is below ``tol`` it is applied and the iteration stops
         (quadratic convergence: the modes are then accurate to O(tol²)).
         """
@@ -373,6 +380,7 @@ class GeneralLaplace:
             u = np.zeros(d.n_re)
         eta = eta_fixed + self._a(vals, u)
         f = self._penalised(eta, u)
+        per_level = d.n_rest == 0
         for it in range(1, max_iter + 1):
             mu = d.family.mean(eta)
             w = d.weights * d.family.variance_and_slope(mu)[0]
@@ -381,14 +389,15 @@ class GeneralLaplace:
             if np.max(np.abs(step)) < tol:
                 self._u = u + step
                 return self._u, it, True
-            t = 1.0
+            lam = np.ones(len(f))
             for _ in range(50):
-                u_new = u + t * step
+                u_new = u + (np.repeat(lam, d.q1) if per_level else lam[0]) * step
                 eta_new = eta_fixed + self._a(vals, u_new)
                 f_new = self._penalised(eta_new, u_new)
-                if f_new >= f - 1e-12 * abs(f):
+                worse = f_new < f - 1e-12 * np.abs(f)
+                if not np.any(worse):
                     break
-                t *= 0.5
+                lam = np.where(worse, 0.5 * lam, lam)
             u, eta, f = u_new, eta_new, f_new
         self._u = u
         return u, max_iter, False
