@@ -7,7 +7,9 @@
 ##             default            lme4::lmer with lme4's defaults (the fair comparison)
 ##             calc_derivs_false  lmerControl(calc.derivs = FALSE): the fastest lme4 setting
 ##                                (skips the finite-difference gradient/Hessian check)
-##             tight              nloptwrap run to xtol_abs 1e-10 / ftol_abs 1e-12: not a speed
+##             tight              nloptwrap run to xtol_abs/xtol_rel 1e-10/1e-12 and ftol_abs/
+##                                ftol_rel 1e-12/1e-14 (nloptr's default xtol_rel = 1e-4 can stop
+##                                BOBYQA early, whatever xtol_abs says): not a speed
 ##                                setting but the reference optimum for the logLik comparison
 ##             lmertest           summary(lmerTest::lmer(...)): a fit that also yields
 ##                                Satterthwaite df, as mesostats' fit_lmm does
@@ -45,7 +47,8 @@ fitters <- list(
   calc_derivs_false = function(data) lmer(form, data = data, REML = TRUE,
                                           control = lmerControl(calc.derivs = FALSE)),
   tight = function(data) lmer(form, data = data, REML = TRUE, control = lmerControl(
-    optCtrl = list(xtol_abs = 1e-10, ftol_abs = 1e-12, maxeval = 1e5))),
+    optCtrl = list(xtol_abs = 1e-10, ftol_abs = 1e-12, xtol_rel = 1e-12, ftol_rel = 1e-14,
+                   maxeval = 1e5))),
   lmertest = function(data) {
     fit <- lmerTest::lmer(form, data = data, REML = TRUE)
     attr(fit, "summary") <- summary(fit)
