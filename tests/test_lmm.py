@@ -11,6 +11,7 @@ ref_more.R (Penicillin, Pastes):
 from __future__ import annotations
 
 import warnings
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -204,6 +205,69 @@ class TestCrossedRandomSlopesMLMatchesLme4(CheckMixedFit):
     def setup_class(cls) -> None:
         cls.res1 = ms.fit_lmm(
             "y ~ x + (1 | subj) + (1 + x | item)", crossed_slopes_data(), reml=False
+        )
+
+
+def three_effects_data(seed: int = 31, n_groups: int = 25, n_obs: int = 8) -> pd.DataFrame:
+    """One grouping factor with three correlated random effects (written to CSV for R)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), n_obs)
+    t = np.tile(np.arange(n_obs, dtype=float), n_groups)
+    z = np.round(rng.normal(size=g.size), 3)
+    cov = np.array([[4.0, 0.5, 0.3], [0.5, 0.5, 0.1], [0.3, 0.1, 1.0]])
+    b = rng.multivariate_normal(np.zeros(3), cov, n_groups)
+    y = 5 + 0.8 * t - 0.5 * z + b[g, 0] + b[g, 1] * t + b[g, 2] * z + rng.normal(0, 1.0, g.size)
+    return pd.DataFrame({"y": np.round(y, 6), "t": t, "z": z, "g": g})
+
+
+class TestThreeRandomEffectsREMLMatchesLme4(CheckMixedFit):
+    """R 4.2.2, lme4 1.1-31, lmerTest 3.1-3 on ``three_effects_data()`` written to CSV::
+
+    d$g <- factor(d$g)
+    f <- lmerTest::lmer(y ~ t + z + (1 + t + z | g), d, control = tight)
+    """
+
+    ref: ClassVar[dict[str, Any]] = {
+        "fixef": {"Intercept": 5.056054542804541, "t": 0.588479165938015, "z": -0.844068862382936},
+        "se": {"Intercept": 0.417398999445108, "t": 0.120627198302856, "z": 0.201383863978465},
+        "varcorr": [
+            ("g", "Intercept", None, 1.9561443701691921),
+            ("g", "t", None, 0.5776681183404012),
+            ("g", "z", None, 0.8691203488670709),
+            ("g", "Intercept", "t", 0.3013880268706678),
+            ("g", "Intercept", "z", -0.0903677538906672),
+            ("g", "t", "z", -0.1433937423516629),
+            ("Residual", None, None, 1.0640358674538890),
+        ],
+        "loglik": -389.204082367366,
+        "df": {"Intercept": 23.8604754971862, "t": 23.9860925601982, "z": 22.2355087380619},
+        "p": {},
+        "ngroups": {"g": 25},
+        "blups": None,
+    }
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.res1 = ms.fit_lmm("y ~ t + z + (1 + t + z | g)", three_effects_data())
+
+    def test_theta_matches_lme4(self) -> None:
+        lme4 = [
+            1.8384195777629304,
+            0.1636244225387917,
+            -0.0738137277042439,
+            0.5176587356150189,
+            -0.0995064650344881,
+            0.8073639669390263,
+        ]
+        assert_allclose(self.res1.theta, lme4, rtol=1e-5, atol=1e-7)
+
+    def test_ml_loglik_matches_lme4(self) -> None:
+        ml = ms.fit_lmm("y ~ t + z + (1 + t + z | g)", three_effects_data(), reml=False)
+        assert abs(ml.loglik - (-387.311338868394)) <= 1e-6
+        assert_allclose(
+            ml.fixed_effects["df"],
+            [24.8428092217104, 24.9836730234076, 23.0630868939769],
+            rtol=1e-3,
         )
 
 
