@@ -98,6 +98,15 @@ def test_sleepstudy_profile_matches_lme4_default_grid(sleep_ml_profile, ref):
         assert_allclose(ours[name], [lo, hi], rtol=1e-3, err_msg=name)
 
 
+def test_sleepstudy_uncorrelated_ml_profile_matches_lme4(sleepstudy, ref):
+    """R: fu <- lmer(Reaction ~ Days + (Days || Subject), sleepstudy);
+    confint(profile(fu, which = "theta_", delta.cutoff = 1/64)) — two scalar terms."""
+    fit = ms.fit_lmm("Reaction ~ Days + (Days || Subject)", sleepstudy)
+    ours = _bounds(profile_variance_components(fit, criterion="ML").confint)
+    for name, (lo, hi) in ref["sleepstudy_uncorrelated"]["fine"].items():
+        assert_allclose(ours[name], [lo, hi], rtol=1e-4, err_msg=name)
+
+
 def test_cbpp_laplace_profile_matches_lme4_confint(cbpp_fit, ref):
     """R: gm <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp,
     family = binomial); confint(profile(gm, which = "theta_", delta.cutoff = 1/64)).

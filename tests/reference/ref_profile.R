@@ -25,6 +25,9 @@ sig_parms <- c(".sig01", ".sig02", ".sig03", ".sigma")
 ci_default <- confint(fm, parm = "theta_", method = "profile", oldNames = TRUE)
 ci_fine <- confint(profile(fm, which = "theta_", delta.cutoff = 1 / 64, signames = TRUE))
 vc_ml <- as.data.frame(VarCorr(fm_ml))
+# uncorrelated random intercept and slope: (Days || Subject)
+fu <- lmer(Reaction ~ Days + (Days || Subject), sleep, REML = TRUE)
+uci_fine <- confint(profile(fu, which = "theta_", delta.cutoff = 1 / 64, signames = TRUE))
 
 # cbpp: binomial GLMM, Laplace
 cbpp <- read.csv("cbpp.csv")
@@ -57,6 +60,12 @@ out <- list(
     ),
     default = ci_list(ci_default, sig_parms),
     fine = ci_list(ci_fine, sig_parms)
+  ),
+  sleepstudy_uncorrelated = list(
+    formula = "Reaction ~ Days + (Days || Subject)",
+    fit = "REML (profile on the ML deviance, as lme4)",
+    note = ".sig01 = SD(Intercept), .sig02 = SD(Days) (two scalar terms)",
+    fine = ci_list(uci_fine, c(".sig01", ".sig02", ".sigma"))
   ),
   cbpp = list(
     formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
