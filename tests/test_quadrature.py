@@ -279,3 +279,14 @@ def test_modes_stay_finite_for_groups_with_all_zero_or_all_one_outcomes():
         assert ev.converged
         assert np.all(np.isfinite(ev.u))
         assert ev.u[0] < 0 < ev.u[1]
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+def test_stacked_block_inverse_and_logdet_match_numpy(q):
+    from mesostats.mixed.laplace import _stacked_inverse_logdet
+
+    a = np.random.default_rng(q).normal(size=(7, q, q))
+    h = a @ a.transpose(0, 2, 1) + np.eye(q)
+    inv, logdet = _stacked_inverse_logdet(h)
+    assert_allclose(inv, np.linalg.inv(h), rtol=1e-12, atol=1e-14)
+    assert_allclose(logdet, np.sum(np.linalg.slogdet(h)[1]), rtol=1e-13)
