@@ -164,3 +164,28 @@ def test_compare_other_refusals(ml_fits: dict[str, MixedResults], sleep: pd.Data
         ms.compare(ml_fits["null"], ml_fits["intercept"])
     with pytest.raises(ModelSpecError, match="same number of parameters"):
         ms.compare(other, ml_fits["null"])
+
+
+def test_compare_refuses_different_families() -> None:
+    cbpp = load_csv("cbpp.csv").astype({"period": str})
+    lmm = ms.fit_lmm("size ~ period + (1 | herd)", cbpp, reml=False)
+    design = build_design(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    )
+    glmm = MixedResults(
+        design,
+        family="binomial",
+        method="Laplace",
+        beta=np.zeros(4),
+        vcov=np.eye(4),
+        theta=[0.6],
+        sigma=1.0,
+        loglik=-100.0,
+        df=np.inf,
+        ranef=[np.zeros((15, 1))],
+        ranef_sd=[np.ones((15, 1))],
+        converged=True,
+        singular=False,
+    )
+    with pytest.raises(ModelSpecError, match="Cannot compare a gaussian fit with a binomial fit"):
+        ms.compare(lmm, glmm)

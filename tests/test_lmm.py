@@ -25,7 +25,7 @@ from mixed_checks import (
 from numpy.testing import assert_allclose
 
 import mesostats as ms
-from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
+from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
 from mesostats.mixed.design import build_design
 from mesostats.mixed.lmm import (
     ProfiledDeviance,
@@ -525,3 +525,13 @@ def test_wald_intervals_cover_truth_about_95_percent() -> None:
             hits.append(fe.loc[name, "ci_lower"] <= value <= fe.loc[name, "ci_upper"])
     coverage = float(np.mean(hits))
     assert 0.93 <= coverage <= 0.97, coverage
+
+
+def test_two_large_grouping_factors_are_refused_with_advice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mesostats.mixed.lmm as lmm
+
+    monkeypatch.setattr(lmm, "_MAX_REST_ELEMENTS", 1000)
+    with pytest.raises(ModelSpecError, match=r"are all large \(120, 25 levels\)"):
+        ms.fit_lmm("y ~ x + (1 | subj) + (1 | item)", _crossed(3))
