@@ -53,6 +53,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -281,19 +282,24 @@ def isin_values(series: pd.Series, values: Any) -> np.ndarray:
     if is_arrow_text(series):
         arr = arrow_array(series)
         if isinstance(values, pd.Series) and is_arrow_text(values):
-            lookup = arrow_array(values.dropna())
+            lookup = arrow_array(values.dropna()).cast(arr.type)
         else:
-            lookup = pa.array([str(v) for v in pd.Series(values, dtype=object).dropna()])
-        lookup = lookup.cast(arr.type)
+            lookup = _constant_lookup(tuple(str(v) for v in values if v is not None), arr.type)
         found = pc.is_in(arr, value_set=lookup)
         return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
     return np.asarray(series.isin(list(values)).to_numpy(dtype=bool), dtype=bool)
 
 
+@lru_cache(maxsize=256)
+def _constant_lookup(values: tuple[str, ...], arrow_type: pa.DataType) -> pa.Array:
+    """pyarrow array of a fixed list of strings (enums, missing-value tokens), built once."""
+    return pa.array(values, type=arrow_type)
+
+
 def _missing_mask(text: pd.Series, missing_values: Sequence[str]) -> np.ndarray:
     mask = text.isna().to_numpy(dtype=bool, copy=True)
     if missing_values:
-        mask |= isin_values(text, list(missing_values))
+        mask |= isin_values(text, tuple(missing_values))
     return mask
 
 
