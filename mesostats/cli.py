@@ -638,6 +638,10 @@ def run_fit(args: argparse.Namespace) -> int:
         found.append(("VariabilityError", f"varied results could not be computed: {var_error}"))
     for category, message in found:
         _emit(f"{PROG}: warning: [{category}] {message}", sys.stderr)
+    shown = {message for _, message in found}
+    for message in results.model.messages:
+        if message not in shown:
+            _emit(f"{PROG}: message from the fit: {message}", sys.stderr)
     excluded = _exclusions_for(study, results, side_effects)
     if args.json:
         payload = _fit_payload(args, study, results, var, var_error, found, excluded)
