@@ -525,14 +525,14 @@ def _minimise(
     ]
     best_z = np.zeros(int(free.sum()))
     best_f = fun(best_z)[0]
-    for _ in range(3):  # restart from the optimum until it stops improving
+    for _ in range(2):  # restart once from the optimum if it still improved
         res = optimize.minimize(
             fun,
             best_z,
             jac=True,
             method="L-BFGS-B",
             bounds=bounds,
-            options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-9, "maxcor": 30},
+            options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-7, "maxcor": 30},
         )
         f = float(res.fun)
         improved = best_f - f
@@ -627,7 +627,7 @@ class _Profiler:
         fb = f(b)
         if fa * fb > 0:  # non-monotone profile: fall back to the grid point
             return b
-        tol = 1e-7 * max(abs(a), abs(b), float(self.obj.scale[k]))
+        tol = 1e-6 * max(abs(a), abs(b), float(self.obj.scale[k]))
         return float(optimize.brentq(f, a, b, xtol=tol, rtol=1e-10, maxiter=100))
 
 
