@@ -1323,6 +1323,11 @@ def variability(
             f"({ctx.shift:.4g}); the between-person range adds the random intercept and slope "
             "(with their covariance) and any site variation."
         )
+    if ctx.kind == "regrowth" and getattr(results, "design", "indicator") == "dose":
+        notes.append(
+            "Dose design: a new person is taken to receive 1 mL of the cocktail per session "
+            "(exposure = concentration), so predictions are per 1 mL session volume."
+        )
     components = components[CONFINT_COLUMNS].reset_index(drop=True)
     return Variability(
         ctx,
