@@ -241,3 +241,14 @@ def test_study_is_frozen_and_replace_sets_truth(valid_tables: Tables) -> None:
     assert simulated.truth == {"slope": 1.5} and study.truth is None
     assert simulated.sessions is study.sessions
     assert_allclose(simulated.outcome_table()["chg"], study.outcome_table()["chg"])
+
+
+def test_event_counts_follow_replaced_tables(valid_tables: Tables) -> None:
+    """The cached session of each event is only used for the tables it was computed for."""
+    study = load_study(valid_tables)
+    fewer = study.adverse_events.iloc[[0, 3]]
+    replaced = dataclasses.replace(study, adverse_events=fewer)
+    keyed = replaced.event_table().set_index(["subject_id", "visit"])
+    assert keyed.loc[("S01", 2), "events"] == 1 and keyed.loc[("S04", 3), "events"] == 1
+    assert int(keyed["events"].sum()) == 2
+    assert int(study.event_table()["events"].sum()) == 4

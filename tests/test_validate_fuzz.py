@@ -91,6 +91,7 @@ class Mutated:
     dropped: set[tuple[str, str]] = field(default_factory=set)
     unreadable: set[str] = field(default_factory=set)
     encodings: dict[str, str] = field(default_factory=dict)
+    uncertain: bool = False
 
     def free_row(self, data: st.DataObject, table: str) -> int | None:
         frame = self.tables[table]
@@ -111,7 +112,12 @@ class Mutated:
         return True
 
     def forget(self, table: str, column: str | None = None) -> None:
-        """Drop expectations that a table-level or column-level mutation invalidates."""
+        """Drop expectations that a table-level or column-level mutation may invalidate.
+
+        Foreign-key expectations are dropped conservatively, so afterwards an error may be
+        raised although nothing is expected any more (``uncertain``).
+        """
+        before = len(self.expected)
         self.expected = {
             e
             for e in self.expected
@@ -120,6 +126,7 @@ class Mutated:
                 or e[3] == "foreign_key"
             )
         }
+        self.uncertain |= len(self.expected) < before
 
 
 def mutate(data: st.DataObject, m: Mutated, for_files: bool) -> None:
@@ -311,7 +318,8 @@ def test_mutated_tables_raise_validation_error_listing_every_injected_problem(
     event("expected problems" if expected else "valid after mutation")
     event(f"mode: {'files' if for_files else 'DataFrames'}")
     if not expected:
-        assert not isinstance(outcome, ValidationError), str(outcome)[:2000]
+        if not m.uncertain:
+            assert not isinstance(outcome, ValidationError), str(outcome)[:2000]
         return
     assert isinstance(outcome, ValidationError), f"no error; expected {sorted(map(str, expected))}"
     found = reported(outcome, for_files)

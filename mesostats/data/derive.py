@@ -33,6 +33,7 @@ __all__ = [
     "change_from_baseline",
     "event_counts",
     "ingredient_design",
+    "matching_rows",
     "study_week",
 ]
 
@@ -210,3 +211,23 @@ def event_counts(
     out = counts[compact[:n_sessions]]
     out[session_codes < 0] = 0
     return np.asarray(out, dtype=np.int64)
+
+
+def matching_rows(left_keys: Sequence[pd.Series], right_keys: Sequence[pd.Series]) -> np.ndarray:
+    """Position of the ``right`` row whose key equals each ``left`` row's key (-1 if none).
+
+    ``right`` keys must be unique (a primary key); e.g. the session of each adverse event.
+    """
+    n_left = len(left_keys[0])
+    if n_left == 0 or len(right_keys[0]) == 0:
+        return np.full(n_left, -1, dtype=np.int64)
+    left_codes, right_codes = joint_key_codes(left_keys, right_keys)
+    compact, _ = pd.factorize(np.concatenate([right_codes, left_codes]))
+    compact = np.asarray(compact, dtype=np.int64)
+    n_right = len(right_codes)
+    where = np.full(int(compact.max()) + 1, -1, dtype=np.int64)
+    valid = right_codes >= 0
+    where[compact[:n_right][valid]] = np.flatnonzero(valid)
+    out = where[compact[n_right:]]
+    out[left_codes < 0] = -1
+    return out

@@ -1188,19 +1188,25 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
     else:
         study_schema = load_schema(Path(schema))
     tables, read_problems, description = read_tables(source, study_schema, typed=True)
+    links: dict[tuple[str, str], np.ndarray] = {}
     try:
-        typed = _validate(tables, read_problems, study_schema)
+        typed = _validate(tables, read_problems, study_schema, links)
     except ValidationError:
         if not any(raw.typed_read for raw in tables.values()):
             raise
         # Report raw text values: read the CSV files again with every column as text.
         tables, read_problems, description = read_tables(source, study_schema, typed=False)
-        typed = _validate(tables, read_problems, study_schema)
-    return Study.from_tables(typed, study_schema, source=description)
+        typed = _validate(tables, read_problems, study_schema, links)
+    return Study.from_tables(typed, study_schema, source=description, links=links)
 
 
 def _validate(
-    tables: Mapping[str, RawTable], read_problems: pd.DataFrame, schema: StudySchema
+    tables: Mapping[str, RawTable],
+    read_problems: pd.DataFrame,
+    schema: StudySchema,
+    links: dict[tuple[str, str], np.ndarray],
 ) -> dict[str, pd.DataFrame]:
     absent = set(read_problems["table"]) if len(read_problems) else set()
-    return validate_tables(tables, schema, read_problems=read_problems, absent_tables=absent)
+    return validate_tables(
+        tables, schema, read_problems=read_problems, absent_tables=absent, links=links
+    )

@@ -65,6 +65,10 @@ class Study:
     ingredients: list[str] = field(default_factory=list)
     source: str = ""
     truth: dict[str, Any] | None = None
+    # Session row of each adverse event, from the validator's key codes; trusted only while
+    # the two tables are the very objects it was computed for (see _event_session_rows).
+    _event_sessions: np.ndarray | None = field(default=None, repr=False)
+    _event_sessions_for: tuple[int, int] = field(default=(0, 0), repr=False)
 
     @property
     def outcomes(self) -> tuple[str, ...]:
@@ -93,18 +97,27 @@ class Study:
         schema: StudySchema,
         *,
         source: str = "",
+        links: Mapping[tuple[str, str], np.ndarray] | None = None,
     ) -> Study:
-        """Build a Study from validated, typed tables (see :func:`mesostats.load_study`)."""
+        """Build a Study from validated, typed tables (see :func:`mesostats.load_study`).
+
+        ``links`` may hold the session row of every adverse event
+        (``("adverse_events", "sessions")``, from
+        :func:`mesostats.data.validate.reference_positions`); otherwise it is computed.
+        """
         adverse_events = tables.get("adverse_events")
         if adverse_events is None:
             adverse_events = _empty_typed(schema, "adverse_events")
         sessions = tables["sessions"]
         outcome_fields = schema.tables["sessions"].outcome_fields
         outcomes = tuple(c for c in outcome_fields if c in sessions.columns)
+        event_sessions = (links or {}).get(("adverse_events", "sessions"))
+        if event_sessions is None or len(event_sessions) != len(adverse_events):
+            event_sessions = _event_session_rows(sessions, adverse_events)
         exclusions = pd.concat(
             [
                 _missing_outcome_exclusions(sessions, outcomes),
-                _unassessed_event_exclusions(sessions, adverse_events),
+                _unassessed_event_exclusions(sessions, adverse_events, event_sessions),
             ],
             ignore_index=True,
         )
@@ -116,6 +129,8 @@ class Study:
             exclusions=exclusions,
             ingredients=derive.active_ingredients(tables["cocktails"]),
             source=source,
+            _event_sessions=event_sessions,
+            _event_sessions_for=(id(sessions), id(adverse_events)),
         )
 
     # ----------------------------------------------------------------------------------------
@@ -193,15 +208,13 @@ class Study:
             counted (they are listed in ``study.exclusions``).
         """
         ae = self.adverse_events
+        s = self.sessions
+        rows = self._event_session_rows()
         if event is not None:
             self._check_event(event)
-            ae = ae[(ae["event"] == event).to_numpy(dtype=bool)]
-        s = self.sessions
+            rows = rows[(ae["event"] == event).to_numpy(dtype=bool)]
         assessed = s["reactions_assessed"].fillna(False).to_numpy(dtype=bool)
-        counts = derive.event_counts(
-            [s[SUBJECT_KEY], s["visit"].astype("Int64")],
-            [ae[SUBJECT_KEY], ae["visit"].astype("Int64")],
-        )
+        counts = np.bincount(rows[rows >= 0], minlength=len(s))
         table = pd.DataFrame(
             {
                 "subject_id": s[SUBJECT_KEY].array,
@@ -234,6 +247,13 @@ class Study:
     # ----------------------------------------------------------------------------------------
     # helpers
     # ----------------------------------------------------------------------------------------
+
+    def _event_session_rows(self) -> np.ndarray:
+        """0-based sessions row of every adverse event (-1 if none)."""
+        current = (id(self.sessions), id(self.adverse_events))
+        if self._event_sessions is not None and self._event_sessions_for == current:
+            return self._event_sessions
+        return _event_session_rows(self.sessions, self.adverse_events)
 
     def _cocktail_column(self) -> pd.Series:
         s = self.sessions
@@ -366,43 +386,40 @@ def _missing_outcome_exclusions(sessions: pd.DataFrame, outcomes: tuple[str, ...
     outcome, and one row per (visit, outcome) for visits that miss only some outcomes."""
     if not outcomes:
         return _empty_exclusions()
-    missing = np.column_stack([sessions[o].isna().to_numpy(dtype=bool) for o in outcomes])
-    none_recorded = missing.all(axis=1)
-    positions = [np.flatnonzero(none_recorded)]
-    for j in range(len(outcomes)):
-        positions.append(np.flatnonzero(missing[:, j] & ~none_recorded))
-    pos = np.concatenate(positions)
+    flags = np.empty((len(outcomes) + 1, len(sessions)), dtype=bool)  # reason × row
+    for j, outcome in enumerate(outcomes, start=1):
+        flags[j] = sessions[outcome].isna().to_numpy(dtype=bool)
+    flags[0] = np.logical_and.reduce(flags[1:], axis=0)  # no outcome at all: one exclusion
+    flags[1:, flags[0]] = False
+    pos, reason_codes = np.nonzero(flags.T)  # ordered by row, then by reason
     if len(pos) == 0:
         return _empty_exclusions()
-    reason_codes = np.repeat(np.arange(len(positions)), [len(p) for p in positions])
-    order = np.argsort(pos, kind="stable")
     reasons = [NO_OUTCOME_REASON, *(_missing_outcome_reason(o) for o in outcomes)]
     return pd.DataFrame(
         {
             "table": pd.Series(np.full(len(pos), "sessions", dtype=object), dtype=object),
-            "row": sessions.index[pos[order]],
+            "row": sessions.index[pos],
             # object dtype: no per-row conversion of the (few distinct) reason strings
-            "reason": pd.Series(
-                np.asarray(reasons, dtype=object)[reason_codes[order]], dtype=object
-            ),
+            "reason": pd.Series(np.asarray(reasons, dtype=object)[reason_codes], dtype=object),
         },
         index=pd.RangeIndex(len(pos)),
     )
 
 
+def _event_session_rows(sessions: pd.DataFrame, adverse_events: pd.DataFrame) -> np.ndarray:
+    return derive.matching_rows(
+        [adverse_events[SUBJECT_KEY], adverse_events["visit"].astype("Int64")],
+        [sessions[SUBJECT_KEY], sessions["visit"].astype("Int64")],
+    )
+
+
 def _unassessed_event_exclusions(
-    sessions: pd.DataFrame, adverse_events: pd.DataFrame
+    sessions: pd.DataFrame, adverse_events: pd.DataFrame, event_sessions: np.ndarray
 ) -> pd.DataFrame:
     if len(adverse_events) == 0:
         return _empty_exclusions()
-    unassessed = ~sessions["reactions_assessed"].fillna(False).to_numpy(dtype=bool)
-    if not unassessed.any():
-        return _empty_exclusions()
-    at_unassessed = derive.event_counts(
-        [adverse_events[SUBJECT_KEY], adverse_events["visit"].astype("Int64")],
-        [sessions[SUBJECT_KEY][unassessed], sessions["visit"][unassessed].astype("Int64")],
-    )
-    outside = at_unassessed > 0
+    assessed = np.append(sessions["reactions_assessed"].fillna(False).to_numpy(dtype=bool), False)
+    outside = ~assessed[event_sessions]  # (-1: no such session → the appended False)
     if not outside.any():
         return _empty_exclusions()
     return pd.DataFrame(

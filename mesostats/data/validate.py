@@ -433,6 +433,7 @@ class CheckedTable:
     codes: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
     uniques: dict[str, Any] = field(default_factory=dict)
     floats: dict[str, np.ndarray] = field(default_factory=dict)
+    foreign_codes: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -1131,7 +1132,10 @@ def _keys_found(
     if span < 2**62:
         # No renumbering: both sides combine with the same radices, so the referenced
         # table's (cached) composite codes can be compared with ours directly.
-        return codes_isin(combine_codes(own_parts), _key_codes(ref, ref_cols))
+        own_key = combine_codes(own_parts)
+        link_key = tuple([ref.name, *ref_cols])
+        table.foreign_codes[link_key] = own_key
+        return codes_isin(own_key, _key_codes(ref, ref_cols))
     n_own = table.n
     both = combine_codes(
         [
@@ -1238,6 +1242,32 @@ def collect_problems(
     return log.frame(), checked
 
 
+def reference_positions(checked: Mapping[str, CheckedTable]) -> dict[tuple[str, str], np.ndarray]:
+    """For composite foreign keys onto a primary key: the referenced row of every row.
+
+    Returns ``{(table, referenced_table): positions}`` with 0-based positions into the
+    referenced table (-1 where there is none), from the integer key codes the foreign-key
+    check already built; e.g. the session of every adverse event, which the Study uses to
+    count events per session without hashing the keys again.
+    """
+    links: dict[tuple[str, str], np.ndarray] = {}
+    for table in checked.values():
+        for fk in table.schema.foreign_keys:
+            ref = checked.get(fk.reference_table)
+            own_key = table.foreign_codes.get((fk.reference_table, *fk.reference_fields))
+            if ref is None or own_key is None or fk.reference_fields != ref.schema.primary_key:
+                continue
+            ref_key = _key_codes(ref, list(fk.reference_fields))
+            top = max(int(own_key.max(initial=-1)), int(ref_key.max(initial=-1)))
+            if top > 8 * (len(own_key) + len(ref_key)) + 1024:
+                continue
+            where = np.full(top + 2, -1, dtype=np.int64)  # last slot: code -1
+            valid = ref_key >= 0
+            where[ref_key[valid]] = np.flatnonzero(valid)
+            links[(table.name, ref.name)] = where[own_key]
+    return links
+
+
 def typed_frame(table: CheckedTable) -> pd.DataFrame:
     """The table with schema columns parsed to their types, extra columns kept as read.
 
@@ -1278,8 +1308,12 @@ def validate_tables(
     *,
     read_problems: pd.DataFrame | None = None,
     absent_tables: Iterable[str] = (),
+    links: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Validate the tables and return them typed, or raise one :class:`ValidationError`.
+
+    ``links``, if given, is filled with :func:`reference_positions` (e.g. the session row of
+    every adverse event).
 
     Returns
     -------
@@ -1296,4 +1330,6 @@ def validate_tables(
     )
     if len(problems):
         raise ValidationError(problems)
+    if links is not None:
+        links.update(reference_positions(checked))
     return {name: typed_frame(table) for name, table in checked.items()}
