@@ -212,57 +212,29 @@ def _tested_effect(study: Study, plan: _TrialPlan) -> _TestedEffect:
 
 
 def _regrowth_model(study: Study, plan: _TrialPlan) -> tuple[Any, str]:
-    """The regrowth analysis of :func:`mesostats.fit_regrowth` → (MixedResults, term)."""
-    try:
-        from mesostats.outcomes import fit_regrowth
-    except ModuleNotFoundError as err:  # the domain layer is not there yet
-        if err.name != "mesostats.outcomes":
-            raise
-        return _regrowth_model_interim(study, plan)
+    """The regrowth analysis, :func:`mesostats.fit_regrowth` → (MixedResults, term)."""
+    from mesostats.outcomes import fit_regrowth
+
     fit = fit_regrowth(study, plan.outcome, random_slope=plan.random_slope)
-    return fit.model, fit.effect_terms[plan.test]
+    return fit.model, _effect_term(fit, plan.test)
 
 
 def _side_effect_model(study: Study, plan: _TrialPlan) -> tuple[Any, str]:
-    """The side-effect analysis of :func:`mesostats.fit_side_effects` → (MixedResults, term)."""
-    try:
-        from mesostats.outcomes import fit_side_effects
-    except ModuleNotFoundError as err:
-        if err.name != "mesostats.outcomes":
-            raise
-        return _side_effect_model_interim(study, plan)
+    """The side-effect analysis, :func:`mesostats.fit_side_effects` → (MixedResults, term)."""
+    from mesostats.outcomes import fit_side_effects
+
     fit = fit_side_effects(study, plan.event, nagq=plan.nagq)
-    return fit.model, fit.effect_terms[plan.test]
+    return fit.model, _effect_term(fit, plan.test)
 
 
-def _regrowth_model_interim(study: Study, plan: _TrialPlan) -> tuple[Any, str]:
-    """Interim copy of the regrowth model of DOMAIN_INTERFACE.md (until outcomes.py lands):
-    post-baseline rows, centred baseline, ingredient-by-week terms on the course received,
-    random intercept (and slope) per subject, ``(1 | site)`` with ≥ 2 sites."""
-    from mesostats.mixed.lmm import fit_lmm
-
-    table = study.outcome_table(plan.outcome)
-    ingredients = list(study.ingredients)
-    # indicators of the course (the cocktail of the injection sessions), also at follow-ups
-    course = table.groupby("subject_id", sort=False)[ingredients].transform("max")
-    table = table.assign(**{ing: course[ing].to_numpy() for ing in ingredients})
-    table = table[table["week"].to_numpy() > 0]
-    table = table.assign(baseline=table["baseline"] - table["baseline"].mean())
-    terms = " + ".join(f"week:{ing}" for ing in ingredients)
-    random = "(1 + week | subject_id)" if plan.random_slope else "(1 | subject_id)"
-    if table["site"].nunique() >= 2:
-        random += " + (1 | site)"
-    formula = f"value ~ baseline + week + {terms} + {random}"
-    return fit_lmm(formula, table), f"week:{plan.test}"
-
-
-def _side_effect_model_interim(study: Study, plan: _TrialPlan) -> tuple[Any, str]:
-    """Interim copy of the side-effect model of DOMAIN_INTERFACE.md (until outcomes.py)."""
-    from mesostats.mixed.glmm import fit_glmm
-
-    table = study.event_table(plan.event)
-    formula = f"any_event ~ {' + '.join(study.ingredients)} + (1 | subject_id)"
-    return fit_glmm(formula, table, family="binomial", nagq=plan.nagq), plan.test
+def _effect_term(fit: Any, ingredient: str) -> str:
+    term = fit.effect_terms.get(ingredient)
+    if term is None:
+        raise ModelSpecError(
+            f"{ingredient} was not estimated in this simulated trial (estimated: "
+            f"{', '.join(fit.effect_terms) or 'none'}); notes: {' '.join(fit.notes)}"
+        )
+    return str(term)
 
 
 def _run_trial(plan: _TrialPlan, n_subjects: int, simulation: int) -> tuple[Any, ...]:
