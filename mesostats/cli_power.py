@@ -192,16 +192,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def run_power(args: argparse.Namespace) -> int:
-    """Run :func:`mesostats.power.power` with the command's options and print the table and
-    the sample size (exit 0)."""
-    from mesostats.power import POWER_COLUMNS, power, sample_size
+def _power_table(args: argparse.Namespace) -> Any:
+    """:func:`mesostats.power.power` called with the command's options."""
+    from mesostats.power import power
 
-    effects = _effects(args)
-    table = power(
+    return power(
         args.subjects,
         n_sessions=args.sessions,
-        effects=effects,
+        effects=_effects(args),
         n_sims=args.sims,
         alpha=args.alpha,
         seed=args.seed,
@@ -214,6 +212,19 @@ def run_power(args: argparse.Namespace) -> int:
         client=args.scheduler,
         progress=False if args.no_progress else None,
     )
+
+
+def run_power(args: argparse.Namespace) -> int:
+    """Run :func:`mesostats.power.power` with the command's options and print the table and
+    the sample size (exit 0)."""
+    from mesostats.cli import UsageError
+    from mesostats.exceptions import ModelSpecError
+    from mesostats.power import POWER_COLUMNS, sample_size
+
+    try:
+        table = _power_table(args)
+    except ModelSpecError as err:  # the plan itself is wrong: a usage error (exit 2)
+        raise UsageError(str(err)) from None
     answer = sample_size(table, args.target)
     if args.json:
         payload = {

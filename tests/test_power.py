@@ -526,6 +526,32 @@ def test_cli_power_text_output(capsys) -> None:  # type: ignore[no-untyped-def]
     assert "n_subjects" in out and "mc_se" in out
 
 
+@pytest.fixture
+def cli_with_power(monkeypatch):  # type: ignore[no-untyped-def]
+    """mesostats.cli with the power subcommand wired in as the lead will (2 lines)."""
+    from mesostats import cli
+    from mesostats.cli_power import add_power_subcommand
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, ("power", add_power_subcommand)])
+    return cli
+
+
+def test_cli_main_power_unknown_ingredient_is_a_usage_error(cli_with_power, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = ["power", "--subjects", "16", "--sims", "2", "--sites", "1", "--test", "retinol"]
+    assert cli_with_power.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mesostats: error: test='retinol' is not an active ingredient")
+    assert "available: biotin, dutasteride, minoxidil" in err
+
+
+def test_cli_main_power_runs_and_prints_the_sample_size(cli_with_power, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = ["power", "--subjects", "16", "--sims", "2", "--sites", "1", "--sessions", "6"]
+    assert cli_with_power.main([*argv, "--target", "0.3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    expected = sample_size(power(16, n_sims=2, **SMALL), target=0.3)
+    assert out[-1] == str(expected)
+
+
 def test_cli_power_rejects_too_few_subjects(capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit):
         _cli(["power", "--subjects", "3"])
