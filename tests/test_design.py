@@ -206,3 +206,24 @@ def test_other_input_errors(sleep: pd.DataFrame) -> None:
         build_design("Reaction ~ 0 + (1 | Subject)", sleep)
     with pytest.warns(ExclusionWarning), pytest.raises(ModelSpecError, match="nothing is left"):
         build_design("Reaction ~ Days + (1 | Subject)", sleep.assign(Days=np.nan))
+
+
+def test_formulaic_failures_become_model_spec_errors(sleep: pd.DataFrame) -> None:
+    with pytest.raises(ModelSpecError, match="Cannot parse the fixed part"):
+        build_design("Reaction ~ Days +* Days + (1 | Subject)", sleep)
+    with pytest.raises(ModelSpecError, match="Cannot build the fixed part"):
+        build_design("Reaction ~ np.undefined_function(Days) + (1 | Subject)", sleep)
+    with pytest.raises(ModelSpecError, match="Cannot build the random term"):
+        build_design("Reaction ~ Days + (np.undefined_function(Days) | Subject)", sleep)
+    with pytest.raises(
+        ModelSpecError, match="response `C\\(Subject\\)` is not numeric: it gives 18"
+    ):
+        build_design("C(Subject) ~ Days + (1 | Subject)", sleep)
+
+
+def test_too_few_rows_are_refused(sleep: pd.DataFrame) -> None:
+    with pytest.raises(ModelSpecError, match="The data has no rows"):
+        build_design("Reaction ~ Days + (1 | Subject)", sleep.iloc[:0])
+    tiny = sleep.iloc[[1, 12]]
+    with pytest.raises(ModelSpecError, match=r"Only 2 row\(s\) for 2 fixed effects"):
+        build_design("Reaction ~ Days + (1 | Subject)", tiny)

@@ -80,6 +80,9 @@ def test_split_top_level_respects_parentheses_and_quotes() -> None:
         ("y ~ x - (1 | g)", "subtracted"),
         ("y ~ x + 1 | g", "bar outside parentheses"),
         ("cbind(a) ~ x + (1 | g)", "exactly two arguments"),
+        ("y ~ x) + (1 | g", "a `\\)` at position 5 has no `\\(`"),
+        ("y ~ x + (1 || a || b)", "more than one `\\|\\|`"),
+        ("y ~ x - offset(z) + (1 | g)", "cannot be subtracted"),
     ],
 )
 def test_malformed_formulas_raise_actionable_errors(formula: str, message: str) -> None:

@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose
 from scipy import stats
 
 import mesostats as ms
-from mesostats.exceptions import ExclusionWarning, ModelSpecError
+from mesostats.exceptions import ExclusionWarning, ModelSpecError, SingularFitWarning
 from mesostats.mixed.design import build_design
 from mesostats.mixed.inference import satterthwaite, varpar_hessian
 from mesostats.mixed.lmm import ProfiledDeviance, optimise_theta
@@ -189,3 +189,17 @@ def test_compare_refuses_different_families() -> None:
     )
     with pytest.raises(ModelSpecError, match="Cannot compare a gaussian fit with a binomial fit"):
         ms.compare(lmm, glmm)
+
+
+def test_compare_refuses_models_whose_random_parts_are_not_nested(sleep: pd.DataFrame) -> None:
+    slope_only = ms.fit_lmm("Reaction ~ Days + (0 + Days | Subject)", sleep, reml=False)
+    with pytest.warns(SingularFitWarning):  # the fit is only a vehicle for compare()
+        both = ms.fit_lmm(
+            "Reaction ~ Days + (1 | Subject) + (1 | visit)",
+            sleep.assign(visit=sleep["Days"]),
+            reml=False,
+        )
+    with pytest.raises(
+        ModelSpecError, match=r"random effects \['Days'\] within `Subject` are missing"
+    ):
+        ms.compare(slope_only, both)

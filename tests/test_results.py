@@ -113,6 +113,20 @@ def test_predict_errors(fit: MixedResults) -> None:
         fit.predict({"Days": [1.0]})  # type: ignore[arg-type]
 
 
+def test_predict_with_unseen_category_says_why() -> None:
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame(
+        {
+            "y": rng.normal(size=60) + np.repeat(rng.normal(0, 2, 12), 5),
+            "arm": ["a", "b"] * 30,
+            "g": np.repeat(np.arange(12), 5),
+        }
+    )
+    fit = ms.fit_lmm("y ~ arm + (1 | g)", data)
+    with pytest.raises(ModelSpecError, match="categories seen in the fit"):
+        fit.predict(pd.DataFrame({"arm": ["c"], "g": [0]}))
+
+
 def test_results_are_immutable(fit: MixedResults) -> None:
     with pytest.raises(AttributeError, match="immutable"):
         fit.loglik = 0.0  # type: ignore[misc]

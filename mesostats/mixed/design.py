@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -247,11 +248,19 @@ def _close_matches(name: str, columns: Sequence[str]) -> str:
     return f" The data has columns {shown}{more}."
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|[⧛⧚]")
+
+
+def _reason(exc: Exception) -> str:
+    """formulaic's error text without terminal colour codes, on one line."""
+    return " ".join(_ANSI.sub("", str(exc)).split())
+
+
 def _formula_variables(rhs: str, where: str) -> set[str]:
     try:
         return {str(v) for v in Formula(rhs).required_variables}
     except Exception as exc:  # formulaic raises several parser error types
-        raise ModelSpecError(f"Cannot parse {where} `{rhs}`: {exc}") from exc
+        raise ModelSpecError(f"Cannot parse the {where} `{rhs}`: {_reason(exc)}") from exc
 
 
 def _expression_variables(expr: str, where: str) -> set[str]:
@@ -327,7 +336,7 @@ def _evaluate_expression(expr: str, data: pd.DataFrame, where: str) -> np.ndarra
         with np.errstate(all="ignore"):
             mm = model_matrix(f"0 + I({expr})", data, na_action="raise", context={"np": np})
     except Exception as exc:
-        raise ModelSpecError(f"Cannot evaluate the {where} `{expr}`: {exc}") from exc
+        raise ModelSpecError(f"Cannot evaluate the {where} `{expr}`: {_reason(exc)}") from exc
     if mm.shape[1] != 1:
         raise ModelSpecError(
             f"The {where} `{expr}` is not numeric: it gives {mm.shape[1]} columns "
@@ -570,7 +579,7 @@ def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list
             mm = model_matrix(spec.expr, data, na_action="raise", context={"np": np})
         except Exception as exc:
             raise ModelSpecError(
-                f"Cannot build the random term `({spec.expr} | {spec.group})`: {exc}"
+                f"Cannot build the random term `({spec.expr} | {spec.group})`: {_reason(exc)}"
             ) from exc
         names = tuple("Intercept" if c == "Intercept" else str(c) for c in mm.columns)
         if not names:
@@ -688,7 +697,9 @@ def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") 
     try:
         fixed_mm = model_matrix(parsed.fixed, kept, na_action="raise", context={"np": np})
     except Exception as exc:
-        raise ModelSpecError(f"Cannot build the fixed part `{parsed.fixed}`: {exc}") from exc
+        raise ModelSpecError(
+            f"Cannot build the fixed part `{parsed.fixed}`: {_reason(exc)}"
+        ) from exc
     fixed_names = tuple(str(c) for c in fixed_mm.columns)
     if not fixed_names:
         raise ModelSpecError(
