@@ -790,18 +790,20 @@ def run_report(args: argparse.Namespace) -> int:
             f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
             f"{', '.join(study.outcomes) or 'none'}."
         )
-    from mesostats.report.build import render_report, write_atomic
+    from mesostats.report.build import build_report, write_atomic
 
-    text = render_report(study, outcome=args.outcome, seed=args.seed, threshold=args.threshold)
+    built = build_report(study, outcome=args.outcome, seed=args.seed, threshold=args.threshold)
     try:
-        write_atomic(output, text)
+        write_atomic(output, built.html)
     except OSError as err:
         _error(f"cannot write the report {str(output)!r}: {err.strerror or err}")
         return EXIT_INVALID
-    n_banner = text.count('<li><span class="tag">')
+    for message in built.messages:
+        _emit(f"{PROG}: warning: [{message.kind}] {message.source}: {message.text}", sys.stderr)
+    n = len(built.messages)
     _emit(
-        f"Wrote {output} ({len(text.encode('utf-8')) / 1024:,.0f} KB)"
-        + (f"; {n_banner} warning(s) and message(s): see the banner at its top" if n_banner else "")
+        f"Wrote {output} ({len(built.html.encode('utf-8')) / 1024:,.0f} KB)"
+        + (f"; {n} warning(s) and message(s), also in the banner at its top" if n else "")
     )
     return EXIT_OK
 

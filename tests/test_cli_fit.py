@@ -256,6 +256,10 @@ def test_report_writes_one_html_file(small_study_folder, tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]
     html = target.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")
+    n_banner = html.count('<li><span class="tag">')
+    assert len([line for line in err.splitlines() if line.startswith("mesostats: warning: [")]) == (
+        n_banner
+    )
     assert "<script" not in html.lower()
     assert "Random seed: <strong>5</strong>" in html
 
@@ -301,7 +305,7 @@ def test_report_invalid_data_exits_1_and_writes_nothing(example_copy, tmp_path):
 def test_report_write_failure_exits_1_and_leaves_no_partial_file(tmp_path, monkeypatch):
     from mesostats.report import build
 
-    monkeypatch.setattr(build, "render_report", lambda *a, **k: "<!DOCTYPE html>")
+    monkeypatch.setattr(build, "build_report", lambda *a, **k: build.BuiltReport("<p>", ()))
 
     def no_replace(src, dst):
         raise PermissionError(13, "Permission denied", str(dst))

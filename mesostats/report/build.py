@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from mesostats.data.study import Study
 
-__all__ = ["SECTION_TITLES", "SOFTWARE", "render_report", "report"]
+__all__ = ["SECTION_TITLES", "SOFTWARE", "BuiltReport", "build_report", "render_report", "report"]
 
 T = TypeVar("T")
 
@@ -914,6 +914,10 @@ def _side_effect_section(
 # Section 4: varied results
 # --------------------------------------------------------------------------------------------
 
+#: Simulated draws of the estimates behind the responder intervals (percentile intervals of
+#: a share; 1000 draws keep their Monte Carlo error well below the reported precision).
+RESPONDER_DRAWS = 1000
+
 #: Default clinically meaningful change per outcome for the responder table (outcome units).
 RESPONDER_THRESHOLDS: dict[str, float] = {
     "hair_density": 10.0,
@@ -1038,7 +1042,7 @@ def _regrowth_variation(
     week = var.week
     cut = threshold if threshold is not None else RESPONDER_THRESHOLDS.get(outcome, 0.0)
     pi, pi_fail = _attempt(log, source, var.prediction_interval)
-    resp, resp_fail = _attempt(log, source, lambda: var.responders(cut))
+    resp, resp_fail = _attempt(log, source, lambda: var.responders(cut, n_sim=RESPONDER_DRAWS))
     people, people_fail = _attempt(log, source, lambda: var.person_effects)
     icc = var.icc
 
@@ -1319,30 +1323,25 @@ def _methods_section(fits: dict[str, Any]) -> dict[str, Any]:
     return {"models": models, "software": software_versions(), "nagq": SIDE_EFFECT_NAGQ}
 
 
-def render_report(
+@dataclass(frozen=True)
+class BuiltReport:
+    """A rendered report: the HTML document and every warning or message it shows."""
+
+    html: str
+    messages: tuple[Message, ...]
+
+
+def build_report(
     study: Study,
     *,
     outcome: str = "hair_density",
     seed: int = 0,
     threshold: float | None = None,
-) -> str:
-    """The report of :func:`report` as an HTML string (nothing is written).
+) -> BuiltReport:
+    """Compute every section and render the report (nothing is written).
 
-    Parameters
-    ----------
-    study : Study
-    outcome : str, default "hair_density"
-        Outcome column for the regrowth and "varied results" sections.
-    seed : int, default 0
-        Seed of every random step (reported in the methods section).
-    threshold : float, optional
-        Clinically meaningful change (outcome units) defining a responder; default from
-        :data:`RESPONDER_THRESHOLDS` (e.g. 10 hairs/cm² for hair density), else 0.
-
-    Returns
-    -------
-    str
-        A complete HTML document.
+    Parameters are those of :func:`render_report`; the result also carries the messages of
+    the banner (the command line prints them on stderr).
     """
     import jinja2
 
@@ -1380,7 +1379,36 @@ def render_report(
         lstrip_blocks=True,
     )
     env.filters["num"] = num
-    return env.get_template("report.html.j2").render(context)
+    html = env.get_template("report.html.j2").render(context)
+    return BuiltReport(html=html, messages=tuple(log.items))
+
+
+def render_report(
+    study: Study,
+    *,
+    outcome: str = "hair_density",
+    seed: int = 0,
+    threshold: float | None = None,
+) -> str:
+    """The report of :func:`report` as an HTML string (nothing is written).
+
+    Parameters
+    ----------
+    study : Study
+    outcome : str, default "hair_density"
+        Outcome column for the regrowth and "varied results" sections.
+    seed : int, default 0
+        Seed of every random step (reported in the methods section).
+    threshold : float, optional
+        Clinically meaningful change (outcome units) defining a responder; default from
+        :data:`RESPONDER_THRESHOLDS` (e.g. 10 hairs/cm² for hair density), else 0.
+
+    Returns
+    -------
+    str
+        A complete HTML document.
+    """
+    return build_report(study, outcome=outcome, seed=seed, threshold=threshold).html
 
 
 def write_atomic(path: Path, text: str) -> None:
