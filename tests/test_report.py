@@ -11,6 +11,7 @@ import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
@@ -300,11 +301,18 @@ def test_hostile_ingredient_name_shows_in_the_failure_reason_escaped(hostile_stu
 # --- steps that cannot be computed -------------------------------------------------------------
 
 
+NO_BASELINE = "MIL-002"
+
+
 @pytest.fixture(scope="module")
 def unassessed_study() -> ms.Study:
-    """No session has its reactions assessed: there is no side-effect model to fit."""
+    """No session has its reactions assessed: there is no side-effect model to fit. And one
+    person's baseline hair density is missing, so the regrowth model leaves them out."""
     tables = _tables(ms.simulate_study(40, 6, seed=3))
-    tables["sessions"]["reactions_assessed"] = False
+    sessions = tables["sessions"]
+    sessions["reactions_assessed"] = False
+    first = sessions.index[(sessions["subject_id"] == NO_BASELINE) & (sessions["visit"] == 1)]
+    sessions.loc[first, "hair_density"] = np.nan
     return ms.load_study(tables)
 
 
@@ -329,6 +337,20 @@ def test_side_effect_section_shows_why_it_cannot_be_fitted(unassessed_study, fai
     assert f"Side-effect model: could not be computed. {err.value}" in " ".join(text.split())
     assert text.count(str(err.value)) >= 3  # section 3, the banner and the methods table
     assert page.table("Effect of each ingredient")["rows"]  # regrowth still reported
+
+
+def test_rows_left_out_by_a_model_are_listed_with_their_reason(unassessed_study, failing_html):
+    table = unassessed_study.outcome_table("hair_density")
+    expected = table.index[(table["subject_id"] == NO_BASELINE) & (table["week"] > 0)]
+    assert len(expected) >= 3
+    with pytest.warns(ms.ExclusionWarning, match=rf"{len(expected)} post-baseline visits were not"):
+        ms.fit_regrowth(unassessed_study)
+    rows = Page(failing_html).table("Rows the models leave out")["rows"]
+    assert [r[2] for r in rows] == [str(i) for i in expected]
+    assert {(r[0], r[3]) for r in rows} == {
+        ("Regrowth", "no baseline hair_density: the baseline-adjusted model needs it")
+    }
+    assert "ExclusionWarning" in failing_html  # and the warning is in the banner
 
 
 def test_a_figure_that_fails_is_explained_and_the_rest_is_written(failing_html):

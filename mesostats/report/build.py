@@ -572,6 +572,66 @@ def _spaghetti(study: Study, outcome: str, log: MessageLog) -> Figure | Failure:
     )
 
 
+def analysis_exclusions(study: Study, outcome: str, regrowth: Any, side: Any) -> pd.DataFrame:
+    """Rows the models leave out beyond ``study.exclusions``: ``analysis, table, row, reason``.
+
+    Regrowth: post-baseline visits without a baseline value (the ANCOVA needs it) and rows
+    the engine did not fit (``model.excluded_rows``). Side effects: assessed sessions without
+    an injection, and the engine's rows.
+    """
+    parts: list[pd.DataFrame] = []
+
+    def add(analysis: str, rows: Any, reasons: Any) -> None:
+        rows = list(rows)
+        if rows:
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "analysis": analysis,
+                        "table": "sessions",
+                        "row": pd.Series(rows, dtype=object),
+                        "reason": pd.Series(list(reasons), dtype=object),
+                    }
+                )
+            )
+
+    if regrowth is not None:
+        table = study.outcome_table(outcome)
+        post = table[(table["week"].to_numpy(dtype=float) > 0) & table["baseline"].isna()]
+        add(
+            "Regrowth",
+            post.index,
+            [f"no baseline {outcome}: the baseline-adjusted model needs it"] * len(post),
+        )
+        ex = regrowth.model.excluded_rows
+        add("Regrowth", ex["row"], ex["reason"])
+    if side is not None:
+        events = study.event_table(side.event)
+        none = events[events["cocktail_id"].isna().to_numpy(dtype=bool)]
+        add(
+            "Side effects",
+            none.index,
+            ["assessed session without an injection: nothing to attribute a side effect to"]
+            * len(none),
+        )
+        ex = side.model.excluded_rows
+        add("Side effects", ex["row"], ex["reason"])
+    if not parts:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object) for c in ("analysis", "table", "row", "reason")}
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _analysis_exclusion_table(frame: pd.DataFrame) -> Table:
+    return _table(
+        ["Analysis", "Table", "Row (file line)", "Reason"],
+        frame[["analysis", "table", "row", "reason"]].itertuples(index=False),
+        caption="Rows the models leave out, beyond those above, with the reason.",
+        numeric=[False, False, True, False],
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Section 2: regrowth by ingredient
 # --------------------------------------------------------------------------------------------
@@ -1353,6 +1413,13 @@ def build_report(
     side, se_fail = fits["side"]
     reg_var, reg_var_fail = fits["reg_var"]
     se_var, se_var_fail = fits["se_var"]
+    left_out, left_out_fail = _attempt(
+        log, "Data summary", lambda: analysis_exclusions(study, outcome, regrowth, side)
+    )
+    data["model_exclusions"] = (
+        _analysis_exclusion_table(left_out) if left_out is not None else left_out_fail
+    )
+    data["n_model_exclusions"] = len(left_out) if left_out is not None else 0
     context: dict[str, Any] = {
         "title": "Mesotherapy study report",
         "source": study.source or "tables given in memory",
