@@ -77,6 +77,7 @@ import csv
 import dataclasses
 import io
 import json
+import mmap
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,8 @@ _RELATED_TRUE = (
 _RELATED_FALSE = ("n", "no", "not related", "unrelated", "unlikely related", "unlikely", "none")
 
 _CDISC_RECODED = ("AESEV", "AEDECOD", "AEREL")
+
+Bytes = bytes | mmap.mmap  # file contents: bytes, or a read-only memory map
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
 
@@ -245,7 +248,7 @@ def _decode_problems(
     return text.encode("utf-8")
 
 
-def _record_layout(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def _record_layout(data: Bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Start offset, end offset and first line number of every non-empty CSV record.
 
     A newline ends a record only outside double quotes (even number of quote characters
@@ -253,7 +256,7 @@ def _record_layout(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, boo
     """
     arr = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(arr == 10)
-    has_quotes = b'"' in data
+    has_quotes = data.find(b'"') >= 0
     if has_quotes:
         quotes = np.flatnonzero(arr == 34)
         breaks_idx = np.flatnonzero(np.searchsorted(quotes, newlines) % 2 == 0)
@@ -271,7 +274,7 @@ def _record_layout(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, boo
     return starts[keep], ends[keep], lines[keep], has_quotes
 
 
-def _report_unterminated_quote(data: bytes, table: str, origin: str, log: _ReadLog) -> None:
+def _report_unterminated_quote(data: Bytes, table: str, origin: str, log: _ReadLog) -> None:
     """An odd number of double quotes: the last one opens a value that never closes."""
     arr = np.frombuffer(data, dtype=np.uint8)
     quotes = np.flatnonzero(arr == 34)
@@ -295,7 +298,7 @@ def _report_unterminated_quote(data: bytes, table: str, origin: str, log: _ReadL
     )
 
 
-def _field_counts(data: bytes, starts: np.ndarray, delimiter: str, has_quotes: bool) -> np.ndarray:
+def _field_counts(data: Bytes, starts: np.ndarray, delimiter: str, has_quotes: bool) -> np.ndarray:
     arr = np.frombuffer(data, dtype=np.uint8)
     delims = np.flatnonzero(arr == ord(delimiter))
     if has_quotes:
@@ -412,18 +415,53 @@ def read_csv_table(
     """
     origin = path.name
     try:
-        data = path.read_bytes()
+        data = _map_file(path)
     except OSError as exc:
         log.add(table, None, None, str(path), "unreadable", f"cannot read {path}: {exc}")
         return None
-    decoded = _decode_problems(data, table, origin, log, encoding)
+    head = bytes(data[:4096])
+    plain_utf8 = (
+        encoding.lower().replace("-", "").replace("_", "") == "utf8"
+        and not head.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        and b"\x00" not in head
+        and _is_valid_utf8(data)
+    )
+    if plain_utf8:  # the usual case: parse the mapped file as it is, without a copy
+        return _parse_csv(data, origin, table, log, schema, typed, delimiter)
+    decoded = _decode_problems(bytes(data), table, origin, log, encoding)
     if decoded is None:
         return None
     return _parse_csv(decoded, origin, table, log, schema, typed, delimiter)
 
 
+def _map_file(path: Path) -> Bytes:
+    """The file's bytes, memory-mapped when possible (no copy; read-only)."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            return handle.read()
+        try:
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return handle.read()
+
+
+def _is_valid_utf8(data: Bytes) -> bool:
+    """UTF-8 validity of the whole buffer, checked by pyarrow's (SIMD) validator."""
+    if len(data) == 0:
+        return True
+    buffer = pa.py_buffer(data)
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, buffer])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
 def _parse_csv(
-    data: bytes,
+    data: Bytes,
     origin: str,
     table: str,
     log: _ReadLog,
@@ -444,7 +482,9 @@ def _parse_csv(
     first_newline = data.find(b"\n")
     header_end = len(data) if first_newline < 0 else first_newline
     names = _parse_header(data[:header_end].decode("utf-8"), delimiter)
-    simple = not careful and len(names) > 1 and b'"' not in data and data[:1] not in (b"\n", b"\r")
+    simple = (
+        not careful and len(names) > 1 and data.find(b'"') < 0 and data[:1] not in (b"\n", b"\r")
+    )
     if simple:
         body_start = header_end + 1
         has_quotes = False
@@ -565,7 +605,7 @@ def _has_unparsed_nan(arrow_table: pa.Table) -> bool:
 
 
 def _report_field_counts(
-    data: bytes,
+    data: Bytes,
     starts: np.ndarray,
     ends: np.ndarray,
     lines: np.ndarray,
@@ -592,7 +632,7 @@ def _report_field_counts(
 
 
 def _read_csv_python(
-    data: bytes,
+    data: Bytes,
     starts: np.ndarray,
     lines: np.ndarray,
     names: list[str],

@@ -692,13 +692,19 @@ def factorize_with_uniques(series: pd.Series) -> tuple[np.ndarray, Any]:
         return np.asarray(indices, dtype=np.int64), encoded.dictionary
     if pd.api.types.is_integer_dtype(series.dtype) and len(series):
         # Small-range integers (visit numbers): the offset from the minimum is the code.
-        values = series.to_numpy(dtype="float64", na_value=np.nan)
-        present = ~np.isnan(values)
-        if present.any():
-            low, high = np.min(values[present]), np.max(values[present])
+        if isinstance(series.dtype, np.dtype):
+            ints, present = series.to_numpy(), None
+        else:  # nullable Int64
+            present = ~series.isna().to_numpy(dtype=bool)
+            ints = series.to_numpy(dtype=np.int64, na_value=0)
+        if present is None or present.any():
+            chosen = ints if present is None else ints[present]
+            low, high = int(chosen.min()), int(chosen.max())
             if high - low <= 4 * len(series) + 1024:
-                codes = np.where(present, values - low, -1).astype(np.int64)
-                return codes, pd.Index(np.arange(int(low), int(high) + 1, dtype=np.int64))
+                codes = ints.astype(np.int64) - low
+                if present is not None:
+                    codes[~present] = -1
+                return codes, pd.Index(np.arange(low, high + 1, dtype=np.int64))
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
 
@@ -788,6 +794,8 @@ def _floats(table: CheckedTable, column: str) -> np.ndarray:
         values = table.typed[column]
         if values.dtype == np.float64:
             arr = values.to_numpy()
+        elif isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+            arr = values.to_numpy().astype(np.float64)  # no missing values possible
         else:
             arr = values.to_numpy(dtype="float64", na_value=np.nan)
         table.floats[column] = arr
