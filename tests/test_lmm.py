@@ -533,5 +533,41 @@ def test_two_large_grouping_factors_are_refused_with_advice(
     import mesostats.mixed.lmm as lmm
 
     monkeypatch.setattr(lmm, "_MAX_REST_ELEMENTS", 1000)
-    with pytest.raises(ModelSpecError, match=r"are all large \(120, 25 levels\)"):
+    monkeypatch.setattr(lmm, "_MAX_PAIR_PAIRS", 1000)
+    with pytest.raises(ModelSpecError, match=r"are all large \(120, 25 levels\) and cross"):
         ms.fit_lmm("y ~ x + (1 | subj) + (1 | item)", _crossed(3))
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize(
+    ("formula", "data"),
+    [
+        ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin.csv"),
+        ("strength ~ 1 + (1 | batch/cask)", "pastes.csv"),
+        ("y ~ x + (1 | subj) + (1 + x | item)", "crossed"),
+    ],
+)
+def test_sparse_pairs_path_equals_dense_schur_path(
+    formula: str, data: str, reml: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The co-occurrence-pairs Schur path (used when the dense blocks would be too large)
+    gives the dense path's deviance, gradient, fit and conditional SDs."""
+    import mesostats.mixed.lmm as lmm
+
+    frame = crossed_slopes_data() if data == "crossed" else load_csv(data)
+    dense_fit = ms.fit_lmm(formula, frame, reml=reml)
+    dense = ProfiledDeviance(build_design(formula, frame), reml=reml)
+    monkeypatch.setattr(lmm, "_MAX_REST_ELEMENTS", 0)
+    pairs = ProfiledDeviance(build_design(formula, frame), reml=reml)
+    assert dense.rest_mode == "dense" and pairs.rest_mode == "pairs"
+    theta = dense_fit.theta * 1.1 + 0.05
+    v_dense, g_dense = dense.value_and_gradient(theta)
+    v_pairs, g_pairs = pairs.value_and_gradient(theta)
+    assert_allclose(v_pairs, v_dense, rtol=1e-13)
+    assert_allclose(g_pairs, g_dense, rtol=1e-9, atol=1e-10)
+    pairs_fit = ms.fit_lmm(formula, frame, reml=reml)
+    assert_allclose(pairs_fit.loglik, dense_fit.loglik, atol=1e-9)
+    assert_allclose(pairs_fit.fixed_effects["df"], dense_fit.fixed_effects["df"], rtol=1e-5)
+    for group, sd in dense_fit.ranef_se.items():
+        assert_allclose(pairs_fit.ranef_se[group], sd, rtol=1e-6)
+        assert_allclose(pairs_fit.ranef[group], dense_fit.ranef[group], rtol=1e-5, atol=1e-8)

@@ -28,11 +28,21 @@ a few dozen items). scikit-sparse/CHOLMOD is not available here; a design with t
 **Optimiser.** The gradient of the profiled deviance is analytic: with V₀ = I + ZΛΛᵀZᵀ,
 ∂d/∂Λ_f = 2 Σ_levels [Z_ℓᵀV₀⁻¹Z_ℓ − (REML) Z_ℓᵀV₀⁻¹X (XᵀV₀⁻¹X)⁻¹ XᵀV₀⁻¹Z_ℓ
 − Z_ℓᵀε̂ ε̂ᵀZ_ℓ / σ̂²] Λ_f (matrix determinant lemma and the envelope theorem for r²; every
-piece is available from the blocked factorisation). L-BFGS-B with bounds (diagonal of each
-Λ block ≥ 0) runs to a tight tolerance; then a Newton polish with a Hessian from central
-differences of the analytic gradient, and a final check of the projected gradient and the
-Newton decrement sets ``converged``. To avoid cancellation in r² the response is first
-replaced by its ordinary-least-squares residual (β is shifted back at the end).
+piece is available from the blocked factorisation). The start is a method-of-moments θ from
+per-group least squares (one grouping factor; lme4's identity start otherwise). L-BFGS-B with
+bounds (diagonal of each Λ block ≥ 0) runs until the relative decrease is ~1e-12; a Newton
+polish with a Hessian from central differences of the analytic gradient finishes, and the
+final checks (projected gradient, positive-definite Hessian on the free coordinates, Newton
+decrement < 1e-6) set ``converged``. The same Hessian gives the Satterthwaite df without
+further evaluations (``mixed.inference``). To avoid cancellation in r² the response is
+first replaced by its ordinary-least-squares residual (β is shifted back at the end), and
+the reported log-likelihood uses r² recomputed from the residual vector.
+
+**Measured** (2-core machine shared with other jobs; wall time): the model
+``density ~ week * (minoxidil + dutasteride + biotin) + baseline + (1 + week | subject)``
+fits in ~0.04 s at 200 × 8, ~0.15 s at 2,000 × 10 (statsmodels MixedLM: ~190 s, and short
+of the optimum), ~0.3–0.6 s at 20,000 × 10 (formula to results, with Satterthwaite df), and
+1,000,000 × 10 with a peak resident memory of 2.9 GB including the data.
 """
 
 from __future__ import annotations
@@ -60,7 +70,9 @@ from mesostats.mixed.results import MixedResults
 
 __all__ = ["ProfiledDeviance", "fit_lmm", "single_threaded_blas"]
 
-_MAX_REST_ELEMENTS = 40_000_000
+_MAX_REST_ELEMENTS = 40_000_000  # dense (q0, Q_r, G0) blocks of the Schur path
+_MAX_PAIR_PAIRS = 20_000_000  # co-occurring level pairs of the sparse ("pairs") path
+_MAX_REST_DENSE = 5_000  # Q_r × Q_r dense matrices in either path
 _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the diagonal of Λ
 
 
@@ -279,7 +291,9 @@ class _State:
     theta: np.ndarray
     lams: list[np.ndarray]
     L0: np.ndarray
-    Y: np.ndarray | None  # (q0, Qr, G0): L_r0ᵀ per level
+    Y: np.ndarray | None  # dense path: (q0, Qr, G0), L_r0ᵀ per level
+    Fh: np.ndarray | None  # pairs path: (q0, P), L0_g⁻¹ Λ0ᵀ F_g on the pairs
+    gram: np.ndarray | None  # pairs path: Σ_g F̂_gᵀ F̂_g
     Lrr: np.ndarray | None
     lam_r: np.ndarray | None
     cu0: np.ndarray
@@ -340,16 +354,9 @@ class ProfiledDeviance:
         rest = self.factors[1:]
         self.rest = rest
         self.Qr = sum(f.n_levels * f.q for f in rest)
+        self.rest_mode = "none"
         if self.Qr:
-            if self.Qr * self.q0 * self.G0 > _MAX_REST_ELEMENTS:
-                raise ModelSpecError(
-                    f"The grouping factors {', '.join(f'`{f.group}`' for f in self.factors)} "
-                    f"are all large ({', '.join(str(f.n_levels) for f in self.factors)} levels): "
-                    "this engine handles one large factor plus moderate others (dense Schur "
-                    f"block of {self.Qr} random effects × {self.G0 * self.q0} would need "
-                    "too much memory). Fit a model with one large grouping factor, or "
-                    "aggregate the smaller factor."
-                )
+            self._choose_rest_mode()
             self._precompute_rest(X, yt)
 
     # ------------------------------------------------------------------ rest factors
@@ -366,17 +373,118 @@ class ProfiledDeviance:
             offset += f.n_levels * f.q
         return np.stack(cols, axis=1), np.stack(vals, axis=1)
 
+    def _choose_rest_mode(self) -> None:
+        """Dense Schur blocks when they fit; else the co-occurrence pairs; else refuse."""
+        if self.Qr * self.q0 * self.G0 <= _MAX_REST_ELEMENTS:
+            self.rest_mode = "dense"
+            return
+        if self.Qr <= _MAX_REST_DENSE:
+            rcols, _ = self._rest_columns()
+            keys = np.unique((self.factors[0].codes[:, None] * self.Qr + rcols).ravel())
+            per_level = np.bincount(keys // self.Qr, minlength=self.G0)
+            if float(np.sum(per_level.astype(float) ** 2)) <= _MAX_PAIR_PAIRS:
+                self.rest_mode = "pairs"
+                return
+        raise ModelSpecError(
+            f"The grouping factors {', '.join(f'`{f.group}`' for f in self.factors)} "
+            f"are all large ({', '.join(str(f.n_levels) for f in self.factors)} levels) and "
+            "cross each other densely: this engine handles one large factor plus others "
+            f"that are moderate (here {self.Qr} further random effects) or nested in it. "
+            "Fit a model with one large grouping factor, or aggregate the smaller factor."
+        )
+
+    def _precompute_pairs(self, rcols: np.ndarray, rvals: np.ndarray) -> None:
+        """F as its non-zero (level g, rest column j) pairs, sorted by g then j.
+
+        ``pair_g``, ``pair_j`` (P,), ``pair_F`` (q0, P); ``pp1``/``pp2`` index every two pairs
+        of the same level g (Σ_g k_g² entries) for sums Σ_g A_gᵀ N B_g with a dense N.
+        """
+        Qr, q0 = self.Qr, self.q0
+        f0 = self.factors[0]
+        keys = (f0.codes[:, None] * Qr + rcols).ravel()
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        P = uniq.size
+        self.pair_g = (uniq // Qr).astype(np.intp)
+        self.pair_j = (uniq % Qr).astype(np.intp)
+        self.pair_F = np.stack(
+            [
+                np.bincount(inverse, weights=(f0.Z[:, [a]] * rvals).ravel(), minlength=P)
+                for a in range(q0)
+            ]
+        )
+        counts = np.bincount(self.pair_g, minlength=self.G0)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rep = counts[self.pair_g]
+        self.pp1 = np.repeat(np.arange(P), rep)
+        offsets = np.arange(self.pp1.size) - np.repeat(np.cumsum(rep) - rep, rep)
+        self.pp2 = starts[self.pair_g[self.pp1]] + offsets
+        self._pair_indptr = np.concatenate([[0], np.cumsum(counts)])
+
+    def _pair_matrix(self, values: np.ndarray) -> Any:
+        """The (G0 × Q_r) sparse matrix with ``values`` on the pairs' pattern."""
+        import scipy.sparse
+
+        return scipy.sparse.csr_matrix(
+            (values, self.pair_j, self._pair_indptr), shape=(self.G0, self.Qr)
+        )
+
+    def _pair_gram(self, values: np.ndarray) -> np.ndarray:
+        """Σ_g V_gᵀ V_g (Q_r × Q_r) for pair values (q0, P)."""
+        out = np.zeros((self.Qr, self.Qr))
+        for a in range(values.shape[0]):
+            m = self._pair_matrix(values[a])
+            out += (m.T @ m).toarray()
+        return out
+
+    def _pair_tmatvec(self, values: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Σ_g V_gᵀ v_g (Q_r,) for pair values (q0, P) and v (q0, G0)."""
+        out = np.zeros(self.Qr)
+        for a in range(values.shape[0]):
+            out += np.bincount(
+                self.pair_j, weights=values[a] * v[a][self.pair_g], minlength=self.Qr
+            )
+        return out
+
+    def _pair_tmatmat(self, values: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Σ_g V_gᵀ M_g (Q_r × p) for pair values (q0, P) and M (q0, p, G0)."""
+        out = np.zeros((self.Qr, M.shape[1]))
+        for a in range(values.shape[0]):
+            out += np.asarray(self._pair_matrix(values[a]).T @ M[a].T)
+        return out
+
+    def _pair_matvec(self, values: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """V_g w for every g: (q0, G0) for pair values (q0, P) and w (Q_r,)."""
+        return np.stack(
+            [
+                np.bincount(self.pair_g, weights=values[a] * w[self.pair_j], minlength=self.G0)
+                for a in range(values.shape[0])
+            ]
+        )
+
+    def _pair_quadratic(self, A: np.ndarray, N: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """Σ_g A_gᵀ N B_g (q0 × q0) for pair values A, B (q0, P) and a dense N (Q_r × Q_r)."""
+        n12 = N[self.pair_j[self.pp1], self.pair_j[self.pp2]]
+        out = np.empty((A.shape[0], B.shape[0]))
+        for a in range(A.shape[0]):
+            left = A[a][self.pp1] * n12
+            for b in range(B.shape[0]):
+                out[a, b] = float(left @ B[b][self.pp2])
+        return out
+
     def _precompute_rest(self, X: np.ndarray, yt: np.ndarray) -> None:
         Qr, q0, G0 = self.Qr, self.q0, self.G0
         rcols, rvals = self._rest_columns()
         f0 = self.factors[0]
-        # F[a, j, g] = Σ_rows in level g of factor 0: Z0[:, a] · Zr[:, j]
-        F = np.zeros(q0 * Qr * G0)
-        for a in range(q0):
-            for k in range(rcols.shape[1]):
-                idx = (a * Qr + rcols[:, k]) * G0 + f0.codes
-                F += np.bincount(idx, weights=f0.Z[:, a] * rvals[:, k], minlength=F.size)
-        self.F = F.reshape(q0, Qr, G0)
+        if self.rest_mode == "dense":
+            # F[a, j, g] = Σ_rows in level g of factor 0: Z0[:, a] · Zr[:, j]
+            F = np.zeros(q0 * Qr * G0)
+            for a in range(q0):
+                for k in range(rcols.shape[1]):
+                    idx = (a * Qr + rcols[:, k]) * G0 + f0.codes
+                    F += np.bincount(idx, weights=f0.Z[:, a] * rvals[:, k], minlength=F.size)
+            self.F = F.reshape(q0, Qr, G0)
+        else:
+            self._precompute_pairs(rcols, rvals)
         RR = np.zeros(Qr * Qr)
         for k in range(rcols.shape[1]):
             for m in range(rcols.shape[1]):
@@ -474,20 +582,26 @@ class ProfiledDeviance:
         rhs = self.Xty - _sum_matvec(RZX0, cu0)
         logdet_L = 2.0 * float(sum(np.log(L0[i, i]).sum() for i in range(self.q0)))
         r2 = self.yty - float(np.vdot(cu0, cu0))
-        Y = Lrr = lam_r = cur = RZXr = None
+        Y = Fh = gram = Lrr = lam_r = cur = RZXr = None
         if self.Qr:
             lam_r = self._lam_rest(theta)
-            G1 = _left(lam0.T, self.F)  # Λ0ᵀ F_g  (q0, Qr, G0)
-            Y = batched_forward(L0, np.stack([lam_r.T @ G1[b] for b in range(self.q0)]))
-            Sr = lam_r.T @ self.RR @ lam_r - _sum_gram(Y, Y)
+            if self.rest_mode == "dense":
+                G1 = _left(lam0.T, self.F)  # Λ0ᵀ F_g  (q0, Qr, G0)
+                Y = batched_forward(L0, np.stack([lam_r.T @ G1[b] for b in range(self.q0)]))
+                Sr = lam_r.T @ self.RR @ lam_r - _sum_gram(Y, Y)
+                rest_y = lam_r.T @ self.Zry - _sum_matvec(Y, cu0)
+                rest_x = lam_r.T @ self.ZrX - _sum_gram(Y, RZX0)
+            else:
+                # F̂_g = L0_g⁻¹ Λ0ᵀ F_g on the pairs' pattern; Y_g = F̂_g Λ_r is never formed
+                Fh = batched_forward(L0[:, :, self.pair_g], _left(lam0.T, self.pair_F))
+                gram = self._pair_gram(Fh)
+                Sr = lam_r.T @ (self.RR - gram) @ lam_r
+                rest_y = lam_r.T @ (self.Zry - self._pair_tmatvec(Fh, cu0))
+                rest_x = lam_r.T @ (self.ZrX - self._pair_tmatmat(Fh, RZX0))
             Sr[np.diag_indices_from(Sr)] += 1.0
             Lrr = scipy.linalg.cholesky(Sr, lower=True, check_finite=False)
-            cur = scipy.linalg.solve_triangular(
-                Lrr, lam_r.T @ self.Zry - _sum_matvec(Y, cu0), lower=True, check_finite=False
-            )
-            RZXr = scipy.linalg.solve_triangular(
-                Lrr, lam_r.T @ self.ZrX - _sum_gram(Y, RZX0), lower=True, check_finite=False
-            )
+            cur = scipy.linalg.solve_triangular(Lrr, rest_y, lower=True, check_finite=False)
+            RZXr = scipy.linalg.solve_triangular(Lrr, rest_x, lower=True, check_finite=False)
             P = P - RZXr.T @ RZXr
             rhs = rhs - RZXr.T @ cur
             logdet_L += 2.0 * float(np.log(np.diag(Lrr)).sum())
@@ -505,6 +619,8 @@ class ProfiledDeviance:
             lams=lams,
             L0=L0,
             Y=Y,
+            Fh=Fh,
+            gram=gram,
             Lrr=Lrr,
             lam_r=lam_r,
             cu0=cu0,
@@ -530,11 +646,15 @@ class ProfiledDeviance:
         rhs0 = st.cu0 - _apply_vector(st.RZX0, st.delta)
         if self.Qr:
             assert st.Lrr is not None and st.cur is not None and st.RZXr is not None
-            assert st.Y is not None
             ur = scipy.linalg.solve_triangular(
                 st.Lrr.T, st.cur - st.RZXr @ st.delta, lower=False, check_finite=False
             )
-            rhs0 = rhs0 - _apply_vector(st.Y, ur)
+            if self.rest_mode == "dense":
+                assert st.Y is not None
+                rhs0 = rhs0 - _apply_vector(st.Y, ur)
+            else:
+                assert st.Fh is not None and st.lam_r is not None
+                rhs0 = rhs0 - self._pair_matvec(st.Fh, st.lam_r @ ur)
         u0 = batched_backward(st.L0, rhs0)
         return u0, ur
 
@@ -558,30 +678,58 @@ class ProfiledDeviance:
         SS: list[np.ndarray] = []
         Cf: list[np.ndarray] = [C0]
         if self.Qr:
-            assert st.Y is not None and st.Lrr is not None and st.lam_r is not None
+            assert st.Lrr is not None and st.lam_r is not None
             assert ur is not None and st.RZXr is not None
-            lam_r, Lrr, Y = st.lam_r, st.Lrr, st.Y
+            lam_r, Lrr = st.lam_r, st.Lrr
             br = lam_r @ ur
-            s0 = s0 - _apply_vector(self.F, br)
-            sr = self.Zry - self.ZrX @ delta - self.RR @ br - _sum_matvec(self.F, b0)
-            # K_r0[a] = L_rr⁻¹ (Λ_rᵀ F[a] − Σ_i T[i, a]·Y[i])   (q0, Qr, G0)
-            E = np.stack([lam_r.T @ self.F[a] for a in range(self.q0)])
-            E -= _transpose_times(T, Y)
-            Kr0 = np.stack(
-                [
-                    scipy.linalg.solve_triangular(Lrr, E[a], lower=True, check_finite=False)
-                    for a in range(self.q0)
-                ]
-            )
-            W[0] = W0 - _pair_sums(Kr0)
-            H = batched_forward(st.L0, _left(lam0.T, self.F))  # L0_g⁻¹ Λ0ᵀ F_g (q0, Qr, G0)
-            Krr = scipy.linalg.solve_triangular(
-                Lrr, lam_r.T @ self.RR - _sum_gram(Y, H), lower=True, check_finite=False
-            )
-            Wrr = self.RR - _sum_gram(H, H) - Krr.T @ Krr
-            C0 = C0 - np.stack([st.RZXr.T @ Kr0[a] for a in range(self.q0)])
+            if self.rest_mode == "dense":
+                assert st.Y is not None
+                Y = st.Y
+                s0 = s0 - _apply_vector(self.F, br)
+                sr = self.Zry - self.ZrX @ delta - self.RR @ br - _sum_matvec(self.F, b0)
+                # K_r0[a] = L_rr⁻¹ (Λ_rᵀ F[a] − Σ_i T[i, a]·Y[i])   (q0, Qr, G0)
+                E = np.stack([lam_r.T @ self.F[a] for a in range(self.q0)])
+                E -= _transpose_times(T, Y)
+                Kr0 = np.stack(
+                    [
+                        scipy.linalg.solve_triangular(Lrr, E[a], lower=True, check_finite=False)
+                        for a in range(self.q0)
+                    ]
+                )
+                W[0] = W0 - _pair_sums(Kr0)
+                H = batched_forward(st.L0, _left(lam0.T, self.F))  # L0_g⁻¹ Λ0ᵀ F_g
+                Krr = scipy.linalg.solve_triangular(
+                    Lrr, lam_r.T @ self.RR - _sum_gram(Y, H), lower=True, check_finite=False
+                )
+                Wrr = self.RR - _sum_gram(H, H) - Krr.T @ Krr
+                C0 = C0 - np.stack([st.RZXr.T @ Kr0[a] for a in range(self.q0)])
+                Cr = self.ZrX - _sum_gram(H, st.RZX0) - Krr.T @ st.RZXr  # (Qr, p)
+            else:
+                assert st.Fh is not None and st.gram is not None
+                Fh, gram = st.Fh, st.gram
+                s0 = s0 - self._pair_matvec(self.pair_F, br)
+                sr = (
+                    self.Zry - self.ZrX @ delta - self.RR @ br - self._pair_tmatvec(self.pair_F, b0)
+                )
+                # Ê_g = F_gᵀ − F̂_gᵀ T_g on the pairs; K_r0 = L_rr⁻¹ Λ_rᵀ Ê is never formed
+                Ehat = self.pair_F - _transpose_times(T[:, :, self.pair_g], Fh)
+                Lrr_inv = scipy.linalg.solve_triangular(
+                    Lrr, np.eye(self.Qr), lower=True, check_finite=False
+                )
+                N = lam_r @ (Lrr_inv.T @ Lrr_inv) @ lam_r.T
+                W[0] = W0 - self._pair_quadratic(Ehat, N, Ehat)
+                Krr = scipy.linalg.solve_triangular(
+                    Lrr, lam_r.T @ (self.RR - gram), lower=True, check_finite=False
+                )
+                Wrr = self.RR - gram - Krr.T @ Krr
+                Rt = lam_r @ scipy.linalg.solve_triangular(
+                    Lrr.T, st.RZXr, lower=False, check_finite=False
+                )
+                C0 = C0 - np.stack(
+                    [np.asarray(self._pair_matrix(Ehat[a]) @ Rt).T for a in range(self.q0)]
+                )
+                Cr = self.ZrX - self._pair_tmatmat(Fh, st.RZX0) - Krr.T @ st.RZXr
             Cf[0] = C0
-            Cr = self.ZrX - _sum_gram(H, st.RZX0) - Krr.T @ st.RZXr  # (Qr, p)
             for f, off in zip(self.rest, self.rest_offsets, strict=True):
                 size = f.n_levels * f.q
                 blk = Wrr[off : off + size, off : off + size].reshape(
@@ -664,20 +812,33 @@ class ProfiledDeviance:
         M0 = _transpose_times(L0inv, L0inv)
         out = [M0]
         if self.Qr:
-            assert st.Y is not None and st.Lrr is not None
-            YL = _transpose_times(L0inv, st.Y)  # YL[a] = Σ_i L0inv[i, a]·Y[i]  (q0, Qr, G0)
-            B = np.stack(
-                [
-                    scipy.linalg.solve_triangular(st.Lrr, YL[a], lower=True, check_finite=False)
-                    for a in range(q0)
-                ]
-            )
-            for a in range(q0):
-                for b in range(q0):
-                    out[0][a, b] += np.einsum("jg,jg->g", B[a], B[b])
+            assert st.Lrr is not None and st.lam_r is not None
             Lrr_inv = scipy.linalg.solve_triangular(
                 st.Lrr, np.eye(self.Qr), lower=True, check_finite=False
             )
+            if self.rest_mode == "dense":
+                assert st.Y is not None
+                YL = _transpose_times(L0inv, st.Y)  # YL[a] = Σ_i L0inv[i, a]·Y[i]
+                B = np.stack(
+                    [
+                        scipy.linalg.solve_triangular(st.Lrr, YL[a], lower=True, check_finite=False)
+                        for a in range(q0)
+                    ]
+                )
+                for a in range(q0):
+                    for b in range(q0):
+                        out[0][a, b] += np.einsum("jg,jg->g", B[a], B[b])
+            else:
+                assert st.Fh is not None
+                V = _transpose_times(L0inv[:, :, self.pair_g], st.Fh)
+                N = st.lam_r @ (Lrr_inv.T @ Lrr_inv) @ st.lam_r.T
+                n12 = N[self.pair_j[self.pp1], self.pair_j[self.pp2]]
+                g12 = self.pair_g[self.pp1]
+                for a in range(q0):
+                    for b in range(q0):
+                        out[0][a, b] += np.bincount(
+                            g12, weights=V[a][self.pp1] * n12 * V[b][self.pp2], minlength=G0
+                        )
             Mrr = Lrr_inv.T @ Lrr_inv
             for f, off in zip(self.rest, self.rest_offsets, strict=True):
                 size = f.n_levels * f.q
