@@ -762,7 +762,7 @@ def _regrowth_section(
         log,
         "Forest plot of ingredient effects",
         draw,
-        size=(7.5, 0.6 * len(effects) + 1.6),
+        size=(7.5, 0.45 * len(effects) + 1.3),
         alt="Extra change per week for each ingredient, with 95 % confidence intervals",
         caption="Each dot is an ingredient's extra change per week; the bar is its 95 % "
         "confidence interval. A bar that crosses 0 means the data cannot tell that "
@@ -1024,7 +1024,7 @@ def _prediction_table(pi: pd.DataFrame, outcome: str) -> Table:
     return _table(
         [
             "Cocktail",
-            f"Average change in {outcome}",
+            f"Average change in {outcome}" + (f" ({unit_of(outcome)})" if unit_of(outcome) else ""),
             "95 % CI of the average",
             "95 % range for one new person",
         ],
