@@ -194,6 +194,20 @@ def _quadratic_sums(C: np.ndarray, Pinv: np.ndarray) -> np.ndarray:
     return out
 
 
+def _dense(m: Any) -> np.ndarray:
+    """A product that may come back sparse (Λ_r is sparse) as a dense array."""
+    return np.asarray(m.toarray() if hasattr(m, "toarray") else m)
+
+
+def _spd_inverse(L: np.ndarray) -> np.ndarray:
+    """(LLᵀ)⁻¹ from a lower Cholesky factor (LAPACK potri), symmetrised."""
+    inv, info = scipy.linalg.lapack.dpotri(L, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potri failed (info={info})")
+    lower = np.tril(inv)
+    return np.asarray(lower + np.tril(lower, -1).T)
+
+
 def _pair_sums(D: np.ndarray) -> np.ndarray:
     """[Σ D[a]·D[b]] over all remaining axes → (q, q)."""
     q = D.shape[0]
@@ -511,10 +525,13 @@ class ProfiledDeviance:
         self._lr_cols = np.concatenate(cols)
         self._lr_ids = np.concatenate(ids)
 
-    def _lam_rest(self, theta: np.ndarray) -> np.ndarray:
-        lam = np.zeros((self.Qr, self.Qr))
-        lam[self._lr_rows, self._lr_cols] = theta[self._lr_ids]
-        return lam
+    def _lam_rest(self, theta: np.ndarray) -> Any:
+        """Λ_r, block diagonal over the rest factors' levels, as a sparse CSR matrix."""
+        import scipy.sparse
+
+        return scipy.sparse.csr_matrix(
+            (theta[self._lr_ids], (self._lr_rows, self._lr_cols)), shape=(self.Qr, self.Qr)
+        )
 
     # ------------------------------------------------------------------ start
     def moment_start(self) -> np.ndarray:
@@ -588,14 +605,14 @@ class ProfiledDeviance:
             if self.rest_mode == "dense":
                 G1 = _left(lam0.T, self.F)  # Λ0ᵀ F_g  (q0, Qr, G0)
                 Y = batched_forward(L0, np.stack([lam_r.T @ G1[b] for b in range(self.q0)]))
-                Sr = lam_r.T @ self.RR @ lam_r - _sum_gram(Y, Y)
+                Sr = _dense(lam_r.T @ self.RR @ lam_r) - _sum_gram(Y, Y)
                 rest_y = lam_r.T @ self.Zry - _sum_matvec(Y, cu0)
                 rest_x = lam_r.T @ self.ZrX - _sum_gram(Y, RZX0)
             else:
                 # F̂_g = L0_g⁻¹ Λ0ᵀ F_g on the pairs' pattern; Y_g = F̂_g Λ_r is never formed
                 Fh = batched_forward(L0[:, :, self.pair_g], _left(lam0.T, self.pair_F))
                 gram = self._pair_gram(Fh)
-                Sr = lam_r.T @ (self.RR - gram) @ lam_r
+                Sr = _dense(lam_r.T @ (self.RR - gram) @ lam_r)
                 rest_y = lam_r.T @ (self.Zry - self._pair_tmatvec(Fh, cu0))
                 rest_x = lam_r.T @ (self.ZrX - self._pair_tmatmat(Fh, RZX0))
             Sr[np.diag_indices_from(Sr)] += 1.0
@@ -713,10 +730,7 @@ class ProfiledDeviance:
                 )
                 # Ê_g = F_gᵀ − F̂_gᵀ T_g on the pairs; K_r0 = L_rr⁻¹ Λ_rᵀ Ê is never formed
                 Ehat = self.pair_F - _transpose_times(T[:, :, self.pair_g], Fh)
-                Lrr_inv = scipy.linalg.solve_triangular(
-                    Lrr, np.eye(self.Qr), lower=True, check_finite=False
-                )
-                N = lam_r @ (Lrr_inv.T @ Lrr_inv) @ lam_r.T
+                N = _dense(lam_r @ _spd_inverse(Lrr) @ lam_r.T)
                 W[0] = W0 - self._pair_quadratic(Ehat, N, Ehat)
                 Krr = scipy.linalg.solve_triangular(
                     Lrr, lam_r.T @ (self.RR - gram), lower=True, check_finite=False
@@ -813,9 +827,7 @@ class ProfiledDeviance:
         out = [M0]
         if self.Qr:
             assert st.Lrr is not None and st.lam_r is not None
-            Lrr_inv = scipy.linalg.solve_triangular(
-                st.Lrr, np.eye(self.Qr), lower=True, check_finite=False
-            )
+            Mrr = _spd_inverse(st.Lrr)
             if self.rest_mode == "dense":
                 assert st.Y is not None
                 YL = _transpose_times(L0inv, st.Y)  # YL[a] = Σ_i L0inv[i, a]·Y[i]
@@ -831,7 +843,7 @@ class ProfiledDeviance:
             else:
                 assert st.Fh is not None
                 V = _transpose_times(L0inv[:, :, self.pair_g], st.Fh)
-                N = st.lam_r @ (Lrr_inv.T @ Lrr_inv) @ st.lam_r.T
+                N = _dense(st.lam_r @ Mrr @ st.lam_r.T)
                 n12 = N[self.pair_j[self.pp1], self.pair_j[self.pp2]]
                 g12 = self.pair_g[self.pp1]
                 for a in range(q0):
@@ -839,7 +851,6 @@ class ProfiledDeviance:
                         out[0][a, b] += np.bincount(
                             g12, weights=V[a][self.pp1] * n12 * V[b][self.pp2], minlength=G0
                         )
-            Mrr = Lrr_inv.T @ Lrr_inv
             for f, off in zip(self.rest, self.rest_offsets, strict=True):
                 size = f.n_levels * f.q
                 blk = Mrr[off : off + size, off : off + size].reshape(
