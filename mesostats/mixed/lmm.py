@@ -19,11 +19,15 @@ numpy's stacked ``linalg`` on tiny matrices is about ten times slower). Everythi
 deviance needs from the data is reduced once to per-level cross-products (ZᵢᵀZᵢ, ZᵢᵀXᵢ,
 Zᵢᵀyᵢ), so an evaluation costs O(G·q²·p + p³), independent of n, with no Python loop over
 groups. Any further factors (crossed or nested designs) form a dense "rest" block of size
-Q_r = Σ levels × q: its Schur complement is factorised densely (O(Q_r²·q·G + Q_r³)). This is
-the approach of MixedModels.jl (blocked Cholesky with the largest factor first) and suits
-one large factor plus moderate others (Penicillin, Pastes, subjects within sites, subjects ×
-a few dozen items). scikit-sparse/CHOLMOD is not available here; a design with two or more
-*large* factors (Q_r·q·G > 4·10⁷) is refused with a message rather than run slowly.
+Q_r = Σ levels × q: its Schur complement is factorised densely. The off-diagonal block
+(levels of the large factor × rest effects) is held either densely (O(Q_r·q·G) memory;
+fastest when the factors cross, e.g. subjects × a few dozen items) or, when that would be too
+large, as its non-zero co-occurrence pairs (nested designs such as subjects within sites,
+where each level meets only a few rest levels; cost O(Σ_g k_g² + Q_r³) per evaluation). This
+is the approach of MixedModels.jl (blocked Cholesky with the largest factor first).
+scikit-sparse/CHOLMOD is not available here; a design whose factors are all large *and*
+densely crossed (Σ_g k_g² > 2·10⁷ or Q_r > 5,000) is refused with a message rather than run
+for hours.
 
 **Optimiser.** The gradient of the profiled deviance is analytic: with V₀ = I + ZΛΛᵀZᵀ,
 ∂d/∂Λ_f = 2 Σ_levels [Z_ℓᵀV₀⁻¹Z_ℓ − (REML) Z_ℓᵀV₀⁻¹X (XᵀV₀⁻¹X)⁻¹ XᵀV₀⁻¹Z_ℓ
