@@ -568,8 +568,9 @@ def _check_options(
 
 def _probe_plan(plan: _TrialPlan, n_subjects: int) -> None:
     """Simulate and analyse one trial in this process so that mistakes in the plan (unknown
-    effects keys, outcome, event or test ingredient; a design that cannot be analysed) raise
-    here, once, instead of failing every trial."""
+    effects keys, outcome, event or test ingredient; a design the model refuses, such as
+    aliased ingredients) raise here, once, instead of failing every trial. Numerical trouble
+    in this one draw is not an error of the plan and is ignored here."""
     from mesostats.simulate import simulate_study
 
     with warnings.catch_warnings(record=True):
@@ -590,7 +591,16 @@ def _probe_plan(plan: _TrialPlan, n_subjects: int) -> None:
             study.event_table(plan.event)
         else:
             study.outcome_table(plan.outcome)
-        _tested_effect(study, plan)
+        try:
+            _tested_effect(study, plan)
+        except ModelSpecError as err:
+            raise ModelSpecError(
+                f"a probe trial of the planned design (n_subjects={n_subjects}, not one of the "
+                f"counted trials) cannot be analysed: {err} Change the plan (cocktails, "
+                "effects, outcome) or, if this is chance at a small size, use more subjects."
+            ) from err
+        except Exception:  # numerical trouble in one draw: the trials count such failures
+            pass
 
 
 # --------------------------------------------------------------------------------------------

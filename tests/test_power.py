@@ -376,6 +376,19 @@ def test_unknown_effects_key_and_outcome_raise_before_any_trial() -> None:
         power(16, n_sims=2, outcome="hair_length", **SMALL)
 
 
+def test_aliased_ingredients_in_the_plan_raise_before_any_trial() -> None:
+    cocktails = {
+        "P": {"saline": (0.9, "%")},
+        "A": {"minoxidil": (0.5, "%"), "biotin": (5.0, "mg/mL")},
+    }
+    with pytest.raises(
+        ModelSpecError,
+        match=r"(?s)probe trial of the planned design \(n_subjects=16, .*\) cannot be analysed: .*"
+        r"biotin and minoxidil always come together",
+    ):
+        power(16, n_sims=2, cocktails=cocktails, **SMALL)
+
+
 def test_kill_hook_refused_in_process() -> None:
     with pytest.raises(ModelSpecError, match=r"needs worker processes \(n_jobs ≥ 2\)"):
         power(16, n_sims=2, _faults=FaultInjection(kill=frozenset({(16, 0)})), **SMALL)
