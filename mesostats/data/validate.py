@@ -330,6 +330,12 @@ def parse_column(series: pd.Series, spec: FieldSpec, missing_values: Sequence[st
             missing = series.isna().to_numpy(dtype=bool)  # all False unless nullable Int64
             return ParsedColumn(series, missing, np.zeros(len(series), dtype=bool))
         numbers = series.astype("float64")
+        if ftype == "number" and numbers.dtype == np.float64:
+            arr = numbers.to_numpy()
+            missing = np.isnan(arr)
+            infinite = np.isinf(arr)  # the only invalid values a float column can hold
+            if not infinite.any():
+                return ParsedColumn(numbers, missing, infinite)
         missing = numbers.isna().to_numpy(dtype=bool)
         return _finish_number(numbers, missing, np.zeros(len(series), dtype=bool), spec)
     if ftype == "boolean" and pd.api.types.is_numeric_dtype(series.dtype):
@@ -521,7 +527,9 @@ def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) 
         tokens = () if raw.missing_applied else schema.missing_values
         parsed = parse_column(column, spec, tokens)
         typed[spec.name] = parsed.values
-        ok = ~parsed.missing & ~parsed.bad
+        ok = ~parsed.missing
+        if parsed.bad.any():
+            ok &= ~parsed.bad
         valid[spec.name] = ok
         missing[spec.name] = parsed.missing
         if parsed.bad.any():
