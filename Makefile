@@ -17,6 +17,8 @@ install: $(BIN)/python
 
 demo: install
 	$(BIN)/mesostats validate example
+	$(BIN)/mesostats report example -o report.html
+	@echo "Open report.html in a browser."
 
 test: install
 	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -27,4 +29,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) report.html build dist .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,8 @@ that ``import mesostats`` stays fast; every name below is importable as
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from mesostats.exceptions import (
@@ -64,3 +66,22 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# Three public functions share their name with the submodule that defines them
+# (``mesostats.variability``, ``mesostats.power``, ``mesostats.report``). Python's import system
+# binds a submodule to its parent's attribute when it is first imported, which would replace
+# the function ``ms.variability`` by the module. The package therefore keeps those attributes
+# for the functions: the binding of such a submodule is not stored, and the name resolves through
+# ``__getattr__`` above. ``from mesostats.variability import Variability`` works as usual.
+_FUNCTIONS_NAMED_LIKE_THEIR_MODULE = frozenset({"variability", "power", "report"})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS_NAMED_LIKE_THEIR_MODULE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -4,29 +4,12 @@ The report is rendered from the Jinja2 templates in ``templates/`` (shipped insi
 package) with autoescaping on; figures are embedded as base64 PNG data URIs, so the file
 needs no network, no other file and no JavaScript. See :mod:`mesostats.report.build`.
 
-``mesostats.report`` is both this subpackage and the public function
-``mesostats.report(study, path)``: once the subpackage is imported, Python's import system
-sets the attribute ``mesostats.report`` to the *module*, whatever ``mesostats/__init__.py``
-maps the name to. So the module is made callable: calling it calls :func:`report`, and
-``ms.report(study, "report.html")`` works in every import order.
+``ms.report`` is the function even though this subpackage has the same name: the package
+keeps that attribute for the function (see ``mesostats/__init__.py``).
 """
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
 from mesostats.report.build import report
 
 __all__ = ["report"]
-
-
-class _CallableModule(types.ModuleType):
-    """This package's module type: calling the module calls :func:`report`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return report(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
