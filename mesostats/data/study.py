@@ -114,13 +114,17 @@ class Study:
         event_sessions = (links or {}).get(("adverse_events", "sessions"))
         if event_sessions is None or len(event_sessions) != len(adverse_events):
             event_sessions = _event_session_rows(sessions, adverse_events)
-        exclusions = pd.concat(
-            [
-                _missing_outcome_exclusions(sessions, outcomes),
-                _unassessed_event_exclusions(sessions, adverse_events, event_sessions),
-            ],
-            ignore_index=True,
-        )
+        parts = [
+            _missing_outcome_exclusions(sessions, outcomes),
+            _unassessed_event_exclusions(sessions, adverse_events, event_sessions),
+        ]
+        filled = [part for part in parts if len(part)]
+        if not filled:
+            exclusions = _empty_exclusions()
+        elif len(filled) == 1:
+            exclusions = filled[0]
+        else:
+            exclusions = pd.concat(filled, ignore_index=True)
         return cls(
             subjects=tables["subjects"],
             cocktails=tables["cocktails"],

@@ -40,6 +40,15 @@ into ``outcome_table`` and ``event_table``) named like a sessions column, a deri
 (``week``, ``value``, ``baseline``, ``chg``, ``pchg``, ``events``, ``any_event``, …) or an
 ingredient. Duplicated column names are always a problem.
 
+Speed
+-----
+Keys are compared as integers: text key columns are dictionary-encoded once (by pyarrow while
+the CSV is parsed, or by :func:`pyarrow.compute.dictionary_encode`), composite keys are
+combined in mixed radix, duplicates are counted with :func:`numpy.bincount`, and a foreign key
+is looked up once per *distinct* value. Text comparisons (enums, missing-value tokens) use
+pyarrow's C++ hash sets rather than pandas' ``isin``, which walks pyarrow-backed text in Python.
+``bench/bench_load.py`` times a million sessions against plain ``pandas.read_csv``.
+
 Row labels
 ----------
 ``row`` in a problem is whatever the reader attached to the row: the 1-based line number in
