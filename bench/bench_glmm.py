@@ -172,14 +172,19 @@ def run_r_glmm(csv: Path, size: str, repeats: int, nagq: int) -> list[dict[str, 
 
 
 def compare_se_with_glmmtmb(rows: list[dict[str, Any]]) -> None:
-    """max relative |SE - SE(glmmTMB)| over the fixed effects, per row with SEs."""
+    """max relative |SE - SE(glmmTMB)| over the fixed effects, per Laplace row with SEs."""
     for size in {r["size"] for r in rows}:
         tmb = [r for r in rows if r["size"] == size and r["engine"].startswith("glmmTMB")]
         if not tmb or "se" not in tmb[0]:
             continue
         ref = tmb[0]["se"]
         for r in rows:
-            if r["size"] == size and r.get("se") and r.get("comparable", True) and r is not tmb[0]:
+            if (
+                r["size"] == size
+                and r.get("se")
+                and r.get("method") == "Laplace"
+                and r is not tmb[0]
+            ):
                 common = set(r["se"]) & set(ref)
                 r["max_rel_dse_tmb"] = max(abs(r["se"][k] / ref[k] - 1.0) for k in common)
 

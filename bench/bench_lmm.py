@@ -138,12 +138,13 @@ def time_unless_slow(
     """Time a slow peer, or skip it when its extrapolated time exceeds ``max_seconds``.
 
     ``reference`` is (n_obs, seconds) measured at a smaller size in this run; without one, a
-    calibration fit on the first ``CALIBRATION_SUBJECTS`` subjects provides it. ``forced``
-    sizes always run. Returns ``{"seconds", "times", "result", "messages"[, "note"]}`` or
-    ``{"note"}`` (skipped), and the reference for the next size.
+    calibration fit on the first ``CALIBRATION_SUBJECTS`` subjects provides it (data no larger
+    than that are simply fitted). ``forced`` sizes always run. Returns
+    ``{"seconds", "times", "result", "messages"[, "note"]}`` or ``{"note"}`` (skipped), and the
+    reference for the next size.
     """
     n_obs = len(data)
-    if reference is None and not forced:
+    if reference is None and not forced and data["subject"].max() > CALIBRATION_SUBJECTS:
         sub = data[data["subject"] <= CALIBRATION_SUBJECTS]
         start = time.perf_counter()
         with warnings.catch_warnings():
