@@ -198,3 +198,15 @@ def test_glmm_results_use_link_and_z_tests() -> None:
     assert_allclose(res.residuals, design.y - res.fitted, rtol=1e-12)
     assert "z value" in res.summary().as_text()
     assert res.summary().as_text().startswith("Generalized linear mixed model")
+
+
+def test_predict_nested_groups_uses_both_levels() -> None:
+    pastes = load_csv("pastes.csv")
+    fit = ms.fit_lmm("strength ~ 1 + (1 | batch/cask)", pastes)
+    assert_allclose(fit.predict(pastes.iloc[:6]), fit.fitted.iloc[:6], rtol=1e-12)
+    new = pd.DataFrame({"batch": ["A", "Z"], "cask": ["z", "a"]})
+    pred = fit.predict(new)
+    mu = fit.fixed_effects.loc["Intercept", "estimate"]
+    # unseen cask within a known batch: batch effect only; unseen batch: population mean
+    assert_allclose(pred.iloc[0], mu + fit.ranef["batch"].loc["A", "Intercept"], rtol=1e-12)
+    assert_allclose(pred.iloc[1], mu, rtol=1e-12)
