@@ -40,6 +40,7 @@ methods. *Stat Med* 38(11):2074–2102 (Monte Carlo standard errors).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -872,7 +873,7 @@ def _assemble(
         "event": plan.event,
         "test": plan.test,
         "n_sessions": plan.n_sessions,
-        "effects": plan.effects,
+        "effects": copy.deepcopy(plan.effects),
         "random_slope": plan.random_slope,
         "nagq": plan.nagq,
         **{k: v for k, v in plan.design.items() if k != "cocktails"},

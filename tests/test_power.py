@@ -412,19 +412,15 @@ def test_dask_client_of_wrong_type_is_refused() -> None:
 
 
 def test_side_effect_power_tests_the_log_odds_ratio() -> None:
-    table = power(
-        40,
-        n_sims=3,
-        seed=1,
-        outcome="side_effect",
-        effects={"event_log_or": {"minoxidil": 2.0}},
-        n_sites=1,
-    )
+    effects = {"event_log_or": {"minoxidil": 2.0}}
+    table = power(40, n_sims=3, seed=1, outcome="side_effect", effects=effects, n_sites=1)
     sims = simulations(table)
     assert table["n_failed"].iloc[0] == 0, table.attrs["failures"]
     # estimates are log odds ratios near the true 2.0 (each within 4 of its SEs)
     assert (np.abs(sims["estimate"] - 2.0) < 4 * sims["std_error"]).all()
-    assert table.attrs["settings"]["outcome"] == "side_effect"
+    settings = table.attrs["settings"]
+    assert settings["outcome"] == "side_effect" and settings["seed"] == 1
+    assert settings["effects"] == effects and settings["effects"] is not effects  # a copy
 
 
 # --------------------------------------------------------------------------------------------
