@@ -1121,7 +1121,16 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
     from mesostats.mixed.inference import satterthwaite
 
     problem = ProfiledDeviance(design, reml=reml)
-    opt = optimise_theta(problem, problem.moment_start())
+    start = problem.moment_start()
+    opt = optimise_theta(problem, start)
+    n_evaluations = opt.n_evaluations
+    on_boundary = (opt.theta <= design.theta_lower + 1e-10) & design.theta_is_diagonal
+    if on_boundary.any() and not np.array_equal(start, design.theta_start()):
+        # a boundary optimum may be a local one: also try lme4's start and keep the better
+        other = optimise_theta(problem, design.theta_start())
+        n_evaluations += other.n_evaluations
+        if other.deviance < opt.deviance - 1e-9:
+            opt = other
     theta = opt.theta
     st = problem.state(theta)
     # residual sum of squares recomputed from the residual vector (exact r² for logLik)
@@ -1166,7 +1175,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
         ranef_cov=mode_covs,
         optimizer={
             "method": "L-BFGS-B (analytic gradient) + Newton polish",
-            "n_evaluations": opt.n_evaluations,
+            "n_evaluations": n_evaluations,
             "gradient": opt.gradient.tolist(),
             "seconds": time.perf_counter() - t0,
         },
