@@ -414,6 +414,14 @@ def aliased_columns(X: np.ndarray, names: Sequence[str]) -> list[tuple[str, dict
     if X.shape[1] == 0:
         return []
     with single_threaded_blas():
+        gram = X.T @ X
+        norms2 = np.diag(gram).copy()
+        if np.all(norms2 > 0):
+            scaled = gram / np.sqrt(np.outer(norms2, norms2))
+            evals = np.linalg.eigvalsh(scaled)
+            if evals[0] > 1e-8 * evals[-1]:
+                # singular values of the column-scaled X differ by < 1e4: clearly full rank
+                return []
         R = _upper_factor(X)
     norms = np.sqrt(np.sum(R * R, axis=0))
     kept: list[int] = []
