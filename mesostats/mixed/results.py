@@ -620,7 +620,8 @@ class MixedSummary:
 
     def as_text(self) -> str:
         """Plain-text summary."""
-        parts = [self._title(), _text_table(["", ""], self._info_rows()), ""]
+        info = [f"  {key + ':':<17}{value}" for key, value in self._info_rows()]
+        parts = [self._title(), *info, ""]
         header, rows = self._random_rows()
         parts += ["Random effects:", _text_table(header, rows), ""]
         header, rows = self._fixed_rows()
