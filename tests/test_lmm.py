@@ -571,3 +571,26 @@ def test_sparse_pairs_path_equals_dense_schur_path(
     for group, sd in dense_fit.ranef_se.items():
         assert_allclose(pairs_fit.ranef_se[group], sd, rtol=1e-6)
         assert_allclose(pairs_fit.ranef[group], dense_fit.ranef[group], rtol=1e-5, atol=1e-8)
+
+
+def test_offset_shifts_fixed_effect_and_keeps_likelihood() -> None:
+    sleep = load_csv("sleepstudy.csv")
+    plain = ms.fit_lmm(SLEEP, sleep)
+    shifted = ms.fit_lmm("Reaction ~ Days + offset(2 * Days) + (Days | Subject)", sleep)
+    assert_allclose(
+        shifted.fixed_effects.loc["Days", "estimate"],
+        plain.fixed_effects.loc["Days", "estimate"] - 2.0,
+        rtol=1e-9,
+    )
+    assert_allclose(shifted.loglik, plain.loglik, atol=1e-8)
+    assert_allclose(shifted.fitted, plain.fitted, rtol=1e-9)
+
+
+def test_random_slope_without_intercept_matches_lme4() -> None:
+    """lme4 1.1-31: lmer(Reaction ~ Days + (0 + Days | Subject), sleepstudy, control = tight)
+    gives logLik -883.262513742784 and theta 0.250192706358862."""
+    fit = ms.fit_lmm("Reaction ~ Days + (0 + Days | Subject)", load_csv("sleepstudy.csv"))
+    assert fit.ranef["Subject"].columns.tolist() == ["Days"]
+    assert fit.converged and not fit.singular
+    assert abs(fit.loglik - (-883.262513742784)) <= 1e-6
+    assert_allclose(fit.theta, [0.250192706358862], rtol=1e-5)
