@@ -594,3 +594,65 @@ def test_random_slope_without_intercept_matches_lme4() -> None:
     assert fit.converged and not fit.singular
     assert abs(fit.loglik - (-883.262513742784)) <= 1e-6
     assert_allclose(fit.theta, [0.250192706358862], rtol=1e-5)
+
+
+def test_categorical_interaction_on_unbalanced_rows_matches_lme4() -> None:
+    """R 4.2.2, lme4 1.1-31, lmerTest 3.1-3::
+
+    d <- sleepstudy; s <- as.integer(as.character(d$Subject)) %% 3
+    d$arm <- factor(ifelse(s == 0, "ctrl", ifelse(s == 1, "low", "high")),
+                    levels = c("ctrl", "high", "low"))
+    d <- d[-seq(5, 180, by = 7), ]
+    f <- lmerTest::lmer(Reaction ~ Days * arm + (Days | Subject), d, control = tight)
+    """
+    data = load_csv("sleepstudy.csv")
+    s = data["Subject"] % 3
+    data["arm"] = np.where(s == 0, "ctrl", np.where(s == 1, "low", "high"))
+    data = data.drop(index=np.arange(4, 180, 7))
+    fit = ms.fit_lmm("Reaction ~ Days * arm + (Days | Subject)", data)
+    fe = fit.fixed_effects
+    assert list(fe.index) == [
+        "Intercept",
+        "Days",
+        "arm[T.high]",
+        "arm[T.low]",
+        "Days:arm[T.high]",
+        "Days:arm[T.low]",
+    ]
+    assert abs(fit.loglik - (-738.96074475562)) <= 1e-6
+    assert_allclose(
+        fe["estimate"],
+        [
+            259.261063727374,
+            6.86918526009611,
+            -12.6719506070032,
+            -8.32092790697897,
+            4.96808296500913,
+            4.86804479883039,
+        ],
+        rtol=1e-6,
+    )
+    assert_allclose(
+        fe["std_error"],
+        [
+            13.3443941215967,
+            2.67083723891212,
+            19.5900946448138,
+            18.0921704302512,
+            3.9154350784198,
+            3.62037743263257,
+        ],
+        rtol=1e-4,
+    )
+    assert_allclose(
+        fe["df"],
+        [
+            15.1823658288473,
+            15.4901629968381,
+            14.5743967338064,
+            14.8636979242946,
+            14.7964909981376,
+            15.1619462478911,
+        ],
+        rtol=1e-3,
+    )
