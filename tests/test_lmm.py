@@ -428,6 +428,8 @@ def test_singular_fit_warning_names_slope_sd_and_remedy() -> None:
     assert "Refit with `(1 | g)`" in text
     assert fit.singular and fit.theta[1] == 0.0
     assert fit.messages == [text]
+    # lmerTest on the same data (boundary fit): df 35.3768319906, 209.0000000863
+    assert_allclose(fit.fixed_effects["df"], [35.3768319906, 209.0000000863], rtol=1e-3)
 
 
 def test_singular_fit_warning_names_correlation_at_boundary() -> None:
@@ -440,6 +442,9 @@ def test_singular_fit_warning_names_correlation_at_boundary() -> None:
     assert "`(1 + t || g)`" in str(record[0].message)
     assert fit.singular
     assert_allclose(fit.loglik, -394.888241464328, atol=1e-6)
+    # lmerTest: SE 0.3806934229324, 0.0323815477988; df 29.1127526598, 61.5331991724
+    assert_allclose(fit.fixed_effects["std_error"], [0.3806934229324, 0.0323815477988], rtol=1e-4)
+    assert_allclose(fit.fixed_effects["df"], [29.1127526598, 61.5331991724], rtol=1e-3)
 
 
 def test_interior_optimum_found_where_identity_start_stalls() -> None:
