@@ -39,9 +39,11 @@ def test_fixed_effects_table_is_wald_with_satterthwaite_p(fit: MixedResults) -> 
         "ci_upper",
     ]
     assert list(fe.index) == ["Intercept", "Days"]
-    z = stats.norm.ppf(0.975)
-    assert_allclose(fe["ci_lower"], fe["estimate"] - z * fe["std_error"], rtol=1e-12)
-    assert_allclose(fe["ci_upper"], fe["estimate"] + z * fe["std_error"], rtol=1e-12)
+    q = stats.t.ppf(0.975, fe["df"])  # interval agrees with the Satterthwaite t test
+    assert_allclose(fe["ci_lower"], fe["estimate"] - q * fe["std_error"], rtol=1e-12)
+    assert_allclose(fe["ci_upper"], fe["estimate"] + q * fe["std_error"], rtol=1e-12)
+    # lmerTest/emmeans interval for Days with df = 17: 10.4673 ± t(0.975, 17)·1.54579
+    assert_allclose(fe.loc["Days", ["ci_lower", "ci_upper"]], [7.205955, 13.728617], atol=1e-4)
     assert_allclose(fe["statistic"], fe["estimate"] / fe["std_error"], rtol=1e-12)
     assert_allclose(fe["p_value"], 2 * stats.t.sf(fe["statistic"].abs(), fe["df"]), rtol=1e-10)
     # lmerTest: t = 36.8380896462844, 6.77148148899918
