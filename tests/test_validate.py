@@ -520,3 +520,14 @@ def test_collect_problems_returns_empty_table_for_valid_input(valid_tables: Tabl
     assert len(problems) == 0
     assert list(problems.columns) == ["table", "row", "column", "value", "rule", "message"]
     assert set(checked) == {"subjects", "cocktails", "sessions", "adverse_events"}
+
+
+def test_factorize_text_gives_equal_codes_to_equal_values_in_any_order() -> None:
+    from mesostats.data.validate import factorize_column
+
+    grouped = pd.Series(["b", "b", "a", "a", None, "b", "c", "c"], dtype="str")
+    codes, n = factorize_column(grouped)  # runs: b, a, (missing), b again, c
+    assert codes.tolist() == [0, 0, 1, 1, -1, 0, 2, 2] and n == 3
+    scattered = pd.Series(["x", "y", "x", "z", "y", None], dtype="str")  # no runs
+    codes, n = factorize_column(scattered)
+    assert codes.tolist() == [0, 1, 0, 2, 1, -1] and n == 3

@@ -317,31 +317,16 @@ def _parse_header(text: str, delimiter: str) -> list[str]:
     return [name.strip().lstrip("\ufeff").strip() for name in row]
 
 
-def _key_fields(schema: TableSchema) -> set[str]:
-    """Text fields used as keys or groups: read them dictionary-encoded (codes for free)."""
-    keys = set(schema.primary_key)
-    for fk in schema.foreign_keys:
-        keys |= set(fk.fields)
-    for rule in schema.rules:
-        keys |= set(rule.get("group_by", []))
-    return {f.name for f in schema.fields if f.name in keys and f.type == "string"}
-
-
 def _arrow_types(
     names: list[str], internal: list[str], schema: TableSchema | None, typed: bool
 ) -> tuple[dict[str, pa.DataType], list[str], list[str]]:
-    """pyarrow column types: schema types when ``typed``, else text for every column.
-
-    Text key columns are read dictionary-encoded: the validator needs their integer codes
-    anyway, and pyarrow builds them while parsing.
-    """
+    """pyarrow column types: schema types when ``typed``, else text for every column."""
     types: dict[str, pa.DataType] = {name: pa.string() for name in internal}
     true_values: list[str] = []
     false_values: list[str] = []
     if not typed or schema is None:
         return types, true_values, false_values
     specs = {f.name: f for f in schema.fields}
-    keys = _key_fields(schema)
     booleans = [f for f in schema.fields if f.type == "boolean"]
     same_lists = len({(f.true_values, f.false_values) for f in booleans}) == 1
     if booleans and same_lists:
@@ -358,40 +343,9 @@ def _arrow_types(
         seen.add(field_name)
         if spec.type == "boolean":
             types[key] = pa.bool_() if same_lists else pa.string()
-        elif field_name in keys:
-            types[key] = pa.dictionary(pa.int32(), pa.string())
         else:
             types[key] = arrow_of[spec.type]
     return types, true_values, false_values
-
-
-def _decode_dictionaries(
-    arrow_table: pa.Table, names: list[str]
-) -> tuple[pa.Table, dict[str, tuple[np.ndarray, pa.Array]]]:
-    """Turn dictionary columns back into text; keep (codes, distinct values) per column."""
-    codes: dict[str, tuple[np.ndarray, pa.Array]] = {}
-    for i, field in enumerate(arrow_table.schema):
-        if not pa.types.is_dictionary(field.type):
-            continue
-        column = arrow_table.column(i).unify_dictionaries()
-        if column.num_chunks == 0:
-            dictionary = pa.array([], type=pa.string())
-            indices = np.empty(0, dtype=np.int64)
-        else:
-            dictionary = column.chunk(0).dictionary
-            indices = np.concatenate(
-                [
-                    np.asarray(
-                        pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False),
-                        dtype=np.int64,
-                    )
-                    for chunk in column.chunks
-                ]
-            )
-        text = pc.cast(column, pa.string())
-        arrow_table = arrow_table.set_column(i, field.name, text)
-        codes.setdefault(names[i], (indices, dictionary))
-    return arrow_table, codes
 
 
 _NULLABLE_TYPES = {pa.bool_(): pd.BooleanDtype()}  # (integers with gaps become float64)
@@ -523,7 +477,7 @@ def _parse_csv(
     try:
         arrow_table = pa_csv.read_csv(
             pa.BufferReader(pa.py_buffer(memoryview(data)[body_start:])),
-            read_options=pa_csv.ReadOptions(column_names=internal, block_size=1 << 24),
+            read_options=pa_csv.ReadOptions(column_names=internal, block_size=1 << 20),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter,
                 newlines_in_values=has_quotes,
@@ -563,7 +517,6 @@ def _parse_csv(
                 data, starts, lines, names, table, origin, delimiter, log, missing_values
             )
         keep_lines = lines[keep]
-    arrow_table, key_codes = _decode_dictionaries(arrow_table, names)
     frame = arrow_table.to_pandas(types_mapper=_NULLABLE_TYPES.get, split_blocks=True)
     for i, col in enumerate(frame.columns):
         if pa.types.is_string(arrow_table.schema.field(i).type) and not isinstance(
@@ -579,7 +532,6 @@ def _parse_csv(
         list(names),
         missing_applied=True,
         typed_read=typed,
-        key_codes=key_codes,
     )
     return _drop_unnamed(raw, table, log)
 
@@ -1104,11 +1056,7 @@ def _apply_cdisc(raw: RawTable, table_schema: TableSchema) -> RawTable:
     for i, series in replacements.items():
         frame.isetitem(i, series)
     frame.columns = pd.Index(renamed, dtype=object)
-    rename = dict(zip(names, renamed, strict=True))
-    key_codes = {rename.get(k, k): v for k, v in raw.key_codes.items() if k not in _CDISC_RECODED}
-    return dataclasses.replace(
-        raw, frame=frame, column_sources=raw.column_sources or names, key_codes=key_codes
-    )
+    return dataclasses.replace(raw, frame=frame, column_sources=raw.column_sources or names)
 
 
 def _normalise_cdisc_values(cdisc_name: str, column: pd.Series) -> pd.Series:

@@ -42,8 +42,8 @@ ingredient. Duplicated column names are always a problem.
 
 Speed
 -----
-Keys are compared as integers: text key columns are dictionary-encoded once (by pyarrow while
-the CSV is parsed, or by :func:`pyarrow.compute.dictionary_encode`), composite keys are
+Keys are compared as integers: text key columns are dictionary-encoded once (only the first
+value of each run of equal values, so rows grouped by subject cost little), composite keys are
 combined in mixed radix, duplicates are counted with :func:`numpy.bincount`, and a foreign key
 is looked up once per *distinct* value. Text comparisons (enums, missing-value tokens) use
 pyarrow's C++ hash sets rather than pandas' ``isin``, which walks pyarrow-backed text in Python.
@@ -114,9 +114,6 @@ class RawTable:
     typed_read : bool
         The reader parsed schema columns to their types (CSV fast path); problems are then
         reported with typed values, so the loader re-reads as text before raising.
-    key_codes : dict
-        Column name → (integer codes, distinct values as a pyarrow array) for text key columns
-        the reader dictionary-encoded while parsing (-1 where missing).
     """
 
     frame: pd.DataFrame
@@ -126,7 +123,6 @@ class RawTable:
     column_sources: list[str] | None = None
     missing_applied: bool = False
     typed_read: bool = False
-    key_codes: dict[str, tuple[np.ndarray, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -478,7 +474,6 @@ def _report_cells(
 def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) -> CheckedTable:
     """Parse and check one table: columns, types, field constraints, primary key, rules."""
     frame = raw.frame
-    raw_n = len(frame)
     sources = raw.column_sources or [str(c) for c in frame.columns]
     names = [str(c) for c in frame.columns]
     first_position: dict[str, int] = {}
@@ -565,10 +560,6 @@ def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) 
                         positions=pos,
                     )
     checked = CheckedTable(name, schema, raw, typed, valid, missing, raw_columns, extra)
-    for key_name, (codes, uniques) in raw.key_codes.items():
-        if key_name in typed and schema.field(key_name).type == "string" and len(codes) == raw_n:
-            checked.codes[key_name] = (np.where(valid[key_name], codes, -1), len(uniques))
-            checked.uniques[key_name] = uniques
     _check_field_constraints(checked, log)
     _check_primary_key(checked, log)
     _check_rules(checked, log)
@@ -704,9 +695,7 @@ def factorize_column(series: pd.Series) -> tuple[np.ndarray, int]:
 def factorize_with_uniques(series: pd.Series) -> tuple[np.ndarray, Any]:
     """Like :func:`factorize_column`, also returning the distinct values (pyarrow or Index)."""
     if is_arrow_text(series):
-        encoded = pc.dictionary_encode(arrow_array(series))
-        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-        return np.asarray(indices, dtype=np.int64), encoded.dictionary
+        return _factorize_text_runs(arrow_array(series))
     if pd.api.types.is_integer_dtype(series.dtype) and len(series):
         # Small-range integers (visit numbers): the offset from the minimum is the code.
         if isinstance(series.dtype, np.dtype):
@@ -724,6 +713,27 @@ def factorize_with_uniques(series: pd.Series) -> tuple[np.ndarray, Any]:
                 return codes, pd.Index(np.arange(low, high + 1, dtype=np.int64))
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
+
+
+def _factorize_text_runs(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Exact factorisation of text, cheap when equal values sit together (rows grouped by
+    subject): compare each value with the previous one, dictionary-encode only the first value
+    of every run, and repeat its code over the run. Equal values in separate runs still get
+    the same code (the encoding is over all run heads)."""
+    n = len(arr)
+    if n == 0:
+        return np.empty(0, dtype=np.int64), pa.array([], type=arr.type)
+    changed = pc.fill_null(pc.not_equal(arr[1:], arr[:-1]), True)
+    starts = np.concatenate([[0], np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1])
+    if len(starts) > n // 2:  # hardly any runs: encode every row directly
+        encoded = pc.dictionary_encode(arr)
+        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        return np.asarray(indices, dtype=np.int64), encoded.dictionary
+    encoded = pc.dictionary_encode(arr.take(pa.array(starts)))
+    run_codes = np.asarray(
+        pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+    return np.repeat(run_codes, np.diff(np.append(starts, n))), encoded.dictionary
 
 
 def codes_among(series: pd.Series, uniques: Any) -> np.ndarray:
