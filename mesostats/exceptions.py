@@ -45,9 +45,7 @@ class ValidationError(MesostatsError, ValueError):
         missing = [c for c in PROBLEM_COLUMNS if c not in problems.columns]
         if missing:
             raise TypeError(f"problems table lacks columns {missing}")
-        self.problems: pd.DataFrame = pd.DataFrame(problems[PROBLEM_COLUMNS]).reset_index(
-            drop=True
-        )
+        self.problems: pd.DataFrame = pd.DataFrame(problems[PROBLEM_COLUMNS]).reset_index(drop=True)
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -59,7 +57,9 @@ class ValidationError(MesostatsError, ValueError):
         )
         lines = [head]
         for rec in self.problems.head(_SHOWN_PROBLEMS).itertuples(index=False):
-            where = f"{rec.table}, row {rec.row}"
+            where = str(rec.table)
+            if not _is_missing(rec.row):
+                where += f", row {rec.row}"
             if rec.column is not None and str(rec.column) not in ("", "nan", "None"):
                 where += f", column {rec.column}"
             value = "" if _is_missing(rec.value) else f" (value {_short(rec.value)!r})"

@@ -26,8 +26,15 @@ def raw_descriptors() -> dict[str, dict]:
     }
 
 
-def test_schema_dir_is_the_repository_data_schema_in_a_checkout() -> None:
-    assert schema_dir() == Path(__file__).resolve().parent.parent / "data_schema"
+def test_shipped_schema_files_equal_the_canonical_data_schema_folder() -> None:
+    """Installed (wheel copy inside the package) or in a checkout: same files, same bytes."""
+    canonical = Path(__file__).resolve().parent.parent / "data_schema"
+    shipped = schema_dir()
+    names = sorted(p.name for p in canonical.glob("*.json"))
+    assert names == sorted(p.name for p in shipped.glob("*.json"))
+    assert len(names) == 5
+    for name in names:
+        assert (shipped / name).read_bytes() == (canonical / name).read_bytes(), name
 
 
 def test_datapackage_lists_the_four_tables_and_which_are_required() -> None:
