@@ -35,7 +35,7 @@ from scipy import optimize, stats
 
 import mesostats as ms
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
-from mesostats.mixed.glmm import RandomTermArrays, fit_arrays
+from mesostats.mixed.glmm import RandomTermArrays, design_objective, fit_arrays
 from mesostats.mixed.laplace import CanonicalFamily
 from mesostats.mixed.quadrature import ScalarRandomEffect
 
@@ -456,6 +456,33 @@ def test_agq_accepts_a_scalar_random_slope_term_and_converges_in_nodes():
     assert_allclose(
         fits[25].fixed_effects["estimate"], fits[50].fixed_effects["estimate"], atol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    ("formula", "data", "nagq"),
+    [
+        (CBPP_FORMULA, "cbpp", 1),
+        (CBPP_FORMULA, "cbpp", 25),
+        ("event ~ dose + week + (1 + week || subject)", "more", 1),
+    ],
+)
+def test_design_objective_at_the_fit_equals_the_fitted_loglik(formula, data, nagq):
+    """The public objective builder evaluates to fit_glmm's maximised log-likelihood at
+    (β̂, θ̂[perm]), and its gradient vanishes there (it is the objective fit_glmm maximised)."""
+    frame = cbpp_data() if data == "cbpp" else more_data()
+    fit = ms.fit_glmm(formula, frame, nagq=nagq)
+    objective, perm = design_objective(fit.design, "binomial", nagq)
+    x = np.concatenate([fit.fixed_effects["estimate"].to_numpy(), fit.theta[perm]])
+    value, grad = objective(x)
+    assert_allclose(value, fit.loglik, rtol=1e-12)
+    assert np.max(np.abs(grad)) < 1e-3
+    assert sorted(perm.tolist()) == list(range(len(fit.theta)))
+
+
+def test_design_objective_refuses_an_unknown_family():
+    fit = ms.fit_glmm(CBPP_FORMULA, cbpp_data())
+    with pytest.raises(ModelSpecError, match="Unknown family 'gamma'"):
+        design_objective(fit.design, "gamma")
 
 
 # ---------------------------------------------------------------------------- warnings

@@ -495,6 +495,52 @@ def make_objective(
     return ApproximateLoglik(GeneralLaplace(data), X.shape[1], data.n_theta)
 
 
+def term_arrays(design: MixedDesign) -> list[RandomTermArrays]:
+    """The design's random-effect terms as :class:`RandomTermArrays` (design order)."""
+    return [
+        RandomTermArrays(np.asarray(t.codes, dtype=np.int64), t.Z, t.n_levels, t.group)
+        for t in design.terms
+    ]
+
+
+def design_objective(
+    design: MixedDesign, family: str, nagq: int = 1
+) -> tuple[ApproximateLoglik, IntArray]:
+    """Approximate log-likelihood of a GLMM design over (β, θ_engine), and the θ permutation.
+
+    Parameters
+    ----------
+    design : MixedDesign
+        From :func:`mesostats.mixed.design.build_design`.
+    family : {"binomial", "poisson"}
+        Canonical family (logit / log link).
+    nagq : int, default 1
+        1 = Laplace approximation; > 1 = adaptive Gauss–Hermite quadrature (one scalar
+        random effect only, as :func:`fit_glmm`).
+
+    Returns
+    -------
+    objective : ApproximateLoglik
+        ``objective.value(x)`` / ``.gradient(x)`` with ``x = (β, θ_engine)``; the same
+        objective :func:`fit_glmm` maximises (Bates et al. 2015, *J. Stat. Softw.* 67(1);
+        Pinheiro & Bates 1995 for AGQ).
+    perm : numpy.ndarray
+        ``θ_engine = θ_design[perm]`` (the engine merges terms that share a grouping factor,
+        e.g. the pieces of ``(x || g)``).
+    """
+    factors, perm = _merge_terms(term_arrays(design))
+    objective = make_objective(
+        CanonicalFamily(_check_family(family)),
+        design.y,
+        design.prior_weights,
+        design.offset,
+        design.X,
+        factors,
+        _check_nagq(nagq),
+    )
+    return objective, perm
+
+
 def preconditioner(
     objective: ApproximateLoglik,
     x0: FloatArray,
@@ -935,10 +981,7 @@ def fit_glmm(
     n_nodes = _check_nagq(nagq)
     design = build_design(formula, data, family=family_name)
     _check_quadrature_structure(design, n_nodes)
-    terms = [
-        RandomTermArrays(np.asarray(t.codes, dtype=np.int64), t.Z, t.n_levels, t.group)
-        for t in design.terms
-    ]
+    terms = term_arrays(design)
     separated = _separated_columns(design, family_name)
     core = fit_arrays(
         CanonicalFamily(family_name),

@@ -428,33 +428,12 @@ def glmm_objective(results: MixedResults) -> tuple[Any, np.ndarray]:
     """The engine's approximate log-likelihood over (β, θ_engine) for a fitted GLMM's design.
 
     Returns the objective and ``perm`` with θ_engine = θ[perm] (the engine merges terms that
-    share a grouping factor).
+    share a grouping factor); see :func:`mesostats.mixed.glmm.design_objective`.
     """
-    from mesostats.mixed.glmm import _merge_terms, make_objective
-    from mesostats.mixed.laplace import CanonicalFamily
+    from mesostats.mixed.glmm import design_objective
 
-    design = results.design
-    terms = _term_arrays(design)
-    factors, perm = _merge_terms(terms)
-    objective = make_objective(
-        CanonicalFamily(results.family),
-        design.y,
-        design.prior_weights,
-        design.offset,
-        design.X,
-        factors,
-        _nagq(results.method),
-    )
+    objective, perm = design_objective(results.design, results.family, _nagq(results.method))
     return objective, np.asarray(perm, dtype=np.intp)
-
-
-def _term_arrays(design: MixedDesign) -> list[Any]:
-    from mesostats.mixed.glmm import RandomTermArrays
-
-    return [
-        RandomTermArrays(np.asarray(t.codes, dtype=np.int64), t.Z, t.n_levels, t.group)
-        for t in design.terms
-    ]
 
 
 class _GlmmSdcorObjective(_Objective):
@@ -935,10 +914,10 @@ def _refit(model: _BootstrapModel, y: np.ndarray) -> tuple[np.ndarray, float, np
         sigma = math.sqrt(st.r2 / problem.dof)
         beta = problem.beta_ols + st.delta
         return np.asarray(opt.theta, dtype=float), sigma, np.asarray(beta), bool(opt.converged)
-    from mesostats.mixed.glmm import fit_arrays
+    from mesostats.mixed.glmm import fit_arrays, term_arrays
     from mesostats.mixed.laplace import CanonicalFamily
 
-    terms = _term_arrays(design)
+    terms = term_arrays(design)
     core = fit_arrays(
         CanonicalFamily(model.family),
         design.y,
