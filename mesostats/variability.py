@@ -856,29 +856,29 @@ class Variability:
     def _conditional_covariances(self) -> list[np.ndarray]:
         """Per design term, (n_levels, q, q) conditional covariances of the random effects.
 
-        LMM: from the engine's factorisation at θ̂ (lme4's ``condVar``, full blocks). GLMM:
-        the conditional SDs on the diagonal (covariances within a level taken as 0).
+        The engine's ``ranef_cov`` blocks (lme4's ``condVar``: LMM from the factorisation at
+        θ̂, GLMM from the Laplace approximation at the mode), cut per term. A fit without
+        them (built elsewhere) falls back to the conditional SDs on the diagonal.
         """
         if self._cond_cov is not None:
             return self._cond_cov
         model = self.model
         design = model.design
-        out = [np.zeros((t.n_levels, t.q, t.q)) for t in design.terms]
-        ranef_se = model.ranef_se
-        for k, t in enumerate(design.terms):
-            sd = ranef_se[t.group][list(t.names)].to_numpy(dtype=float)
+        blocks = model.ranef_cov
+        out: list[np.ndarray] = []
+        offset: dict[str, int] = {}
+        for t in design.terms:
+            start = offset.get(t.group, 0)
+            offset[t.group] = start + t.q
+            if blocks is not None:
+                cols = slice(start, start + t.q)
+                out.append(np.ascontiguousarray(blocks[t.group][:, cols, cols]))
+                continue
+            sd = model.ranef_se[t.group][list(t.names)].to_numpy(dtype=float)
+            cov = np.zeros((t.n_levels, t.q, t.q))
             idx = np.arange(t.q)
-            out[k][:, idx, idx] = sd**2
-        if model.family == "gaussian" and any(t.q > 1 for t in design.terms):
-            from mesostats.mixed.lmm import ProfiledDeviance
-
-            problem = ProfiledDeviance(design, reml=model.method == "REML")
-            st = problem.state(np.asarray(model.theta, dtype=float))
-            blocks = problem.conditional_covariance_diag(st)
-            for f, lam, block in zip(problem.factors, st.lams, blocks, strict=True):
-                cov = model.sigma**2 * np.einsum("ia,abg,jb->gij", lam, block, lam)
-                for t_id, cols in zip(f.term_ids, f.term_cols, strict=True):
-                    out[t_id] = np.ascontiguousarray(cov[:, cols, cols])
+            cov[:, idx, idx] = sd**2
+            out.append(cov)
         self._cond_cov = out
         return out
 

@@ -485,6 +485,33 @@ def test_design_objective_refuses_an_unknown_family():
         design_objective(fit.design, "gamma")
 
 
+def test_ranef_cov_equals_direct_laplace_conditional_covariance():
+    """ranef_cov[g] = Λ(ΛᵀZ_gᵀW_gZ_gΛ + I)⁻¹Λᵀ at the mode (W = n p(1 − p) with the BLUPs in
+    η), computed here group by group with numpy; its diagonal is ranef_se²."""
+    data = more_data()
+    fit = ms.fit_glmm("event ~ dose + week + (1 + week | subject)", data)
+    cov = fit.ranef_cov["subject"]
+    p = fit.predict(scale="response").to_numpy()
+    w = p * (1 - p)
+    lam = fit.design.lambda_blocks(fit.theta)[0]
+    term = fit.design.terms[0]
+    levels = fit.ranef["subject"].index
+    assert cov.shape == (len(levels), 2, 2)
+    for g in range(len(levels)):
+        rows = term.codes == g
+        Zl = term.Z[rows] @ lam
+        direct = lam @ np.linalg.inv(Zl.T @ (w[rows, None] * Zl) + np.eye(2)) @ lam.T
+        assert_allclose(cov[g], direct, rtol=1e-6, atol=1e-12)
+    sd = fit.ranef_se["subject"].to_numpy()
+    assert_allclose(np.sqrt(np.diagonal(cov, axis1=1, axis2=2)), sd, rtol=1e-12)
+    assert np.any(np.abs(cov[:, 0, 1]) > 1e-3)  # the off-diagonal is really filled
+
+
+def test_ranef_cov_scalar_term_is_the_squared_conditional_sd():
+    fit = ms.fit_glmm(CBPP_FORMULA, cbpp_data())
+    assert_allclose(fit.ranef_cov["herd"][:, 0, 0], fit.ranef_se["herd"]["Intercept"] ** 2)
+
+
 # ---------------------------------------------------------------------------- warnings
 def test_separated_level_warns_and_reports_infinite_se():
     rng = np.random.default_rng(0)

@@ -459,6 +459,8 @@ class GlmmCore:
     loglik: float
     modes: list[FloatArray]  # per term: b = Λ u as (n_levels, q)
     cond_sd: list[FloatArray]  # per term: conditional SDs of b, (n_levels, q)
+    cond_cov: list[FloatArray]  # per grouping factor (engine order): (n_levels, q, q) of b
+    factor_terms: list[list[int]]  # per grouping factor: its term indices (design order)
     optimum: Optimum
     glm_beta: FloatArray
     glm_loglik: float
@@ -686,7 +688,7 @@ def _fit_arrays(
         vcov = np.asarray(np.linalg.pinv(-opt.hessian[:n_beta, :n_beta]))
         opt.converged = False
 
-    modes, cond_sd = conditional_effects(objective, beta, theta_engine, factors, terms)
+    modes, cond_sd, cond_cov = conditional_effects(objective, beta, theta_engine, factors, terms)
     theta = np.empty(n_theta)
     theta[perm] = theta_engine
     return GlmmCore(
@@ -697,6 +699,8 @@ def _fit_arrays(
         loglik=opt.loglik,
         modes=modes,
         cond_sd=cond_sd,
+        cond_cov=cond_cov,
+        factor_terms=[list(f.term_ids) for f in factors],
         optimum=opt,
         glm_beta=glm_beta,
         glm_loglik=glm_ll,
@@ -710,34 +714,40 @@ def conditional_effects(
     theta: FloatArray,
     factors: list[_Factor],
     terms: list[RandomTermArrays],
-) -> tuple[list[FloatArray], list[FloatArray]]:
-    """Conditional modes b̂ = Λû per term and their conditional SDs (diag of ΛH⁻¹Λᵀ).
+) -> tuple[list[FloatArray], list[FloatArray], list[FloatArray]]:
+    """Conditional modes b̂ = Λû per term, their conditional SDs (diag of ΛH⁻¹Λᵀ), and the
+    conditional covariance blocks ΛH_g⁻¹Λᵀ per grouping factor (n_levels, q, q).
 
-    The conditional SDs are those of the Laplace (Gaussian) approximation, as lme4's
-    ``ranef(condVar = TRUE)``, also for AGQ fits.
+    H is the Hessian of the penalised log-likelihood in u at the mode (the Laplace /
+    Gaussian approximation of the conditional distribution), as lme4's
+    ``ranef(condVar = TRUE)`` (Bates et al. 2015, *J. Stat. Softw.* 67(1), sec. 5.1), also for
+    AGQ fits. The covariance blocks are in the order of ``factors``.
     """
     engine = objective.engine
     if isinstance(engine, ScalarRandomEffect):
         ev = engine.evaluate(beta, float(theta[0]), gradient=False)
         th = abs(float(theta[0]))
-        return [th * ev.u[:, None]], [th * ev.cond_sd[:, None]]
+        sd = th * ev.cond_sd[:, None]
+        return [th * ev.u[:, None]], [sd], [(sd**2)[:, :, None]]
     gev = engine.evaluate(beta, theta, gradient=False)
     blocks = engine.conditional_covariance_blocks(beta, theta)
     lams = engine.data.lambda_blocks(theta)
     modes: list[FloatArray] = [np.empty(0)] * len(terms)
     sds: list[FloatArray] = [np.empty(0)] * len(terms)
+    covs: list[FloatArray] = []
     start = 0
     for f, lam, block in zip(factors, lams, blocks, strict=True):
         q = f.Z.shape[1]
         uu = gev.u[start : start + f.n_levels * q].reshape(f.n_levels, q)
         b = uu @ lam.T
         cov_b = np.einsum("ab,gbc,dc->gad", lam, block, lam)
+        covs.append(cov_b)
         sd = np.sqrt(np.clip(np.diagonal(cov_b, axis1=1, axis2=2), 0.0, None))
         for k, cols in zip(f.term_ids, f.term_cols, strict=True):
             modes[k] = b[:, cols]
             sds[k] = sd[:, cols]
         start += f.n_levels * q
-    return modes, sds
+    return modes, sds, covs
 
 
 # --------------------------------------------------------------------------- checks
@@ -1025,6 +1035,10 @@ def fit_glmm(
         singular=bool(singular_msgs),
         messages=[*convergence_msgs, *separation, *singular_msgs],
         variance_parameter_cov=core.vcov_theta,
+        ranef_cov={
+            design.terms[ids[0]].group: cov
+            for ids, cov in zip(core.factor_terms, core.cond_cov, strict=True)
+        },
         optimizer={
             "method": "L-BFGS-B (preconditioned) + Newton polish",
             "n_evaluations": opt.n_evaluations,
