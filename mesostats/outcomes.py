@@ -962,7 +962,7 @@ def fit_side_effects(
         }
     )
     effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
-    _separation_notes(model.fixed_effects.loc[chosen], data, notes)
+    _separation_notes(model, chosen, data, notes)
     what = "any event" if event is None else f"event {event!r}"
     n_with = int(data["any_event"].sum())
     notes.insert(
@@ -1044,8 +1044,15 @@ def _subject_sd(model: MixedResults) -> float:
     return float(row["sdcor"].iloc[0]) if len(row) else 0.0
 
 
-def _separation_notes(fe: pd.DataFrame, data: pd.DataFrame, notes: list[str]) -> None:
-    """Say when a cocktail had no event at all, or an estimate runs off (separation)."""
+def _separation_notes(
+    model: MixedResults, chosen: Sequence[str], data: pd.DataFrame, notes: list[str]
+) -> None:
+    """Say when a cocktail had no event at all, or when the engine found separation.
+
+    Uses fit_glmm's structured ``optimizer_info["separation"]`` records (complete separation
+    of an indicator, quasi-separation of a covariate) for the ingredients modelled; the
+    engine's own warning text is already among the notes.
+    """
     by_cocktail = data.groupby("cocktail_id", sort=True)["any_event"].agg(["sum", "size"])
     none = [str(c) for c, r in by_cocktail.iterrows() if r["sum"] == 0]
     if none:
@@ -1053,7 +1060,8 @@ def _separation_notes(fe: pd.DataFrame, data: pd.DataFrame, notes: list[str]) ->
             f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with the "
             "event; odds ratios involving them rest on few events and may be unstable."
         )
-    wild = [str(i) for i, r in fe.iterrows() if abs(r["estimate"]) > 10 or r["std_error"] > 10]
+    records = model.optimizer_info.get("separation", [])
+    wild = [r["term"] for r in records if r["kind"] != "group" and r["term"] in chosen]
     if wild:
         notes.append(
             f"The odds ratio of {', '.join(wild)} is extreme or has a huge standard error: the "

@@ -535,6 +535,11 @@ def test_separated_level_warns_and_reports_infinite_se():
     assert np.all(np.isfinite(fe.loc[["Intercept", "grp[T.b]"], "std_error"]))
     assert not fit.converged
     assert any("Separation" in m for m in fit.messages)
+    records = fit.optimizer_info["separation"]
+    assert [(r["kind"], r["term"], r["side"], r["n_rows"]) for r in records] == [
+        ("complete", "grp[T.c]", "low", 60)
+    ]
+    assert_allclose(records[0]["estimate"], fe.loc["grp[T.c]", "estimate"])
 
 
 def test_groups_with_all_same_outcomes_and_huge_sd_warn_naming_the_groups():
@@ -548,6 +553,15 @@ def test_groups_with_all_same_outcomes_and_huge_sd_warn_naming_the_groups():
     ):
         fit = ms.fit_glmm("y ~ x + (1 | g)", data)
     assert fit.theta[0] > 10
+    (record,) = fit.optimizer_info["separation"]
+    assert record["kind"] == "group" and record["term"] == "g"
+    assert len(record["levels"]) == 30
+    assert_allclose(record["sd"], fit.theta[0])
+
+
+def test_no_separation_gives_an_empty_record_list():
+    fit = ms.fit_glmm(CBPP_FORMULA, cbpp_data())
+    assert fit.optimizer_info["separation"] == []
 
 
 # ---------------------------------------------------------------------------- bad input

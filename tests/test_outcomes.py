@@ -364,6 +364,26 @@ def test_gee_odds_ratios_are_attenuated_when_people_differ_a_lot():
     assert "attenuated towards 0 (ORs towards 1)" in side.gee.explanation
 
 
+def test_separation_note_names_exactly_the_terms_the_engine_flagged():
+    """minoxidil sessions never have the event: fit_glmm records complete separation of
+    `minoxidil` (optimizer_info["separation"]); the plain note names it and nothing else."""
+    study = ms.simulate_study(120, 6, seed=3, effects={"event_log_or": {"minoxidil": -30.0}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        side = ms.fit_side_effects(study)
+    assert any("Separation" in str(w.message) for w in caught)
+    records = side.model.optimizer_info["separation"]
+    assert [r["term"] for r in records] == ["minoxidil"]
+    (note,) = [n for n in side.notes if "(quasi-)separated" in n]
+    assert note.startswith("The odds ratio of minoxidil is extreme")
+
+
+def test_no_separation_note_without_engine_record(example_fits):
+    _, _, side = example_fits
+    assert side.model.optimizer_info["separation"] == []
+    assert not any("(quasi-)separated" in n for n in side.notes)
+
+
 def test_single_event_term_and_quadrature(example_fits):
     study, _, _ = example_fits
     side = ms.fit_side_effects(study, "pain", nagq=9)

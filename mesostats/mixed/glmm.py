@@ -30,6 +30,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -832,29 +833,40 @@ def _separation_message(name: str, side: str, n_rows: int, estimate: float, fami
     )
 
 
-def _large_estimate_messages(
+def _large_estimates(
     design: MixedDesign, beta: FloatArray, se: FloatArray, flagged: set[str]
-) -> list[str]:
-    """Coefficients implying an effect of > 10 link units per SD of their covariate."""
-    messages = []
+) -> list[tuple[str, dict[str, Any]]]:
+    """Coefficients implying an effect of > 10 link units per SD of their covariate:
+    (message, separation record) pairs."""
+    messages: list[tuple[str, dict[str, Any]]] = []
     sd_x = design.X.std(axis=0)
     for j, name in enumerate(design.fixed_names):
         if name in flagged or name == "Intercept":
             continue
         scale = sd_x[j] if sd_x[j] > 0 else 1.0
         if abs(beta[j]) * scale > 10.0:
-            messages.append(
+            text = (
                 f"The estimate of `{name}` is {beta[j]:.3g} (SE {se[j]:.3g}), i.e. "
                 f"{abs(beta[j]) * scale:.3g} link units per SD of the covariate: this points to "
                 "(quasi-)complete separation (the covariate predicts the outcome perfectly). "
                 "Check the cross-tabulation of outcome and covariate; consider a penalised fit."
             )
+            record = {
+                "kind": "quasi",
+                "term": name,
+                "side": "low" if beta[j] < 0 else "high",
+                "estimate": float(beta[j]),
+            }
+            messages.append((text, record))
     return messages
 
 
-def _group_separation_messages(design: MixedDesign, family: str, theta: FloatArray) -> list[str]:
-    """A huge between-group SD together with groups whose outcomes all sit at one extreme."""
-    messages = []
+def _group_separation(
+    design: MixedDesign, family: str, theta: FloatArray
+) -> list[tuple[str, dict[str, Any]]]:
+    """A huge between-group SD together with groups whose outcomes all sit at one extreme:
+    (message, separation record) pairs."""
+    messages: list[tuple[str, dict[str, Any]]] = []
     counted = design.prior_weights > 0
     for term, lam in zip(design.terms, design.lambda_blocks(theta), strict=True):
         sd = np.sqrt(np.diag(lam @ lam.T))
@@ -873,13 +885,20 @@ def _group_separation_messages(design: MixedDesign, family: str, theta: FloatArr
         n_extreme = int(extreme.sum())
         labels = ", ".join(str(v) for v in term.levels[extreme][:5])
         more = f" and {n_extreme - 5} more" if n_extreme > 5 else ""
-        messages.append(
+        text = (
             f"The random-effect SD for `{term.group}` is {float(sd.max()):.3g} on the link "
             f"scale, implausibly large: {n_extreme} of {term.n_levels} levels have outcomes all "
             f"at one extreme (e.g. {labels}{more}), which pushes their conditional modes "
             "towards ±infinity. Check the data of these groups, add group-level covariates, "
             "or constrain the SD (e.g. a Bayesian prior)."
         )
+        record = {
+            "kind": "group",
+            "term": term.group,
+            "levels": [str(v) for v in term.levels[extreme]],
+            "sd": float(sd.max()),
+        }
+        messages.append((text, record))
     return messages
 
 
@@ -1011,9 +1030,22 @@ def fit_glmm(
         _separation_message(design.fixed_names[j], side, n_rows, core.beta[j], family_name)
         for j, (side, n_rows) in separated
     ]
+    separation_records: list[dict[str, Any]] = [
+        {
+            "kind": "complete",
+            "term": design.fixed_names[j],
+            "side": side,
+            "n_rows": n_rows,
+            "estimate": float(core.beta[j]),
+        }
+        for j, (side, n_rows) in separated
+    ]
     flagged = {design.fixed_names[j] for j, _ in separated}
-    separation += _large_estimate_messages(design, core.beta, se, flagged)
-    separation += _group_separation_messages(design, family_name, core.theta)
+    for text, record in _large_estimates(design, core.beta, se, flagged) + _group_separation(
+        design, family_name, core.theta
+    ):
+        separation.append(text)
+        separation_records.append(record)
     singular_msgs = _singular_messages(design, core.theta)
     for msg in convergence_msgs + separation:
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
@@ -1046,6 +1078,7 @@ def fit_glmm(
             "newton_decrement": opt.newton_decrement,
             "gradient": opt.gradient.tolist(),
             "glm_loglik": core.glm_loglik,
+            "separation": separation_records,
             "seconds": time.perf_counter() - t0,
         },
     )
