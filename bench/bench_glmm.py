@@ -33,6 +33,7 @@ Timing rules are those of ``bench_lmm.py`` (warm-up on the first 50 subjects, be
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -227,6 +228,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
     info = machine_info()
     engines = set(args.engines.split(","))
     fit_glmm, reason = load_engine("fit_glmm")

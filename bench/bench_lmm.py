@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -415,11 +416,12 @@ def run_lme4(
 # ----------------------------------------------------------------------------- memory
 
 
-def memory_child(n_subjects: int, n_sessions: int, parquet: str) -> None:
+def memory_child(folder: str) -> None:
     """In the child process: read the trial, fit ours, print one JSON line."""
-    import resource
-
-    data = pd.read_parquet(parquet)
+    # one .npy per column: the DataFrame wraps them without a reader's buffers (a Parquet
+    # reader keeps ~1 GB of its own memory pool resident here, charged to no engine)
+    columns = sorted(Path(folder).glob("*.npy"))  # "<position>_<column>.npy"
+    data = pd.DataFrame({p.stem.split("_", 1)[1]: np.load(p) for p in columns}, copy=False)
     gc.collect()
     page_gb = os.sysconf("SC_PAGE_SIZE") / 1e9
     with open("/proc/self/statm") as statm:  # Linux: resident pages are the second field
@@ -428,7 +430,7 @@ def memory_child(n_subjects: int, n_sessions: int, parquet: str) -> None:
         "n_obs": len(data),
         "data_mb": data.memory_usage(deep=True).sum() / 1e6,
         "rss_after_load_gb": rss_gb,
-        "peak_rss_after_load_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "peak_rss_after_load_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
     }
     fit_lmm, reason = load_engine("fit_lmm")
     if fit_lmm is None:
@@ -447,23 +449,34 @@ def memory_child(n_subjects: int, n_sessions: int, parquet: str) -> None:
     print(json.dumps(out))
 
 
+def memory_write(folder: str, size: str) -> None:
+    """In a helper process: draw the trial and save one ``<position>_<column>.npy`` per column."""
+    trial = simdata.simulate_trial(*parse_size(size))
+    for position, name in enumerate(trial.columns):
+        np.save(Path(folder) / f"{position:02d}_{name}.npy", trial[name].to_numpy())
+
+
 def run_memory(n_subjects: int, n_sessions: int) -> dict[str, Any]:
-    """Fit ours at n_subjects x n_sessions in a child process; peak RSS from os.wait4."""
+    """Fit ours at n_subjects x n_sessions in a child process; peak RSS from os.wait4.
+
+    The data are drawn in a separate helper process: on Linux a child starts with its
+    parent's peak RSS as its own ``ru_maxrss``, so this process must stay small.
+    """
+    size = simdata.size_label(n_subjects, n_sessions)
     with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
-        parquet = Path(tmp) / "trial.parquet"
-        simdata.simulate_trial(n_subjects, n_sessions).to_parquet(parquet)
-        gc.collect()
+        writer = [sys.executable, __file__, "--memory-write", tmp, "--sizes", size]
+        subprocess.run(writer, check=True)
         log = Path(tmp) / "child.out"
-        cmd = [sys.executable, __file__, "--memory-child", str(parquet)]
-        cmd += ["--sizes", simdata.size_label(n_subjects, n_sessions)]
+        cmd = [sys.executable, __file__, "--memory-child", tmp]
         with log.open("w") as handle:
             proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
         text = log.read_text()
     result: dict[str, Any] = {
-        "size": simdata.size_label(n_subjects, n_sessions),
-        "peak_rss_gb": usage.ru_maxrss / 1e6,  # ru_maxrss is in KiB on Linux
+        "size": size,
+        "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,  # KiB on Linux; GB = 1e9 bytes
+        "parent_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
         "target_gb": MEMORY_TARGET_GB,
         "exit_code": proc.returncode,
     }
@@ -515,7 +528,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--statsmodels-always", default="2000x10", help="sizes never skipped")
     parser.add_argument("--seed", type=int, default=simdata.DEFAULT_SEED)
     parser.add_argument("--memory", action="store_true", help="1,000,000 x 10, ours, peak RSS")
-    parser.add_argument("--memory-child", metavar="PARQUET", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-write", metavar="FOLDER", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -526,8 +540,12 @@ def parse_size(label: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
     if args.memory_child:
-        memory_child(*parse_size(args.sizes), args.memory_child)
+        memory_child(args.memory_child)
+        return
+    if args.memory_write:
+        memory_write(args.memory_write, args.sizes)
         return
     info = machine_info()
     if args.memory:
