@@ -20,7 +20,8 @@ from numpy.testing import assert_allclose
 from scipy import optimize, stats
 
 import mesostats as ms
-from mesostats.exceptions import ModelSpecError, SingularFitWarning
+from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
+from mesostats.mixed import profile as profile_module
 from mesostats.mixed.lmm import ProfiledDeviance
 from mesostats.mixed.profile import (
     CONFINT_COLUMNS,
@@ -323,3 +324,39 @@ def test_bad_scale_raises(sleep_fit):
 def test_bad_bootstrap_arguments_raise(sleep_fit, kwargs, message):
     with pytest.raises(ModelSpecError, match=message):
         bootstrap_variance_components(sleep_fit, **kwargs)
+
+
+def test_lower_deviance_message_only_beyond_the_tolerance():
+    """Gains at or below PROFILE_GAIN_TOL (1e-4; optimiser noise) give no message; above it,
+    the message states both deviances, the gain and the parameter that moved."""
+    names = ("sd_a", "sigma")
+    x_hat = np.array([1.0, 2.0])
+    x_low = np.array([1.01, 2.0])
+    tol = profile_module.PROFILE_GAIN_TOL
+    quiet = profile_module._lower_deviance_messages
+    assert quiet(names, x_hat, 100.0, 100.0 - 1e-6, x_low) == []
+    assert quiet(names, x_hat, 100.0, 100.0 - 0.99 * tol, x_low) == []
+    (msg,) = quiet(names, x_hat, 100.0, 100.0 - 2e-3, x_low)
+    assert "deviance of 99.998, 0.002 below the optimum used (100; tolerance 0.0001)" in msg
+    assert "sd_a 1 → 1.01" in msg and "sigma" not in msg
+
+
+def test_profile_with_an_optimum_too_high_warns_with_values(sleep_intercept_fit, monkeypatch):
+    """The optimum handed to the profiler is made 0.5 deviance units too high: profiling
+    then finds lower points, a ConvergenceWarning with the numbers (kept in messages)."""
+    real = profile_module._minimise
+
+    def optimum_too_high(obj, x0, fixed=None, value=None):
+        x, d = real(obj, x0, fixed, value)
+        return (x, d + 0.5) if fixed is None else (x, d)
+
+    monkeypatch.setattr(profile_module, "_minimise", optimum_too_high)
+    with pytest.warns(ConvergenceWarning, match=r"Profiling found a deviance of .* below the"):
+        prof = profile_variance_components(sleep_intercept_fit)
+    assert len(prof.messages) == 1
+    assert "had not fully converged" in prof.messages[0]
+
+
+def test_profile_of_a_converged_fit_has_no_lower_deviance_message(sleep_fit):
+    prof = profile_variance_components(sleep_fit)  # filterwarnings=error: no warning
+    assert prof.messages == ()
