@@ -41,7 +41,7 @@ import html
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -125,6 +125,40 @@ _ZERO_SD = 1e-3  # an SD below this fraction of the residual SD (LMM) or 1 (GLMM
 _ATTENUATION_C2 = (16.0 * math.sqrt(3.0) / (15.0 * math.pi)) ** 2
 
 
+#: Columns of ``RegrowthResults.excluded_rows`` / ``SideEffectResults.excluded_rows``.
+EXCLUDED_COLUMNS = ["row", "subject_id", "visit", "reason"]
+
+
+def _exclusion_frame(rows: pd.DataFrame, reasons: Sequence[str]) -> pd.DataFrame:
+    """``row`` (index label in the study table), ``subject_id``, ``visit``, ``reason``."""
+    return pd.DataFrame(
+        {
+            "row": pd.Series(list(rows.index), dtype=object),
+            "subject_id": pd.Series(list(rows[SUBJECT]), dtype=object),
+            "visit": pd.Series(list(rows["visit"]), dtype=object),
+            "reason": pd.Series(list(reasons), dtype=object),
+        },
+        columns=EXCLUDED_COLUMNS,
+    )
+
+
+def _empty_exclusions() -> pd.DataFrame:
+    return _exclusion_frame(pd.DataFrame(columns=[SUBJECT, "visit"]), [])
+
+
+def _engine_exclusions(model: MixedResults, data: pd.DataFrame) -> pd.DataFrame:
+    """The rows the engine set aside (missing values in a model column), located in data."""
+    ex = model.excluded_rows
+    return _exclusion_frame(data.loc[list(ex["row"]), [SUBJECT, "visit"]], list(ex["reason"]))
+
+
+def _stack_exclusions(*parts: pd.DataFrame) -> pd.DataFrame:
+    kept = [p for p in parts if len(p)]
+    if not kept:
+        return _empty_exclusions()
+    return pd.concat(kept, ignore_index=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
@@ -167,6 +201,10 @@ class RegrowthResults:
         ``"indicator"`` or ``"dose"``.
     units : dict
         Dose unit per ingredient (``design="dose"``; empty for indicators).
+    excluded_rows : DataFrame
+        Post-baseline visits not analysed: ``row`` (index label of
+        ``study.outcome_table(outcome)``), ``subject_id``, ``visit``, ``reason`` (no baseline
+        value, unknown dose, or a missing value the engine set aside).
     """
 
     study: Study
@@ -184,6 +222,7 @@ class RegrowthResults:
     notes: tuple[str, ...]
     design: str = "indicator"
     units: dict[str, str] | None = None
+    excluded_rows: pd.DataFrame = field(default_factory=_empty_exclusions)
 
     @cached_property
     def variability(self) -> Variability:
@@ -304,6 +343,10 @@ class SideEffectResults:
         people with ≥ 1 event / people assessed), ``n_with_event, n_assessed, rate,
         ci_lower, ci_upper`` (exact Clopper–Pearson 95 %), ``n_events`` (event records,
         several per session possible).
+    excluded_rows : DataFrame
+        Assessed sessions not modelled: ``row`` (index label of ``study.event_table(event)``),
+        ``subject_id``, ``visit``, ``reason`` (no injection, or a missing value the engine set
+        aside).
     gee : PopulationAverage
         Population-average sensitivity analysis (computed on first access; when the GEE
         cannot be fitted its columns are NaN and its notes say why).
@@ -322,6 +365,7 @@ class SideEffectResults:
     ingredient_effects: pd.DataFrame
     rates: pd.DataFrame
     notes: tuple[str, ...]
+    excluded_rows: pd.DataFrame = field(default_factory=_empty_exclusions)
 
     @cached_property
     def gee(self) -> PopulationAverage:
@@ -687,7 +731,7 @@ def fit_regrowth(
             f"(concentration × volume_ml per session), got {design!r}."
         )
     notes: list[str] = []
-    post = _regrowth_rows(study, outcome, design, notes)
+    post, dropped = _regrowth_rows(study, outcome, design, notes)
     used = _used_matrix(study, _cocktails_received(study, post), design=design)
     if post["course_cocktail"].isna().any():  # visits of people not (yet) injected
         used = pd.concat(
@@ -744,11 +788,15 @@ def fit_regrowth(
         notes=tuple(notes),
         design=design,
         units=units,
+        excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
     )
 
 
-def _regrowth_rows(study: Study, outcome: str, design: str, notes: list[str]) -> pd.DataFrame:
-    """Post-baseline visits with course exposure and ``course_cocktail`` (see module doc)."""
+def _regrowth_rows(
+    study: Study, outcome: str, design: str, notes: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Post-baseline visits with course exposure and ``course_cocktail`` (see module doc),
+    and the visits set aside (:data:`EXCLUDED_COLUMNS`)."""
     table = study.outcome_table(outcome)
     course = course_exposure(study, study.ingredients, design=design)  # type: ignore[arg-type]
     position = study.sessions.index.get_indexer(table.index)
@@ -821,13 +869,14 @@ def _choose_ingredients(
 
 def _drop_incomplete(
     post: pd.DataFrame, outcome: str, design: str, ingredients: list[str], notes: list[str]
-) -> pd.DataFrame:
-    """Set aside post-baseline visits that cannot be modelled (no baseline, no dose)."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Set aside post-baseline visits that cannot be modelled (no baseline, no dose): the
+    rows kept, and those set aside with the reason."""
     no_baseline = post["baseline"].isna().to_numpy(dtype=bool)
     no_exposure = post[ingredients].isna().any(axis=1).to_numpy(dtype=bool)
     drop = no_baseline | no_exposure
     if not drop.any():
-        return post
+        return post, _empty_exclusions()
     reasons = []
     if no_baseline.any():
         n_subj = post.loc[no_baseline, SUBJECT].nunique()
@@ -856,7 +905,13 @@ def _drop_incomplete(
         )
     notes.append(text)
     warnings.warn(text, ExclusionWarning, stacklevel=3)
-    return post[~drop]
+    reasons_per_row = np.where(
+        no_baseline,
+        f"no baseline {outcome}: the baseline-adjusted model needs it",
+        f"unknown {design} (missing volume_ml)",
+    )
+    dropped = _exclusion_frame(post[drop], list(reasons_per_row[drop]))
+    return post[~drop], dropped
 
 
 def _cocktails_received(study: Study, post: pd.DataFrame) -> list[str]:
@@ -932,7 +987,7 @@ def fit_side_effects(
     if event is not None and not isinstance(event, str):
         raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
     notes: list[str] = []
-    table = _side_effect_rows(study, event, notes)
+    table, dropped = _side_effect_rows(study, event, notes)
     used = _used_matrix(
         study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
     )
@@ -986,11 +1041,15 @@ def fit_side_effects(
         ingredient_effects=effects[SIDE_EFFECT_COLUMNS],
         rates=event_rates(table, given),
         notes=tuple(notes),
+        excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
     )
 
 
-def _side_effect_rows(study: Study, event: str | None, notes: list[str]) -> pd.DataFrame:
-    """Assessed injection sessions of ``study.event_table(event)``, with the input checks."""
+def _side_effect_rows(
+    study: Study, event: str | None, notes: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Assessed injection sessions of ``study.event_table(event)``, with the input checks,
+    and the assessed sessions set aside (:data:`EXCLUDED_COLUMNS`)."""
     _check_event_recorded(study, event)
     table = study.event_table(event)
     if table.empty:
@@ -1005,6 +1064,11 @@ def _side_effect_rows(study: Study, event: str | None, notes: list[str]) -> pd.D
             "No assessed session had a cocktail injected: there is nothing to attribute "
             "side effects to. Check the cocktail_id and reactions_assessed columns."
         )
+    dropped = _exclusion_frame(
+        table[~injected],
+        ["assessed session without an injection: nothing to attribute a side effect to"]
+        * int((~injected).sum()),
+    )
     if not injected.all():
         n = int((~injected).sum())
         notes.append(
@@ -1019,7 +1083,7 @@ def _side_effect_rows(study: Study, event: str | None, notes: list[str]) -> pd.D
             f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
             "odds cannot be modelled (no variation). Choose another event term or event=None."
         )
-    return table
+    return table, dropped
 
 
 def _check_event_recorded(study: Study, event: str | None) -> None:

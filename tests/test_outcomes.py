@@ -302,6 +302,34 @@ def test_missing_baseline_visits_are_set_aside_with_a_warning():
     with pytest.warns(ExclusionWarning, match=rf"{n_post} post-baseline visits were not analysed"):
         reg = ms.fit_regrowth(study)
     assert not reg.data["subject_id"].isin(["LYO-001", "LYO-002"]).any()
+    ex = reg.excluded_rows
+    assert list(ex.columns) == ["row", "subject_id", "visit", "reason"]
+    assert len(ex) == n_post
+    assert set(ex["subject_id"]) == {"LYO-001", "LYO-002"}
+    assert (ex["visit"].astype(int) > 1).all()
+    assert (ex["reason"] == "no baseline hair_density: the baseline-adjusted model needs it").all()
+    table = study.outcome_table("hair_density")
+    excluded = table.loc[list(ex["row"])]
+    assert excluded["baseline"].isna().all()
+    assert excluded["subject_id"].tolist() == ex["subject_id"].tolist()
+
+
+def test_excluded_rows_of_a_complete_study_are_empty_with_the_columns(example_fits):
+    _, reg, side = example_fits
+    for fit in (reg, side):
+        assert list(fit.excluded_rows.columns) == ["row", "subject_id", "visit", "reason"]
+    assert len(reg.excluded_rows) == 0
+
+
+def test_side_effect_excluded_rows_are_assessed_sessions_without_injection(example_fits):
+    study, _, side = example_fits
+    events = study.event_table(None)
+    none = events[events["cocktail_id"].isna().to_numpy(dtype=bool)]
+    ex = side.excluded_rows
+    assert ex["row"].tolist() == list(none.index)
+    assert ex["subject_id"].tolist() == none["subject_id"].tolist()
+    assert ex["visit"].tolist() == none["visit"].tolist()
+    assert len(ex) + side.model.nobs == len(events)
 
 
 # --------------------------------------------------------------------------- side effects

@@ -575,47 +575,22 @@ def _spaghetti(study: Study, outcome: str, log: MessageLog) -> Figure | Failure:
 def analysis_exclusions(study: Study, outcome: str, regrowth: Any, side: Any) -> pd.DataFrame:
     """Rows the models leave out beyond ``study.exclusions``: ``analysis, table, row, reason``.
 
-    Regrowth: post-baseline visits without a baseline value (the ANCOVA needs it) and rows
-    the engine did not fit (``model.excluded_rows``). Side effects: assessed sessions without
-    an injection, and the engine's rows.
+    Taken from the fits' own ``excluded_rows`` (regrowth: post-baseline visits without a
+    baseline value, rows the engine did not fit; side effects: assessed sessions without an
+    injection, the engine's rows). ``study`` and ``outcome`` are kept for callers.
     """
-    parts: list[pd.DataFrame] = []
-
-    def add(analysis: str, rows: Any, reasons: Any) -> None:
-        rows = list(rows)
-        if rows:
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "analysis": analysis,
-                        "table": "sessions",
-                        "row": pd.Series(rows, dtype=object),
-                        "reason": pd.Series(list(reasons), dtype=object),
-                    }
-                )
-            )
-
-    if regrowth is not None:
-        table = study.outcome_table(outcome)
-        post = table[(table["week"].to_numpy(dtype=float) > 0) & table["baseline"].isna()]
-        add(
-            "Regrowth",
-            post.index,
-            [f"no baseline {outcome}: the baseline-adjusted model needs it"] * len(post),
+    parts = [
+        pd.DataFrame(
+            {
+                "analysis": analysis,
+                "table": "sessions",
+                "row": pd.Series(list(fit.excluded_rows["row"]), dtype=object),
+                "reason": pd.Series(list(fit.excluded_rows["reason"]), dtype=object),
+            }
         )
-        ex = regrowth.model.excluded_rows
-        add("Regrowth", ex["row"], ex["reason"])
-    if side is not None:
-        events = study.event_table(side.event)
-        none = events[events["cocktail_id"].isna().to_numpy(dtype=bool)]
-        add(
-            "Side effects",
-            none.index,
-            ["assessed session without an injection: nothing to attribute a side effect to"]
-            * len(none),
-        )
-        ex = side.model.excluded_rows
-        add("Side effects", ex["row"], ex["reason"])
+        for analysis, fit in (("Regrowth", regrowth), ("Side effects", side))
+        if fit is not None and len(fit.excluded_rows)
+    ]
     if not parts:
         return pd.DataFrame(
             {c: pd.Series(dtype=object) for c in ("analysis", "table", "row", "reason")}
