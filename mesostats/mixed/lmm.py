@@ -198,6 +198,10 @@ def _quadratic_sums(C: np.ndarray, Pinv: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Λ_r of at most this many rest random effects is held dense (see ``_lam_rest``).
+_DENSE_LAMBDA_REST = 64
+
+
 def _dense(m: Any) -> np.ndarray:
     """A product that may come back sparse (Λ_r is sparse) as a dense array."""
     return np.asarray(m.toarray() if hasattr(m, "toarray") else m)
@@ -530,7 +534,13 @@ class ProfiledDeviance:
         self._lr_ids = np.concatenate(ids)
 
     def _lam_rest(self, theta: np.ndarray) -> Any:
-        """Λ_r, block diagonal over the rest factors' levels, as a sparse CSR matrix."""
+        """Λ_r, block diagonal over the rest factors' levels: a dense array when small
+        (a few sites: building and transposing a sparse matrix costs more than the products),
+        else a sparse CSR matrix."""
+        if self.Qr <= _DENSE_LAMBDA_REST:
+            lam = np.zeros((self.Qr, self.Qr))
+            lam[self._lr_rows, self._lr_cols] = theta[self._lr_ids]
+            return lam
         import scipy.sparse
 
         return scipy.sparse.csr_matrix(

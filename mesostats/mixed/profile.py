@@ -488,14 +488,23 @@ def _minimise(
         return x0, obj(x0)[0]
     s = obj.scale[free]
     base = x0[free].copy()
+    # the start is evaluated below and again by L-BFGS-B, and a restart begins at the last
+    # point of the previous run: remember the latest evaluations (same numbers, fewer calls)
+    recent: dict[bytes, tuple[float, np.ndarray]] = {}
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        key = np.asarray(z, dtype=float).tobytes()
+        if key in recent:
+            f, g = recent[key]
+            return f, g.copy()
         x = x0.copy()
         x[free] = base + s * z
         f, g = obj(x)
-        if not math.isfinite(f):
-            return 1e300, np.zeros_like(z)
-        return f, g[free] * s
+        out = (1e300, np.zeros_like(z)) if not math.isfinite(f) else (f, g[free] * s)
+        if len(recent) >= 4:
+            recent.pop(next(iter(recent)))
+        recent[key] = (out[0], out[1].copy())
+        return out
 
     lo = (obj.lower[free] - base) / s
     up = (obj.upper[free] - base) / s
@@ -521,7 +530,10 @@ def _minimise(
         if improved < 1e-10:
             break
     x = x0.copy()
-    x[free] = np.clip(base + s * best_z, obj.lower[free], obj.upper[free])
+    inside = base + s * best_z
+    x[free] = np.clip(inside, obj.lower[free], obj.upper[free])
+    if best_f < 1e300 and np.array_equal(x[free], inside):
+        return x, best_f  # the value at exactly this x, computed in fun
     return x, float(obj(x)[0])
 
 
