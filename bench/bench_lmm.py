@@ -91,7 +91,6 @@ def best_of(
     Stops repeating once one run took longer than ``slow_seconds``. Warnings raised by the
     fits are collected (text only) instead of printed.
     """
-    messages: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if warmup is not None:
