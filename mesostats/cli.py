@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mesostats.cli_power import add_power_subcommand
 from mesostats.exceptions import MesostatsError, ModelSpecError, ValidationError
 
 if TYPE_CHECKING:
@@ -819,9 +820,7 @@ COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
     ("simulate", add_simulate),
     ("fit", add_fit),
     ("report", add_report),
-    # `mesostats power` is declared in mesostats/cli_power.py (add_power_subcommand, run_power).
-    # To wire it: import add_power_subcommand at the top of this module and add
-    # ("power", add_power_subcommand) on this line.
+    ("power", add_power_subcommand),  # declared in mesostats/cli_power.py
 ]
 
 _MAIN_EXAMPLES = """\
@@ -830,6 +829,7 @@ examples:
   mesostats fit example --json
   mesostats report example -o report.html
   mesostats simulate --subjects 120 --sessions 8 --seed 1 -o sim_study
+  mesostats power --subjects 40 80 120 --sims 200 --jobs 2
   python -m mesostats validate sim_study
 run 'mesostats COMMAND --help' for a command's options"""
 
