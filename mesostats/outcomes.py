@@ -164,8 +164,21 @@ def _stack_exclusions(*parts: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
+class _SummaryDisplay:
+    """``str()`` and Jupyter display from one ``summary()`` (as linearmodels' results)."""
+
+    def summary(self) -> OutcomeSummary:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.summary().as_text()
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class RegrowthResults:
+class RegrowthResults(_SummaryDisplay):
     """Ingredient effects on regrowth (from :func:`fit_regrowth`).
 
     Attributes
@@ -256,12 +269,6 @@ class RegrowthResults:
             notes=self.notes,
         )
 
-    def __str__(self) -> str:
-        return self.summary().as_text()
-
-    def _repr_html_(self) -> str:
-        return self.summary().as_html()
-
     def __repr__(self) -> str:
         effects = ", ".join(
             f"{r.ingredient} {r.effect:+.3g}/wk" for r in self.ingredient_effects.itertuples()
@@ -314,7 +321,7 @@ class PopulationAverage:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class SideEffectResults:
+class SideEffectResults(_SummaryDisplay):
     """Ingredient effects on side effects (from :func:`fit_side_effects`).
 
     Attributes
@@ -408,12 +415,6 @@ class SideEffectResults:
             tables=tables,
             notes=(*self.notes, *self.gee.notes),
         )
-
-    def __str__(self) -> str:
-        return self.summary().as_text()
-
-    def _repr_html_(self) -> str:
-        return self.summary().as_html()
 
     def __repr__(self) -> str:
         effects = ", ".join(

@@ -277,27 +277,9 @@ def _person_table(source: Any) -> tuple[pd.DataFrame, str, Study | None]:
 
 
 def _model_person_table(model: MixedResults, level: float = 0.95) -> pd.DataFrame:
-    z = float(stats.norm.ppf(0.5 + level / 2.0))
-    parts = []
-    se = model.ranef_se
-    for group, frame in model.ranef.items():
-        for term in frame.columns:
-            m = frame[term].to_numpy(dtype=float)
-            s = se[group][term].to_numpy(dtype=float)
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "group": group,
-                        "level": [str(v) for v in frame.index],
-                        "term": term,
-                        "mode": m,
-                        "cond_sd": s,
-                        "ci_lower": m - z * s,
-                        "ci_upper": m + z * s,
-                    }
-                )
-            )
-    return pd.concat(parts, ignore_index=True)
+    from mesostats.variability import conditional_mode_table
+
+    return conditional_mode_table(model, level)
 
 
 _CATERPILLAR_COLUMNS = {

@@ -232,6 +232,43 @@ def _z(level: float) -> float:
     return float(stats.norm.ppf(0.5 + level / 2.0))
 
 
+def conditional_mode_table(model: MixedResults, level: float = 0.95) -> pd.DataFrame:
+    """Every conditional mode (BLUP) with its conditional SD and Wald-type interval.
+
+    Parameters
+    ----------
+    model : MixedResults
+    level : float, default 0.95
+
+    Returns
+    -------
+    DataFrame
+        ``group, level, term, mode, cond_sd, ci_lower, ci_upper`` (mode ± z·cond_sd, the
+        conditional-variance intervals of lme4's ``ranef(condVar = TRUE)`` dotplots).
+    """
+    z = _z(level)
+    parts = []
+    for group, frame in model.ranef.items():
+        sd = model.ranef_se[group]
+        for term in frame.columns:
+            m = frame[term].to_numpy(dtype=float)
+            s = sd[term].to_numpy(dtype=float)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "group": group,
+                        "level": [str(v) for v in frame.index],
+                        "term": term,
+                        "mode": m,
+                        "cond_sd": s,
+                        "ci_lower": m - z * s,
+                        "ci_upper": m + z * s,
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
 def _check_level(level: float) -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ModelSpecError(f"level must be a number between 0 and 1 (e.g. 0.95), got {level!r}.")
@@ -946,32 +983,10 @@ class Variability:
         return self._person_cache[key].copy()
 
     def _generic_person_table(self, threshold: float | None, level: float) -> pd.DataFrame:
-        model = self.model
-        z = _z(level)
         t = 0.0 if threshold is None else float(threshold)
-        parts = []
-        modes, sds = model.ranef, model.ranef_se
-        for group, frame in modes.items():
-            sd = sds[group]
-            for term in frame.columns:
-                m = frame[term].to_numpy(dtype=float)
-                s = sd[term].to_numpy(dtype=float)
-                lo, hi = m - z * s, m + z * s
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "group": group,
-                            "level": [str(v) for v in frame.index],
-                            "term": term,
-                            "mode": m,
-                            "cond_sd": s,
-                            "ci_lower": lo,
-                            "ci_upper": hi,
-                            "flag": _flags(lo, hi, t, "clearly above", "clearly below"),
-                        }
-                    )
-                )
-        return pd.concat(parts, ignore_index=True)
+        table = conditional_mode_table(self.model, level)
+        lo, hi = table["ci_lower"].to_numpy(), table["ci_upper"].to_numpy()
+        return table.assign(flag=_flags(lo, hi, t, "clearly above", "clearly below"))
 
     def _subject_rows(self) -> tuple[pd.DataFrame, np.ndarray, int]:
         """Last analysed row per person (in the order of the subject term's levels)."""
