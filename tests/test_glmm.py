@@ -542,6 +542,26 @@ def test_separated_level_warns_and_reports_infinite_se():
     assert_allclose(records[0]["estimate"], fe.loc["grp[T.c]", "estimate"])
 
 
+def test_separated_term_keeps_infinite_se_when_the_full_hessian_fails():
+    """Events never happen with minoxidil and people barely differ, so the Hessian over
+    (β, θ) is not negative definite and the β-block fallback is used. Before the fix the
+    separated coefficient got a zero standard error from that fallback (p = 0, a zero-width
+    interval); it must stay at inf, the others finite and positive."""
+    study = ms.simulate_study(120, 6, seed=3, effects={"event_log_or": {"minoxidil": -30.0}})
+    events = study.event_table(None)
+    data = events[events["cocktail_id"].notna().to_numpy(dtype=bool)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = ms.fit_glmm("any_event ~ biotin + dutasteride + minoxidil + (1 | subject_id)", data)
+    assert any("not negative definite" in str(w.message) for w in caught)
+    assert any("Separation" in str(w.message) for w in caught)
+    fe = fit.fixed_effects
+    assert np.isinf(fe.loc["minoxidil", "std_error"])
+    assert not fe.loc["minoxidil", "p_value"] < 0.5
+    others = fe.loc[["Intercept", "biotin", "dutasteride"], "std_error"]
+    assert np.all(np.isfinite(others)) and np.all(others > 0)
+
+
 def test_groups_with_all_same_outcomes_and_huge_sd_warn_naming_the_groups():
     rng = np.random.default_rng(0)
     g = np.repeat(np.arange(30), 6)
@@ -712,3 +732,21 @@ def test_central_difference_hessian_agrees_with_richardson_extrapolation(nagq):
     assert_allclose(central, extrapolated, rtol=1e-6, atol=1e-6)
     se = np.sqrt(np.diag(np.linalg.inv(-extrapolated)))[:4]
     assert_allclose(fit.fixed_effects["std_error"], se, rtol=1e-7)
+
+
+def test_inner_mode_failure_at_the_optimum_is_not_converged(monkeypatch):
+    """ApproximateLoglik counts evaluations whose inner penalised-IRLS did not converge;
+    before the fix nothing read that count, so such a fit passed as converged."""
+    import mesostats.mixed.glmm as glmm_module
+
+    real = glmm_module.ApproximateLoglik.__call__
+
+    def every_mode_fails(self, x, gradient=True):
+        out = real(self, x, gradient)
+        self.newton_failures += 1
+        return out
+
+    monkeypatch.setattr(glmm_module.ApproximateLoglik, "__call__", every_mode_fails)
+    with pytest.warns(ConvergenceWarning, match=r"conditional modes \(penalised IRLS\) did not"):
+        fit = ms.fit_glmm(CBPP_FORMULA, cbpp_data())
+    assert not fit.converged

@@ -661,3 +661,24 @@ def test_categorical_interaction_on_unbalanced_rows_matches_lme4() -> None:
         ],
         rtol=1e-3,
     )
+
+
+def test_nan_deviance_is_not_declared_converged():
+    """A profiled deviance that is NaN everywhere: every comparison in the optimality checks
+    is False, so before the fix optimise_theta returned converged=True with no message."""
+    from types import SimpleNamespace
+
+    from mesostats.mixed.lmm import optimise_theta
+
+    class NanDeviance:
+        design = SimpleNamespace(
+            theta_lower=np.array([0.0, -np.inf]), theta_names=("g[Intercept]", "g[x,Intercept]")
+        )
+
+        def value_and_gradient(self, theta):
+            return float("nan"), np.full(2, np.nan)
+
+    result = optimise_theta(NanDeviance(), np.array([1.0, 0.0]))  # type: ignore[arg-type]
+    assert not result.converged
+    (message,) = result.messages
+    assert message.startswith("The deviance (nan) or its gradient/Hessian is not finite")

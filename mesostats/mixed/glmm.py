@@ -664,6 +664,18 @@ def _fit_arrays(
     messages = list(opt.messages)
     x = opt.x
     beta, theta_engine = x[:n_beta], x[n_beta:]
+    failures = objective.newton_failures
+    objective(x, gradient=False)
+    if objective.newton_failures > failures:
+        # the approximate log-likelihood (and so the optimum) rests on conditional modes that
+        # were not found: never report it as converged
+        messages.append(
+            "The inner Newton iterations for the conditional modes (penalised IRLS) did not "
+            f"converge at the optimum found (log-likelihood {opt.loglik:.6g}): the Laplace "
+            "approximation there, the estimates and their standard errors are unreliable. "
+            "Check for separation or extreme values; rescale covariates."
+        )
+        opt.converged = False
 
     # covariance: inverse of −H over the free (β, θ); with θ on a bound, the β block alone
     free = opt.free & ~freeze
@@ -686,7 +698,14 @@ def _fit_arrays(
             "standard errors come from the β block alone (θ held fixed); they are too small "
             "if θ is uncertain. Simplify the random-effect structure."
         )
-        vcov = np.asarray(np.linalg.pinv(-opt.hessian[:n_beta, :n_beta]))
+        vcov = _beta_block_covariance(-opt.hessian[:n_beta, :n_beta], freeze[:n_beta])
+        if np.any(np.isnan(np.diag(vcov))):
+            messages.append(
+                "The information matrix of the fixed effects alone is not positive definite "
+                "either: the standard errors of "
+                f"{int(np.isnan(np.diag(vcov)).sum())} coefficient(s) are reported as NaN. "
+                "The model is not identified at this optimum; simplify it."
+            )
         opt.converged = False
 
     modes, cond_sd, cond_cov = conditional_effects(objective, beta, theta_engine, factors, terms)
@@ -707,6 +726,27 @@ def _fit_arrays(
         glm_loglik=glm_ll,
         messages=messages,
     )
+
+
+def _beta_block_covariance(info: FloatArray, frozen: np.ndarray) -> FloatArray:
+    """Covariance of β from its information block alone (θ held fixed).
+
+    Coefficients held by separation get an infinite variance (as in the full-Hessian path);
+    the others' covariance is the inverse of their information block. When that block is not
+    positive definite, the pseudo-inverse is used and a coefficient whose variance comes out
+    ≤ 0 or non-finite gets NaN (never a zero standard error, which would give p = 0).
+    """
+    n = info.shape[0]
+    free = np.flatnonzero(~frozen)
+    cov = np.zeros((n, n))
+    cov[np.ix_(free, free)] = np.linalg.pinv(info[np.ix_(free, free)])
+    idx = np.arange(n)
+    bad = ~(np.diag(cov) > 0) | ~np.isfinite(np.diag(cov))
+    bad[frozen] = False
+    cov[bad, :] = np.nan
+    cov[:, bad] = np.nan
+    cov[idx[frozen], idx[frozen]] = np.inf
+    return cov
 
 
 def conditional_effects(

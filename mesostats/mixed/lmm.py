@@ -991,7 +991,15 @@ def optimise_theta(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
             f"deviance still decreases into the interior (gradient {grad[i]:.3g})."
         )
     free = _free_coordinates(theta, grad, lower)
-    if free.any():
+    if not (np.isfinite(dev) and np.all(np.isfinite(grad)) and np.all(np.isfinite(H))):
+        # NaN compares False everywhere below: without this check it would pass as converged
+        converged = False
+        messages.append(
+            f"The deviance ({dev:.6g}) or its gradient/Hessian is not finite at θ = "
+            f"{np.array2string(theta, precision=4)}: the fit is not valid. Check the data for "
+            "extreme values or rescale the response and covariates."
+        )
+    elif free.any():
         Hf = H[np.ix_(free, free)]
         gf = grad[free]
         eig = np.linalg.eigvalsh(Hf)
