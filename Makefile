@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet ".[test,dev]"
+	$(BIN)/python -m pip install --quiet ".[test,dev,distributed]"
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 
 demo: install
