@@ -511,3 +511,15 @@ def test_every_template_autoescapes_and_marks_nothing_safe():
     env_source = Path(build.__file__).read_text(encoding="utf-8")
     assert "autoescape=True" in env_source
     assert "Markup(" not in env_source
+
+
+def test_report_file_gets_ordinary_permissions_not_private_ones(tmp_path):
+    """mkstemp creates 0600 files; a report others should read gets 0666 less the umask."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        build.write_atomic(tmp_path / "r.html", "text")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o644
