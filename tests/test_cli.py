@@ -51,9 +51,9 @@ def test_validate_example_exits_0_with_summary(capsys):
     body = "\n".join(rest)
     assert "Subjects per site and cocktail received:" in body
     assert "Cocktails: P = saline; A = minoxidil + biotin" in body
-    assert "Outcomes (values present): hair_density 1299," in body
-    assert "Visits: 1345 (1102 with an injection); per subject median 10, range 1–10" in body
-    assert "Adverse events: 278 (2 serious) at 217 of 1066 assessed sessions: pain 108," in body
+    assert "Outcomes (values present): hair_density 1285," in body
+    assert "Visits: 1305 (1070 with an injection); per subject median 10, range 1–10" in body
+    assert "Adverse events: 215 (1 serious) at 176 of 1030 assessed sessions: pain 80," in body
     assert f"Exclusions: {len(example_study().exclusions)} rows set aside" in body
     assert err == ""
 

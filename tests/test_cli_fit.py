@@ -123,11 +123,25 @@ def test_fit_json_ingredient_effects_are_near_the_example_truth(regrowth_json):
         assert abs(row["effect"] - truth[row["ingredient"]]) < 3 * row["std_error"]
 
 
-def test_fit_json_counts_rows_set_aside_and_keeps_engine_messages(regrowth_json):
+def test_fit_json_counts_rows_set_aside(regrowth_json):
     _, payload, err = regrowth_json
     expected = ms.example_study().outcome_exclusions("hair_density")
-    assert payload["excluded_rows"] == len(expected) == 46
+    assert payload["excluded_rows"] == len(expected) == 20
     assert payload["excluded_by_reason"] == expected["reason"].value_counts().to_dict()
+    assert payload["model"]["singular"] is False
+    assert payload["messages"] == [] and err == ""
+
+
+def test_fit_json_keeps_engine_messages_of_a_singular_fit(tmp_path, capsys):
+    """The example's settings with another seed estimate the site SD at 0 (singular fit)."""
+    from mesostats.datasets import EXAMPLE_SETTINGS
+    from mesostats.simulate import simulate_tables, write_tables
+
+    tables, _ = simulate_tables(**{**EXAMPLE_SETTINGS, "seed": 20240917})
+    write_tables(tables, tmp_path)
+    assert main(["fit", str(tmp_path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    payload = json.loads(out)
     assert payload["model"]["singular"] is True
     assert payload["messages"] and "site" in payload["messages"][0]
     # also on stderr, for a human watching the pipeline
@@ -143,7 +157,7 @@ def test_fit_json_variability_has_intervals_around_estimates(regrowth_json):
     assert 0 < icc["ci_lower"] < icc["estimate"] < icc["ci_upper"] < 1
     assert var["median_odds_ratio"] is None
     assert {r["cocktail"] for r in var["prediction_interval"]} == {"A", "B", "C", "P"}
-    assert var["week"] == pytest.approx(31.9)
+    assert var["week"] == pytest.approx(32.0)
 
 
 # --- fit, other modes ----------------------------------------------------------------------------
@@ -163,7 +177,7 @@ def test_fit_side_effects_json_odds_ratios_are_exp_of_the_fixed_effects():
     sd = payload["variability"]["components"][0]["estimate"]
     assert_allclose(mor["estimate"], math.exp(math.sqrt(2) * sd * 0.6744897501960817), rtol=1e-9)
     overall = [r for r in payload["rates"] if r["level"] == "overall" and r["per"] == "session"]
-    assert overall[0]["n_with_event"] == 217 and overall[0]["n_assessed"] == 1066
+    assert overall[0]["n_with_event"] == 176 and overall[0]["n_assessed"] == 1030
 
 
 def test_fit_event_implies_side_effects_and_text_output_has_the_tables():

@@ -152,7 +152,7 @@ def test_example_report_lists_every_exclusion_with_its_reason(example_page, exam
         [str(t), str(r), str(reason)]
         for t, r, reason in example.exclusions[["table", "row", "reason"]].itertuples(index=False)
     ]
-    assert len(expected) == 775
+    assert len(expected) == 601
     assert listed == expected
 
 
@@ -163,7 +163,7 @@ def test_example_report_lists_serious_adverse_events_verbatim(example_page, exam
     assert [r[0] for r in rows] == list(serious["subject_id"])
     assert [r[4] for r in rows] == list(serious["event"])
     assert [r[-1] for r in rows] == list(serious["verbatim"])
-    assert "urticaria < 1 h after injection" in [r[-1] for r in rows]
+    assert "itchy papules" in [r[-1] for r in rows]
 
 
 def test_example_report_regrowth_table_matches_fit_regrowth(example_page, example):
@@ -198,9 +198,10 @@ def test_example_report_methods_list_versions_seed_and_engine_messages(example_p
         assert software[name] == metadata.version(name)
     text = example_page.text
     assert "Random seed: 0." in " ".join(text.split())
-    # the engine's message on the site SD at 0 appears in the banner and in the methods table
-    fit_message = ms.fit_regrowth(example).model.messages[0]
-    assert text.count(fit_message) >= 2
+    # the example's fits converge off every boundary: the banner says so (the banner with
+    # messages is tested on the singular hostile study below)
+    assert ms.fit_regrowth(example).model.messages == []
+    assert "No warnings: every model converged" in text
 
 
 # --- a small study with hostile values whose fits are singular -------------------------------

@@ -27,7 +27,7 @@ EXAMPLE_DIR: Path = Path(__file__).resolve().parent / "example"
 EXAMPLE_SETTINGS: dict[str, Any] = {
     "n_subjects": 150,
     "n_sessions": 10,
-    "seed": 20240917,
+    "seed": 13,
     "n_sites": 3,
     "dropout": 0.025,
     "missing_rate": 0.03,
