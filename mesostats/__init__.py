@@ -41,6 +41,8 @@ _LAZY: dict[str, str] = {
     "Variability": "mesostats.variability",
     "report": "mesostats.report",
     "power": "mesostats.power",
+    "sample_size": "mesostats.power",
+    "plot_power": "mesostats.power",
 }
 
 __all__ = [

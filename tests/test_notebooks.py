@@ -24,6 +24,7 @@ NOTEBOOKS = (
     "01_data_validation.ipynb",
     "02_regrowth_by_ingredient.ipynb",
     "03_side_effects.ipynb",
+    "04_power.ipynb",
 )
 CELL_TIMEOUT = 120  # seconds per cell
 
