@@ -91,7 +91,7 @@ def add_power_subcommand(subparsers: Any) -> None:
             "minoxidil, dutasteride and biotin; per-person intercepts and slopes; dropout), "
             "analyse each trial with the model of the analysis, and report for each number "
             "of subjects the share of trials in which the tested ingredient's effect is "
-            "significant (power), its Monte Carlo error and exact 95%% interval, and the "
+            "significant (power), its Monte Carlo error and exact 95 % interval, and the "
             "smallest number of subjects that reaches the target power."
         ),
         epilog=_POWER_EXAMPLES,
