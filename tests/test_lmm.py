@@ -10,6 +10,7 @@ ref_more.R (Penicillin, Pastes):
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any, ClassVar
 
@@ -682,3 +683,114 @@ def test_nan_deviance_is_not_declared_converged():
     assert not result.converged
     (message,) = result.messages
     assert message.startswith("The deviance (nan) or its gradient/Hessian is not finite")
+
+
+def _saddle_boundary_data() -> pd.DataFrame:
+    """``ms.simulate_study(24, 6, seed=18, n_sites=1)`` as ``ms.fit_regrowth`` fits it (frozen
+    here so that changes to the simulator cannot move it): 23 subjects, 103 visits, week =
+    days / 7, treatment flags (biotin, dutasteride, minoxidil) as the bits of ``ingredients``."""
+    visits = [5, 5, 5, 5, 4, 1, 5, 5, 5, 5, 5, 2, 5, 5, 5, 5, 5, 5, 5, 5, 5, 1, 5]
+    days = [6, 13, 20, 47, 140, 6, 13, 21, 52, 136, 8, 15, 21, 49, 147, 7, 14, 22, 51, 137,
+            6, 15, 46, 144, 6, 7, 13, 20, 48, 145, 8, 14, 20, 51, 140, 7, 14, 22, 50, 136,
+            6, 13, 22, 49, 133, 8, 15, 22, 49, 147, 6, 15, 6, 13, 21, 52, 144, 6, 14, 21,
+            52, 135, 8, 14, 21, 50, 143, 8, 15, 20, 50, 142, 6, 15, 20, 51, 135, 8, 15, 20,
+            51, 141, 8, 14, 20, 51, 147, 6, 13, 20, 52, 140, 8, 13, 22, 51, 136, 8, 6, 13,
+            22, 50, 137]  # fmt: skip
+    value = [123.9, 110.1, 124.5, 134.0, 185.2, 81.2, 93.6, 88.8, 105.9, 126.4, 115.3,
+             126.7, 119.6, 119.7, 145.7, 99.9, 86.1, 88.3, 92.3, 100.7, 117.4, 106.6, 118.5,
+             131.6, 106.7, 141.3, 144.9, 148.1, 149.3, 199.8, 150.4, 137.1, 150.5, 151.3,
+             151.2, 147.4, 144.8, 141.9, 156.1, 176.3, 108.3, 114.1, 121.9, 112.9, 125.5,
+             77.0, 64.9, 65.2, 59.9, 24.3, 149.9, 153.0, 151.1, 148.3, 163.0, 158.1, 187.8,
+             121.3, 130.1, 128.6, 136.2, 169.1, 84.5, 110.1, 86.0, 112.9, 113.6, 134.5,
+             119.2, 123.0, 136.8, 156.7, 114.0, 118.0, 111.0, 121.8, 138.8, 102.4, 109.1,
+             105.7, 111.4, 154.3, 146.9, 130.1, 138.6, 144.4, 152.6, 122.9, 134.8, 130.0,
+             136.1, 162.5, 105.4, 101.6, 110.6, 132.9, 148.2, 127.6, 54.5, 68.9, 72.1, 69.9,
+             92.0]  # fmt: skip
+    baseline = [115.8, 87.7, 113.9, 101.5, 108.7, 101.6, 138.7, 151.6, 137.8, 113.7, 78.7,
+                144.6, 157.4, 121.1, 100.3, 133.6, 112.5, 98.3, 140.8, 120.8, 96.8, 139.5,
+                45.2]  # fmt: skip
+    ingredients = [7, 6, 5, 5, 0, 6, 7, 6, 7, 5, 0, 0, 6, 7, 5, 6, 6, 7, 5, 5, 7, 0, 0]
+    subject = np.repeat(np.arange(len(visits)), visits)
+    bits = np.asarray(ingredients)[subject]
+    base = np.asarray(baseline)[subject]
+    return pd.DataFrame(
+        {
+            "subject_id": [f"S{i:02d}" for i in subject],
+            "week": np.asarray(days) / 7.0,
+            "value": value,
+            "baseline_centered": base - base.mean(),
+            "biotin": (bits >> 2) & 1,
+            "dutasteride": (bits >> 1) & 1,
+            "minoxidil": bits & 1,
+        }
+    )
+
+
+def test_saddle_on_boundary_is_escaped_to_lme4_interior_optimum() -> None:
+    """The last diagonal of Λ is a saddle at 0 here (the deviance is even in it, so its
+    gradient there is exactly 0): L-BFGS-B from the moment start *and* from lme4's start
+    projected onto it and stayed, reporting a correlation of 1 with REML criterion
+    730.8430139 (0.015 worse). lme4 1.1 on the same data (tight nloptwrap tolerances)::
+
+        f <- lmer(value ~ baseline_centered + week + week:biotin + week:dutasteride +
+                  week:minoxidil + (1 + week | subject_id), d, REML = TRUE,
+                  control = lmerControl(optCtrl = list(xtol_abs = 1e-10, ftol_abs = 1e-12)))
+        REMLcrit(f)  # 730.82783749;  getME(f, "theta")  # 0.63661676 0.13029756 0.04104715
+    """
+    from scipy import optimize
+
+    formula = (
+        "value ~ baseline_centered + week + week:biotin + week:dutasteride + week:minoxidil"
+        " + (1 + week | subject_id)"
+    )
+    data = _saddle_boundary_data()
+    fit = ms.fit_lmm(formula, data)
+    assert not fit.singular and fit.converged
+    problem = ProfiledDeviance(build_design(formula, data, family="gaussian"), reml=True)
+    ours = problem(fit.theta)
+    # independent optimum: Nelder-Mead on the unconstrained Cholesky factor, interior start
+    nm = optimize.minimize(
+        problem, [0.5, 0.0, 0.5], method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20_000, "maxfev": 20_000},
+    )  # fmt: skip
+    assert ours <= nm.fun + 1e-6
+    assert_allclose(-2.0 * fit.loglik, 730.82783749, atol=1e-6)
+    assert_allclose(ours, 730.82783749, atol=1e-6)
+    # lme4's θ is good to ~1e-4 along the flat direction (its criterion is 1.3e-7 above ours)
+    assert_allclose(fit.theta, [0.63661676, 0.13029756, 0.04104715], rtol=2e-3)
+    # the boundary point the old optimiser returned: a saddle (zero gradient along θ₃), worse
+    old_dev, old_grad = problem.value_and_gradient(np.array([0.62098276, 0.1355878, 0.0]))
+    assert_allclose(old_dev, 730.8430139389, atol=1e-6)
+    assert old_grad[2] == 0.0
+
+
+def test_convergence_warning_when_restarts_cannot_leave_a_saddle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An optimiser that always returns the saddle on the boundary (deviance 730.8430139 on
+    the data above; 0.0041 above the best probe, 0.0152 above the optimum) must not be
+    declared converged."""
+    import mesostats.mixed.lmm as lmm
+
+    saddle = np.array([0.62098276, 0.1355878, 0.0])
+
+    def stuck(problem: ProfiledDeviance, theta0: np.ndarray) -> Any:
+        dev, grad = problem.value_and_gradient(saddle)
+        return lmm._OptimResult(saddle.copy(), dev, grad, True, [], 1, np.eye(3))
+
+    monkeypatch.setattr(lmm, "_optimise_from", stuck)
+    formula = (
+        "value ~ baseline_centered + week + week:biotin + week:dutasteride + week:minoxidil"
+        " + (1 + week | subject_id)"
+    )
+    problem = ProfiledDeviance(
+        build_design(formula, _saddle_boundary_data(), family="gaussian"), reml=True
+    )
+    result = lmm.optimise_theta(problem, saddle)
+    assert not result.converged
+    (message,) = result.messages
+    assert re.match(
+        r"Optimiser stopped on a boundary \(a zero diagonal of Λ\) although the deviance is "
+        r"0\.0041 lower at a nearby interior point \(a saddle, not a minimum\)",
+        message,
+    )

@@ -37,7 +37,9 @@ per-group least squares (one grouping factor; lme4's identity start otherwise). 
 bounds (diagonal of each Λ block ≥ 0) runs until the relative decrease is ~1e-12; a Newton
 polish with a Hessian from central differences of the analytic gradient finishes, and the
 final checks (projected gradient, positive-definite Hessian on the free coordinates, Newton
-decrement < 1e-6) set ``converged``. The same Hessian gives the Satterthwaite df without
+decrement < 1e-6) set ``converged``. A result with a zero diagonal of Λ is certified: the
+deviance is probed at interior points next to it and, if one is lower (the boundary was a
+saddle, where the gradient vanishes), the optimiser restarts from there (``optimise_theta``). The same Hessian gives the Satterthwaite df without
 further evaluations (``mixed.inference``). To avoid cancellation in r² the response is
 first replaced by its ordinary-least-squares residual (β is shifted back at the end), and
 the reported log-likelihood uses r² recomputed from the residual vector.
@@ -911,6 +913,46 @@ def _free_coordinates(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) ->
     return ~(at_bound & (grad >= 0))
 
 
+def _interior_probes(design: MixedDesign, theta: np.ndarray) -> list[np.ndarray]:
+    """Interior points next to a θ with a zero diagonal in some Λ block (empty if none).
+
+    For each such block, with Σ = ΛΛᵀ (relative covariance), the probes are the Cholesky
+    factors of Σ + c²s²·vvᵀ for v = e_j (each zero-diagonal row j, s its SD or the block's
+    largest) and v = the eigenvector of Σ's smallest eigenvalue (s the largest SD), at
+    c ∈ {0.01, 0.03, 0.1, 0.3, 1, 3}: extra variance along the degenerate direction, at scales
+    from far below to above the block's own.
+    """
+    probes: list[np.ndarray] = []
+    blocks = design.lambda_blocks(theta)
+    for term, sl, lam in zip(design.terms, design.theta_slices, blocks, strict=True):
+        zero_rows = [j for j in range(term.q) if abs(lam[j, j]) <= 1e-10]
+        if not zero_rows:
+            continue
+        sigma = lam @ lam.T
+        sds = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+        top = float(sds.max()) if sds.max() > 1e-8 else 1.0
+        directions = []
+        for j in zero_rows:
+            e = np.zeros(term.q)
+            e[j] = 1.0
+            directions.append((e, float(sds[j]) if sds[j] > 1e-8 else top))
+        if term.q > 1:
+            directions.append((np.linalg.eigh(sigma)[1][:, 0], top))
+        rows, cols = lower_triangle_indices(term.q)
+        for v, scale in directions:
+            for c in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
+                trial_sigma = sigma + (c * scale) ** 2 * np.outer(v, v)
+                try:
+                    chol = np.linalg.cholesky(trial_sigma)
+                except np.linalg.LinAlgError:
+                    continue
+                trial = theta.copy()
+                trial[sl] = chol[rows, cols]
+                if np.all(np.isfinite(trial)):
+                    probes.append(trial)
+    return probes
+
+
 def optimise_theta(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResult:
     """Minimise the profiled deviance over θ: L-BFGS-B, Newton polish, optimality checks.
 
@@ -918,7 +960,58 @@ def optimise_theta(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
     positive definite and the Newton decrement gᵀH⁻¹g/2 (the deviance still to gain) is below
     1e-6, and no coordinate at a bound has a gradient pointing into the interior.
     The returned Hessian (profiled deviance, all coordinates) is reused for Satterthwaite df.
+
+    **Boundary certification.** A zero diagonal of Λ can be a saddle, not a minimum: the
+    deviance is even in the last diagonal element of each block (flipping the sign of a
+    column of Λ leaves ΛΛᵀ unchanged), so its gradient there is exactly zero for every value
+    of the other coordinates and gradient methods that reach it (L-BFGS-B projects a step
+    onto the bound) never leave, even when the deviance decreases into the interior at second
+    order. So when the result has a zero diagonal, the deviance is evaluated at interior
+    probes (:func:`_interior_probes`: added variance along the degenerate direction at
+    several scales, a finite-step check); if one is lower, the optimiser restarts from the
+    best probe and the better result is kept (up to three rounds). The fast path (interior
+    result) is unchanged. lme4's derivative-free BOBYQA escapes such saddles through its
+    interpolation model (Powell 2009, Cambridge report DAMTP 2009/NA06).
     """
+    opt = _optimise_from(problem, theta0)
+    design = problem.design
+    lower = design.theta_lower
+
+    def deviance(theta: np.ndarray) -> float:
+        return float(problem.value_and_gradient(theta)[0])
+
+    def on_boundary(theta: np.ndarray) -> bool:
+        return bool(((theta <= lower + 1e-10) & np.isfinite(lower)).any())
+
+    best_probe = math.inf  # lowest deviance at the interior probes of the current result
+    for round_ in range(4):
+        if not (np.isfinite(opt.deviance) and on_boundary(opt.theta)):
+            break
+        probes = _interior_probes(design, opt.theta)
+        values = [deviance(t) for t in probes]
+        opt.n_evaluations += len(probes)
+        best_probe = min(values, default=math.inf)
+        noise = max(1e-10, 1e-13 * abs(opt.deviance))
+        if round_ == 3 or not best_probe < opt.deviance - noise:
+            break
+        other = _optimise_from(problem, probes[int(np.argmin(values))])
+        other.n_evaluations += opt.n_evaluations
+        if not other.deviance < opt.deviance:
+            opt.n_evaluations = other.n_evaluations
+            break
+        opt, best_probe = other, math.inf
+    if best_probe < opt.deviance - 1e-6:
+        opt.converged = False
+        opt.messages.append(
+            "Optimiser stopped on a boundary (a zero diagonal of Λ) although the deviance is "
+            f"{opt.deviance - best_probe:.3g} lower at a nearby interior point (a saddle, not a "
+            "minimum). Rescale the covariates or simplify the random-effects structure."
+        )
+    return opt
+
+
+def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResult:
+    """One run of :func:`optimise_theta` from ``theta0``, without boundary certification."""
     lower = problem.design.theta_lower
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     count = {"n": 0}
