@@ -133,17 +133,18 @@ def test_fit_json_counts_rows_set_aside(regrowth_json):
 
 
 def test_fit_json_keeps_engine_messages_of_a_singular_fit(tmp_path, capsys):
-    """The example's settings with another seed estimate the site SD at 0 (singular fit)."""
+    """A study simulated with no between-person slope variance gives a boundary fit."""
     from mesostats.datasets import EXAMPLE_SETTINGS
     from mesostats.simulate import simulate_tables, write_tables
 
-    tables, _ = simulate_tables(**{**EXAMPLE_SETTINGS, "seed": 20240917})
+    settings = {**EXAMPLE_SETTINGS, "n_sites": 1}
+    tables, _ = simulate_tables(**settings, effects={"slope_sd": 0.0})
     write_tables(tables, tmp_path)
     assert main(["fit", str(tmp_path), "--json"]) == 0
     out, err = capsys.readouterr()
     payload = json.loads(out)
     assert payload["model"]["singular"] is True
-    assert payload["messages"] and "site" in payload["messages"][0]
+    assert payload["messages"] and "within `subject_id`" in payload["messages"][0]
     # also on stderr, for a human watching the pipeline
     assert f"mesostats: message from the fit: {payload['messages'][0]}" in err
 
