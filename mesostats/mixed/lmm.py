@@ -39,8 +39,9 @@ polish with a Hessian from central differences of the analytic gradient finishes
 final checks (projected gradient, positive-definite Hessian on the free coordinates, Newton
 decrement < 1e-6) set ``converged``. A result with a zero diagonal of Λ is certified: the
 deviance is probed at interior points next to it and, if one is lower (the boundary was a
-saddle, where the gradient vanishes), the optimiser restarts from there (``optimise_theta``). The same Hessian gives the Satterthwaite df without
-further evaluations (``mixed.inference``). To avoid cancellation in r² the response is
+saddle, where the gradient vanishes), the optimiser restarts from there
+(``optimise_theta``). The same Hessian gives the Satterthwaite df without further
+evaluations (``mixed.inference``). To avoid cancellation in r² the response is
 first replaced by its ordinary-least-squares residual (β is shifted back at the end), and
 the reported log-likelihood uses r² recomputed from the residual vector.
 
