@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mesostats.cli_args import whole_number
 from mesostats.cli_power import add_power_subcommand
 from mesostats.exceptions import MesostatsError, ModelSpecError, ValidationError
 
@@ -301,24 +302,8 @@ writes subjects.csv, cocktails.csv, sessions.csv, adverse_events.csv and truth.j
 (every true value used, including the per-subject random effects)"""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a seed ≥ 0, got {value}")
-    return value
+_positive_int = whole_number(1)
+_seed = whole_number(0, what="a seed")
 
 
 def _probability(text: str) -> float:

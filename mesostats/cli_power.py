@@ -13,6 +13,8 @@ import math
 import sys
 from typing import Any
 
+from mesostats.cli_args import whole_number
+
 __all__ = ["add_power_subcommand", "run_power"]
 
 _POWER_EXAMPLES = """\
@@ -24,17 +26,7 @@ examples:
 the same --seed gives the same numbers whatever --jobs or --backend"""
 
 
-def _whole(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected a number ≥ {low}, got {value}")
-        return value
-
-    return parse
+_whole = whole_number
 
 
 def _jobs(text: str) -> int:
