@@ -27,6 +27,7 @@ lint: install
 	$(BIN)/ruff check mesostats tests bench scripts
 	$(BIN)/ruff format --check mesostats tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) report.html build dist .pytest_cache .mypy_cache .ruff_cache

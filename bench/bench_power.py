@@ -27,7 +27,8 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from mesostats.power import _run_trial, _TrialPlan, power
+from mesostats.planning import power
+from mesostats.planning.trials import _run_trial, _TrialPlan
 
 
 def load() -> str:

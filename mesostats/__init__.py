@@ -8,8 +8,6 @@ that ``import mesostats`` stays fast; every name below is importable as
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 from mesostats.exceptions import (
@@ -33,16 +31,16 @@ _LAZY: dict[str, str] = {
     "fit_glmm": "mesostats.mixed.glmm",
     "MixedResults": "mesostats.mixed.results",
     "compare": "mesostats.mixed.inference",
-    "fit_regrowth": "mesostats.outcomes",
-    "fit_side_effects": "mesostats.outcomes",
-    "RegrowthResults": "mesostats.outcomes",
-    "SideEffectResults": "mesostats.outcomes",
-    "variability": "mesostats.variability",
-    "Variability": "mesostats.variability",
-    "report": "mesostats.report",
-    "power": "mesostats.power",
-    "sample_size": "mesostats.power",
-    "plot_power": "mesostats.power",
+    "fit_regrowth": "mesostats.domain",
+    "fit_side_effects": "mesostats.domain",
+    "RegrowthResults": "mesostats.domain",
+    "SideEffectResults": "mesostats.domain",
+    "variability": "mesostats.domain",
+    "Variability": "mesostats.domain",
+    "report": "mesostats.reporting",
+    "power": "mesostats.planning",
+    "sample_size": "mesostats.planning",
+    "plot_power": "mesostats.planning",
 }
 
 __all__ = [
@@ -68,22 +66,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-# Three public functions share their name with the submodule that defines them
-# (``mesostats.variability``, ``mesostats.power``, ``mesostats.report``). Python's import system
-# binds a submodule to its parent's attribute when it is first imported, which would replace
-# the function ``ms.variability`` by the module. The package therefore keeps those attributes
-# for the functions: the binding of such a submodule is not stored, and the name resolves through
-# ``__getattr__`` above. ``from mesostats.variability import Variability`` works as usual.
-_FUNCTIONS_NAMED_LIKE_THEIR_MODULE = frozenset({"variability", "power", "report"})
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FUNCTIONS_NAMED_LIKE_THEIR_MODULE and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -605,8 +605,8 @@ def run_fit(args: argparse.Namespace) -> int:
             f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
             f"{', '.join(study.outcomes) or 'none'}."
         )
-    from mesostats.outcomes import fit_regrowth, fit_side_effects
-    from mesostats.variability import variability
+    from mesostats.domain import fit_regrowth, fit_side_effects
+    from mesostats.domain.variation import variability
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -776,7 +776,7 @@ def run_report(args: argparse.Namespace) -> int:
             f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
             f"{', '.join(study.outcomes) or 'none'}."
         )
-    from mesostats.report.build import build_report, write_atomic
+    from mesostats.reporting.build import build_report, write_atomic
 
     built = build_report(study, outcome=args.outcome, seed=args.seed, threshold=args.threshold)
     try:

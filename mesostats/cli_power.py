@@ -186,7 +186,7 @@ def _jsonable(value: Any) -> Any:
 
 def _power_table(args: argparse.Namespace) -> Any:
     """:func:`mesostats.power.power` called with the command's options."""
-    from mesostats.power import power
+    from mesostats.planning import power
 
     return power(
         args.subjects,
@@ -211,7 +211,7 @@ def run_power(args: argparse.Namespace) -> int:
     the sample size (exit 0)."""
     from mesostats.cli import UsageError
     from mesostats.exceptions import ModelSpecError
-    from mesostats.power import POWER_COLUMNS, sample_size
+    from mesostats.planning import POWER_COLUMNS, sample_size
 
     try:
         table = _power_table(args)

@@ -63,10 +63,20 @@ def test_unknown_attribute_raises_attribute_error() -> None:
         _ = ms.no_such_name  # type: ignore[attr-defined]
 
 
-def test_functions_named_like_their_module_survive_importing_the_module() -> None:
-    """``import mesostats.variability`` first must not turn ms.variability into a module."""
+def test_no_module_shares_its_name_with_a_public_function() -> None:
+    """A submodule named like a public function would replace it on import (no trick hides it)."""
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(ms.__path__)}
+    public = {n for n in ms.__all__ if callable(getattr(ms, n))}
+    assert modules, "no submodules found"
+    assert not modules & public, f"modules named like public functions: {modules & public}"
+
+
+def test_functions_named_like_their_module_survive_importing_the_modules() -> None:
+    """Importing every subpackage first leaves ms.variability, ms.power, ms.report functions."""
     code = (
-        "import mesostats.variability, mesostats.power, mesostats.report\n"
+        "import mesostats.domain.variation, mesostats.planning, mesostats.reporting\n"
         "import mesostats as ms, inspect\n"
         "print(all(inspect.isfunction(getattr(ms, n)) for n in"
         " ('variability', 'power', 'report')))\n"

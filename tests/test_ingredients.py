@@ -1,4 +1,4 @@
-"""Tests of mesostats.ingredients: recipe matrices, course exposure, aliasing detection.
+"""Tests of mesostats.domain.exposure and .aliasing: recipes, course exposure, aliasing.
 
 The small study of ``conftest.valid_tables`` has cocktails PLA (saline), MB (minoxidil +
 biotin) and DB (dutasteride + biotin): with the placebo contrast, biotin = minoxidil +
@@ -16,16 +16,15 @@ import scipy.linalg
 from numpy.testing import assert_allclose, assert_array_equal
 
 import mesostats as ms
-from mesostats.exceptions import ModelSpecError
-from mesostats.ingredients import (
+from mesostats.domain.aliasing import find_aliasing, require_estimable
+from mesostats.domain.exposure import (
     course_exposure,
-    find_aliasing,
     ingredient_units,
     recipe_matrix,
-    require_estimable,
     resolve_ingredients,
     session_exposure,
 )
+from mesostats.exceptions import ModelSpecError
 
 
 def recipes(spec: dict[str, dict[str, float]]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Tests of mesostats.outcomes: fit_regrowth and fit_side_effects.
+"""Tests of mesostats.domain (regrowth, side effects): fit_regrowth and fit_side_effects.
 
 Truth recovery compares estimates with the values ``simulate_study`` drew from
 (``study.truth``); rates are checked against counts and Clopper–Pearson bounds computed by
@@ -19,16 +19,16 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 import mesostats as ms
-from mesostats.exceptions import ExclusionWarning, ModelSpecError, SingularFitWarning
-from mesostats.outcomes import (
+from mesostats.domain import (
     GEE_COLUMNS,
     RATE_COLUMNS,
     RegrowthResults,
     SideEffectResults,
-    _variance_notes,
     event_rates,
     holm_adjusted,
 )
+from mesostats.domain.common import _variance_notes
+from mesostats.exceptions import ExclusionWarning, ModelSpecError, SingularFitWarning
 from mesostats.simulate import simulate_tables
 
 SEEDS = range(5)

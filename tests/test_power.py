@@ -1,4 +1,4 @@
-"""Tests of mesostats.power: calibration at zero effect, agreement with the closed-form power
+"""Tests of mesostats.planning: calibration at zero effect, agreement with the closed-form power
 of a t-test, reproducibility across n_jobs / backends / grid order, failure accounting
 (raising and non-converging fits, workers that die), the sample-size answer, the plot and
 the ``mesostats power`` subcommand.
@@ -22,7 +22,7 @@ from scipy import stats
 
 import mesostats as ms
 from mesostats.exceptions import ModelSpecError
-from mesostats.power import (
+from mesostats.planning import (
     POWER_COLUMNS,
     FaultInjection,
     SampleSize,
@@ -303,7 +303,7 @@ def test_failing_analyses_are_counted_with_their_reasons(in_process: pd.DataFram
 
 
 def test_fits_that_do_not_converge_are_counted_as_failed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    power_module = importlib.import_module("mesostats.power")  # ms.power is the function
+    power_module = importlib.import_module("mesostats.planning.trials")
 
     real = power_module._tested_effect
     calls = {"n": 0}
@@ -571,3 +571,32 @@ def test_ms_power_is_callable_whatever_was_imported_first(in_process: pd.DataFra
     """``mesostats.power`` is also a submodule; after importing it, ms.power still runs."""
     table = ms.power([16, 20], **REPRO)
     pd.testing.assert_frame_equal(table, in_process)
+
+
+def test_a_programming_error_in_the_analysis_is_raised_not_counted(monkeypatch) -> None:
+    """A TypeError/KeyError is a bug: it surfaces as a traceback, not as 'all trials failed'."""
+    trials = importlib.import_module("mesostats.planning.trials")
+
+    def broken(study, plan):  # type: ignore[no-untyped-def]
+        raise KeyError("no_such_column")
+
+    monkeypatch.setattr(trials, "_tested_effect", broken)
+    with pytest.raises(KeyError, match="no_such_column"):
+        power(16, n_sims=2, seed=3, **SMALL)
+
+
+def test_a_programming_error_in_a_trial_is_raised_not_counted(monkeypatch) -> None:
+    """The probe passes; a later trial's TypeError still propagates out of power()."""
+    trials = importlib.import_module("mesostats.planning.trials")
+    real = trials._tested_effect
+    calls = {"n": 0}
+
+    def breaks_after_probe(study, plan):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise TypeError("unsupported operand (test)")
+        return real(study, plan)
+
+    monkeypatch.setattr(trials, "_tested_effect", breaks_after_probe)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        power(16, n_sims=2, seed=3, **SMALL)

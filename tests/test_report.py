@@ -1,4 +1,4 @@
-"""Tests of the HTML report (mesostats.report): self-contained and script-free, every section,
+"""Tests of the HTML report (mesostats.reporting): self-contained and script-free, every section,
 every exclusion and serious adverse event, the numbers of the fits, the warning banner,
 escaping of hostile study values, sections that cannot be fitted, and atomic writing."""
 
@@ -17,8 +17,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 import mesostats as ms
-from mesostats.report import build
-from mesostats.report.build import SECTION_TITLES, render_report
+from mesostats.reporting import build
+from mesostats.reporting.build import SECTION_TITLES, render_report
 
 # --- a small HTML inspector --------------------------------------------------------------------
 
@@ -369,9 +369,9 @@ def test_a_figure_that_fails_is_explained_and_the_rest_is_written(failing_html):
 
 
 def test_ms_report_is_callable_in_every_import_order(tmp_path, monkeypatch, example):
-    """Importing the subpackage must not turn ``mesostats.report`` into the module."""
+    """Importing the reporting subpackage leaves ``mesostats.report`` the function."""
     import mesostats
-    import mesostats.report
+    import mesostats.reporting
 
     monkeypatch.setattr(build, "render_report", lambda *a, **k: "<p>ok</p>")
     assert mesostats.report(example, tmp_path / "a.html").read_text() == "<p>ok</p>"
@@ -486,7 +486,7 @@ def test_pvalue_and_percent_formats():
 def test_templates_ship_inside_the_package():
     from importlib import resources
 
-    folder = resources.files("mesostats.report") / "templates"
+    folder = resources.files("mesostats.reporting") / "templates"
     names = {p.name for p in folder.iterdir()}
     assert {
         "report.html.j2",
@@ -503,7 +503,7 @@ def test_templates_ship_inside_the_package():
 def test_every_template_autoescapes_and_marks_nothing_safe():
     from importlib import resources
 
-    folder = resources.files("mesostats.report") / "templates"
+    folder = resources.files("mesostats.reporting") / "templates"
     for path in folder.iterdir():
         text = path.read_text(encoding="utf-8")
         assert "|safe" not in text.replace(" ", ""), path.name

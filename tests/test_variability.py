@@ -1,4 +1,4 @@
-"""Tests of mesostats.variability: ICC, MOR, prediction intervals, responders, person effects.
+"""Tests of mesostats.domain.variation: ICC, MOR, prediction intervals, responders, person effects.
 
 Closed forms are recomputed here from the fitted model's public tables (fixed effects, vcov,
 variance components, ranef); profile intervals are checked against lme4 in test_profile.py.
@@ -17,9 +17,9 @@ from numpy.testing import assert_allclose
 from scipy import integrate, stats
 
 import mesostats as ms
+from mesostats.domain.variation import IntervalEstimate, Variability, median_odds_ratio, variability
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.profile import profile_variance_components
-from mesostats.variability import IntervalEstimate, Variability, median_odds_ratio, variability
 
 REF = Path(__file__).parent / "reference"
 Z = float(stats.norm.ppf(0.975))
@@ -421,3 +421,61 @@ def test_bad_level_and_threshold_raise(v_regrowth):
 def test_icc_at_for_glmm_raises(v_side):
     with pytest.raises(ModelSpecError, match="icc_at\\(\\) applies to linear mixed models"):
         v_side.icc_at(1.0)
+
+
+# --- results never change ------------------------------------------------------------------
+
+
+def test_variability_refuses_assignment_and_hands_out_copies(v_regrowth) -> None:
+    """Editing a table taken from a Variability leaves the Variability as it was."""
+    before = v_regrowth.components
+    edited = v_regrowth.components
+    edited.loc[0, "estimate"] = -99.0
+    pd.testing.assert_frame_equal(v_regrowth.components, before)
+    with pytest.raises(AttributeError, match="Variability is immutable: cannot set 'icc'"):
+        v_regrowth.icc = None
+    with pytest.raises(AttributeError, match="immutable: cannot set 'components'"):
+        v_regrowth.components = edited
+
+
+def test_domain_results_hand_out_copies(regrowth, side_effects) -> None:
+    """``fit.ingredient_effects.loc[0, "effect"] = 0`` must not change the fit."""
+    for fit, column in ((regrowth, "effect"), (side_effects, "odds_ratio")):
+        before = fit.ingredient_effects
+        taken = fit.ingredient_effects
+        taken.loc[0, column] = 0.0
+        pd.testing.assert_frame_equal(fit.ingredient_effects, before)
+        taken_data = fit.data
+        taken_data["subject_id"] = "edited"
+        assert not (fit.data["subject_id"] == "edited").any()
+    gee_before = side_effects.gee.table
+    gee_taken = side_effects.gee.table
+    gee_taken.loc[0, "population_average_or"] = -1.0
+    pd.testing.assert_frame_equal(side_effects.gee.table, gee_before)
+    terms = regrowth.effect_terms
+    terms.clear()
+    assert regrowth.effect_terms
+
+
+def test_a_model_the_profiler_refuses_is_an_error_not_a_bootstrap(regrowth, monkeypatch) -> None:
+    """ModelSpecError (a ValueError) must surface; only numerical failures fall back."""
+    import mesostats.domain.variation.api as api
+
+    def refuse(model):  # type: ignore[no-untyped-def]
+        raise ModelSpecError("this model cannot be profiled (test)")
+
+    monkeypatch.setattr(api, "profile_variance_components", refuse)
+    with pytest.raises(ModelSpecError, match="cannot be profiled"):
+        variability(regrowth.model)
+
+
+def test_a_numerical_profile_failure_falls_back_to_the_bootstrap(sleep_fit, monkeypatch) -> None:
+    import mesostats.domain.variation.api as api
+
+    def breaks(model):  # type: ignore[no-untyped-def]
+        raise np.linalg.LinAlgError("not positive definite (test)")
+
+    monkeypatch.setattr(api, "profile_variance_components", breaks)
+    v = variability(sleep_fit, n_boot=3, seed=1)
+    assert v.ci_method == "bootstrap"
+    assert any("not positive definite (test)" in n for n in v.notes)

@@ -1,30 +1,15 @@
-"""Ingredient-level design of a study, and which ingredients its cocktails can separate.
+"""Which ingredients the cocktails of a study can separate (aliasing).
 
-Effects in mesotherapy are attributed to *ingredients*, while people receive *cocktails*
-(recipes of several ingredients). This module turns recipes into an ingredient design and
-checks that the design can be estimated at all:
-
-* :func:`recipe_matrix`: cocktail × ingredient matrix, 0/1 indicators or concentrations
-  (dose per mL injected);
-* :func:`session_exposure`: each session's exposure (indicator, or concentration ×
-  ``volume_ml`` for doses);
-* :func:`course_exposure`: each visit's exposure to the *course* received so far — the mean
-  of the session exposures over the subject's injection sessions on or before that visit
-  (carried to follow-up visits without injection). For someone who keeps one cocktail this
-  is that cocktail's indicator, so ``week × exposure`` is the usual ingredient-by-time term;
-  for someone who switched cocktails, ``week × mean exposure`` approximates the weeks spent
-  under each ingredient;
-* :func:`find_aliasing` / :func:`require_estimable`: **aliasing**. The effects of ingredients
-  (with an intercept: the placebo contrast) are estimable only when the matrix
-  ``A = [1, X]`` of the cocktails actually used has full column rank. Its null space
-  (``scipy.linalg.null_space``) gives the exact linear relations between columns. For
-  readable relations we pick the basis of the null space in reduced row-echelon form: walking
-  the columns in order (intercept first, then the ingredients in the order asked), a column
-  that lies in the span of the columns kept before it is written as that combination
-  (least squares on the kept columns, exact up to rounding), with rational coefficients when
-  they are small fractions. The maximal sets of ingredients that *can* be estimated are the
-  bases of the column matroid containing the intercept, found by enumerating subsets of the
-  ingredients involved in a relation.
+:func:`find_aliasing` / :func:`require_estimable`: the effects of ingredients (with an
+intercept: the placebo contrast) are estimable only when the matrix ``A = [1, X]`` of the
+cocktails actually used has full column rank. Its null space (``scipy.linalg.null_space``)
+gives the exact linear relations between columns. For readable relations we pick the basis of
+the null space in reduced row-echelon form: walking the columns in order (intercept first,
+then the ingredients in the order asked), a column that lies in the span of the columns kept
+before it is written as that combination (least squares on the kept columns, exact up to
+rounding), with rational coefficients when they are small fractions. The maximal sets of
+ingredients that *can* be estimated are the bases of the column matroid containing the
+intercept, found by enumerating subsets of the ingredients involved in a relation.
 
 Why hand-written: the rank test is numpy/scipy, but no library words the relations in the
 terms of a study (ingredients, cocktails, placebo) or lists the estimable subsets.
@@ -40,32 +25,13 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from mesostats.data import derive
 from mesostats.exceptions import ModelSpecError
-
-if TYPE_CHECKING:
-    from mesostats.data.study import Study
-
-__all__ = [
-    "INTERCEPT",
-    "AliasRelation",
-    "Aliasing",
-    "CourseExposure",
-    "absorbed_by",
-    "course_exposure",
-    "find_aliasing",
-    "ingredient_units",
-    "recipe_matrix",
-    "require_estimable",
-    "resolve_ingredients",
-    "session_exposure",
-]
 
 Design = Literal["indicator", "dose"]
 
@@ -77,269 +43,6 @@ _MAX_SUBSETS_TRIED = 20_000
 _MAX_BASES = 200
 
 
-# --------------------------------------------------------------------------------------------
-# Designs
-# --------------------------------------------------------------------------------------------
-
-
-def _check_design_kind(design: str) -> None:
-    if design not in ("indicator", "dose"):
-        raise ModelSpecError(
-            f"design must be 'indicator' (1 if the cocktail holds the ingredient) or 'dose' "
-            f"(concentration × volume_ml per session), got {design!r}."
-        )
-
-
-def recipe_matrix(
-    cocktails: pd.DataFrame, ingredients: Sequence[str], *, design: Design = "indicator"
-) -> pd.DataFrame:
-    """Cocktail × ingredient matrix of the recipes.
-
-    Parameters
-    ----------
-    cocktails : DataFrame
-        The study's cocktails table (``cocktail_id, ingredient, concentration, unit``).
-    ingredients : sequence of str
-        Columns, in order.
-    design : {"indicator", "dose"}
-        0/1 indicators, or the concentration (the dose per mL injected).
-
-    Returns
-    -------
-    DataFrame
-        Index ``cocktail_id`` (every cocktail of the table, in order of appearance), one
-        float column per ingredient.
-    """
-    _check_design_kind(design)
-    ids = pd.Series(pd.unique(cocktails["cocktail_id"].astype(str)), dtype="str")
-    values = derive.ingredient_design(
-        cocktails,
-        ids,
-        list(ingredients),
-        kind=design,
-        volume_ml=pd.Series(np.ones(len(ids)), index=ids.index),
-    )
-    out = pd.DataFrame(
-        values.to_numpy(dtype=float),
-        index=pd.Index(ids.to_numpy(dtype=object), name="cocktail_id"),
-        columns=list(ingredients),
-    )
-    return out
-
-
-def ingredient_units(cocktails: pd.DataFrame, ingredients: Sequence[str]) -> dict[str, str]:
-    """The concentration unit of each ingredient (needed to read dose effects).
-
-    Raises
-    ------
-    ModelSpecError
-        An ingredient is given in different units in different cocktails: its doses are not
-        comparable (convert the recipes to one unit, or use ``design="indicator"``).
-    """
-    rows = cocktails[cocktails["ingredient"].astype(str).isin(list(ingredients))]
-    units = rows.groupby(rows["ingredient"].astype(str), sort=False)["unit"].agg(
-        lambda u: sorted({str(v) for v in u})
-    )
-    mixed = {ing: u for ing, u in units.items() if len(u) > 1}
-    if mixed:
-        listed = "; ".join(f"{ing}: {', '.join(u)}" for ing, u in mixed.items())
-        raise ModelSpecError(
-            f"design='dose' needs one concentration unit per ingredient, but the cocktails "
-            f"use several ({listed}); doses in different units cannot share one effect. "
-            "Convert the recipes to one unit per ingredient, or use design='indicator'."
-        )
-    return {str(ing): u[0] for ing, u in units.items()}
-
-
-def session_exposure(
-    study: Study, ingredients: Sequence[str], *, design: Design = "indicator"
-) -> pd.DataFrame:
-    """Each session's ingredient exposure (0 when nothing was injected).
-
-    ``"indicator"``: 1 if the session's cocktail holds the ingredient. ``"dose"``:
-    concentration × ``volume_ml`` (the ingredient's unit × mL). Index = the sessions index.
-    """
-    _check_design_kind(design)
-    sessions = study.sessions
-    if design == "dose" and "volume_ml" not in sessions.columns:
-        raise ModelSpecError(
-            "design='dose' needs the volume_ml column of sessions (dose = concentration × "
-            "volume), which this study lacks; use design='indicator'."
-        )
-    cocktail = _cocktail_column(sessions)
-    values = derive.ingredient_design(
-        study.cocktails,
-        cocktail,
-        list(ingredients),
-        kind=design,
-        volume_ml=sessions["volume_ml"] if design == "dose" else None,
-    )
-    return values.astype(float)
-
-
-def _cocktail_column(sessions: pd.DataFrame) -> pd.Series:
-    if "cocktail_id" in sessions.columns:
-        return sessions["cocktail_id"]
-    return pd.Series(pd.NA, index=sessions.index, dtype="str")
-
-
-@dataclass(frozen=True, eq=False)
-class CourseExposure:
-    """Exposure of each visit to the course of injections received so far.
-
-    Attributes
-    ----------
-    exposure : DataFrame
-        Index = the sessions index, one column per ingredient: mean session exposure over
-        the subject's injection sessions on or before the visit (0 before any injection).
-    cocktail : Series
-        The cocktail last injected on or before the visit (missing before any injection).
-    cocktails_per_subject : Series
-        Number of distinct cocktails each subject received (index ``subject_id``).
-    """
-
-    exposure: pd.DataFrame
-    cocktail: pd.Series
-    cocktails_per_subject: pd.Series
-
-    @property
-    def switchers(self) -> list[str]:
-        """Subjects who received more than one cocktail."""
-        s = self.cocktails_per_subject
-        return [str(v) for v in s.index[s.to_numpy() > 1]]
-
-
-def course_exposure(
-    study: Study, ingredients: Sequence[str], *, design: Design = "indicator"
-) -> CourseExposure:
-    """Exposure of each visit to the injections received so far (see the module docstring).
-
-    Vectorised: sessions are sorted by subject and day, exposures are summed cumulatively
-    and the running sums are restarted at each subject by subtracting the subject's offset.
-    """
-    sessions = study.sessions
-    per_session = session_exposure(study, ingredients, design=design).to_numpy(dtype=float)
-    cocktail = _cocktail_column(sessions)
-    injected = cocktail.notna().to_numpy(dtype=bool)
-    subject_codes = np.asarray(pd.factorize(sessions["subject_id"])[0], dtype=np.int64)
-    day = sessions["day"].to_numpy(dtype="float64", na_value=np.nan)
-    order = np.lexsort((day, subject_codes))
-    codes_sorted = subject_codes[order]
-    starts = np.r_[True, codes_sorted[1:] != codes_sorted[:-1]]
-    start_pos = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
-
-    given = np.where(injected[order, None], per_session[order], 0.0)
-    running = np.cumsum(given, axis=0)
-    before = np.vstack([np.zeros((1, running.shape[1])), running])[start_pos]
-    summed = running - before
-    count = np.cumsum(injected[order].astype(np.int64))
-    count_before = np.r_[0, count][start_pos]
-    n_injections = count - count_before
-    mean_sorted = summed / np.maximum(n_injections, 1)[:, None]
-    mean = np.empty_like(mean_sorted)
-    mean[order] = mean_sorted
-
-    last = (
-        pd.Series(cocktail.to_numpy(dtype=object)[order], dtype="str")
-        .groupby(codes_sorted)
-        .ffill()
-        .to_numpy(dtype=object)
-    )
-    last_cocktail = np.empty(len(order), dtype=object)
-    last_cocktail[order] = last
-    n_distinct = (
-        pd.DataFrame({"subject_id": sessions["subject_id"].array, "c": cocktail.array})
-        .dropna()
-        .groupby("subject_id", sort=True)["c"]
-        .nunique()
-    )
-    return CourseExposure(
-        exposure=pd.DataFrame(mean, index=sessions.index, columns=list(ingredients)),
-        cocktail=pd.Series(last_cocktail, index=sessions.index, dtype="str"),
-        cocktails_per_subject=n_distinct,
-    )
-
-
-def resolve_ingredients(
-    study: Study,
-    ingredients: Sequence[str] | str | None,
-    used: pd.DataFrame,
-) -> tuple[list[str], list[str]]:
-    """Check a requested ingredient list against the study and the cocktails used.
-
-    Parameters
-    ----------
-    study : Study
-    ingredients : sequence of str, str or None
-        Requested ingredients; ``None`` = every active ingredient that some analysed cocktail
-        contains.
-    used : DataFrame
-        :func:`recipe_matrix` restricted to the cocktails used in the analysed rows, with a
-        column per active ingredient of the study.
-
-    Returns
-    -------
-    chosen : list of str
-        Ingredients to estimate, in the requested order (study order for ``None``).
-    unused : list of str
-        Active ingredients that no analysed cocktail contains (only for ``None``: they are
-        left out and the caller says so).
-
-    Raises
-    ------
-    ModelSpecError
-        Unknown names, duplicates, saline, an empty list, or a requested ingredient that no
-        analysed cocktail contains; the message lists what is available.
-    """
-    present = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
-    cocktails_used = ", ".join(str(c) for c in used.index)
-    if ingredients is None:
-        unused = [ing for ing in study.ingredients if ing not in present]
-        if not present:
-            raise ModelSpecError(
-                f"No active ingredient is in the cocktails used in the analysed rows "
-                f"({cocktails_used or 'none'}); there is nothing to estimate. Active "
-                f"ingredients of the study: {', '.join(study.ingredients) or 'none'}."
-            )
-        return present, unused
-    requested = [ingredients] if isinstance(ingredients, str) else list(ingredients)
-    if not requested:
-        raise ModelSpecError(
-            "ingredients=[] asks for no ingredient; give at least one of "
-            f"{present} or ingredients=None for all."
-        )
-    bad_type = [ing for ing in requested if not isinstance(ing, str)]
-    if bad_type:
-        raise ModelSpecError(f"ingredients must be names (str), got {bad_type!r}.")
-    duplicated = sorted({ing for ing in requested if requested.count(ing) > 1})
-    if duplicated:
-        raise ModelSpecError(f"ingredients lists {duplicated} more than once.")
-    placebo = [ing for ing in requested if ing in derive.INACTIVE_INGREDIENTS]
-    if placebo:
-        raise ModelSpecError(
-            f"{placebo[0]!r} is the placebo, not an active ingredient: sessions without any "
-            f"active ingredient are the reference of every effect. Choose from {present}."
-        )
-    unknown = [ing for ing in requested if ing not in study.ingredients]
-    if unknown:
-        raise ModelSpecError(
-            f"ingredient{'s' if len(unknown) > 1 else ''} {unknown} "
-            f"{'are' if len(unknown) > 1 else 'is'} in no cocktail of this study. Available "
-            f"ingredients: {study.ingredients}."
-        )
-    absent = [ing for ing in requested if ing not in present]
-    if absent:
-        raise ModelSpecError(
-            f"ingredient{'s' if len(absent) > 1 else ''} {absent} "
-            f"{'are' if len(absent) > 1 else 'is'} in none of the cocktails used in the "
-            f"analysed rows ({cocktails_used}), so "
-            f"{'their effects' if len(absent) > 1 else 'its effect'} cannot be estimated. "
-            f"Ingredients given in these rows: {present}."
-        )
-    return requested, []
-
-
-# --------------------------------------------------------------------------------------------
 # Aliasing
 # --------------------------------------------------------------------------------------------
 

@@ -1317,8 +1317,8 @@ def _check_inputs(study: Any, outcome: Any, seed: Any, threshold: Any) -> None:
 
 def _fit_everything(study: Study, outcome: str, seed: int, log: MessageLog) -> dict[str, Any]:
     """Fit the regrowth and side-effect models and their "varied results" (each guarded)."""
-    from mesostats.outcomes import fit_regrowth, fit_side_effects
-    from mesostats.variability import variability
+    from mesostats.domain import fit_regrowth, fit_side_effects
+    from mesostats.domain.variation import variability
 
     regrowth, reg_fail = _attempt(log, "Regrowth model", lambda: fit_regrowth(study, outcome))
     _log_model(log, "Regrowth model", regrowth)
@@ -1414,7 +1414,7 @@ def build_report(
     }
     context["messages"] = log.items
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mesostats.report", "templates"),
+        loader=jinja2.PackageLoader("mesostats.reporting", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -1,0 +1,270 @@
+"""Pieces every domain fit shares: column names, excluded-row tables, the study check, Holm's
+adjustment, and the wording of engine warnings and boundary estimates as plain-language notes.
+
+Holm (1979, *Scand. J. Statist.* 6(2)) is written out here (three lines): statsmodels'
+``multipletests`` runs ``gc.collect()`` on every Holm call (about 0.1 s), which would dominate
+repeated fits in :func:`mesostats.power`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mesostats.domain.aliasing import absorbed_by, require_estimable
+from mesostats.domain.exposure import recipe_matrix, resolve_ingredients
+from mesostats.exceptions import (
+    ConvergenceWarning,
+    ExclusionWarning,
+    ModelSpecError,
+    SingularFitWarning,
+)
+
+if TYPE_CHECKING:
+    from mesostats.data.study import Study
+    from mesostats.mixed.results import MixedResults
+
+
+REGROWTH_EFFECT_COLUMNS = [
+    "ingredient",
+    "effect",
+    "std_error",
+    "ci_lower",
+    "ci_upper",
+    "p_value",
+    "p_adjusted",
+]
+SIDE_EFFECT_COLUMNS = ["ingredient", "odds_ratio", "ci_lower", "ci_upper", "p_value", "p_adjusted"]
+RATE_COLUMNS = [
+    "level",
+    "name",
+    "per",
+    "n_with_event",
+    "n_assessed",
+    "rate",
+    "ci_lower",
+    "ci_upper",
+    "n_events",
+]
+GEE_COLUMNS = [
+    "ingredient",
+    "subject_specific_or",
+    "ss_ci_lower",
+    "ss_ci_upper",
+    "population_average_or",
+    "pa_ci_lower",
+    "pa_ci_upper",
+    "pa_p_value",
+    "expected_population_average_or",
+]
+
+SUBJECT = "subject_id"
+TIME = "week"
+SITE = "site"
+_ZERO_SD = 1e-3  # an SD below this fraction of the residual SD (LMM) or 1 (GLMM) counts as 0
+#: Zeger, Liang & Albert (1988): logit-normal attenuation constant c = 16√3/(15π).
+_ATTENUATION_C2 = (16.0 * math.sqrt(3.0) / (15.0 * math.pi)) ** 2
+
+
+#: Columns of ``RegrowthResults.excluded_rows`` / ``SideEffectResults.excluded_rows``.
+EXCLUDED_COLUMNS = ["row", "subject_id", "visit", "reason"]
+
+
+def _exclusion_frame(rows: pd.DataFrame, reasons: Sequence[str]) -> pd.DataFrame:
+    """``row`` (index label in the study table), ``subject_id``, ``visit``, ``reason``."""
+    return pd.DataFrame(
+        {
+            "row": pd.Series(list(rows.index), dtype=object),
+            "subject_id": pd.Series(list(rows[SUBJECT]), dtype=object),
+            "visit": pd.Series(list(rows["visit"]), dtype=object),
+            "reason": pd.Series(list(reasons), dtype=object),
+        },
+        columns=EXCLUDED_COLUMNS,
+    )
+
+
+def _empty_exclusions() -> pd.DataFrame:
+    return _exclusion_frame(pd.DataFrame(columns=[SUBJECT, "visit"]), [])
+
+
+def _engine_exclusions(model: MixedResults, data: pd.DataFrame) -> pd.DataFrame:
+    """The rows the engine set aside (missing values in a model column), located in data."""
+    ex = model.excluded_rows
+    return _exclusion_frame(data.loc[list(ex["row"]), [SUBJECT, "visit"]], list(ex["reason"]))
+
+
+def _stack_exclusions(*parts: pd.DataFrame) -> pd.DataFrame:
+    kept = [p for p in parts if len(p)]
+    if not kept:
+        return _empty_exclusions()
+    return pd.concat(kept, ignore_index=True)
+
+
+# Shared pieces
+# --------------------------------------------------------------------------------------------
+
+
+def _check_study(study: Any) -> None:
+    from mesostats.data.study import Study
+
+    if not isinstance(study, Study):
+        raise ModelSpecError(
+            f"study must be a mesostats Study (from load_study, example_study or "
+            f"simulate_study), got {type(study).__name__}."
+        )
+
+
+def holm_adjusted(p: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values; NaN entries are kept out and stay NaN.
+
+    ``p_(i)`` sorted ascending gets ``max_{j ≤ i} min(1, (m − j + 1) · p_(j))``. Equal to
+    ``statsmodels.stats.multitest.multipletests(p, method="holm")[1]`` (tested); written out
+    because that function calls ``gc.collect()`` on every Holm call (≈ 0.1 s), which would
+    dominate repeated fits such as :func:`mesostats.power`.
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        stepped = np.maximum.accumulate(p[order] * np.arange(m, 0, -1))
+        out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def _fit_quietly(
+    fit: Any, *args: Any, **kwargs: Any
+) -> tuple[MixedResults, list[warnings.WarningMessage]]:
+    """Run an engine, keeping its warnings so the domain layer can word them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit(*args, **kwargs)
+    return model, list(caught)
+
+
+def _reissue(caught: list[warnings.WarningMessage], notes: list[str]) -> None:
+    """Pass engine warnings on (stacklevel → the user's call); singular fits become notes."""
+    for w in caught:
+        text = str(w.message)
+        if issubclass(w.category, SingularFitWarning):
+            continue  # worded by _variance_notes
+        if issubclass(w.category, (ConvergenceWarning, ExclusionWarning)):
+            notes.append(text)
+        warnings.warn(text, w.category, stacklevel=3)
+
+
+def _variance_notes(
+    model: MixedResults, notes: list[str], *, warn_for: Sequence[str], stacklevel: int = 3
+) -> None:
+    """Plain-language notes on variance components at the boundary.
+
+    A site SD at 0 is a note only (the site term is added by us); a subject-level SD at 0 or
+    a correlation at ±1 is a note and a :class:`SingularFitWarning` (the person-level
+    variability the user asked for is on its boundary).
+    """
+    vc = model.variance_components
+    sigma = model.sigma if model.family == "gaussian" else 1.0
+    sds = vc[vc["var2"].isna() & (vc["group"] != "Residual")]
+    for rec in sds.itertuples(index=False):
+        group, term, sd = str(rec.group), str(rec.var1), float(rec.sdcor)
+        if sd >= _ZERO_SD * sigma:
+            continue
+        if group == SITE:
+            notes.append(
+                "Sites did not differ beyond what people vary: site SD estimated at 0; the "
+                "site term could be dropped."
+            )
+            continue
+        what = "baseline level" if term == "Intercept" else f"response per {term}"
+        text = (
+            f"People did not differ detectably in their {what}: the between-person SD of "
+            f"{term} within {group} is estimated at 0 (on the boundary). Person-level "
+            f"variability of this term cannot be reported; consider a model without it "
+            f"(e.g. random_slope=False) or more visits per person."
+        )
+        notes.append(text)
+        if group in warn_for:
+            warnings.warn(text, SingularFitWarning, stacklevel=stacklevel)
+    cors = vc[vc["var2"].notna()]
+    for rec in cors.itertuples(index=False):
+        r = float(rec.sdcor)
+        if abs(r) > 1.0 - 1e-6:
+            text = (
+                f"The correlation of {rec.var1} and {rec.var2} within {rec.group} is "
+                f"estimated at {r:+.3f} (on the boundary ±1): the data cannot separate the "
+                "two person-level effects; consider random_slope=False."
+            )
+            notes.append(text)
+            if str(rec.group) in warn_for:
+                warnings.warn(text, SingularFitWarning, stacklevel=stacklevel)
+
+
+def _used_matrix(study: Study, cocktails_used: Sequence[str], *, design: str) -> pd.DataFrame:
+    full = recipe_matrix(study.cocktails, study.ingredients, design=design)  # type: ignore[arg-type]
+    keep = [c for c in full.index if c in set(cocktails_used)]
+    return full.loc[keep]
+
+
+def _absorbed_notes(
+    used: pd.DataFrame, chosen: Sequence[str], study: Study, notes: list[str]
+) -> None:
+    left_out = [
+        ing for ing in study.ingredients if ing not in chosen and bool((used[ing] != 0).any())
+    ]
+    if not left_out:
+        return
+    relations = absorbed_by(used, chosen, left_out)
+    carried = {r.ingredient for r in relations}
+    for r in relations:
+        notes.append(
+            f"{r.ingredient} is not in the model but is given in cocktails "
+            f"{', '.join(r.cocktails)}; since {r.equation} in every cocktail used, its effect "
+            f"is carried by the terms on the right-hand side."
+        )
+    for ing in left_out:
+        if ing not in carried:
+            where = ", ".join(str(c) for c in used.index[used[ing].to_numpy() != 0])
+            notes.append(
+                f"{ing} is given in cocktails {where} but left out of the model; any effect it "
+                "has is not separated from the ingredients modelled."
+            )
+
+
+def _wald_columns(fe: pd.DataFrame, effect_terms: dict[str, str]) -> dict[str, np.ndarray]:
+    """Estimate, SE, 95 % Wald CI and p of each ingredient's term, in ingredient order."""
+    missing = [t for t in effect_terms.values() if t not in fe.index]
+    if missing:  # pragma: no cover - formulaic naming changed
+        raise ModelSpecError(
+            f"the fitted model has no fixed effect named {missing}; terms are "
+            f"{list(fe.index)}. Please report this."
+        )
+    rows = fe.loc[list(effect_terms.values())]
+    columns = ["estimate", "std_error", "ci_lower", "ci_upper", "p_value"]
+    return {c: rows[c].to_numpy(dtype=float) for c in columns}
+
+
+def _choose_ingredients(
+    study: Study,
+    ingredients: Sequence[str] | None,
+    used: pd.DataFrame,
+    *,
+    design: str,
+    intercept_meaning: str,
+    notes: list[str],
+) -> list[str]:
+    """Resolve the requested ingredients, refuse aliased ones, note what is left out."""
+    chosen, unused = resolve_ingredients(study, ingredients, used)
+    if unused:
+        notes.append(
+            f"{', '.join(unused)}: in none of the cocktails analysed "
+            f"({', '.join(str(c) for c in used.index)}); not modelled."
+        )
+    require_estimable(used[chosen], design=design, intercept_meaning=intercept_meaning)
+    _absorbed_notes(used, chosen, study, notes)
+    return chosen

@@ -1,0 +1,257 @@
+"""The results of the domain fits: :class:`RegrowthResults` and :class:`SideEffectResults`.
+
+Frozen records; every DataFrame they hold is read-only behind its attribute (each access
+returns a copy), so editing a table never changes the fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from mesostats._records import FrozenRecord
+from mesostats.domain.common import SITE, _empty_exclusions
+from mesostats.domain.rates import PopulationAverage, _subject_sd, population_average
+from mesostats.domain.summary import OutcomeSummary, _SummaryDisplay
+from mesostats.domain.variation.api import Variability, variability
+from mesostats.domain.variation.context import (
+    VariationContext,
+    regrowth_context,
+    side_effect_context,
+)
+
+if TYPE_CHECKING:
+    from mesostats.data.study import Study
+    from mesostats.mixed.results import MixedResults
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RegrowthResults(FrozenRecord, _SummaryDisplay):
+    """Ingredient effects on regrowth (from :func:`fit_regrowth`).
+
+    Attributes
+    ----------
+    study : Study
+    outcome : str
+        The outcome column modelled (e.g. ``"hair_density"``).
+    model : MixedResults
+        The fitted linear mixed model.
+    data : DataFrame
+        The rows fitted (post-baseline visits) with every model column: ``value``,
+        ``baseline`` (raw), ``baseline_centered``, ``week``, one exposure column per
+        ingredient (course exposure: 0/1, or mean dose), ``course_cocktail`` (the cocktail
+        last injected on or before the visit), ``site``, the subject columns.
+    formula : str
+    ingredients : tuple of str
+    subject, time : str
+        ``"subject_id"`` and ``"week"``.
+    effect_terms : dict
+        Ingredient → fixed-effect name (``"week:minoxidil"``).
+    cocktail_design : DataFrame
+        Cocktails used in the analysed rows × ingredients (0/1, or concentration per mL for
+        ``design="dose"``).
+    baseline_center : float
+        Mean baseline of the analysed rows (``baseline_centered = baseline − center``).
+    ingredient_effects : DataFrame
+        ``ingredient, effect, std_error, ci_lower, ci_upper, p_value, p_adjusted``: extra
+        change per week in outcome units (per unit of dose for ``design="dose"``), 95 % Wald
+        CI, Satterthwaite t test, Holm-adjusted p.
+    notes : tuple of str
+        Plain-language notes on the data and the fit.
+    design : str
+        ``"indicator"`` or ``"dose"``.
+    units : dict
+        Dose unit per ingredient (``design="dose"``; empty for indicators).
+    excluded_rows : DataFrame
+        Post-baseline visits not analysed: ``row`` (index label of
+        ``study.outcome_table(outcome)``), ``subject_id``, ``visit``, ``reason`` (no baseline
+        value, unknown dose, or a missing value the engine set aside).
+    """
+
+    study: Study
+    outcome: str
+    model: MixedResults
+    data: pd.DataFrame
+    formula: str
+    ingredients: tuple[str, ...]
+    subject: str
+    time: str
+    effect_terms: dict[str, str]
+    cocktail_design: pd.DataFrame
+    baseline_center: float
+    ingredient_effects: pd.DataFrame
+    notes: tuple[str, ...]
+    design: str = "indicator"
+    units: dict[str, str] | None = None
+    excluded_rows: pd.DataFrame = field(default_factory=_empty_exclusions)
+
+    @cached_property
+    def variability(self) -> Variability:
+        """ "Varied results": :func:`mesostats.variability` of this fit (computed once)."""
+        return variability(self)
+
+    def variation_context(self) -> VariationContext:
+        """What the variability layer needs beyond the model (see :func:`variability`)."""
+        return regrowth_context(
+            model=self.model,
+            data=self.data,
+            subject=self.subject,
+            time=self.time,
+            cocktail_design=self.cocktail_design,
+            baseline_center=self.baseline_center,
+            outcome=self.outcome,
+            study=self.study,
+        )
+
+    def summary(self) -> OutcomeSummary:
+        """Text / HTML summary: model, ingredient effects, variance components, notes."""
+        m = self.model
+        unit = "per week" if self.design == "indicator" else "per week per unit of dose"
+        lines = [
+            ("Outcome", f"{self.outcome} (post-baseline visits, baseline adjusted)"),
+            ("Formula", self.formula),
+            (
+                "Rows",
+                f"{m.nobs} visits of {m.ngroups.get(self.subject, 0)} subjects"
+                + (f" at {m.ngroups[SITE]} sites" if SITE in m.ngroups else ""),
+            ),
+            ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
+            ("Effect", f"extra change in {self.outcome} {unit}, 95 % CI, Holm-adjusted p"),
+        ]
+        return OutcomeSummary(
+            title=f"Regrowth: ingredient effects on {self.outcome}",
+            lines=lines,
+            tables=[
+                ("Ingredient effects", self.ingredient_effects),
+                ("Variance components", m.variance_components),
+            ],
+            notes=self.notes,
+        )
+
+    def __repr__(self) -> str:
+        effects = ", ".join(
+            f"{r.ingredient} {r.effect:+.3g}/wk" for r in self.ingredient_effects.itertuples()
+        )
+        return (
+            f"<RegrowthResults {self.outcome}: {effects}; {self.model.nobs} visits, "
+            f"{self.model.ngroups.get(self.subject, 0)} subjects, {self.model.method}>"
+        )
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class SideEffectResults(FrozenRecord, _SummaryDisplay):
+    """Ingredient effects on side effects (from :func:`fit_side_effects`).
+
+    Attributes
+    ----------
+    study : Study
+    event : str or None
+        The coded event term modelled (``None``: any event).
+    model : MixedResults
+        The fitted binomial GLMM.
+    data : DataFrame
+        The assessed injection sessions fitted: ``any_event`` (0/1), ``events`` (count), one
+        0/1 column per ingredient, ``cocktail_id``, the subject columns.
+    formula : str
+    ingredients : tuple of str
+    subject : str
+    effect_terms : dict
+        Ingredient → fixed-effect name.
+    cocktail_design : DataFrame
+        Cocktails used × ingredients (0/1).
+    ingredient_effects : DataFrame
+        ``ingredient, odds_ratio, ci_lower, ci_upper, p_value, p_adjusted`` (subject-specific
+        odds ratios, 95 % Wald CI, z test, Holm-adjusted p).
+    rates : DataFrame
+        Observed rates: ``level`` (``"overall"``, ``"ingredient"``, ``"cocktail"``), ``name``,
+        ``per`` (``"session"``: sessions with ≥ 1 event / assessed sessions; ``"person"``:
+        people with ≥ 1 event / people assessed), ``n_with_event, n_assessed, rate,
+        ci_lower, ci_upper`` (exact Clopper–Pearson 95 %), ``n_events`` (event records,
+        several per session possible).
+    excluded_rows : DataFrame
+        Assessed sessions not modelled: ``row`` (index label of ``study.event_table(event)``),
+        ``subject_id``, ``visit``, ``reason`` (no injection, or a missing value the engine set
+        aside).
+    gee : PopulationAverage
+        Population-average sensitivity analysis (computed on first access; when the GEE
+        cannot be fitted its columns are NaN and its notes say why).
+    notes : tuple of str
+    """
+
+    study: Study
+    event: str | None
+    model: MixedResults
+    data: pd.DataFrame
+    formula: str
+    ingredients: tuple[str, ...]
+    subject: str
+    effect_terms: dict[str, str]
+    cocktail_design: pd.DataFrame
+    ingredient_effects: pd.DataFrame
+    rates: pd.DataFrame
+    notes: tuple[str, ...]
+    excluded_rows: pd.DataFrame = field(default_factory=_empty_exclusions)
+
+    @cached_property
+    def gee(self) -> PopulationAverage:
+        """GEE population-average ORs beside the subject-specific ones (computed once)."""
+        return population_average(
+            self.data, self.ingredients, self.ingredient_effects, _subject_sd(self.model)
+        )
+
+    @cached_property
+    def variability(self) -> Variability:
+        """ "Varied results": :func:`mesostats.variability` of this fit (computed once)."""
+        return variability(self)
+
+    def variation_context(self) -> VariationContext:
+        """What the variability layer needs beyond the model (see :func:`variability`)."""
+        return side_effect_context(
+            model=self.model,
+            data=self.data,
+            subject=self.subject,
+            cocktail_design=self.cocktail_design,
+            event=self.event,
+            study=self.study,
+        )
+
+    def summary(self) -> OutcomeSummary:
+        """Text / HTML summary: odds ratios, rates, GEE comparison, notes."""
+        m = self.model
+        what = "any side effect" if self.event is None else self.event
+        lines = [
+            ("Event", f"{what} at an assessed injection session"),
+            ("Formula", self.formula),
+            (
+                "Rows",
+                f"{m.nobs} assessed sessions of {m.ngroups.get(self.subject, 0)} subjects",
+            ),
+            ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
+            ("Effect", "subject-specific odds ratio, 95 % CI, Holm-adjusted p"),
+        ]
+        tables = [
+            ("Ingredient effects", self.ingredient_effects),
+            ("Variance components", m.variance_components),
+            ("Observed rates (exact Clopper–Pearson 95 % CI)", self.rates),
+        ]
+        tables.append(("Population-average (GEE) vs subject-specific ORs", self.gee.table))
+        lines.append(("GEE", self.gee.explanation))
+        return OutcomeSummary(
+            title=f"Side effects: ingredient effects on {what}",
+            lines=lines,
+            tables=tables,
+            notes=(*self.notes, *self.gee.notes),
+        )
+
+    def __repr__(self) -> str:
+        effects = ", ".join(
+            f"{r.ingredient} OR {r.odds_ratio:.3g}" for r in self.ingredient_effects.itertuples()
+        )
+        what = "any event" if self.event is None else self.event
+        return (
+            f"<SideEffectResults {what}: {effects}; {self.model.nobs} sessions, "
+            f"{self.model.ngroups.get(self.subject, 0)} subjects, {self.model.method}>"
+        )

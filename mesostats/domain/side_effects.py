@@ -1,0 +1,241 @@
+"""Which ingredient drives side effects: :func:`fit_side_effects`.
+
+Binomial GLMM (logistic-normal, Breslow & Clayton 1993, *JASA* 88(421)) of the per-session
+event indicator on ingredient indicators with a random intercept per person, fitted by
+Laplace or adaptive Gauss–Hermite quadrature (``nagq``) in :func:`mesostats.fit_glmm`. Observed
+rates and the GEE comparison come from :mod:`mesostats.domain.rates`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from mesostats.domain.common import (
+    SIDE_EFFECT_COLUMNS,
+    SUBJECT,
+    _check_study,
+    _choose_ingredients,
+    _engine_exclusions,
+    _exclusion_frame,
+    _fit_quietly,
+    _reissue,
+    _stack_exclusions,
+    _used_matrix,
+    _variance_notes,
+    _wald_columns,
+    holm_adjusted,
+)
+from mesostats.domain.rates import _subject_sd, event_rates
+from mesostats.domain.results import SideEffectResults
+from mesostats.exceptions import (
+    ModelSpecError,
+)
+
+if TYPE_CHECKING:
+    from mesostats.data.study import Study
+    from mesostats.mixed.results import MixedResults
+
+
+# Side effects
+# --------------------------------------------------------------------------------------------
+
+
+def fit_side_effects(
+    study: Study,
+    event: str | None = None,
+    *,
+    ingredients: Sequence[str] | None = None,
+    nagq: int = 1,
+) -> SideEffectResults:
+    """Ingredient effects on the chance of a side effect at an injection session.
+
+    Parameters
+    ----------
+    study : Study
+    event : str, optional
+        A coded event term (e.g. ``"erythema"``); ``None`` models any event.
+    ingredients : sequence of str, optional
+        Ingredients to estimate; default every active ingredient given at an assessed
+        session. Aliased ingredients raise :class:`ModelSpecError`.
+    nagq : int, default 1
+        1 = Laplace; > 1 adaptive Gauss–Hermite quadrature with that many nodes (the
+        recommended method for binary outcomes).
+
+    Returns
+    -------
+    SideEffectResults
+
+    Raises
+    ------
+    ModelSpecError
+        Unknown or never-recorded event term, unknown ingredient, no assessed session (no
+        denominator), no (or only) sessions with the event, aliased ingredients.
+
+    Notes
+    -----
+    Rows: ``study.event_table(event)`` — sessions whose solicited reactions were assessed —
+    restricted to sessions where a cocktail was injected. Model (Breslow & Clayton 1993)::
+
+        any_event ~ ing_1 + … + ing_K + (1 | subject_id)
+
+    fitted by :func:`mesostats.fit_glmm` (binomial, logit). Odds ratios are subject-specific
+    (the same person with vs without the ingredient). ``rates`` are observed proportions
+    with exact Clopper–Pearson intervals. ``gee`` refits the same mean model by GEE
+    (exchangeable working correlation, robust SEs; Liang & Zeger 1986) for
+    population-average ORs, attenuated towards 1 by ≈ 1/√(1 + c²σ²) on the log scale
+    (Zeger, Liang & Albert 1988).
+    """
+    from mesostats.mixed.glmm import fit_glmm
+
+    _check_study(study)
+    if isinstance(nagq, (bool, np.bool_)) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
+        raise ModelSpecError(
+            f"nagq must be an integer ≥ 1 (1 = Laplace, e.g. 25 for adaptive Gauss–Hermite "
+            f"quadrature), got {nagq!r}."
+        )
+    if event is not None and not isinstance(event, str):
+        raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
+    notes: list[str] = []
+    table, dropped = _side_effect_rows(study, event, notes)
+    used = _used_matrix(
+        study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
+    )
+    chosen = _choose_ingredients(
+        study,
+        ingredients,
+        used,
+        design="indicator",
+        intercept_meaning="risk of an event common to every cocktail (the intercept)",
+        notes=notes,
+    )
+    data = table.drop(columns=[c for c in study.ingredients if c not in chosen])
+    effect_terms = {ing: ing for ing in chosen}
+    formula = f"any_event ~ {' + '.join(chosen)} + (1 | {SUBJECT})"
+
+    model, caught = _fit_quietly(fit_glmm, formula, data, family="binomial", nagq=nagq)
+    _reissue(caught, notes)
+    _variance_notes(model, notes, warn_for=[SUBJECT])
+    wald = _wald_columns(model.fixed_effects, effect_terms)
+    effects = pd.DataFrame(
+        {
+            "ingredient": pd.Series(chosen, dtype="str"),
+            "odds_ratio": np.exp(wald["estimate"]),
+            "ci_lower": np.exp(wald["ci_lower"]),
+            "ci_upper": np.exp(wald["ci_upper"]),
+            "p_value": wald["p_value"],
+        }
+    )
+    effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
+    _separation_notes(model, chosen, data, notes)
+    what = "any event" if event is None else f"event {event!r}"
+    n_with = int(data["any_event"].sum())
+    notes.insert(
+        0,
+        f"{model.nobs} assessed injection sessions of {model.ngroups.get(SUBJECT, 0)} people; "
+        f"{n_with} ({100 * n_with / len(data):.1f} %) had {what}. Odds ratios are "
+        f"subject-specific (the odds of a given person with vs without the ingredient); "
+        f"people's odds vary with SD {_subject_sd(model):.3g} on the log-odds scale.",
+    )
+    given = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
+    return SideEffectResults(
+        study=study,
+        event=event,
+        model=model,
+        data=data,
+        formula=formula,
+        ingredients=tuple(chosen),
+        subject=SUBJECT,
+        effect_terms=effect_terms,
+        cocktail_design=used[chosen].copy(),
+        ingredient_effects=effects[SIDE_EFFECT_COLUMNS],
+        rates=event_rates(table, given),
+        notes=tuple(notes),
+        excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
+    )
+
+
+def _side_effect_rows(
+    study: Study, event: str | None, notes: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Assessed injection sessions of ``study.event_table(event)``, with the input checks,
+    and the assessed sessions set aside (:data:`EXCLUDED_COLUMNS`)."""
+    _check_event_recorded(study, event)
+    table = study.event_table(event)
+    if table.empty:
+        raise ModelSpecError(
+            "No session has reactions_assessed = true, so there is no denominator: per-session "
+            "side-effect rates (and the model) need the sessions at which solicited reactions "
+            "were recorded. Set reactions_assessed for those sessions in the sessions table."
+        )
+    injected = table["cocktail_id"].notna().to_numpy(dtype=bool)
+    if not injected.any():
+        raise ModelSpecError(
+            "No assessed session had a cocktail injected: there is nothing to attribute "
+            "side effects to. Check the cocktail_id and reactions_assessed columns."
+        )
+    dropped = _exclusion_frame(
+        table[~injected],
+        ["assessed session without an injection: nothing to attribute a side effect to"]
+        * int((~injected).sum()),
+    )
+    if not injected.all():
+        n = int((~injected).sum())
+        notes.append(
+            f"{n} assessed session{'s' if n > 1 else ''} without an injection (no cocktail) "
+            f"{'were' if n > 1 else 'was'} not modelled: side effects of an injection need one."
+        )
+        table = table[injected]
+    what = "any event" if event is None else f"event {event!r}"
+    n_with = int(table["any_event"].sum())
+    if n_with == 0 or n_with == len(table):
+        raise ModelSpecError(
+            f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
+            "odds cannot be modelled (no variation). Choose another event term or event=None."
+        )
+    return table, dropped
+
+
+def _check_event_recorded(study: Study, event: str | None) -> None:
+    if event is None:
+        return
+    ae = study.adverse_events
+    counts = ae["event"].dropna().astype(str).value_counts()
+    if event in counts.index:
+        return
+    study.event_table(event)  # an uncoded term raises the Study's message
+    recorded = ", ".join(f"{k} ({v})" for k, v in counts.items()) or "none"
+    raise ModelSpecError(
+        f"event {event!r} is a coded term but was never recorded in this study, so its odds "
+        f"cannot be modelled. Recorded events (count): {recorded}; or use event=None for any "
+        "event."
+    )
+
+
+def _separation_notes(
+    model: MixedResults, chosen: Sequence[str], data: pd.DataFrame, notes: list[str]
+) -> None:
+    """Say when a cocktail had no event at all, or when the engine found separation.
+
+    Uses fit_glmm's structured ``optimizer_info["separation"]`` records (complete separation
+    of an indicator, quasi-separation of a covariate) for the ingredients modelled; the
+    engine's own warning text is already among the notes.
+    """
+    by_cocktail = data.groupby("cocktail_id", sort=True)["any_event"].agg(["sum", "size"])
+    none = [str(c) for c, r in by_cocktail.iterrows() if r["sum"] == 0]
+    if none:
+        notes.append(
+            f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with the "
+            "event; odds ratios involving them rest on few events and may be unstable."
+        )
+    records = model.optimizer_info.get("separation", [])
+    wild = [r["term"] for r in records if r["kind"] != "group" and r["term"] in chosen]
+    if wild:
+        notes.append(
+            f"The odds ratio of {', '.join(wild)} is extreme or has a huge standard error: the "
+            "events are (quasi-)separated by these ingredients (e.g. the event never occurs "
+            "without them). Report the observed rates instead of the odds ratio."
+        )
