@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mesostats.exceptions import MesostatsError
+from mesostats.exceptions import SchemaError
 
 __all__ = [
     "FieldSpec",
@@ -47,10 +47,6 @@ FIELD_TYPES = ("string", "integer", "number", "boolean")
 DEFAULT_MISSING_VALUES = ("",)
 DEFAULT_TRUE_VALUES = ("true", "True", "TRUE", "1")
 DEFAULT_FALSE_VALUES = ("false", "False", "FALSE", "0")
-
-
-class SchemaError(MesostatsError):
-    """A schema file itself is broken (a packaging or editing mistake, not a data problem)."""
 
 
 @dataclass(frozen=True)
