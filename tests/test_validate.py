@@ -370,7 +370,8 @@ def test_type_error_is_reported_once_not_also_as_required(valid_tables: Tables) 
     set_cell(valid_tables["subjects"], 0, "age", "thirty")
     with pytest.raises(
         ValidationError,
-        match=r"1 validation problem in subjects:\n  - subjects, row 0, column age \(value 'thirty'\)",
+        match=r"1 validation problem in subjects:\n  - subjects, row 0, column age "
+        r"\(value 'thirty'\)",
     ) as info:
         load_study(valid_tables)
     assert [p[-1] for p in problem_rows(info.value)] == ["type"]
