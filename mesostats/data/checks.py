@@ -308,26 +308,17 @@ def _check_enum(table: CheckedTable, spec: FieldSpec, log: ProblemLog) -> None:
 
 
 def _check_range(table: CheckedTable, spec: FieldSpec, log: ProblemLog) -> None:
-    ok = table.valid[spec.name]
-    arr = table.float_values(spec.name)
     hint = "check the units or a data-entry slip."
-    with np.errstate(invalid="ignore"):
-        if spec.minimum is not None:
-            table.report(
-                log,
-                spec.name,
-                ok & (arr < spec.minimum),
-                "minimum",
-                f"{field_label(spec)} must be ≥ {_fmt(spec.minimum)}; {hint}",
-            )
-        if spec.maximum is not None:
-            table.report(
-                log,
-                spec.name,
-                ok & (arr > spec.maximum),
-                "maximum",
-                f"{field_label(spec)} must be ≤ {_fmt(spec.maximum)}; {hint}",
-            )
+    limits = []
+    if spec.minimum is not None:
+        limits.append(
+            ("minimum", spec.minimum, f"{field_label(spec)} must be ≥ {_fmt(spec.minimum)}; {hint}")
+        )
+    if spec.maximum is not None:
+        limits.append(
+            ("maximum", spec.maximum, f"{field_label(spec)} must be ≤ {_fmt(spec.maximum)}; {hint}")
+        )
+    _report_outside(table, spec, log, table.float_values(spec.name), limits)
 
 
 def _check_text(table: CheckedTable, spec: FieldSpec, log: ProblemLog) -> None:
@@ -342,25 +333,45 @@ def _check_text(table: CheckedTable, spec: FieldSpec, log: ProblemLog) -> None:
             f"{field_label(spec)} must match the pattern {spec.pattern} "
             f"({spec.description or 'see the schema'}).",
         )
-    if spec.min_length is None and spec.max_length is None:
-        return
-    lengths = values.str.len().to_numpy(dtype="float64", na_value=np.nan)
+    limits = []
     if spec.min_length is not None:
-        table.report(
-            log,
-            spec.name,
-            ok & (lengths < spec.min_length),
-            "minLength",
-            f"{field_label(spec)} must have at least {spec.min_length} characters.",
+        limits.append(
+            (
+                "minLength",
+                spec.min_length,
+                f"{field_label(spec)} must have at least {spec.min_length} characters.",
+            )
         )
     if spec.max_length is not None:
-        table.report(
-            log,
-            spec.name,
-            ok & (lengths > spec.max_length),
-            "maxLength",
-            f"{field_label(spec)} must have at most {spec.max_length} characters.",
+        limits.append(
+            (
+                "maxLength",
+                spec.max_length,
+                f"{field_label(spec)} must have at most {spec.max_length} characters.",
+            )
         )
+    if limits:
+        lengths = values.str.len().to_numpy(dtype="float64", na_value=np.nan)
+        _report_outside(table, spec, log, lengths, limits)
+
+
+def _report_outside(
+    table: CheckedTable,
+    spec: FieldSpec,
+    log: ProblemLog,
+    measured: np.ndarray,
+    limits: Sequence[tuple[str, float, str]],
+) -> None:
+    """Report valid cells whose ``measured`` value (number, length) is outside a limit.
+
+    ``limits`` holds ``(rule, bound, message)``; a rule named ``min…`` is a lower bound (the
+    value must be ≥ it), any other an upper bound (≤).
+    """
+    ok = table.valid[spec.name]
+    with np.errstate(invalid="ignore"):
+        for rule, bound, message in limits:
+            outside = measured < bound if rule.startswith("min") else measured > bound
+            table.report(log, spec.name, ok & outside, rule, message)
 
 
 def _fullmatch(values: pd.Series, pattern: str) -> np.ndarray:

@@ -28,14 +28,7 @@ def read_parquet_table(path: Path, table: str, log: ProblemLog) -> RawTable | No
     try:
         frame = pq.read_table(path).to_pandas(ignore_metadata=True, split_blocks=True)
     except Exception as exc:  # corrupt files raise many types
-        log.add_one(
-            table,
-            None,
-            None,
-            str(path.name),
-            "unreadable",
-            f"cannot read {path} as Parquet ({type(exc).__name__}: {exc}).",
-        )
+        _report_unreadable(path, "as Parquet", exc, table, log)
         return None
     frame.columns = pd.Index([str(c) for c in frame.columns], dtype=object)
     rows = pd.Index(np.arange(2, len(frame) + 2, dtype=np.int64))
@@ -52,14 +45,7 @@ def read_xlsx_table(
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # corrupt files raise many types
-        log.add_one(
-            table,
-            None,
-            None,
-            str(path.name),
-            "unreadable",
-            f"cannot read {path} as an Excel workbook ({type(exc).__name__}: {exc}).",
-        )
+        _report_unreadable(path, "as an Excel workbook", exc, table, log)
         return None
     try:
         names = workbook.sheetnames
@@ -92,14 +78,7 @@ def read_xlsx_table(
             records.append(cells[:width] + (None,) * (width - len(cells)))
             labels.append(number)
     except Exception as exc:
-        log.add_one(
-            table,
-            None,
-            None,
-            str(path.name),
-            "unreadable",
-            f"cannot read {path} as an Excel workbook ({type(exc).__name__}: {exc}).",
-        )
+        _report_unreadable(path, "as an Excel workbook", exc, table, log)
         return None
     finally:
         workbook.close()
@@ -109,3 +88,14 @@ def read_xlsx_table(
     frame.columns = pd.Index(header, dtype=object)
     raw = RawTable(frame, pd.Index(labels, dtype=np.int64), path.name, 1, list(header))
     return drop_unnamed(raw, table, log)
+
+
+def _report_unreadable(path: Path, what: str, exc: Exception, table: str, log: ProblemLog) -> None:
+    log.add_one(
+        table,
+        None,
+        None,
+        str(path.name),
+        "unreadable",
+        f"cannot read {path} {what} ({type(exc).__name__}: {exc}).",
+    )
