@@ -15,6 +15,7 @@ __all__ = [
     "ExclusionWarning",
     "MesostatsError",
     "ModelSpecError",
+    "SchemaError",
     "SingularFitWarning",
     "ValidationError",
 ]
@@ -81,6 +82,10 @@ def _is_missing(value: object) -> bool:
 def _short(value: object, limit: int = 60) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class SchemaError(MesostatsError):
+    """A schema file itself is broken (a packaging or editing mistake, not a data problem)."""
 
 
 class ModelSpecError(MesostatsError, ValueError):

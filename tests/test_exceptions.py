@@ -45,3 +45,11 @@ def test_table_level_problem_without_a_row_does_not_print_row_none() -> None:
 def test_problems_table_must_have_the_documented_columns() -> None:
     with pytest.raises(TypeError, match=r"problems table lacks columns \['message'\]"):
         ValidationError(_problems(1).drop(columns="message"))
+
+
+def test_schema_error_lives_with_the_other_errors_and_keeps_its_old_path() -> None:
+    from mesostats.data.schema import SchemaError as OldPath
+    from mesostats.exceptions import MesostatsError, SchemaError
+
+    assert OldPath is SchemaError and issubclass(SchemaError, MesostatsError)
+    assert not issubclass(SchemaError, ValueError)  # a broken schema file is not bad data

@@ -1,20 +1,30 @@
-"""The Table Schema files: well-formed descriptors, consistent keys, documented fields and
-rules, agreement with the table contract in TABLES.md, and the schema reader."""
+"""The Table Schema files: well-formed descriptors, consistent keys, documented fields, rules
+and domain facts (units, outcomes, responder thresholds), agreement with the example study and
+the README, and the schema reader."""
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from mesostats.data.schema import SchemaError, load_schema, parse_table_schema, schema_dir
-from mesostats.data.validate import _RULE_CHECKERS
+from mesostats.data.rules import RULE_CHECKERS
+from mesostats.data.schema import (
+    SchemaError,
+    load_schema,
+    outcome_specs,
+    parse_table_schema,
+    schema_dir,
+)
+from mesostats.datasets import EXAMPLE_DIR
 
 TABLE_SCHEMA_CONSTRAINTS = {
     "required", "unique", "minLength", "maxLength", "minimum", "maximum", "pattern", "enum",
 }  # fmt: skip
-TABLES_MD = Path("/work/notes/TABLES.md")
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def raw_descriptors() -> dict[str, dict]:
@@ -28,7 +38,7 @@ def raw_descriptors() -> dict[str, dict]:
 
 def test_shipped_schema_files_equal_the_canonical_data_schema_folder() -> None:
     """Installed (wheel copy inside the package) or in a checkout: same files, same bytes."""
-    canonical = Path(__file__).resolve().parent.parent / "data_schema"
+    canonical = REPOSITORY / "data_schema"
     shipped = schema_dir()
     names = sorted(p.name for p in canonical.glob("*.json"))
     assert names == sorted(p.name for p in shipped.glob("*.json"))
@@ -53,11 +63,61 @@ def test_descriptors_use_only_table_schema_v1_types_and_constraints() -> None:
             assert field["title"] and field["description"], (name, field["name"])
 
 
-def test_number_fields_state_their_units_or_scale() -> None:
-    for raw in raw_descriptors().values():
-        for field in raw["fields"]:
-            if field["type"] == "number":
-                assert "(" in field["title"], field["name"]
+def test_number_fields_and_outcomes_state_their_unit() -> None:
+    """x-mesostats-unit, or for a per-row unit the string field holding it."""
+    for name, table in load_schema().tables.items():
+        strings = {f.name for f in table.fields if f.type == "string"}
+        for spec in table.fields:
+            if spec.type == "number" or spec.is_outcome:
+                assert spec.unit or spec.unit_field in strings, (name, spec.name)
+    concentration = load_schema().tables["cocktails"].field("concentration")
+    assert concentration.unit is None and concentration.unit_field == "unit"
+    assert load_schema().tables["subjects"].field("age").unit == "years"
+
+
+def test_outcomes_carry_label_units_and_responder_threshold() -> None:
+    """The numbers the report used for responders; a change in a percentage is in points."""
+    facts = {
+        f.name: (f.label, f.unit, f.change_unit, f.responder_threshold) for f in outcome_specs()
+    }
+    assert facts == {
+        "hair_density": ("Hair density", "hairs/cm²", "hairs/cm²", 10.0),
+        "hair_count": ("Hair count (hairs in target area)", "hairs", "hairs", 10.0),
+        "shaft_diameter_um": ("Shaft diameter", "µm", "µm", 5.0),
+        "terminal_density": ("Terminal hair density", "hairs/cm²", "hairs/cm²", 10.0),
+        "vellus_density": ("Vellus hair density", "hairs/cm²", "hairs/cm²", 10.0),
+        "anagen_pct": ("Anagen hairs", "%", "percentage points", 5.0),
+        "gpa_score": ("Global photographic assessment (-3 to +3)", "points", "points", 1.0),
+        "pain_vas": ("Injection pain (VAS 0-10)", "points", "points", None),
+    }
+    schema = load_schema()
+    assert schema.outcome_specs == outcome_specs(schema) == outcome_specs()
+    assert schema.outcome("anagen_pct").unit == "%"
+    with pytest.raises(KeyError, match=r"'volume_ml' is not an outcome field .*: hair_density, "):
+        schema.outcome("volume_ml")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"x-mesostats-role": "result"}, "x-mesostats-role 'result' is not one of outcome"),
+        ({"x-mesostats-unit": " "}, "x-mesostats-unit must be a non-empty string, got ' '"),
+        ({"x-mesostats-change-unit": "pp"}, "x-mesostats-change-unit needs an x-mesostats-unit"),
+        (
+            {"x-mesostats-role": "outcome", "x-mesostats-responder-threshold": "10"},
+            "x-mesostats-responder-threshold must be a number, got '10'",
+        ),
+        (
+            {"x-mesostats-role": "outcome", "x-mesostats-responder-threshold": 0},
+            "x-mesostats-responder-threshold must be a positive change, got 0",
+        ),
+        ({"x-mesostats-responder-threshold": 5}, "only meaningful on an outcome field"),
+        ({"x-mesostats-unit-field": "currency"}, "'currency' is not a string field of the table"),
+    ],
+)
+def test_broken_domain_facts_raise_schema_error(extra: dict, message: str) -> None:
+    with pytest.raises(SchemaError, match=re.escape(message)):
+        parse_table_schema("t", {"fields": [{"name": "x", "type": "number", **extra}]})
 
 
 def test_keys_refer_to_existing_fields_and_tables() -> None:
@@ -92,7 +152,7 @@ def test_custom_rules_are_described_and_known_to_the_validator() -> None:
     names = []
     for raw in raw_descriptors().values():
         for rule in raw.get("x-mesostats-rules", []):
-            assert rule["kind"] in _RULE_CHECKERS
+            assert rule["kind"] in RULE_CHECKERS
             assert len(rule["description"]) > 30
             names.append(rule["name"])
     assert {
@@ -108,32 +168,27 @@ def test_outcome_fields_are_marked() -> None:
     ]  # fmt: skip
 
 
-def _tables_md_columns() -> dict[str, dict[str, tuple[str, str]]]:
-    """{table: {column: (type, required)}} parsed from the markdown tables of TABLES.md."""
-    out: dict[str, dict[str, tuple[str, str]]] = {}
-    current = None
-    for line in TABLES_MD.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
-            words = line[3:].split()
-            current = words[0] if words else None
-        elif current and line.startswith("| ") and not line.startswith("| column"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if len(cells) >= 3 and cells[0] != "---":
-                out.setdefault(current, {})[cells[0]] = (cells[1], cells[2])
-    return out
-
-
-@pytest.mark.skipif(not TABLES_MD.exists(), reason="project notes not available")
-def test_schema_matches_the_table_contract_in_tables_md() -> None:
-    contract = _tables_md_columns()
+def test_example_study_files_have_the_schema_columns_in_schema_order() -> None:
+    """The bundled example (written by the simulator) is laid out exactly as the schema says."""
     schema = load_schema()
-    assert set(contract) == set(schema.table_names)
-    for table, columns in contract.items():
-        fields = {f.name: f for f in schema.tables[table].fields}
-        assert list(columns) == list(fields), table
-        for column, (ftype, required) in columns.items():
-            assert fields[column].type == ftype, (table, column)
-            assert fields[column].required == (required == "yes"), (table, column)
+    files = sorted(p.stem for p in EXAMPLE_DIR.glob("*.csv"))
+    assert files == sorted(schema.table_names)
+    for name in files:
+        with open(EXAMPLE_DIR / f"{name}.csv", encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle))
+        assert header == schema.tables[name].field_names, name
+
+
+def test_readme_data_model_names_only_schema_columns() -> None:
+    """Every column the README's data-model table names is a field of that table."""
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    schema = load_schema()
+    rows = re.findall(r"^\| `(\w+)` \|[^|]*\|(.*)\|$", readme, flags=re.MULTILINE)
+    assert sorted(table for table, _ in rows) == sorted(schema.table_names)
+    for table, cells in rows:
+        named = re.findall(r"`(\w+)`", cells)
+        assert named, table
+        assert set(named) <= set(schema.tables[table].field_names), table
 
 
 def test_load_schema_is_cached_and_reads_other_folders(tmp_path: Path) -> None:

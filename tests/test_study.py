@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mesostats.data.load import load_study
+from mesostats.data.schema import load_schema, schema_dir
 from mesostats.data.study import Study
 from mesostats.exceptions import ModelSpecError
 
@@ -234,7 +237,7 @@ def test_repr_html_escapes_user_strings(valid_tables: Tables) -> None:
 
 def test_study_is_frozen_and_replace_sets_truth(valid_tables: Tables) -> None:
     study = load_study(valid_tables)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'source'"):
         study.source = "elsewhere"  # type: ignore[misc]
     simulated = dataclasses.replace(study, truth={"slope": 1.5})
     assert isinstance(simulated, Study)
@@ -252,3 +255,59 @@ def test_event_counts_follow_replaced_tables(valid_tables: Tables) -> None:
     assert keyed.loc[("S01", 2), "events"] == 1 and keyed.loc[("S04", 3), "events"] == 1
     assert int(keyed["events"].sum()) == 2
     assert int(study.event_table()["events"].sum()) == 4
+
+
+# --------------------------------------------------------------------------------------------
+# the study's own schema
+# --------------------------------------------------------------------------------------------
+
+
+def custom_schema_folder(folder: Path) -> Path:
+    """The shipped schema plus an outcome (scalp_redness) and an event term (folliculitis)."""
+    for item in schema_dir().iterdir():
+        if item.suffix == ".json":
+            (folder / item.name).write_bytes(item.read_bytes())
+    sessions = json.loads((folder / "sessions.schema.json").read_text(encoding="utf-8"))
+    sessions["fields"].append(
+        {
+            "name": "scalp_redness",
+            "type": "number",
+            "title": "Scalp redness (0-4)",
+            "description": "Investigator-rated scalp redness, 0 none to 4 severe.",
+            "constraints": {"minimum": 0, "maximum": 4},
+            "x-mesostats-role": "outcome",
+            "x-mesostats-unit": "points",
+        }
+    )
+    (folder / "sessions.schema.json").write_text(json.dumps(sessions), encoding="utf-8")
+    events = json.loads((folder / "adverse_events.schema.json").read_text(encoding="utf-8"))
+    event = next(f for f in events["fields"] if f["name"] == "event")
+    event["constraints"]["enum"].append("folliculitis")
+    (folder / "adverse_events.schema.json").write_text(json.dumps(events), encoding="utf-8")
+    return folder
+
+
+def test_study_answers_from_the_schema_it_was_loaded_with(
+    valid_tables: Tables, tmp_path: Path
+) -> None:
+    """A custom schema's outcome and event term are the study's, not the packaged schema's."""
+    valid_tables["sessions"]["scalp_redness"] = [0.0, 1.0, 2.0, 1.0] * 4
+    valid_tables["adverse_events"].loc[1, "event"] = "folliculitis"
+    schema = load_schema(custom_schema_folder(tmp_path))
+    study = load_study(valid_tables, schema=schema)
+    assert "scalp_redness" in study.outcomes and "folliculitis" in study.event_terms
+    assert study.outcome_table("scalp_redness")["chg"].tolist()[:4] == [-1.0, 0.0, 1.0, 0.0]
+    assert study.event_table("folliculitis")["events"].sum() == 1
+    assert study.schema is schema
+    packaged = load_study(make_tables_without(valid_tables, "scalp_redness"))
+    assert "scalp_redness" not in packaged.outcomes and "folliculitis" not in packaged.event_terms
+    with pytest.raises(ModelSpecError, match="'scalp_redness' is not an outcome column"):
+        packaged.outcome_table("scalp_redness")
+
+
+def make_tables_without(tables: Tables, column: str) -> Tables:
+    """The tables with ``column`` dropped from sessions and every event term a packaged one."""
+    out = {name: frame.copy() for name, frame in tables.items()}
+    out["sessions"] = out["sessions"].drop(columns=[column])
+    out["adverse_events"].loc[1, "event"] = "pain"
+    return out

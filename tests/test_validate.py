@@ -368,7 +368,11 @@ def test_day_rule_checks_unsorted_sessions(valid_tables: Tables) -> None:
 
 def test_type_error_is_reported_once_not_also_as_required(valid_tables: Tables) -> None:
     set_cell(valid_tables["subjects"], 0, "age", "thirty")
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(
+        ValidationError,
+        match=r"1 validation problem in subjects:\n  - subjects, row 0, column age "
+        r"\(value 'thirty'\)",
+    ) as info:
         load_study(valid_tables)
     assert [p[-1] for p in problem_rows(info.value)] == ["type"]
 
@@ -376,7 +380,10 @@ def test_type_error_is_reported_once_not_also_as_required(valid_tables: Tables) 
 def test_missing_value_tokens_count_as_missing(valid_tables: Tables) -> None:
     set_cell(valid_tables["subjects"], 0, "sex", "NA")
     set_cell(valid_tables["sessions"], 0, "hair_density", "N/A")
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(
+        ValidationError,
+        match=r"subjects, row 0, column sex \(value 'NA'\): sex \(Sex\) is required",
+    ) as info:
         load_study(valid_tables)
     assert problem_rows(info.value) == [("subjects", 0, "sex", "NA", "required")]
 
@@ -385,7 +392,10 @@ def test_dangling_key_of_a_row_with_a_bad_key_type_is_not_double_reported(
     valid_tables: Tables,
 ) -> None:
     set_cell(valid_tables["adverse_events"], 0, "visit", "two")
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(
+        ValidationError,
+        match=r"adverse_events, row 0, column visit \(value 'two'\).*must be a whole number",
+    ) as info:
         load_study(valid_tables)
     assert problem_rows(info.value) == [("adverse_events", 0, "visit", "two", "type")]
 
@@ -426,7 +436,10 @@ def test_missing_column_suggests_a_close_name(valid_tables: Tables) -> None:
 def test_dataframe_index_labels_are_the_row_labels(valid_tables: Tables) -> None:
     valid_tables["subjects"].index = ["a", "b", "c", "d"]
     set_cell(valid_tables["subjects"], "c", "age", 200)
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(
+        ValidationError,
+        match=r"subjects, row c, column age \(value '200'\): age \(Age \(years\)\) must be ≤ 100",
+    ) as info:
         load_study(valid_tables)
     assert problem_rows(info.value) == [("subjects", "c", "age", 200, "maximum")]
 

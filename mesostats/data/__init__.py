@@ -1,0 +1,21 @@
+"""Study data: read, validate, and hold the tables of a mesotherapy study.
+
+One job per module, in the order data flows through them:
+
+- :mod:`.schema`: the Table Schema files (``data_schema/``) and the domain facts they carry
+  (outcome fields, units, responder thresholds);
+- :mod:`.sources`: a folder, ``datapackage.json`` or dict of DataFrames → raw tables;
+- :mod:`.readers`: CSV (:mod:`.readers.csv_layout`, :mod:`.readers.csv`), Parquet and XLSX
+  (:mod:`.readers.spreadsheet`) files → raw tables;
+- :mod:`.cdisc`: CDISC column names and coded values → friendly names;
+- :mod:`.parse`: raw columns → schema types, with missing and invalid cells flagged;
+- :mod:`.keys`: key columns → integer codes (for every key comparison);
+- :mod:`.checks`: one table's columns, types, field constraints and primary key;
+- :mod:`.rules`: the cross-row rules of ``x-mesostats-rules``;
+- :mod:`.crosstable`: foreign keys and column clashes between tables;
+- :mod:`.problems`: the one problem log every step writes to;
+- :mod:`.validate`: runs the checks → typed tables, or one ``ValidationError``;
+- :mod:`.load`: ``load_study``: sources → validate → :class:`~.study.Study`;
+- :mod:`.study`: the ``Study`` and its analysis tables;
+- :mod:`.derive`: baseline, change from baseline, ingredient exposure.
+"""

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mesostats.data.validate import factorize_column, joint_key_codes
+from mesostats.data.keys import factorize_column, joint_key_codes
 
 __all__ = [
     "INACTIVE_INGREDIENTS",

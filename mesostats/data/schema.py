@@ -11,8 +11,17 @@ What is read from each ``<table>.schema.json`` (Table Schema v1):
 - ``fields``: ``name``, ``type`` (``string``, ``integer``, ``number``, ``boolean``),
   ``title``, ``description``, ``trueValues``/``falseValues`` (booleans), ``constraints``
   (``required``, ``unique``, ``enum``, ``minimum``, ``maximum``, ``pattern``,
-  ``minLength``, ``maxLength``) and the custom ``x-mesostats-role`` (``"outcome"`` marks the
-  outcome columns of the sessions table);
+  ``minLength``, ``maxLength``) and the custom field properties that carry domain facts:
+
+  - ``x-mesostats-role``: ``"outcome"`` marks the outcome columns of the sessions table (the
+    only role so far; an unknown role is a :class:`SchemaError`);
+  - ``x-mesostats-unit``: the unit of the values (``"hairs/cm²"``, ``"µm"``, ``"%"``, …);
+  - ``x-mesostats-change-unit``: the unit of a *change* in the field, where it differs from the
+    unit (a change in a percentage is in ``"percentage points"``);
+  - ``x-mesostats-responder-threshold``: the clinically meaningful change (in the change unit)
+    that makes a person a responder; only on outcome fields;
+  - ``x-mesostats-unit-field``: for a number whose unit varies by row, the string field of the
+    same table holding it (``cocktails.concentration`` → ``unit``);
 - ``primaryKey``, ``foreignKeys`` and ``missingValues``;
 - ``x-mesostats-rules``: cross-row and cross-field rules that Table Schema cannot express, each
   an object with ``name``, ``kind``, ``description`` and kind-specific keys (see
@@ -25,32 +34,33 @@ What is read from each ``<table>.schema.json`` (Table Schema v1):
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mesostats.exceptions import MesostatsError
+from mesostats.exceptions import SchemaError
 
 __all__ = [
+    "FIELD_ROLES",
     "FieldSpec",
     "ForeignKey",
     "SchemaError",
     "StudySchema",
     "TableSchema",
     "load_schema",
+    "outcome_specs",
     "schema_dir",
 ]
 
 FIELD_TYPES = ("string", "integer", "number", "boolean")
+#: Values of ``x-mesostats-role``.
+FIELD_ROLES = ("outcome",)
 DEFAULT_MISSING_VALUES = ("",)
 DEFAULT_TRUE_VALUES = ("true", "True", "TRUE", "1")
 DEFAULT_FALSE_VALUES = ("false", "False", "FALSE", "0")
-
-
-class SchemaError(MesostatsError):
-    """A schema file itself is broken (a packaging or editing mistake, not a data problem)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,30 @@ class FieldSpec:
     true_values: tuple[str, ...] = DEFAULT_TRUE_VALUES
     false_values: tuple[str, ...] = DEFAULT_FALSE_VALUES
     role: str | None = None
+    unit: str | None = None
+    explicit_change_unit: str | None = None
+    responder_threshold: float | None = None
+    unit_field: str | None = None
+
+    @property
+    def is_outcome(self) -> bool:
+        """The field is an outcome (``x-mesostats-role: outcome``)."""
+        return self.role == "outcome"
+
+    @property
+    def change_unit(self) -> str | None:
+        """Unit of a change in this field: ``x-mesostats-change-unit``, else :attr:`unit`."""
+        return self.explicit_change_unit or self.unit
+
+    @property
+    def label(self) -> str:
+        """The title without a trailing ``" (unit)"`` (``"Hair density"``); else the title,
+        else the name."""
+        title = self.title or self.name
+        suffix = f" ({self.unit})" if self.unit else None
+        if suffix and title.endswith(suffix) and len(title) > len(suffix):
+            return title[: -len(suffix)]
+        return title
 
 
 @dataclass(frozen=True)
@@ -109,8 +143,13 @@ class TableSchema:
 
     @property
     def outcome_fields(self) -> list[str]:
-        """Fields marked ``x-mesostats-role: outcome``."""
-        return [f.name for f in self.fields if f.role == "outcome"]
+        """Names of the fields marked ``x-mesostats-role: outcome``, in schema order."""
+        return [f.name for f in self.fields if f.is_outcome]
+
+    @property
+    def outcome_specs(self) -> tuple[FieldSpec, ...]:
+        """The outcome fields themselves (name, label, unit, change unit, threshold)."""
+        return tuple(f for f in self.fields if f.is_outcome)
 
     def field(self, name: str) -> FieldSpec:
         """The field called ``name`` (``KeyError`` if there is none)."""
@@ -137,6 +176,43 @@ class StudySchema:
     def required_tables(self) -> list[str]:
         """Tables that must be present."""
         return [name for name, t in self.tables.items() if t.required_table]
+
+    @property
+    def outcome_specs(self) -> tuple[FieldSpec, ...]:
+        """The outcome fields of the sessions table, in schema order.
+
+        Each :class:`FieldSpec` says its ``name``, ``label`` (e.g. ``"Hair density"``),
+        ``unit``, ``change_unit`` and ``responder_threshold``.
+        """
+        sessions = self.tables.get("sessions")
+        return () if sessions is None else sessions.outcome_specs
+
+    def outcome(self, name: str) -> FieldSpec:
+        """The outcome field called ``name`` (``KeyError`` naming the outcomes if none)."""
+        for spec in self.outcome_specs:
+            if spec.name == name:
+                return spec
+        known = ", ".join(f.name for f in self.outcome_specs) or "none"
+        raise KeyError(f"{name!r} is not an outcome field of the schema (outcomes: {known})")
+
+
+def outcome_specs(schema: StudySchema | None = None) -> tuple[FieldSpec, ...]:
+    """The outcome fields of ``schema`` (default: the schema shipped with mesostats).
+
+    Returns
+    -------
+    tuple of FieldSpec
+        In schema order; read ``name``, ``label``, ``unit``, ``change_unit`` (the unit of a
+        change from baseline) and ``responder_threshold`` (``None`` where the schema sets
+        none) from each.
+
+    Examples
+    --------
+    >>> from mesostats.data.schema import outcome_specs
+    >>> [(f.name, f.change_unit, f.responder_threshold) for f in outcome_specs()][:2]
+    [('hair_density', 'hairs/cm²', 10.0), ('hair_count', 'hairs', 10.0)]
+    """
+    return (load_schema() if schema is None else schema).outcome_specs
 
 
 def schema_dir() -> Path:
@@ -219,6 +295,7 @@ def parse_table_schema(
             )
         cons = item.get("constraints", {})
         enum = cons.get("enum")
+        facts = _domain_facts(name, item)
         fields.append(
             FieldSpec(
                 name=str(item["name"]),
@@ -235,7 +312,7 @@ def parse_table_schema(
                 max_length=cons.get("maxLength"),
                 true_values=tuple(item.get("trueValues", DEFAULT_TRUE_VALUES)),
                 false_values=tuple(item.get("falseValues", DEFAULT_FALSE_VALUES)),
-                role=item.get("x-mesostats-role"),
+                **facts,
             )
         )
     primary_key = raw.get("primaryKey", [])
@@ -254,6 +331,13 @@ def parse_table_schema(
             )
         )
     names = {f.name for f in fields}
+    strings = {f.name for f in fields if f.type == "string"}
+    for spec in fields:
+        if spec.unit_field is not None and spec.unit_field not in strings:
+            raise SchemaError(
+                f"table {name}, field {spec.name}: x-mesostats-unit-field {spec.unit_field!r} "
+                "is not a string field of the table"
+            )
     for key in (*primary_key, *(k for fk in foreign_keys for k in fk.fields)):
         if key not in names:
             raise SchemaError(f"table {name}: key field {key!r} is not a field of the schema")
@@ -268,6 +352,47 @@ def parse_table_schema(
         description=str(raw.get("description", "")),
         required_table=required_table,
     )
+
+
+def _domain_facts(table: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``x-mesostats-*`` properties of one field descriptor, checked."""
+    where = f"table {table}, field {item.get('name')}"
+    role = item.get("x-mesostats-role")
+    if role is not None and role not in FIELD_ROLES:
+        raise SchemaError(
+            f"{where}: x-mesostats-role {role!r} is not one of {', '.join(FIELD_ROLES)}"
+        )
+    texts: dict[str, str | None] = {}
+    for key in ("x-mesostats-unit", "x-mesostats-change-unit", "x-mesostats-unit-field"):
+        value = item.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise SchemaError(f"{where}: {key} must be a non-empty string, got {value!r}")
+        texts[key] = value
+    if texts["x-mesostats-change-unit"] is not None and texts["x-mesostats-unit"] is None:
+        raise SchemaError(f"{where}: x-mesostats-change-unit needs an x-mesostats-unit")
+    threshold = item.get("x-mesostats-responder-threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise SchemaError(
+                f"{where}: x-mesostats-responder-threshold must be a number, got {threshold!r}"
+            )
+        if not math.isfinite(threshold) or threshold <= 0:
+            raise SchemaError(
+                f"{where}: x-mesostats-responder-threshold must be a positive change, got "
+                f"{threshold!r}"
+            )
+        if role != "outcome":
+            raise SchemaError(
+                f"{where}: x-mesostats-responder-threshold is only meaningful on an outcome "
+                "field (x-mesostats-role: outcome)"
+            )
+    return {
+        "role": role,
+        "unit": texts["x-mesostats-unit"],
+        "explicit_change_unit": texts["x-mesostats-change-unit"],
+        "responder_threshold": None if threshold is None else float(threshold),
+        "unit_field": texts["x-mesostats-unit-field"],
+    }
 
 
 def _number_or_none(value: object) -> float | None:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from mesostats.data import derive
+from mesostats.data.schema import StudySchema, load_schema
 from mesostats.exceptions import ModelSpecError
-
-if TYPE_CHECKING:
-    from mesostats.data.schema import StudySchema
 
 __all__ = ["EXCLUSION_COLUMNS", "Study"]
 
@@ -55,6 +53,9 @@ class Study:
         Where the study was read from.
     truth : dict, optional
         True parameter values when the study was simulated.
+    schema : StudySchema
+        The schema the tables were validated against (default: the one shipped with
+        mesostats); :attr:`outcomes` and :attr:`event_terms` come from it.
     """
 
     subjects: pd.DataFrame
@@ -65,6 +66,7 @@ class Study:
     ingredients: list[str] = field(default_factory=list)
     source: str = ""
     truth: dict[str, Any] | None = None
+    schema: StudySchema = field(default_factory=load_schema, repr=False)
     # Session row of each adverse event, from the validator's key codes; trusted only while
     # the two tables are the very objects it was computed for (see _event_session_rows).
     _event_sessions: np.ndarray | None = field(default=None, repr=False)
@@ -72,18 +74,13 @@ class Study:
 
     @property
     def outcomes(self) -> tuple[str, ...]:
-        """Outcome columns of ``sessions`` (fields marked as outcomes in the schema)."""
-        from mesostats.data.schema import load_schema
-
-        fields = load_schema().tables["sessions"].outcome_fields
-        return tuple(c for c in fields if c in self.sessions.columns)
+        """Outcome columns of ``sessions`` (fields marked as outcomes in the study's schema)."""
+        return _present_outcomes(self.schema, self.sessions)
 
     @property
     def event_terms(self) -> tuple[str, ...]:
-        """The coded event terms of the schema (``adverse_events.event`` enum)."""
-        from mesostats.data.schema import load_schema
-
-        spec = load_schema().tables["adverse_events"].field("event")
+        """The coded event terms of the study's schema (``adverse_events.event`` enum)."""
+        spec = self.schema.tables["adverse_events"].field("event")
         return tuple(str(t) for t in (spec.enum or ()))
 
     # ----------------------------------------------------------------------------------------
@@ -109,8 +106,7 @@ class Study:
         if adverse_events is None:
             adverse_events = _empty_typed(schema, "adverse_events")
         sessions = tables["sessions"]
-        outcome_fields = schema.tables["sessions"].outcome_fields
-        outcomes = tuple(c for c in outcome_fields if c in sessions.columns)
+        outcomes = _present_outcomes(schema, sessions)
         event_sessions = (links or {}).get(("adverse_events", "sessions"))
         if event_sessions is None or len(event_sessions) != len(adverse_events):
             event_sessions = _event_session_rows(sessions, adverse_events)
@@ -133,6 +129,7 @@ class Study:
             exclusions=exclusions,
             ingredients=derive.active_ingredients(tables["cocktails"]),
             source=source,
+            schema=schema,
             _event_sessions=event_sessions,
             _event_sessions_for=(id(sessions), id(adverse_events)),
         )
@@ -180,11 +177,7 @@ class Study:
         keep = ~np.isnan(value)
         table = pd.DataFrame(
             {
-                "subject_id": s[SUBJECT_KEY].array,
-                "visit": s["visit"].array,
-                "day": s["day"].array,
-                "week": derive.study_week(s["day"]),
-                "cocktail_id": self._cocktail_column().array,
+                **self._visit_columns(),
                 "value": value,
                 "baseline": baseline,
                 "chg": chg,
@@ -221,11 +214,7 @@ class Study:
         counts = np.bincount(rows[rows >= 0], minlength=len(s))
         table = pd.DataFrame(
             {
-                "subject_id": s[SUBJECT_KEY].array,
-                "visit": s["visit"].array,
-                "day": s["day"].array,
-                "week": derive.study_week(s["day"]),
-                "cocktail_id": self._cocktail_column().array,
+                **self._visit_columns(),
                 "events": counts.astype(np.int64),
                 "any_event": (counts > 0).astype(np.int64),
             },
@@ -258,6 +247,17 @@ class Study:
         if self._event_sessions is not None and self._event_sessions_for == current:
             return self._event_sessions
         return _event_session_rows(self.sessions, self.adverse_events)
+
+    def _visit_columns(self) -> dict[str, Any]:
+        """The columns every analysis table starts with: who, when, which cocktail."""
+        s = self.sessions
+        return {
+            "subject_id": s[SUBJECT_KEY].array,
+            "visit": s["visit"].array,
+            "day": s["day"].array,
+            "week": derive.study_week(s["day"]),
+            "cocktail_id": self._cocktail_column().array,
+        }
 
     def _cocktail_column(self) -> pd.Series:
         s = self.sessions
@@ -370,6 +370,11 @@ class Study:
             f"<p>Active ingredients: {esc(', '.join(self.ingredients)) or 'none'}</p>"
             "</div>"
         )
+
+
+def _present_outcomes(schema: StudySchema, sessions: pd.DataFrame) -> tuple[str, ...]:
+    fields = schema.tables["sessions"].outcome_fields
+    return tuple(c for c in fields if c in sessions.columns)
 
 
 def _empty_typed(schema: StudySchema, name: str) -> pd.DataFrame:

@@ -1,0 +1,7 @@
+"""File readers: one file in, one :class:`~mesostats.data.parse.RawTable` out, problems logged.
+
+- :mod:`.csv_layout`: the bytes of a CSV file (encoding, record boundaries, line numbers);
+- :mod:`.csv`: CSV parsing with pyarrow (typed fast path, text fallback);
+- :mod:`.spreadsheet`: Parquet and XLSX;
+- :mod:`.columns`: unnamed columns, shared by all of them.
+"""
