@@ -44,6 +44,7 @@ __all__ = [
     "SummaryDisplay",
     "Table",
     "format_cell",
+    "format_estimate",
     "format_interval",
     "format_number",
     "format_p",
@@ -186,6 +187,22 @@ def format_interval(
     low = format_number(lower, style=style, digits=digits)
     high = format_number(upper, style=style, digits=digits)
     return f"[{low}, {high}]" if style == "engine" else f"{low} to {high}"
+
+
+def format_estimate(
+    estimate: Any,
+    lower: Any,
+    upper: Any,
+    *,
+    ci_label: str = "95 % CI",
+    style: Style = "reader",
+    digits: int | None = None,
+) -> str:
+    """An estimate with its interval, ``1.21 (95 % CI 0.98 to 1.50)``; an empty
+    ``ci_label`` leaves the label out (``1.21 (0.98 to 1.50)``)."""
+    text = format_interval(lower, upper, style=style, digits=digits)
+    label = f"{ci_label} " if ci_label else ""
+    return f"{format_number(estimate, style=style, digits=digits)} ({label}{text})"
 
 
 def format_percent(value: Any, digits: int = 1) -> str:

@@ -14,6 +14,7 @@ from mesostats._display import (
     SummaryDisplay,
     Table,
     format_cell,
+    format_estimate,
     format_interval,
     format_number,
     format_p,
@@ -121,6 +122,13 @@ def test_intervals_percentages_and_signs():
     assert format_signed(None) == MISSING
     assert format_plain(-37.5) == "−37.5"
     assert format_plain(224.0) == "224"
+
+
+def test_estimates_with_their_interval():
+    assert format_estimate(1.207, 0.98, 1.5) == "1.21 (95 % CI 0.980 to 1.50)"
+    assert format_estimate(0.5, 0.25, 0.75, ci_label="", digits=2) == "0.50 (0.25 to 0.75)"
+    assert format_estimate(0.5, None, 0.75, ci_label="90 % CI") == "0.500 (90 % CI – to 0.750)"
+    assert format_estimate(1.5, 1, 2, style="engine") == "1.5000 (95 % CI [1, 2])"
 
 
 def test_cells_pick_p_value_format_by_column_name():
