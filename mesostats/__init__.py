@@ -39,7 +39,7 @@ _LAZY: dict[str, str] = {
     "SideEffectResults": "mesostats.outcomes",
     "variability": "mesostats.variability",
     "Variability": "mesostats.variability",
-    "report": "mesostats.report",
+    "report": "mesostats.reporting",
     "power": "mesostats.power",
     "sample_size": "mesostats.power",
     "plot_power": "mesostats.power",

@@ -776,7 +776,7 @@ def run_report(args: argparse.Namespace) -> int:
             f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
             f"{', '.join(study.outcomes) or 'none'}."
         )
-    from mesostats.report.build import build_report, write_atomic
+    from mesostats.reporting.build import build_report, write_atomic
 
     built = build_report(study, outcome=args.outcome, seed=args.seed, threshold=args.threshold)
     try:

@@ -318,7 +318,7 @@ def test_report_invalid_data_exits_1_and_writes_nothing(example_copy, tmp_path):
 
 
 def test_report_write_failure_exits_1_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    from mesostats.report import build
+    from mesostats.reporting import build
 
     monkeypatch.setattr(build, "build_report", lambda *a, **k: build.BuiltReport("<p>", ()))
 

@@ -1,4 +1,4 @@
-"""Tests of the HTML report (mesostats.report): self-contained and script-free, every section,
+"""Tests of the HTML report (mesostats.reporting): self-contained and script-free, every section,
 every exclusion and serious adverse event, the numbers of the fits, the warning banner,
 escaping of hostile study values, sections that cannot be fitted, and atomic writing."""
 
@@ -17,8 +17,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 import mesostats as ms
-from mesostats.report import build
-from mesostats.report.build import SECTION_TITLES, render_report
+from mesostats import _display
+from mesostats.reporting import build, write
+from mesostats.reporting.build import SECTION_TITLES, render_report
 
 # --- a small HTML inspector --------------------------------------------------------------------
 
@@ -372,6 +373,7 @@ def test_ms_report_is_callable_in_every_import_order(tmp_path, monkeypatch, exam
     """Importing the subpackage must not turn ``mesostats.report`` into the module."""
     import mesostats
     import mesostats.report
+    import mesostats.reporting
 
     monkeypatch.setattr(build, "render_report", lambda *a, **k: "<p>ok</p>")
     assert mesostats.report(example, tmp_path / "a.html").read_text() == "<p>ok</p>"
@@ -417,9 +419,9 @@ def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     def interrupted(fd, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build.os, "fdopen", interrupted)
+    monkeypatch.setattr(write.os, "fdopen", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build.write_atomic(tmp_path / "r.html", "text")
+        write.write_atomic(tmp_path / "r.html", "text")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -472,21 +474,21 @@ def test_not_a_study_raises(tmp_path):
     ],
 )
 def test_num_formats_like_a_table_in_a_paper(value, text):
-    assert build.num(value) == text
+    assert _display.format_number(value) == text
 
 
 def test_pvalue_and_percent_formats():
-    assert build.pvalue(0.0004) == "<0.001"
-    assert build.pvalue(0.0456) == "0.046"
-    assert build.percent_range(0.18, 0.229) == "18.0–22.9 %"
-    assert build.signed(1.5) == "+1.50"
-    assert build.signed(-1.5) == "−1.50"
+    assert _display.format_p(0.0004) == "<0.001"
+    assert _display.format_p(0.0456) == "0.046"
+    assert _display.format_percent_range(0.18, 0.229) == "18.0–22.9 %"
+    assert _display.format_signed(1.5) == "+1.50"
+    assert _display.format_signed(-1.5) == "−1.50"
 
 
 def test_templates_ship_inside_the_package():
     from importlib import resources
 
-    folder = resources.files("mesostats.report") / "templates"
+    folder = resources.files("mesostats.reporting") / "templates"
     names = {p.name for p in folder.iterdir()}
     assert {
         "report.html.j2",
@@ -503,7 +505,7 @@ def test_templates_ship_inside_the_package():
 def test_every_template_autoescapes_and_marks_nothing_safe():
     from importlib import resources
 
-    folder = resources.files("mesostats.report") / "templates"
+    folder = resources.files("mesostats.reporting") / "templates"
     for path in folder.iterdir():
         text = path.read_text(encoding="utf-8")
         assert "|safe" not in text.replace(" ", ""), path.name
@@ -520,7 +522,7 @@ def test_report_file_gets_ordinary_permissions_not_private_ones(tmp_path):
 
     old = os.umask(0o022)
     try:
-        build.write_atomic(tmp_path / "r.html", "text")
+        write.write_atomic(tmp_path / "r.html", "text")
     finally:
         os.umask(old)
     assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o644
