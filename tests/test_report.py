@@ -526,3 +526,21 @@ def test_report_file_gets_ordinary_permissions_not_private_ones(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o644
+
+
+def test_writing_a_report_leaves_the_process_umask_alone(tmp_path, monkeypatch):
+    """The umask is process-wide: setting it, even briefly, races with other threads that
+    create files. The report still gets 0666 less the umask, applied by the OS."""
+    import os
+
+    current = os.umask(0o022)
+    os.umask(current)
+
+    def no_umask(mask):
+        raise AssertionError(f"os.umask({mask:#o}) called while writing a report")
+
+    monkeypatch.setattr(write.os, "umask", no_umask)
+    write.write_atomic(tmp_path / "r.html", "text")
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == "text"
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~current
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
