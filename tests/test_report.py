@@ -252,7 +252,7 @@ def hostile_html(hostile_study) -> str:
 
 
 def test_singular_fit_shows_every_warning_in_the_banner(hostile_study, hostile_html):
-    with pytest.warns(ms.SingularFitWarning) as record:
+    with pytest.warns(ms.SingularFitWarning, match="on the boundary") as record:
         fit = ms.fit_regrowth(hostile_study)
     assert fit.model.singular
     expected = [str(w.message) for w in record if issubclass(w.category, ms.SingularFitWarning)]
@@ -417,10 +417,10 @@ def test_failed_replace_keeps_the_old_report_and_leaves_no_temporary_file(
 
 def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     def interrupted(fd, *args, **kwargs):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("interrupted while writing")
 
     monkeypatch.setattr(write.os, "fdopen", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted while writing"):
         write.write_atomic(tmp_path / "r.html", "text")
     assert list(tmp_path.iterdir()) == []
 
