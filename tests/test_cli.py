@@ -290,3 +290,38 @@ def test_python_dash_m_mesostats_help_runs():
     assert result.returncode == 0, result.stderr
     assert "usage: mesostats" in result.stdout
     assert "validate" in result.stdout and "simulate" in result.stdout
+
+
+# --- power: JSON of a table with nullable columns -----------------------------------------------
+
+
+def test_power_json_writes_pandas_na_as_null(monkeypatch, capsys):
+    """Nullable columns (pandas NA) in the power table and its settings print as JSON null;
+    the power command used to pass NA to json.dumps (TypeError)."""
+    import importlib
+    import types
+
+    from mesostats.cli import power as power_command
+
+    power_module = importlib.import_module("mesostats.planning")
+    table = pd.DataFrame(
+        {c: pd.array([4, pd.NA], dtype="Int64") for c in power_module.POWER_COLUMNS}
+    )
+    table.attrs = {"settings": {"seed": 0, "dropout": pd.NA}, "failures": []}
+    answer = types.SimpleNamespace(
+        target=0.8,
+        n_subjects=None,
+        power=float("nan"),
+        ci_lower=None,
+        ci_upper=None,
+        n_subjects_sure=None,
+        n_subjects_possible=None,
+    )
+    monkeypatch.setattr(power_command, "_power_table", lambda args: table)
+    monkeypatch.setattr(power_module, "sample_size", lambda table, target: answer)
+    assert main(["power", "--subjects", "4", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["power"][0]["power"] == 4
+    assert payload["power"][1]["power"] is None
+    assert payload["settings"] == {"seed": 0, "dropout": None}
+    assert payload["sample_size"]["power"] is None

@@ -379,9 +379,9 @@ def test_python_dash_m_bad_source_exits_2_without_traceback(tmp_path):
 
 
 def test_json_values_are_plain_json():
-    from mesostats.cli import _json_value
+    from mesostats.cli.common import json_safe
 
-    assert _json_value({"a": np.float64("nan"), "b": np.int64(3), "c": [np.inf, pd.NA]}) == {
+    assert json_safe({"a": np.float64("nan"), "b": np.int64(3), "c": [np.inf, pd.NA]}) == {
         "a": None,
         "b": 3,
         "c": [None, None],

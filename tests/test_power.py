@@ -499,7 +499,7 @@ def test_progress_bar_on_request_and_off_when_not_a_terminal(capsys) -> None:  #
 
 
 def _cli(argv: list[str]) -> int:
-    from mesostats.cli_power import add_power_subcommand
+    from mesostats.cli.power import add_power as add_power_subcommand
 
     parser = argparse.ArgumentParser(prog="mesostats")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -17,7 +17,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 import mesostats as ms
-from mesostats.reporting import build
+from mesostats import _display
+from mesostats.reporting import build, write
 from mesostats.reporting.build import SECTION_TITLES, render_report
 
 # --- a small HTML inspector --------------------------------------------------------------------
@@ -251,7 +252,7 @@ def hostile_html(hostile_study) -> str:
 
 
 def test_singular_fit_shows_every_warning_in_the_banner(hostile_study, hostile_html):
-    with pytest.warns(ms.SingularFitWarning) as record:
+    with pytest.warns(ms.SingularFitWarning, match="on the boundary") as record:
         fit = ms.fit_regrowth(hostile_study)
     assert fit.model.singular
     expected = [str(w.message) for w in record if issubclass(w.category, ms.SingularFitWarning)]
@@ -415,11 +416,11 @@ def test_failed_replace_keeps_the_old_report_and_leaves_no_temporary_file(
 
 def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     def interrupted(fd, *args, **kwargs):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("interrupted while writing")
 
-    monkeypatch.setattr(build.os, "fdopen", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        build.write_atomic(tmp_path / "r.html", "text")
+    monkeypatch.setattr(write.os, "fdopen", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="interrupted while writing"):
+        write.write_atomic(tmp_path / "r.html", "text")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -472,15 +473,15 @@ def test_not_a_study_raises(tmp_path):
     ],
 )
 def test_num_formats_like_a_table_in_a_paper(value, text):
-    assert build.num(value) == text
+    assert _display.format_number(value) == text
 
 
 def test_pvalue_and_percent_formats():
-    assert build.pvalue(0.0004) == "<0.001"
-    assert build.pvalue(0.0456) == "0.046"
-    assert build.percent_range(0.18, 0.229) == "18.0–22.9 %"
-    assert build.signed(1.5) == "+1.50"
-    assert build.signed(-1.5) == "−1.50"
+    assert _display.format_p(0.0004) == "<0.001"
+    assert _display.format_p(0.0456) == "0.046"
+    assert _display.format_percent_range(0.18, 0.229) == "18.0–22.9 %"
+    assert _display.format_signed(1.5) == "+1.50"
+    assert _display.format_signed(-1.5) == "−1.50"
 
 
 def test_templates_ship_inside_the_package():
@@ -520,7 +521,25 @@ def test_report_file_gets_ordinary_permissions_not_private_ones(tmp_path):
 
     old = os.umask(0o022)
     try:
-        build.write_atomic(tmp_path / "r.html", "text")
+        write.write_atomic(tmp_path / "r.html", "text")
     finally:
         os.umask(old)
     assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o644
+
+
+def test_writing_a_report_leaves_the_process_umask_alone(tmp_path, monkeypatch):
+    """The umask is process-wide: setting it, even briefly, races with other threads that
+    create files. The report still gets 0666 less the umask, applied by the OS."""
+    import os
+
+    current = os.umask(0o022)
+    os.umask(current)
+
+    def no_umask(mask):
+        raise AssertionError(f"os.umask({mask:#o}) called while writing a report")
+
+    monkeypatch.setattr(write.os, "umask", no_umask)
+    write.write_atomic(tmp_path / "r.html", "text")
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == "text"
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~current
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]

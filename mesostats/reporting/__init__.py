@@ -2,10 +2,10 @@
 
 The report is rendered from the Jinja2 templates in ``templates/`` (shipped inside the
 package) with autoescaping on; figures are embedded as base64 PNG data URIs, so the file
-needs no network, no other file and no JavaScript. See :mod:`mesostats.reporting.build`.
-
-``ms.report`` is the function even though this subpackage has the same name: the package
-keeps that attribute for the function (see ``mesostats/__init__.py``).
+needs no network, no other file and no JavaScript. See :mod:`mesostats.reporting.build`
+(assembly), :mod:`~mesostats.reporting.sections` (one module per section),
+:mod:`~mesostats.reporting.steps` (guarded steps and the message banner),
+:mod:`~mesostats.reporting.figures` and :mod:`~mesostats.reporting.write`.
 """
 
 from __future__ import annotations

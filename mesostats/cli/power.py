@@ -1,21 +1,31 @@
 """``mesostats power``: simulation-based power and sample size from the command line.
 
-Declared by :func:`add_power_subcommand` (wired into :mod:`mesostats.cli`'s ``COMMANDS``),
-run by :func:`run_power`, which calls :func:`mesostats.power.power` and prints the power
-table and the sample-size answer (or JSON with ``--json``).
+Declared by :func:`add_power`, run by :func:`run_power`, which calls
+:func:`mesostats.power.power` and prints the power table and the sample-size answer (or JSON
+with ``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
-from mesostats.cli_args import whole_number
+from mesostats.cli.common import (
+    EXIT_OK,
+    UsageError,
+    emit,
+    finite_number,
+    jobs_count,
+    json_safe,
+    open_unit,
+    positive_int,
+    whole_number,
+)
+from mesostats.exceptions import ModelSpecError
 
-__all__ = ["add_power_subcommand", "run_power"]
+__all__ = ["add_power", "run_power"]
 
 _POWER_EXAMPLES = """\
 examples:
@@ -24,41 +34,6 @@ examples:
   mesostats power --subjects 100 200 --outcome side_effect --test minoxidil --effect 0.5
   mesostats power --subjects 40 80 --sims 1000 --backend dask --scheduler tcp://127.0.0.1:8786
 the same --seed gives the same numbers whatever --jobs or --backend"""
-
-
-_whole = whole_number
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value == 0 or value < -1:
-        raise argparse.ArgumentTypeError(
-            f"expected a number ≥ 1, or -1 for every core, got {value}"
-        )
-    return value
-
-
-def _open_unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {value}")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
 
 
 def _effects_json(text: str) -> dict[str, Any]:
@@ -73,7 +48,7 @@ def _effects_json(text: str) -> dict[str, Any]:
     return value
 
 
-def add_power_subcommand(subparsers: Any) -> None:
+def add_power(subparsers: Any) -> None:
     """Declare ``mesostats power --subjects N [N ...] [--sims S] [--seed X] [--jobs J] ...``."""
     parser = subparsers.add_parser(
         "power",
@@ -91,7 +66,7 @@ def add_power_subcommand(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--subjects",
-        type=_whole(4),
+        type=whole_number(4),
         nargs="+",
         required=True,
         metavar="N",
@@ -99,19 +74,19 @@ def add_power_subcommand(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--sims",
-        type=_whole(1),
+        type=positive_int,
         default=500,
         metavar="S",
         help="simulated trials per number of subjects (default 500)",
     )
     parser.add_argument(
-        "--seed", type=_whole(0), default=0, metavar="X", help="random seed (default 0)"
+        "--seed", type=whole_number(0), default=0, metavar="X", help="random seed (default 0)"
     )
     parser.add_argument(
-        "--jobs", type=_jobs, default=1, metavar="J", help="worker processes, -1 = all cores"
+        "--jobs", type=jobs_count, default=1, metavar="J", help="worker processes, -1 = all cores"
     )
     parser.add_argument(
-        "--sessions", type=_whole(2), default=8, metavar="K", help="visits per subject (8)"
+        "--sessions", type=whole_number(2), default=8, metavar="K", help="visits per subject (8)"
     )
     parser.add_argument(
         "--test", default="minoxidil", metavar="INGREDIENT", help="ingredient tested"
@@ -128,7 +103,7 @@ def add_power_subcommand(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--effect",
-        type=_number,
+        type=finite_number,
         default=None,
         metavar="E",
         help="true effect of the tested ingredient: extra hairs/cm² per week, or the log "
@@ -142,13 +117,13 @@ def add_power_subcommand(subparsers: Any) -> None:
         help='other true values, e.g. \'{"slope_sd": 1.0, "dropout": 0.05}\'',
     )
     parser.add_argument(
-        "--alpha", type=_open_unit, default=0.05, metavar="A", help="significance level"
+        "--alpha", type=open_unit, default=0.05, metavar="A", help="significance level"
     )
     parser.add_argument(
-        "--target", type=_open_unit, default=0.8, metavar="P", help="target power (0.8)"
+        "--target", type=open_unit, default=0.8, metavar="P", help="target power (0.8)"
     )
     parser.add_argument(
-        "--sites", type=_whole(1), default=3, metavar="M", help="number of sites (default 3)"
+        "--sites", type=positive_int, default=3, metavar="M", help="number of sites (default 3)"
     )
     parser.add_argument(
         "--backend", choices=["loky", "dask"], default="loky", help="parallel backend"
@@ -172,21 +147,9 @@ def _effects(args: argparse.Namespace) -> dict[str, Any] | None:
     return effects or None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return _jsonable(value.item())
-    return value
-
-
 def _power_table(args: argparse.Namespace) -> Any:
     """:func:`mesostats.power.power` called with the command's options."""
-    from mesostats.planning import power
+    from mesostats.planning import power  # heavy: loads only when the command runs
 
     return power(
         args.subjects,
@@ -209,8 +172,8 @@ def _power_table(args: argparse.Namespace) -> Any:
 def run_power(args: argparse.Namespace) -> int:
     """Run :func:`mesostats.power.power` with the command's options and print the table and
     the sample size (exit 0)."""
-    from mesostats.cli import UsageError
-    from mesostats.exceptions import ModelSpecError
+    # the simulator, the models and joblib load only when this command runs, so that
+    # `mesostats --help` and the other commands stay fast
     from mesostats.planning import POWER_COLUMNS, sample_size
 
     try:
@@ -234,27 +197,27 @@ def run_power(args: argparse.Namespace) -> int:
             },
             "failures": table.attrs["failures"],
         }
-        print(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False))
-        return 0
+        emit(json.dumps(json_safe(payload), indent=2, ensure_ascii=False))
+        return EXIT_OK
     what = (
         f"odds ratio of {'any side effect' if args.event is None else args.event}"
         if args.outcome == "side_effect"
         else f"{args.outcome} change per week"
     )
-    print(
+    emit(
         f"Power to detect the {args.test} effect on {what} (alpha {args.alpha:g}, "
         f"{args.sims} simulated trials per size, seed {args.seed}):"
     )
     shown = table[POWER_COLUMNS].copy()
-    print(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    print(str(answer))
+    emit(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    emit(str(answer))
     failures = table.attrs["failures"]
     if failures:
         first = failures[0]
-        print(
+        emit(
             f"{len(failures)} simulated trial(s) could not be analysed (counted in n_failed); "
             f"first: n_subjects={first['n_subjects']} simulation={first['simulation']}: "
             f"{first['reason']}",
-            file=sys.stderr,
+            sys.stderr,
         )
-    return 0
+    return EXIT_OK

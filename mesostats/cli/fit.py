@@ -1,0 +1,265 @@
+"""``mesostats fit SOURCE``: fit the regrowth (or side-effect) model of a study and print its
+results, how much people differ, the warnings and the rows set aside, as text or one JSON
+object (``--json``, keys :data:`FIT_JSON_KEYS`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from mesostats.cli.common import (
+    EXIT_OK,
+    PROG,
+    UsageError,
+    emit,
+    json_safe,
+    load_source,
+    positive_int,
+    seed_number,
+)
+from mesostats.exceptions import MesostatsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mesostats.data.study import Study
+
+__all__ = ["FIT_JSON_KEYS", "add_fit", "run_fit"]
+
+# fit
+# --------------------------------------------------------------------------------------------
+
+#: Top-level keys of ``mesostats fit --json`` (documented in the command's help).
+FIT_JSON_KEYS = (
+    "source",
+    "analysis",
+    "outcome",
+    "event",
+    "formula",
+    "model",
+    "fixed_effects",
+    "variance_components",
+    "ingredient_effects",
+    "variability",
+    "rates",
+    "population_average",
+    "warnings",
+    "messages",
+    "notes",
+    "excluded_rows",
+    "excluded_by_reason",
+)
+
+_FIT_EXAMPLES = """\
+examples:
+  mesostats fit example                                # regrowth of hair_density
+  mesostats fit data/my_study --outcome shaft_diameter_um
+  mesostats fit example --side-effects                 # any side effect, AGQ with 25 nodes
+  mesostats fit example --event erythema --json > erythema.json
+--json prints one JSON object with the keys: source, analysis ("regrowth" or
+"side_effects"), outcome, event, formula, model (method, family, nobs, ngroups, loglik,
+aic, bic, converged, singular), fixed_effects, variance_components, ingredient_effects,
+variability (components with 95 % CIs, icc, median_odds_ratio, week, prediction_interval,
+notes; or error), rates and population_average (side effects; null for regrowth),
+warnings ([{category, message}]), messages (the engine's), notes, excluded_rows (rows set
+aside from this analysis) and excluded_by_reason. Missing numbers are null.
+exit status: 0 fitted (warnings go to stderr and into the JSON), 1 invalid data or a model
+that cannot be fitted, 2 usage error"""
+
+
+def add_fit(subparsers: Any) -> None:
+    """Declare ``mesostats fit SOURCE [--outcome O] [--side-effects] [--event T] [--json]``."""
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit the regrowth or side-effect model and print the results",
+        description=(
+            "Fit the baseline-adjusted linear mixed model of regrowth by ingredient (default) "
+            "or, with --side-effects / --event, the binomial mixed model of side effects by "
+            "ingredient, and print the ingredient effects, the variance components and how "
+            "much people differ (SDs with profile-likelihood CIs, ICC or median odds ratio, "
+            "prediction intervals). Warnings are printed on stderr."
+        ),
+        epilog=_FIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source", metavar="SOURCE", help="folder of tables, a datapackage.json, or 'example'"
+    )
+    parser.add_argument(
+        "--outcome",
+        default="hair_density",
+        metavar="COLUMN",
+        help="outcome column for regrowth (default hair_density)",
+    )
+    parser.add_argument(
+        "--side-effects",
+        action="store_true",
+        help="fit the side-effect model (any event) instead of regrowth",
+    )
+    parser.add_argument(
+        "--event",
+        default=None,
+        metavar="TERM",
+        help="side-effect model of one coded event term, e.g. erythema (implies --side-effects)",
+    )
+    parser.add_argument(
+        "--nagq",
+        type=positive_int,
+        default=25,
+        metavar="K",
+        help="side effects: adaptive Gauss-Hermite nodes, 1 = Laplace (default 25)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=seed_number,
+        default=0,
+        metavar="S",
+        help="seed of the simulations (default 0)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object (pipelines)")
+    parser.set_defaults(handler=run_fit)
+
+
+def _records(frame: pd.DataFrame | None, index: str | None = None) -> list[dict[str, Any]] | None:
+    if frame is None:
+        return None
+    table = frame.reset_index(names=index) if index else frame
+    return [json_safe(rec) for rec in table.to_dict("records")]
+
+
+def _interval_json(estimate: Any) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    keys = ("name", "estimate", "ci_lower", "ci_upper", "level", "method", "note")
+    return {k: json_safe(getattr(estimate, k, None)) for k in keys}
+
+
+def _variability_json(var: Any, error: str | None) -> dict[str, Any]:
+    if var is None:
+        return {"error": error}
+    return {
+        "components": _records(var.components),
+        "icc": _interval_json(var.icc),
+        "median_odds_ratio": _interval_json(var.median_odds_ratio),
+        "week": json_safe(var.week),
+        "prediction_interval": _records(var.prediction_interval()),
+        "notes": list(var.notes),
+    }
+
+
+def _exclusions_for(study: Study, results: Any, side_effects: bool) -> pd.DataFrame:
+    """Rows set aside from this analysis: the study's (for this outcome or the events) and
+    the model's own."""
+    import pandas as pd  # loads only when a fit ran (`mesostats --help` stays fast)
+
+    if side_effects:
+        ex = study.exclusions
+        study_rows = ex[(ex["table"] == "adverse_events").to_numpy(dtype=bool)]
+    else:
+        study_rows = study.outcome_exclusions(results.outcome)
+    model_rows = results.model.excluded_rows
+    reasons = (
+        model_rows["reason"].astype(str)
+        if "reason" in model_rows.columns
+        else pd.Series(["missing value in a model column"] * len(model_rows), dtype="str")
+    )
+    return pd.concat(
+        [study_rows[["reason"]], pd.DataFrame({"reason": reasons.to_numpy()})],
+        ignore_index=True,
+    )
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Fit the regrowth (or side-effect) model of SOURCE; print text or JSON (exit 0)."""
+    study = load_source(args.source)
+    side_effects = bool(args.side_effects or args.event is not None)
+    if not side_effects and args.outcome not in study.outcomes:
+        raise UsageError(
+            f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
+            f"{', '.join(study.outcomes) or 'none'}."
+        )
+    # the models (scipy, statsmodels, formulaic) load only when this command runs, so that
+    # `mesostats --help` and the other commands stay fast
+    from mesostats.domain import fit_regrowth, fit_side_effects
+    from mesostats.domain.variation import variability
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if side_effects:
+            results: Any = fit_side_effects(study, args.event, nagq=args.nagq)
+        else:
+            results = fit_regrowth(study, args.outcome)
+        var, var_error = None, None
+        try:
+            var = variability(results, seed=args.seed)
+        except (MesostatsError, ValueError, ArithmeticError) as err:
+            var_error = f"{type(err).__name__}: {err}"
+    found = [(w.category.__name__, str(w.message)) for w in caught]
+    if var_error:
+        found.append(("VariabilityError", f"varied results could not be computed: {var_error}"))
+    for category, message in found:
+        emit(f"{PROG}: warning: [{category}] {message}", sys.stderr)
+    shown = {message for _, message in found}
+    for message in results.model.messages:
+        if message not in shown:
+            emit(f"{PROG}: message from the fit: {message}", sys.stderr)
+    excluded = _exclusions_for(study, results, side_effects)
+    if args.json:
+        payload = _fit_payload(args, study, results, var, var_error, found, excluded)
+        emit(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False))
+    else:
+        emit(str(results))
+        emit("")
+        emit(str(var) if var is not None else f"Varied results: not computed ({var_error})")
+        emit("")
+        emit(f"Rows set aside from this analysis: {len(excluded)}")
+    return EXIT_OK
+
+
+def _fit_payload(
+    args: argparse.Namespace,
+    study: Study,
+    results: Any,
+    var: Any,
+    var_error: str | None,
+    found: list[tuple[str, str]],
+    excluded: pd.DataFrame,
+) -> dict[str, Any]:
+    model = results.model
+    side_effects = hasattr(results, "rates")
+    gee = getattr(results, "gee", None)
+    by_reason = excluded.groupby("reason", sort=False).size()
+    return {
+        "source": args.source,
+        "analysis": "side_effects" if side_effects else "regrowth",
+        "outcome": None if side_effects else results.outcome,
+        "event": results.event if side_effects else None,
+        "formula": results.formula,
+        "model": json_safe(
+            {
+                "method": model.method,
+                "family": model.family,
+                "nobs": model.nobs,
+                "ngroups": dict(model.ngroups),
+                "loglik": model.loglik,
+                "aic": model.aic,
+                "bic": model.bic,
+                "converged": model.converged,
+                "singular": model.singular,
+            }
+        ),
+        "fixed_effects": _records(model.fixed_effects, index="term"),
+        "variance_components": _records(model.variance_components),
+        "ingredient_effects": _records(results.ingredient_effects),
+        "variability": _variability_json(var, var_error),
+        "rates": _records(results.rates) if side_effects else None,
+        "population_average": _records(gee.table) if gee is not None else None,
+        "warnings": [{"category": c, "message": m} for c, m in found],
+        "messages": list(model.messages),
+        "notes": list(results.notes),
+        "excluded_rows": len(excluded),
+        "excluded_by_reason": {str(k): int(v) for k, v in by_reason.items()},
+    }
