@@ -15,6 +15,8 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mesostats.data.load import load_study
+
 if TYPE_CHECKING:
     from mesostats.data.study import Study
 
@@ -36,7 +38,6 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
 
 @functools.lru_cache(maxsize=1)
 def _load_example() -> Study:
-    from mesostats.data.load import load_study
 
     return load_study(EXAMPLE_DIR)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mesostats.data.study import Study
 from mesostats.domain.aliasing import absorbed_by, require_estimable
 from mesostats.domain.exposure import recipe_matrix, resolve_ingredients
 from mesostats.exceptions import (
@@ -110,7 +111,6 @@ def _stack_exclusions(*parts: pd.DataFrame) -> pd.DataFrame:
 
 
 def _check_study(study: Any) -> None:
-    from mesostats.data.study import Study
 
     if not isinstance(study, Study):
         raise ModelSpecError(

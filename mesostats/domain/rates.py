@@ -20,16 +20,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats._records import FrozenRecord
 from mesostats.domain.common import _ATTENUATION_C2, _ZERO_SD, GEE_COLUMNS, RATE_COLUMNS, SUBJECT
-from mesostats.domain.summary import OutcomeSummary
 
 if TYPE_CHECKING:
     from mesostats.mixed.results import MixedResults
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class PopulationAverage(FrozenRecord):
+class PopulationAverage(FrozenRecord, SummaryDisplay):
     """GEE population-average odds ratios beside the GLMM subject-specific ones.
 
     Attributes
@@ -60,13 +60,14 @@ class PopulationAverage(FrozenRecord):
             f"{len(self.table)} ingredients, attenuation factor {self.attenuation:.3f}>"
         )
 
-    def _repr_html_(self) -> str:
-        return OutcomeSummary(
+    def summary(self) -> Summary:
+        """The comparison table with the reason the two kinds of odds ratio differ."""
+        return Summary(
             title="Population-average (GEE) vs subject-specific (GLMM) odds ratios",
-            lines=[("Why they differ", self.explanation)],
-            tables=[("Odds ratios", self.table)],
-            notes=self.notes,
-        ).as_html()
+            info=(("Why they differ", self.explanation),),
+            tables=(table_from_frame(self.table, caption="Odds ratios"),),
+            notes=tuple(self.notes),
+        )
 
 
 def _subject_sd(model: MixedResults) -> float:

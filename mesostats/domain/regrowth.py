@@ -49,6 +49,7 @@ from mesostats.exceptions import (
     ExclusionWarning,
     ModelSpecError,
 )
+from mesostats.mixed.lmm import fit_lmm
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -117,7 +118,6 @@ def fit_regrowth(
     >>> fit = ms.fit_regrowth(ms.simulate_study(120, seed=1))  # doctest: +SKIP
     >>> fit.ingredient_effects  # doctest: +SKIP
     """
-    from mesostats.mixed.lmm import fit_lmm
 
     _check_study(study)
     if not isinstance(outcome, str):

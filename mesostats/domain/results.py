@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats._records import FrozenRecord
 from mesostats.domain.common import SITE, _empty_exclusions
 from mesostats.domain.rates import PopulationAverage, _subject_sd, population_average
-from mesostats.domain.summary import OutcomeSummary, _SummaryDisplay
 from mesostats.domain.variation.api import Variability, variability
 from mesostats.domain.variation.context import (
     VariationContext,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class RegrowthResults(FrozenRecord, _SummaryDisplay):
+class RegrowthResults(FrozenRecord, SummaryDisplay):
     """Ingredient effects on regrowth (from :func:`fit_regrowth`).
 
     Attributes
@@ -106,7 +106,7 @@ class RegrowthResults(FrozenRecord, _SummaryDisplay):
             study=self.study,
         )
 
-    def summary(self) -> OutcomeSummary:
+    def summary(self) -> Summary:
         """Text / HTML summary: model, ingredient effects, variance components, notes."""
         m = self.model
         unit = "per week" if self.design == "indicator" else "per week per unit of dose"
@@ -121,7 +121,7 @@ class RegrowthResults(FrozenRecord, _SummaryDisplay):
             ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
             ("Effect", f"extra change in {self.outcome} {unit}, 95 % CI, Holm-adjusted p"),
         ]
-        return OutcomeSummary(
+        return outcome_summary(
             title=f"Regrowth: ingredient effects on {self.outcome}",
             lines=lines,
             tables=[
@@ -142,7 +142,7 @@ class RegrowthResults(FrozenRecord, _SummaryDisplay):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class SideEffectResults(FrozenRecord, _SummaryDisplay):
+class SideEffectResults(FrozenRecord, SummaryDisplay):
     """Ingredient effects on side effects (from :func:`fit_side_effects`).
 
     Attributes
@@ -218,7 +218,7 @@ class SideEffectResults(FrozenRecord, _SummaryDisplay):
             study=self.study,
         )
 
-    def summary(self) -> OutcomeSummary:
+    def summary(self) -> Summary:
         """Text / HTML summary: odds ratios, rates, GEE comparison, notes."""
         m = self.model
         what = "any side effect" if self.event is None else self.event
@@ -239,7 +239,7 @@ class SideEffectResults(FrozenRecord, _SummaryDisplay):
         ]
         tables.append(("Population-average (GEE) vs subject-specific ORs", self.gee.table))
         lines.append(("GEE", self.gee.explanation))
-        return OutcomeSummary(
+        return outcome_summary(
             title=f"Side effects: ingredient effects on {what}",
             lines=lines,
             tables=tables,
@@ -255,3 +255,19 @@ class SideEffectResults(FrozenRecord, _SummaryDisplay):
             f"<SideEffectResults {what}: {effects}; {self.model.nobs} sessions, "
             f"{self.model.ngroups.get(self.subject, 0)} subjects, {self.model.method}>"
         )
+
+
+def outcome_summary(
+    *,
+    title: str,
+    lines: list[tuple[str, str]],
+    tables: list[tuple[str, pd.DataFrame]],
+    notes: tuple[str, ...],
+) -> Summary:
+    """A domain fit's :class:`~mesostats._display.Summary` (reader style: for people)."""
+    return Summary(
+        title=title,
+        info=tuple(lines),
+        tables=tuple(table_from_frame(frame, caption=caption) for caption, frame in tables),
+        notes=tuple(notes),
+    )

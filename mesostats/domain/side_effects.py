@@ -34,6 +34,7 @@ from mesostats.domain.results import SideEffectResults
 from mesostats.exceptions import (
     ModelSpecError,
 )
+from mesostats.mixed.glmm import fit_glmm
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -89,7 +90,6 @@ def fit_side_effects(
     population-average ORs, attenuated towards 1 by ≈ 1/√(1 + c²σ²) on the log scale
     (Zeger, Liang & Albert 1988).
     """
-    from mesostats.mixed.glmm import fit_glmm
 
     _check_study(study)
     if isinstance(nagq, (bool, np.bool_)) or not isinstance(nagq, (int, np.integer)) or nagq < 1:

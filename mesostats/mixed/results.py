@@ -20,7 +20,6 @@ excludes 0 while p > 0.05 confuses readers.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,10 +28,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mesostats._display import (
+    Summary,
+    SummaryDisplay,
+    Table,
+    format_interval,
+    format_number,
+    format_p,
+)
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.design import MixedDesign
 
-__all__ = ["MixedResults", "MixedSummary"]
+__all__ = ["MixedResults", "mixed_summary"]
 
 _LINKS = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
 _WALD_LEVEL = 0.95
@@ -46,7 +53,7 @@ def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
     return eta
 
 
-class MixedResults:
+class MixedResults(SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -482,15 +489,9 @@ class MixedResults:
         return eta, newdata.index
 
     # ------------------------------------------------------------------ display
-    def summary(self) -> MixedSummary:
-        """Printable summary (``as_text()``, ``as_html()``)."""
-        return MixedSummary(self)
-
-    def __str__(self) -> str:
-        return self.summary().as_text()
-
-    def _repr_html_(self) -> str:
-        return self.summary().as_html()
+    def summary(self) -> Summary:
+        """Printable summary in lme4's ``summary`` layout (``as_text()``, ``as_html()``)."""
+        return mixed_summary(self)
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{g}={k}" for g, k in self.ngroups.items())
@@ -504,164 +505,79 @@ class MixedResults:
 
 
 # ---------------------------------------------------------------------- summary
-def _fmt(value: object, digits: int = 4) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return ""
-        if math.isinf(v):
-            return "Inf" if v > 0 else "-Inf"
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
-            return f"{v:.{digits - 1}e}"
-        return f"{v:.{digits}f}"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, str):
-        return value
-    try:
-        if pd.isna(value):  # type: ignore[call-overload]
-            return ""
-    except (TypeError, ValueError):
-        pass
-    return str(value)
+def _num(value: Any, digits: int = 4) -> str:
+    return format_number(value, style="engine", digits=digits)
 
 
-def _text_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(
-            h.rjust(w) if i else h.ljust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    ]
-    for row in rows:
-        lines.append(
-            "  ".join(
-                c.rjust(w) if i else c.ljust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    return "\n".join(lines)
-
-
-def _html_table(header: list[str], rows: list[list[str]], caption: str) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+def _title(r: MixedResults) -> str:
+    if r.family == "gaussian":
+        crit = "REML" if r.method == "REML" else "maximum likelihood"
+        return f"Linear mixed model fit by {crit}"
     return (
-        f'<table class="mesostats-table"><caption>{esc(caption)}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"Generalized linear mixed model fit by maximum likelihood ({r.method}) "
+        f"[family {r.family}, link {r.link}]"
     )
 
 
-class MixedSummary:
-    """Text and HTML summary of a :class:`MixedResults` (lme4's ``summary`` layout)."""
+def _info(r: MixedResults) -> tuple[tuple[str, str], ...]:
+    crit = "REML criterion" if r.method == "REML" else "deviance"
+    groups = ", ".join(f"{g}: {k}" for g, k in r.ngroups.items())
+    rows = [
+        ("Formula", r.formula),
+        ("Observations", str(r.nobs)),
+        ("Groups", groups),
+        ("logLik", _num(r.loglik)),
+        ("AIC", _num(r.aic)),
+        ("BIC", _num(r.bic)),
+        (crit, _num(r.deviance)),
+        ("Converged", "yes" if r.converged else "NO"),
+        ("Singular", "yes" if r.singular else "no"),
+    ]
+    excluded = len(r.design.excluded_rows)
+    if excluded:
+        rows.append(("Rows not fitted", f"{excluded} (see excluded_rows)"))
+    return tuple(rows)
 
-    def __init__(self, results: MixedResults) -> None:
-        self._r = results
 
-    def _title(self) -> str:
-        r = self._r
-        if r.family == "gaussian":
-            crit = "REML" if r.method == "REML" else "maximum likelihood"
-            return f"Linear mixed model fit by {crit}"
-        return (
-            f"Generalized linear mixed model fit by maximum likelihood ({r.method}) "
-            f"[family {r.family}, link {r.link}]"
+def _random_table(r: MixedResults) -> Table:
+    rows = []
+    for rec in r.variance_components.itertuples(index=False):
+        var1 = rec.var1 if isinstance(rec.var1, str) else ""
+        if isinstance(rec.var2, str):
+            rows.append((str(rec.group), f"{var1} ~ {rec.var2}", "", "", _num(rec.sdcor, 3)))
+        else:
+            rows.append((str(rec.group), var1, _num(rec.vcov), _num(rec.sdcor), ""))
+    columns = ("Group", "Name", "Variance", "Std.Dev.", "Corr.")
+    return Table.of(
+        columns, rows, caption="Random effects", numeric=(False, False, True, True, True)
+    )
+
+
+def _fixed_table(r: MixedResults) -> Table:
+    fe = r.fixed_effects
+    stat = "t" if np.isfinite(fe["df"]).all() else "z"
+    rows = [
+        (
+            str(name),
+            _num(rec["estimate"]),
+            _num(rec["std_error"]),
+            _num(rec["df"], 2),
+            _num(rec["statistic"], 3),
+            format_p(rec["p_value"], style="engine"),
+            format_interval(rec["ci_lower"], rec["ci_upper"], style="engine"),
         )
-
-    def _info_rows(self) -> list[list[str]]:
-        r = self._r
-        crit = "REML criterion" if r.method == "REML" else "deviance"
-        groups = ", ".join(f"{g}: {k}" for g, k in r.ngroups.items())
-        rows = [
-            ["Formula", r.formula],
-            ["Observations", str(r.nobs)],
-            ["Groups", groups],
-            ["logLik", _fmt(r.loglik)],
-            ["AIC", _fmt(r.aic)],
-            ["BIC", _fmt(r.bic)],
-            [crit, _fmt(r.deviance)],
-            ["Converged", "yes" if r.converged else "NO"],
-            ["Singular", "yes" if r.singular else "no"],
-        ]
-        excluded = len(r.design.excluded_rows)
-        if excluded:
-            rows.append(["Rows not fitted", f"{excluded} (see excluded_rows)"])
-        return rows
-
-    def _random_rows(self) -> tuple[list[str], list[list[str]]]:
-        vc = self._r.variance_components
-        header = ["Group", "Name", "Variance", "Std.Dev.", "Corr."]
-        rows = []
-        for rec in vc.itertuples(index=False):
-            var1 = rec.var1 if isinstance(rec.var1, str) else ""
-            if isinstance(rec.var2, str):
-                rows.append([str(rec.group), f"{var1} ~ {rec.var2}", "", "", _fmt(rec.sdcor, 3)])
-            else:
-                rows.append([str(rec.group), var1, _fmt(rec.vcov), _fmt(rec.sdcor), ""])
-        return header, rows
-
-    def _fixed_rows(self) -> tuple[list[str], list[list[str]]]:
-        fe = self._r.fixed_effects
-        stat = "t" if np.isfinite(fe["df"]).all() else "z"
-        header = ["Term", "Estimate", "Std. Error", "df", f"{stat} value", "p", "95% CI"]
-        rows = []
-        for name, rec in fe.iterrows():
-            rows.append(
-                [
-                    str(name),
-                    _fmt(rec["estimate"]),
-                    _fmt(rec["std_error"]),
-                    _fmt(rec["df"], 2),
-                    _fmt(rec["statistic"], 3),
-                    _fmt_p(float(rec["p_value"])),
-                    f"[{_fmt(rec['ci_lower'])}, {_fmt(rec['ci_upper'])}]",
-                ]
-            )
-        return header, rows
-
-    def as_text(self) -> str:
-        """Plain-text summary."""
-        info = [f"  {key + ':':<17}{value}" for key, value in self._info_rows()]
-        parts = [self._title(), *info, ""]
-        header, rows = self._random_rows()
-        parts += ["Random effects:", _text_table(header, rows), ""]
-        header, rows = self._fixed_rows()
-        parts += ["Fixed effects:", _text_table(header, rows)]
-        if self._r.messages:
-            parts += ["", "Messages:", *(f"  - {m}" for m in self._r.messages)]
-        return "\n".join(parts)
-
-    def as_html(self) -> str:
-        """Static HTML summary (every name escaped)."""
-        esc = html.escape
-        parts = [f'<div class="mesostats-summary"><h4>{esc(self._title())}</h4>']
-        parts.append(_html_table(["", ""], self._info_rows(), "Model"))
-        header, rows = self._random_rows()
-        parts.append(_html_table(header, rows, "Random effects"))
-        header, rows = self._fixed_rows()
-        parts.append(_html_table(header, rows, "Fixed effects"))
-        if self._r.messages:
-            items = "".join(f"<li>{esc(m)}</li>" for m in self._r.messages)
-            parts.append(f"<p>Messages:</p><ul>{items}</ul>")
-        parts.append("</div>")
-        return "".join(parts)
-
-    def __str__(self) -> str:
-        return self.as_text()
-
-    def _repr_html_(self) -> str:
-        return self.as_html()
+        for name, rec in fe.iterrows()
+    ]
+    columns = ("Term", "Estimate", "Std. Error", "df", f"{stat} value", "p", "95% CI")
+    return Table.of(columns, rows, caption="Fixed effects", numeric=(False, *[True] * 6))
 
 
-def _fmt_p(p: float) -> str:
-    if math.isnan(p):
-        return ""
-    if p < 1e-4:
-        return "<2e-16" if p < 2.2e-16 else f"{p:.2e}"
-    return f"{p:.4f}"
+def mixed_summary(r: MixedResults) -> Summary:
+    """A fit's :class:`~mesostats._display.Summary` in lme4's layout (engine style)."""
+    return Summary(
+        title=_title(r),
+        info=_info(r),
+        tables=(_random_table(r), _fixed_table(r)),
+        notes=tuple(r.messages),
+        notes_title="Messages",
+    )

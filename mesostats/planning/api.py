@@ -24,6 +24,7 @@ from mesostats.planning.trials import (
     _probe_plan,
     _TrialPlan,
 )
+from mesostats.simulate.parameters import DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
 
 if TYPE_CHECKING:
     pass
@@ -108,8 +109,8 @@ def power(
     nagq: int = 1,
     n_sites: int = 3,
     cocktails: Mapping[str, Any] | pd.DataFrame | None = None,
-    dropout: float = 0.03,
-    missing_rate: float = 0.02,
+    dropout: float = DEFAULT_DROPOUT,
+    missing_rate: float = DEFAULT_MISSING_RATE,
     n_followup: int | None = None,
     chunk_size: int | None = None,
     retries: int = 2,

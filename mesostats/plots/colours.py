@@ -9,6 +9,9 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.axes import Axes
 
+from mesostats.data.study import Study
+from mesostats.domain import RegrowthResults, SideEffectResults
+from mesostats.domain.variation import Variability
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.results import MixedResults
 
@@ -75,9 +78,6 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (6.4, 4.0)) -> Axes:
 
 def _domain(results: Any) -> tuple[str, Any]:
     """('regrowth' | 'side_effects' | 'study' | 'variability' | 'model', object)."""
-    from mesostats.data.study import Study
-    from mesostats.domain import RegrowthResults, SideEffectResults
-    from mesostats.domain.variation import Variability
 
     if isinstance(results, RegrowthResults):
         return "regrowth", results

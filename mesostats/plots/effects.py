@@ -10,6 +10,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from scipy import stats
 
+from mesostats.domain import event_rates
 from mesostats.exceptions import ModelSpecError
 from mesostats.plots.colours import (
     _NEUTRAL,
@@ -220,7 +221,6 @@ def side_effect_rates(
     Clopper & Pearson (1934), *Biometrika* 26(4), via
     :func:`mesostats.domain.event_rates`; the dashed line is the overall rate.
     """
-    from mesostats.domain import event_rates
 
     if per not in ("session", "person"):
         raise ModelSpecError(f"per must be 'session' or 'person', got {per!r}.")

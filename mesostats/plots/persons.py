@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 
+from mesostats.domain.variation import conditional_mode_table
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.results import MixedResults
 from mesostats.plots.colours import (
@@ -41,7 +42,6 @@ def _person_table(source: Any) -> tuple[pd.DataFrame, str, Study | None]:
 
 
 def _model_person_table(model: MixedResults, level: float = 0.95) -> pd.DataFrame:
-    from mesostats.domain.variation import conditional_mode_table
 
     return conditional_mode_table(model, level)
 

@@ -59,11 +59,13 @@ from __future__ import annotations
 
 from mesostats.simulate.api import simulate_study
 from mesostats.simulate.draw import simulate_tables
-from mesostats.simulate.parameters import DEFAULT_COCKTAILS
+from mesostats.simulate.parameters import DEFAULT_COCKTAILS, DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
 from mesostats.simulate.write import truth_to_json, write_tables
 
 __all__ = [
     "DEFAULT_COCKTAILS",
+    "DEFAULT_DROPOUT",
+    "DEFAULT_MISSING_RATE",
     "simulate_study",
     "simulate_tables",
     "truth_to_json",

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mesostats.data.load import load_study
 from mesostats.simulate.draw import simulate_tables
+from mesostats.simulate.parameters import DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -23,8 +25,8 @@ def simulate_study(
     effects: Mapping[str, Any] | None = None,
     n_sites: int = 3,
     cocktails: Mapping[str, Any] | pd.DataFrame | None = None,
-    dropout: float = 0.03,
-    missing_rate: float = 0.02,
+    dropout: float = DEFAULT_DROPOUT,
+    missing_rate: float = DEFAULT_MISSING_RATE,
     n_followup: int | None = None,
 ) -> Study:
     """Simulate a randomised mesotherapy study with a known truth.
@@ -56,7 +58,6 @@ def simulate_study(
     >>> study.truth["ingredient_slopes"]["biotin"]
     0.0
     """
-    from mesostats.data.load import load_study
 
     tables, truth = simulate_tables(
         n_subjects,

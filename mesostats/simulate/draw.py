@@ -17,7 +17,12 @@ from mesostats.simulate.design import (
     _logistic,
     _nominal_schedule,
 )
-from mesostats.simulate.parameters import _active_ingredients, _resolve_parameters
+from mesostats.simulate.parameters import (
+    DEFAULT_DROPOUT,
+    DEFAULT_MISSING_RATE,
+    _active_ingredients,
+    _resolve_parameters,
+)
 from mesostats.simulate.tables import (
     _adverse_events,
     _cocktails_table,
@@ -37,8 +42,8 @@ def simulate_tables(
     effects: Mapping[str, Any] | None = None,
     n_sites: int = 3,
     cocktails: Mapping[str, Any] | pd.DataFrame | None = None,
-    dropout: float = 0.03,
-    missing_rate: float = 0.02,
+    dropout: float = DEFAULT_DROPOUT,
+    missing_rate: float = DEFAULT_MISSING_RATE,
     n_followup: int | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Draw the four tables of a mesotherapy study from a known model.

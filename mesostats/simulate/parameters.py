@@ -142,6 +142,12 @@ _DESIGN_KEYS = ("seed", "n_subjects", "n_sessions", "n_followup", "n_sites")
 _REALISED_KEYS = ("n_clipped", "visit_days", "subject_effects")
 
 
+#: Default per-visit dropout hazard and share of missing outcome values: the one place these
+#: defaults live (simulate_tables, simulate_study, power and the CLI read them from here).
+DEFAULT_DROPOUT = 0.03
+DEFAULT_MISSING_RATE = 0.02
+
+
 def _default_parameters() -> dict[str, Any]:
     """Model parameters with their default values (the overridable part of ``truth``)."""
     return {
@@ -156,8 +162,8 @@ def _default_parameters() -> dict[str, Any]:
         "event_intercept": -2.2,
         "event_sd": 1.0,
         "event_log_or": {},  # filled per recipe from _KNOWN_LOG_OR (0 when unknown)
-        "dropout": 0.03,
-        "missing_rate": 0.02,
+        "dropout": DEFAULT_DROPOUT,
+        "missing_rate": DEFAULT_MISSING_RATE,
         "unassessed_rate": 0.03,
         "extra_event_prob": 0.15,
         "event_terms": dict(_EVENT_TERMS),

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import html
-import math
-
 import numpy as np
-import pandas as pd
 
+from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats.domain.variation.context import DescribesVariation, context_of
 from mesostats.domain.variation.persons import PersonsMixin
 from mesostats.domain.variation.prediction import PredictionMixin
-from mesostats.domain.variation.quantities import CI_METHODS, IntervalEstimate
+from mesostats.domain.variation.quantities import CI_METHODS
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.profile import (
     CONFINT_COLUMNS,
@@ -23,7 +20,7 @@ from mesostats.mixed.profile import (
 from mesostats.mixed.results import MixedResults
 
 
-class Variability(PersonsMixin, PredictionMixin):
+class Variability(SummaryDisplay, PersonsMixin, PredictionMixin):
     """How much results vary between people (see :func:`variability`).
 
     Attributes
@@ -56,9 +53,9 @@ class Variability(PersonsMixin, PredictionMixin):
         lines.append(("Model", f"{model.family} {model.method}: {model.formula}"))
         lines.append(("Intervals", self._interval_text()))
         if self.icc is not None:
-            lines.append((self.icc.name, _interval_line(self.icc)))
+            lines.append((self.icc.name, self.icc.describe()))
         if self.median_odds_ratio is not None:
-            lines.append(("Median odds ratio", _interval_line(self.median_odds_ratio)))
+            lines.append(("Median odds ratio", self.median_odds_ratio.describe()))
         if self.week is not None:
             lines.append(("Week W", self.week_note))
         return lines
@@ -68,39 +65,22 @@ class Variability(PersonsMixin, PredictionMixin):
             return f"parametric bootstrap, {self.n_boot} refits, seed {self.seed}"
         return "profile likelihood (95 %)"
 
-    def summary_text(self) -> str:
-        """Plain-text summary: components, ICC / MOR, prediction intervals, notes."""
-        out = ["Varied results (between-person variation)"]
-        out += [f"{k}: {v}" for k, v in self._headline()]
-        out += ["", "Variance components:", _frame_text(self.components)]
-        if self._ctx.kind != "model":
-            out += [
-                "",
-                "Prediction interval for a new person:",
-                _frame_text(self.prediction_interval()),
-            ]
-        if self.notes:
-            out += ["", "Notes:", *(f"- {n}" for n in self.notes)]
-        return "\n".join(out)
-
-    def __str__(self) -> str:
-        return self.summary_text()
-
-    def _repr_html_(self) -> str:
-        esc = html.escape
-        parts = ['<div class="mesostats-variability"><h4>Varied results</h4><table>']
-        parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in self._headline()]
-        parts.append("</table>")
-        parts.append(_frame_html(self.components, "Variance components (SD, correlation)"))
+    def summary(self) -> Summary:
+        """Components, ICC / MOR, the range of a new person's response, notes."""
+        tables = [
+            table_from_frame(self.components, caption="Variance components (SD, correlation)")
+        ]
         if self._ctx.kind != "model":
             caption = "Range of a new person's response"
             if self.week is not None:
                 caption += f" at week {self.week:g}"
-            parts.append(_frame_html(self.prediction_interval(), caption))
-        if self.notes:
-            parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in self.notes) + "</ul>")
-        parts.append("</div>")
-        return "".join(parts)
+            tables.append(table_from_frame(self.prediction_interval(), caption=caption))
+        return Summary(
+            title="Varied results (between-person variation)",
+            info=tuple(self._headline()),
+            tables=tuple(tables),
+            notes=self.notes,
+        )
 
     def __repr__(self) -> str:
         sds = self.components[self.components["kind"] != "cor"]
@@ -115,45 +95,6 @@ class Variability(PersonsMixin, PredictionMixin):
             extra += f", MOR {self.median_odds_ratio.estimate:.3g}"
         week = f", week {self.week:g}" if self.week is not None else ""
         return f"<Variability {self._ctx.kind}: SDs {shown}{extra}{week}; CIs {self.ci_method}>"
-
-
-def _interval_line(x: IntervalEstimate) -> str:
-    text = (
-        f"{x.estimate:.3g} ({100 * x.level:g} % CI {x.ci_lower:.3g} to {x.ci_upper:.3g}; "
-        f"{x.method})"
-    )
-    return text + (f" — {x.note}" if x.note else "")
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return "" if math.isnan(v) else f"{v:.4g}"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
-
-
-def _frame_text(frame: pd.DataFrame) -> str:
-    header = [str(c) for c in frame.columns]
-    rows = [[_cell(v) for v in rec] for rec in frame.itertuples(index=False)]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
-
-
-def _frame_html(frame: pd.DataFrame, caption: str) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in rec) + "</tr>"
-        for rec in frame.itertuples(index=False)
-    )
-    return (
-        f"<table><caption>{esc(caption)}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-    )
 
 
 # --------------------------------------------------------------------------- entry point

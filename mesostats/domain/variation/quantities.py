@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mesostats._display import format_estimate
 from mesostats.exceptions import ModelSpecError
+from mesostats.mixed.design import lower_triangle_indices
 from mesostats.mixed.results import MixedResults
 
 _Q75 = float(stats.norm.ppf(0.75))
@@ -68,6 +70,14 @@ class IntervalEstimate:
 
     def __float__(self) -> float:
         return float(self.estimate)
+
+    def describe(self) -> str:
+        """``0.41 (95 % CI 0.30 to 0.52; profile likelihood)`` and the note, if any."""
+        text = format_estimate(
+            self.estimate, self.ci_lower, self.ci_upper, ci_label=f"{100 * self.level:g} % CI"
+        )
+        text = f"{text[:-1]}; {self.method})"
+        return text + (f" — {self.note}" if self.note else "")
 
     def __repr__(self) -> str:
         return (
@@ -141,7 +151,6 @@ def _between_variance(
     ``theta`` may be one vector (n_theta,) → result (rows,), or draws (D, n_theta) with
     ``sigma`` (D,) → result (D, rows); Σ_t = σ²Λ_tΛ_tᵀ is built for every draw at once.
     """
-    from mesostats.mixed.design import lower_triangle_indices
 
     design = model.design
     thetas = np.atleast_2d(np.asarray(theta, dtype=float))
