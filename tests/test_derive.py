@@ -88,3 +88,24 @@ def test_event_counts_per_session_key() -> None:
     assert event_counts(sessions, events).tolist() == [0, 2, 1, 0]
     empty = [pd.Series([], dtype="str"), pd.Series([], dtype="int64")]
     assert event_counts(sessions, empty).tolist() == [0, 0, 0, 0]
+
+
+def test_cocktails_received_lists_each_cocktail_once_in_order_of_first_injection() -> None:
+    from mesostats.data.derive import RECEIVED_COLUMNS, cocktails_received, first_cocktail
+
+    sessions = pd.DataFrame(
+        {
+            "subject_id": ["a", "a", "a", "b", "b", "c"],
+            "day": [1, 15, 29, 1, 15, 1],
+            "cocktail_id": ["M", "M", "D", None, None, "P"],
+        }
+    )
+    received = cocktails_received(sessions)
+    assert list(received.columns) == RECEIVED_COLUMNS
+    assert received[["subject_id", "cocktail_id", "n_sessions", "order"]].values.tolist() == [
+        ["a", "M", 2, 1],
+        ["a", "D", 1, 2],
+        ["c", "P", 1, 1],
+    ]
+    assert received["first_day"].tolist() == [1, 29, 1]
+    assert first_cocktail(sessions).to_dict() == {"a": "M", "c": "P"}  # b was never injected

@@ -153,7 +153,7 @@ def test_ingredients_always_together_are_named_as_such():
             "C": {"dutasteride": 1},
         }
     )[["dutasteride", "minoxidil", "vitamin_d", "zinc"]]
-    with pytest.raises(ModelSpecError) as err:
+    with pytest.raises(ModelSpecError, match="vitamin_d and zinc always come together") as err:
         require_estimable(m, intercept_meaning="week term")
     text = str(err.value)
     assert "vitamin_d and zinc always come together (cocktails A, B): zinc = vitamin_d" in text

@@ -559,7 +559,7 @@ def test_html_escapes_cocktail_ids_and_is_static():
 def test_results_are_frozen(example_fits):
     _, reg, side = example_fits
     assert isinstance(reg, RegrowthResults) and isinstance(side, SideEffectResults)
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'outcome'"):
         reg.outcome = "x"  # type: ignore[misc]
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'event'"):
         side.event = "x"  # type: ignore[misc]

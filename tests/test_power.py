@@ -562,7 +562,7 @@ def test_cli_main_power_runs_and_prints_the_sample_size(cli_with_power, capsys) 
 
 
 def test_cli_power_rejects_too_few_subjects(capsys) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^2$"):  # argparse: exit code 2 for a usage error
         _cli(["power", "--subjects", "3"])
     assert "expected a number ≥ 4, got 3" in capsys.readouterr().err
 

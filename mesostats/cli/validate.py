@@ -71,9 +71,9 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def _subject_cocktails(study: Study) -> pd.DataFrame:
     """subject_id, site, cocktail_id: each cocktail a subject received (once)."""
-    sessions = study.sessions
-    received = sessions.loc[sessions["cocktail_id"].notna(), ["subject_id", "cocktail_id"]]
-    received = received.drop_duplicates()
+    from mesostats.data.derive import cocktails_received  # pandas: not for `mesostats --help`
+
+    received = cocktails_received(study.sessions)[["subject_id", "cocktail_id"]]
     return received.merge(study.subjects[["subject_id", "site"]], on="subject_id", how="left")
 
 

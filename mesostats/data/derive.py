@@ -28,10 +28,13 @@ from mesostats.data.keys import factorize_column, joint_key_codes
 
 __all__ = [
     "INACTIVE_INGREDIENTS",
+    "RECEIVED_COLUMNS",
     "active_ingredients",
     "baseline_values",
     "change_from_baseline",
+    "cocktails_received",
     "event_counts",
+    "first_cocktail",
     "ingredient_design",
     "matching_rows",
     "study_week",
@@ -231,3 +234,44 @@ def matching_rows(left_keys: Sequence[pd.Series], right_keys: Sequence[pd.Series
     out = where[compact[n_right:]]
     out[left_codes < 0] = -1
     return out
+
+
+#: Columns of :func:`cocktails_received`.
+RECEIVED_COLUMNS = ["subject_id", "cocktail_id", "first_day", "n_sessions", "order"]
+
+
+def cocktails_received(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Which cocktail each person received: one row per subject × cocktail injected.
+
+    The one answer to that question for the whole package (plots, report, CLI): ``subject_id``,
+    ``cocktail_id``, ``first_day`` (study day of its first injection), ``n_sessions``
+    (injection sessions with it) and ``order`` (1 for the first cocktail a person received,
+    2 for a cocktail switched to, …), sorted by subject and order. People never injected have
+    no row. A person's cocktail, where one is needed, is the row with ``order == 1``
+    (:func:`first_cocktail`); more than one row marks a switcher.
+    """
+    if "cocktail_id" not in sessions.columns:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in RECEIVED_COLUMNS})
+    given = sessions.loc[
+        sessions["cocktail_id"].notna().to_numpy(dtype=bool), ["subject_id", "cocktail_id", "day"]
+    ]
+    table = (
+        given.groupby(["subject_id", "cocktail_id"], sort=False, observed=True)["day"]
+        .agg(first_day="min", n_sessions="size")
+        .reset_index()
+        .sort_values(["subject_id", "first_day", "cocktail_id"], kind="stable")
+    )
+    table["order"] = table.groupby("subject_id", sort=False, observed=True).cumcount() + 1
+    return table[RECEIVED_COLUMNS].reset_index(drop=True)
+
+
+def first_cocktail(sessions: pd.DataFrame) -> pd.Series:
+    """Each injected person's first cocktail (index ``subject_id``), from
+    :func:`cocktails_received`."""
+    received = cocktails_received(sessions)
+    first = received[received["order"] == 1]
+    return pd.Series(
+        first["cocktail_id"].astype(str).to_numpy(),
+        index=pd.Index(first["subject_id"].to_numpy(), name="subject_id"),
+        name="cocktail_id",
+    )

@@ -11,6 +11,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 
+from mesostats.data.derive import first_cocktail
 from mesostats.plots.colours import _NEUTRAL, Colour, _axes, _domain, _wrong_input, cocktail_palette
 
 if TYPE_CHECKING:
@@ -18,14 +19,6 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- spaghetti
-def _subject_cocktails(table: pd.DataFrame) -> pd.Series:
-    """Each person's cocktail: the first one injected (``"(none)"`` if never injected)."""
-    first = table.dropna(subset=["cocktail_id"]).groupby("subject_id", sort=False)["cocktail_id"]
-    mapping = first.first().astype(str)
-    out = table["subject_id"].map(mapping)
-    return out.fillna("(none)").astype(str)
-
-
 def _trajectory_table(source: Any, outcome: str) -> tuple[pd.DataFrame, Study, str]:
     kind, obj = _domain(source)
     if kind == "regrowth":
@@ -44,9 +37,15 @@ def _trajectory_table(source: Any, outcome: str) -> tuple[pd.DataFrame, Study, s
             "cocktail_id": table["cocktail_id"].to_numpy(dtype=object),
         }
     )
-    frame["cocktail"] = _subject_cocktails(frame).to_numpy()
+    first = first_cocktail(study.sessions)  # a switcher is drawn under the first cocktail
+    first.index = first.index.astype(str)
+    frame["cocktail"] = frame["subject_id"].map(first).fillna(NO_COCKTAIL).astype(str).to_numpy()
     frame = frame.sort_values(["subject_id", "week"], kind="stable").reset_index(drop=True)
     return frame, study, outcome
+
+
+#: Shown for people who were never injected.
+NO_COCKTAIL = "(none)"
 
 
 def _draw_trajectories(

@@ -9,6 +9,7 @@ import pandas as pd
 
 from mesostats import plots
 from mesostats._display import MISSING, Table, format_number, format_plain
+from mesostats.data.derive import cocktails_received
 from mesostats.reporting.figures import facets_uri
 from mesostats.reporting.steps import Failure, Figure, MessageLog, guarded
 
@@ -20,11 +21,7 @@ __all__ = ["analysis_exclusion_table", "analysis_exclusions", "data_section"]
 
 def _cocktails_received(study: Study) -> pd.DataFrame:
     """subject_id, cocktail_id: each cocktail a subject received (once per pair)."""
-    s = study.sessions
-    if "cocktail_id" not in s.columns:
-        return pd.DataFrame({"subject_id": [], "cocktail_id": []}, dtype="str")
-    given = s.loc[s["cocktail_id"].notna().to_numpy(dtype=bool), ["subject_id", "cocktail_id"]]
-    return given.drop_duplicates().reset_index(drop=True)
+    return cocktails_received(study.sessions)[["subject_id", "cocktail_id"]]
 
 
 def _recipes(study: Study) -> dict[str, str]:
