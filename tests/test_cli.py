@@ -304,10 +304,13 @@ def test_power_json_writes_pandas_na_as_null(monkeypatch, capsys):
     from mesostats.cli import power as power_command
 
     power_module = importlib.import_module("mesostats.planning")
-    table = pd.DataFrame(
+    table = power_module.PowerTable(
         {c: pd.array([4, pd.NA], dtype="Int64") for c in power_module.POWER_COLUMNS}
     )
-    table.attrs = {"settings": {"seed": 0, "dropout": pd.NA}, "failures": []}
+    empty = pd.DataFrame({c: [] for c in power_module.TRIAL_COLUMNS})
+    table.trials = power_module.PowerTrials(
+        simulations=empty, timing=pd.DataFrame(), settings={"seed": 0, "dropout": pd.NA}
+    )
     answer = types.SimpleNamespace(
         target=0.8,
         n_subjects=None,

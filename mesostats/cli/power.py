@@ -183,7 +183,7 @@ def run_power(args: argparse.Namespace) -> int:
     answer = sample_size(table, args.target)
     if args.json:
         payload = {
-            "settings": table.attrs["settings"],
+            "settings": dict(table.trials.settings),
             "power": table[POWER_COLUMNS].to_dict("records"),
             "sample_size": {
                 "target": answer.target,
@@ -195,7 +195,7 @@ def run_power(args: argparse.Namespace) -> int:
                 "n_subjects_possible": answer.n_subjects_possible,
                 "text": str(answer),
             },
-            "failures": table.attrs["failures"],
+            "failures": table.trials.failures,
         }
         emit(json.dumps(json_safe(payload), indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -211,7 +211,7 @@ def run_power(args: argparse.Namespace) -> int:
     shown = table[POWER_COLUMNS].copy()
     emit(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     emit(str(answer))
-    failures = table.attrs["failures"]
+    failures = table.trials.failures
     if failures:
         first = failures[0]
         emit(

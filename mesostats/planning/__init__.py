@@ -46,12 +46,15 @@ from __future__ import annotations
 
 from mesostats.planning.api import power
 from mesostats.planning.sample_size import SampleSize, plot_power, sample_size
-from mesostats.planning.table import POWER_COLUMNS
+from mesostats.planning.table import POWER_COLUMNS, TRIAL_COLUMNS, PowerTable, PowerTrials
 from mesostats.planning.trials import FaultInjection, simulation_seed
 
 __all__ = [
     "POWER_COLUMNS",
+    "TRIAL_COLUMNS",
     "FaultInjection",
+    "PowerTable",
+    "PowerTrials",
     "SampleSize",
     "plot_power",
     "power",

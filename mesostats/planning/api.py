@@ -15,7 +15,13 @@ import pandas as pd
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.planning.schedule import _chunks, _Collected, _run_dask, _run_in_process, _run_joblib
-from mesostats.planning.table import _power_table, _progress_bar
+from mesostats.planning.table import (
+    TRIAL_COLUMNS,
+    PowerTable,
+    PowerTrials,
+    _power_table,
+    _progress_bar,
+)
 from mesostats.planning.trials import (
     _MIN_SUBJECTS,
     _SIMULATION_FIELDS,
@@ -116,7 +122,7 @@ def power(
     retries: int = 2,
     conf_level: float = 0.95,
     _faults: FaultInjection | None = None,
-) -> pd.DataFrame:
+) -> PowerTable:
     """Power of a planned trial to show an ingredient's effect, by simulation.
 
     For each sample size, ``n_sims`` trials are drawn with :func:`mesostats.simulate_study`
@@ -182,10 +188,10 @@ def power(
         ci_upper, n_sims, n_failed``, then ``n_rejected`` and ``n_singular`` (fits with a
         variance component on its boundary: kept, they are valid tests). ``power`` =
         ``n_rejected / (n_sims − n_failed)``; ``mc_se`` = √(p(1−p)/(n_sims − n_failed)).
-        ``attrs``: ``"failures"`` (list of ``{"n_subjects", "simulation", "reason"}``),
-        ``"simulations"`` (per-trial columns: estimate, std_error, p_value, rejected, …, as
-        a dict of lists: ``pd.DataFrame(df.attrs["simulations"])``) and ``"settings"``
-        (the seed and every option).
+        A :class:`~mesostats.planning.table.PowerTable`: its ``trials`` attribute holds the
+        per-trial records (``trials.simulations``: estimate, std_error, p_value, rejected,
+        …; ``trials.failures``: ``{"n_subjects", "simulation", "reason"}`` per failed
+        trial; ``trials.timing``; ``trials.settings``: the seed and every option).
 
     Raises
     ------
@@ -200,7 +206,7 @@ def power(
     -----
     A trial whose fit raises, does not converge, or gives no p-value counts in
     ``n_failed`` and is left out of the power's denominator; its reason is kept in
-    ``attrs["failures"]``. Many failures mean the design or model is too rich for that
+    ``trials.failures``. Many failures mean the design or model is too rich for that
     sample size, which is itself an answer. The p-value is the unadjusted Satterthwaite
     t-test (regrowth) or Wald z-test (side effects) of the one prespecified ingredient.
     Method: Arnold et al. (2011); Green & MacLeod (2016); see :mod:`mesostats.planning`.
@@ -271,24 +277,12 @@ def _assemble(
     *,
     conf_level: float,
     n_sims: int,
-) -> pd.DataFrame:
+) -> PowerTable:
     sims = pd.DataFrame.from_records(list(rows), columns=list(_SIMULATION_FIELDS))
     sims = sims.astype({"error": object}).sort_values(["n_subjects", "simulation"])
     sims = sims.reset_index(drop=True)
     table = _power_table(sims, grid, conf_level)
-    failed = sims[sims["error"].notna()]
-    table.attrs["failures"] = [
-        {"n_subjects": int(n), "simulation": int(j), "reason": str(r)}
-        for n, j, r in zip(failed["n_subjects"], failed["simulation"], failed["error"], strict=True)
-    ]
-    table.attrs["simulations"] = {
-        col: sims[col].tolist() for col in _SIMULATION_FIELDS if not col.startswith("seconds")
-    }
-    table.attrs["timing"] = {
-        "seconds_simulate": sims["seconds_simulate"].tolist(),
-        "seconds_fit": sims["seconds_fit"].tolist(),
-    }
-    table.attrs["settings"] = {
+    settings = {
         "seed": plan.seed,
         "n_sims": n_sims,
         "alpha": plan.alpha,
@@ -303,4 +297,10 @@ def _assemble(
         **{k: v for k, v in plan.design.items() if k != "cocktails"},
         "cocktails": None if plan.design["cocktails"] is None else "custom",
     }
-    return table
+    out = PowerTable(table)
+    out.trials = PowerTrials(
+        simulations=sims[TRIAL_COLUMNS].reset_index(drop=True),
+        timing=sims[["seconds_simulate", "seconds_fit"]].reset_index(drop=True),
+        settings=settings,
+    )
+    return out

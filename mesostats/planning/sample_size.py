@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mesostats.exceptions import ModelSpecError
+from mesostats.planning.table import settings_of
 from mesostats.planning.trials import SIDE_EFFECT
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def plot_power(table: pd.DataFrame, *, target: float = 0.8, ax: Axes | None = No
     ordered = table.sort_values("n_subjects")
     n = ordered["n_subjects"].to_numpy(dtype=float)
     p = ordered["power"].to_numpy(dtype=float)
-    settings = table.attrs.get("settings", {})
+    settings = settings_of(table)
     label = settings.get("test", "power")
     ax.fill_between(
         n, ordered["ci_lower"], ordered["ci_upper"], alpha=0.25, color="C0", linewidth=0

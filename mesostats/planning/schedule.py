@@ -148,7 +148,11 @@ def _dask_client(client: Any, n_jobs: int) -> tuple[Any, Callable[[], None]]:
         return distributed.default_client(), lambda: None
     except ValueError:  # no client yet: a temporary local cluster with n_jobs processes
         cluster = distributed.LocalCluster(
-            n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            # ":0": any free port for the dashboard (None would still take the default 8787)
+            n_workers=n_jobs,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
         )
         local = distributed.Client(cluster)
 

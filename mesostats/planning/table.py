@@ -5,18 +5,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mesostats._records import FrozenRecord
 from mesostats.planning.trials import _AUTO_PROGRESS_TRIALS
-
-if TYPE_CHECKING:
-    pass
-
 
 #: Columns of the table :func:`power` returns, in order.
 POWER_COLUMNS = [
@@ -30,6 +28,75 @@ POWER_COLUMNS = [
     "n_rejected",
     "n_singular",
 ]
+
+
+#: Columns of :attr:`PowerTrials.simulations`, one row per simulated trial.
+TRIAL_COLUMNS = [
+    "n_subjects",
+    "simulation",
+    "estimate",
+    "std_error",
+    "p_value",
+    "rejected",
+    "converged",
+    "singular",
+    "error",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class PowerTrials(FrozenRecord):
+    """The per-trial records behind a power table (``table.trials``).
+
+    Attributes
+    ----------
+    simulations : DataFrame
+        One row per simulated trial (:data:`TRIAL_COLUMNS`): its estimate, standard error
+        and p-value, whether it rejected, converged or was singular, and ``error`` (why a
+        failed trial failed; missing for trials that worked).
+    timing : DataFrame
+        ``seconds_simulate, seconds_fit`` per trial, in the order of ``simulations``.
+    settings : dict
+        The seed and every option of the run.
+    """
+
+    simulations: pd.DataFrame
+    timing: pd.DataFrame
+    settings: dict[str, Any]
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """Each failed trial as ``{"n_subjects", "simulation", "reason"}``."""
+        sims = object.__getattribute__(self, "simulations")
+        failed = sims[sims["error"].notna()]
+        return [
+            {"n_subjects": int(n), "simulation": int(j), "reason": str(r)}
+            for n, j, r in zip(
+                failed["n_subjects"], failed["simulation"], failed["error"], strict=True
+            )
+        ]
+
+
+class PowerTable(pd.DataFrame):
+    """The table :func:`mesostats.power` returns: a DataFrame (one row per sample size,
+    :data:`POWER_COLUMNS`) that also carries its per-trial records in the typed attribute
+    ``trials`` (:class:`PowerTrials`). Frames derived from it (copies, column or row
+    selections) keep the same ``trials`` by reference (pandas ``_metadata``), where
+    ``DataFrame.attrs`` would deep-copy them on every derived frame.
+    """
+
+    _metadata = ["trials"]  # noqa: RUF012  (pandas declares _metadata as a plain list)
+    trials: PowerTrials
+
+    @property
+    def _constructor(self) -> type[PowerTable]:  # type: ignore[override]
+        return PowerTable
+
+
+def settings_of(table: pd.DataFrame) -> Mapping[str, Any]:
+    """The run settings of a power table (empty for a plain DataFrame)."""
+    trials = getattr(table, "trials", None)
+    return trials.settings if isinstance(trials, PowerTrials) else {}
 
 
 def _clopper_pearson(k: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
