@@ -510,3 +510,17 @@ def test_odd_cells_and_indexes_never_crash(valid_tables):
     assert problem_rows(info.value) == [
         ("subjects", ("x", 2), "age", pd.Timestamp("2020-01-01"), "type")
     ]
+
+
+def test_line_numbers_stay_whole_numbers_beside_table_level_problems(tmp_path, valid_tables):
+    """A missing table (row None) and a bad line: the line is reported as 5, not 5.0."""
+    folder = csv_folder(tmp_path, valid_tables)
+    (folder / "cocktails.csv").unlink()
+    replace_line(folder / "sessions.csv", 5, "S01", "S01,extra")
+    with pytest.raises(
+        ms.ValidationError, match=r"\n  - sessions, row 5 \(value 'S01,extra,"
+    ) as info:
+        load_study(folder)
+    rows = info.value.problems["row"].tolist()
+    assert rows[:2] == [None, 5] and type(rows[1]) is int
+    assert [p[-1] for p in problem_rows(info.value)][:2] == ["missing_table", "field_count"]

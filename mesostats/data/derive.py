@@ -200,7 +200,7 @@ def event_counts(
     """Number of event rows matching each session's key (e.g. subject_id, visit).
 
     Keys are coded jointly (pyarrow hash lookups for text, see
-    :func:`mesostats.data.validate.joint_key_codes`) and events are counted with
+    :func:`mesostats.data.keys.joint_key_codes`) and events are counted with
     :func:`numpy.bincount`; sessions whose key is missing count 0.
     """
     n_sessions = len(session_keys[0])

@@ -25,7 +25,7 @@ What is read from each ``<table>.schema.json`` (Table Schema v1):
 - ``primaryKey``, ``foreignKeys`` and ``missingValues``;
 - ``x-mesostats-rules``: cross-row and cross-field rules that Table Schema cannot express, each
   an object with ``name``, ``kind``, ``description`` and kind-specific keys (see
-  :mod:`mesostats.data.validate` for the kinds).
+  :mod:`mesostats.data.rules` for the kinds).
 
 ``datapackage.json`` lists the tables (resources) in order and says, with the custom
 ``x-mesostats-required`` key, which may be absent.
@@ -285,51 +285,11 @@ def parse_table_schema(
     name: str, raw: Mapping[str, Any], *, required_table: bool = True
 ) -> TableSchema:
     """Turn a Table Schema descriptor (a JSON object) into a :class:`TableSchema`."""
-    fields = []
-    for item in raw.get("fields", []):
-        ftype = str(item.get("type", "string"))
-        if ftype not in FIELD_TYPES:
-            raise SchemaError(
-                f"table {name}, field {item.get('name')}: type {ftype!r} is not supported "
-                f"(use one of {', '.join(FIELD_TYPES)})"
-            )
-        cons = item.get("constraints", {})
-        enum = cons.get("enum")
-        facts = _domain_facts(name, item)
-        fields.append(
-            FieldSpec(
-                name=str(item["name"]),
-                type=ftype,
-                title=str(item.get("title", "")),
-                description=str(item.get("description", "")),
-                required=bool(cons.get("required", False)),
-                unique=bool(cons.get("unique", False)),
-                enum=tuple(enum) if enum is not None else None,
-                minimum=_number_or_none(cons.get("minimum")),
-                maximum=_number_or_none(cons.get("maximum")),
-                pattern=cons.get("pattern"),
-                min_length=cons.get("minLength"),
-                max_length=cons.get("maxLength"),
-                true_values=tuple(item.get("trueValues", DEFAULT_TRUE_VALUES)),
-                false_values=tuple(item.get("falseValues", DEFAULT_FALSE_VALUES)),
-                **facts,
-            )
-        )
+    fields = [_parse_field(name, item) for item in raw.get("fields", [])]
     primary_key = raw.get("primaryKey", [])
     if isinstance(primary_key, str):
         primary_key = [primary_key]
-    foreign_keys = []
-    for fk in raw.get("foreignKeys", []):
-        own = fk["fields"]
-        ref = fk["reference"]
-        ref_fields = ref["fields"]
-        foreign_keys.append(
-            ForeignKey(
-                fields=tuple([own] if isinstance(own, str) else own),
-                reference_table=str(ref["resource"]),
-                reference_fields=tuple([ref_fields] if isinstance(ref_fields, str) else ref_fields),
-            )
-        )
+    foreign_keys = [_parse_foreign_key(fk) for fk in raw.get("foreignKeys", [])]
     names = {f.name for f in fields}
     strings = {f.name for f in fields if f.type == "string"}
     for spec in fields:
@@ -351,6 +311,45 @@ def parse_table_schema(
         title=str(raw.get("title", "")),
         description=str(raw.get("description", "")),
         required_table=required_table,
+    )
+
+
+def _parse_field(table: str, item: Mapping[str, Any]) -> FieldSpec:
+    ftype = str(item.get("type", "string"))
+    if ftype not in FIELD_TYPES:
+        raise SchemaError(
+            f"table {table}, field {item.get('name')}: type {ftype!r} is not supported "
+            f"(use one of {', '.join(FIELD_TYPES)})"
+        )
+    cons = item.get("constraints", {})
+    enum = cons.get("enum")
+    return FieldSpec(
+        name=str(item["name"]),
+        type=ftype,
+        title=str(item.get("title", "")),
+        description=str(item.get("description", "")),
+        required=bool(cons.get("required", False)),
+        unique=bool(cons.get("unique", False)),
+        enum=tuple(enum) if enum is not None else None,
+        minimum=_number_or_none(cons.get("minimum")),
+        maximum=_number_or_none(cons.get("maximum")),
+        pattern=cons.get("pattern"),
+        min_length=cons.get("minLength"),
+        max_length=cons.get("maxLength"),
+        true_values=tuple(item.get("trueValues", DEFAULT_TRUE_VALUES)),
+        false_values=tuple(item.get("falseValues", DEFAULT_FALSE_VALUES)),
+        **_domain_facts(table, item),
+    )
+
+
+def _parse_foreign_key(fk: Mapping[str, Any]) -> ForeignKey:
+    own = fk["fields"]
+    ref = fk["reference"]
+    ref_fields = ref["fields"]
+    return ForeignKey(
+        fields=tuple([own] if isinstance(own, str) else own),
+        reference_table=str(ref["resource"]),
+        reference_fields=tuple([ref_fields] if isinstance(ref_fields, str) else ref_fields),
     )
 
 

@@ -228,6 +228,32 @@ def _read_resource(
 ) -> RawTable | None:
     if "data" in resource and "path" not in resource:
         return _inline_data(resource["data"], name, log)
+    located = _resource_file(resource, root, name, log)
+    if located is None:
+        return None
+    path, fmt = located
+    dialect = resource.get("dialect") or {}
+    delimiter = str(dialect.get("delimiter", ",")) if isinstance(dialect, dict) else ","
+    if len(delimiter) != 1:
+        delimiter = ","
+    encoding = str(resource.get("encoding") or "utf-8")
+    return _read_file(
+        path,
+        fmt,
+        name,
+        log,
+        schema=table_schema,
+        typed=typed,
+        delimiter=delimiter,
+        encoding=encoding,
+    )
+
+
+def _resource_file(
+    resource: Mapping[str, Any], root: Path, name: str, log: ProblemLog
+) -> tuple[Path, str] | None:
+    """The file of a resource and its format; None (reported) unless it is a readable local
+    file inside the package folder."""
     rel = resource.get("path")
     if not isinstance(rel, str) or not rel:
         log.add_one(
@@ -263,31 +289,12 @@ def _read_resource(
             f"resource {name}: format {fmt!r} is not supported (csv, parquet, xlsx).",
         )
         return None
-    dialect = resource.get("dialect") or {}
-    delimiter = str(dialect.get("delimiter", ",")) if isinstance(dialect, dict) else ","
-    if len(delimiter) != 1:
-        delimiter = ","
-    encoding = str(resource.get("encoding") or "utf-8")
     if not path.is_file():
         log.add_one(
-            name,
-            None,
-            None,
-            rel,
-            "missing_table",
-            f"resource {name}: file {path} does not exist.",
+            name, None, None, rel, "missing_table", f"resource {name}: file {path} does not exist."
         )
         return None
-    return _read_file(
-        path,
-        fmt,
-        name,
-        log,
-        schema=table_schema,
-        typed=typed,
-        delimiter=delimiter,
-        encoding=encoding,
-    )
+    return path, fmt
 
 
 def _inline_data(data: Any, name: str, log: ProblemLog) -> RawTable | None:

@@ -100,7 +100,7 @@ class Study:
 
         ``links`` may hold the session row of every adverse event
         (``("adverse_events", "sessions")``, from
-        :func:`mesostats.data.validate.reference_positions`); otherwise it is computed.
+        :func:`mesostats.data.crosstable.reference_positions`); otherwise it is computed.
         """
         adverse_events = tables.get("adverse_events")
         if adverse_events is None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mesostats.data.parse import RawTable
@@ -27,7 +28,7 @@ def read_parquet_table(path: Path, table: str, log: ProblemLog) -> RawTable | No
     """Read a Parquet file with its stored types; rows labelled record number + 1."""
     try:
         frame = pq.read_table(path).to_pandas(ignore_metadata=True, split_blocks=True)
-    except Exception as exc:  # corrupt files raise many types
+    except (pa.ArrowException, OSError, ValueError) as exc:  # what pyarrow raises on bad files
         _report_unreadable(path, "as Parquet", exc, table, log)
         return None
     frame.columns = pd.Index([str(c) for c in frame.columns], dtype=object)
@@ -44,7 +45,9 @@ def read_xlsx_table(
 
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # corrupt files raise many types
+    except MemoryError:
+        raise
+    except Exception as exc:  # corrupt files raise many types (zip, XML, KeyError, …)
         _report_unreadable(path, "as an Excel workbook", exc, table, log)
         return None
     try:
@@ -77,6 +80,8 @@ def read_xlsx_table(
                 continue
             records.append(cells[:width] + (None,) * (width - len(cells)))
             labels.append(number)
+    except MemoryError:
+        raise
     except Exception as exc:
         _report_unreadable(path, "as an Excel workbook", exc, table, log)
         return None
