@@ -21,6 +21,27 @@ Tables are :class:`Table` records of preformatted strings with an alignment per 
 itself as text or static HTML, and the :class:`SummaryDisplay` mixin gives a results class
 ``str()`` and Jupyter display from its ``summary()``, as linearmodels' ``_SummaryStr`` does.
 
+A results class adopts it in three steps::
+
+    class MixedResults(SummaryDisplay):          # __str__ and _repr_html_ come with it
+        def summary(self) -> Summary:
+            fixed = Table.of(
+                ["Term", "Estimate", "p"],
+                [(t, format_number(b, style="engine"), format_p(p, style="engine"))
+                 for t, b, p in rows],
+                caption="Fixed effects",
+                numeric=[False, True, True],
+            )
+            return Summary("Linear mixed model fit by REML",
+                           info=(("Formula", self.formula),), tables=(fixed,),
+                           notes=self.messages, notes_title="Messages")
+
+        def __repr__(self) -> str:                # stays one line, its own
+            ...
+
+A DataFrame with well-named columns can go through :func:`table_from_frame` instead of
+:meth:`Table.of` (p-value columns are found by name, numeric columns right-aligned).
+
 Pure functions and frozen records; no mesostats module is imported.
 """
 
