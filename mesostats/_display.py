@@ -315,7 +315,7 @@ def table_from_frame(
     """A DataFrame as a :class:`Table`: every cell by :func:`format_cell` (p-value columns
     by name), numeric columns right-aligned. ``index`` names a column made of the index
     (left out when ``None``)."""
-    import pandas as pd
+    import pandas as pd  # only here: the CLI imports this module and must start fast
 
     _check_style(style)
     data = frame.reset_index(names=index) if index is not None else frame

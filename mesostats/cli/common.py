@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mesostats._display import is_missing
+from mesostats.datasets import EXAMPLE_DIR
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -130,8 +131,6 @@ def resolve_source(source: str) -> Path:
     """The path a SOURCE argument names: a folder, a ``datapackage.json``, or the word
     ``example`` (the bundled example study; ``./example`` names a local folder)."""
     if source == "example":
-        from mesostats.datasets import EXAMPLE_DIR  # light, but reads package data
-
         return EXAMPLE_DIR
     path = Path(source)
     if not path.exists():

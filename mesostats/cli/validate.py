@@ -20,7 +20,7 @@ from mesostats.cli.common import (
 from mesostats.exceptions import PROBLEM_COLUMNS, ValidationError
 
 if TYPE_CHECKING:
-    import pandas as pd  # loads only when a study is summarised (`mesostats --help` stays fast)
+    import pandas as pd
 
     from mesostats.data.study import Study
 
