@@ -21,6 +21,27 @@ Tables are :class:`Table` records of preformatted strings with an alignment per 
 itself as text or static HTML, and the :class:`SummaryDisplay` mixin gives a results class
 ``str()`` and Jupyter display from its ``summary()``, as linearmodels' ``_SummaryStr`` does.
 
+A results class adopts it in three steps::
+
+    class MixedResults(SummaryDisplay):          # __str__ and _repr_html_ come with it
+        def summary(self) -> Summary:
+            fixed = Table.of(
+                ["Term", "Estimate", "p"],
+                [(t, format_number(b, style="engine"), format_p(p, style="engine"))
+                 for t, b, p in rows],
+                caption="Fixed effects",
+                numeric=[False, True, True],
+            )
+            return Summary("Linear mixed model fit by REML",
+                           info=(("Formula", self.formula),), tables=(fixed,),
+                           notes=self.messages, notes_title="Messages")
+
+        def __repr__(self) -> str:                # stays one line, its own
+            ...
+
+A DataFrame with well-named columns can go through :func:`table_from_frame` instead of
+:meth:`Table.of` (p-value columns are found by name, numeric columns right-aligned).
+
 Pure functions and frozen records; no mesostats module is imported.
 """
 
@@ -294,7 +315,7 @@ def table_from_frame(
     """A DataFrame as a :class:`Table`: every cell by :func:`format_cell` (p-value columns
     by name), numeric columns right-aligned. ``index`` names a column made of the index
     (left out when ``None``)."""
-    import pandas as pd
+    import pandas as pd  # only here: the CLI imports this module and must start fast
 
     _check_style(style)
     data = frame.reset_index(names=index) if index is not None else frame

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mesostats._display import is_missing
+from mesostats.datasets import EXAMPLE_DIR
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -26,6 +27,10 @@ __all__ = [
     "EXIT_USAGE",
     "PROG",
     "UsageError",
+    "add_outcome_argument",
+    "add_seed_argument",
+    "add_source_argument",
+    "command_parser",
     "emit",
     "error",
     "finite_number",
@@ -126,8 +131,6 @@ def resolve_source(source: str) -> Path:
     """The path a SOURCE argument names: a folder, a ``datapackage.json``, or the word
     ``example`` (the bundled example study; ``./example`` names a local folder)."""
     if source == "example":
-        from mesostats.datasets import EXAMPLE_DIR  # light, but reads package data
-
         return EXAMPLE_DIR
     path = Path(source)
     if not path.exists():
@@ -150,6 +153,53 @@ def load_source(source: str) -> Study:
     from mesostats.data.load import load_study
 
     return load_study(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers and the arguments several commands share
+# --------------------------------------------------------------------------------------------
+
+
+def command_parser(
+    subparsers: Any, name: str, *, help: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    """The parser of one subcommand; its examples (the epilog) keep their line breaks."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def add_source_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional SOURCE of the commands that read a study."""
+    parser.add_argument(
+        "source", metavar="SOURCE", help="folder of tables, a datapackage.json, or 'example'"
+    )
+
+
+def add_outcome_argument(parser: argparse.ArgumentParser) -> None:
+    """``--outcome COLUMN`` of the regrowth analysis (fit, report)."""
+    parser.add_argument(
+        "--outcome",
+        default="hair_density",
+        metavar="COLUMN",
+        help="outcome column for regrowth (default hair_density)",
+    )
+
+
+def add_seed_argument(parser: argparse.ArgumentParser) -> None:
+    """``--seed S`` of the simulations behind the intervals (fit, report)."""
+    parser.add_argument(
+        "--seed",
+        type=seed_number,
+        default=0,
+        metavar="S",
+        help="seed of the simulations (default 0)",
+    )
 
 
 # --------------------------------------------------------------------------------------------

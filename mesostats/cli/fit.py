@@ -14,11 +14,14 @@ from mesostats.cli.common import (
     EXIT_OK,
     PROG,
     UsageError,
+    add_outcome_argument,
+    add_seed_argument,
+    add_source_argument,
+    command_parser,
     emit,
     json_safe,
     load_source,
     positive_int,
-    seed_number,
 )
 from mesostats.exceptions import MesostatsError
 
@@ -72,7 +75,8 @@ that cannot be fitted, 2 usage error"""
 
 def add_fit(subparsers: Any) -> None:
     """Declare ``mesostats fit SOURCE [--outcome O] [--side-effects] [--event T] [--json]``."""
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "fit",
         help="fit the regrowth or side-effect model and print the results",
         description=(
@@ -82,18 +86,10 @@ def add_fit(subparsers: Any) -> None:
             "much people differ (SDs with profile-likelihood CIs, ICC or median odds ratio, "
             "prediction intervals). Warnings are printed on stderr."
         ),
-        epilog=_FIT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_FIT_EXAMPLES,
     )
-    parser.add_argument(
-        "source", metavar="SOURCE", help="folder of tables, a datapackage.json, or 'example'"
-    )
-    parser.add_argument(
-        "--outcome",
-        default="hair_density",
-        metavar="COLUMN",
-        help="outcome column for regrowth (default hair_density)",
-    )
+    add_source_argument(parser)
+    add_outcome_argument(parser)
     parser.add_argument(
         "--side-effects",
         action="store_true",
@@ -112,13 +108,7 @@ def add_fit(subparsers: Any) -> None:
         metavar="K",
         help="side effects: adaptive Gauss-Hermite nodes, 1 = Laplace (default 25)",
     )
-    parser.add_argument(
-        "--seed",
-        type=seed_number,
-        default=0,
-        metavar="S",
-        help="seed of the simulations (default 0)",
-    )
+    add_seed_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (pipelines)")
     parser.set_defaults(handler=run_fit)
 

@@ -15,6 +15,7 @@ from typing import Any
 from mesostats.cli.common import (
     EXIT_OK,
     UsageError,
+    command_parser,
     emit,
     finite_number,
     jobs_count,
@@ -50,7 +51,8 @@ def _effects_json(text: str) -> dict[str, Any]:
 
 def add_power(subparsers: Any) -> None:
     """Declare ``mesostats power --subjects N [N ...] [--sims S] [--seed X] [--jobs J] ...``."""
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "power",
         help="simulation-based power and sample size of a planned trial",
         description=(
@@ -61,8 +63,7 @@ def add_power(subparsers: Any) -> None:
             "significant (power), its Monte Carlo error and exact 95 % interval, and the "
             "smallest number of subjects that reaches the target power."
         ),
-        epilog=_POWER_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_POWER_EXAMPLES,
     )
     parser.add_argument(
         "--subjects",

@@ -13,11 +13,14 @@ from mesostats.cli.common import (
     EXIT_OK,
     PROG,
     UsageError,
+    add_outcome_argument,
+    add_seed_argument,
+    add_source_argument,
+    command_parser,
     emit,
     error,
     finite_number,
     load_source,
-    seed_number,
 )
 
 __all__ = ["add_report", "run_report"]
@@ -35,7 +38,8 @@ exit status: 0 written (warnings are listed on stderr and in the report's banner
 
 def add_report(subparsers: Any) -> None:
     """Declare ``mesostats report SOURCE -o FILE [--outcome O] [--seed S] [--threshold T]``."""
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "report",
         help="write a self-contained HTML report of a study",
         description=(
@@ -44,12 +48,9 @@ def add_report(subparsers: Any) -> None:
             "row set aside, regrowth by ingredient, side effects by ingredient (with every "
             "serious adverse event), varied results, and methods with every warning."
         ),
-        epilog=_REPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_REPORT_EXAMPLES,
     )
-    parser.add_argument(
-        "source", metavar="SOURCE", help="folder of tables, a datapackage.json, or 'example'"
-    )
+    add_source_argument(parser)
     parser.add_argument(
         "-o",
         "--output",
@@ -58,19 +59,8 @@ def add_report(subparsers: Any) -> None:
         metavar="FILE",
         help="the HTML file to write (its folder must exist; an existing file is replaced)",
     )
-    parser.add_argument(
-        "--outcome",
-        default="hair_density",
-        metavar="COLUMN",
-        help="outcome column for regrowth (default hair_density)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=seed_number,
-        default=0,
-        metavar="S",
-        help="seed of the simulations (default 0)",
-    )
+    add_outcome_argument(parser)
+    add_seed_argument(parser)
     parser.add_argument(
         "--threshold",
         type=finite_number,

@@ -11,6 +11,7 @@ from mesostats.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     UsageError,
+    command_parser,
     emit,
     error,
     positive_int,
@@ -32,7 +33,8 @@ writes subjects.csv, cocktails.csv, sessions.csv, adverse_events.csv and truth.j
 
 def add_simulate(subparsers: Any) -> None:
     """Declare ``mesostats simulate --subjects N --sessions K --seed S -o FOLDER``."""
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "simulate",
         help="write a simulated study with known truth",
         description=(
@@ -41,8 +43,7 @@ def add_simulate(subparsers: Any) -> None:
             "slopes; side effects by ingredient; dropout) and write its tables as CSV with "
             "the true values in truth.json."
         ),
-        epilog=_SIMULATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_SIMULATE_EXAMPLES,
     )
     parser.add_argument(
         "--subjects",

@@ -8,11 +8,19 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from mesostats._display import Table, render_text_table
-from mesostats.cli.common import EXIT_INVALID, EXIT_OK, emit, load_source, one_line
+from mesostats.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    add_source_argument,
+    command_parser,
+    emit,
+    load_source,
+    one_line,
+)
 from mesostats.exceptions import PROBLEM_COLUMNS, ValidationError
 
 if TYPE_CHECKING:
-    import pandas as pd  # loads only when a study is summarised (`mesostats --help` stays fast)
+    import pandas as pd
 
     from mesostats.data.study import Study
 
@@ -28,7 +36,8 @@ exit status: 0 valid, 1 invalid (every problem is listed), 2 usage error"""
 
 def add_validate(subparsers: Any) -> None:
     """Declare ``mesostats validate SOURCE [-q]``."""
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "validate",
         help="check a study's tables against the schema",
         description=(
@@ -37,14 +46,9 @@ def add_validate(subparsers: Any) -> None:
             "invalid one gets the list of every problem (table, row, column, value, rule, "
             "message)."
         ),
-        epilog=_VALIDATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=_VALIDATE_EXAMPLES,
     )
-    parser.add_argument(
-        "source",
-        metavar="SOURCE",
-        help="folder of tables, a datapackage.json, or 'example'",
-    )
+    add_source_argument(parser)
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print only the one-line summary"
     )
