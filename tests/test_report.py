@@ -543,3 +543,40 @@ def test_writing_a_report_leaves_the_process_umask_alone(tmp_path, monkeypatch):
     assert (tmp_path / "r.html").read_text(encoding="utf-8") == "text"
     assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~current
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+# --- the study's own schema ----------------------------------------------------------------
+
+
+def test_units_and_responder_threshold_come_from_the_studys_schema(tmp_path, example) -> None:
+    """A study validated against its own schema is described in that schema's unit, and its
+    responder threshold is the schema's (nothing hard-coded in the report)."""
+    import dataclasses
+    import json
+    import shutil
+
+    from mesostats.data.schema import load_schema, schema_dir
+    from mesostats.reporting.vocabulary import responder_threshold, unit_of
+
+    folder = tmp_path / "schema"
+    shutil.copytree(schema_dir(), folder)
+    path = folder / "sessions.schema.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    for spec in raw["fields"]:
+        if spec["name"] == "hair_density":
+            spec["x-mesostats-unit"] = "hairs per square cm (site protocol)"
+            spec["x-mesostats-responder-threshold"] = 7
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    custom = load_schema(folder)
+    assert unit_of("hair_density", custom) == "hairs per square cm (site protocol)"
+    assert responder_threshold("hair_density", custom) == 7.0
+    assert unit_of("hair_density") == "hairs/cm²" and responder_threshold("hair_density") == 10
+    assert unit_of("anagen_pct") == "percentage points"  # a change of a percentage
+    assert unit_of("no_such_outcome") == "" and responder_threshold("no_such_outcome") == 0.0
+
+    study = dataclasses.replace(example, schema=custom)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        page = build.build_report(study).html
+    assert "hairs per square cm (site protocol)" in page
+    assert "hairs/cm²" not in page

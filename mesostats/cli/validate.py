@@ -126,16 +126,7 @@ def study_summary(study: Study) -> str:
         f"{per_subject.median():g}, range {per_subject.min()}–{per_subject.max()}; study days "
         f"{sessions['day'].min()} to {sessions['day'].max()}"
     )
-    outcome_columns = [
-        "hair_density",
-        "hair_count",
-        "shaft_diameter_um",
-        "terminal_density",
-        "vellus_density",
-        "anagen_pct",
-        "gpa_score",
-        "pain_vas",
-    ]
+    outcome_columns = [spec.name for spec in study.schema.outcome_specs]  # the study's own
     present = [
         f"{col} {int(sessions[col].notna().sum())}"
         for col in outcome_columns

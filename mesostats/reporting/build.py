@@ -55,13 +55,12 @@ from mesostats.reporting.sections.methods import SOFTWARE, methods_section
 from mesostats.reporting.sections.overview import glance
 from mesostats.reporting.sections.regrowth import regrowth_section
 from mesostats.reporting.sections.side_effects import side_effect_section
-from mesostats.reporting.sections.variability import RESPONDER_THRESHOLDS, variability_section
+from mesostats.reporting.sections.variability import variability_section
 from mesostats.reporting.steps import Message, MessageLog, guarded, log_concerning_notes, log_model
 from mesostats.reporting.vocabulary import unit_of
 from mesostats.reporting.write import write_atomic
 
 __all__ = [
-    "RESPONDER_THRESHOLDS",
     "SECTION_TITLES",
     "SIDE_EFFECT_NAGQ",
     "SOFTWARE",
@@ -180,7 +179,7 @@ def build_report(
         "title": "Mesotherapy study report",
         "source": study.source or "tables given in memory",
         "outcome": outcome,
-        "unit": unit_of(outcome) or f"{outcome} units",
+        "unit": unit_of(outcome, study.schema) or f"{outcome} units",
         "seed": int(seed),
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "sections": SECTION_TITLES,
@@ -224,7 +223,8 @@ def render_report(
         Seed of every random step (reported in the methods section).
     threshold : float, optional
         Clinically meaningful change (outcome units) defining a responder; default from
-        :data:`RESPONDER_THRESHOLDS` (e.g. 10 hairs/cm² for hair density), else 0.
+        the schema's ``x-mesostats-responder-threshold`` of the outcome (10 hairs/cm² for
+        hair density), else 0.
 
     Returns
     -------
@@ -258,7 +258,8 @@ def report(
         Seed of every random step; reported in the methods section.
     threshold : float, optional
         Clinically meaningful change (outcome units) that defines a responder; default
-        :data:`RESPONDER_THRESHOLDS` of the outcome (10 hairs/cm² for hair density), else 0.
+        the schema's ``x-mesostats-responder-threshold`` of the outcome (10 hairs/cm² for
+        hair density), else 0.
 
     Returns
     -------

@@ -1,7 +1,8 @@
 """How the report names things: the unit of each outcome and each variance component in words.
 
-The units are those of the report's captions and sentences (the schema titles carry them
-too; moving them into the schema is the domain layer's change, review §3.5).
+Units and responder thresholds are the study schema's (``x-mesostats-unit``,
+``x-mesostats-change-unit``, ``x-mesostats-responder-threshold``), so a study with its own
+schema is described in its own terms.
 """
 
 from __future__ import annotations
@@ -9,25 +10,31 @@ from __future__ import annotations
 from typing import Any
 
 from mesostats._display import is_missing
+from mesostats.data.schema import FieldSpec, StudySchema, load_schema
 
-__all__ = ["OUTCOME_UNITS", "component_label", "unit_of"]
-
-#: Units of the outcome columns, for captions and sentences.
-OUTCOME_UNITS: dict[str, str] = {
-    "hair_density": "hairs/cm²",
-    "hair_count": "hairs",
-    "terminal_density": "hairs/cm²",
-    "vellus_density": "hairs/cm²",
-    "shaft_diameter_um": "µm",
-    "anagen_pct": "percentage points",
-    "gpa_score": "points",
-    "pain_vas": "points",
-}
+__all__ = ["component_label", "responder_threshold", "unit_of"]
 
 
-def unit_of(outcome: str) -> str:
-    """Unit of an outcome column (``""`` when unknown)."""
-    return OUTCOME_UNITS.get(outcome, "")
+def _outcome_spec(outcome: str, schema: StudySchema | None) -> FieldSpec | None:
+    try:
+        return (load_schema() if schema is None else schema).outcome(outcome)
+    except KeyError:
+        return None
+
+
+def unit_of(outcome: str, schema: StudySchema | None = None) -> str:
+    """Unit of a *change* in an outcome column, as the study's schema states it
+    (``x-mesostats-change-unit``, else ``x-mesostats-unit``; ``""`` when it states none).
+    ``schema``: the study's (default: the schema shipped with mesostats)."""
+    spec = _outcome_spec(outcome, schema)
+    return "" if spec is None or spec.change_unit is None else spec.change_unit
+
+
+def responder_threshold(outcome: str, schema: StudySchema | None = None) -> float:
+    """The clinically meaningful change of an outcome (``x-mesostats-responder-threshold``;
+    0 when the schema sets none)."""
+    spec = _outcome_spec(outcome, schema)
+    return 0.0 if spec is None or spec.responder_threshold is None else spec.responder_threshold
 
 
 def component_label(group: str, var1: Any, var2: Any, kind: str, family: str) -> str:

@@ -24,7 +24,7 @@ def glance(
     study: Study, regrowth: Any, side: Any, reg_var: Any, se_var: Any, outcome: str
 ) -> dict[str, Any]:
     """One table (ingredient → regrowth effect, odds ratio) and a few plain sentences."""
-    unit = unit_of(outcome) or f"{outcome} units"
+    unit = unit_of(outcome, study.schema) or f"{outcome} units"
     growth: dict[str, str] = {}
     if regrowth is not None:
         for r in regrowth.ingredient_effects.to_dict("records"):

@@ -31,8 +31,8 @@ def _horizon_week(data: pd.DataFrame) -> float:
     return round(float(weeks.max()), 1)
 
 
-def _effect_sentences(effects: pd.DataFrame, outcome: str, horizon: float) -> list[str]:
-    unit = f" {unit_of(outcome)}" if unit_of(outcome) else ""
+def _effect_sentences(effects: pd.DataFrame, unit_text: str, horizon: float) -> list[str]:
+    unit = f" {unit_text}" if unit_text else ""
     return [
         f"{r['ingredient']}: {format_signed(r['effect'])}{unit} per week over the common trend "
         f"(95 % CI {format_interval(r['ci_lower'], r['ci_upper'])}; Holm-adjusted p "
@@ -98,7 +98,7 @@ def regrowth_section(
         "failure": None,
         "formula": fit.formula,
         "horizon": horizon,
-        "sentences": _effect_sentences(effects, outcome, horizon),
+        "sentences": _effect_sentences(effects, unit_of(outcome, fit.study.schema), horizon),
         "effects": _regrowth_effect_table(effects, horizon),
         "forest": forest,
         "fixed": fixed_effects_table(model, "Every fixed effect of the model."),

@@ -20,28 +20,17 @@ from mesostats._display import (
 from mesostats.reporting.figures import draw_figure
 from mesostats.reporting.model_tables import components_table
 from mesostats.reporting.steps import Failure, MessageLog, guarded
-from mesostats.reporting.vocabulary import unit_of
+from mesostats.reporting.vocabulary import responder_threshold, unit_of
 
-__all__ = ["RESPONDER_DRAWS", "RESPONDER_THRESHOLDS", "variability_section"]
+__all__ = ["RESPONDER_DRAWS", "variability_section"]
 
 
 #: Simulated draws of the estimates behind the responder intervals (percentile intervals of
 #: a share; 1000 draws keep their Monte Carlo error well below the reported precision).
 RESPONDER_DRAWS = 1000
 
-#: Default clinically meaningful change per outcome for the responder table (outcome units).
-RESPONDER_THRESHOLDS: dict[str, float] = {
-    "hair_density": 10.0,
-    "hair_count": 10.0,
-    "terminal_density": 10.0,
-    "vellus_density": 10.0,
-    "shaft_diameter_um": 5.0,
-    "anagen_pct": 5.0,
-    "gpa_score": 1.0,
-}
 
-
-def _prediction_table(pi: pd.DataFrame, outcome: str) -> Table:
+def _prediction_table(pi: pd.DataFrame, outcome: str, unit: str) -> Table:
     rows = [
         (
             str(r.cocktail),
@@ -54,7 +43,7 @@ def _prediction_table(pi: pd.DataFrame, outcome: str) -> Table:
     return Table.of(
         [
             "Cocktail",
-            f"Average change in {outcome}" + (f" ({unit_of(outcome)})" if unit_of(outcome) else ""),
+            f"Average change in {outcome}" + (f" ({unit})" if unit else ""),
             "95 % CI of the average",
             "95 % range for one new person",
         ],
@@ -140,7 +129,9 @@ def _regrowth_variation(
 ) -> dict[str, Any]:
     source = "Varied results (regrowth)"
     week = var.week
-    cut = threshold if threshold is not None else RESPONDER_THRESHOLDS.get(outcome, 0.0)
+    schema = fit.study.schema
+    unit = unit_of(outcome, schema)
+    cut = threshold if threshold is not None else responder_threshold(outcome, schema)
     pi, pi_fail = guarded(log, source, var.prediction_interval)
     resp, resp_fail = guarded(log, source, lambda: var.responders(cut, n_sim=RESPONDER_DRAWS))
     people, people_fail = guarded(log, source, lambda: var.person_effects)
@@ -159,13 +150,13 @@ def _regrowth_variation(
         "threshold": cut,
         "components": components_table(
             var,
-            f"How much people (and sites) differ, in {unit_of(outcome) or outcome + ' units'}, "
+            f"How much people (and sites) differ, in {unit or outcome + ' units'}, "
             "with 95 % confidence intervals.",
         ),
         "icc": None
         if icc is None
         else format_estimate(icc.estimate, icc.ci_lower, icc.ci_upper, digits=2),
-        "prediction": _prediction_table(pi, outcome) if pi is not None else pi_fail,
+        "prediction": _prediction_table(pi, outcome, unit) if pi is not None else pi_fail,
         "responders": _responder_table(resp) if resp is not None else resp_fail,
         "people": _person_flag_table(people) if people is not None else people_fail,
         "caterpillar": draw_figure(
