@@ -13,9 +13,10 @@ One table at a time, in named phases that each record their problems in the
 
 Every check is a column operation: a boolean mask over the rows, never a Python loop over
 rows (frictionless-py, the reference Table Schema validator, checks cell by cell in Python:
-minutes for a million sessions, where this takes a fraction of a second). A value that fails its type is reported once, as ``type``; later checks see it as
-missing. :class:`CheckedTable` also caches what the cross-row rules (:mod:`.rules`) and the
-cross-table checks (:mod:`.crosstable`) reuse: float values and integer key codes.
+minutes for a million sessions, where this takes a fraction of a second). A value that fails
+its type is reported once, as ``type``; later checks see it as missing. :class:`CheckedTable`
+also caches what the cross-row rules (:mod:`.rules`) and the cross-table checks
+(:mod:`.crosstable`) reuse: float values and integer key codes.
 """
 
 from __future__ import annotations

@@ -69,8 +69,9 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
     source : str, Path or dict of DataFrame
         A folder holding ``subjects``, ``cocktails``, ``sessions`` and optionally
         ``adverse_events`` as ``.csv``, ``.parquet`` or ``.xlsx``; a path to a
-        ``datapackage.json``; or a dict of DataFrames with those keys. CDISC column names are
-        read too (see the module docstring for the mapping).
+        ``datapackage.json``; or a dict of DataFrames with those keys (details in
+        :mod:`mesostats.data.sources`). CDISC column names are read too (the mapping is in
+        :mod:`mesostats.data.cdisc`).
     schema : StudySchema or path, optional
         Schema to validate against (a :class:`~mesostats.data.schema.StudySchema` or a folder
         holding ``datapackage.json`` and table schemas); default: the schema shipped with
@@ -79,7 +80,8 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
     Returns
     -------
     Study
-        Typed tables (index = source row label), exclusions and ingredient list.
+        Typed tables (index = source row label), exclusions and ingredient list; it keeps
+        the schema it was validated against (``study.schema``).
 
     Raises
     ------
