@@ -68,6 +68,7 @@ SUBJECT = "subject_id"
 TIME = "week"
 SITE = "site"
 _ZERO_SD = 1e-3  # an SD below this fraction of the residual SD (LMM) or 1 (GLMM) counts as 0
+_BOUNDARY_COR = 1e-6  # a correlation within this of ±1 is on the boundary
 #: Zeger, Liang & Albert (1988): logit-normal attenuation constant c = 16√3/(15π).
 _ATTENUATION_C2 = (16.0 * math.sqrt(3.0) / (15.0 * math.pi)) ** 2
 
@@ -194,7 +195,7 @@ def _variance_notes(
     cors = vc[vc["var2"].notna()]
     for rec in cors.itertuples(index=False):
         r = float(rec.sdcor)
-        if abs(r) > 1.0 - 1e-6:
+        if abs(r) > 1.0 - _BOUNDARY_COR:
             text = (
                 f"The correlation of {rec.var1} and {rec.var2} within {rec.group} is "
                 f"estimated at {r:+.3f} (on the boundary ±1): the data cannot separate the "

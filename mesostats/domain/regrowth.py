@@ -223,7 +223,7 @@ def _regrowth_rows(
 def _regrowth_formula(
     data: pd.DataFrame, chosen: Sequence[str], random_slope: bool
 ) -> tuple[str, dict[str, str]]:
-    """The formula of DOMAIN_INTERFACE.md and the ingredient → term map."""
+    """The regrowth formula of the module docstring and the ingredient → term map."""
     n_sites = int(data[SITE].nunique()) if SITE in data.columns else 0
     subject_term = f"(1 + {TIME} | {SUBJECT})" if random_slope else f"(1 | {SUBJECT})"
     effect_terms = {ing: f"{TIME}:{ing}" for ing in chosen}

@@ -13,8 +13,9 @@ import pandas as pd
 
 from mesostats.exceptions import ModelSpecError
 
-# Defaults (the numbers follow /work/shared/domain.md: baseline density ~120 hairs/cm²,
-# effective ingredients +20–35 hairs/cm² at 3–6 months, injection pain the commonest event).
+# Defaults (the numbers follow the project's clinical background notes: baseline density
+# ~120 hairs/cm², effective ingredients +20–35 hairs/cm² at 3–6 months, injection pain the
+# commonest event).
 # --------------------------------------------------------------------------------------------
 
 #: Default recipes: a saline placebo and three cocktails that make minoxidil, dutasteride and

@@ -32,6 +32,10 @@ from mesostats.mixed.profile import (
 )
 from mesostats.mixed.results import MixedResults
 
+#: Level of the headline intervals (variance components, ICC at week 0, MOR), as lme4's
+#: ``confint``; other levels are asked of :meth:`icc_at`, ``prediction_interval`` etc.
+COMPONENT_LEVEL = 0.95
+
 
 class VariabilityBase(FrozenRecord):
     """State, components, ICC and MOR of a :class:`Variability` (the base of its mixins)."""
@@ -159,7 +163,7 @@ class VariabilityBase(FrozenRecord):
         model = self.model
         if model.family == "poisson":
             return None
-        level = 0.95
+        level = COMPONENT_LEVEL  # the headline ICC goes with the 95 % component intervals
         est = self._icc_value(0.0, None, np.asarray(model.theta), model.sigma)
         gaussian = model.family == "gaussian"
         name = "ICC" if gaussian else "latent-scale ICC"

@@ -21,6 +21,11 @@ from mesostats.mixed.profile import (
     blas_single_threaded,
 )
 
+#: Gauss–Hermite nodes of the marginal (population-average) event probability
+#: E[expit(η + σZ)]: absolute error below 1e-3 for between-person SDs σ ≤ 5 on the logit
+#: scale (4e-4 at σ = 5, 4e-3 at σ = 8; checked against adaptive quadrature).
+MARGINAL_NODES = 40
+
 
 class PredictionMixin(VariabilityBase):
     """New-person ranges and responder shares of a :class:`Variability`."""
@@ -110,7 +115,7 @@ class PredictionMixin(VariabilityBase):
             )
         sd_total = np.sqrt(var_fixed + var_between)
         expit = stats.logistic.cdf
-        nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+        nodes, weights = np.polynomial.hermite_e.hermegauss(MARGINAL_NODES)
         marginal = (expit(eta[:, None] + sd_between[:, None] * nodes[None, :]) @ weights) / (
             math.sqrt(2.0 * math.pi)
         )
