@@ -46,8 +46,8 @@ from __future__ import annotations
 
 from mesostats.planning.api import power
 from mesostats.planning.sample_size import SampleSize, plot_power, sample_size
-from mesostats.planning.table import POWER_COLUMNS, TRIAL_COLUMNS, PowerTable, PowerTrials
-from mesostats.planning.trials import FaultInjection, simulation_seed
+from mesostats.planning.table import POWER_COLUMNS, PowerTable, PowerTrials
+from mesostats.planning.trials import TRIAL_COLUMNS, FaultInjection, simulation_seed
 
 __all__ = [
     "POWER_COLUMNS",

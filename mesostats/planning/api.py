@@ -16,7 +16,6 @@ import pandas as pd
 from mesostats.exceptions import ModelSpecError
 from mesostats.planning.schedule import _chunks, _Collected, _run_dask, _run_in_process, _run_joblib
 from mesostats.planning.table import (
-    TRIAL_COLUMNS,
     PowerTable,
     PowerTrials,
     _power_table,
@@ -26,6 +25,7 @@ from mesostats.planning.trials import (
     _MIN_SUBJECTS,
     _SIMULATION_FIELDS,
     BACKENDS,
+    TRIAL_COLUMNS,
     FaultInjection,
     _probe_plan,
     _TrialPlan,

@@ -30,20 +30,6 @@ POWER_COLUMNS = [
 ]
 
 
-#: Columns of :attr:`PowerTrials.simulations`, one row per simulated trial.
-TRIAL_COLUMNS = [
-    "n_subjects",
-    "simulation",
-    "estimate",
-    "std_error",
-    "p_value",
-    "rejected",
-    "converged",
-    "singular",
-    "error",
-]
-
-
 @dataclass(frozen=True, eq=False)
 class PowerTrials(FrozenRecord):
     """The per-trial records behind a power table (``table.trials``).

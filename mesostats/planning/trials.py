@@ -41,7 +41,8 @@ TRIAL_FAILURES: tuple[type[BaseException], ...] = (
     RuntimeError,
 )
 _NO_RESULT = (math.nan, math.nan, math.nan, False, False, False)  # estimate … singular
-_SIMULATION_FIELDS = (
+#: Columns of :attr:`~mesostats.planning.table.PowerTrials.simulations`, one row per trial.
+TRIAL_COLUMNS = [
     "n_subjects",
     "simulation",
     "estimate",
@@ -51,9 +52,9 @@ _SIMULATION_FIELDS = (
     "converged",
     "singular",
     "error",
-    "seconds_simulate",
-    "seconds_fit",
-)
+]
+#: One trial's record: its columns and the seconds spent simulating and fitting.
+_SIMULATION_FIELDS = (*TRIAL_COLUMNS, "seconds_simulate", "seconds_fit")
 
 
 # --------------------------------------------------------------------------------------------
