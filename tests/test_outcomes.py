@@ -563,3 +563,25 @@ def test_results_are_frozen(example_fits):
         reg.outcome = "x"  # type: ignore[misc]
     with pytest.raises(AttributeError, match="cannot assign to field 'event'"):
         side.event = "x"  # type: ignore[misc]
+
+
+def test_a_library_warning_keeps_its_origin(monkeypatch, small_study) -> None:
+    """A third-party warning inside the engine is passed on from where it was raised (so
+    module-based filters still match), not re-attributed to the user's call."""
+    import mesostats.domain.regrowth as regrowth_module
+
+    real = regrowth_module.fit_lmm
+
+    def noisy_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        warnings.warn("a library's own warning (test)", RuntimeWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regrowth_module, "fit_lmm", noisy_fit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ms.fit_regrowth(small_study, ingredients=["minoxidil", "dutasteride"], random_slope=False)
+    library = [w for w in caught if "a library's own warning" in str(w.message)]
+    assert len(library) == 1
+    assert library[0].category is RuntimeWarning
+    assert library[0].filename == __file__
+    assert library[0].lineno == noisy_fit.__code__.co_firstlineno + 1  # the warn() line

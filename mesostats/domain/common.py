@@ -150,11 +150,22 @@ def _fit_quietly(
 
 
 def _reissue(caught: list[warnings.WarningMessage], notes: list[str]) -> None:
-    """Pass engine warnings on (stacklevel → the user's call); singular fits become notes."""
+    """Pass engine warnings on; singular fits become notes.
+
+    Our own warnings (convergence, exclusion) are re-issued at
+    the user's call (``stacklevel``), where they concern the user's analysis. Any other
+    warning (numpy, scipy, pandas, …) is re-issued where it was raised
+    (``warnings.warn_explicit`` with its file and line), so filters a user set by module keep
+    matching it.
+    """
+    ours = (ConvergenceWarning, ExclusionWarning, SingularFitWarning)
     for w in caught:
         text = str(w.message)
         if issubclass(w.category, SingularFitWarning):
             continue  # worded by _variance_notes
+        if not issubclass(w.category, ours):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
         if issubclass(w.category, (ConvergenceWarning, ExclusionWarning)):
             notes.append(text)
         warnings.warn(text, w.category, stacklevel=3)
