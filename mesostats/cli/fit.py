@@ -198,7 +198,7 @@ def run_fit(args: argparse.Namespace) -> int:
             emit(f"{PROG}: message from the fit: {message}", sys.stderr)
     excluded = _exclusions_for(study, results, side_effects)
     if args.json:
-        payload = _fit_payload(args, study, results, var, var_error, found, excluded)
+        payload = _fit_payload(args, side_effects, results, var, var_error, found, excluded)
         emit(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False))
     else:
         emit(str(results))
@@ -211,15 +211,15 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def _fit_payload(
     args: argparse.Namespace,
-    study: Study,
+    side_effects: bool,
     results: Any,
     var: Any,
     var_error: str | None,
     found: list[tuple[str, str]],
     excluded: pd.DataFrame,
 ) -> dict[str, Any]:
+    """The ``--json`` object (keys :data:`FIT_JSON_KEYS`) of a regrowth or side-effect fit."""
     model = results.model
-    side_effects = hasattr(results, "rates")
     gee = getattr(results, "gee", None)
     by_reason = excluded.groupby("reason", sort=False).size()
     return {
