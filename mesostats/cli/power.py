@@ -65,6 +65,14 @@ def add_power(subparsers: Any) -> None:
         ),
         examples=_POWER_EXAMPLES,
     )
+    _add_trial_arguments(parser)
+    _add_tested_effect_arguments(parser)
+    _add_run_arguments(parser)
+    parser.set_defaults(handler=run_power)
+
+
+def _add_trial_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulated trials: subjects, simulations, seed, workers, visits."""
     parser.add_argument(
         "--subjects",
         type=whole_number(4),
@@ -89,6 +97,10 @@ def add_power(subparsers: Any) -> None:
     parser.add_argument(
         "--sessions", type=whole_number(2), default=8, metavar="K", help="visits per subject (8)"
     )
+
+
+def _add_tested_effect_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is tested: ingredient, outcome, true effects, significance level, target power."""
     parser.add_argument(
         "--test", default="minoxidil", metavar="INGREDIENT", help="ingredient tested"
     )
@@ -123,6 +135,10 @@ def add_power(subparsers: Any) -> None:
     parser.add_argument(
         "--target", type=open_unit, default=0.8, metavar="P", help="target power (0.8)"
     )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Sites of the trial, the parallel backend and the output."""
     parser.add_argument(
         "--sites", type=positive_int, default=3, metavar="M", help="number of sites (default 3)"
     )
@@ -137,7 +153,6 @@ def add_power(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.set_defaults(handler=run_power)
 
 
 def _effects(args: argparse.Namespace) -> dict[str, Any] | None:

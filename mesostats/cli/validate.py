@@ -99,66 +99,90 @@ def _wrapped(text: str) -> str:
 def study_summary(study: Study) -> str:
     """A short human description of a study: subjects per site and cocktail, visits,
     outcomes present, adverse events and exclusions."""
+    return "\n".join(
+        [
+            *_cocktail_lines(study),
+            _visit_line(study.sessions),
+            _outcome_line(study),
+            _event_line(study),
+            *_exclusion_lines(study),
+        ]
+    )
+
+
+def _cocktail_lines(study: Study) -> list[str]:
+    """Subjects per site and cocktail received, each recipe, the active ingredients."""
     import pandas as pd  # loads only when a study is summarised (`mesostats --help` stays fast)
 
-    parts: list[str] = []
+    lines: list[str] = []
     received = _subject_cocktails(study)
     if len(received):
         table = pd.crosstab(
             received["site"], received["cocktail_id"], margins=True, margins_name="total"
         )
         table = table.rename_axis(index="site", columns=None)
-        parts.append("Subjects per site and cocktail received:")
-        parts.append(textwrap.indent(table.to_string(), "  "))
+        lines.append("Subjects per site and cocktail received:")
+        lines.append(textwrap.indent(table.to_string(), "  "))
     recipes = study.cocktails.groupby("cocktail_id", sort=False)["ingredient"].agg(
         lambda s: " + ".join(s)
     )
-    parts.append(
+    lines.append(
         _wrapped("Cocktails: " + "; ".join(f"{cid} = {ing}" for cid, ing in recipes.items()))
     )
-    parts.append(f"Active ingredients: {', '.join(study.ingredients) or '(none)'}")
+    lines.append(f"Active ingredients: {', '.join(study.ingredients) or '(none)'}")
+    return lines
 
-    sessions = study.sessions
+
+def _visit_line(sessions: pd.DataFrame) -> str:
+    """Visits, injections, visits per subject and the span of study days."""
     per_subject = sessions.groupby("subject_id").size()
     injected = int(sessions["cocktail_id"].notna().sum())
-    parts.append(
+    return (
         f"Visits: {len(sessions)} ({injected} with an injection); per subject median "
         f"{per_subject.median():g}, range {per_subject.min()}–{per_subject.max()}; study days "
         f"{sessions['day'].min()} to {sessions['day'].max()}"
     )
+
+
+def _outcome_line(study: Study) -> str:
+    """The outcome fields of the study's own schema that hold values, with their counts."""
+    sessions = study.sessions
     outcome_columns = [spec.name for spec in study.schema.outcome_specs]  # the study's own
     present = [
         f"{col} {int(sessions[col].notna().sum())}"
         for col in outcome_columns
         if col in sessions.columns and sessions[col].notna().any()
     ]
-    parts.append(_wrapped(f"Outcomes (values present): {', '.join(present) or '(none)'}"))
+    return _wrapped(f"Outcomes (values present): {', '.join(present) or '(none)'}")
 
-    assessed = int(sessions["reactions_assessed"].astype(bool).sum())
+
+def _event_line(study: Study) -> str:
+    """Adverse events by term, serious ones, and the sessions assessed for them."""
+    assessed = int(study.sessions["reactions_assessed"].astype(bool).sum())
     events = study.adverse_events
     if events is None or len(events) == 0:
-        parts.append(f"Adverse events: none recorded ({assessed} sessions assessed)")
-    else:
-        counts = events["event"].value_counts()
-        listed = ", ".join(f"{term} {n}" for term, n in counts.items())
-        serious = int(events["serious"].astype(bool).sum())
-        n_with = len(events[["subject_id", "visit"]].drop_duplicates())
-        parts.append(
-            _wrapped(
-                f"Adverse events: {len(events)} ({serious} serious) at {n_with} of {assessed} "
-                f"assessed sessions: {listed}"
-            )
-        )
+        return f"Adverse events: none recorded ({assessed} sessions assessed)"
+    counts = events["event"].value_counts()
+    listed = ", ".join(f"{term} {n}" for term, n in counts.items())
+    serious = int(events["serious"].astype(bool).sum())
+    n_with = len(events[["subject_id", "visit"]].drop_duplicates())
+    return _wrapped(
+        f"Adverse events: {len(events)} ({serious} serious) at {n_with} of {assessed} "
+        f"assessed sessions: {listed}"
+    )
 
+
+def _exclusion_lines(study: Study) -> list[str]:
+    """How many rows were set aside, by reason."""
     exclusions = getattr(study, "exclusions", None)
     if exclusions is None or len(exclusions) == 0:
-        parts.append("Exclusions: none")
-    else:
-        reasons = exclusions.groupby("reason").size().sort_values(ascending=False)
-        parts.append(f"Exclusions: {len(exclusions)} rows set aside from some analysis")
-        width = len(str(int(reasons.max())))
-        parts.extend(f"  {n:>{width}}  {reason}" for reason, n in reasons.items())
-    return "\n".join(parts)
+        return ["Exclusions: none"]
+    reasons = exclusions.groupby("reason").size().sort_values(ascending=False)
+    width = len(str(int(reasons.max())))
+    return [
+        f"Exclusions: {len(exclusions)} rows set aside from some analysis",
+        *(f"  {n:>{width}}  {reason}" for reason, n in reasons.items()),
+    ]
 
 
 def _problem_lines(problems: pd.DataFrame) -> list[str]:
