@@ -10,6 +10,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from mesostats._defaults import SIDE_EFFECT_NAGQ
 from mesostats.cli.common import (
     EXIT_OK,
     PROG,
@@ -104,9 +105,9 @@ def add_fit(subparsers: Any) -> None:
     parser.add_argument(
         "--nagq",
         type=positive_int,
-        default=25,
+        default=SIDE_EFFECT_NAGQ,
         metavar="K",
-        help="side effects: adaptive Gauss-Hermite nodes, 1 = Laplace (default 25)",
+        help="side effects: adaptive Gauss-Hermite nodes, 1 = Laplace (default %(default)s)",
     )
     add_seed_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (pipelines)")

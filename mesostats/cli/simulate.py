@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mesostats._defaults import DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
 from mesostats.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -72,16 +73,16 @@ def add_simulate(subparsers: Any) -> None:
     parser.add_argument(
         "--dropout",
         type=probability,
-        default=0.03,
+        default=DEFAULT_DROPOUT,
         metavar="H",
-        help="per-visit dropout hazard (default 0.03)",
+        help="per-visit dropout hazard (default %(default)s)",
     )
     parser.add_argument(
         "--missing-rate",
         type=probability,
-        default=0.02,
+        default=DEFAULT_MISSING_RATE,
         metavar="P",
-        help="share of missing post-baseline measurements (default 0.02)",
+        help="share of missing post-baseline measurements (default %(default)s)",
     )
     parser.add_argument(
         "-o",

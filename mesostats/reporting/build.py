@@ -41,6 +41,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from mesostats._defaults import SIDE_EFFECT_NAGQ
 from mesostats._display import format_number
 from mesostats.data.study import Study
 from mesostats.domain import fit_regrowth, fit_side_effects
@@ -79,10 +80,6 @@ SECTION_TITLES: dict[str, str] = {
     "variability": "4. Varied results: how much people differ",
     "methods": "5. Methods",
 }
-
-
-#: Quadrature nodes of the side-effect GLMM (adaptive Gauss–Hermite; 1 would be Laplace).
-SIDE_EFFECT_NAGQ = 25
 
 
 def _check_inputs(study: Any, outcome: Any, seed: Any, threshold: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mesostats._defaults import DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
 from mesostats.exceptions import ModelSpecError
 
 # Defaults (the numbers follow the project's clinical background notes: baseline density
@@ -141,12 +142,6 @@ _VERBATIM_PLACE = ["", "", "", " (vertex)", " – frontal scalp", ", temporal ar
 # Keys of truth that arguments set (not overridable through effects=) and realised values.
 _DESIGN_KEYS = ("seed", "n_subjects", "n_sessions", "n_followup", "n_sites")
 _REALISED_KEYS = ("n_clipped", "visit_days", "subject_effects")
-
-
-#: Default per-visit dropout hazard and share of missing outcome values: the one place these
-#: defaults live (simulate_tables, simulate_study, power and the CLI read them from here).
-DEFAULT_DROPOUT = 0.03
-DEFAULT_MISSING_RATE = 0.02
 
 
 def _default_parameters() -> dict[str, Any]:
