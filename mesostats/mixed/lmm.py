@@ -76,7 +76,7 @@ from mesostats.mixed.design import (
     lower_triangle_indices,
     single_threaded_blas,
 )
-from mesostats.mixed.finite_diff import central_gradient, relative_steps
+from mesostats.mixed.finite_diff import central_gradient, hessian_from_gradient, relative_steps
 from mesostats.mixed.linalg import (
     SparseSPDFactor,
     apply_vector,
@@ -95,6 +95,7 @@ from mesostats.mixed.linalg import (
     transpose_times,
 )
 from mesostats.mixed.results import MixedResults
+from mesostats.mixed.satterthwaite import satterthwaite
 
 __all__ = ["ProfiledDeviance", "fit_lmm", "single_threaded_blas"]
 
@@ -925,21 +926,13 @@ class _OptimResult:
 
 
 def _fd_hessian(fun: Any, theta: np.ndarray, base_step: float = 1e-4) -> np.ndarray:
-    """Hessian by central differences of an analytic gradient (2·len(θ) gradient calls).
+    """Hessian by central differences of the gradient ``fun(θ)[1]`` (2·len(θ) calls).
 
-    Boundary coordinates are differenced too (the deviance is defined, and even, for a
-    negative diagonal of Λ), as lmerTest's numerical Hessian does.
+    Steps ``base_step · max(|θ_j|, 0.1)``. Boundary coordinates are differenced too (the
+    deviance is defined, and even, for a negative diagonal of Λ), as lmerTest's numerical
+    Hessian does.
     """
-    k = theta.size
-    H = np.zeros((k, k))
-    for i in range(k):
-        h = base_step * max(abs(theta[i]), 0.1)
-        tp = theta.copy()
-        tm = theta.copy()
-        tp[i] += h
-        tm[i] -= h
-        H[:, i] = (fun(tp)[1] - fun(tm)[1]) / (2.0 * h)
-    return 0.5 * (H + H.T)
+    return hessian_from_gradient(lambda t: fun(t)[1], theta, relative_steps(theta, base_step, 0.1))
 
 
 def _free_coordinates(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -1264,8 +1257,6 @@ def fit_lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedResu
 
 
 def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
-    from mesostats.mixed.inference import satterthwaite
-
     problem = ProfiledDeviance(design, reml=reml)
     start = problem.moment_start()
     opt = optimise_theta(problem, start)
