@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sparse
 import simdata
-from bench_lmm import (
+from bench_lmm import parse_size
+from common import (
     R_SLOW_SECONDS,
     add_comparisons,
     best_of,
@@ -52,7 +53,6 @@ from bench_lmm import (
     markdown_table,
     ours_fixef,
     ours_sd,
-    parse_size,
     rscript,
     run_r,
     save_results,

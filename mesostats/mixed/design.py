@@ -23,7 +23,6 @@ a column is aliased when it lies in the span of the columns before it, as R's ``
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import re
 import warnings
@@ -36,6 +35,7 @@ import pandas as pd
 import scipy.linalg
 from formulaic import Formula, model_matrix
 
+from mesostats._parallel import single_threaded_blas
 from mesostats.exceptions import ExclusionWarning, ModelSpecError
 from mesostats.formula import ParsedFormula, RandomTermSpec, parse_formula
 
@@ -378,20 +378,6 @@ def _evaluate_offsets(offsets: tuple[str, ...], data: pd.DataFrame) -> np.ndarra
             )
         total = total + values
     return total
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """Limit BLAS to one thread (threadpoolctl, when installed) for the engines' work.
-
-    The engines do memory-bound elementwise arithmetic over groups plus many tiny LAPACK
-    calls; with OpenBLAS threads on a busy machine each small call can cost milliseconds of
-    thread synchronisation (measured here: a deviance evaluation ten times slower).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _upper_factor(X: np.ndarray) -> np.ndarray:

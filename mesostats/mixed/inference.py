@@ -1,17 +1,7 @@
-"""Inference for mixed models: Satterthwaite df and likelihood-ratio comparison of fits.
+"""Inference for mixed models: likelihood-ratio comparison of fits.
 
-**Satterthwaite degrees of freedom** (Kuznetsova, Brockhoff & Christensen 2017, *J. Stat.
-Softw.* 82(13); the lmerTest package). For a fixed effect β_j with variance
-v_j(φ) = [σ² (XᵀV₀(θ)⁻¹X)⁻¹]_jj as a function of the variance parameters φ = (θ, σ),
-
-    df_j = 2 v_j² / (∇v_jᵀ A ∇v_j),   A = 2 H⁻¹,
-
-where H is the Hessian of the (RE)ML deviance in φ with β profiled (lmerTest's
-``devfun_vp``) and A the asymptotic covariance of φ̂ (Moore–Penrose inverse over eigenvalues
-> 1e-8, as lmerTest). lmerTest differentiates numerically (numDeriv); here ∇v_j is analytic
-(∂(XᵀV₀⁻¹X)/∂θ from the blocked factorisation, see ``mixed.lmm``), H's σ rows are analytic,
-and its θ block comes from central differences of the analytic gradient (2·len(θ) gradient
-evaluations, Richardson-extrapolated).
+Satterthwaite df (LMM only) live in :mod:`mesostats.mixed.satterthwaite`; their names are
+re-exported here for existing imports.
 
 **compare()**: likelihood-ratio tests of nested fits on the same rows. When the larger model
 adds one random effect to a grouping factor (a variance on its boundary under the null,
@@ -23,7 +13,6 @@ the plain χ² (conservative) and say that too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,121 +20,12 @@ import pandas as pd
 from scipy import stats
 
 from mesostats.exceptions import ModelSpecError
+from mesostats.mixed.satterthwaite import SatterthwaiteResult, satterthwaite, varpar_hessian
 
 if TYPE_CHECKING:
-    from mesostats.mixed.lmm import ProfiledDeviance
     from mesostats.mixed.results import MixedResults
 
 __all__ = ["SatterthwaiteResult", "compare", "satterthwaite", "varpar_hessian"]
-
-_EIGEN_TOL = 1e-8
-
-
-@dataclass
-class SatterthwaiteResult:
-    """Satterthwaite df per fixed effect with the pieces they come from."""
-
-    df: np.ndarray
-    varpar_cov: np.ndarray
-    hessian: np.ndarray
-    jacobian: list[np.ndarray]
-    messages: list[str] = field(default_factory=list)
-
-
-def varpar_hessian(
-    problem: ProfiledDeviance,
-    theta: np.ndarray,
-    sigma: float,
-    profiled_hessian: np.ndarray | None = None,
-) -> np.ndarray:
-    """Hessian of the (RE)ML deviance in (θ, σ) with β profiled (lmerTest's ``devfun_vp``).
-
-    dev(θ, σ) = log-determinants(θ) + m·log(2πσ²) + r²(θ)/σ², m = n (ML) or n − p (REML).
-    The σ rows are analytic. The θ block is either derived from the Hessian of the
-    *profiled* deviance d(θ) = min_σ dev(θ, σ) at the optimum, where σ² = r²/m gives
-    ∂²dev/∂θ² = ∂²d/∂θ² + (∂r²/∂θ)(∂r²/∂θ)ᵀ/(m σ⁴) (no extra evaluations), or computed by
-    Richardson-extrapolated central differences of the analytic θ-gradient.
-    """
-    k = problem.n_theta
-    st = problem.state(theta)
-    _, d_r2, _ = problem.deviance_parts_gradient(st)
-    m = problem.dof
-    r2 = st.r2
-    H = np.zeros((k + 1, k + 1))
-    if profiled_hessian is not None:
-        H[:k, :k] = profiled_hessian + np.outer(d_r2, d_r2) / (m * sigma**4)
-    else:
-        for i in range(k):
-            h = 1e-3 * max(abs(theta[i]), 0.05)
-
-            def diff(step: float, i: int = i) -> np.ndarray:
-                tp = theta.copy()
-                tm = theta.copy()
-                tp[i] += step
-                tm[i] -= step
-                return (
-                    problem.varpar_theta_gradient(tp, sigma)
-                    - problem.varpar_theta_gradient(tm, sigma)
-                ) / (2.0 * step)
-
-            H[:k, i] = (4.0 * diff(h / 2.0) - diff(h)) / 3.0
-        H[:k, :k] = 0.5 * (H[:k, :k] + H[:k, :k].T)
-    H[:k, k] = H[k, :k] = -2.0 * d_r2 / sigma**3
-    H[k, k] = -2.0 * m / sigma**2 + 6.0 * r2 / sigma**4
-    return H
-
-
-def satterthwaite(
-    problem: ProfiledDeviance,
-    theta: np.ndarray,
-    sigma: float,
-    vcov: np.ndarray,
-    *,
-    profiled_hessian: np.ndarray | None = None,
-) -> SatterthwaiteResult:
-    """Satterthwaite denominator df of each fixed effect (lmerTest's method).
-
-    Parameters
-    ----------
-    problem : ProfiledDeviance
-        The fitted model's deviance.
-    theta, sigma : the (RE)ML estimates.
-    vcov : (p, p) covariance of β̂ at the estimates.
-    profiled_hessian : optional
-        Hessian of the profiled deviance at θ̂ (from the optimiser); saves evaluations.
-
-    Returns
-    -------
-    SatterthwaiteResult
-        ``df`` (p,), ``varpar_cov`` = 2 H⁺ (asymptotic covariance of (θ, σ)).
-
-    References
-    ----------
-    Kuznetsova, A., Brockhoff, P. B., Christensen, R. H. B. (2017). lmerTest package: tests in
-    linear mixed effects models. *J. Stat. Softw.* 82(13), 1–26.
-    """
-    theta = np.asarray(theta, dtype=float)
-    H = varpar_hessian(problem, theta, sigma, profiled_hessian)
-    evals, evecs = np.linalg.eigh(H)
-    messages = []
-    if (evals < -_EIGEN_TOL).any():
-        messages.append(
-            "The Hessian of the deviance in the variance parameters has negative "
-            f"eigenvalue(s) {', '.join(f'{v:.2g}' for v in evals[evals < -_EIGEN_TOL])}: "
-            "Satterthwaite df may be unreliable."
-        )
-    pos = evals > _EIGEN_TOL
-    h_inv = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    A = 2.0 * h_inv
-    jac = problem.covbeta_jacobian(theta, sigma)
-    p = vcov.shape[0]
-    df = np.empty(p)
-    grads = np.stack([np.diag(J) for J in jac], axis=1)  # (p, k+1)
-    for j in range(p):
-        g = grads[j]
-        denom = float(g @ A @ g)
-        df[j] = 2.0 * vcov[j, j] ** 2 / denom if denom > 0 else np.inf
-    return SatterthwaiteResult(df=df, varpar_cov=A, hessian=H, jacobian=jac, messages=messages)
 
 
 # --------------------------------------------------------------------------- compare

@@ -34,6 +34,8 @@ from numpy.typing import NDArray
 from scipy import linalg
 from scipy.special import gammaln
 
+from mesostats.mixed.linalg import stacked_inverse_logdet as _stacked_inverse_logdet
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -197,29 +199,6 @@ class LaplaceEvaluation:
     gradient: FloatArray | None
     pirls_iterations: int
     pirls_converged: bool
-
-
-def _stacked_inverse_logdet(h: FloatArray) -> tuple[FloatArray, float]:
-    """Inverses of G symmetric positive-definite q×q blocks and Σ log det.
-
-    q = 1 and q = 2 are written out elementwise over the G axis (numpy's stacked ``inv``/``det``
-    on tiny matrices is several times slower); larger q uses a stacked Cholesky.
-    """
-    q = h.shape[1]
-    if q == 1:
-        return 1.0 / h, float(np.sum(np.log(h[:, 0, 0])))
-    if q == 2:
-        a, b, d = h[:, 0, 0], h[:, 0, 1], h[:, 1, 1]
-        det = a * d - b * b
-        inv = np.empty_like(h)
-        inv[:, 0, 0] = d / det
-        inv[:, 1, 1] = a / det
-        inv[:, 0, 1] = inv[:, 1, 0] = -b / det
-        return inv, float(np.sum(np.log(det)))
-    chol = np.linalg.cholesky(h)
-    chol_inv = np.linalg.inv(chol)
-    logdet = float(2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2))))
-    return np.asarray(np.einsum("gji,gjk->gik", chol_inv, chol_inv)), logdet
 
 
 class BlockSchurFactor:

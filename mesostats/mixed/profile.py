@@ -44,20 +44,19 @@ replicates are identical for any ``n_jobs`` (joblib runs them in chunks).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from mesostats._parallel import blas_single_threaded
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError
 
 if TYPE_CHECKING:
@@ -89,39 +88,6 @@ CONFINT_COLUMNS = [
 ]
 _COR_LIMIT = 1.0 - 1e-10
 _MAX_GRID = 60
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Limit BLAS to one thread while the engines evaluate thousands of tiny systems.
-
-    The per-evaluation linear algebra here is on matrices of a few rows; with a multi-threaded
-    OpenBLAS on a busy machine, thread start-up and contention made a profile 10× slower
-    (measured: 26 s vs 2.5 s for sleepstudy). Uses threadpoolctl when it is installed
-    (it comes with joblib's usual environment); otherwise does nothing.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - depends on the environment
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def blas_single_threaded(func: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Decorator: run ``func`` inside :func:`single_threaded_blas`."""
-
-    @functools.wraps(func)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with single_threaded_blas():
-            return func(*args, **kwargs)
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------- parameters
