@@ -37,7 +37,8 @@ from mesostats._display import (
     format_p,
 )
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.design import MixedDesign
+from mesostats.formula import parse_formula
+from mesostats.mixed.design import MixedDesign, expression_variables, formula_variables
 
 __all__ = ["MixedResults", "mixed_summary"]
 
@@ -438,20 +439,18 @@ class MixedResults(SummaryDisplay):
         return pd.Series(values, index=index, name="predicted")
 
     def _predict_new(self, newdata: pd.DataFrame, include_random: bool) -> tuple[np.ndarray, Any]:
-        from mesostats.formula import parse_formula  # local: avoid a cycle at import time
-        from mesostats.mixed.design import _expression_variables, _formula_variables
 
         if not isinstance(newdata, pd.DataFrame):
             raise ModelSpecError(
                 f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
             )
         parsed = parse_formula(self.formula)
-        needed = set(_formula_variables(parsed.fixed, "fixed part"))
+        needed = set(formula_variables(parsed.fixed, "fixed part"))
         for expr in parsed.offsets:
-            needed |= _expression_variables(expr, "offset")
+            needed |= expression_variables(expr, "offset")
         if include_random:
             for term in self.design.terms:
-                needed |= _formula_variables(term.expr, "random term")
+                needed |= formula_variables(term.expr, "random term")
                 needed |= set(term.group_columns)
         missing_cols = sorted(c for c in needed if c not in newdata.columns)
         if missing_cols:
