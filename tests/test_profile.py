@@ -21,12 +21,11 @@ from scipy import optimize, stats
 
 import mesostats as ms
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
-from mesostats.mixed.profile import intervals as profile_module
-from mesostats.mixed.profile import profiler as profiler_module
+from mesostats.mixed import profile as profile_module
 from mesostats.mixed.lmm import ProfiledDeviance
-from mesostats.mixed.profile.intervals import _undefined_correlations
 from mesostats.mixed.profile import (
     CONFINT_COLUMNS,
+    _undefined_correlations,
     bootstrap_variance_components,
     profile_variance_components,
     sdcor_from_theta,
@@ -345,7 +344,7 @@ def test_lower_deviance_message_only_beyond_the_tolerance():
 def test_profile_with_an_optimum_too_high_warns_with_values(sleep_intercept_fit, monkeypatch):
     """The optimum handed to the profiler is made 0.5 deviance units too high: profiling
     then finds lower points, a ConvergenceWarning with the numbers (kept in messages)."""
-    real = profiler_module._minimise
+    real = profile_module._minimise
 
     def optimum_too_high(obj, x0, fixed=None, value=None):
         x, d = real(obj, x0, fixed, value)
