@@ -256,15 +256,15 @@ def _reason(exc: Exception) -> str:
     return " ".join(_ANSI.sub("", str(exc)).split())
 
 
-def formula_variables(rhs: str, where: str) -> set[str]:
+def _formula_variables(rhs: str, where: str) -> set[str]:
     try:
         return {str(v) for v in Formula(rhs).required_variables}
     except Exception as exc:  # formulaic raises several parser error types
         raise ModelSpecError(f"Cannot parse the {where} `{rhs}`: {_reason(exc)}") from exc
 
 
-def expression_variables(expr: str, where: str) -> set[str]:
-    return formula_variables(f"0 + I({expr})", where)
+def _expression_variables(expr: str, where: str) -> set[str]:
+    return _formula_variables(f"0 + I({expr})", where)
 
 
 def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Index:
@@ -513,17 +513,17 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
 
     cbind = parsed.cbind
     if cbind is not None:
-        add(expression_variables(cbind[0], "response"), "response")
-        add(expression_variables(cbind[1], "response"), "response")
+        add(_expression_variables(cbind[0], "response"), "response")
+        add(_expression_variables(cbind[1], "response"), "response")
     elif parsed.response in data.columns:
         add((parsed.response,), "response")
     else:
-        add(expression_variables(parsed.response, "response"), "response")
-    add(formula_variables(parsed.fixed, "fixed part"), "fixed part")
+        add(_expression_variables(parsed.response, "response"), "response")
+    add(_formula_variables(parsed.fixed, "fixed part"), "fixed part")
     for expr in parsed.offsets:
-        add(expression_variables(expr, "offset"), f"offset({expr})")
+        add(_expression_variables(expr, "offset"), f"offset({expr})")
     for spec in parsed.random:
-        add(formula_variables(spec.expr, "random term"), f"random term `({spec.expr} | ...)`")
+        add(_formula_variables(spec.expr, "random term"), f"random term `({spec.expr} | ...)`")
         add(spec.group_columns, f"grouping factor `{spec.group}`")
     return needed
 

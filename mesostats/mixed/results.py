@@ -37,8 +37,7 @@ from mesostats._display import (
     format_p,
 )
 from mesostats.exceptions import ModelSpecError
-from mesostats.formula import parse_formula
-from mesostats.mixed.design import MixedDesign, expression_variables, formula_variables
+from mesostats.mixed.design import MixedDesign
 
 __all__ = ["MixedResults", "mixed_summary"]
 
@@ -439,18 +438,20 @@ class MixedResults(SummaryDisplay):
         return pd.Series(values, index=index, name="predicted")
 
     def _predict_new(self, newdata: pd.DataFrame, include_random: bool) -> tuple[np.ndarray, Any]:
+        from mesostats.formula import parse_formula  # local: avoid a cycle at import time
+        from mesostats.mixed.design import _expression_variables, _formula_variables
 
         if not isinstance(newdata, pd.DataFrame):
             raise ModelSpecError(
                 f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
             )
         parsed = parse_formula(self.formula)
-        needed = set(formula_variables(parsed.fixed, "fixed part"))
+        needed = set(_formula_variables(parsed.fixed, "fixed part"))
         for expr in parsed.offsets:
-            needed |= expression_variables(expr, "offset")
+            needed |= _expression_variables(expr, "offset")
         if include_random:
             for term in self.design.terms:
-                needed |= formula_variables(term.expr, "random term")
+                needed |= _formula_variables(term.expr, "random term")
                 needed |= set(term.group_columns)
         missing_cols = sorted(c for c in needed if c not in newdata.columns)
         if missing_cols:

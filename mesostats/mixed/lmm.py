@@ -1,27 +1,82 @@
-"""The profiled (RE)ML deviance of a linear mixed model and its exact θ-gradient
-(:class:`ProfiledDeviance`; Bates et al. 2015, *J. Stat. Softw.* 67(1), §3).
+"""Linear mixed models by profiled (RE)ML, the method of lme4.
 
-One piece, over 500 lines, on purpose: the deviance, its gradient, the β-covariance Jacobian
-and the conditional covariances all read the same factorisation state (:class:`_State`) and
-the same storage of the further grouping factors (dense, "pairs" or sparse Schur path, chosen
-once per design by cost); cutting them apart would spread one algorithm over several files.
-The batched kernels live in :mod:`mesostats.mixed.linalg`.
+Model: y = Xβ + Zb + ε, b = Λ(θ)u, u ~ N(0, σ²I), ε ~ N(0, σ²I). Following Bates, Mächler,
+Bolker & Walker (2015, *J. Stat. Softw.* 67(1), sections 3.1–3.4) the penalised least-squares
+system is solved through the Cholesky factor L of ΛᵀZᵀZΛ + I, with RZX = L⁻¹ΛᵀZᵀX and
+RXᵀRX = XᵀX − RZXᵀRZX; β and σ are profiled out, so the optimiser sees θ only:
+
+    ML:   d(θ) = log|L|² + n (1 + log(2π r²/n))
+    REML: d(θ) = log|L|² + log|RX|² + (n−p) (1 + log(2π r²/(n−p)))
+
+with r² the penalised residual sum of squares.
+
+**Structure exploited (why this is hand-written, not a sparse-matrix library call).**
+Random-effect terms that share a grouping factor are merged into one *factor* (q columns,
+Λ_f with structural zeros where ``||`` split a term). The factor with the most levels is kept
+block-diagonal: its G q×q blocks of ΛᵀZᵀZΛ + I are factorised all at once with elementwise
+array operations over the G axis (written out for the q×q Cholesky and triangular solves;
+numpy's stacked ``linalg`` on tiny matrices is about ten times slower). Everything the
+deviance needs from the data is reduced once to per-level cross-products (ZᵢᵀZᵢ, ZᵢᵀXᵢ,
+Zᵢᵀyᵢ), so an evaluation costs O(G·q²·p + p³), independent of n, with no Python loop over
+groups. Any further factors (crossed or nested designs) form a dense "rest" block of size
+Q_r = Σ levels × q: its Schur complement is factorised densely. The off-diagonal block
+(levels of the large factor × rest effects) is held either densely (O(Q_r·q·G) memory;
+fastest when the factors cross, e.g. subjects × a few dozen items) or, when that would be too
+large, as its non-zero co-occurrence pairs (nested designs such as subjects within sites,
+where each level meets only a few rest levels; cost O(Σ_g k_g² + Q_r³) per evaluation). This
+is the approach of MixedModels.jl (blocked Cholesky with the largest factor first). Which of
+the two is used is decided by the operation count per evaluation (``_choose_rest_mode``):
+lme4's InstEval (2,972 students × 1,128 lecturers × 14 departments) takes the pairs path.
+Beyond Q_r = 5,000 (or Σ_g k_g² > 2·10⁷) the Schur complement is held as a sparse matrix and
+factorised by a sparse Cholesky (``mixed.linalg.SparseSPDFactor``), with a central-difference
+gradient in θ; no design is refused for its size.
+
+**Optimiser.** The gradient of the profiled deviance is analytic: with V₀ = I + ZΛΛᵀZᵀ,
+∂d/∂Λ_f = 2 Σ_levels [Z_ℓᵀV₀⁻¹Z_ℓ − (REML) Z_ℓᵀV₀⁻¹X (XᵀV₀⁻¹X)⁻¹ XᵀV₀⁻¹Z_ℓ
+− Z_ℓᵀε̂ ε̂ᵀZ_ℓ / σ̂²] Λ_f (matrix determinant lemma and the envelope theorem for r²; every
+piece is available from the blocked factorisation). The start is a method-of-moments θ from
+per-group least squares (one grouping factor; lme4's identity start otherwise). L-BFGS-B with
+bounds (diagonal of each Λ block ≥ 0) runs until the relative decrease is ~1e-12; a Newton
+polish with a Hessian from central differences of the analytic gradient finishes, and the
+final checks (projected gradient, positive-definite Hessian on the free coordinates, Newton
+decrement < 1e-6) set ``converged``. A result with a zero diagonal of Λ is certified: the
+deviance is probed at interior points next to it and, if one is lower (the boundary was a
+saddle, where the gradient vanishes), the optimiser restarts from there
+(``optimise_theta``). The same Hessian gives the Satterthwaite df without further
+evaluations (``mixed.inference``). To avoid cancellation in r² the response is
+first replaced by its ordinary-least-squares residual (β is shifted back at the end), and
+the reported log-likelihood uses r² recomputed from the residual vector.
+
+**Measured** (2-core machine shared with other jobs; wall time): the model
+``density ~ week * (minoxidil + dutasteride + biotin) + baseline + (1 + week | subject)``
+fits in ~0.04 s at 200 × 8, ~0.15 s at 2,000 × 10 (statsmodels MixedLM: ~190 s, and short
+of the optimum), ~0.3–0.6 s at 20,000 × 10 (formula to results, with Satterthwaite df), and
+1,000,000 × 10 with a peak resident memory of 2.9 GB including the data.
 """
 
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
 import scipy.sparse
+from scipy import optimize
 
+from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
 from mesostats.mixed.design import (
     MixedDesign,
+    RandomTerm,
+    build_design,
+    lower_triangle_indices,
+    single_threaded_blas,
 )
-from mesostats.mixed.finite_diff import central_gradient, relative_steps
+from mesostats.mixed.finite_diff import central_gradient, hessian_from_gradient, relative_steps
 from mesostats.mixed.linalg import (
     SparseSPDFactor,
     apply_vector,
@@ -39,19 +94,98 @@ from mesostats.mixed.linalg import (
     sum_matvec,
     transpose_times,
 )
-from mesostats.mixed.lmm.factors import _factors, _per_level_products
+from mesostats.mixed.results import MixedResults
+from mesostats.mixed.satterthwaite import satterthwaite
 
-__all__ = ["ProfiledDeviance"]
-
+__all__ = ["ProfiledDeviance", "fit_lmm", "single_threaded_blas"]
 
 _MAX_REST_ELEMENTS = 40_000_000  # dense (q0, Q_r, G0) blocks of the Schur path
 _MAX_PAIR_PAIRS = 20_000_000  # co-occurring level pairs of the "pairs" path
-_SMALL_REST_ELEMENTS = 1_000_000  # below this the dense path is used without costing
 _MAX_REST_DENSE = 5_000  # Q_r × Q_r dense matrices (dense and pairs paths); else sparse
+_SMALL_REST_ELEMENTS = 1_000_000  # below this the dense path is used without costing
+_SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the diagonal of Λ
 
 
 #: Λ_r of at most this many rest random effects is held dense (see ``_lam_rest``).
 _DENSE_LAMBDA_REST = 64
+
+
+# --------------------------------------------------------------------------- factors
+@dataclass(frozen=True)
+class _Factor:
+    """Random-effect terms sharing one grouping factor, merged into q columns."""
+
+    group: str
+    levels: pd.Index
+    codes: np.ndarray
+    Z: np.ndarray  # (n, q)
+    term_ids: tuple[int, ...]
+    term_cols: tuple[slice, ...]  # columns of each design term inside the factor
+    theta_ids: np.ndarray  # θ indices that live in this factor
+    theta_rows: np.ndarray
+    theta_cols: np.ndarray
+
+    @property
+    def q(self) -> int:
+        return int(self.Z.shape[1])
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.q, self.q))
+        out[self.theta_rows, self.theta_cols] = theta[self.theta_ids]
+        return out
+
+
+def _factors(design: MixedDesign) -> list[_Factor]:
+    by_group: dict[str, list[int]] = {}
+    for i, term in enumerate(design.terms):
+        by_group.setdefault(term.group, []).append(i)
+    factors = []
+    for group, ids in by_group.items():
+        terms: list[RandomTerm] = [design.terms[i] for i in ids]
+        Z = terms[0].Z if len(terms) == 1 else np.hstack([t.Z for t in terms])
+        cols: list[slice] = []
+        th_ids: list[int] = []
+        th_rows: list[int] = []
+        th_cols: list[int] = []
+        start = 0
+        for i, term in zip(ids, terms, strict=True):
+            cols.append(slice(start, start + term.q))
+            rows, cc = lower_triangle_indices(term.q)
+            sl = design.theta_slices[i]
+            th_ids.extend(range(sl.start, sl.stop))
+            th_rows.extend(rows + start)
+            th_cols.extend(cc + start)
+            start += term.q
+        factors.append(
+            _Factor(
+                group=group,
+                levels=terms[0].levels,
+                codes=terms[0].codes,
+                Z=np.ascontiguousarray(Z),
+                term_ids=tuple(ids),
+                term_cols=tuple(cols),
+                theta_ids=np.asarray(th_ids, dtype=np.intp),
+                theta_rows=np.asarray(th_rows, dtype=np.intp),
+                theta_cols=np.asarray(th_cols, dtype=np.intp),
+            )
+        )
+    factors.sort(key=lambda f: -f.n_levels * f.q)
+    return factors
+
+
+def _per_level_products(
+    codes: np.ndarray, G: int, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Σ over the rows of each level of left[:, a]·right[:, b] → (a, b, G), via bincount."""
+    out = np.empty((left.shape[1], right.shape[1], G))
+    for a in range(left.shape[1]):
+        for b in range(right.shape[1]):
+            out[a, b] = np.bincount(codes, weights=left[:, a] * right[:, b], minlength=G)
+    return out
 
 
 # --------------------------------------------------------------------------- the deviance
@@ -777,3 +911,464 @@ class ProfiledDeviance:
                         blk[a, b, levels] = inv[base[levels] + a, np.arange(cols.size)]
             out.append(blk)
         return out
+
+
+# --------------------------------------------------------------------------- optimisation
+@dataclass
+class _OptimResult:
+    theta: np.ndarray
+    deviance: float
+    gradient: np.ndarray
+    converged: bool
+    messages: list[str]
+    n_evaluations: int
+    hessian: np.ndarray
+
+
+def _fd_hessian(fun: Any, theta: np.ndarray, base_step: float = 1e-4) -> np.ndarray:
+    """Hessian by central differences of the gradient ``fun(θ)[1]`` (2·len(θ) calls).
+
+    Steps ``base_step · max(|θ_j|, 0.1)``. Boundary coordinates are differenced too (the
+    deviance is defined, and even, for a negative diagonal of Λ), as lmerTest's numerical
+    Hessian does.
+    """
+    return hessian_from_gradient(lambda t: fun(t)[1], theta, relative_steps(theta, base_step, 0.1))
+
+
+def _free_coordinates(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Coordinates not held at their bound by a gradient pointing outwards."""
+    at_bound = (theta <= lower + 1e-10) & np.isfinite(lower)
+    return ~(at_bound & (grad >= 0))
+
+
+def _interior_probes(design: MixedDesign, theta: np.ndarray) -> list[np.ndarray]:
+    """Interior points next to a θ with a zero diagonal in some Λ block (empty if none).
+
+    For each such block, with Σ = ΛΛᵀ (relative covariance), the probes are the Cholesky
+    factors of Σ + c²s²·vvᵀ for v = e_j (each zero-diagonal row j, s its SD or the block's
+    largest) and v = the eigenvector of Σ's smallest eigenvalue (s the largest SD), at
+    c ∈ {0.01, 0.03, 0.1, 0.3, 1, 3}: extra variance along the degenerate direction, at scales
+    from far below to above the block's own.
+    """
+    probes: list[np.ndarray] = []
+    blocks = design.lambda_blocks(theta)
+    for term, sl, lam in zip(design.terms, design.theta_slices, blocks, strict=True):
+        zero_rows = [j for j in range(term.q) if abs(lam[j, j]) <= 1e-10]
+        if not zero_rows:
+            continue
+        sigma = lam @ lam.T
+        sds = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+        top = float(sds.max()) if sds.max() > 1e-8 else 1.0
+        directions = []
+        for j in zero_rows:
+            e = np.zeros(term.q)
+            e[j] = 1.0
+            directions.append((e, float(sds[j]) if sds[j] > 1e-8 else top))
+        if term.q > 1:
+            directions.append((np.linalg.eigh(sigma)[1][:, 0], top))
+        rows, cols = lower_triangle_indices(term.q)
+        for v, scale in directions:
+            for c in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
+                trial_sigma = sigma + (c * scale) ** 2 * np.outer(v, v)
+                try:
+                    chol = np.linalg.cholesky(trial_sigma)
+                except np.linalg.LinAlgError:
+                    continue
+                trial = theta.copy()
+                trial[sl] = chol[rows, cols]
+                if np.all(np.isfinite(trial)):
+                    probes.append(trial)
+    return probes
+
+
+def optimise_theta(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResult:
+    """Minimise the profiled deviance over θ: L-BFGS-B, Newton polish, optimality checks.
+
+    Convergence is declared when, on the coordinates not held at a bound, the Hessian is
+    positive definite and the Newton decrement gᵀH⁻¹g/2 (the deviance still to gain) is below
+    1e-6, and no coordinate at a bound has a gradient pointing into the interior.
+    The returned Hessian (profiled deviance, all coordinates) is reused for Satterthwaite df.
+
+    **Boundary certification.** A zero diagonal of Λ can be a saddle, not a minimum: the
+    deviance is even in the last diagonal element of each block (flipping the sign of a
+    column of Λ leaves ΛΛᵀ unchanged), so its gradient there is exactly zero for every value
+    of the other coordinates and gradient methods that reach it (L-BFGS-B projects a step
+    onto the bound) never leave, even when the deviance decreases into the interior at second
+    order. So when the result has a zero diagonal, the deviance is evaluated at interior
+    probes (:func:`_interior_probes`: added variance along the degenerate direction at
+    several scales, a finite-step check); if one is lower, the optimiser restarts from the
+    best probe and the better result is kept (up to three rounds). The fast path (interior
+    result) is unchanged. lme4's derivative-free BOBYQA escapes such saddles through its
+    interpolation model (Powell 2009, Cambridge report DAMTP 2009/NA06).
+    """
+    opt = _optimise_from(problem, theta0)
+    design = problem.design
+    lower = design.theta_lower
+
+    def deviance(theta: np.ndarray) -> float:
+        return float(problem.value_and_gradient(theta)[0])
+
+    def on_boundary(theta: np.ndarray) -> bool:
+        return bool(((theta <= lower + 1e-10) & np.isfinite(lower)).any())
+
+    best_probe = math.inf  # lowest deviance at the interior probes of the current result
+    for round_ in range(4):
+        if not (np.isfinite(opt.deviance) and on_boundary(opt.theta)):
+            break
+        probes = _interior_probes(design, opt.theta)
+        values = [deviance(t) for t in probes]
+        opt.n_evaluations += len(probes)
+        best_probe = min(values, default=math.inf)
+        noise = max(1e-10, 1e-13 * abs(opt.deviance))
+        if round_ == 3 or not best_probe < opt.deviance - noise:
+            break
+        other = _optimise_from(problem, probes[int(np.argmin(values))])
+        other.n_evaluations += opt.n_evaluations
+        if not other.deviance < opt.deviance:
+            opt.n_evaluations = other.n_evaluations
+            break
+        opt, best_probe = other, math.inf
+    if best_probe < opt.deviance - 1e-6:
+        opt.converged = False
+        opt.messages.append(
+            "Optimiser stopped on a boundary (a zero diagonal of Λ) although the deviance is "
+            f"{opt.deviance - best_probe:.3g} lower at a nearby interior point (a saddle, not a "
+            "minimum). Rescale the covariates or simplify the random-effects structure."
+        )
+    return opt
+
+
+def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResult:
+    """One run of :func:`optimise_theta` from ``theta0``, without boundary certification."""
+    lower = problem.design.theta_lower
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    count = {"n": 0}
+
+    def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        count["n"] += 1
+        return problem.value_and_gradient(theta)
+
+    res = optimize.minimize(
+        fun,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        # stop when the relative decrease is ~1e-12; the Newton polish below finishes the job
+        # (pushing L-BFGS-B further only makes its line search chase rounding noise)
+        options={"maxiter": 2000, "ftol": 1e-12, "gtol": 0.0, "maxcor": 20},
+    )
+    theta = np.maximum(np.asarray(res.x, dtype=float), lower)
+    dev, grad = fun(theta)
+    # below this the deviance differences are rounding noise (a few ulps of |d|)
+    noise = 1e-13 * max(1.0, abs(dev))
+    H = _fd_hessian(fun, theta)
+    theta_at_hessian = theta.copy()
+    for _ in range(12):
+        free = _free_coordinates(theta, grad, lower)
+        if not free.any():
+            break
+        Hf = H[np.ix_(free, free)]
+        gf = grad[free]
+        try:
+            chol = scipy.linalg.cho_factor(Hf, check_finite=False)
+        except np.linalg.LinAlgError:
+            break
+        step = np.zeros_like(theta)
+        step[free] = -scipy.linalg.cho_solve(chol, gf, check_finite=False)
+        if float(-gf @ step[free]) / 2.0 < max(1e-11, noise):
+            break
+        alpha = 1.0
+        improved = False
+        for _ls in range(12):
+            trial = np.maximum(theta + alpha * step, lower)
+            tdev, tgrad = fun(trial)
+            if tdev < dev:
+                theta, dev, grad = trial, tdev, tgrad
+                improved = True
+                break
+            alpha *= 0.5
+        if not improved:
+            break
+        moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
+        if moved.max() > 1e-3:  # far from where H was taken: refresh it
+            H = _fd_hessian(fun, theta)
+            theta_at_hessian = theta.copy()
+    if not np.array_equal(theta, theta_at_hessian):
+        moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
+        if moved.max() > 1e-5:
+            H = _fd_hessian(fun, theta)
+    # ------------------------------------------------------------------ final checks
+    messages: list[str] = []
+    converged = True
+    names = problem.design.theta_names
+    at_bound = (theta <= lower + 1e-10) & np.isfinite(lower)
+    wrong_way = at_bound & (grad < -1e-4)
+    if wrong_way.any():
+        i = int(np.flatnonzero(wrong_way)[0])
+        converged = False
+        messages.append(
+            f"Optimiser stopped at the boundary of {names[i]} = {theta[i]:.3g} although the "
+            f"deviance still decreases into the interior (gradient {grad[i]:.3g})."
+        )
+    free = _free_coordinates(theta, grad, lower)
+    if not (np.isfinite(dev) and np.all(np.isfinite(grad)) and np.all(np.isfinite(H))):
+        # NaN compares False everywhere below: without this check it would pass as converged
+        converged = False
+        messages.append(
+            f"The deviance ({dev:.6g}) or its gradient/Hessian is not finite at θ = "
+            f"{np.array2string(theta, precision=4)}: the fit is not valid. Check the data for "
+            "extreme values or rescale the response and covariates."
+        )
+    elif free.any():
+        Hf = H[np.ix_(free, free)]
+        gf = grad[free]
+        eig = np.linalg.eigvalsh(Hf)
+        if eig.min() <= 0:
+            converged = False
+            worst = names[int(np.flatnonzero(free)[np.argmax(np.abs(np.linalg.eigh(Hf)[1][:, 0]))])]
+            messages.append(
+                "The Hessian of the deviance at the optimum is not positive definite "
+                f"(smallest eigenvalue {eig.min():.3g}, mostly along {worst}): the variance "
+                "parameters are not well identified. Simplify the random-effects structure."
+            )
+        else:
+            decrement = float(gf @ np.linalg.solve(Hf, gf)) / 2.0
+            if decrement > max(1e-6, 100.0 * noise):
+                converged = False
+                messages.append(
+                    f"Optimiser stopped {decrement:.2g} deviance units short of the optimum "
+                    f"(Newton decrement; max |gradient| {np.max(np.abs(gf)):.3g})."
+                )
+    return _OptimResult(
+        theta=theta,
+        deviance=dev,
+        gradient=grad,
+        converged=converged,
+        messages=messages,
+        n_evaluations=count["n"],
+        hessian=H,
+    )
+
+
+# --------------------------------------------------------------------------- singularity
+def _singular_messages(design: MixedDesign, theta: np.ndarray, sigma: float) -> list[str]:
+    messages = []
+    for term, lam in zip(design.terms, design.lambda_blocks(theta), strict=True):
+        diag = np.abs(np.diag(lam))
+        if not (diag < _SINGULAR_TOL).any():
+            continue
+        cov = sigma**2 * lam @ lam.T
+        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+        zero_sd = [i for i in range(term.q) if sd[i] < _SINGULAR_TOL * max(sigma, 1e-300)]
+        if zero_sd:
+            zero_names = {term.names[i] for i in zero_sd}
+            for i in zero_sd:
+                name = term.names[i]
+                kind = (
+                    "Random-intercept SD"
+                    if name == "Intercept"
+                    else (f"Random-slope SD for `{name}`")
+                )
+                others = [
+                    n
+                    for t in design.terms
+                    if t.group == term.group
+                    for n in t.names
+                    if n != name and n not in zero_names
+                ]
+                if others:
+                    alt = " + ".join(["1" if o == "Intercept" else o for o in others])
+                    if "Intercept" not in others:
+                        alt = "0 + " + alt
+                    refit = f"Refit with `({alt} | {term.group})`"
+                else:
+                    expr = "1" if name == "Intercept" else f"0 + {name}"
+                    refit = f"Refit without the term `({expr} | {term.group})`"
+                messages.append(
+                    f"{kind} within `{term.group}` is {sd[i]:.3g} (on the boundary): the data "
+                    f"cannot separate this between-group variation from noise. {refit}, "
+                    "or check that the groups really differ in this respect."
+                )
+        else:
+            corr = cov / np.outer(sd, sd)
+            flat = int(np.argmax(np.abs(np.tril(corr, -1))))
+            i, j = divmod(flat, term.q)
+            messages.append(
+                f"Correlation of `{term.names[j]}` and `{term.names[i]}` within `{term.group}` "
+                f"is {corr[i, j]:.4f} (on the boundary ±1): the random effects are not "
+                f"separately identified. Refit with uncorrelated effects "
+                f"`({' + '.join(n if n != 'Intercept' else '1' for n in term.names)} "
+                f"|| {term.group})` or drop a random slope."
+            )
+    return messages
+
+
+# --------------------------------------------------------------------------- fit
+def fit_lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedResults:
+    """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, e.g. ``"hair_density ~ week * minoxidil + (1 + week | subject_id)"``;
+        crossed ``(1 | g1) + (1 | g2)``, nested ``(1 | g1/g2)``, uncorrelated ``(x || g)``,
+        ``offset(expr)``.
+    data : pandas.DataFrame
+        Any table with the columns the formula uses. Rows with a missing value in a used
+        column are set aside (``results.excluded_rows``, :class:`ExclusionWarning`).
+    reml : bool, default True
+        REML criterion (lme4's default) or maximum likelihood (use ML to compare models that
+        differ in their fixed effects).
+
+    Returns
+    -------
+    MixedResults
+        Fixed effects with Satterthwaite df (lmerTest), variance components, conditional
+        modes with conditional SDs, log-likelihood, AIC/BIC, predictions.
+
+    Raises
+    ------
+    ModelSpecError
+        The formula cannot be fitted to the data (the message says why and what to try).
+
+    Warns
+    -----
+    SingularFitWarning
+        A variance component is on its boundary (SD 0 or correlation ±1); names which.
+    ConvergenceWarning
+        An optimality check failed; says which, with values.
+
+    Notes
+    -----
+    Profiled deviance of Bates, Mächler, Bolker & Walker (2015), *J. Stat. Softw.* 67(1),
+    with an analytic gradient (see the module docstring). Satterthwaite df follow
+    Kuznetsova, Brockhoff & Christensen (2017), *J. Stat. Softw.* 82(13).
+
+    Examples
+    --------
+    >>> import mesostats as ms
+    >>> fit = ms.fit_lmm("Reaction ~ Days + (Days | Subject)", sleepstudy)  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    design = build_design(formula, data, family="gaussian")
+    with single_threaded_blas():
+        return _fit(design, reml=bool(reml), t0=t0)
+
+
+def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
+    problem = ProfiledDeviance(design, reml=reml)
+    start = problem.moment_start()
+    opt = optimise_theta(problem, start)
+    n_evaluations = opt.n_evaluations
+    on_boundary = (opt.theta <= design.theta_lower + 1e-10) & design.theta_is_diagonal
+    if on_boundary.any() and not np.array_equal(start, design.theta_start()):
+        # a boundary optimum may be a local one: also try lme4's start and keep the better
+        other = optimise_theta(problem, design.theta_start())
+        n_evaluations += other.n_evaluations
+        if other.deviance < opt.deviance - 1e-9:
+            opt = other
+    theta = opt.theta
+    st = problem.state(theta)
+    # residual sum of squares recomputed from the residual vector (exact r² for logLik)
+    u0, ur = problem.spherical_modes(st)
+    r2 = _explicit_r2(problem, st, u0, ur)
+    dof = problem.dof
+    sigma = math.sqrt(r2 / dof)
+    dev = st.logdet_L + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof))
+    if problem.reml:
+        dev += st.logdet_RX
+    beta = problem.beta_ols + st.delta
+    RXinv = scipy.linalg.solve_triangular(st.RX, np.eye(problem.p), lower=True)
+    vcov = sigma**2 * (RXinv.T @ RXinv)
+    modes, mode_sds, mode_covs = _conditional_modes(problem, st, u0, ur, sigma)
+
+    singular_msgs = _singular_messages(design, theta, sigma)
+    singular = bool(singular_msgs)
+    sat = satterthwaite(problem, theta, sigma, vcov, profiled_hessian=opt.hessian)
+    # a boundary fit has an indefinite Hessian by nature; the singular-fit warning says more
+    convergence_msgs = list(opt.messages) + ([] if singular else sat.messages)
+    for msg in convergence_msgs:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    for msg in singular_msgs:
+        warnings.warn(msg, SingularFitWarning, stacklevel=3)
+    messages = convergence_msgs + singular_msgs
+    return MixedResults(
+        design,
+        family="gaussian",
+        method="REML" if problem.reml else "ML",
+        beta=beta,
+        vcov=vcov,
+        theta=theta,
+        sigma=sigma,
+        loglik=-dev / 2.0,
+        df=sat.df,
+        ranef=modes,
+        ranef_sd=mode_sds,
+        converged=opt.converged,
+        singular=singular,
+        messages=messages,
+        variance_parameter_cov=sat.varpar_cov,
+        ranef_cov=mode_covs,
+        optimizer={
+            "method": "L-BFGS-B (analytic gradient) + Newton polish",
+            "n_evaluations": n_evaluations,
+            "gradient": opt.gradient.tolist(),
+            "seconds": time.perf_counter() - t0,
+        },
+    )
+
+
+def _explicit_r2(
+    problem: ProfiledDeviance, st: _State, u0: np.ndarray, ur: np.ndarray | None
+) -> float:
+    """‖y − Xβ − ZΛu‖² + ‖u‖² from the residual vector (no cancellation)."""
+    design = problem.design
+    resid = problem.y_shifted - design.X @ st.delta
+    f0 = problem.factors[0]
+    b0 = st.lams[0] @ u0  # (q0, G0)
+    resid -= np.einsum("ij,ji->i", f0.Z, b0[:, f0.codes])
+    pen = float(np.einsum("ig,ig->", u0, u0))
+    if problem.Qr:
+        assert ur is not None and st.lam_r is not None
+        br = st.lam_r @ ur
+        for f, off in zip(problem.rest, problem.rest_offsets, strict=True):
+            bf = br[off : off + f.n_levels * f.q].reshape(f.n_levels, f.q)
+            resid -= np.einsum("ij,ij->i", f.Z, bf[f.codes])
+        pen += float(ur @ ur)
+    return float(resid @ resid) + pen
+
+
+def _conditional_modes(
+    problem: ProfiledDeviance,
+    st: _State,
+    u0: np.ndarray,
+    ur: np.ndarray | None,
+    sigma: float,
+) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, np.ndarray]]:
+    """Conditional modes b = Λu, conditional SDs and covariance blocks (lme4 condVar).
+
+    The conditional covariance of level g's effects is σ²·Λ (LLᵀ)⁻¹_gg Λᵀ (Bates et al.
+    2015, section 5.1; it ignores the uncertainty of β̂ and θ̂, as lme4's ``condVar``).
+    """
+    design = problem.design
+    blocks = problem.conditional_covariance_diag(st)
+    modes: list[np.ndarray] = [np.zeros((t.n_levels, t.q)) for t in design.terms]
+    sds: list[np.ndarray] = [np.zeros((t.n_levels, t.q)) for t in design.terms]
+    covs: dict[str, np.ndarray] = {}
+    for k, f in enumerate(problem.factors):
+        lam = st.lams[k]
+        if k == 0:
+            u = u0
+        else:
+            assert ur is not None
+            off = problem.rest_offsets[k - 1]
+            u = ur[off : off + f.n_levels * f.q].reshape(f.n_levels, f.q).T
+        b = lam @ u  # (q, G)
+        cov = sigma**2 * np.einsum("ia,abg,jb->gij", lam, blocks[k], lam)
+        sd = np.sqrt(np.clip(np.einsum("gii->ig", cov), 0.0, None))
+        covs[f.group] = cov
+        for t_id, cols in zip(f.term_ids, f.term_cols, strict=True):
+            modes[t_id] = b[cols].T.copy()
+            sds[t_id] = sd[cols].T.copy()
+    return modes, sds, covs
