@@ -185,7 +185,7 @@ def records_rows(study: object, sites: list[str]) -> tuple[list[str], list[dict[
             event = f"visit_{visit.visit}_arm_1"
             row = dict.fromkeys(header, "")
             row.update(subject_id=sid, redcap_event_name=event, visit_complete="2")
-            row.update({f: _text(getattr(visit, f)) for f in visit_fields})
+            row.update({f: _text(getattr(visit, f, None)) for f in visit_fields})
             rows.append(row)
             found = ae_by_visit.get((sid, visit.visit))
             for instance, ae in enumerate(

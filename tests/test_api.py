@@ -12,6 +12,7 @@ import mesostats as ms
 
 FUNCTIONS = [
     "load_study",
+    "load_redcap",
     "example_study",
     "simulate_study",
     "fit_lmm",
@@ -93,6 +94,7 @@ def test_functions_named_like_their_module_survive_importing_the_modules() -> No
         ("fit_lmm", {"reml"}),
         ("fit_glmm", {"family", "nagq"}),
         ("load_study", {"schema"}),
+        ("load_redcap", {"mapping", "events", "cocktails", "missing_codes", "schema"}),
         ("fit_regrowth", {"ingredients", "random_slope"}),
         ("fit_side_effects", {"ingredients", "nagq"}),
         ("simulate_study", {"seed", "effects"}),

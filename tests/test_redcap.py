@@ -130,6 +130,15 @@ def test_labels_export_reads_as_the_raw_export(export, example) -> None:
     assert_same_tables(study, example)
 
 
+def test_labels_export_file_with_repeated_headers_reads(export, example, tmp_path) -> None:
+    path = tmp_path / "records_labels.csv"
+    to_labels_export(export["records"], export["dictionary"]).to_csv(path, index=False)
+    assert path.read_text(encoding="utf-8").count("Complete?") == 3
+    study = ms.load_redcap(path, export["dictionary"], cocktails=export["cocktails"])
+    assert_same_tables(study, example)
+    assert study.sessions.index[0] == 3  # line 3: after the header and the enrolment row
+
+
 def rename_fields(export: dict[str, pd.DataFrame], renames: dict[str, str]) -> None:
     dictionary = export["dictionary"]
     dictionary["Variable / Field Name"] = dictionary["Variable / Field Name"].replace(renames)
