@@ -13,7 +13,8 @@ resolves what REDCap's layout means, leaving the mesostats semantics to :mod:`.r
   without a number, ``enrolment_arm_1``, holds no visit). An event neither declared nor numbered
   like the visits is a problem, once per event, and its rows are not read;
 - ``redcap_repeat_instrument`` → the form name (labels export: the form's label);
-- each row's location in REDCap terms, ``record 1001, event visit_3_arm_1, instance 2``.
+- each row's location in REDCap terms, ``record 1001, event visit_3_arm_1, instance 2``
+  (:meth:`Export.location`).
 
 Why hand-written: pandas and pyarrow read the CSV (:func:`~.readers.csv.read_csv_table`, with
 line numbers as row labels); REDCap's layout rules have no library outside a live server.
@@ -64,7 +65,6 @@ class Export:
     instance: np.ndarray  # repeat instance per row (text), or None
     visit_of_event: dict[str, int | None]  # visit number of each event read (None: no visit)
     readable: np.ndarray  # bool: the row is on a known event
-    where: np.ndarray  # "record X, event Y, instance Z" per row
     label_mode: bool = False
     _text: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -73,6 +73,15 @@ class Export:
         if name not in self._text:
             self._text[name] = cell_text(self.raw.frame.iloc[:, self.columns[name]])
         return self._text[name]
+
+    def location(self, pos: int) -> str:
+        """Where row ``pos`` is in REDCap terms: ``record X, event Y, instance Z``."""
+        text = f"record {self.record[pos]}"
+        if self.event[pos] is not None:
+            text += f", event {self.event[pos]}"
+        if self.instance[pos] is not None:
+            text += f", instance {self.instance[pos]}"
+        return text
 
 
 def cell_text(series: pd.Series) -> np.ndarray:
@@ -139,7 +148,6 @@ def read_export(
         np.full(n, None, dtype=object),
         {},
         np.ones(n, dtype=bool),
-        np.empty(0, dtype=object),
         label_mode,
     )
     export.record = export.text(record_id)
@@ -155,10 +163,9 @@ def read_export(
     if "redcap_repeat_instance" in columns:
         export.instance = export.text("redcap_repeat_instance")
     export.visit_of_event = _event_visits(export, events, log)
-    export.readable = np.array(
-        [e is None or e in export.visit_of_event for e in export.event], dtype=bool
-    )
-    export.where = _locations(export)
+    uniques, codes = _factorize(export.event)
+    known = _take([u in export.visit_of_event for u in uniques], codes)
+    export.readable = np.where(codes < 0, True, known).astype(bool)
     return export
 
 
@@ -291,20 +298,6 @@ def _event_visits(
             position=int(first),
         )
     return known
-
-
-def _locations(export: Export) -> np.ndarray:
-    out = np.empty(len(export.record), dtype=object)
-    for i, (rec, ev, inst) in enumerate(
-        zip(export.record, export.event, export.instance, strict=True)
-    ):
-        text = f"record {rec}"
-        if ev is not None:
-            text += f", event {ev}"
-        if inst is not None:
-            text += f", instance {inst}"
-        out[i] = text
-    return out
 
 
 def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -54,7 +54,8 @@ class TableBuilder:
         self.export, self.dd, self.plan, self.schema = export, dd, plan, schema
         self.missing_codes = dict(missing_codes)
         self.log = log
-        self.where: dict[str, dict[Any, str]] = {t: {} for t in TABLES}
+        self._table_rows: dict[str, tuple[pd.Index, np.ndarray]] = {}  # labels, positions
+        self._where: dict[str, dict[Any, int]] = {}  # table → row label → position
         self.code_cells: dict[tuple[str, Any, str], str] = {}
         self.reported: set[tuple[str, Any, str]] = set()
         self._exclusions: list[tuple[str, Any, str]] = []
@@ -191,7 +192,7 @@ class TableBuilder:
         )
         for i in map(int, np.flatnonzero(empty)):
             self._exclusions.append(
-                (RECORDS, ex.raw.rows[i], f"{ex.where[i]}: no mapped field is filled")
+                (RECORDS, ex.raw.rows[i], f"{ex.location(i)}: no mapped field is filled")
             )
         tables = {"subjects": self._subjects(nonrep & filled["subjects"], ok)}
         tables["sessions"] = self._rows("sessions", np.flatnonzero(sessions), visit)
@@ -236,8 +237,7 @@ class TableBuilder:
         for column in self.plan.columns["subjects"]:
             columns[column] = self._subject_values(column, holds, records, rows)
         frame = {"subject_id": self._subject_ids(rows), **columns}
-        for pos in rows:
-            self.where["subjects"][ex.raw.rows[pos]] = f"record {ex.record[pos]}"
+        self._table_rows["subjects"] = (ex.raw.rows[rows], rows)
         return self._raw("subjects", frame, rows)
 
     def _subject_values(
@@ -250,13 +250,13 @@ class TableBuilder:
         cells = pd.DataFrame({"rec": ex.record[at], "val": d.values[at], "pos": at})
         first = cells.drop_duplicates("rec").set_index("rec")["pos"]
         out = np.full(len(records), None, dtype=object)
-        for k, (rec, row) in enumerate(zip(records, rows, strict=True)):
-            pos = first.get(rec)
-            if pos is None:
-                continue
-            label = ex.raw.rows[row]
-            out[k] = d.values[pos]
-            self._note_cell("subjects", column, label, int(pos), d)
+        found = first.reindex(records).to_numpy(dtype="float64", na_value=np.nan)
+        has = np.flatnonzero(~np.isnan(found))
+        at_first = found[has].astype(np.int64)
+        out[has] = d.values[at_first]
+        notable = (d.code[at_first] != None) | (d.bad[at_first] != None)  # noqa: E711
+        for k, pos in zip(has[notable].tolist(), at_first[notable].tolist(), strict=True):
+            self._note_cell("subjects", column, ex.raw.rows[rows[k]], pos, d)
         distinct = cells.dropna(subset=["val"]).drop_duplicates(["rec", "val"])
         clash = distinct[distinct["rec"].duplicated(keep=False)]
         row_of = dict(zip(records, rows, strict=True))
@@ -279,8 +279,7 @@ class TableBuilder:
             frame[column] = d.values[rows]
             for pos in rows[(d.code[rows] != None) | (d.bad[rows] != None)]:  # noqa: E711
                 self._note_cell(table, column, ex.raw.rows[pos], int(pos), d)
-        for pos in rows:
-            self.where[table][ex.raw.rows[pos]] = str(ex.where[pos])
+        self._table_rows[table] = (ex.raw.rows[rows], rows)
         return self._raw(table, frame, rows)
 
     def _subject_ids(self, rows: np.ndarray) -> np.ndarray:
@@ -293,7 +292,7 @@ class TableBuilder:
 
     def _note_cell(self, table: str, column: str, label: Any, pos: int, d: _Decoded) -> None:
         name = self.plan.columns[table][column]
-        where = self.where[table].get(label) or str(self.export.where[pos])
+        where = self.location(table, pos)
         if d.bad[pos] is not None:
             self._problem(table, pos, name, None, "choice", str(d.bad[pos]), label=label)
             self.reported.add((table, label, column))
@@ -315,11 +314,26 @@ class TableBuilder:
     ) -> None:  # fmt: skip
         ex = self.export
         row = ex.raw.rows[pos] if label is None else label
-        where = f"record {ex.record[pos]}" if table == "subjects" else str(ex.where[pos])
+        where = self.location(table, pos)
         text = export_value(ex, pos, column) if value is None and column else value
         self.log.add_one(
             table, row, column, text, rule, f"{where}, field {column}: {message}.", position=pos
         )
+
+    def location(self, table: str, pos: int) -> str:
+        """Row ``pos`` of the export in REDCap terms (a subject: its record only)."""
+        if table == "subjects":
+            return f"record {self.export.record[pos]}"
+        return self.export.location(pos)
+
+    def _location_of_label(self, table: str, label: Any) -> str | None:
+        if table not in self._table_rows or label is None or label != label:
+            return None
+        if table not in self._where:
+            labels, positions = self._table_rows[table]
+            self._where[table] = dict(zip(labels, positions.tolist(), strict=True))
+        pos = self._where[table].get(label)
+        return None if pos is None else self.location(table, pos)
 
     def _raw(self, table: str, frame: Mapping[str, np.ndarray], rows: np.ndarray) -> RawTable:
         ex = self.export
@@ -365,7 +379,7 @@ class TableBuilder:
             if columns and (table, row, columns[0]) in self.reported:
                 continue
             fields = [self._field_of(table, c) for c in columns]
-            where = self.where[table].get(row) if row is not None and row == row else None
+            where = self._location_of_label(table, row)
             code = self.code_cells.get((table, row, columns[0])) if columns else None
             prefix = ", ".join(
                 p for p in (where, f"field {', '.join(fields)}" if fields else None) if p
