@@ -44,7 +44,7 @@ from mesostats.data.redcap_dictionary import (
     slug,
 )
 
-__all__ = ["RECORDS", "Export", "read_export", "read_records"]
+__all__ = ["RECORDS", "Export", "cell_series", "read_export", "read_records"]
 
 #: Table name of problems about the records file itself.
 RECORDS = "records"
@@ -67,11 +67,20 @@ class Export:
     readable: np.ndarray  # bool: the row is on a known event
     label_mode: bool = False
     _text: dict[str, np.ndarray] = field(default_factory=dict)
+    _series: dict[str, pd.Series] = field(default_factory=dict)
+
+    def series(self, name: str) -> pd.Series:
+        """The column as stripped ``str`` text (empty cells missing), index 0 … n-1."""
+        if name not in self._series:
+            self._series[name] = cell_series(self.raw.frame.iloc[:, self.columns[name]])
+        return self._series[name]
 
     def text(self, name: str) -> np.ndarray:
         """The column as stripped text (object array; empty cells as None)."""
         if name not in self._text:
-            self._text[name] = cell_text(self.raw.frame.iloc[:, self.columns[name]])
+            arr = self.series(name).to_numpy(dtype=object)
+            arr[pd.isna(arr)] = None
+            self._text[name] = arr
         return self._text[name]
 
     def location(self, pos: int) -> str:
@@ -84,12 +93,11 @@ class Export:
         return text
 
 
-def cell_text(series: pd.Series) -> np.ndarray:
-    """A column as stripped text, empty and missing cells as ``None``."""
-    text = as_text(series).str.strip()
-    arr = text.to_numpy(dtype=object)
-    arr[pd.isna(arr) | (arr == "")] = None
-    return arr
+def cell_series(series: pd.Series) -> pd.Series:
+    """A column as stripped ``str`` text, empty cells missing (pyarrow string kernels)."""
+    text = as_text(series).str.strip().reset_index(drop=True)
+    empty = (text == "").to_numpy(dtype=bool, na_value=False)
+    return text.mask(empty) if empty.any() else text
 
 
 def read_records(records: Any, log: ProblemLog) -> RawTable | None:

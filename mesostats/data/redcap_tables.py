@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mesostats.data.parse import RawTable
+from mesostats.data.parse import RawTable, isin_values
 from mesostats.data.problems import ProblemLog
 from mesostats.data.redcap_dictionary import CHOICE_TYPES, DataDictionary, checkbox_suffix, slug
 from mesostats.data.redcap_export import RECORDS, Export
@@ -33,7 +33,7 @@ _UNCHECKED = {"0", "unchecked"}
 
 @dataclass
 class _Decoded:
-    values: np.ndarray  # mesostats text per records row (None: missing)
+    values: pd.Series  # mesostats text per records row (str; missing as NA)
     code: np.ndarray  # missing-data code per row, or None
     bad: np.ndarray  # problem message per row, or None
     filled: np.ndarray  # bool: the field holds something (a value, a code or a bad value)
@@ -77,26 +77,36 @@ class TableBuilder:
 
     def _plain(self, name: str, spec: FieldSpec) -> _Decoded:
         f = self.dd.fields[name]
-        text = self.export.text(name)
-        codes, uniques = pd.factorize(pd.Series(text, dtype=object), use_na_sentinel=True)
-        shown = _represent(f.choices, spec) if f.type in CHOICE_TYPES else {}
+        column = self.export.series(name)
+        n = len(column)
+        filled = column.notna().to_numpy(dtype=bool)
+        bad = np.full(n, None, dtype=object)
+        code = np.full(n, None, dtype=object)
+        if f.type not in CHOICE_TYPES:  # text, notes, calc, slider: only missing-data codes
+            is_code = (
+                isin_values(column, list(self.missing_codes))
+                if self.missing_codes and f.allows_missing_codes
+                else np.zeros(n, dtype=bool)
+            )
+            if not is_code.any():
+                return _Decoded(column, code, bad, filled)
+            code[is_code] = column.to_numpy(dtype=object)[is_code]
+            return _Decoded(column.mask(is_code), code, bad, filled)
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        shown = _represent(f.choices, spec)
         by_label = {lab: c for c, lab in f.choices.items()}
-        value_of = np.empty(len(uniques) + 1, dtype=object)
+        value_of = np.full(len(uniques) + 1, None, dtype=object)
         code_of = np.full(len(uniques) + 1, None, dtype=object)
         bad_of = np.full(len(uniques) + 1, None, dtype=object)
-        value_of[-1] = None
         for i, u in enumerate(map(str, uniques)):
-            if f.type in CHOICE_TYPES and (u in f.choices or u in by_label):
+            if u in f.choices or u in by_label:
                 value_of[i] = shown[u if u in f.choices else by_label[u]]
             elif u in self.missing_codes and f.allows_missing_codes:
-                value_of[i], code_of[i] = None, u
-            elif f.type in CHOICE_TYPES:
-                value_of[i] = None
-                bad_of[i] = f"{u!r} is not a choice of {name} (choices: {_choices(f.choices)})"
+                code_of[i] = u
             else:
-                value_of[i] = u
-        filled = codes >= 0
-        return _Decoded(value_of[codes], code_of[codes], bad_of[codes], filled)
+                bad_of[i] = f"{u!r} is not a choice of {name} (choices: {_choices(f.choices)})"
+        values = pd.Series(pd.array(value_of[codes], dtype="str"))
+        return _Decoded(values, code_of[codes], bad_of[codes], filled)
 
     def _checkbox(self, name: str, spec: FieldSpec) -> _Decoded:
         f = self.dd.fields[name]
@@ -141,7 +151,7 @@ class TableBuilder:
         if spec.type == "boolean" and len(f.choices) == 1:
             values = np.where(count == 1, "true", "false").astype(object)
             values[code != None] = None  # noqa: E711
-        return _Decoded(values, code, bad, count > 0)
+        return _Decoded(pd.Series(pd.array(values, dtype="str")), code, bad, count > 0)
 
     # ---------------------------------------------------------------------------------------
     def build(self) -> dict[str, RawTable]:
@@ -247,13 +257,15 @@ class TableBuilder:
         d = self.decoded("subjects", column)
         name = self.plan.columns["subjects"][column]
         at = np.flatnonzero(holds & d.filled)
-        cells = pd.DataFrame({"rec": ex.record[at], "val": d.values[at], "pos": at})
+        cells = pd.DataFrame(
+            {"rec": ex.record[at], "val": d.values.iloc[at].to_numpy(dtype=object), "pos": at}
+        )
         first = cells.drop_duplicates("rec").set_index("rec")["pos"]
         out = np.full(len(records), None, dtype=object)
         found = first.reindex(records).to_numpy(dtype="float64", na_value=np.nan)
         has = np.flatnonzero(~np.isnan(found))
         at_first = found[has].astype(np.int64)
-        out[has] = d.values[at_first]
+        out[has] = d.values.iloc[at_first].to_numpy(dtype=object)
         notable = (d.code[at_first] != None) | (d.bad[at_first] != None)  # noqa: E711
         for k, pos in zip(has[notable].tolist(), at_first[notable].tolist(), strict=True):
             self._note_cell("subjects", column, ex.raw.rows[rows[k]], pos, d)
@@ -272,11 +284,11 @@ class TableBuilder:
 
     def _rows(self, table: str, rows: np.ndarray, visit: np.ndarray) -> RawTable:
         ex = self.export
-        frame: dict[str, np.ndarray] = {"subject_id": self._subject_ids(rows)}
+        frame: dict[str, np.ndarray | pd.Series] = {"subject_id": self._subject_ids(rows)}
         frame["visit"] = np.array([str(v) for v in visit[rows]], dtype=object)
         for column in self.plan.columns[table]:
             d = self.decoded(table, column)
-            frame[column] = d.values[rows]
+            frame[column] = d.values.iloc[rows].reset_index(drop=True)
             for pos in rows[(d.code[rows] != None) | (d.bad[rows] != None)]:  # noqa: E711
                 self._note_cell(table, column, ex.raw.rows[pos], int(pos), d)
         self._table_rows[table] = (ex.raw.rows[rows], rows)
@@ -335,10 +347,16 @@ class TableBuilder:
         pos = self._where[table].get(label)
         return None if pos is None else self.location(table, pos)
 
-    def _raw(self, table: str, frame: Mapping[str, np.ndarray], rows: np.ndarray) -> RawTable:
+    def _raw(
+        self, table: str, frame: Mapping[str, np.ndarray | pd.Series], rows: np.ndarray
+    ) -> RawTable:
         ex = self.export
         data = pd.DataFrame(
-            {c: pd.array(v, dtype="str") for c, v in frame.items()}, index=pd.RangeIndex(len(rows))
+            {
+                c: v if isinstance(v, pd.Series) else pd.array(v, dtype="str")
+                for c, v in frame.items()
+            },
+            index=pd.RangeIndex(len(rows)),
         )
         labels = ex.raw.rows[rows]
         origin = f"{ex.raw.origin} ({table})"
