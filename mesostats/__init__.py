@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "load_study": "mesostats.data.load",
     "load_redcap": "mesostats.data.redcap",
+    "load_cdisc": "mesostats.data.cdisc_study",
     "Study": "mesostats.data.study",
     "example_study": "mesostats.datasets",
     "simulate_study": "mesostats.simulate",

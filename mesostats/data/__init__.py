@@ -12,6 +12,9 @@ One job per module, in the order data flows through them:
   way (:mod:`.redcap_dictionary` the data dictionary, :mod:`.redcap_export` records, events and
   instruments, :mod:`.redcap_mapping` which field is which column, :mod:`.redcap_tables`
   decoding and problems in REDCap terms);
+- :mod:`.cdisc_study`: ``load_cdisc``: CDISC ADaM datasets (:mod:`.cdisc_files` reads SAS
+  transport and Dataset-JSON, :mod:`.cdisc_adam` maps ADSL/BDS/ADEX/ADAE and their flags);
+- :mod:`.recipes`: the cocktails table passed beside a REDCap or CDISC export;
 - :mod:`.parse`: raw columns → schema types, with missing and invalid cells flagged;
 - :mod:`.keys`: key columns → integer codes (for every key comparison);
 - :mod:`.checks`: one table's columns, types, field constraints and primary key;

@@ -50,8 +50,7 @@ import pandas as pd
 
 from mesostats.data.parse import RawTable
 from mesostats.data.problems import ProblemLog
-from mesostats.data.readers.csv import read_csv_table
-from mesostats.data.readers.spreadsheet import read_parquet_table, read_xlsx_table
+from mesostats.data.recipes import read_cocktails
 from mesostats.data.redcap_dictionary import declared_missing_codes, read_dictionary
 from mesostats.data.redcap_export import RECORDS, read_export, read_records
 from mesostats.data.redcap_mapping import resolve_mapping
@@ -127,7 +126,7 @@ def load_redcap(
     for row, column, value, rule, message in dd.problems:
         log.add_one(DICTIONARY, row, column, value, rule, message)
     raw_records = read_records(records, log) if dd.fields else None
-    raw_cocktails = _read_cocktails(cocktails, study_schema, log)
+    raw_cocktails = read_cocktails(cocktails, study_schema, log, "a REDCap export")
     export = read_export(raw_records, dd, events, codes, log) if raw_records else None
     tables: dict[str, RawTable] = {}
     builder: TableBuilder | None = None
@@ -162,30 +161,3 @@ def _schema(schema: StudySchema | str | os.PathLike[str] | None) -> StudySchema:
     if isinstance(schema, StudySchema):
         return schema
     return load_schema(Path(schema))
-
-
-def _read_cocktails(cocktails: Any, schema: StudySchema, log: ProblemLog) -> RawTable | None:
-    if cocktails is None:
-        log.add_one(
-            "cocktails",
-            None,
-            None,
-            None,
-            "missing_table",
-            "the cocktails table is missing: a REDCap export holds no recipes; pass "
-            "cocktails= (a CSV, Parquet or XLSX file, or a DataFrame with cocktail_id, "
-            "ingredient, concentration and unit).",
-        )
-        return None
-    if isinstance(cocktails, pd.DataFrame):
-        frame = cocktails.copy(deep=False)
-        frame.columns = pd.Index([str(c) for c in cocktails.columns], dtype=object)
-        frame.index = pd.RangeIndex(len(frame))
-        return RawTable(frame, cocktails.index, "DataFrame", None, list(frame.columns))
-    path = Path(cocktails)
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return read_parquet_table(path, "cocktails", log)
-    if suffix == ".xlsx":
-        return read_xlsx_table(path, "cocktails", log)
-    return read_csv_table(path, "cocktails", log, schema=schema.tables["cocktails"])
