@@ -310,3 +310,23 @@ def test_a_file_that_is_not_a_data_dictionary_is_reported(export, tmp_path) -> N
     export["cocktails"].to_csv(path, index=False)
     with pytest.raises(ValidationError, match=r"dictionary.csv is not a REDCap data dictionary"):
         ms.load_redcap(REDCAP_EXAMPLE_DIR / "records.csv", path, cocktails=export["cocktails"])
+
+
+def test_visit_numbered_by_a_field_reads_events_with_any_name(export, example) -> None:
+    records, dictionary = export["records"], export["dictionary"]
+    event = records["redcap_event_name"]
+    number = event.str.extract(r"^visit_(\d+)_arm_1$")[0]
+    repeating = records["redcap_repeat_instrument"] != ""
+    records.insert(13, "visit_no", number.where(~repeating, "").fillna(""))
+    names = {f"visit_{n}_arm_1": f"{'baseline' if n == 1 else f'week_{n * 4}'}_arm_1"
+             for n in range(1, 11)}  # fmt: skip
+    records["redcap_event_name"] = event.replace(names)
+    row = dictionary.iloc[[7]].assign(**{"Variable / Field Name": "visit_no"})
+    export["dictionary"] = pd.concat([dictionary.iloc[:7], row, dictionary.iloc[7:]])
+    with pytest.raises(
+        ValidationError,
+        match=r"sessions and adverse_events fields are filled on event baseline_arm_1 \(1",
+    ) as info:
+        load(export)  # without the mapping, baseline_arm_1 (no number) holds no visit
+    assert info.value.problems["rule"].tolist() == ["not_a_visit"]
+    assert_same_tables(load(export, mapping={"visit": "visit_no"}), example)

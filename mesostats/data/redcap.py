@@ -53,7 +53,7 @@ from mesostats.data.problems import ProblemLog
 from mesostats.data.recipes import read_cocktails
 from mesostats.data.redcap_dictionary import declared_missing_codes, read_dictionary
 from mesostats.data.redcap_export import RECORDS, read_export, read_records
-from mesostats.data.redcap_mapping import resolve_mapping
+from mesostats.data.redcap_mapping import EVENT, resolve_mapping
 from mesostats.data.redcap_tables import TableBuilder
 from mesostats.data.schema import StudySchema, load_schema
 from mesostats.data.study import EXCLUSION_COLUMNS, Study
@@ -127,7 +127,12 @@ def load_redcap(
         log.add_one(DICTIONARY, row, column, value, rule, message)
     raw_records = read_records(records, log) if dd.fields else None
     raw_cocktails = read_cocktails(cocktails, study_schema, log, "a REDCap export")
-    export = read_export(raw_records, dd, events, codes, log) if raw_records else None
+    from_field = (mapping or {}).get("visit", EVENT) != EVENT
+    export = (
+        read_export(raw_records, dd, events, codes, log, visits_from_field=from_field)
+        if raw_records
+        else None
+    )
     tables: dict[str, RawTable] = {}
     builder: TableBuilder | None = None
     if export is not None:

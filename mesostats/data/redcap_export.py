@@ -10,8 +10,9 @@ resolves what REDCap's layout means, leaving the mesostats semantics to :mod:`.r
 - ``redcap_event_name`` → the unique event name (labels ``Visit 3 (Arm 1: Main)`` too), and
   each event's visit number: from ``events=`` when given, else from the unique names (the
   events numbered alike, ``visit_1_arm_1``, ``visit_2_arm_1``, … are the visits; an event
-  without a number, ``enrolment_arm_1``, holds no visit). An event neither declared nor numbered
-  like the visits is a problem, once per event, and its rows are not read;
+  without a number, ``enrolment_arm_1``, holds no visit; when ``mapping`` names a visit
+  field, every event is read and that field numbers the visits). An event neither declared
+  nor numbered like the visits is a problem, once per event, and its rows are not read;
 - ``redcap_repeat_instrument`` → the form name (labels export: the form's label);
 - each row's location in REDCap terms, ``record 1001, event visit_3_arm_1, instance 2``
   (:meth:`Export.location`).
@@ -127,8 +128,13 @@ def read_export(
     events: Mapping[str, int | None] | None,
     missing_codes: Mapping[str, str],
     log: ProblemLog,
+    *,
+    visits_from_field: bool = False,
 ) -> Export | None:
-    """Resolve headers, events and instruments; ``None`` (reported) without a record ID."""
+    """Resolve headers, events and instruments; ``None`` (reported) without a record ID.
+
+    With ``visits_from_field`` a field numbers the visits, so every event is read.
+    """
     names, label_mode = _raw_names(raw, dictionary, missing_codes, log)
     columns: dict[str, int] = {}
     for i, name in enumerate(names):
@@ -170,7 +176,7 @@ def read_export(
         export.instrument = _take([forms.get(slug(u), u) for u in uniques], codes)
     if "redcap_repeat_instance" in columns:
         export.instance = export.text("redcap_repeat_instance")
-    export.visit_of_event = _event_visits(export, events, log)
+    export.visit_of_event = _event_visits(export, events, visits_from_field, log)
     uniques, codes = _factorize(export.event)
     known = _take([u in export.visit_of_event for u in uniques], codes)
     export.readable = np.where(codes < 0, True, known).astype(bool)
@@ -265,12 +271,17 @@ def _form_status(name: str, forms: set[str]) -> bool:
 
 
 def _event_visits(
-    export: Export, events: Mapping[str, int | None] | None, log: ProblemLog
+    export: Export,
+    events: Mapping[str, int | None] | None,
+    visits_from_field: bool,
+    log: ProblemLog,
 ) -> dict[str, int | None]:
     """Visit number of each event; unknown events reported (once each) and left out."""
     present = [e for e in dict.fromkeys(export.event) if e is not None]
     if not present:
         return {}
+    if visits_from_field:
+        return dict.fromkeys(present)  # every event may hold a visit; a field numbers it
     if events is not None:
         declared = {event_unique_name(str(k)): v for k, v in events.items()}
         known = {e: declared[e] for e in present if e in declared}

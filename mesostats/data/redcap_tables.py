@@ -176,16 +176,11 @@ class TableBuilder:
         in_ae_form = np.isin(ex.instrument.astype(str), sorted(ae_forms)) & repeating
         nonrep = ok & ~repeating
         on_visit = np.array([v is not None for v in visit], dtype=bool)
+        if self.plan.visit_field != EVENT:
+            on_visit[:] = True  # the visit field numbers every row; empty → a required value
         sessions = nonrep & on_visit & filled["sessions"]
         events = ok & (in_ae_form | ~repeating) & filled["adverse_events"]
-        for table, rows in (("sessions", nonrep & ~on_visit & filled["sessions"]),
-                            ("adverse_events", events & ~on_visit)):  # fmt: skip
-            for i in map(int, np.flatnonzero(rows)):
-                self._problem(
-                    table, i, EVENT, ex.event[i], "not_a_visit",
-                    f"{table} fields are filled on event {ex.event[i]}, which holds no visit; "
-                    "declare its visit number with events=",
-                )  # fmt: skip
+        self._not_a_visit(nonrep & ~on_visit & filled["sessions"], events & ~on_visit)
         other = ok & repeating & ~in_ae_form & (filled["sessions"] | filled["subjects"])
         for i in map(int, np.flatnonzero(other)):
             self._problem(
@@ -210,6 +205,24 @@ class TableBuilder:
             ae_rows = np.flatnonzero(events & on_visit)
             tables["adverse_events"] = self._rows("adverse_events", ae_rows, visit)
         return tables
+
+    def _not_a_visit(self, session_rows: np.ndarray, event_rows: np.ndarray) -> None:
+        """One problem per event that holds session or adverse-event fields but no visit."""
+        ex = self.export
+        rows = np.flatnonzero(session_rows | event_rows)
+        for event, positions in pd.Series(rows).groupby(ex.event[rows], sort=False):
+            at = positions.to_numpy()
+            tables = [t for t, m in (("sessions", session_rows), ("adverse_events", event_rows))
+                      if m[at].any()]  # fmt: skip
+            records = list(dict.fromkeys(ex.record[at]))
+            shown = ", ".join(map(str, records[:5])) + (" …" if len(records) > 5 else "")
+            self._problem(
+                tables[0], int(at[0]), EVENT, event, "not_a_visit",
+                f"{' and '.join(tables)} fields are filled on event {event} ({len(at)} "
+                f"row(s), records {shown}), which holds no visit; declare its visit number "
+                "with events=, or name the field that numbers the visits with "
+                "mapping={'visit': …}",
+            )  # fmt: skip
 
     def _visits(self) -> np.ndarray:
         ex = self.export
@@ -285,7 +298,7 @@ class TableBuilder:
     def _rows(self, table: str, rows: np.ndarray, visit: np.ndarray) -> RawTable:
         ex = self.export
         frame: dict[str, np.ndarray | pd.Series] = {"subject_id": self._subject_ids(rows)}
-        frame["visit"] = np.array([str(v) for v in visit[rows]], dtype=object)
+        frame["visit"] = np.array([None if v is None else str(v) for v in visit[rows]], object)
         for column in self.plan.columns[table]:
             d = self.decoded(table, column)
             frame[column] = d.values.iloc[rows].reset_index(drop=True)
