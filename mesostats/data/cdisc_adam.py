@@ -144,27 +144,38 @@ def _analysis_records(d: Dataset, out: AdamTables) -> pd.DataFrame:
         not_analysis = ~frame["ANL01FL"].eq("Y").to_numpy(dtype=bool, na_value=False)
     else:
         not_analysis = np.zeros(n, dtype=bool)
-    for i in np.flatnonzero(derived | not_analysis).tolist():
-        why = []
-        if derived[i]:
-            why.append(f"DTYPE = {frame['DTYPE'].iloc[i]} (derived, not observed)")
-        if not_analysis[i]:
-            why.append("ANL01FL is not Y (not an analysis record)")
-        out.exclusions.append((d.name, frame.index[i], f"{_where(d, i)}: {'; '.join(why)}"))
+    dropped = np.flatnonzero(derived | not_analysis)
+    if len(dropped):
+        where = _where(d, dropped)
+        dtype = frame["DTYPE"].to_numpy(dtype=object) if "DTYPE" in frame else None
+        for k, i in enumerate(dropped.tolist()):
+            why = []
+            if derived[i] and dtype is not None:
+                why.append(f"DTYPE = {dtype[i]} (derived, not observed)")
+            if not_analysis[i]:
+                why.append("ANL01FL is not Y (not an analysis record)")
+            out.exclusions.append((d.name, frame.index[i], f"{where[k]}: {'; '.join(why)}"))
     kept = frame.loc[~(derived | not_analysis)].copy()
     kept["dataset"] = d.name
     kept["obs"] = kept.index
     return kept.reset_index(drop=True)
 
 
-def _where(d: Dataset, i: int) -> str:
-    row = d.frame.iloc[i]
-    parts = [d.name, f"USUBJID {row.get('USUBJID')}"]
+def _where(d: Dataset, rows: np.ndarray) -> list[str]:
+    """``ADHAIR USUBJID X, PARAMCD P, AVISITN 3 (obs 17)`` for each of ``rows``."""
+    frame = d.frame.iloc[rows]
+    text = d.name + " USUBJID " + frame["USUBJID"].astype(str)
     for key in ("PARAMCD", "AESEQ", "AVISITN"):
-        if key in d.frame and pd.notna(row.get(key)):
-            value = row.get(key)
-            parts.append(f"{key} {int(value) if isinstance(value, float) else value}")
-    return ", ".join(parts[:1]) + " " + ", ".join(parts[1:]) + f" (obs {d.frame.index[i]})"
+        if key in frame:
+            values = frame[key]
+            shown = (
+                values.map(lambda v: f"{v:g}", na_action="ignore")
+                if pd.api.types.is_float_dtype(values.dtype)
+                else values
+            )
+            text = text + (", " + key + " " + shown.astype(str)).where(values.notna(), "")
+    obs = pd.Series(frame.index.astype(str), index=frame.index)
+    return (text + " (obs " + obs + ")").tolist()
 
 
 def _sessions(
@@ -223,7 +234,8 @@ def _sessions(
         flagged = np.zeros(n, dtype=bool)
         np.logical_or.at(flagged, codes, records["ABLFL"].eq("Y").to_numpy(bool, na_value=False))
         frame["baseline_flag"] = pd.array(np.where(flagged, "true", "false"), dtype="str")
-    for column in [c for c in params.values() if c in set(records["column"])]:
+    present = set(records["column"])
+    for column in [c for c in params.values() if c in present]:
         at = (records["column"] == column).to_numpy(dtype=bool)
         source = "AVALC" if column in _TEXT_PARAMS and "AVALC" in records else "AVAL"
         values = np.full(n, None if source == "AVALC" else np.nan, dtype=object)
