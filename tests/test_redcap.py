@@ -330,3 +330,64 @@ def test_visit_numbered_by_a_field_reads_events_with_any_name(export, example) -
         load(export)  # without the mapping, baseline_arm_1 (no number) holds no visit
     assert info.value.problems["rule"].tolist() == ["not_a_visit"]
     assert_same_tables(load(export, mapping={"visit": "visit_no"}), example)
+
+
+def test_nomissing_action_tag_turns_missing_codes_off_for_a_field(export) -> None:
+    dictionary, records = export["dictionary"], export["records"]
+    dictionary.loc[dictionary["Variable / Field Name"] == "pain_vas", "Field Annotation"] = (
+        "@NOMISSING"
+    )
+    row = records.index[records["redcap_event_name"].eq("visit_2_arm_1")][0]
+    records.loc[row, "pain_vas"] = "UNK"
+    with pytest.raises(ValidationError, match=r"field pain_vas: .* must be a number") as info:
+        load(export)
+    assert info.value.problems[["value", "rule"]].values.tolist() == [["UNK", "type"]]
+
+
+def test_checked_missing_code_box_is_recorded_and_required_value_reported(export) -> None:
+    records = export["records"]
+    records.insert(11, "diagnosis___unk", "0")
+    row = records.index[records["redcap_event_name"].eq("enrolment_arm_1")][3]
+    records.loc[row, ["diagnosis___aga", "diagnosis___fphl", "diagnosis___te"]] = "0"
+    records.loc[row, "diagnosis___unk"] = "1"
+    with pytest.raises(ValidationError, match=r"missing-data code UNK \(Unknown\)") as info:
+        load(export)
+    problem = info.value.problems.iloc[0]
+    assert (problem["column"], problem["value"], problem["rule"]) == (
+        "diagnosis",
+        "UNK",
+        "required",
+    )
+
+
+def test_events_of_several_arms_and_labels_name_the_same_visits(export, example) -> None:
+    records = export["records"]
+    second_arm = records["subject_id"].str.startswith("MAD")
+    event = records["redcap_event_name"]
+    records["redcap_event_name"] = event.where(
+        ~second_arm, event.str.replace("_arm_1", "_arm_2", regex=False)
+    )
+    assert_same_tables(load(export), example)
+    labels = event.str.replace(r"^visit_(\d+)_arm_1$", r"Visit \1 (Arm 2: Open label)", regex=True)
+    records["redcap_event_name"] = labels.where(second_arm, event)
+    assert_same_tables(load(export), example)
+
+
+def test_non_repeating_adverse_event_form_gives_one_event_per_visit(export) -> None:
+    records = export["records"]
+    ae_fields = ["event", "severity", "serious", "related", "verbatim"]
+    instances = records[records["redcap_repeat_instrument"] == "adverse_event"]
+    single = instances.drop_duplicates(["subject_id", "redcap_event_name"], keep=False)
+    visit_rows = records[records["redcap_repeat_instrument"] == ""].reset_index()
+    merged = visit_rows.merge(
+        single[["subject_id", "redcap_event_name", *ae_fields]],
+        on=["subject_id", "redcap_event_name"],
+        how="left",
+        suffixes=("_old", ""),
+    )
+    flat = records.loc[merged["index"]].copy()
+    flat[ae_fields] = merged[ae_fields].fillna("").to_numpy()
+    export["records"] = flat
+    study = load(export)
+    assert len(study.adverse_events) == len(single)
+    assert set(study.adverse_events["verbatim"]) == set(single["verbatim"])
