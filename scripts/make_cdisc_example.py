@@ -4,6 +4,7 @@ Usage::
 
     python scripts/make_cdisc_example.py                       # the bundled small version
     python scripts/make_cdisc_example.py --out DIR --subjects 0 --format json   # all, JSON
+    python scripts/make_cdisc_example.py --out DIR --standard sdtm   # DM, SUPPDM, XH, EX, AE
 
 Datasets (ADaMIG 1.3 names; see mesostats/data/cdisc_adam.py for how they are read):
 
@@ -150,6 +151,52 @@ def _adae(events: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def sdtm_datasets(n_subjects: int = 0) -> dict[str, pd.DataFrame]:
+    """DM, SUPPDM, XH (a findings domain of hair assessments), EX and AE of the example study.
+
+    Made from :func:`adam_datasets`: XH holds the observed analysis records (SDTM has no
+    derived or repeated ones), plus a ``XHSTAT = NOT DONE`` record wherever a hair density was
+    not measured at a visit; AE has no VISITNUM (the visit is the one on AESTDY).
+    """
+    adam = adam_datasets(n_subjects)
+    adsl, adhair, adex, adae = adam["ADSL"], adam["ADHAIR"], adam["ADEX"], adam["ADAE"]
+    dm = adsl[["STUDYID", "USUBJID", "SITEID", "ARM", "SEX", "AGE"]].assign(AGEU="YEARS")
+    dm.insert(1, "DOMAIN", "DM")
+    supp = adsl.melt(id_vars=["STUDYID", "USUBJID"], value_vars=["DIAGNOS", "STAGE"],
+                     var_name="QNAM", value_name="QVAL")  # fmt: skip
+    supp = supp[supp["QVAL"] != ""].assign(RDOMAIN="DM", QLABEL=lambda d: d["QNAM"].str.title())
+    supp = supp.sort_values(["USUBJID", "QNAM"], kind="stable")
+    observed = adhair[(adhair["ANL01FL"] == "Y") & (adhair["DTYPE"] == "")]
+    visits = observed[observed["PARAMCD"] == "REACTASS"]
+    density = observed[observed["PARAMCD"] == "HAIRDENS"]
+    measured = set(zip(density["USUBJID"], density["AVISITN"], strict=True))
+    keys = zip(visits["USUBJID"], visits["AVISITN"], strict=True)
+    missing = visits[[k not in measured for k in keys]]
+    not_done = missing.assign(PARAMCD="HAIRDENS", PARAM=PARAM_LABELS["HAIRDENS"], AVAL=np.nan,
+                              AVALC="", ABLFL="", STAT="NOT DONE")  # fmt: skip
+    xh = pd.concat([observed.assign(STAT=""), not_done], ignore_index=True)
+    xh = xh.assign(_o=pd.factorize(xh["USUBJID"])[0]).sort_values(["_o", "AVISITN", "PARAMCD"])
+    result = np.where(xh["AVALC"] != "", xh["AVALC"], xh["AVAL"].map(lambda v: f"{v:g}"))
+    xh = pd.DataFrame(
+        {
+            "STUDYID": STUDYID, "DOMAIN": "XH", "USUBJID": xh["USUBJID"],
+            "XHSEQ": (xh.groupby("USUBJID", sort=False).cumcount() + 1).astype("float64"),
+            "XHTESTCD": xh["PARAMCD"], "XHTEST": xh["PARAM"],
+            "XHSTRESC": np.where(xh["STAT"] == "", result, ""), "XHSTRESN": xh["AVAL"],
+            "XHSTAT": xh["STAT"], "VISITNUM": xh["AVISITN"], "XHDY": xh["ADY"],
+            "XHLOBXFL": xh["ABLFL"],
+        }
+    ).reset_index(drop=True)  # fmt: skip
+    ex = adex.drop(columns="ASTDY").rename(columns={"AVISITN": "VISITNUM"})
+    ex.insert(1, "DOMAIN", "EX")
+    ex.insert(3, "EXSEQ", (ex.groupby("USUBJID", sort=False).cumcount() + 1).astype("float64"))
+    day = observed.drop_duplicates(["USUBJID", "AVISITN"]).set_index(["USUBJID", "AVISITN"])
+    ae = adae.assign(AESTDY=day["ADY"].reindex(pd.MultiIndex.from_frame(
+        adae[["USUBJID", "AVISITN"]])).to_numpy()).drop(columns="AVISITN")  # fmt: skip
+    ae.insert(1, "DOMAIN", "AE")
+    return {"DM": dm, "SUPPDM": supp.reset_index(drop=True), "XH": xh, "EX": ex, "AE": ae}
+
+
 def write_xpt(frame: pd.DataFrame, path: Path, name: str) -> None:
     import pyreadstat  # optional heavy dependency, as in mesostats.data.cdisc_files
 
@@ -185,11 +232,14 @@ def dataset_json(frame: pd.DataFrame, name: str) -> dict:
     }
 
 
-def write_example(folder: Path, n_subjects: int = 12, fmt: str = "xpt") -> list[Path]:
+def write_example(
+    folder: Path, n_subjects: int = 12, fmt: str = "xpt", standard: str = "adam"
+) -> list[Path]:
     """Write the datasets and cocktails.csv into ``folder``; return the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, frame in adam_datasets(n_subjects).items():
+    made = adam_datasets(n_subjects) if standard == "adam" else sdtm_datasets(n_subjects)
+    for name, frame in made.items():
         path = folder / f"{name.lower()}.{fmt}"
         if fmt == "xpt":
             write_xpt(frame, path, name)
@@ -210,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--subjects", type=int, default=12, help="first N subjects (0: all)")
     parser.add_argument("--format", choices=["xpt", "json"], default="xpt")
+    parser.add_argument("--standard", choices=["adam", "sdtm"], default="adam")
     args = parser.parse_args(argv)
-    for path in write_example(args.out, args.subjects, args.format):
+    for path in write_example(args.out, args.subjects, args.format, args.standard):
         print(path)
     return 0
 

@@ -186,10 +186,70 @@ def test_exposure_not_in_millilitres_is_reported(datasets) -> None:
         load(datasets)
 
 
-def test_sdtm_only_delivery_says_adam_is_needed(datasets) -> None:
-    sdtm = {"DM": datasets["ADSL"], "AE": datasets["ADAE"]}
-    with pytest.raises(ValidationError, match="found SDTM AE, DM: SDTM is not read yet"):
-        load(sdtm)
+def test_sdtm_example_round_trips_through_xpt(example, tmp_path) -> None:
+    SCRIPT_MODULE.write_example(tmp_path, 0, "xpt", "sdtm")
+    study = ms.load_cdisc(tmp_path, cocktails=tmp_path / "cocktails.csv")
+    assert_tables(study, example)
+    assert study.source.startswith("CDISC SDTM")
+    not_done = study.exclusions.query("table == 'XH'")["reason"]
+    assert len(not_done) and not_done.str.endswith("XHSTAT = NOT DONE (no result)").all()
+
+
+@pytest.fixture()
+def sdtm() -> dict[str, pd.DataFrame]:
+    return SCRIPT_MODULE.sdtm_datasets(12)
+
+
+def test_sdtm_xpt_with_a_duplicated_usubjid_visitnum_is_reported(sdtm, tmp_path) -> None:
+    xh = sdtm["XH"]
+    record = xh[(xh["XHTESTCD"] == "HAIRDENS") & (xh["XHSTAT"] == "")].iloc[[2]]
+    copy = record.assign(XHSEQ=999.0, XHSTRESN=150.0)
+    sdtm["XH"] = pd.concat([xh, copy], ignore_index=True)
+    write_xpt(tmp_path, sdtm)
+    subject, visit = record["USUBJID"].iloc[0], int(record["VISITNUM"].iloc[0])
+    with pytest.raises(
+        ValidationError,
+        match=rf"XH USUBJID {subject}, XHTESTCD HAIRDENS, VISITNUM {visit}, XHSEQ 999 "
+        r"\(obs \d+\): 2 records \(obs \d+, \d+\) for one parameter at one visit",
+    ) as info:
+        ms.load_cdisc(tmp_path, cocktails=example_study().cocktails)
+    problems = info.value.problems
+    assert set(problems["table"]) == {"XH"} and len(problems) == 2
+    assert set(problems["column"]) == {"USUBJID, XHTESTCD, VISITNUM"}
+
+
+def test_sdtm_problems_use_sdtm_variable_names(sdtm, example) -> None:
+    xh = sdtm["XH"]
+    at = xh.index[(xh["XHTESTCD"] == "HAIRDENS") & (xh["VISITNUM"] == 2)][0]
+    xh.loc[at, "XHSTRESN"] = 900.0
+    sdtm["DM"].loc[1, "SEX"] = "X"
+    with pytest.raises(ValidationError) as info:
+        ms.load_cdisc(sdtm, cocktails=example.cocktails)
+    problems = info.value.problems.set_index("table")
+    assert (problems.loc["XH", "column"], problems.loc["XH", "row"]) == ("XHSTRESN", at)
+    assert "XHTESTCD HAIRDENS, VISITNUM 2" in problems.loc["XH", "message"]
+    assert problems.loc["DM", "column"] == "SEX"
+
+
+def test_sdtm_adverse_event_on_no_visit_day_is_reported(sdtm, example) -> None:
+    sdtm["AE"].loc[0, "AESTDY"] = 999.0
+    with pytest.raises(ValidationError, match=r"AE USUBJID \S+, AESEQ 1 \(obs 0\): AESTDY 999"):
+        ms.load_cdisc(sdtm, cocktails=example.cocktails)
+
+
+def test_sdtm_diagnosis_and_stage_come_from_suppdm(sdtm, example) -> None:
+    sdtm["SUPPDM"] = sdtm["SUPPDM"][sdtm["SUPPDM"]["QNAM"] != "DIAGNOS"]
+    with pytest.raises(
+        ValidationError,
+        match=r"DM has no variable DIAGNOS \(SDTM keeps it in SUPPDM: QNAM DIAGNOS, QVAL\)",
+    ) as info:
+        ms.load_cdisc(sdtm, cocktails=example.cocktails)
+    assert set(info.value.problems["rule"]) == {"missing_column"}
+
+
+def test_neither_adsl_nor_dm_is_reported(datasets) -> None:
+    with pytest.raises(ValidationError, match=r"no ADSL \(ADaM\) or DM \(SDTM\) dataset"):
+        load({"ADAE": datasets["ADAE"]})
 
 
 def test_unreadable_transport_file_is_a_problem_not_a_crash(tmp_path, datasets) -> None:

@@ -12,8 +12,10 @@ One job per module, in the order data flows through them:
   way (:mod:`.redcap_dictionary` the data dictionary, :mod:`.redcap_export` records, events and
   instruments, :mod:`.redcap_mapping` which field is which column, :mod:`.redcap_tables`
   decoding and problems in REDCap terms);
-- :mod:`.cdisc_study`: ``load_cdisc``: CDISC ADaM datasets (:mod:`.cdisc_files` reads SAS
-  transport and Dataset-JSON, :mod:`.cdisc_adam` maps ADSL/BDS/ADEX/ADAE and their flags);
+- :mod:`.cdisc_study`: ``load_cdisc``: CDISC ADaM or SDTM datasets (:mod:`.cdisc_files` reads
+  SAS transport and Dataset-JSON, :mod:`.cdisc_sdtm` renames SDTM into the ADaM layout,
+  :mod:`.cdisc_adam` maps ADSL/BDS/ADEX/ADAE and their flags, :mod:`.cdisc_terms` names
+  variables in the delivery's own standard);
 - :mod:`.recipes`: the cocktails table passed beside a REDCap or CDISC export;
 - :mod:`.parse`: raw columns → schema types, with missing and invalid cells flagged;
 - :mod:`.keys`: key columns → integer codes (for every key comparison);

@@ -1,5 +1,8 @@
 """CDISC ADaM datasets → mesostats' raw tables, with each cell's source record kept.
 
+(An SDTM delivery is first renamed into this layout by :mod:`.cdisc_sdtm`; messages then use
+its own names, :mod:`.cdisc_terms`.)
+
 Follows ADaMIG 1.x (ADSL; the Basic Data Structure, BDS; ADAE as an occurrence dataset):
 
 - ``ADSL`` → ``subjects``: USUBJID, SITEID, ARM (else TRT01P), SEX, AGE, and the sponsor
@@ -32,6 +35,7 @@ import pandas as pd
 
 from mesostats.data.cdisc import apply_cdisc
 from mesostats.data.cdisc_files import Dataset
+from mesostats.data.cdisc_terms import ADAM, Vocabulary
 from mesostats.data.parse import RawTable
 from mesostats.data.problems import ProblemLog
 from mesostats.data.schema import StudySchema
@@ -68,6 +72,7 @@ class AdamTables:
         default_factory=dict
     )
     session_keys: list[tuple[str, Any]] = field(default_factory=list)  # USUBJID, AVISITN
+    vocab: Vocabulary = ADAM
 
 
 def build_adam_tables(
@@ -75,25 +80,33 @@ def build_adam_tables(
     params: Mapping[str, str],
     schema: StudySchema,
     log: ProblemLog,
+    vocab: Vocabulary = ADAM,
 ) -> AdamTables:
-    """Read ADSL, the BDS datasets, ADEX and ADAE (see the module docstring)."""
-    out = AdamTables()
+    """Read ADSL, the BDS datasets, ADEX and ADAE (see the module docstring).
+
+    ``datasets`` are keyed by role (``ADSL``, ``ADEX``, ``ADAE``, else a BDS dataset) and
+    hold ADaM variable names; ``vocab`` names datasets and variables in messages (an SDTM
+    delivery renamed by :mod:`.cdisc_sdtm` keeps its own names there).
+    """
+    out = AdamTables(vocab=vocab)
     adsl = datasets.get("ADSL")
     if adsl is None:
-        sdtm = sorted(set(datasets) & {"DM", "EX", "AE"})
-        hint = (
-            f" (found SDTM {', '.join(sdtm)}: SDTM is not read yet; derive ADaM first)"
-            if sdtm
-            else f" (datasets found: {', '.join(sorted(datasets)) or 'none'})"
-        )
-        log.add_one("ADSL", None, None, None, "missing_table", f"no ADSL dataset{hint}.")
+        what = "ADSL (ADaM) or DM (SDTM)" if vocab.standard == "ADaM" else vocab.subjects
+        found = ", ".join(sorted(d.name for d in datasets.values())) or "none"
+        log.add_one(
+            vocab.subjects, None, None, None, "missing_table",
+            f"no {what} dataset (datasets found: {found}).",
+        )  # fmt: skip
     else:
         out.tables["subjects"] = _subjects(adsl, schema)
     bds = [d for name, d in datasets.items() if _is_bds(name, d)]
     for name, d in datasets.items():
         if name not in ("ADSL", "ADAE", "ADEX") and d not in bds:
-            reason = f"dataset {name} is not read: not ADSL, ADAE, ADEX nor a BDS dataset"
-            out.exclusions.append((name, None, reason))
+            reason = (
+                f"dataset {d.name} is not read: not {vocab.subjects}, {vocab.exposure}, "
+                f"{vocab.events} nor a dataset of outcomes"
+            )
+            out.exclusions.append((d.name, None, reason))
     if not bds:
         log.add_one(
             "sessions",
@@ -101,7 +114,9 @@ def build_adam_tables(
             None,
             None,
             "missing_table",
-            "no BDS dataset (one with PARAMCD and AVAL) holds the outcomes, e.g. ADHAIR.",
+            "no BDS dataset (one with PARAMCD and AVAL) holds the outcomes, e.g. ADHAIR."
+            if vocab.standard == "ADaM"
+            else "no findings domain (one with --TESTCD and --STRESN) holds the outcomes.",
         )
     else:
         records = pd.concat([_analysis_records(d, out) for d in bds], ignore_index=True)
@@ -146,7 +161,7 @@ def _analysis_records(d: Dataset, out: AdamTables) -> pd.DataFrame:
         not_analysis = np.zeros(n, dtype=bool)
     dropped = np.flatnonzero(derived | not_analysis)
     if len(dropped):
-        where = _where(d, dropped)
+        where = _where(d, dropped, out.vocab)
         dtype = frame["DTYPE"].to_numpy(dtype=object) if "DTYPE" in frame else None
         for k, i in enumerate(dropped.tolist()):
             why = []
@@ -158,14 +173,17 @@ def _analysis_records(d: Dataset, out: AdamTables) -> pd.DataFrame:
     kept = frame.loc[~(derived | not_analysis)].copy()
     kept["dataset"] = d.name
     kept["obs"] = kept.index
+    sequence = out.vocab.sequence(d.name)
+    kept["SEQ"] = kept[sequence] if sequence and sequence in kept else np.nan
     return kept.reset_index(drop=True)
 
 
-def _where(d: Dataset, rows: np.ndarray) -> list[str]:
+def _where(d: Dataset, rows: np.ndarray, vocab: Vocabulary) -> list[str]:
     """``ADHAIR USUBJID X, PARAMCD P, AVISITN 3 (obs 17)`` for each of ``rows``."""
     frame = d.frame.iloc[rows]
     text = d.name + " USUBJID " + frame["USUBJID"].astype(str)
-    for key in ("PARAMCD", "AESEQ", "AVISITN"):
+    sequence = vocab.sequence(d.name)
+    for key in dict.fromkeys(["PARAMCD", sequence or "AESEQ", "AESEQ", "AVISITN"]):
         if key in frame:
             values = frame[key]
             shown = (
@@ -173,7 +191,8 @@ def _where(d: Dataset, rows: np.ndarray) -> list[str]:
                 if pd.api.types.is_float_dtype(values.dtype)
                 else values
             )
-            text = text + (", " + key + " " + shown.astype(str)).where(values.notna(), "")
+            label = ", " + vocab.name(d.name, key) + " "
+            text = text + (label + shown.astype(str)).where(values.notna(), "")
     obs = pd.Series(frame.index.astype(str), index=frame.index)
     return (text + " (obs " + obs + ")").tolist()
 
@@ -188,15 +207,17 @@ def _sessions(
 ) -> None:
     fields = set(schema.tables["sessions"].field_names)
     known = records["PARAMCD"].isin(list(params)).to_numpy(dtype=bool)
+    v = out.vocab
     for code, group in records.loc[~known].groupby("PARAMCD", sort=False, dropna=False):
         first = group.iloc[0]
+        test = v.test(str(first["dataset"]))
         log.add_one(
             str(first["dataset"]),
             first["obs"],
-            "PARAMCD",
+            test,
             code,
             "unknown_param",
-            f"{first['dataset']} PARAMCD {code} ({len(group)} records) is not a parameter "
+            f"{first['dataset']} {test} {code} ({len(group)} records) is not a parameter "
             f"mesostats reads (known: {', '.join(params)}); its records are not read. Pass "
             f"params={{'{code}': '<sessions column>'}} to read it.",
         )
@@ -207,7 +228,7 @@ def _sessions(
         log.add_one("sessions", None, column, None, "unknown_param", f"params maps to {column!r}, "
                     "which is not a sessions column.")  # fmt: skip
     records = records.loc[~records["column"].isin(sorted(unknown_columns))]
-    records = _drop_duplicates(records, log)
+    records = _drop_duplicates(records, log, v)
     subject_rank = pd.factorize(records["USUBJID"])[0]
     records = records.assign(_rank=subject_rank).sort_values(
         ["_rank", "AVISITN", "obs"], kind="stable", na_position="last"
@@ -229,7 +250,7 @@ def _sessions(
     for name in ("subject_id", "visit", "day", "baseline_flag"):
         out.session_origin[name] = base_origin
     if "ADY" in records:
-        frame["day"] = _per_visit_day(records, codes, n, log)
+        frame["day"] = _per_visit_day(records, codes, n, log, v)
     if "ABLFL" in records:
         flagged = np.zeros(n, dtype=bool)
         np.logical_or.at(flagged, codes, records["ABLFL"].eq("Y").to_numpy(bool, na_value=False))
@@ -258,7 +279,7 @@ def _sessions(
     out.tables["sessions"] = RawTable(data, pd.Index(labels), origin, None, list(data.columns))
 
 
-def _drop_duplicates(records: pd.DataFrame, log: ProblemLog) -> pd.DataFrame:
+def _drop_duplicates(records: pd.DataFrame, log: ProblemLog, v: Vocabulary) -> pd.DataFrame:
     """Report every record of a duplicated USUBJID × PARAMCD × AVISITN; keep the first."""
     dup = records.duplicated(["USUBJID", "PARAMCD", "AVISITN"], keep=False).to_numpy()
     for (subject, code, visit), group in records.loc[dup].groupby(
@@ -266,20 +287,42 @@ def _drop_duplicates(records: pd.DataFrame, log: ProblemLog) -> pd.DataFrame:
     ):
         shown = ", ".join(str(o) for o in group["obs"])
         for rec in group.itertuples(index=False):
+            ds = str(rec.dataset)
+            test = v.test(ds)
+            fix = (
+                "flag the one to analyse with ANL01FL = Y"
+                if v.standard == "ADaM"
+                else "keep one (repeated measurements belong in ADaM, flagged)"
+            )
             log.add_one(
-                str(rec.dataset),
+                ds,
                 rec.obs,
-                "USUBJID, PARAMCD, AVISITN",
+                f"USUBJID, {test}, {v.visit}",
                 f"{subject}, {code}, {visit:g}",
                 "duplicate_record",
-                f"{rec.dataset} USUBJID {subject}, PARAMCD {code}, AVISITN {visit:g} (obs "
-                f"{rec.obs}): {len(group)} analysis records (obs {shown}) for one parameter at "
-                "one visit; keep one, or flag the one to analyse with ANL01FL = Y.",
+                f"{ds} USUBJID {subject}, {test} {code}, {v.visit} {visit:g}{_seq(rec, ds, v)} "
+                f"(obs {rec.obs}): {len(group)} {'analysis ' if v.standard == 'ADaM' else ''}"
+                f"records (obs {shown}) for one parameter at "
+                f"one visit; {fix}.",
             )
     return records.loc[~records.duplicated(["USUBJID", "PARAMCD", "AVISITN"])]
 
 
-def _per_visit_day(records: pd.DataFrame, codes: np.ndarray, n: int, log: ProblemLog) -> Any:
+@dataclass(frozen=True)
+class _Record:
+    SEQ: Any
+
+
+def _seq(rec: Any, dataset: str, v: Vocabulary) -> str:
+    """``, XHSEQ 4`` when the record has a sequence number."""
+    name = v.sequence(dataset)
+    value = getattr(rec, "SEQ", None) if name else None
+    return "" if value is None or value != value else f", {name} {value:g}"
+
+
+def _per_visit_day(
+    records: pd.DataFrame, codes: np.ndarray, n: int, log: ProblemLog, v: Vocabulary
+) -> Any:
     day = records["ADY"].to_numpy(dtype="float64")
     frame = pd.DataFrame({"code": codes, "day": day}).dropna()
     distinct = frame.drop_duplicates()
@@ -287,14 +330,15 @@ def _per_visit_day(records: pd.DataFrame, codes: np.ndarray, n: int, log: Proble
     for code in sorted(set(distinct.loc[clash, "code"])):
         rows = records.iloc[np.flatnonzero(codes == code)]
         first = rows.iloc[0]
+        ds = str(first["dataset"])
         log.add_one(
-            str(first["dataset"]),
+            ds,
             first["obs"],
-            "ADY",
+            v.day(ds),
             ", ".join(f"{d:g}" for d in sorted(set(rows["ADY"].dropna()))),
             "conflict",
-            f"{first['dataset']} USUBJID {first['USUBJID']}, AVISITN {first['AVISITN']:g}: the "
-            "records of one visit give different ADY; one visit has one study day.",
+            f"{ds} USUBJID {first['USUBJID']}, {v.visit} {first['AVISITN']:g}: the records of "
+            f"one visit give different {v.day(ds)}; one visit has one study day.",
         )
     out = np.full(n, np.nan)
     firsts = frame.drop_duplicates("code")
@@ -314,20 +358,25 @@ def _exposure(
     obs = np.full(n, None, dtype=object)
     for rec in kept.to_dict("records"):
         pos = where.get((rec["USUBJID"], rec["AVISITN"]))
-        loc = f"ADEX USUBJID {rec['USUBJID']}, AVISITN {rec.get('AVISITN')} (obs {rec['obs']})"
+        loc = (
+            f"{adex.name} USUBJID {rec['USUBJID']}, {out.vocab.visit} {rec.get('AVISITN'):g}"
+            f"{_seq(_Record(rec.get('SEQ')), adex.name, out.vocab)} (obs {rec['obs']})"
+        )
         unit = str(rec.get("EXDOSU") or "mL")
         if pos is None or obs[pos] is not None or unit.lower() != "ml":
             why = (
-                "no BDS record at this visit (an injection must be at an assessed visit)"
+                "no assessment at this visit (an injection must be at an assessed visit)"
                 if pos is None
                 else f"EXDOSU is {unit}, not mL"
                 if unit.lower() != "ml"
                 else "a second administration at one visit (one cocktail per session)"
             )
-            log.add_one("ADEX", rec["obs"], "EXTRT", rec.get("EXTRT"), "exposure", f"{loc}: {why}.")
+            log.add_one(
+                adex.name, rec["obs"], "EXTRT", rec.get("EXTRT"), "exposure", f"{loc}: {why}."
+            )
             continue
         cocktail[pos], volume[pos] = rec.get("EXTRT"), rec.get("EXDOSE", np.nan)
-        ds[pos], obs[pos] = "ADEX", rec["obs"]
+        ds[pos], obs[pos] = adex.name, rec["obs"]
     frame["cocktail_id"] = pd.array(cocktail, dtype="str")
     frame["volume_ml"] = volume
     base_ds, base_obs, base_param = out.session_origin["subject_id"]
