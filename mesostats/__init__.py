@@ -24,6 +24,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "load_study": "mesostats.data.load",
+    "load_redcap": "mesostats.data.redcap",
+    "load_cdisc": "mesostats.data.cdisc_study",
     "Study": "mesostats.data.study",
     "example_study": "mesostats.datasets",
     "simulate_study": "mesostats.simulate",

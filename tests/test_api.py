@@ -12,6 +12,8 @@ import mesostats as ms
 
 FUNCTIONS = [
     "load_study",
+    "load_redcap",
+    "load_cdisc",
     "example_study",
     "simulate_study",
     "fit_lmm",
@@ -93,6 +95,8 @@ def test_functions_named_like_their_module_survive_importing_the_modules() -> No
         ("fit_lmm", {"reml"}),
         ("fit_glmm", {"family", "nagq"}),
         ("load_study", {"schema"}),
+        ("load_redcap", {"mapping", "events", "cocktails", "missing_codes", "schema"}),
+        ("load_cdisc", {"cocktails", "params", "schema"}),
         ("fit_regrowth", {"ingredients", "random_slope"}),
         ("fit_side_effects", {"ingredients", "nagq"}),
         ("simulate_study", {"seed", "effects"}),

@@ -8,6 +8,15 @@ One job per module, in the order data flows through them:
 - :mod:`.readers`: CSV (:mod:`.readers.csv_layout`, :mod:`.readers.csv`), Parquet and XLSX
   (:mod:`.readers.spreadsheet`) files → raw tables;
 - :mod:`.cdisc`: CDISC column names and coded values → friendly names;
+- :mod:`.redcap`: ``load_redcap``: a REDCap export → the same raw tables, validated the same
+  way (:mod:`.redcap_dictionary` the data dictionary, :mod:`.redcap_export` records, events and
+  instruments, :mod:`.redcap_mapping` which field is which column, :mod:`.redcap_tables`
+  decoding and problems in REDCap terms);
+- :mod:`.cdisc_study`: ``load_cdisc``: CDISC ADaM or SDTM datasets (:mod:`.cdisc_files` reads
+  SAS transport and Dataset-JSON, :mod:`.cdisc_sdtm` renames SDTM into the ADaM layout,
+  :mod:`.cdisc_adam` maps ADSL/BDS/ADEX/ADAE and their flags, :mod:`.cdisc_terms` names
+  variables in the delivery's own standard);
+- :mod:`.recipes`: the cocktails table passed beside a REDCap or CDISC export;
 - :mod:`.parse`: raw columns → schema types, with missing and invalid cells flagged;
 - :mod:`.keys`: key columns → integer codes (for every key comparison);
 - :mod:`.checks`: one table's columns, types, field constraints and primary key;

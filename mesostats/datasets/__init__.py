@@ -20,10 +20,26 @@ from mesostats.data.load import load_study
 if TYPE_CHECKING:
     from mesostats.data.study import Study
 
-__all__ = ["EXAMPLE_DIR", "EXAMPLE_SETTINGS", "example_study"]
+__all__ = [
+    "CDISC_EXAMPLE_DIR",
+    "EXAMPLE_DIR",
+    "EXAMPLE_SETTINGS",
+    "REDCAP_EXAMPLE_DIR",
+    "example_study",
+]
 
 #: Folder of the bundled example tables.
 EXAMPLE_DIR: Path = Path(__file__).resolve().parent / "example"
+
+#: The example study as a REDCap export (``records.csv``, ``dictionary.csv``, and
+#: ``cocktails.csv``), written by ``scripts/make_redcap_example.py``; read it with
+#: :func:`mesostats.load_redcap`.
+REDCAP_EXAMPLE_DIR: Path = Path(__file__).resolve().parent / "redcap_example"
+
+#: The first 12 subjects of the example study as CDISC ADaM datasets (SAS transport ``.xpt``:
+#: ADSL, ADHAIR, ADEX, ADAE) and ``cocktails.csv``, written by
+#: ``scripts/make_cdisc_example.py``; read them with :func:`mesostats.load_cdisc`.
+CDISC_EXAMPLE_DIR: Path = Path(__file__).resolve().parent / "cdisc_example"
 
 #: Arguments of :func:`mesostats.simulate.simulate_tables` that produce the example study.
 EXAMPLE_SETTINGS: dict[str, Any] = {
