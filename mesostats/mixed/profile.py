@@ -58,6 +58,10 @@ from scipy import optimize, stats
 
 from mesostats._parallel import blas_single_threaded
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError
+from mesostats.mixed.design import lower_triangle_indices
+from mesostats.mixed.glmm import design_objective, fit_arrays, term_arrays
+from mesostats.mixed.laplace import CanonicalFamily
+from mesostats.mixed.lmm import ProfiledDeviance, optimise_theta
 
 if TYPE_CHECKING:
     from mesostats.mixed.design import MixedDesign
@@ -129,7 +133,6 @@ class VarianceParameter:
 
 def variance_parameters(design: MixedDesign, family: str) -> tuple[VarianceParameter, ...]:
     """The ``sdcor`` parameters of a design in lme4's order (θ order, then σ for an LMM)."""
-    from mesostats.mixed.design import lower_triangle_indices
 
     out: list[VarianceParameter] = []
     k = 0
@@ -251,7 +254,6 @@ class _SdcorMap:
     """
 
     def __init__(self, design: MixedDesign, family: str) -> None:
-        from mesostats.mixed.design import lower_triangle_indices
 
         self.design = design
         self.family = family
@@ -336,7 +338,6 @@ class _LmmSdcorObjective(_Objective):
     """(RE)ML deviance of an LMM in (SDs, correlations, σ), β profiled (lme4's devfun2)."""
 
     def __init__(self, results: MixedResults, reml: bool) -> None:
-        from mesostats.mixed.lmm import ProfiledDeviance
 
         self.problem = ProfiledDeviance(results.design, reml=reml)
         self.map = _SdcorMap(results.design, "gaussian")
@@ -368,7 +369,6 @@ class _LmmThetaObjective(_Objective):
     """Profiled (RE)ML deviance of an LMM in θ (σ and β profiled out)."""
 
     def __init__(self, results: MixedResults, reml: bool) -> None:
-        from mesostats.mixed.lmm import ProfiledDeviance
 
         design = results.design
         self.problem = ProfiledDeviance(design, reml=reml)
@@ -397,7 +397,6 @@ def glmm_objective(results: MixedResults) -> tuple[Any, np.ndarray]:
     Returns the objective and ``perm`` with θ_engine = θ[perm] (the engine merges terms that
     share a grouping factor); see :func:`mesostats.mixed.glmm.design_objective`.
     """
-    from mesostats.mixed.glmm import design_objective
 
     objective, perm = design_objective(results.design, results.family, _nagq(results.method))
     return objective, np.asarray(perm, dtype=np.intp)
@@ -838,7 +837,6 @@ def _undefined_correlations(
 
 def _refit_theta_start(results: MixedResults, reml: bool, scale: str) -> np.ndarray:
     """Optimum of the other LMM criterion (REML fit profiled by ML, or vice versa)."""
-    from mesostats.mixed.lmm import ProfiledDeviance, optimise_theta
 
     problem = ProfiledDeviance(results.design, reml=reml)
     opt = optimise_theta(problem, np.asarray(results.theta, dtype=float))
@@ -915,16 +913,12 @@ def _refit(model: _BootstrapModel, y: np.ndarray) -> tuple[np.ndarray, float, np
     """Refit the model to a new response with the engine; returns θ, σ, β, converged."""
     design = dataclasses.replace(model.design, y=y)
     if model.family == "gaussian":
-        from mesostats.mixed.lmm import ProfiledDeviance, optimise_theta
-
         problem = ProfiledDeviance(design, reml=model.reml)
         opt = optimise_theta(problem, model.theta.copy())
         st = problem.state(opt.theta)
         sigma = math.sqrt(st.r2 / problem.dof)
         beta = problem.beta_ols + st.delta
         return np.asarray(opt.theta, dtype=float), sigma, np.asarray(beta), bool(opt.converged)
-    from mesostats.mixed.glmm import fit_arrays, term_arrays
-    from mesostats.mixed.laplace import CanonicalFamily
 
     terms = term_arrays(design)
     core = fit_arrays(
@@ -1016,7 +1010,7 @@ def bootstrap_variance_components(
     """
     _check_bootstrap_args(n_boot, seed, n_jobs)
     level = _check_level(level)
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed  # heavy (loky, cloudpickle): only when bootstrapping
 
     design = results.design
     model = _BootstrapModel(

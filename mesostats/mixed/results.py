@@ -30,7 +30,8 @@ import pandas as pd
 from scipy import stats
 
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.design import MixedDesign
+from mesostats.formula import parse_formula
+from mesostats.mixed.design import MixedDesign, _expression_variables, _formula_variables
 
 __all__ = ["MixedResults", "MixedSummary"]
 
@@ -431,9 +432,6 @@ class MixedResults:
         return pd.Series(values, index=index, name="predicted")
 
     def _predict_new(self, newdata: pd.DataFrame, include_random: bool) -> tuple[np.ndarray, Any]:
-        from mesostats.formula import parse_formula  # local: avoid a cycle at import time
-        from mesostats.mixed.design import _expression_variables, _formula_variables
-
         if not isinstance(newdata, pd.DataFrame):
             raise ModelSpecError(
                 f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
