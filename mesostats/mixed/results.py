@@ -31,7 +31,8 @@ from scipy import stats
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
-from mesostats.mixed.design import MixedDesign, _expression_variables, _formula_variables
+from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
 
 __all__ = ["MixedResults", "MixedSummary"]
 
