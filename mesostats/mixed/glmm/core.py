@@ -236,7 +236,7 @@ def fit_arrays(
     theta_fixed: FloatArray | None = None,
     separated: list[int] | None = None,
 ) -> GlmmCore:
-    """Fit a GLMM on raw arrays (see the module docstring for the method).
+    """Fit a GLMM on raw arrays (see :mod:`mesostats.mixed.glmm` for the method).
 
     θ is in the order of ``terms`` (each term's lower triangle, column-major, as lme4).
     ``theta_fixed`` holds θ at given values (only β is estimated), e.g. θ = 0 for the GLM limit.

@@ -83,7 +83,7 @@ def fit_glmm(
     *J. Stat. Softw.* 67(1)); adaptive Gauss–Hermite quadrature of Pinheiro & Bates (1995,
     *J. Comput. Graph. Stat.* 4(1)); joint optimisation over (β, θ) with exact gradients and a
     Newton polish, standard errors from the Hessian as in glmmTMB (Brooks et al. 2017,
-    *R Journal* 9(2)). See the module docstring.
+    *R Journal* 9(2)). See :mod:`mesostats.mixed.glmm`.
 
     Examples
     --------

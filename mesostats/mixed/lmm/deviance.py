@@ -75,7 +75,7 @@ class ProfiledDevianceCore(RestFactors):
     Notes
     -----
     Bates et al. (2015), sections 3.1–3.4; blocked Cholesky with the largest grouping factor
-    first as in MixedModels.jl. See the module docstring for the gradient.
+    first as in MixedModels.jl. See :mod:`mesostats.mixed.lmm` for the gradient.
     """
 
     def __init__(self, design: MixedDesign, *, reml: bool) -> None:

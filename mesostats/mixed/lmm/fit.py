@@ -115,7 +115,7 @@ def fit_lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedResu
     Notes
     -----
     Profiled deviance of Bates, Mächler, Bolker & Walker (2015), *J. Stat. Softw.* 67(1),
-    with an analytic gradient (see the module docstring). Satterthwaite df follow
+    with an analytic gradient (see :mod:`mesostats.mixed.lmm`). Satterthwaite df follow
     Kuznetsova, Brockhoff & Christensen (2017), *J. Stat. Softw.* 82(13).
 
     Examples

@@ -74,7 +74,7 @@ class _BootstrapModel:
 
 
 def _simulate_response(model: _BootstrapModel, rng: np.random.Generator) -> np.ndarray:
-    """One response vector drawn from the fitted model (see the module docstring)."""
+    """One response vector drawn from the fitted model (see :mod:`mesostats.mixed.profile`)."""
     design = model.design
     eta = design.X @ model.beta + design.offset
     scale = model.sigma if model.family == "gaussian" else 1.0

@@ -42,7 +42,7 @@ class _ParameterProfile:
 
 
 class _Profiler:
-    """Profiles one coordinate of an objective around its minimum (see module docstring)."""
+    """Profiles one coordinate of an objective around its minimum (see mixed.profile)."""
 
     def __init__(self, obj: _Objective, x_hat: np.ndarray, d_min: float, z_crit: float):
         self.obj = obj
@@ -223,7 +223,7 @@ def profile_variance_components(
 
     Notes
     -----
-    Bates et al. (2015), *J. Stat. Softw.* 67(1), §5.1 (see the module docstring): the
+    Bates et al. (2015), *J. Stat. Softw.* 67(1), §5.1 (see :mod:`mesostats.mixed.profile`): the
     interval is where the signed square root of the profiled deviance difference crosses
     ±z_{(1+level)/2}; an SD whose deviance at 0 is within the χ²₁ cutoff has lower bound 0.
 
