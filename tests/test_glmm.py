@@ -701,6 +701,8 @@ def test_sparse_laplace_path_matches_dense_on_grouseticks(monkeypatch: pytest.Mo
     dense = ms.fit_glmm(formula, grouse_data(), family="poisson")
     monkeypatch.setattr(laplace, "MAX_DENSE_REST", 0)
     sparse = ms.fit_glmm(formula, grouse_data(), family="poisson")
+    assert dense.optimizer_info["factorisation"] == "dense Schur"
+    assert sparse.optimizer_info["factorisation"] == "sparse"
     assert_allclose(sparse.loglik, dense.loglik, atol=1e-8)
     fe_s, fe_d = sparse.fixed_effects, dense.fixed_effects
     assert_allclose(fe_s["estimate"], fe_d["estimate"], atol=1e-7)

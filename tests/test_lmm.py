@@ -638,6 +638,8 @@ def test_large_crossed_design_fits_on_the_sparse_path() -> None:
     assert problem.rest_mode == "sparse" and problem.Qr > lmm._MAX_REST_DENSE
     fit = ms.fit_lmm(formula, frame)
     assert fit.converged
+    assert fit.optimizer_info["factorisation"] == "sparse Schur"
+    assert fit.optimizer_info["newton_decrement"] < 1e-6
     groups = ["a", "b", "c"]
     criterion = _reml_criterion_woodbury(frame, groups, fit.theta)
     assert_allclose(-2.0 * fit.loglik, criterion, rtol=0, atol=1e-6)

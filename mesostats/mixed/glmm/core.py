@@ -98,6 +98,7 @@ class GlmmCore:
     glm_beta: FloatArray
     glm_loglik: float
     messages: list[str]
+    factorisation: str  # OptSummary.factorisation: "scalar", "dense Schur" or "sparse"
 
 
 def make_objective(
@@ -357,7 +358,16 @@ def _fit_arrays(
         glm_beta=glm_beta,
         glm_loglik=glm_ll,
         messages=messages,
+        factorisation=_factorisation(objective),
     )
+
+
+def _factorisation(objective: ApproximateLoglik) -> str:
+    """How the objective factorises ΛᵀZᵀWZΛ + I (OptSummary.factorisation)."""
+    engine = objective.engine
+    if isinstance(engine, GeneralLaplace):
+        return "sparse" if engine.sparse else "dense Schur"
+    return "scalar"
 
 
 def _beta_block_covariance(info: FloatArray, frozen: np.ndarray) -> FloatArray:

@@ -25,6 +25,7 @@ from mesostats.mixed.glmm.core import fit_arrays, term_arrays
 from mesostats.mixed.laplace import (
     CanonicalFamily,
 )
+from mesostats.mixed.optsummary import OptSummary
 from mesostats.mixed.results import MixedResults
 
 __all__ = ["fit_glmm"]
@@ -159,14 +160,17 @@ def fit_glmm(
             design.terms[ids[0]].group: cov
             for ids, cov in zip(core.factor_terms, core.cond_cov, strict=True)
         },
-        optimizer={
-            "method": "L-BFGS-B (preconditioned) + Newton polish",
-            "n_evaluations": opt.n_evaluations,
-            "n_quasi_newton_evaluations": opt.n_quasi_newton,
-            "newton_decrement": opt.newton_decrement,
-            "gradient": opt.gradient.tolist(),
-            "glm_loglik": core.glm_loglik,
-            "separation": separation_records,
-            "seconds": time.perf_counter() - t0,
-        },
+        optimizer=OptSummary(
+            method="L-BFGS-B (preconditioned) + Newton polish",
+            n_evaluations=opt.n_evaluations,
+            gradient=opt.gradient,
+            newton_decrement=opt.newton_decrement,
+            factorisation=core.factorisation,
+            seconds=time.perf_counter() - t0,
+            details={
+                "n_quasi_newton_evaluations": opt.n_quasi_newton,
+                "glm_loglik": core.glm_loglik,
+                "separation": separation_records,
+            },
+        ).as_dict(),
     )

@@ -16,12 +16,20 @@ from mesostats.mixed.design import MixedDesign, build_design, single_threaded_bl
 from mesostats.mixed.lmm.deviance import _State
 from mesostats.mixed.lmm.gradient import ProfiledDeviance
 from mesostats.mixed.lmm.optimise import optimise_theta
+from mesostats.mixed.optsummary import OptSummary
 from mesostats.mixed.results import MixedResults
 from mesostats.mixed.satterthwaite import satterthwaite
 
 __all__ = ["fit_lmm"]
 
 _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the diagonal of Λ
+#: OptSummary.factorisation for each way the further factors are held (mixed.lmm.rest)
+_FACTORISATION = {
+    "none": "block-diagonal",
+    "dense": "dense Schur",
+    "pairs": "pairs Schur",
+    "sparse": "sparse Schur",
+}
 
 
 # --------------------------------------------------------------------------- singularity
@@ -183,12 +191,14 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
         messages=messages,
         variance_parameter_cov=sat.varpar_cov,
         ranef_cov=mode_covs,
-        optimizer={
-            "method": "L-BFGS-B (analytic gradient) + Newton polish",
-            "n_evaluations": n_evaluations,
-            "gradient": opt.gradient.tolist(),
-            "seconds": time.perf_counter() - t0,
-        },
+        optimizer=OptSummary(
+            method="L-BFGS-B (analytic gradient) + Newton polish",
+            n_evaluations=n_evaluations,
+            gradient=opt.gradient,
+            newton_decrement=opt.newton_decrement,
+            factorisation=_FACTORISATION[problem.rest_mode],
+            seconds=time.perf_counter() - t0,
+        ).as_dict(),
     )
 
 

@@ -33,6 +33,7 @@ class _OptimResult:
     messages: list[str]
     n_evaluations: int
     hessian: np.ndarray
+    newton_decrement: float | None = None  # on the free coordinates; None if H is not PD
 
 
 def _fd_hessian(fun: Any, theta: np.ndarray, base_step: float = 1e-4) -> np.ndarray:
@@ -222,6 +223,7 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
             f"deviance still decreases into the interior (gradient {grad[i]:.3g})."
         )
     free = _free_coordinates(theta, grad, lower)
+    decrement: float | None = None if free.any() else 0.0
     if not (np.isfinite(dev) and np.all(np.isfinite(grad)) and np.all(np.isfinite(H))):
         # NaN compares False everywhere below: without this check it would pass as converged
         converged = False
@@ -258,4 +260,5 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         messages=messages,
         n_evaluations=count["n"],
         hessian=H,
+        newton_decrement=decrement,
     )
