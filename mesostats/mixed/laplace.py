@@ -438,6 +438,8 @@ class GeneralLaplace:
         loglik = ll - 0.5 * float(u @ u) - 0.5 * factor.logdet
         if not gradient:
             return LaplaceEvaluation(loglik, u, None, iters, ok)
+        # the sparse factor is differentiated centrally (_evaluate_fd), never here
+        assert isinstance(factor, BlockSchurFactor)
         wprime = d.weights * dv
         res = d.weights * (d.y - mu)
         lev = factor.row_quadratic(vals, vals)  # a_iᵀ H⁻¹ a_i
