@@ -489,7 +489,7 @@ def test_missing_rows_are_excluded_with_warning() -> None:
 def test_convergence_warning_when_optimiser_budget_is_tiny(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import mesostats.mixed.lmm as lmm
+    import mesostats.mixed.lmm.optimise as lmm
 
     original = lmm.optimize.minimize
 
@@ -547,7 +547,7 @@ def test_sparse_rest_path_equals_dense_schur_path(
 ) -> None:
     """The sparse-Cholesky Schur path (used beyond 5,000 further random effects, where the
     engine used to refuse) gives the dense path's deviance, gradient, fit, df and BLUPs."""
-    import mesostats.mixed.lmm as lmm
+    import mesostats.mixed.lmm.rest as lmm
 
     frame = crossed_slopes_data() if data == "crossed" else load_csv(data)
     dense_fit = ms.fit_lmm(formula, frame, reml=reml)
@@ -630,7 +630,7 @@ def test_large_crossed_design_fits_on_the_sparse_path() -> None:
     """6,000 × 5,200 × 8 crossed levels (5,208 random effects outside the largest factor,
     where the engine used to raise ModelSpecError): the fit reaches the REML optimum of an
     independent marginal-form evaluation, and that optimum is a minimum."""
-    import mesostats.mixed.lmm as lmm
+    import mesostats.mixed.lmm.rest as lmm
 
     frame = _large_crossed()
     formula = "y ~ x + (1 | a) + (1 | b) + (1 | c)"
@@ -638,6 +638,8 @@ def test_large_crossed_design_fits_on_the_sparse_path() -> None:
     assert problem.rest_mode == "sparse" and problem.Qr > lmm._MAX_REST_DENSE
     fit = ms.fit_lmm(formula, frame)
     assert fit.converged
+    assert fit.optimizer_info["factorisation"] == "sparse Schur"
+    assert fit.optimizer_info["newton_decrement"] < 1e-6
     groups = ["a", "b", "c"]
     criterion = _reml_criterion_woodbury(frame, groups, fit.theta)
     assert_allclose(-2.0 * fit.loglik, criterion, rtol=0, atol=1e-6)
@@ -662,7 +664,7 @@ def test_sparse_pairs_path_equals_dense_schur_path(
 ) -> None:
     """The co-occurrence-pairs Schur path (used when the dense blocks would be too large)
     gives the dense path's deviance, gradient, fit and conditional SDs."""
-    import mesostats.mixed.lmm as lmm
+    import mesostats.mixed.lmm.rest as lmm
 
     frame = crossed_slopes_data() if data == "crossed" else load_csv(data)
     dense_fit = ms.fit_lmm(formula, frame, reml=reml)
@@ -874,7 +876,7 @@ def test_convergence_warning_when_restarts_cannot_leave_a_saddle(
     """An optimiser that always returns the saddle on the boundary (deviance 730.8430139 on
     the data above; 0.0041 above the best probe, 0.0152 above the optimum) must not be
     declared converged."""
-    import mesostats.mixed.lmm as lmm
+    import mesostats.mixed.lmm.optimise as lmm
 
     saddle = np.array([0.62098276, 0.1355878, 0.0])
 

@@ -32,6 +32,7 @@ from mesostats.mixed.profile import (
     theta_from_sdcor,
     variance_parameters,
 )
+from mesostats.mixed.profile import likelihood as profile_likelihood
 
 REF = Path(__file__).parent / "reference"
 Z975 = float(stats.norm.ppf(0.975))
@@ -344,13 +345,13 @@ def test_lower_deviance_message_only_beyond_the_tolerance():
 def test_profile_with_an_optimum_too_high_warns_with_values(sleep_intercept_fit, monkeypatch):
     """The optimum handed to the profiler is made 0.5 deviance units too high: profiling
     then finds lower points, a ConvergenceWarning with the numbers (kept in messages)."""
-    real = profile_module._minimise
+    real = profile_likelihood._minimise
 
     def optimum_too_high(obj, x0, fixed=None, value=None):
         x, d = real(obj, x0, fixed, value)
         return (x, d + 0.5) if fixed is None else (x, d)
 
-    monkeypatch.setattr(profile_module, "_minimise", optimum_too_high)
+    monkeypatch.setattr(profile_likelihood, "_minimise", optimum_too_high)
     with pytest.warns(ConvergenceWarning, match=r"Profiling found a deviance of .* below the"):
         prof = profile_variance_components(sleep_intercept_fit)
     assert len(prof.messages) == 1

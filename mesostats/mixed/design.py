@@ -15,35 +15,51 @@
   fills its lower triangle column by column (lme4's order); diagonal entries are bounded
   below by 0.
 
-The family-specific response checks (binomial 0/1 or ``cbind``, Poisson counts) live here
-too, so both engines see the same validated input. Rank deficiency of X is found by an
-in-order QR of the p×p triangular factor of X (computed in row chunks, so X is never copied):
-a column is aliased when it lies in the span of the columns before it, as R's ``lm`` reports.
+The family-specific response checks (binomial 0/1 or ``cbind``, Poisson counts;
+:mod:`mesostats.mixed.response`) run here too, so both engines see the same validated input.
+Rank deficiency of X is found by :func:`mesostats.mixed.aliasing.aliased_columns`; formula
+pieces are evaluated by :mod:`mesostats.mixed.formula_eval`.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-from formulaic import Formula, model_matrix
+from formulaic import model_matrix
 
 from mesostats._parallel import single_threaded_blas
 from mesostats.exceptions import ExclusionWarning, ModelSpecError
 from mesostats.formula import ParsedFormula, RandomTermSpec, parse_formula
+from mesostats.mixed.aliasing import _format_alias, aliased_columns
+from mesostats.mixed.formula_eval import (
+    _close_matches,
+    _evaluate_offsets,
+    _expression_variables,
+    _formula_variables,
+    _frame_to_matrix,
+    _group_labels,
+    _grouping_factor,
+    _reason,
+)
+from mesostats.mixed.response import _response
 
-__all__ = ["MixedDesign", "RandomTerm", "build_design", "lower_triangle_indices"]
+# aliased_columns, _expression_variables and _formula_variables are re-exported for their users
+__all__ = [
+    "MixedDesign",
+    "RandomTerm",
+    "_expression_variables",
+    "_formula_variables",
+    "aliased_columns",
+    "build_design",
+    "lower_triangle_indices",
+    "single_threaded_blas",
+]
 
 FAMILIES = ("gaussian", "binomial", "poisson")
-_RANK_TOL = 1e-7
-_QR_CHUNK = 1 << 18
 
 
 def lower_triangle_indices(q: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,269 +248,6 @@ class MixedDesign:
     def offset_for(self, data: pd.DataFrame) -> np.ndarray:
         """Sum of the formula's offsets for new rows (zeros when there is none)."""
         return _evaluate_offsets(self.parsed.offsets, data)
-
-
-# --------------------------------------------------------------------------- helpers
-def _close_matches(name: str, columns: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.6)
-    if not matches:
-        lowered = {str(c).lower(): str(c) for c in columns}
-        if name.lower() in lowered:
-            matches = [lowered[name.lower()]]
-    if matches:
-        return " Did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"
-    shown = ", ".join(f"`{c}`" for c in list(columns)[:20])
-    more = " …" if len(columns) > 20 else ""
-    return f" The data has columns {shown}{more}."
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m|[⧛⧚]")
-
-
-def _reason(exc: Exception) -> str:
-    """formulaic's error text without terminal colour codes, on one line."""
-    return " ".join(_ANSI.sub("", str(exc)).split())
-
-
-def _formula_variables(rhs: str, where: str) -> set[str]:
-    try:
-        return {str(v) for v in Formula(rhs).required_variables}
-    except Exception as exc:  # formulaic raises several parser error types
-        raise ModelSpecError(f"Cannot parse the {where} `{rhs}`: {_reason(exc)}") from exc
-
-
-def _expression_variables(expr: str, where: str) -> set[str]:
-    return _formula_variables(f"0 + I({expr})", where)
-
-
-def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Index:
-    if len(columns) == 1:
-        return pd.Index(data[columns[0]])
-    parts = [data[c].astype(str).to_numpy(dtype=object) for c in columns]
-    joined = parts[0]
-    for part in parts[1:]:
-        joined = joined + ":" + part
-    return pd.Index(joined)
-
-
-def _grouping_factor(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
-    """Level codes and labels of a grouping factor (an interaction when several columns).
-
-    Levels are sorted (or kept in category order), unused ones dropped, like R's ``factor``.
-    Interaction labels join the values with ``:`` in the order of ``columns``.
-    """
-    codes_list = []
-    level_list = []
-    for col in columns:
-        series = data[col]
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            series = series.cat.remove_unused_categories()
-            codes = np.asarray(series.cat.codes, dtype=np.int64)
-            levels = pd.Index(series.cat.categories)
-        else:
-            codes, levels = pd.factorize(series, sort=True)
-            codes = np.asarray(codes, dtype=np.int64)
-        codes_list.append(codes)
-        level_list.append(levels)
-    if len(columns) == 1:
-        return codes_list[0].astype(np.intp), level_list[0]
-    combined = np.zeros(len(data), dtype=np.int64)
-    for codes, levels in zip(codes_list, level_list, strict=True):
-        combined = combined * len(levels) + codes
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    labels = []
-    remainder = uniq
-    digits = []
-    for levels in reversed(level_list):
-        digits.append(remainder % len(levels))
-        remainder = remainder // len(levels)
-    digits.reverse()
-    text = [
-        np.asarray(levels.astype(str), dtype=object)[d]
-        for levels, d in zip(level_list, digits, strict=True)
-    ]
-    joined = text[0]
-    for part in text[1:]:
-        joined = joined + ":" + part
-    labels = pd.Index(joined)
-    return inverse.astype(np.intp), labels
-
-
-def _evaluate_expression(expr: str, data: pd.DataFrame, where: str) -> np.ndarray:
-    if expr in data.columns:
-        series = data[expr]
-        if not (
-            pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype)
-        ):
-            raise ModelSpecError(
-                f"The {where} `{expr}` is not numeric (dtype {series.dtype}, e.g. value "
-                f"{series.iloc[0]!r}). Convert it to numbers (or 0/1) before fitting."
-            )
-        return np.asarray(series.to_numpy(dtype=float, na_value=np.nan))
-    try:
-        # non-finite results (log(0)) are reported by the callers with the row
-        with np.errstate(all="ignore"):
-            mm = model_matrix(f"0 + I({expr})", data, na_action="raise", context={"np": np})
-    except Exception as exc:
-        raise ModelSpecError(f"Cannot evaluate the {where} `{expr}`: {_reason(exc)}") from exc
-    if mm.shape[1] != 1:
-        raise ModelSpecError(
-            f"The {where} `{expr}` is not numeric: it gives {mm.shape[1]} columns "
-            f"({', '.join(map(str, mm.columns))}). Convert it to numbers before fitting."
-        )
-    return np.asarray(mm.to_numpy(dtype=float)[:, 0])
-
-
-def _constant(value: float, n: int) -> np.ndarray:
-    """A read-only length-n array of one value that takes no memory (a broadcast view)."""
-    return np.broadcast_to(np.float64(value), (n,))
-
-
-def _frame_to_matrix(frame: pd.DataFrame) -> np.ndarray:
-    """Move a model-matrix frame into a C-ordered float array, one column at a time.
-
-    Each column is dropped from the frame once copied, so a large design never needs the
-    frame and the array in memory at the same time (formulaic returns one block per column).
-    """
-    n, p = frame.shape
-    out = np.empty((n, p))
-    for j, name in enumerate(list(frame.columns)):
-        out[:, j] = frame.pop(name).to_numpy(dtype=float)
-    return out
-
-
-def _evaluate_offsets(offsets: tuple[str, ...], data: pd.DataFrame) -> np.ndarray:
-    if not offsets:
-        return _constant(0.0, len(data))
-    total = np.zeros(len(data))
-    for expr in offsets:
-        values = _evaluate_expression(expr, data, "offset")
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise ModelSpecError(
-                f"offset({expr}) is not finite in {int(bad.sum())} row(s) "
-                f"(first at index {data.index[np.flatnonzero(bad)[0]]!r}); e.g. log(0). "
-                "Check the exposure column or drop those rows."
-            )
-        total = total + values
-    return total
-
-
-def _upper_factor(X: np.ndarray) -> np.ndarray:
-    """R of X = QR, computed over row chunks (tall-skinny QR) so X is never copied."""
-    p = X.shape[1]
-    r_stack = np.zeros((0, p))
-    for start in range(0, X.shape[0], _QR_CHUNK):
-        block = np.vstack([r_stack, X[start : start + _QR_CHUNK]])
-        r_stack = np.asarray(scipy.linalg.qr(block, mode="r", check_finite=False)[0])[:p]
-    return np.asarray(r_stack)
-
-
-def aliased_columns(X: np.ndarray, names: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
-    """Columns of X that are linear combinations of the columns before them.
-
-    Returns a list of ``(name, {other column: coefficient})``; the dict is empty for a
-    column of zeros. Uses the p×p triangular factor of X and an in-order Gram–Schmidt test
-    ``|r_kk| <= 1e-7 * ||x_k||`` (as R's ``lm`` flags aliased coefficients).
-    """
-    if X.shape[1] == 0:
-        return []
-    with single_threaded_blas():
-        gram = X.T @ X
-        norms2 = np.diag(gram).copy()
-        if np.all(norms2 > 0):
-            scaled = gram / np.sqrt(np.outer(norms2, norms2))
-            evals = np.linalg.eigvalsh(scaled)
-            if evals[0] > 1e-8 * evals[-1]:
-                # singular values of the column-scaled X differ by < 1e4: clearly full rank
-                return []
-        R = _upper_factor(X)
-    norms = np.sqrt(np.sum(R * R, axis=0))
-    kept: list[int] = []
-    out: list[tuple[str, dict[str, float]]] = []
-    for k in range(X.shape[1]):
-        if norms[k] == 0.0:
-            out.append((names[k], {}))
-            continue
-        cols = [*kept, k]
-        rk = np.asarray(scipy.linalg.qr(R[:, cols], mode="r", check_finite=False)[0])
-        last = len(cols) - 1
-        if last >= rk.shape[0] or abs(rk[last, last]) <= _RANK_TOL * norms[k]:
-            coef, *_ = np.linalg.lstsq(R[:, kept], R[:, k], rcond=None)
-            deps = {
-                names[j]: float(c)
-                for j, c in zip(kept, coef, strict=True)
-                if abs(c) > 1e-8 * max(1.0, float(np.max(np.abs(coef))))
-            }
-            out.append((names[k], deps))
-        else:
-            kept.append(k)
-    return out
-
-
-def _format_alias(name: str, deps: dict[str, float]) -> str:
-    if not deps:
-        return f"`{name}` is zero in every fitted row"
-    terms = " + ".join(f"{c:.4g}·`{other}`" for other, c in deps.items())
-    return f"`{name}` = {terms}"
-
-
-# --------------------------------------------------------------------------- response
-def _response(
-    parsed: ParsedFormula, data: pd.DataFrame, family: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(y, prior weights) for the family, validated."""
-    cbind = parsed.cbind
-    if cbind is not None:
-        if family != "binomial":
-            raise ModelSpecError(
-                f"`{parsed.response}` is a binomial response (successes, failures), but the "
-                f"family is {family!r}. Use `fit_glmm(..., family='binomial')`."
-            )
-        successes = _evaluate_expression(cbind[0], data, "response (successes)")
-        failures = _evaluate_expression(cbind[1], data, "response (failures)")
-        _check_counts(successes, data, f"successes `{cbind[0]}`")
-        _check_counts(failures, data, f"failures `{cbind[1]}`", successes_exceed=True)
-        trials = successes + failures
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(trials > 0, successes / np.where(trials > 0, trials, 1.0), 0.0)
-        return y, trials
-
-    column = parsed.response
-    y = _evaluate_expression(column, data, "response")
-    bad = ~np.isfinite(y)
-    if bad.any():
-        raise ModelSpecError(
-            f"The response `{column}` is not finite in {int(bad.sum())} row(s) (first at index "
-            f"{data.index[np.flatnonzero(bad)[0]]!r}, value {y[bad][0]}). Remove or fix those "
-            "values."
-        )
-    if family == "binomial":
-        wrong = (y != 0) & (y != 1)
-        if wrong.any():
-            i = np.flatnonzero(wrong)[0]
-            raise ModelSpecError(
-                f"A binomial response must be 0/1 (or True/False); `{column}` has "
-                f"{int(wrong.sum())} other value(s), e.g. {y[i]:g} at index {data.index[i]!r}. "
-                "For counts out of a number of trials write "
-                "`cbind(successes, trials - successes) ~ ...`."
-            )
-    elif family == "poisson":
-        _check_counts(y, data, f"response `{column}`")
-    return y, _constant(1.0, len(y))
-
-
-def _check_counts(
-    values: np.ndarray, data: pd.DataFrame, what: str, *, successes_exceed: bool = False
-) -> None:
-    bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
-    if bad.any():
-        i = np.flatnonzero(bad)[0]
-        hint = " (successes exceed trials?)" if successes_exceed and values[i] < 0 else ""
-        raise ModelSpecError(
-            f"The {what} must be non-negative whole numbers; {int(bad.sum())} row(s) are not, "
-            f"e.g. {values[i]:g} at index {data.index[i]!r}{hint}. Check the counts."
-        )
 
 
 # --------------------------------------------------------------------------- main

@@ -37,7 +37,9 @@ from mesostats._display import (
     format_p,
 )
 from mesostats.exceptions import ModelSpecError
+from mesostats.formula import parse_formula
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
 
 __all__ = ["MixedResults", "mixed_summary"]
 
@@ -438,9 +440,6 @@ class MixedResults(SummaryDisplay):
         return pd.Series(values, index=index, name="predicted")
 
     def _predict_new(self, newdata: pd.DataFrame, include_random: bool) -> tuple[np.ndarray, Any]:
-        from mesostats.formula import parse_formula  # local: avoid a cycle at import time
-        from mesostats.mixed.design import _expression_variables, _formula_variables
-
         if not isinstance(newdata, pd.DataFrame):
             raise ModelSpecError(
                 f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."

@@ -1,0 +1,162 @@
+"""Evaluating formula pieces on a DataFrame: variables, grouping factors, expressions, offsets.
+
+Helpers of :func:`mesostats.mixed.design.build_design` and of ``MixedResults.predict``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, model_matrix
+
+from mesostats.exceptions import ModelSpecError
+
+
+# --------------------------------------------------------------------------- helpers
+def _close_matches(name: str, columns: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.6)
+    if not matches:
+        lowered = {str(c).lower(): str(c) for c in columns}
+        if name.lower() in lowered:
+            matches = [lowered[name.lower()]]
+    if matches:
+        return " Did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"
+    shown = ", ".join(f"`{c}`" for c in list(columns)[:20])
+    more = " …" if len(columns) > 20 else ""
+    return f" The data has columns {shown}{more}."
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|[⧛⧚]")
+
+
+def _reason(exc: Exception) -> str:
+    """formulaic's error text without terminal colour codes, on one line."""
+    return " ".join(_ANSI.sub("", str(exc)).split())
+
+
+def _formula_variables(rhs: str, where: str) -> set[str]:
+    try:
+        return {str(v) for v in Formula(rhs).required_variables}
+    except Exception as exc:  # formulaic raises several parser error types
+        raise ModelSpecError(f"Cannot parse the {where} `{rhs}`: {_reason(exc)}") from exc
+
+
+def _expression_variables(expr: str, where: str) -> set[str]:
+    return _formula_variables(f"0 + I({expr})", where)
+
+
+def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Index:
+    if len(columns) == 1:
+        return pd.Index(data[columns[0]])
+    parts = [data[c].astype(str).to_numpy(dtype=object) for c in columns]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + ":" + part
+    return pd.Index(joined)
+
+
+def _grouping_factor(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """Level codes and labels of a grouping factor (an interaction when several columns).
+
+    Levels are sorted (or kept in category order), unused ones dropped, like R's ``factor``.
+    Interaction labels join the values with ``:`` in the order of ``columns``.
+    """
+    codes_list = []
+    level_list = []
+    for col in columns:
+        series = data[col]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = series.cat.remove_unused_categories()
+            codes = np.asarray(series.cat.codes, dtype=np.int64)
+            levels = pd.Index(series.cat.categories)
+        else:
+            codes, levels = pd.factorize(series, sort=True)
+            codes = np.asarray(codes, dtype=np.int64)
+        codes_list.append(codes)
+        level_list.append(levels)
+    if len(columns) == 1:
+        return codes_list[0].astype(np.intp), level_list[0]
+    combined = np.zeros(len(data), dtype=np.int64)
+    for codes, levels in zip(codes_list, level_list, strict=True):
+        combined = combined * len(levels) + codes
+    uniq, inverse = np.unique(combined, return_inverse=True)
+    labels = []
+    remainder = uniq
+    digits = []
+    for levels in reversed(level_list):
+        digits.append(remainder % len(levels))
+        remainder = remainder // len(levels)
+    digits.reverse()
+    text = [
+        np.asarray(levels.astype(str), dtype=object)[d]
+        for levels, d in zip(level_list, digits, strict=True)
+    ]
+    joined = text[0]
+    for part in text[1:]:
+        joined = joined + ":" + part
+    labels = pd.Index(joined)
+    return inverse.astype(np.intp), labels
+
+
+def _evaluate_expression(expr: str, data: pd.DataFrame, where: str) -> np.ndarray:
+    if expr in data.columns:
+        series = data[expr]
+        if not (
+            pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype)
+        ):
+            raise ModelSpecError(
+                f"The {where} `{expr}` is not numeric (dtype {series.dtype}, e.g. value "
+                f"{series.iloc[0]!r}). Convert it to numbers (or 0/1) before fitting."
+            )
+        return np.asarray(series.to_numpy(dtype=float, na_value=np.nan))
+    try:
+        # non-finite results (log(0)) are reported by the callers with the row
+        with np.errstate(all="ignore"):
+            mm = model_matrix(f"0 + I({expr})", data, na_action="raise", context={"np": np})
+    except Exception as exc:
+        raise ModelSpecError(f"Cannot evaluate the {where} `{expr}`: {_reason(exc)}") from exc
+    if mm.shape[1] != 1:
+        raise ModelSpecError(
+            f"The {where} `{expr}` is not numeric: it gives {mm.shape[1]} columns "
+            f"({', '.join(map(str, mm.columns))}). Convert it to numbers before fitting."
+        )
+    return np.asarray(mm.to_numpy(dtype=float)[:, 0])
+
+
+def _constant(value: float, n: int) -> np.ndarray:
+    """A read-only length-n array of one value that takes no memory (a broadcast view)."""
+    return np.broadcast_to(np.float64(value), (n,))
+
+
+def _frame_to_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """Move a model-matrix frame into a C-ordered float array, one column at a time.
+
+    Each column is dropped from the frame once copied, so a large design never needs the
+    frame and the array in memory at the same time (formulaic returns one block per column).
+    """
+    n, p = frame.shape
+    out = np.empty((n, p))
+    for j, name in enumerate(list(frame.columns)):
+        out[:, j] = frame.pop(name).to_numpy(dtype=float)
+    return out
+
+
+def _evaluate_offsets(offsets: tuple[str, ...], data: pd.DataFrame) -> np.ndarray:
+    if not offsets:
+        return _constant(0.0, len(data))
+    total = np.zeros(len(data))
+    for expr in offsets:
+        values = _evaluate_expression(expr, data, "offset")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ModelSpecError(
+                f"offset({expr}) is not finite in {int(bad.sum())} row(s) "
+                f"(first at index {data.index[np.flatnonzero(bad)[0]]!r}); e.g. log(0). "
+                "Check the exposure column or drop those rows."
+            )
+        total = total + values
+    return total

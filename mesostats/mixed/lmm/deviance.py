@@ -1,0 +1,278 @@
+"""The profiled (RE)ML deviance of an LMM: factorisation at θ, start, conditional modes.
+
+See :mod:`mesostats.mixed.lmm` for the method (Bates et al. 2015, *J. Stat. Softw.* 67(1),
+§3.1–3.4) and :class:`mesostats.mixed.lmm.ProfiledDeviance` for the class that adds the
+analytic gradient to :class:`ProfiledDevianceCore`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+
+from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.linalg import (
+    SparseSPDFactor,
+    apply_vector,
+    as_dense,
+    batched_backward,
+    batched_cholesky,
+    batched_forward,
+    left_times,
+    sandwich,
+    sum_gram,
+    sum_matvec,
+    transpose_times,
+)
+from mesostats.mixed.lmm.factors import _factors, _per_level_products
+from mesostats.mixed.lmm.rest import RestFactors
+
+__all__ = ["ProfiledDevianceCore"]
+
+
+# --------------------------------------------------------------------------- the deviance
+@dataclass
+class _State:
+    """Everything one evaluation of the profiled deviance computes."""
+
+    theta: np.ndarray
+    lams: list[np.ndarray]
+    L0: np.ndarray
+    Y: np.ndarray | None  # dense path: (q0, Qr, G0), L_r0ᵀ per level
+    Fh: np.ndarray | None  # pairs path: (q0, P), L0_g⁻¹ Λ0ᵀ F_g on the pairs
+    gram: np.ndarray | None  # pairs path: Σ_g F̂_gᵀ F̂_g
+    Lrr: np.ndarray | None
+    lam_r: np.ndarray | None
+    cu0: np.ndarray
+    cur: np.ndarray | None
+    RZX0: np.ndarray
+    RZXr: np.ndarray | None
+    RX: np.ndarray  # lower Cholesky factor of XᵀV₀⁻¹X
+    delta: np.ndarray  # β − β_OLS
+    r2: float
+    logdet_L: float
+    logdet_RX: float
+    deviance: float
+    rest_factor: SparseSPDFactor | None = None  # sparse path: the factorised S_r
+    rest_sol_y: np.ndarray | None = None  # sparse path: S_r⁻¹ Λ_rᵀ(Zᵣᵀỹ − …)
+    rest_sol_x: np.ndarray | None = None  # sparse path: S_r⁻¹ Λ_rᵀ(ZᵣᵀX − …)
+
+
+class ProfiledDevianceCore(RestFactors):
+    """The profiled (RE)ML deviance of an LMM (without its gradient: see ProfiledDeviance).
+
+    Parameters
+    ----------
+    design : MixedDesign
+        Gaussian design from :func:`mesostats.mixed.design.build_design`.
+    reml : bool
+        REML criterion (True) or maximum likelihood.
+
+    Notes
+    -----
+    Bates et al. (2015), sections 3.1–3.4; blocked Cholesky with the largest grouping factor
+    first as in MixedModels.jl. See :mod:`mesostats.mixed.lmm` for the gradient.
+    """
+
+    def __init__(self, design: MixedDesign, *, reml: bool) -> None:
+        self.design = design
+        self.reml = reml
+        self.n = design.n
+        self.p = design.p
+        self.n_theta = design.n_theta
+        self.dof = self.n - self.p if reml else self.n
+        self.factors = _factors(design)
+        X = design.X
+        y = design.y - design.offset
+        # OLS shift: work with the residual of y on X to avoid cancellation in r²
+        xtx = X.T @ X
+        xty0 = X.T @ y
+        self.beta_ols = scipy.linalg.solve(xtx, xty0, assume_a="pos")
+        yt = y - X @ self.beta_ols
+        self.y_shifted = yt
+        self.XtX = xtx
+        self.Xty = X.T @ yt
+        self.yty = float(yt @ yt)
+        f0 = self.factors[0]
+        self.G0 = f0.n_levels
+        self.q0 = f0.q
+        codes0 = f0.codes
+        self.A = _per_level_products(codes0, self.G0, f0.Z, f0.Z)
+        self.A_sum = self.A.sum(axis=2)
+        self.ZtX = _per_level_products(codes0, self.G0, f0.Z, X)
+        self.Zty = _per_level_products(codes0, self.G0, f0.Z, yt[:, None])[:, 0, :]
+        rest = self.factors[1:]
+        self.rest = rest
+        self.Qr = sum(f.n_levels * f.q for f in rest)
+        self.rest_mode = "none"
+        if self.Qr:
+            self._choose_rest_mode()
+            self._precompute_rest(X, yt)
+
+    # ------------------------------------------------------------------ start
+    def moment_start(self) -> np.ndarray:
+        """A starting θ from per-group least squares (method of moments), else lme4's start.
+
+        With one grouping factor: b̂_g = A_g⁻¹ Z_gᵀỹ_g for every group with an invertible
+        A_g = Z_gᵀZ_g (ỹ = OLS residual), σ̂² from the pooled within-group residuals, and
+        Σ̂_b = cov(b̂_g) − σ̂²·mean(A_g⁻¹) (eigenvalues floored at a small positive value);
+        θ from the Cholesky factor of Σ̂_b/σ̂². Cheap (O(G·q³)) and usually close enough that
+        the optimiser needs half the iterations it needs from the identity.
+        """
+        start = self.design.theta_start()
+        if self.Qr or self.G0 < 3:
+            return start
+        q = self.q0
+        A = self.A.copy()
+        scale = np.einsum("iig->g", A) / q
+        for i in range(q):
+            A[i, i] += 1e-10 * scale + 1e-300
+        L = batched_cholesky(A)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diag_min = np.min(np.stack([L[i, i] ** 2 for i in range(q)]), axis=0)
+            valid = np.isfinite(diag_min) & (diag_min > 1e-8 * scale)
+        n_valid = int(valid.sum())
+        dof = self.n - self.p - q * n_valid
+        if n_valid < 3 or dof <= 0:
+            return start
+        Lv = L[:, :, valid]
+        bhat = batched_backward(Lv, batched_forward(Lv, self.Zty[:, valid]))
+        rss = self.yty - float(np.einsum("ig,ig->", self.Zty[:, valid], bhat))
+        sigma2 = rss / dof
+        if not np.isfinite(sigma2) or sigma2 <= 0:
+            return start
+        eye = np.zeros((q, q, n_valid))
+        for i in range(q):
+            eye[i, i] = 1.0
+        Linv = batched_forward(Lv, eye)
+        Ainv_mean = transpose_times(Linv, Linv).mean(axis=2)
+        centred = bhat - bhat.mean(axis=1, keepdims=True)
+        cov_b = centred @ centred.T / (n_valid - 1) - sigma2 * Ainv_mean
+        rel = 0.5 * (cov_b + cov_b.T) / sigma2
+        evals, evecs = np.linalg.eigh(rel)
+        floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
+        rel = (evecs * np.maximum(evals, floor)) @ evecs.T
+        f0 = self.factors[0]
+        full = len(f0.theta_ids) == q * (q + 1) // 2
+        lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
+        theta = start.copy()
+        theta[f0.theta_ids] = lam[f0.theta_rows, f0.theta_cols]
+        return theta if np.all(np.isfinite(theta)) else start
+
+    # ------------------------------------------------------------------ evaluation
+    def state(self, theta: np.ndarray) -> _State:
+        """Factorise at θ and return every intermediate (β, r², log-determinants, ...)."""
+        theta = np.asarray(theta, dtype=float)
+        lams = [f.lam(theta) for f in self.factors]
+        lam0 = lams[0]
+        S0 = sandwich(lam0, self.A)
+        for i in range(self.q0):
+            S0[i, i] += 1.0
+        L0 = batched_cholesky(S0)
+        cu0 = batched_forward(L0, left_times(lam0.T, self.Zty))
+        RZX0 = batched_forward(L0, left_times(lam0.T, self.ZtX))
+        P = self.XtX - sum_gram(RZX0, RZX0)
+        rhs = self.Xty - sum_matvec(RZX0, cu0)
+        logdet_L = 2.0 * float(sum(np.log(L0[i, i]).sum() for i in range(self.q0)))
+        r2 = self.yty - float(np.vdot(cu0, cu0))
+        Y = Fh = gram = Lrr = lam_r = cur = RZXr = None
+        factor = sol_y = sol_x = None
+        if self.Qr:
+            lam_r = self._lam_rest(theta)
+            if self.rest_mode == "dense":
+                G1 = left_times(lam0.T, self.F)  # Λ0ᵀ F_g  (q0, Qr, G0)
+                Y = batched_forward(L0, np.stack([lam_r.T @ G1[b] for b in range(self.q0)]))
+                Sr = as_dense(lam_r.T @ self.RR @ lam_r) - sum_gram(Y, Y)
+                rest_y = lam_r.T @ self.Zry - sum_matvec(Y, cu0)
+                rest_x = lam_r.T @ self.ZrX - sum_gram(Y, RZX0)
+            elif self.rest_mode == "sparse":
+                Fh = batched_forward(L0[:, :, self.pair_g], left_times(lam0.T, self.pair_F))
+                Sr_sparse = lam_r.T @ (self.RR - self._pair_gram_sparse(Fh)) @ lam_r
+                factor = SparseSPDFactor(Sr_sparse + scipy.sparse.identity(self.Qr, format="csr"))
+                rest_y = lam_r.T @ (self.Zry - self._pair_tmatvec(Fh, cu0))
+                rest_x = lam_r.T @ (self.ZrX - self._pair_tmatmat(Fh, RZX0))
+                sol = factor.solve(np.column_stack([rest_y, rest_x]))
+                sol_y, sol_x = sol[:, 0], sol[:, 1:]
+                P = P - 0.5 * (rest_x.T @ sol_x + sol_x.T @ rest_x)
+                rhs = rhs - rest_x.T @ sol_y
+                logdet_L += factor.logdet
+                r2 -= float(rest_y @ sol_y)
+            else:
+                # F̂_g = L0_g⁻¹ Λ0ᵀ F_g on the pairs' pattern; Y_g = F̂_g Λ_r is never formed
+                Fh = batched_forward(L0[:, :, self.pair_g], left_times(lam0.T, self.pair_F))
+                gram = self._pair_gram(Fh)
+                Sr = as_dense(lam_r.T @ (self.RR - gram) @ lam_r)
+                rest_y = lam_r.T @ (self.Zry - self._pair_tmatvec(Fh, cu0))
+                rest_x = lam_r.T @ (self.ZrX - self._pair_tmatmat(Fh, RZX0))
+            if self.rest_mode != "sparse":
+                Sr[np.diag_indices_from(Sr)] += 1.0
+                Lrr = scipy.linalg.cholesky(Sr, lower=True, check_finite=False)
+                cur = scipy.linalg.solve_triangular(Lrr, rest_y, lower=True, check_finite=False)
+                RZXr = scipy.linalg.solve_triangular(Lrr, rest_x, lower=True, check_finite=False)
+                P = P - RZXr.T @ RZXr
+                rhs = rhs - RZXr.T @ cur
+                logdet_L += 2.0 * float(np.log(np.diag(Lrr)).sum())
+                r2 -= float(cur @ cur)
+        RX = scipy.linalg.cholesky(P, lower=True, check_finite=False)
+        cb = scipy.linalg.solve_triangular(RX, rhs, lower=True, check_finite=False)
+        delta = scipy.linalg.solve_triangular(RX.T, cb, lower=False, check_finite=False)
+        r2 = max(r2 - float(cb @ cb), 1e-300)
+        logdet_RX = 2.0 * float(np.log(np.diag(RX)).sum())
+        dev = logdet_L + self.dof * (1.0 + math.log(2.0 * math.pi * r2 / self.dof))
+        if self.reml:
+            dev += logdet_RX
+        return _State(
+            theta=theta,
+            lams=lams,
+            L0=L0,
+            Y=Y,
+            Fh=Fh,
+            gram=gram,
+            Lrr=Lrr,
+            lam_r=lam_r,
+            cu0=cu0,
+            cur=cur,
+            RZX0=RZX0,
+            RZXr=RZXr,
+            RX=RX,
+            delta=delta,
+            r2=r2,
+            logdet_L=logdet_L,
+            logdet_RX=logdet_RX,
+            deviance=dev,
+            rest_factor=factor,
+            rest_sol_y=sol_y,
+            rest_sol_x=sol_x,
+        )
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """Profiled deviance at θ."""
+        return self.state(theta).deviance
+
+    # ------------------------------------------------------------------ modes
+    def spherical_modes(self, st: _State) -> tuple[np.ndarray, np.ndarray | None]:
+        """Conditional modes u (spherical scale): (q0, G0) and the dense rest (Qr,)."""
+        ur = None
+        rhs0 = st.cu0 - apply_vector(st.RZX0, st.delta)
+        if self.rest_mode == "sparse":
+            assert st.rest_sol_y is not None and st.rest_sol_x is not None
+            assert st.Fh is not None and st.lam_r is not None
+            ur = st.rest_sol_y - st.rest_sol_x @ st.delta
+            rhs0 = rhs0 - self._pair_matvec(st.Fh, st.lam_r @ ur)
+        elif self.Qr:
+            assert st.Lrr is not None and st.cur is not None and st.RZXr is not None
+            ur = scipy.linalg.solve_triangular(
+                st.Lrr.T, st.cur - st.RZXr @ st.delta, lower=False, check_finite=False
+            )
+            if self.rest_mode == "dense":
+                assert st.Y is not None
+                rhs0 = rhs0 - apply_vector(st.Y, ur)
+            else:
+                assert st.Fh is not None and st.lam_r is not None
+                rhs0 = rhs0 - self._pair_matvec(st.Fh, st.lam_r @ ur)
+        u0 = batched_backward(st.L0, rhs0)
+        return u0, ur

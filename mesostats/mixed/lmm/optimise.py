@@ -1,0 +1,264 @@
+"""Minimising the profiled deviance over θ: L-BFGS-B, Newton polish, optimality checks.
+
+See :func:`optimise_theta`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+from scipy import optimize
+
+from mesostats.mixed.design import MixedDesign, lower_triangle_indices
+from mesostats.mixed.finite_diff import hessian_from_gradient, relative_steps
+
+if TYPE_CHECKING:  # typing only: the deviance does not depend on the optimiser
+    from mesostats.mixed.lmm.gradient import ProfiledDeviance
+
+__all__ = ["optimise_theta"]
+
+
+# --------------------------------------------------------------------------- optimisation
+@dataclass
+class _OptimResult:
+    theta: np.ndarray
+    deviance: float
+    gradient: np.ndarray
+    converged: bool
+    messages: list[str]
+    n_evaluations: int
+    hessian: np.ndarray
+    newton_decrement: float | None = None  # on the free coordinates; None if H is not PD
+
+
+def _fd_hessian(fun: Any, theta: np.ndarray, base_step: float = 1e-4) -> np.ndarray:
+    """Hessian by central differences of the gradient ``fun(θ)[1]`` (2·len(θ) calls).
+
+    Steps ``base_step · max(|θ_j|, 0.1)``. Boundary coordinates are differenced too (the
+    deviance is defined, and even, for a negative diagonal of Λ), as lmerTest's numerical
+    Hessian does.
+    """
+    return hessian_from_gradient(lambda t: fun(t)[1], theta, relative_steps(theta, base_step, 0.1))
+
+
+def _free_coordinates(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Coordinates not held at their bound by a gradient pointing outwards."""
+    at_bound = (theta <= lower + 1e-10) & np.isfinite(lower)
+    return ~(at_bound & (grad >= 0))
+
+
+def _interior_probes(design: MixedDesign, theta: np.ndarray) -> list[np.ndarray]:
+    """Interior points next to a θ with a zero diagonal in some Λ block (empty if none).
+
+    For each such block, with Σ = ΛΛᵀ (relative covariance), the probes are the Cholesky
+    factors of Σ + c²s²·vvᵀ for v = e_j (each zero-diagonal row j, s its SD or the block's
+    largest) and v = the eigenvector of Σ's smallest eigenvalue (s the largest SD), at
+    c ∈ {0.01, 0.03, 0.1, 0.3, 1, 3}: extra variance along the degenerate direction, at scales
+    from far below to above the block's own.
+    """
+    probes: list[np.ndarray] = []
+    blocks = design.lambda_blocks(theta)
+    for term, sl, lam in zip(design.terms, design.theta_slices, blocks, strict=True):
+        zero_rows = [j for j in range(term.q) if abs(lam[j, j]) <= 1e-10]
+        if not zero_rows:
+            continue
+        sigma = lam @ lam.T
+        sds = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+        top = float(sds.max()) if sds.max() > 1e-8 else 1.0
+        directions = []
+        for j in zero_rows:
+            e = np.zeros(term.q)
+            e[j] = 1.0
+            directions.append((e, float(sds[j]) if sds[j] > 1e-8 else top))
+        if term.q > 1:
+            directions.append((np.linalg.eigh(sigma)[1][:, 0], top))
+        rows, cols = lower_triangle_indices(term.q)
+        for v, scale in directions:
+            for c in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
+                trial_sigma = sigma + (c * scale) ** 2 * np.outer(v, v)
+                try:
+                    chol = np.linalg.cholesky(trial_sigma)
+                except np.linalg.LinAlgError:
+                    continue
+                trial = theta.copy()
+                trial[sl] = chol[rows, cols]
+                if np.all(np.isfinite(trial)):
+                    probes.append(trial)
+    return probes
+
+
+def optimise_theta(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResult:
+    """Minimise the profiled deviance over θ: L-BFGS-B, Newton polish, optimality checks.
+
+    Convergence is declared when, on the coordinates not held at a bound, the Hessian is
+    positive definite and the Newton decrement gᵀH⁻¹g/2 (the deviance still to gain) is below
+    1e-6, and no coordinate at a bound has a gradient pointing into the interior.
+    The returned Hessian (profiled deviance, all coordinates) is reused for Satterthwaite df.
+
+    **Boundary certification.** A zero diagonal of Λ can be a saddle, not a minimum: the
+    deviance is even in the last diagonal element of each block (flipping the sign of a
+    column of Λ leaves ΛΛᵀ unchanged), so its gradient there is exactly zero for every value
+    of the other coordinates and gradient methods that reach it (L-BFGS-B projects a step
+    onto the bound) never leave, even when the deviance decreases into the interior at second
+    order. So when the result has a zero diagonal, the deviance is evaluated at interior
+    probes (:func:`_interior_probes`: added variance along the degenerate direction at
+    several scales, a finite-step check); if one is lower, the optimiser restarts from the
+    best probe and the better result is kept (up to three rounds). The fast path (interior
+    result) is unchanged. lme4's derivative-free BOBYQA escapes such saddles through its
+    interpolation model (Powell 2009, Cambridge report DAMTP 2009/NA06).
+    """
+    opt = _optimise_from(problem, theta0)
+    design = problem.design
+    lower = design.theta_lower
+
+    def deviance(theta: np.ndarray) -> float:
+        return float(problem.value_and_gradient(theta)[0])
+
+    def on_boundary(theta: np.ndarray) -> bool:
+        return bool(((theta <= lower + 1e-10) & np.isfinite(lower)).any())
+
+    best_probe = math.inf  # lowest deviance at the interior probes of the current result
+    for round_ in range(4):
+        if not (np.isfinite(opt.deviance) and on_boundary(opt.theta)):
+            break
+        probes = _interior_probes(design, opt.theta)
+        values = [deviance(t) for t in probes]
+        opt.n_evaluations += len(probes)
+        best_probe = min(values, default=math.inf)
+        noise = max(1e-10, 1e-13 * abs(opt.deviance))
+        if round_ == 3 or not best_probe < opt.deviance - noise:
+            break
+        other = _optimise_from(problem, probes[int(np.argmin(values))])
+        other.n_evaluations += opt.n_evaluations
+        if not other.deviance < opt.deviance:
+            opt.n_evaluations = other.n_evaluations
+            break
+        opt, best_probe = other, math.inf
+    if best_probe < opt.deviance - 1e-6:
+        opt.converged = False
+        opt.messages.append(
+            "Optimiser stopped on a boundary (a zero diagonal of Λ) although the deviance is "
+            f"{opt.deviance - best_probe:.3g} lower at a nearby interior point (a saddle, not a "
+            "minimum). Rescale the covariates or simplify the random-effects structure."
+        )
+    return opt
+
+
+def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResult:
+    """One run of :func:`optimise_theta` from ``theta0``, without boundary certification."""
+    lower = problem.design.theta_lower
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    count = {"n": 0}
+
+    def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        count["n"] += 1
+        return problem.value_and_gradient(theta)
+
+    res = optimize.minimize(
+        fun,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        # stop when the relative decrease is ~1e-12; the Newton polish below finishes the job
+        # (pushing L-BFGS-B further only makes its line search chase rounding noise)
+        options={"maxiter": 2000, "ftol": 1e-12, "gtol": 0.0, "maxcor": 20},
+    )
+    theta = np.maximum(np.asarray(res.x, dtype=float), lower)
+    dev, grad = fun(theta)
+    # below this the deviance differences are rounding noise (a few ulps of |d|)
+    noise = 1e-13 * max(1.0, abs(dev))
+    H = _fd_hessian(fun, theta)
+    theta_at_hessian = theta.copy()
+    for _ in range(12):
+        free = _free_coordinates(theta, grad, lower)
+        if not free.any():
+            break
+        Hf = H[np.ix_(free, free)]
+        gf = grad[free]
+        try:
+            chol = scipy.linalg.cho_factor(Hf, check_finite=False)
+        except np.linalg.LinAlgError:
+            break
+        step = np.zeros_like(theta)
+        step[free] = -scipy.linalg.cho_solve(chol, gf, check_finite=False)
+        if float(-gf @ step[free]) / 2.0 < max(1e-11, noise):
+            break
+        alpha = 1.0
+        improved = False
+        for _ls in range(12):
+            trial = np.maximum(theta + alpha * step, lower)
+            tdev, tgrad = fun(trial)
+            if tdev < dev:
+                theta, dev, grad = trial, tdev, tgrad
+                improved = True
+                break
+            alpha *= 0.5
+        if not improved:
+            break
+        moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
+        if moved.max() > 1e-3:  # far from where H was taken: refresh it
+            H = _fd_hessian(fun, theta)
+            theta_at_hessian = theta.copy()
+    if not np.array_equal(theta, theta_at_hessian):
+        moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
+        if moved.max() > 1e-5:
+            H = _fd_hessian(fun, theta)
+    # ------------------------------------------------------------------ final checks
+    messages: list[str] = []
+    converged = True
+    names = problem.design.theta_names
+    at_bound = (theta <= lower + 1e-10) & np.isfinite(lower)
+    wrong_way = at_bound & (grad < -1e-4)
+    if wrong_way.any():
+        i = int(np.flatnonzero(wrong_way)[0])
+        converged = False
+        messages.append(
+            f"Optimiser stopped at the boundary of {names[i]} = {theta[i]:.3g} although the "
+            f"deviance still decreases into the interior (gradient {grad[i]:.3g})."
+        )
+    free = _free_coordinates(theta, grad, lower)
+    decrement: float | None = None if free.any() else 0.0
+    if not (np.isfinite(dev) and np.all(np.isfinite(grad)) and np.all(np.isfinite(H))):
+        # NaN compares False everywhere below: without this check it would pass as converged
+        converged = False
+        messages.append(
+            f"The deviance ({dev:.6g}) or its gradient/Hessian is not finite at θ = "
+            f"{np.array2string(theta, precision=4)}: the fit is not valid. Check the data for "
+            "extreme values or rescale the response and covariates."
+        )
+    elif free.any():
+        Hf = H[np.ix_(free, free)]
+        gf = grad[free]
+        eig = np.linalg.eigvalsh(Hf)
+        if eig.min() <= 0:
+            converged = False
+            worst = names[int(np.flatnonzero(free)[np.argmax(np.abs(np.linalg.eigh(Hf)[1][:, 0]))])]
+            messages.append(
+                "The Hessian of the deviance at the optimum is not positive definite "
+                f"(smallest eigenvalue {eig.min():.3g}, mostly along {worst}): the variance "
+                "parameters are not well identified. Simplify the random-effects structure."
+            )
+        else:
+            decrement = float(gf @ np.linalg.solve(Hf, gf)) / 2.0
+            if decrement > max(1e-6, 100.0 * noise):
+                converged = False
+                messages.append(
+                    f"Optimiser stopped {decrement:.2g} deviance units short of the optimum "
+                    f"(Newton decrement; max |gradient| {np.max(np.abs(gf)):.3g})."
+                )
+    return _OptimResult(
+        theta=theta,
+        deviance=dev,
+        gradient=grad,
+        converged=converged,
+        messages=messages,
+        n_evaluations=count["n"],
+        hessian=H,
+        newton_decrement=decrement,
+    )
