@@ -209,7 +209,9 @@ def mutate(data: st.DataObject, m: Mutated, for_files: bool) -> None:
             m.expected.add((table, "header", column, "missing_column"))
     elif kind == "extra_column":
         table = data.draw(st.sampled_from(sorted(m.tables)))
-        name = "extra_" + data.draw(st.text("abcxyz_", min_size=1, max_size=6))
+        # named per table: the same extra name in subjects and sessions is a real column clash
+        # (subject columns are copied into the analysis tables), not a benign mutation
+        name = f"extra_{table}_" + data.draw(st.text("abcxyz_", min_size=1, max_size=6))
         values = data.draw(st.sampled_from(["text", "numbers", "odd"]))
         frame = m.tables[table]
         if values == "odd":

@@ -31,17 +31,14 @@ from scipy import stats
 from mesostats._display import (
     Summary,
     SummaryDisplay,
-    Table,
-    format_interval,
-    format_number,
-    format_p,
 )
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
 from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
+from mesostats.mixed.summary import mixed_summary
 
-__all__ = ["MixedResults", "mixed_summary"]
+__all__ = ["MixedResults"]
 
 _LINKS = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
 _WALD_LEVEL = 0.95
@@ -501,82 +498,3 @@ class MixedResults(SummaryDisplay):
             f"<MixedResults {kind} {self.method}: {self.formula} | n={self.nobs}, "
             f"groups: {groups}, logLik={self.loglik:.4f}{flags}>"
         )
-
-
-# ---------------------------------------------------------------------- summary
-def _num(value: Any, digits: int = 4) -> str:
-    return format_number(value, style="engine", digits=digits)
-
-
-def _title(r: MixedResults) -> str:
-    if r.family == "gaussian":
-        crit = "REML" if r.method == "REML" else "maximum likelihood"
-        return f"Linear mixed model fit by {crit}"
-    return (
-        f"Generalized linear mixed model fit by maximum likelihood ({r.method}) "
-        f"[family {r.family}, link {r.link}]"
-    )
-
-
-def _info(r: MixedResults) -> tuple[tuple[str, str], ...]:
-    crit = "REML criterion" if r.method == "REML" else "deviance"
-    groups = ", ".join(f"{g}: {k}" for g, k in r.ngroups.items())
-    rows = [
-        ("Formula", r.formula),
-        ("Observations", str(r.nobs)),
-        ("Groups", groups),
-        ("logLik", _num(r.loglik)),
-        ("AIC", _num(r.aic)),
-        ("BIC", _num(r.bic)),
-        (crit, _num(r.deviance)),
-        ("Converged", "yes" if r.converged else "NO"),
-        ("Singular", "yes" if r.singular else "no"),
-    ]
-    excluded = len(r.design.excluded_rows)
-    if excluded:
-        rows.append(("Rows not fitted", f"{excluded} (see excluded_rows)"))
-    return tuple(rows)
-
-
-def _random_table(r: MixedResults) -> Table:
-    rows = []
-    for rec in r.variance_components.itertuples(index=False):
-        var1 = rec.var1 if isinstance(rec.var1, str) else ""
-        if isinstance(rec.var2, str):
-            rows.append((str(rec.group), f"{var1} ~ {rec.var2}", "", "", _num(rec.sdcor, 3)))
-        else:
-            rows.append((str(rec.group), var1, _num(rec.vcov), _num(rec.sdcor), ""))
-    columns = ("Group", "Name", "Variance", "Std.Dev.", "Corr.")
-    return Table.of(
-        columns, rows, caption="Random effects", numeric=(False, False, True, True, True)
-    )
-
-
-def _fixed_table(r: MixedResults) -> Table:
-    fe = r.fixed_effects
-    stat = "t" if np.isfinite(fe["df"]).all() else "z"
-    rows = [
-        (
-            str(name),
-            _num(rec["estimate"]),
-            _num(rec["std_error"]),
-            _num(rec["df"], 2),
-            _num(rec["statistic"], 3),
-            format_p(rec["p_value"], style="engine"),
-            format_interval(rec["ci_lower"], rec["ci_upper"], style="engine"),
-        )
-        for name, rec in fe.iterrows()
-    ]
-    columns = ("Term", "Estimate", "Std. Error", "df", f"{stat} value", "p", "95% CI")
-    return Table.of(columns, rows, caption="Fixed effects", numeric=(False, *[True] * 6))
-
-
-def mixed_summary(r: MixedResults) -> Summary:
-    """A fit's :class:`~mesostats._display.Summary` in lme4's layout (engine style)."""
-    return Summary(
-        title=_title(r),
-        info=_info(r),
-        tables=(_random_table(r), _fixed_table(r)),
-        notes=tuple(r.messages),
-        notes_title="Messages",
-    )
