@@ -5,8 +5,9 @@ One job per module, in the order data flows through them:
 - :mod:`.schema`: the Table Schema files (``data_schema/``) and the domain facts they carry
   (outcome fields, units, responder thresholds);
 - :mod:`.sources`: a folder, ``datapackage.json`` or dict of DataFrames → raw tables;
-- :mod:`.readers`: CSV (:mod:`.readers.csv_layout`, :mod:`.readers.csv`), Parquet and XLSX
-  (:mod:`.readers.spreadsheet`) files → raw tables;
+- :mod:`.readers`: CSV in any common dialect (:mod:`.readers.csv_dialect`,
+  :mod:`.readers.csv_layout`, :mod:`.readers.csv_numbers`, :mod:`.readers.csv`), Parquet and
+  XLSX (:mod:`.readers.spreadsheet`) files → raw tables;
 - :mod:`.cdisc`: CDISC column names and coded values → friendly names;
 - :mod:`.parse`: raw columns → schema types, with missing and invalid cells flagged;
 - :mod:`.keys`: key columns → integer codes (for every key comparison);

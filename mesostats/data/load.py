@@ -61,7 +61,12 @@ __all__ = [
 ]
 
 
-def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | None = None) -> Study:
+def load_study(
+    source: Any,
+    *,
+    schema: StudySchema | str | os.PathLike[str] | None = None,
+    dialect: Mapping[str, str] | None = None,
+) -> Study:
     """Read, validate and return a study.
 
     Parameters
@@ -76,6 +81,12 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
         Schema to validate against (a :class:`~mesostats.data.schema.StudySchema` or a folder
         holding ``datapackage.json`` and table schemas); default: the schema shipped with
         mesostats (``data_schema/``).
+    dialect : dict, optional
+        The dialect of every CSV file, in Frictionless CSV Dialect keys: ``delimiter``
+        (``","``, ``";"``, ``"\t"``), ``decimalChar`` (``"."`` or ``","``), ``groupChar``
+        (thousands separator) and ``encoding`` (``"utf-8"``, ``"cp1252"``, …). What is not
+        declared is detected (:mod:`mesostats.data.readers.csv_dialect`); a declaration the
+        file contradicts is one problem naming the cause.
 
     Returns
     -------
@@ -102,7 +113,9 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
         study_schema = schema
     else:
         study_schema = load_schema(Path(schema))
-    tables, read_problems, description = read_tables(source, study_schema, typed=True)
+    tables, read_problems, description = read_tables(
+        source, study_schema, typed=True, dialect=dialect
+    )
     links: dict[tuple[str, str], np.ndarray] = {}
     try:
         typed = _validate(tables, read_problems, study_schema, links)
@@ -110,7 +123,9 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
         if not any(raw.typed_read for raw in tables.values()):
             raise
         # Report raw text values: read the CSV files again with every column as text.
-        tables, read_problems, description = read_tables(source, study_schema, typed=False)
+        tables, read_problems, description = read_tables(
+            source, study_schema, typed=False, dialect=dialect
+        )
         typed = _validate(tables, read_problems, study_schema, links)
     return Study.from_tables(typed, study_schema, source=description, links=links)
 
