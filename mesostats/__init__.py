@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "load_study": "mesostats.data.load",
+    "save_study": "mesostats.data.save",
     "Study": "mesostats.data.study",
     "example_study": "mesostats.datasets",
     "simulate_study": "mesostats.simulate",

@@ -16,7 +16,9 @@ One job per module, in the order data flows through them:
 - :mod:`.crosstable`: foreign keys and column clashes between tables;
 - :mod:`.problems`: the one problem log every step writes to;
 - :mod:`.validate`: runs the checks → typed tables, or one ``ValidationError``;
+- :mod:`.readers.sql`: database tables (SQLAlchemy) → raw tables, labelled by primary key;
 - :mod:`.load`: ``load_study``: sources → validate → :class:`~.study.Study`;
+- :mod:`.save`: ``save_study``: a Study → a folder (CSV, Parquet) or a database;
 - :mod:`.study`: the ``Study`` and its analysis tables;
 - :mod:`.derive`: baseline, change from baseline, ingredient exposure.
 """

@@ -1,4 +1,4 @@
-"""Where a study comes from: a folder, a ``datapackage.json`` or a dict of DataFrames.
+"""Where a study comes from: a folder, a ``datapackage.json``, a database or DataFrames.
 
 :func:`read_tables` turns a source into one :class:`~mesostats.data.parse.RawTable` per table
 (columns as read, CDISC names already mapped by :mod:`.cdisc`), with every problem met on the
@@ -14,6 +14,8 @@ way (a missing table, an unreadable or ambiguous file, …) in a problems table:
   ``groupChar``) are honoured, and inline ``data`` is read too (rows
   labelled record number + 1, as in the same table written as CSV). The data are validated
   against mesostats' schemas, not against schemas the package carries;
+- a **database**: a SQLAlchemy URL string or URL, Engine or Connection, read by
+  :mod:`.readers.sql` (``tables=`` maps a table to another name or a ``SELECT``);
 - a **dict of DataFrames** with those keys (``adverse_events`` may be left out); rows keep
   their index labels, and the caller's DataFrames are never modified.
 
@@ -38,6 +40,7 @@ from mesostats.data.problems import ProblemLog
 from mesostats.data.readers.csv import read_csv_table
 from mesostats.data.readers.csv_dialect import CsvDialect, dialect_from_mapping
 from mesostats.data.readers.spreadsheet import read_parquet_table, read_xlsx_table
+from mesostats.data.readers.sql import is_database_source, read_database
 from mesostats.data.schema import StudySchema, TableSchema
 
 __all__ = ["read_tables"]
@@ -46,7 +49,12 @@ _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xl
 
 
 def read_tables(
-    source: Any, schema: StudySchema, *, typed: bool = False, dialect: Any = None
+    source: Any,
+    schema: StudySchema,
+    *,
+    typed: bool = False,
+    dialect: Any = None,
+    tables: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, RawTable], pd.DataFrame, str]:
     """Read every table of ``source`` as :class:`RawTable` (no type checks yet).
 
@@ -61,16 +69,18 @@ def read_tables(
     """
     log = ProblemLog(schema.table_names)
     csv_dialect = dialect_from_mapping(dialect, "dialect=", "study", log)
-    if isinstance(source, Mapping):
-        tables = _from_dataframes(source, schema, log)
+    if is_database_source(source):
+        found, description = read_database(source, schema, log, tables=tables)
+    elif isinstance(source, Mapping):
+        found = _from_dataframes(source, schema, log)
         description = "dict of DataFrames"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            tables = _read_folder(path, schema, log, typed, csv_dialect)
+            found = _read_folder(path, schema, log, typed, csv_dialect)
             description = f"folder {path}"
         elif path.is_file() and path.suffix.lower() == ".json":
-            tables = _read_datapackage(path, schema, log, typed, csv_dialect)
+            found = _read_datapackage(path, schema, log, typed, csv_dialect)
             description = f"datapackage {path}"
         else:
             what = "does not exist" if not path.exists() else "is not a folder or a .json file"
@@ -81,9 +91,9 @@ def read_tables(
                 str(path),
                 "source",
                 f"{path} {what}; pass a folder holding subjects/cocktails/sessions tables, "
-                "a datapackage.json, or a dict of DataFrames.",
+                "a datapackage.json, a database URL, or a dict of DataFrames.",
             )
-            tables, description = {}, str(path)
+            found, description = {}, str(path)
     else:
         log.add_one(
             "study",
@@ -92,12 +102,12 @@ def read_tables(
             type(source).__name__,
             "source",
             f"cannot load a study from a {type(source).__name__}; pass a folder path, a "
-            "datapackage.json path, or a dict of DataFrames.",
+            "datapackage.json path, a database URL or Engine, or a dict of DataFrames.",
         )
-        tables, description = {}, repr(type(source))
+        found, description = {}, repr(type(source))
     renamed = {
         name: apply_cdisc(raw, schema.tables[name])
-        for name, raw in tables.items()
+        for name, raw in found.items()
         if name in schema.tables
     }
     return renamed, log.records(), description
