@@ -2,12 +2,13 @@
 duplicate keys, dangling foreign keys, missing or extra columns, empty tables, missing keys,
 odd unicode, huge strings; for files also Latin-1 and UTF-16 bytes) and check that
 
-- loading raises ValidationError and never another exception, for DataFrames and for CSV
-  files in any of the detected dialects (``,`` / ``;`` / tab, ``.`` or ``,`` decimals, UTF-8,
+- loading raises ValidationError and never another exception, for DataFrames, for a SQLite
+  database (rows numbered from 1: pandas writes no primary key) and for CSV files in any of
+  the detected dialects (``,`` / ``;`` / tab, ``.`` or ``,`` decimals, UTF-8,
   UTF-8 with BOM, Windows-1252),
 - every injected problem is among the reported ones (same table, row, column, rule),
 - benign mutations (extra columns, odd text in free-text fields) load without error,
-- the input DataFrames and files are left byte-identical.
+- the input DataFrames, files and database are left byte-identical.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from conftest import make_valid_tables
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -316,16 +318,36 @@ def reported(error: ValidationError, for_files: bool) -> set[tuple[str, Any, Any
 
 
 def as_reported_rows(
-    expected: set[tuple[str, Any, Any, str]], for_files: bool
+    expected: set[tuple[str, Any, Any, str]], mode: str
 ) -> set[tuple[str, Any, Any, str]]:
     out = set()
     for table, row, column, rule in expected:
         if isinstance(row, tuple):  # already a line number
             row = row[1]
-        elif isinstance(row, (int, np.integer)) and for_files:
+        elif isinstance(row, (int, np.integer)) and mode == "files":
             row = int(row) + 2  # header on line 1, no embedded newlines in the values
+        elif isinstance(row, (int, np.integer)) and mode == "sqlite":
+            row = int(row) + 1  # tables without a primary key: rows numbered from 1
         out.add((table, row, column, rule))
     return out
+
+
+def write_sqlite(m: Mutated, path: Path) -> str:
+    """The tables in a SQLite database (pandas' to_sql: no primary keys); cells a database
+    cannot hold (lists) are written as their text."""
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for name, frame in m.tables.items():
+            out = frame.copy()
+            for col in out.columns:
+                if out[col].dtype == object:
+                    out[col] = [
+                        str(v) if isinstance(v, (list, tuple, dict, set)) else v for v in out[col]
+                    ]
+            out.to_sql(name, connection, index=False)
+    engine.dispose()
+    return url
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -333,18 +355,28 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=90,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(data=st.data(), for_files=st.booleans(), n_mutations=st.integers(1, 4))
+@given(
+    data=st.data(),
+    mode=st.sampled_from(["frames", "files", "sqlite"]),
+    n_mutations=st.integers(1, 4),
+)
 def test_mutated_tables_raise_validation_error_listing_every_injected_problem(
-    data: st.DataObject, for_files: bool, n_mutations: int
+    data: st.DataObject, mode: str, n_mutations: int
 ) -> None:
     m = Mutated(make_valid_tables())
     for _ in range(n_mutations):
-        mutate(data, m, for_files)
-    if for_files:
+        mutate(data, m, mode != "frames")
+    if mode == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = write_sqlite(m, Path(tmp) / "study.db")
+            before = digest(Path(tmp))
+            outcome = _load(url)
+            assert digest(Path(tmp)) == before, "the database was modified"
+    elif mode == "files":
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             write_csv(m, folder, data)
@@ -356,15 +388,15 @@ def test_mutated_tables_raise_validation_error_listing_every_injected_problem(
         outcome = _load(m.tables)
         for name, frame in m.tables.items():
             pd.testing.assert_frame_equal(frame, snapshot[name])
-    expected = as_reported_rows(m.expected, for_files)
+    expected = as_reported_rows(m.expected, mode)
     event("expected problems" if expected else "valid after mutation")
-    event(f"mode: {'files' if for_files else 'DataFrames'}")
+    event(f"mode: {mode}")
     if not expected:
         if not m.uncertain:
             assert not isinstance(outcome, ValidationError), str(outcome)[:2000]
         return
     assert isinstance(outcome, ValidationError), f"no error; expected {sorted(map(str, expected))}"
-    found = reported(outcome, for_files)
+    found = reported(outcome, mode != "frames")
     found |= {(t, "header" if r in (None, 1) else r, c, rule) for t, r, c, rule in found}
     missing = {e for e in expected if e not in found}
     assert not missing, f"not reported: {missing}\n{str(outcome)[:3000]}"
