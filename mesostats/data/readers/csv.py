@@ -121,10 +121,10 @@ def _utf8_bytes(
     if key == "utf8" and valid and not head.startswith(codecs.BOM_UTF8):
         return data  # the usual case: parse the mapped file as it is, without a copy
     if key in ("utf8", "utf8sig") and not valid and not not_text:
-        raw = bytes(data)
-        if looks_like_cp1252(raw):
+        text = looks_like_cp1252(bytes(data))
+        if text is not None:
             if declared is None:
-                return raw.decode("cp1252").encode("utf-8")
+                return text.encode("utf-8")
             log.add_one(
                 table,
                 None,

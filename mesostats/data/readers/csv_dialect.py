@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from mesostats.data.problems import ProblemLog
 
 __all__ = [
@@ -152,21 +154,25 @@ def _known_encoding(name: str) -> bool:
     return True
 
 
-def looks_like_cp1252(data: bytes) -> bool:
-    """Bytes that are not UTF-8 but read as Western European Windows-1252 text.
+def looks_like_cp1252(data: bytes) -> str | None:
+    """The text of bytes that are not UTF-8 but read as Western European Windows-1252 text.
 
-    True when no valid UTF-8 multi-byte sequence appears (a file mixing UTF-8 and other bytes
+    Text when no valid UTF-8 multi-byte sequence appears (a file mixing UTF-8 and other bytes
     is reported line by line instead) and every non-ASCII character decoded as Windows-1252
-    is a letter or common punctuation (Japanese Shift-JIS bytes, say, decode to symbols).
+    is a letter or common punctuation (Japanese Shift-JIS bytes, say, decode to symbols);
+    None otherwise.
     """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    high = bytes(np.unique(arr[arr >= 0x80]).tolist())  # the distinct non-ASCII bytes
     try:
-        text = data.decode("cp1252")
+        odd = high.decode("cp1252")
     except UnicodeDecodeError:
-        return False
-    mixed = data.decode("utf-8", errors="ignore")
-    if not mixed.isascii():
-        return False
-    return all(ch.isalpha() or ch in _CP1252_PUNCTUATION for ch in set(text) if ord(ch) > 127)
+        return None
+    if not all(ch.isalpha() or ch in _CP1252_PUNCTUATION for ch in odd):
+        return None
+    if not data.decode("utf-8", errors="ignore").isascii():
+        return None
+    return data.decode("cp1252")
 
 
 def sample_lines(data: bytes) -> list[str]:
