@@ -175,3 +175,43 @@ def test_undecidable_delimiter_says_how_to_declare_it(tmp_path, valid_tables):
         ms.ValidationError, match=r"cannot tell the delimiter of cocktails\.csv.*Declare it"
     ):
         load_study(folder)
+
+
+def test_numbers_that_could_use_either_mark_are_one_problem(tmp_path, valid_tables):
+    """1,250 alone: one and a quarter, or one thousand two hundred and fifty?"""
+    valid_tables["cocktails"]["concentration"] = [1.25, 2.5, 5.0, 1.75, 5.0]
+    folder = tmp_path / "k"
+    folder.mkdir()
+    for name, frame in valid_tables.items():
+        form = "%.3f" if name == "cocktails" else None  # cocktails: 1,250 2,500 5,000 …
+        text = frame.to_csv(index=False, sep=";", float_format=form, decimal=",")
+        (folder / f"{name}.csv").write_text(text)
+    with pytest.raises(
+        ms.ValidationError,
+        match=r"cannot tell what ',' means in the numbers of cocktails\.csv: every such value "
+        r"\(e\.g\. '1,250', '2,500', '5,000'\) could be a decimal mark or a thousands separator",
+    ) as info:
+        load_study(folder)
+    assert info.value.problems["rule"].tolist() == ["dialect"]
+    study = load_study(folder, dialect={"decimalChar": ","})
+    assert study.cocktails["concentration"].tolist() == [1.25, 2.5, 5.0, 1.75, 5.0]
+    resources = [{"name": name, "path": f"{name}.csv"} for name in TABLES]
+    resources[1]["dialect"] = {"decimalChar": ".", "groupChar": ","}  # cocktails only
+    (folder / "datapackage.json").write_text(json.dumps({"resources": resources}))
+    grouped = load_study(folder / "datapackage.json")
+    assert grouped.cocktails["concentration"].tolist() == [1250.0, 2500.0, 5000.0, 1750, 5000]
+
+
+def test_wrong_dialect_in_datapackage_names_the_resource(tmp_path):
+    folder = european_copy(tmp_path / "eu")
+    resources = [
+        {"name": name, "path": f"{name}.csv", "dialect": {"delimiter": "\t"}} for name in TABLES
+    ]
+    (folder / "datapackage.json").write_text(json.dumps({"resources": resources}))
+    with pytest.raises(
+        ms.ValidationError,
+        match=r"subjects\.csv is separated by ';', not tab as declared in datapackage\.json "
+        r"\(resource subjects\)",
+    ) as info:
+        load_study(folder / "datapackage.json")
+    assert len(info.value.problems) == 4

@@ -216,6 +216,8 @@ def mutate(data: st.DataObject, m: Mutated, for_files: bool) -> None:
         name = "extra_" + data.draw(st.text("abcxyz_", min_size=1, max_size=6))
         values = data.draw(st.sampled_from(["text", "numbers", "odd"]))
         frame = m.tables[table]
+        if any(name in other.columns for other in m.tables.values()):
+            m.uncertain = True  # the same extra column in subjects and sessions: a clash
         if values == "odd":
             frame[name] = [data.draw(odd_text) for _ in range(len(frame))]
         else:

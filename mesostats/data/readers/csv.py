@@ -97,7 +97,10 @@ def read_csv_table(
     if chosen is None:
         return None
     number_columns = _number_columns(schema)
-    decimal, thousands = detect_numbers(lines, chosen, number_columns, dialect)
+    marks = detect_numbers(lines, chosen, number_columns, dialect, table, origin, log)
+    if marks is None:
+        return None
+    decimal, thousands = marks
     numbers = _Numbers(
         decimal,
         thousands,

@@ -259,16 +259,26 @@ _COMMA_DECIMAL = re.compile(r"^[+-]?\d*,\d+$")
 _DOT_DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
 _DOT_GROUPS_COMMA_DECIMAL = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
 _COMMA_GROUPS_DOT_DECIMAL = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_ONE_GROUP = re.compile(r"^[+-]?[1-9]\d{0,2}[.,]\d{3}$")  # 1,250 or 1.250: which mark?
 
 
 def detect_numbers(
-    lines: list[str], delimiter: str, number_columns: set[str], dialect: CsvDialect
-) -> tuple[str, str | None]:
+    lines: list[str],
+    delimiter: str,
+    number_columns: set[str],
+    dialect: CsvDialect,
+    table: str,
+    origin: str,
+    log: ProblemLog,
+) -> tuple[str, str | None] | None:
     """Decimal mark and thousands separator: declared, or counted on the sample's numbers.
 
     ``1.234,5`` shows both marks (``,`` decimal, ``.`` groups); otherwise the mark used by the
     most values wins (a minority is reported, per column, when the whole file is parsed).
-    With ``,`` as the delimiter the decimal mark is ``.`` unless declared.
+    With ``,`` as the delimiter the decimal mark is ``.`` unless declared. When every such
+    value could be read either way (``1,250`` and ``2,500`` only: one and a quarter, or one
+    thousand two hundred and fifty?) nothing is guessed: one problem says how to declare it,
+    and None is returned.
     """
     decimal, thousands = dialect.decimal, dialect.thousands
     if decimal is not None and thousands is not None:
@@ -278,6 +288,7 @@ def detect_numbers(
     header = _split(lines[0], delimiter)
     positions = [i for i, name in enumerate(header) if name in number_columns]
     comma = dot = dot_groups = comma_groups = 0
+    either: dict[str, list[str]] = {",": [], ".": []}  # values that could be either mark
     for line in lines[1:]:
         cells = _split(line, delimiter)
         for i in positions:
@@ -288,8 +299,12 @@ def detect_numbers(
                 comma_groups += 1
             elif _COMMA_DECIMAL.match(cell):
                 comma += 1
+                if _ONE_GROUP.match(cell):
+                    either[","].append(cell)
             elif _DOT_DECIMAL.match(cell):
                 dot += 1
+                if _ONE_GROUP.match(cell):
+                    either["."].append(cell)
     if decimal is None:
         if delimiter == ",":
             decimal = "."
@@ -302,4 +317,25 @@ def detect_numbers(
             thousands = "."
         elif decimal == "." and comma_groups and delimiter != ",":
             thousands = ","
+    seen = comma if decimal == "," else dot
+    unsure = either[decimal]
+    if (
+        delimiter != ","
+        and dialect.decimal is None
+        and thousands is None
+        and seen
+        and len(unsure) == seen
+    ):
+        log.add_one(
+            table,
+            None,
+            None,
+            unsure[0],
+            "dialect",
+            f"cannot tell what {decimal!r} means in the numbers of {origin}: every such value "
+            f"(e.g. {', '.join(repr(v) for v in unsure[:3])}) could be a decimal mark or a "
+            f"thousands separator. Declare it: dialect={{'decimalChar': {decimal!r}}} (or "
+            f"{{'groupChar': {decimal!r}}}), or the same in datapackage.json.",
+        )
+        return None
     return decimal, thousands

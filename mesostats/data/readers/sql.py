@@ -9,7 +9,8 @@ Each table of the study is read from the database table of the same name (matche
 regard to case), or from what ``tables=`` maps it to: another table name or a ``SELECT``.
 Rows arrive in chunks (``yield_per``, server-side cursors where the driver has them); each
 chunk is turned into pyarrow arrays at once, so the Python rows of only one chunk exist at a
-time and the table is held once, as Arrow columns, before it becomes a DataFrame.
+time; the table is held once, as Arrow columns, and each column's Arrow chunks are released
+as soon as that column is a pandas Series (never two full copies of the table).
 
 Row labels are the source's own terms: the value of the table's **primary key** as the
 database declares it (a scalar, or a tuple for a composite key), so a problem reads "sessions,
@@ -223,7 +224,9 @@ def _read_chunks(connection: Connection, statement: Any, chunk_rows: int) -> pd.
     for rows in result.partitions():
         for i, values in enumerate(zip(*rows, strict=True) if rows else ()):
             chunks[i].append(_arrow_chunk(values))
-    columns = {i: _column(parts) for i, parts in enumerate(chunks)}
+    columns: dict[int, pd.Series] = {}
+    for i in range(len(chunks)):  # free each column's Arrow chunks once it is a Series
+        columns[i], chunks[i] = _column(chunks[i]), []
     frame = pd.DataFrame(columns, copy=False)
     if not len(columns):
         frame = pd.DataFrame(index=pd.RangeIndex(0))
