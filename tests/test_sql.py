@@ -77,6 +77,9 @@ def test_problems_are_located_by_table_and_primary_key(sqlite_url):
             sa.text("UPDATE sessions SET hair_density = 9999 WHERE subject_id='S02' AND visit=3")
         )
         connection.execute(sa.text("UPDATE subjects SET age = 'forty' WHERE subject_id='S03'"))
+        # adverse_events has no primary key: SQLite's rowid labels its rows
+        connection.execute(sa.text("DELETE FROM adverse_events WHERE rowid = 1"))
+        connection.execute(sa.text("UPDATE adverse_events SET severity = 'awful' WHERE rowid = 3"))
     engine.dispose()
     with pytest.raises(ms.ValidationError, match=r"sessions, row \('S02', 3\)") as info:
         load_study(sqlite_url)
@@ -84,6 +87,7 @@ def test_problems_are_located_by_table_and_primary_key(sqlite_url):
     assert rows.values.tolist() == [
         ["subjects", "S03", "age", "forty", "type"],
         ["sessions", ("S02", 3), "hair_density", 9999.0, "maximum"],
+        ["adverse_events", 3, "severity", "awful", "enum"],
     ]
 
 

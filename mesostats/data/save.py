@@ -44,7 +44,9 @@ def save_study(study: Study, target: Any, *, format: str = "csv") -> Any:
     target : str, Path, SQLAlchemy URL, Engine or Connection
         A folder (created if needed; must not hold table files yet), or a database URL
         (``"sqlite:///study.db"``, ``"postgresql+psycopg://user@host/db"``), Engine or
-        Connection whose database does not have the study's tables yet.
+        Connection whose database does not have the study's tables yet. A URL or Engine is
+        written in one transaction of its own; a Connection in its current transaction (the
+        caller commits it).
     format : {"csv", "parquet"}
         File format for a folder (ignored for databases).
 

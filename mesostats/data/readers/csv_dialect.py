@@ -12,6 +12,9 @@ and then confirmed on the whole file while it is parsed (:mod:`.csv`, :mod:`.csv
   the per-line report of :mod:`.csv_layout`. Neither pyarrow nor the stdlib detects encodings.
 - **Delimiter**: the candidate (``,`` ``;`` tab ``|``) that splits the header into the most
   schema column names; when the header does not tell, :class:`csv.Sniffer` on the sample.
+  The header comes first because the Sniffer knows no column names and counts characters
+  per line: in a ``;`` file with ``,`` decimals and no empty cells both characters are
+  equally regular, and it may pick ``,``.
   The whole file is confirmed by counting fields per record (rows separated by another
   delimiter are reported together, one problem, by :func:`mixed_delimiter_rows`).
 - **Decimal mark and thousands separator**: counted on the sample, in the schema's number

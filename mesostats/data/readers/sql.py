@@ -15,8 +15,9 @@ as soon as that column is a pandas Series (never two full copies of the table).
 Row labels are the source's own terms: the value of the table's **primary key** as the
 database declares it (a scalar, or a tuple for a composite key), so a problem reads "sessions,
 row ('S01', 2)" with ``origin`` "table sessions"; such a table is read in key order (a table
-has no row order of its own). A table or ``SELECT`` without a primary key numbers its rows
-from 1 in the order the database returns them.
+has no row order of its own). A SQLite table without a primary key is labelled (and ordered)
+by its ``rowid``; another table, view or ``SELECT`` without one numbers its rows from 1 in the
+order the database returns them.
 
 Everything that goes wrong is one problem in the log, never a driver traceback: a URL that
 cannot be parsed, a driver that is not installed, a server that cannot be reached (the URL is
@@ -48,6 +49,7 @@ __all__ = ["CHUNK_ROWS", "is_database_source", "masked_url", "read_database"]
 CHUNK_ROWS = 65_536
 _URL_START = re.compile(r"^[A-Za-z][\w+.-]*://")
 _SELECT = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
+_ROWID = "_mesostats_rowid"
 
 
 def is_database_source(source: Any) -> bool:
@@ -172,7 +174,8 @@ def _read_all(
     shown: str,
 ) -> dict[str, RawTable]:
     inspector = sa.inspect(connection)
-    present = list(inspector.get_table_names()) + list(inspector.get_view_names())
+    views = set(inspector.get_view_names())
+    present = list(inspector.get_table_names()) + sorted(views)
     by_lower = {name.lower(): name for name in present}
     out: dict[str, RawTable] = {}
     for name, table_schema in schema.tables.items():
@@ -185,7 +188,11 @@ def _read_all(
             origin = f"table {actual}"
             key = list(inspector.get_pk_constraint(actual).get("constrained_columns") or [])
             statement = sa.select(sa.text("*")).select_from(sa.table(actual))
-            if key:  # a table has no row order of its own: read it in key order
+            if not key and connection.dialect.name == "sqlite" and actual not in views:
+                rowid: Any = sa.literal_column("rowid")  # SQLite's own key of every plain table
+                statement = statement.add_columns(rowid.label(_ROWID)).order_by(rowid)
+                key = [_ROWID]
+            elif key:  # a table has no row order of its own: read it in key order
                 statement = statement.order_by(*(sa.column(k) for k in key))
         else:
             if table_schema.required_table or name in mapping:
@@ -208,7 +215,10 @@ def _read_all(
             connection.rollback()
             continue
         rows = _row_labels(frame, key)
-        if not key:
+        if key == [_ROWID]:
+            frame = frame.drop(columns=_ROWID)
+            origin += " (no primary key: rows labelled by SQLite rowid)"
+        elif not key:
             origin += " (no primary key: rows numbered from 1)"
         out[name] = RawTable(frame, rows, origin, None, [str(c) for c in frame.columns])
     return out
