@@ -199,3 +199,20 @@ def test_postgresql_wrong_password_is_masked(postgres_url):
         load_study(wrong.render_as_string(hide_password=False))
     text = str(info.value) + info.value.problems.to_string()
     assert "not-the-password-42" not in text and str(url.password) not in text
+
+
+def test_postgresql_tests_fail_rather_than_skip_in_ci_without_a_server():
+    """CI=true and no MESOSTATS_TEST_POSTGRES_URL: the PostgreSQL tests fail (not skip)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MESOSTATS_TEST_POSTGRES_URL"}
+    env["CI"] = "true"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "postgresql_round",
+         __file__],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).parent, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "CI=true but MESOSTATS_TEST_POSTGRES_URL is not set" in done.stdout
+    assert "1 error" in done.stdout and "skipped" not in done.stdout  # fixture failed
