@@ -53,3 +53,21 @@ def test_nothing_is_overwritten_and_bad_targets_are_refused(tmp_path: Path) -> N
     (tmp_path / "file").write_text("x")
     with pytest.raises(ms.MesostatsError, match=r"is a file; give a folder"):
         ms.save_study(example, tmp_path / "file")
+
+
+def test_extra_columns_with_odd_names_and_missing_values_survive_a_database(tmp_path: Path):
+    example = ms.example_study()
+    tables = {
+        "subjects": example.subjects.assign(**{"note (free text)": "ok", "weight kg": 70.5}),
+        "cocktails": example.cocktails,
+        "sessions": example.sessions,
+        "adverse_events": example.adverse_events,
+    }
+    study = ms.load_study(tables)
+    back = ms.load_study(ms.save_study(study, f"sqlite:///{tmp_path / 'x.db'}"))
+    pd.testing.assert_frame_equal(
+        in_key_order(study.subjects), in_key_order(back.subjects), check_dtype=False
+    )
+    assert (
+        back.sessions["hair_density"].isna().sum() == example.sessions["hair_density"].isna().sum()
+    )
