@@ -28,20 +28,21 @@ a missing table, a ``SELECT`` that fails.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from mesostats.data.parse import RawTable
 from mesostats.data.problems import ProblemLog
 from mesostats.data.schema import StudySchema
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
 
 __all__ = ["CHUNK_ROWS", "is_database_source", "masked_url", "read_database"]
 
@@ -52,31 +53,50 @@ _SELECT = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
 _ROWID = "_mesostats_rowid"
 
 
+def sqlalchemy_module() -> Any:
+    """SQLAlchemy, imported when a database is first used: its 0.1 s import is not paid by
+    studies read from files (an Engine or URL object passed in means it is loaded already)."""
+    import sqlalchemy  # heavy: loaded only for database sources and targets
+    import sqlalchemy.exc
+
+    return sqlalchemy
+
+
 def is_database_source(source: Any) -> bool:
     """A SQLAlchemy URL (string or object), Engine or Connection."""
-    if isinstance(source, (Engine, Connection, URL)):
-        return True
-    return isinstance(source, str) and bool(_URL_START.match(source))
+    if isinstance(source, str):
+        return bool(_URL_START.match(source))
+    sa = sys.modules.get("sqlalchemy")  # an Engine, Connection or URL object needs it loaded
+    engine = getattr(sa, "engine", None)
+    return engine is not None and isinstance(source, (engine.Engine, engine.Connection, engine.URL))
+
+
+def _is_connectable(source: Any) -> bool:
+    sa = sys.modules.get("sqlalchemy")
+    engine = getattr(sa, "engine", None)
+    return engine is not None and isinstance(source, (engine.Engine, engine.Connection))
 
 
 def masked_url(source: Any) -> str:
     """The database's URL with its password replaced by ``***``."""
-    if isinstance(source, (Engine, Connection)):
+    sa = sqlalchemy_module()
+    if _is_connectable(source):
         source = source.engine.url
     try:
         url = sa.make_url(source)
-    except (ArgumentError, ValueError, TypeError):
+    except (sa.exc.ArgumentError, ValueError, TypeError):
         return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", str(source))
     return url.render_as_string(hide_password=True)
 
 
 def _safe(message: str, source: Any) -> str:
     """A driver's message on one line, without the password of ``source``."""
+    sa = sqlalchemy_module()
     password = None
     try:
-        url = source.engine.url if isinstance(source, (Engine, Connection)) else sa.make_url(source)
+        url = source.engine.url if _is_connectable(source) else sa.make_url(source)
         password = url.password
-    except (ArgumentError, ValueError, TypeError, AttributeError):
+    except (sa.exc.ArgumentError, ValueError, TypeError, AttributeError):
         pass
     text = " ".join(str(message).split())
     if password:
@@ -96,6 +116,7 @@ def read_database(
 
     Returns the tables read and a description of the source (URL with the password masked).
     """
+    sa = sqlalchemy_module()
     shown = masked_url(source)
     description = f"database {shown}"
     mapping = dict(tables or {})
@@ -112,9 +133,9 @@ def read_database(
             )
     engine: Engine | None = None
     try:
-        if isinstance(source, Connection):
+        if isinstance(source, sa.engine.Connection):
             return _read_all(source, schema, log, mapping, chunk_rows, shown), description
-        if isinstance(source, Engine):
+        if isinstance(source, sa.engine.Engine):
             connectable = source
         else:
             url = sa.make_url(source)
@@ -123,9 +144,9 @@ def read_database(
             engine = connectable = sa.create_engine(url)
         with connectable.connect() as connection:
             return _read_all(connection, schema, log, mapping, chunk_rows, shown), description
-    except (ArgumentError, ValueError) as exc:
+    except (sa.exc.ArgumentError, ValueError) as exc:
         _source_problem(log, shown, f"{shown} is not a database URL SQLAlchemy can read: {exc}")
-    except NoSuchModuleError as exc:
+    except sa.exc.NoSuchModuleError as exc:
         _source_problem(
             log,
             shown,
@@ -136,7 +157,7 @@ def read_database(
         _source_problem(
             log, shown, f"the database driver for {shown} is not installed ({exc.name})."
         )
-    except SQLAlchemyError as exc:
+    except sa.exc.SQLAlchemyError as exc:
         reason = _safe(str(getattr(exc, "orig", None) or exc).splitlines()[0], source)
         _source_problem(
             log,
@@ -173,6 +194,7 @@ def _read_all(
     chunk_rows: int,
     shown: str,
 ) -> dict[str, RawTable]:
+    sa = sqlalchemy_module()
     inspector = sa.inspect(connection)
     views = set(inspector.get_view_names())
     present = list(inspector.get_table_names()) + sorted(views)
@@ -209,7 +231,7 @@ def _read_all(
             continue
         try:
             frame = _read_chunks(connection, statement, chunk_rows)
-        except SQLAlchemyError as exc:
+        except sa.exc.SQLAlchemyError as exc:
             reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
             log.add_one(name, None, None, wanted, "unreadable", f"cannot read {origin}: {reason}.")
             connection.rollback()
