@@ -8,8 +8,8 @@ on the seeded trials of ``bench/simdata.py`` (200x8, 2000x10, 20000x10 subjects 
 
 Run from the repository root::
 
-    /work/devenv/bin/python bench/bench_glmm.py
-    /work/devenv/bin/python bench/bench_glmm.py --sizes 2000x10 --repeats 5
+    .venv/bin/python bench/bench_glmm.py
+    .venv/bin/python bench/bench_glmm.py --sizes 2000x10 --repeats 5
 
 Engines, all in one run: ours with ``nagq=1`` (Laplace) and ``nagq=15`` (adaptive
 Gauss–Hermite), glmmTMB (Laplace), glmer Laplace (``nAGQ=1``) and glmer ``nAGQ=15``, timed

@@ -8,9 +8,9 @@ on the seeded trials of ``bench/simdata.py`` (200x8, 2000x10, 20000x10 subjects 
 
 Run from the repository root::
 
-    /work/devenv/bin/python bench/bench_lmm.py                 # all sizes, all engines
-    /work/devenv/bin/python bench/bench_lmm.py --sizes 2000x10 --repeats 5
-    /work/devenv/bin/python bench/bench_lmm.py --memory        # 1,000,000 x 10, ours only
+    .venv/bin/python bench/bench_lmm.py                 # all sizes, all engines
+    .venv/bin/python bench/bench_lmm.py --sizes 2000x10 --repeats 5
+    .venv/bin/python bench/bench_lmm.py --memory        # 1,000,000 x 10, ours only
 
 Timing rules (the same for every engine): one warm-up fit on the first 50 subjects, then the
 best of ``--repeats`` timed fits on the full data, ``gc`` before each. Ours is timed as the

@@ -1,6 +1,6 @@
 """Benchmark of mesostats.power: simulated trials per second, and where one trial's time goes.
 
-Run: ``/work/devenv/bin/python bench/bench_power.py [--subjects 80] [--sims 40] [--repeats 3]``
+Run: ``.venv/bin/python bench/bench_power.py [--subjects 80] [--sims 40] [--repeats 3]``
 
 1. Throughput: ``power(n, n_sims=S)`` in this process (n_jobs=1), with 2 joblib (loky)
    workers, and on a 2-worker ``dask.distributed.LocalCluster`` (processes, 1 thread each).

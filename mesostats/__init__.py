@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
     "load_study": "mesostats.data.load",
     "load_redcap": "mesostats.data.redcap",
     "load_cdisc": "mesostats.data.cdisc_study",
+    "save_study": "mesostats.data.save",
     "Study": "mesostats.data.study",
     "example_study": "mesostats.datasets",
     "simulate_study": "mesostats.simulate",

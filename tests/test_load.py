@@ -150,12 +150,17 @@ def test_crlf_line_ends_and_utf8_bom_read_like_plain_utf8(tmp_path, valid_tables
 
 
 def test_latin1_bytes_are_reported_per_line_with_other_problems(tmp_path, valid_tables):
+    """A file mixing UTF-8 and Latin-1 lines (a Windows-1252 file alone is detected)."""
     folder = csv_folder(tmp_path, valid_tables)
     path = folder / "adverse_events.csv"
     data = path.read_bytes().replace(b"redness\n", "rougeur é\n".encode("latin-1"), 1)
     data = data.replace(b"swelling", "œdème".encode("cp1252"))
     data = data.replace(b"pain,moderate", b"pain,awful")
     path.write_bytes(data)
+    with pytest.raises(ms.ValidationError, match="must be one of") as info:
+        load_study(folder)  # detected as Windows-1252: only the bad severity is a problem
+    assert [(r[0], r[1], r[4]) for r in problem_rows(info.value)] == [("adverse_events", 3, "enum")]
+    path.write_bytes(data.replace(b"<b>scalp</b>", "cuir chevelu µ".encode()))
     with pytest.raises(ms.ValidationError, match="holds bytes that are not UTF-8") as info:
         load_study(folder)
     rows = problem_rows(info.value)

@@ -28,6 +28,7 @@ from mesostats.cli.common import (
     error,
     silence_stdout,
 )
+from mesostats.cli.convert import add_convert
 from mesostats.cli.fit import FIT_JSON_KEYS, add_fit
 from mesostats.cli.power import add_power
 from mesostats.cli.report import add_report
@@ -46,6 +47,7 @@ COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
     ("fit", add_fit),
     ("report", add_report),
     ("power", add_power),
+    ("convert", add_convert),
 ]
 
 _MAIN_EXAMPLES = """\
@@ -56,6 +58,8 @@ examples:
   mesostats simulate --subjects 120 --sessions 8 --seed 1 -o sim_study
   mesostats power --subjects 40 80 120 --sims 200 --jobs 2
   python -m mesostats validate sim_study
+  mesostats validate sqlite:///study.db
+  mesostats convert example sqlite:///example.db
 run 'mesostats COMMAND --help' for a command's options"""
 
 

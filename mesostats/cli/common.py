@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "emit",
     "error",
     "finite_number",
+    "is_database_url",
     "jobs_count",
     "json_safe",
     "load_source",
@@ -45,6 +47,7 @@ __all__ = [
     "resolve_source",
     "seed_number",
     "silence_stdout",
+    "source_label",
     "whole_number",
 ]
 
@@ -127,32 +130,56 @@ def json_safe(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_source(source: str) -> Path:
-    """The path a SOURCE argument names: a folder, a ``datapackage.json``, or the word
-    ``example`` (the bundled example study; ``./example`` names a local folder)."""
+_URL = re.compile(r"^[A-Za-z][\w+.-]*://")
+
+
+def is_database_url(source: str) -> bool:
+    """A SQLAlchemy database URL (``sqlite:///study.db``, ``postgresql://…``)."""
+    return bool(_URL.match(source))
+
+
+def source_label(source: str) -> str:
+    """SOURCE as shown in output: a database URL with its password masked."""
+    if not is_database_url(source):
+        return source
+    return re.sub(r"^([^:/]+://[^:/@]*):[^@]*@", r"\1:***@", source)
+
+
+def resolve_source(source: str) -> Path | str:
+    """What a SOURCE argument names: a folder, a ``datapackage.json``, a database URL (returned
+    as it is), or the word ``example`` (the bundled example study; ``./example`` names a local
+    folder)."""
     if source == "example":
         return EXAMPLE_DIR
+    if is_database_url(source):
+        return source
     path = Path(source)
     if not path.exists():
         raise UsageError(
             f"SOURCE {source!r} does not exist. Give a folder holding subjects, cocktails, "
-            "sessions (and adverse_events) tables, a datapackage.json, or the word 'example'."
+            "sessions (and adverse_events) tables, a datapackage.json, a database URL such "
+            "as sqlite:///study.db, or the word 'example'."
         )
     if path.is_file() and path.suffix.lower() != ".json":
+        hint = (
+            f"; for a SQLite file write sqlite:///{source}"
+            if path.suffix.lower() in (".db", ".sqlite", ".sqlite3")
+            else ""
+        )
         raise UsageError(
             f"SOURCE {source!r} is a file; give the folder that holds the tables "
-            f"({str(path.parent)!r}) or a datapackage.json."
+            f"({str(path.parent)!r}) or a datapackage.json{hint}."
         )
     return path
 
 
 def load_source(source: str) -> Study:
     """Resolve SOURCE and load (and validate) the study in it."""
-    path = resolve_source(source)
+    resolved = resolve_source(source)
     # pandas and pyarrow load only when a command reads data, so `mesostats --help` is fast
     from mesostats.data.load import load_study
 
-    return load_study(path)
+    return load_study(resolved)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +204,10 @@ def command_parser(
 def add_source_argument(parser: argparse.ArgumentParser) -> None:
     """The positional SOURCE of the commands that read a study."""
     parser.add_argument(
-        "source", metavar="SOURCE", help="folder of tables, a datapackage.json, or 'example'"
+        "source",
+        metavar="SOURCE",
+        help="folder of tables, a datapackage.json, a database URL (sqlite:///study.db), "
+        "or 'example'",
     )
 
 

@@ -23,6 +23,7 @@ from mesostats.cli.common import (
     json_safe,
     load_source,
     positive_int,
+    source_label,
 )
 from mesostats.exceptions import MesostatsError
 
@@ -224,7 +225,7 @@ def _fit_payload(
     gee = getattr(results, "gee", None)
     by_reason = excluded.groupby("reason", sort=False).size()
     return {
-        "source": args.source,
+        "source": source_label(args.source),
         "analysis": "side_effects" if side_effects else "regrowth",
         "outcome": None if side_effects else results.outcome,
         "event": results.event if side_effects else None,

@@ -16,6 +16,7 @@ from mesostats.cli.common import (
     emit,
     load_source,
     one_line,
+    source_label,
 )
 from mesostats.exceptions import PROBLEM_COLUMNS, ValidationError
 
@@ -31,6 +32,7 @@ examples:
   mesostats validate example                 # the bundled example study
   mesostats validate data/my_study           # a folder of CSV / Parquet / XLSX tables
   mesostats validate data/datapackage.json -q
+  mesostats validate sqlite:///study.db      # a database (any SQLAlchemy URL)
 exit status: 0 valid, 1 invalid (every problem is listed), 2 usage error"""
 
 
@@ -63,11 +65,11 @@ def run_validate(args: argparse.Namespace) -> int:
         problems = err.problems
         tables = ", ".join(sorted({str(t) for t in problems["table"]}))
         n = len(problems)
-        emit(f"INVALID {args.source}: {n} problem{'s' if n != 1 else ''} in {tables}")
+        emit(f"INVALID {source_label(args.source)}: {n} problem{'s' if n != 1 else ''} in {tables}")
         for text in _problem_lines(problems):
             emit(text)
         return EXIT_INVALID
-    emit(f"OK {args.source}: {_one_line_summary(study)}")
+    emit(f"OK {source_label(args.source)}: {_one_line_summary(study)}")
     if not args.quiet:
         emit(study_summary(study))
     return EXIT_OK

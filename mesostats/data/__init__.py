@@ -5,8 +5,9 @@ One job per module, in the order data flows through them:
 - :mod:`.schema`: the Table Schema files (``data_schema/``) and the domain facts they carry
   (outcome fields, units, responder thresholds);
 - :mod:`.sources`: a folder, ``datapackage.json`` or dict of DataFrames → raw tables;
-- :mod:`.readers`: CSV (:mod:`.readers.csv_layout`, :mod:`.readers.csv`), Parquet and XLSX
-  (:mod:`.readers.spreadsheet`) files → raw tables;
+- :mod:`.readers`: CSV in any common dialect (:mod:`.readers.csv_dialect`,
+  :mod:`.readers.csv_layout`, :mod:`.readers.csv_numbers`, :mod:`.readers.csv`), Parquet and
+  XLSX (:mod:`.readers.spreadsheet`) files → raw tables;
 - :mod:`.cdisc`: CDISC column names and coded values → friendly names;
 - :mod:`.redcap`: ``load_redcap``: a REDCap export → the same raw tables, validated the same
   way (:mod:`.redcap_dictionary` the data dictionary, :mod:`.redcap_export` records, events and
@@ -24,7 +25,9 @@ One job per module, in the order data flows through them:
 - :mod:`.crosstable`: foreign keys and column clashes between tables;
 - :mod:`.problems`: the one problem log every step writes to;
 - :mod:`.validate`: runs the checks → typed tables, or one ``ValidationError``;
+- :mod:`.readers.sql`: database tables (SQLAlchemy) → raw tables, labelled by primary key;
 - :mod:`.load`: ``load_study``: sources → validate → :class:`~.study.Study`;
+- :mod:`.save`: ``save_study``: a Study → a folder (CSV, Parquet) or a database;
 - :mod:`.study`: the ``Study`` and its analysis tables;
 - :mod:`.derive`: baseline, change from baseline, ingredient exposure.
 """

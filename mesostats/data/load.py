@@ -1,8 +1,8 @@
 """Read a study from files or DataFrames, validate it, and return a :class:`Study`.
 
 :func:`load_study` is the one entry point: :mod:`.sources` reads the tables (a folder of CSV,
-Parquet or XLSX files, a ``datapackage.json``, or a dict of DataFrames; CDISC column names are
-read through :mod:`.cdisc`), :mod:`.validate` checks them against the schema, and
+Parquet or XLSX files, a ``datapackage.json``, a database, or a dict of DataFrames; CDISC
+column names are read through :mod:`.cdisc`), :mod:`.validate` checks them against the schema, and
 :class:`~mesostats.data.study.Study` holds the typed result.
 
 Every problem met while reading — a missing table, an unreadable or ambiguous file, bytes that
@@ -28,6 +28,8 @@ Row labels (``row`` in problems and exclusions, and the index of the Study table
   get record numbers instead).
 - XLSX: the spreadsheet row number (header = row 1); fully empty rows are skipped but counted.
 - Parquet and inline datapackage data: record number + 1, as in the same table written as CSV.
+- Databases: the value of the table's primary key (a tuple for a composite key); rows of a
+  table without one are numbered from 1.
 - DataFrames: the index label.
 """
 
@@ -61,21 +63,38 @@ __all__ = [
 ]
 
 
-def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | None = None) -> Study:
+def load_study(
+    source: Any,
+    *,
+    schema: StudySchema | str | os.PathLike[str] | None = None,
+    dialect: Mapping[str, str] | None = None,
+    tables: Mapping[str, str] | None = None,
+) -> Study:
     """Read, validate and return a study.
 
     Parameters
     ----------
-    source : str, Path or dict of DataFrame
+    source : str, Path, SQLAlchemy URL, Engine or Connection, or dict of DataFrame
         A folder holding ``subjects``, ``cocktails``, ``sessions`` and optionally
         ``adverse_events`` as ``.csv``, ``.parquet`` or ``.xlsx``; a path to a
-        ``datapackage.json``; or a dict of DataFrames with those keys (details in
-        :mod:`mesostats.data.sources`). CDISC column names are read too (the mapping is in
-        :mod:`mesostats.data.cdisc`).
+        ``datapackage.json``; a database (``"sqlite:///study.db"``, any SQLAlchemy URL, an
+        Engine or Connection) holding those tables; or a dict of DataFrames with those keys
+        (details in :mod:`mesostats.data.sources` and :mod:`mesostats.data.readers.sql`).
+        CDISC column names are read too (the mapping is in :mod:`mesostats.data.cdisc`).
     schema : StudySchema or path, optional
         Schema to validate against (a :class:`~mesostats.data.schema.StudySchema` or a folder
         holding ``datapackage.json`` and table schemas); default: the schema shipped with
         mesostats (``data_schema/``).
+    dialect : dict, optional
+        The dialect of every CSV file, in Frictionless CSV Dialect keys: ``delimiter``
+        (``","``, ``";"``, ``"\t"``), ``decimalChar`` (``"."`` or ``","``), ``groupChar``
+        (thousands separator) and ``encoding`` (``"utf-8"``, ``"cp1252"``, …). What is not
+        declared is detected (:mod:`mesostats.data.readers.csv_dialect`); a declaration the
+        file contradicts is one problem naming the cause.
+    tables : dict, optional
+        For a database: the table (or a ``SELECT``) that holds each study table, e.g.
+        ``{"sessions": "visits", "subjects": "SELECT * FROM patients WHERE consent"}``.
+        Problems are labelled by the primary key the database declares.
 
     Returns
     -------
@@ -102,16 +121,20 @@ def load_study(source: Any, *, schema: StudySchema | str | os.PathLike[str] | No
         study_schema = schema
     else:
         study_schema = load_schema(Path(schema))
-    tables, read_problems, description = read_tables(source, study_schema, typed=True)
+    raw_tables, read_problems, description = read_tables(
+        source, study_schema, typed=True, dialect=dialect, tables=tables
+    )
     links: dict[tuple[str, str], np.ndarray] = {}
     try:
-        typed = _validate(tables, read_problems, study_schema, links)
+        typed = _validate(raw_tables, read_problems, study_schema, links)
     except ValidationError:
-        if not any(raw.typed_read for raw in tables.values()):
+        if not any(raw.typed_read for raw in raw_tables.values()):
             raise
         # Report raw text values: read the CSV files again with every column as text.
-        tables, read_problems, description = read_tables(source, study_schema, typed=False)
-        typed = _validate(tables, read_problems, study_schema, links)
+        raw_tables, read_problems, description = read_tables(
+            source, study_schema, typed=False, dialect=dialect, tables=tables
+        )
+        typed = _validate(raw_tables, read_problems, study_schema, links)
     return Study.from_tables(typed, study_schema, source=description, links=links)
 
 
@@ -122,6 +145,8 @@ def _validate(
     links: dict[tuple[str, str], np.ndarray],
 ) -> dict[str, pd.DataFrame]:
     absent = set(read_problems["table"]) if len(read_problems) else set()
+    if len(read_problems) and (read_problems["rule"] == "source").any():
+        absent |= set(schema.table_names)  # the source itself failed: one problem says so
     return validate_tables(
         tables, schema, read_problems=read_problems, absent_tables=absent, links=links
     )

@@ -1,4 +1,4 @@
-"""Where a study comes from: a folder, a ``datapackage.json`` or a dict of DataFrames.
+"""Where a study comes from: a folder, a ``datapackage.json``, a database or DataFrames.
 
 :func:`read_tables` turns a source into one :class:`~mesostats.data.parse.RawTable` per table
 (columns as read, CDISC names already mapped by :mod:`.cdisc`), with every problem met on the
@@ -10,9 +10,12 @@ way (a missing table, an unreadable or ambiguous file, …) in a problems table:
   by side in threads (the work happens in pyarrow / openpyxl C code);
 - a **datapackage.json** (Frictionless Data Package) whose resources are named after the
   tables; each resource's ``path`` (relative, inside the package folder), ``format``,
-  ``encoding`` and ``dialect.delimiter`` are honoured, and inline ``data`` is read too (rows
+  ``encoding`` and ``dialect`` (Frictionless CSV Dialect ``delimiter``, plus ``decimalChar`` and
+  ``groupChar``) are honoured, and inline ``data`` is read too (rows
   labelled record number + 1, as in the same table written as CSV). The data are validated
   against mesostats' schemas, not against schemas the package carries;
+- a **database**: a SQLAlchemy URL string or URL, Engine or Connection, read by
+  :mod:`.readers.sql` (``tables=`` maps a table to another name or a ``SELECT``);
 - a **dict of DataFrames** with those keys (``adverse_events`` may be left out); rows keep
   their index labels, and the caller's DataFrames are never modified.
 
@@ -35,7 +38,9 @@ from mesostats.data.cdisc import apply_cdisc
 from mesostats.data.parse import RawTable
 from mesostats.data.problems import ProblemLog
 from mesostats.data.readers.csv import read_csv_table
+from mesostats.data.readers.csv_dialect import CsvDialect, dialect_from_mapping
 from mesostats.data.readers.spreadsheet import read_parquet_table, read_xlsx_table
+from mesostats.data.readers.sql import is_database_source, read_database
 from mesostats.data.schema import StudySchema, TableSchema
 
 __all__ = ["read_tables"]
@@ -44,7 +49,12 @@ _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xl
 
 
 def read_tables(
-    source: Any, schema: StudySchema, *, typed: bool = False
+    source: Any,
+    schema: StudySchema,
+    *,
+    typed: bool = False,
+    dialect: Any = None,
+    tables: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, RawTable], pd.DataFrame, str]:
     """Read every table of ``source`` as :class:`RawTable` (no type checks yet).
 
@@ -58,16 +68,19 @@ def read_tables(
         A one-line description of the source.
     """
     log = ProblemLog(schema.table_names)
-    if isinstance(source, Mapping):
-        tables = _from_dataframes(source, schema, log)
+    csv_dialect = dialect_from_mapping(dialect, "dialect=", "study", log)
+    if is_database_source(source):
+        found, description = read_database(source, schema, log, tables=tables)
+    elif isinstance(source, Mapping):
+        found = _from_dataframes(source, schema, log)
         description = "dict of DataFrames"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            tables = _read_folder(path, schema, log, typed)
+            found = _read_folder(path, schema, log, typed, csv_dialect)
             description = f"folder {path}"
         elif path.is_file() and path.suffix.lower() == ".json":
-            tables = _read_datapackage(path, schema, log, typed)
+            found = _read_datapackage(path, schema, log, typed, csv_dialect)
             description = f"datapackage {path}"
         else:
             what = "does not exist" if not path.exists() else "is not a folder or a .json file"
@@ -78,9 +91,9 @@ def read_tables(
                 str(path),
                 "source",
                 f"{path} {what}; pass a folder holding subjects/cocktails/sessions tables, "
-                "a datapackage.json, or a dict of DataFrames.",
+                "a datapackage.json, a database URL, or a dict of DataFrames.",
             )
-            tables, description = {}, str(path)
+            found, description = {}, str(path)
     else:
         log.add_one(
             "study",
@@ -89,12 +102,12 @@ def read_tables(
             type(source).__name__,
             "source",
             f"cannot load a study from a {type(source).__name__}; pass a folder path, a "
-            "datapackage.json path, or a dict of DataFrames.",
+            "datapackage.json path, a database URL or Engine, or a dict of DataFrames.",
         )
-        tables, description = {}, repr(type(source))
+        found, description = {}, repr(type(source))
     renamed = {
         name: apply_cdisc(raw, schema.tables[name])
-        for name, raw in tables.items()
+        for name, raw in found.items()
         if name in schema.tables
     }
     return renamed, log.records(), description
@@ -108,26 +121,17 @@ def _read_file(
     *,
     schema: TableSchema | None = None,
     typed: bool = False,
-    delimiter: str = ",",
-    encoding: str = "utf-8",
+    dialect: CsvDialect | None = None,
 ) -> RawTable | None:
     if fmt == "csv":
-        return read_csv_table(
-            path,
-            table,
-            log,
-            schema=schema,
-            typed=typed,
-            delimiter=delimiter,
-            encoding=encoding,
-        )
+        return read_csv_table(path, table, log, schema=schema, typed=typed, dialect=dialect)
     if fmt == "parquet":
         return read_parquet_table(path, table, log)
     return read_xlsx_table(path, table, log)
 
 
 def _read_folder(
-    folder: Path, schema: StudySchema, log: ProblemLog, typed: bool
+    folder: Path, schema: StudySchema, log: ProblemLog, typed: bool, dialect: CsvDialect
 ) -> dict[str, RawTable]:
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -168,7 +172,9 @@ def _read_folder(
 
     def read(name: str) -> RawTable | None:
         path, fmt = jobs[name]
-        return _read_file(path, fmt, name, log, schema=schema.tables[name], typed=typed)
+        return _read_file(
+            path, fmt, name, log, schema=schema.tables[name], typed=typed, dialect=dialect
+        )
 
     # The readers spend their time in pyarrow / openpyxl C code: read the files side by side.
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
@@ -177,7 +183,11 @@ def _read_folder(
 
 
 def _read_datapackage(
-    descriptor_path: Path, schema: StudySchema, log: ProblemLog, typed: bool
+    descriptor_path: Path,
+    schema: StudySchema,
+    log: ProblemLog,
+    typed: bool,
+    dialect: CsvDialect,
 ) -> dict[str, RawTable]:
     try:
         with open(descriptor_path, encoding="utf-8") as handle:
@@ -212,7 +222,7 @@ def _read_datapackage(
                     f"{', '.join(sorted(by_name)) or 'none'}).",
                 )
             continue
-        raw = _read_resource(resource, root, name, log, schema.tables[name], typed)
+        raw = _read_resource(resource, root, name, log, schema.tables[name], typed, dialect)
         if raw is not None:
             tables[name] = raw
     return tables
@@ -225,6 +235,7 @@ def _read_resource(
     log: ProblemLog,
     table_schema: TableSchema,
     typed: bool,
+    dialect: CsvDialect,
 ) -> RawTable | None:
     if "data" in resource and "path" not in resource:
         return _inline_data(resource["data"], name, log)
@@ -232,20 +243,15 @@ def _read_resource(
     if located is None:
         return None
     path, fmt = located
-    dialect = resource.get("dialect") or {}
-    delimiter = str(dialect.get("delimiter", ",")) if isinstance(dialect, dict) else ","
-    if len(delimiter) != 1:
-        delimiter = ","
-    encoding = str(resource.get("encoding") or "utf-8")
+    declared = (
+        dict(resource.get("dialect") or {}) if isinstance(resource.get("dialect"), dict) else {}
+    )
+    if resource.get("encoding"):
+        declared["encoding"] = resource["encoding"]
+    where = f"datapackage.json (resource {name})"
+    resource_dialect = dialect.merged(dialect_from_mapping(declared, where, name, log))
     return _read_file(
-        path,
-        fmt,
-        name,
-        log,
-        schema=table_schema,
-        typed=typed,
-        delimiter=delimiter,
-        encoding=encoding,
+        path, fmt, name, log, schema=table_schema, typed=typed, dialect=resource_dialect
     )
 
 

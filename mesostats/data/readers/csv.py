@@ -10,7 +10,8 @@ A file without any double quote is parsed in one go (every newline ends a record
 *k* is on line *k* + 1). Otherwise, or when that fails, the careful path takes record
 boundaries and line numbers from :mod:`.csv_layout`, skips blank lines and reports rows with the
 wrong number of fields. Files pyarrow refuses altogether (odd quoting) are read by the stdlib
-:mod:`csv` module, row by row, as a last resort.
+:mod:`csv` module, row by row, as a last resort. The dialect (delimiter, decimal mark,
+encoding) comes from :mod:`.csv_dialect`; ``,`` decimals are parsed by pyarrow itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,13 @@ from mesostats.data.cdisc import CDISC_COLUMNS, CDISC_RECODED
 from mesostats.data.parse import RawTable
 from mesostats.data.problems import ProblemLog
 from mesostats.data.readers.columns import drop_unnamed
+from mesostats.data.readers.csv_dialect import (
+    CsvDialect,
+    choose_delimiter,
+    detect_numbers,
+    looks_like_cp1252,
+    sample_lines,
+)
 from mesostats.data.readers.csv_layout import (
     Bytes,
     decode_problems,
@@ -41,8 +49,10 @@ from mesostats.data.readers.csv_layout import (
     parse_header,
     record_layout,
     report_field_counts,
+    report_mixed_delimiters,
     report_unterminated_quote,
 )
+from mesostats.data.readers.csv_numbers import normalise_numbers
 from mesostats.data.schema import TableSchema
 
 __all__ = ["read_csv_table"]
@@ -57,34 +67,110 @@ def read_csv_table(
     *,
     schema: TableSchema | None = None,
     typed: bool = False,
-    delimiter: str = ",",
-    encoding: str = "utf-8",
+    dialect: CsvDialect | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> RawTable | None:
     """Read one CSV file; row labels are the line numbers where records start.
 
     With ``typed=True`` (the fast path) pyarrow parses schema columns to their types while
     reading; any value it cannot parse makes this fall back to reading every column as text
-    (``typed=False``), which is what validation needs to report raw values.
+    (``typed=False``), which is what validation needs to report raw values. ``dialect``
+    (or the older ``delimiter`` / ``encoding``) declares what is known of the file's dialect;
+    the rest is detected (:mod:`.csv_dialect`).
     """
+    dialect = (dialect or CsvDialect()).merged(
+        CsvDialect(delimiter=delimiter, encoding=encoding, declared_by="datapackage.json")
+    )
     origin = path.name
     try:
         data = map_file(path)
     except OSError as exc:
         log.add_one(table, None, None, str(path), "unreadable", f"cannot read {path}: {exc}")
         return None
-    head = bytes(data[:4096])
-    plain_utf8 = (
-        encoding.lower().replace("-", "").replace("_", "") == "utf8"
-        and not head.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-        and b"\x00" not in head
-        and is_valid_utf8(data)
-    )
-    if plain_utf8:  # the usual case: parse the mapped file as it is, without a copy
-        return _parse_csv(data, origin, table, log, schema, typed, delimiter)
-    decoded = decode_problems(bytes(data), table, origin, log, encoding)
-    if decoded is None:
+    text = _utf8_bytes(data, dialect, table, origin, log)
+    if text is None:
         return None
-    return _parse_csv(decoded, origin, table, log, schema, typed, delimiter)
+    lines = sample_lines(bytes(text[: 1 << 16]))
+    known = set(CDISC_COLUMNS) | ({f.name for f in schema.fields} if schema else set())
+    chosen = choose_delimiter(lines, known, dialect, table, origin, log)
+    if chosen is None:
+        return None
+    number_columns = _number_columns(schema)
+    marks = detect_numbers(lines, chosen, number_columns, dialect, table, origin, log)
+    if marks is None:
+        return None
+    decimal, thousands = marks
+    numbers = _Numbers(
+        decimal,
+        thousands,
+        dialect.declared_by if dialect.decimal is not None else None,
+        number_columns,
+        active=chosen != "," or decimal != "." or thousands is not None,
+    )
+    return _parse_csv(text, origin, table, log, schema, typed, chosen, numbers)
+
+
+def _utf8_bytes(
+    data: Bytes, dialect: CsvDialect, table: str, origin: str, log: ProblemLog
+) -> Bytes | None:
+    """The file as UTF-8 bytes (the mapped file itself when it is UTF-8 already), decoded from
+    the declared or detected encoding; None (one problem logged) when it cannot be read."""
+    declared = dialect.encoding
+    key = (declared or "utf-8").lower().replace("-", "").replace("_", "")
+    head = bytes(data[:4096])
+    not_text = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head
+    valid = not not_text and is_valid_utf8(data)
+    if key == "utf8" and valid and not head.startswith(codecs.BOM_UTF8):
+        return data  # the usual case: parse the mapped file as it is, without a copy
+    if key in ("utf8", "utf8sig") and not valid and not not_text:
+        text = looks_like_cp1252(bytes(data))
+        if text is not None:
+            if declared is None:
+                return text.encode("utf-8")
+            log.add_one(
+                table,
+                None,
+                None,
+                declared,
+                "encoding",
+                f"{origin} is not {declared} as declared in {dialect.declared_by}: it reads as "
+                "Windows-1252 (an Excel export). Declare encoding 'cp1252', or leave the "
+                "encoding out and mesostats detects it.",
+            )
+            return None
+    if key not in ("utf8", "utf8sig") and valid and not bytes(data).isascii():
+        log.add_one(
+            table,
+            None,
+            None,
+            declared,
+            "encoding",
+            f"{origin} is UTF-8 text, not {declared} as declared in {dialect.declared_by}: "
+            "read that way its accented letters would be garbled. Declare encoding 'utf-8', "
+            "or leave the encoding out.",
+        )
+        return None
+    return decode_problems(bytes(data), table, origin, log, declared or "utf-8")
+
+
+def _number_columns(schema: TableSchema | None) -> set[str]:
+    """Names (schema and CDISC) of the columns holding numbers."""
+    if schema is None:
+        return set()
+    names = {f.name for f in schema.fields if f.type in ("number", "integer")}
+    return names | {cdisc for cdisc, name in CDISC_COLUMNS.items() if name in names}
+
+
+@dataclass(frozen=True)
+class _Numbers:
+    """How numbers are written in the file (see :mod:`.csv_numbers`)."""
+
+    decimal: str = "."
+    thousands: str | None = None
+    declared_by: str | None = None
+    columns: set[str] = field(default_factory=set)
+    active: bool = False  # normalise the number columns of the text read
 
 
 @dataclass
@@ -112,26 +198,31 @@ def _parse_csv(
     schema: TableSchema | None,
     typed: bool,
     delimiter: str,
+    numbers: _Numbers,
     careful: bool = False,
-) -> RawTable:
+) -> RawTable | None:
     """Parse UTF-8 CSV bytes (see :func:`read_csv_table`): locate the records, parse them with
     pyarrow, label the rows, and fall back (careful path, text, stdlib csv) when needed."""
     missing_values = list(schema.missing_values) if schema is not None else [""]
+    if numbers.thousands is not None:
+        typed = False  # pyarrow does not read thousands separators: normalise the text
     records = _locate_records(data, delimiter, careful, table, origin, log)
     if records is None:
         return RawTable(pd.DataFrame(), pd.Index([], dtype=np.int64), origin, 1, [])
     if records.body_start >= len(data) or records.empty:
         return _header_only(records.names, origin, table, log)
 
-    def again(careful: bool, typed: bool = typed) -> RawTable:
-        return _parse_csv(data, origin, table, log, schema, typed, delimiter, careful)
+    def again(careful: bool, typed: bool = typed) -> RawTable | None:
+        return _parse_csv(data, origin, table, log, schema, typed, delimiter, numbers, careful)
 
     def by_python() -> RawTable:
         return _read_csv_python(data, records, table, origin, delimiter, log, missing_values)
 
     invalid: list[Any] = []
     try:
-        arrow_table = _read_arrow(data, records, schema, typed, delimiter, missing_values, invalid)
+        arrow_table = _read_arrow(
+            data, records, schema, typed, delimiter, numbers.decimal, missing_values, invalid
+        )
     except (pa.ArrowException, ValueError):
         if records.simple:
             return again(careful=True)
@@ -145,6 +236,22 @@ def _parse_csv(
     labels = _row_labels(data, records, arrow_table, invalid, delimiter, table, origin, log)
     if labels is None:
         return by_python()
+    if numbers.active and not typed:
+        normalised = normalise_numbers(
+            arrow_table,
+            records.names,
+            numbers.columns,
+            numbers.decimal,
+            numbers.thousands,
+            labels,
+            numbers.declared_by,
+            table,
+            origin,
+            log,
+        )
+        if normalised is None:
+            return None
+        arrow_table = normalised
     raw = RawTable(
         _arrow_to_frame(arrow_table, records.names),
         pd.Index(labels),
@@ -194,6 +301,7 @@ def _read_arrow(
     schema: TableSchema | None,
     typed: bool,
     delimiter: str,
+    decimal: str,
     missing_values: list[str],
     invalid: list[Any],
 ) -> pa.Table:
@@ -210,6 +318,7 @@ def _read_arrow(
         null_values=missing_values,
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
+        decimal_point=decimal,
     )
     if true_values:
         convert.true_values = true_values
@@ -247,13 +356,17 @@ def _row_labels(
         keep = counts == len(records.names)
         if int((~keep).sum()) != len(invalid) or int(keep.sum()) != arrow_table.num_rows:
             return None
+        explained = report_mixed_delimiters(
+            data, records.starts, records.lines, records.has_quotes, ~keep, len(records.names),
+            delimiter, table, origin, log,
+        )  # fmt: skip
         report_field_counts(
             data,
             records.starts,
             records.ends,
             records.lines,
             counts,
-            ~keep,
+            ~keep & ~explained,
             records.names,
             table,
             origin,

@@ -10,7 +10,9 @@ numpy (one pass per byte class, no Python loop over lines):
   one record labelled with its *first* line, and later records keep their true line numbers
   (header = line 1); blank lines are skipped but counted. Lines are counted by ``\\n``;
 - **field counts** per record (delimiters outside quotes), to report each line with too many or
-  too few fields, and an unterminated quote.
+  too few fields, and an unterminated quote; rows that another delimiter splits into the
+  header's number of fields are reported together, as one problem (a file whose delimiter
+  changes between rows).
 
 No CSV library reports these in the file's own terms: pyarrow's reader gives no line numbers
 for the records it returns (only a callback for rows it skips), pandas' C parser drops or
@@ -39,6 +41,7 @@ __all__ = [
     "parse_header",
     "record_layout",
     "report_field_counts",
+    "report_mixed_delimiters",
     "report_unterminated_quote",
 ]
 
@@ -251,3 +254,45 @@ def report_field_counts(
             "wrapped in double quotes; otherwise a delimiter is missing or extra.",
             position=int(lines[i]),
         )
+
+
+def report_mixed_delimiters(
+    data: Bytes,
+    starts: np.ndarray,
+    lines: np.ndarray,
+    has_quotes: bool,
+    bad: np.ndarray,
+    n_names: int,
+    delimiter: str,
+    table: str,
+    origin: str,
+    log: ProblemLog,
+) -> np.ndarray:
+    """One problem per other delimiter that splits some of the ``bad`` records right.
+
+    Returns the records explained that way (they are not reported again one by one).
+    """
+    explained = np.zeros(len(starts), dtype=bool)
+    for other in (",", ";", "\t", "|"):
+        if other == delimiter or not bad.any():
+            continue
+        fits = bad & ~explained & (field_counts(data, starts, other, has_quotes) == n_names)
+        if not fits.any():
+            continue
+        explained |= fits
+        where = lines[fits]
+        shown = ", ".join(str(int(x)) for x in where[:5]) + (", …" if len(where) > 5 else "")
+        name = "tab" if other == "\t" else repr(other)
+        sep = "tab" if delimiter == "\t" else repr(delimiter)
+        log.add_one(
+            table,
+            int(where[0]),
+            None,
+            name,
+            "mixed_delimiters",
+            f"{origin} changes delimiter between rows: the header and most rows are "
+            f"separated by {sep}, but {len(where)} rows (lines {shown}) by {name}; those rows "
+            "were not read. Re-export the file with one delimiter.",
+            position=int(where[0]),
+        )
+    return explained
