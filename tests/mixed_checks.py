@@ -60,8 +60,10 @@ def normalise_sleepstudy(block: str) -> dict[str, Any]:
 
 
 def normalise_varcorr(name: str, block: str) -> dict[str, Any]:
-    """Reference dict for the Penicillin / Pastes JSON layout (tightly converged lmerTest)."""
+    """Reference dict for the Penicillin / Pastes JSON layout (tightly converged lmerTest),
+    with the BLUPs of ``ref_blups.json`` (lme4's ``ranef(condVar = TRUE)``, ref_blups.R)."""
     raw = load_reference(name)[block]
+    dataset = name.removeprefix("ref_").removesuffix(".json")
     return {
         "fixef": raw["fixef"],
         "se": raw["se"],
@@ -72,8 +74,29 @@ def normalise_varcorr(name: str, block: str) -> dict[str, Any]:
         "p": raw["p"],
         "ngroups": raw["ngroups"],
         "theta": raw["theta"],
-        "blups": None,
+        "blups": frozen_blups(dataset, block),
     }
+
+
+def frozen_blups(
+    dataset: str, block: str, file: str = "ref_blups.json"
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Group → (modes, conditional SDs) of the first levels (index as text), from the BLUP
+    references (``ref_blups.json``: ref_blups.R; ``ref_blups_simulated.json``:
+    ref_blups_simulated.R)."""
+    raw = load_reference(file)[dataset]
+    out = {}
+    for group, rec in (raw[block] if block else raw).items():
+        index = pd.Index([str(level) for level in rec["levels"]])
+        columns = rec.get("columns", ["Intercept"])
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        mode = np.asarray(rec["mode"], dtype=float).reshape(len(index), len(columns))
+        sd = np.asarray(rec["cond_sd"], dtype=float).reshape(len(index), len(columns))
+        out[group] = (
+            pd.DataFrame(mode, index=index, columns=columns),
+            pd.DataFrame(sd, index=index, columns=columns),
+        )
+    return out
 
 
 def _missing(value: object) -> bool:
@@ -143,14 +166,13 @@ class CheckMixedFit:
         assert self.res1.ngroups == self.ref["ngroups"]
 
     def test_blups(self) -> None:
-        if self.ref["blups"] is None:
-            # no frozen BLUPs: the conditional modes must at least average ~0 per term
-            for frame in self.res1.ranef.values():
-                assert np.all(np.abs(frame.mean().to_numpy()) < frame.std().to_numpy())
-            return
+        assert self.ref["blups"], "every reference dataset carries frozen BLUPs"
         for group, (modes, sds) in self.ref["blups"].items():
-            ours = self.res1.ranef[group].loc[modes.index, modes.columns]
-            our_sd = self.res1.ranef_se[group].loc[sds.index, sds.columns]
+            ours_all, sd_all = self.res1.ranef[group], self.res1.ranef_se[group]
+            ours_all.index = ours_all.index.astype(str)  # R's levels are text
+            sd_all.index = sd_all.index.astype(str)
+            ours = ours_all.loc[modes.index.astype(str), modes.columns]
+            our_sd = sd_all.loc[sds.index.astype(str), sds.columns]
             err = np.abs(ours.to_numpy() - modes.to_numpy()) / sds.to_numpy()
             assert err.max() <= self.blup_tol
             assert_allclose(our_sd.to_numpy(), sds.to_numpy(), rtol=self.rtol_sd)

@@ -637,7 +637,7 @@ def test_poisson_counts_must_be_non_negative_whole_numbers(bad, shown):
 
 def test_results_are_immutable_and_print():
     fit = ms.fit_glmm(CBPP_FORMULA, cbpp_data())
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="MixedResults is immutable; cannot set 'loglik'"):
         fit.loglik = 0.0
     text = str(fit)
     assert "Laplace" in text and "herd" in text

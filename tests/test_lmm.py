@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from mixed_checks import (
     CheckMixedFit,
+    frozen_blups,
     load_csv,
     normalise_sleepstudy,
     normalise_varcorr,
@@ -132,7 +133,12 @@ def crossed_slopes_data(seed: int = 21, n_subj: int = 40, n_item: int = 12) -> p
 
 
 def _crossed_slopes_reference(
-    loglik: float, fixef: list[float], se: list[float], df: list[float], sd: list[float]
+    loglik: float,
+    fixef: list[float],
+    se: list[float],
+    df: list[float],
+    sd: list[float],
+    block: str,
 ) -> dict[str, object]:
     return {
         "fixef": dict(zip(["Intercept", "x"], fixef, strict=True)),
@@ -148,7 +154,7 @@ def _crossed_slopes_reference(
         "df": dict(zip(["Intercept", "x"], df, strict=True)),
         "p": {},
         "ngroups": {"subj": 40, "item": 12},
-        "blups": None,
+        "blups": frozen_blups(f"crossed_{block}", "", "ref_blups_simulated.json"),
     }
 
 
@@ -157,6 +163,8 @@ class TestCrossedRandomSlopesREMLMatchesLme4(CheckMixedFit):
 
         d$subj <- factor(d$subj); d$item <- factor(d$item)
         f <- lmerTest::lmer(y ~ x + (1 | subj) + (1 + x | item), d, control = tight)
+
+    BLUPs: ``tests/reference/ref_blups_simulated.R`` (``ranef(f, condVar = TRUE)``).
 
     (tight = nloptwrap with xtol/ftol 1e-14/1e-15). Exercises the Schur-complement path with
     a two-column term in the dense block.
@@ -174,6 +182,7 @@ class TestCrossedRandomSlopesREMLMatchesLme4(CheckMixedFit):
             0.312615370009069,
             0.802136125595400,
         ],
+        "REML",
     )
 
     @classmethod
@@ -200,6 +209,7 @@ class TestCrossedRandomSlopesMLMatchesLme4(CheckMixedFit):
             0.308342901704917,
             0.802147732028196,
         ],
+        "ML",
     )
 
     @classmethod
@@ -244,7 +254,7 @@ class TestThreeRandomEffectsREMLMatchesLme4(CheckMixedFit):
         "df": {"Intercept": 23.8604754971862, "t": 23.9860925601982, "z": 22.2355087380619},
         "p": {},
         "ngroups": {"g": 25},
-        "blups": None,
+        "blups": frozen_blups("three_REML", "", "ref_blups_simulated.json"),
     }
 
     @classmethod
@@ -421,7 +431,7 @@ def _no_slope_variance(seed: int) -> pd.DataFrame:
 
 
 def test_singular_fit_warning_names_slope_sd_and_remedy() -> None:
-    with pytest.warns(SingularFitWarning) as record:
+    with pytest.warns(SingularFitWarning, match="Random-slope SD for `t`") as record:
         fit = ms.fit_lmm("y ~ t + (t || g)", _no_slope_variance(0))
     assert len(record) == 1
     text = str(record[0].message)
@@ -499,7 +509,7 @@ def test_convergence_warning_when_optimiser_budget_is_tiny(
 
     monkeypatch.setattr(lmm.optimize, "minimize", one_step)
     monkeypatch.setattr(lmm, "_fd_hessian", lambda fun, theta: -np.eye(theta.size))
-    with pytest.warns(ConvergenceWarning) as record:
+    with pytest.warns(ConvergenceWarning, match="not positive definite") as record:
         fit = ms.fit_lmm(SLEEP, load_csv("sleepstudy.csv"))
     texts = [str(w.message) for w in record]
     assert any("not positive definite (smallest eigenvalue -1" in t for t in texts)
