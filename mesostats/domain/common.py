@@ -25,6 +25,7 @@ from mesostats.exceptions import (
     ModelSpecError,
     SingularFitWarning,
 )
+from mesostats.mixed.boundary import SINGULAR_TOL
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -67,7 +68,6 @@ GEE_COLUMNS = [
 SUBJECT = "subject_id"
 TIME = "week"
 SITE = "site"
-_ZERO_SD = 1e-3  # an SD below this fraction of the residual SD (LMM) or 1 (GLMM) counts as 0
 _BOUNDARY_COR = 1e-6  # a correlation within this of ±1 is on the boundary
 #: Zeger, Liang & Albert (1988): logit-normal attenuation constant c = 16√3/(15π).
 _ATTENUATION_C2 = (16.0 * math.sqrt(3.0) / (15.0 * math.pi)) ** 2
@@ -185,7 +185,7 @@ def _variance_notes(
     sds = vc[vc["var2"].isna() & (vc["group"] != "Residual")]
     for rec in sds.itertuples(index=False):
         group, term, sd = str(rec.group), str(rec.var1), float(rec.sdcor)
-        if sd >= _ZERO_SD * sigma:
+        if sd >= SINGULAR_TOL * sigma:  # the engines' rule (lme4's isSingular)
             continue
         if group == SITE:
             notes.append(

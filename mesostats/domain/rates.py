@@ -22,7 +22,8 @@ from scipy import stats
 
 from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats._records import FrozenRecord
-from mesostats.domain.common import _ATTENUATION_C2, _ZERO_SD, GEE_COLUMNS, RATE_COLUMNS, SUBJECT
+from mesostats.domain.common import _ATTENUATION_C2, GEE_COLUMNS, RATE_COLUMNS, SUBJECT
+from mesostats.mixed.boundary import SINGULAR_TOL
 
 if TYPE_CHECKING:
     from mesostats.mixed.results import MixedResults
@@ -182,7 +183,7 @@ def population_average(
             "expected_population_average_or": np.exp(ss_log * attenuation),
         }
     )
-    if subject_sd < _ZERO_SD:
+    if subject_sd < SINGULAR_TOL:  # the engines' rule for an SD at zero
         why = "people hardly differ here (between-person SD ≈ 0), so the two agree"
     else:
         why = (

@@ -8,7 +8,6 @@ import numpy as np
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.design import MixedDesign
-from mesostats.mixed.glmm.objective import SINGULAR_TOL
 from mesostats.mixed.laplace import (
     FloatArray,
 )
@@ -165,44 +164,4 @@ def _group_separation(
             "sd": float(sd.max()),
         }
         messages.append((text, record))
-    return messages
-
-
-def _singular_messages(design: MixedDesign, theta: FloatArray) -> list[str]:
-    """Variance components on their boundary (diagonal of Λ below lme4's 1e-4)."""
-    messages = []
-    for term, lam in zip(design.terms, design.lambda_blocks(theta), strict=True):
-        diag = np.abs(np.diag(lam))
-        if not np.any(diag < SINGULAR_TOL):
-            continue
-        cov = lam @ lam.T
-        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        zero = [i for i in range(term.q) if sd[i] < SINGULAR_TOL]
-        for i in zero:
-            name = term.names[i]
-            kind = "Random-intercept SD" if name == "Intercept" else f"Random-slope SD of `{name}`"
-            others = [n for n in term.names if n != name]
-            if others:
-                alt = " + ".join("1" if o == "Intercept" else o for o in others)
-                alt = alt if "Intercept" in others else "0 + " + alt
-                refit = f"refit with `({alt} | {term.group})`"
-            else:
-                refit = f"drop `(1 | {term.group})` (an ordinary GLM gives the same fixed effects)"
-            messages.append(
-                f"{kind} within `{term.group}` is {sd[i]:.3g} (θ on its boundary 0): the data "
-                "show no between-group variation beyond what the binomial/Poisson noise "
-                f"explains. Either {refit}, or keep the term if the design calls for it — "
-                "estimates are valid, but the SD has no Wald interval."
-            )
-        if not zero:
-            corr = cov / np.outer(sd, sd)
-            i, j = (
-                int(v) for v in np.unravel_index(np.argmax(np.abs(np.tril(corr, -1))), corr.shape)
-            )
-            messages.append(
-                f"Correlation of `{term.names[j]}` and `{term.names[i]}` within `{term.group}` "
-                f"is {corr[i, j]:.4f} (on the boundary ±1): the random effects are not "
-                "separately identified. Refit with uncorrelated effects `(… || "
-                f"{term.group})` or drop the random slope."
-            )
     return messages

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
+from mesostats.mixed.boundary import boundary_messages
 from mesostats.mixed.design import build_design
 from mesostats.mixed.glmm.checks import (
     _check_family,
@@ -19,7 +20,6 @@ from mesostats.mixed.glmm.checks import (
     _large_estimates,
     _separated_columns,
     _separation_message,
-    _singular_messages,
 )
 from mesostats.mixed.glmm.core import fit_arrays, term_arrays
 from mesostats.mixed.laplace import (
@@ -135,7 +135,7 @@ def fit_glmm(
     ):
         separation.append(text)
         separation_records.append(record)
-    singular_msgs = _singular_messages(design, core.theta)
+    singular_msgs = boundary_messages(design, core.theta, 1.0, family=family_name)
     for msg in convergence_msgs + separation:
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     for msg in singular_msgs:

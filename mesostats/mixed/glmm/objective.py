@@ -14,9 +14,7 @@ from mesostats.mixed.laplace import (
 )
 from mesostats.mixed.quadrature import ScalarRandomEffect
 
-__all__ = ["SINGULAR_TOL", "ApproximateLoglik", "glm_irls"]
-
-SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on the diagonal of Λ
+__all__ = ["ApproximateLoglik", "glm_irls"]
 
 
 # --------------------------------------------------------------------------- objectives

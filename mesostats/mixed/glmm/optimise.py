@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from mesostats.mixed.boundary import SINGULAR_TOL
 from mesostats.mixed.finite_diff import hessian_from_gradient
-from mesostats.mixed.glmm.objective import SINGULAR_TOL, ApproximateLoglik
+from mesostats.mixed.glmm.objective import ApproximateLoglik
 from mesostats.mixed.laplace import (
     FloatArray,
 )

@@ -12,6 +12,7 @@ import scipy.linalg
 import scipy.sparse
 
 from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
+from mesostats.mixed.boundary import boundary_messages
 from mesostats.mixed.design import MixedDesign, build_design, single_threaded_blas
 from mesostats.mixed.lmm.deviance import _State
 from mesostats.mixed.lmm.gradient import ProfiledDeviance
@@ -22,7 +23,6 @@ from mesostats.mixed.satterthwaite import satterthwaite
 
 __all__ = ["fit_lmm"]
 
-_SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the diagonal of Λ
 #: OptSummary.factorisation for each way the further factors are held (mixed.lmm.rest)
 _FACTORISATION = {
     "none": "block-diagonal",
@@ -33,56 +33,6 @@ _FACTORISATION = {
 
 
 # --------------------------------------------------------------------------- singularity
-def _singular_messages(design: MixedDesign, theta: np.ndarray, sigma: float) -> list[str]:
-    messages = []
-    for term, lam in zip(design.terms, design.lambda_blocks(theta), strict=True):
-        diag = np.abs(np.diag(lam))
-        if not (diag < _SINGULAR_TOL).any():
-            continue
-        cov = sigma**2 * lam @ lam.T
-        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
-        zero_sd = [i for i in range(term.q) if sd[i] < _SINGULAR_TOL * max(sigma, 1e-300)]
-        if zero_sd:
-            zero_names = {term.names[i] for i in zero_sd}
-            for i in zero_sd:
-                name = term.names[i]
-                kind = (
-                    "Random-intercept SD"
-                    if name == "Intercept"
-                    else (f"Random-slope SD for `{name}`")
-                )
-                others = [
-                    n
-                    for t in design.terms
-                    if t.group == term.group
-                    for n in t.names
-                    if n != name and n not in zero_names
-                ]
-                if others:
-                    alt = " + ".join(["1" if o == "Intercept" else o for o in others])
-                    if "Intercept" not in others:
-                        alt = "0 + " + alt
-                    refit = f"Refit with `({alt} | {term.group})`"
-                else:
-                    expr = "1" if name == "Intercept" else f"0 + {name}"
-                    refit = f"Refit without the term `({expr} | {term.group})`"
-                messages.append(
-                    f"{kind} within `{term.group}` is {sd[i]:.3g} (on the boundary): the data "
-                    f"cannot separate this between-group variation from noise. {refit}, "
-                    "or check that the groups really differ in this respect."
-                )
-        else:
-            corr = cov / np.outer(sd, sd)
-            flat = int(np.argmax(np.abs(np.tril(corr, -1))))
-            i, j = divmod(flat, term.q)
-            messages.append(
-                f"Correlation of `{term.names[j]}` and `{term.names[i]}` within `{term.group}` "
-                f"is {corr[i, j]:.4f} (on the boundary ±1): the random effects are not "
-                f"separately identified. Refit with uncorrelated effects "
-                f"`({' + '.join(n if n != 'Intercept' else '1' for n in term.names)} "
-                f"|| {term.group})` or drop a random slope."
-            )
-    return messages
 
 
 # --------------------------------------------------------------------------- fit
@@ -164,7 +114,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
     vcov = sigma**2 * (RXinv.T @ RXinv)
     modes, mode_sds, mode_covs = _conditional_modes(problem, st, u0, ur, sigma)
 
-    singular_msgs = _singular_messages(design, theta, sigma)
+    singular_msgs = boundary_messages(design, theta, sigma, family="gaussian")
     singular = bool(singular_msgs)
     sat = satterthwaite(problem, theta, sigma, vcov, profiled_hessian=opt.hessian)
     # a boundary fit has an indefinite Hessian by nature; the singular-fit warning says more
