@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # keeps `import mesostats` light
 
 __all__ = [
     "ConvergenceWarning",
@@ -41,7 +41,7 @@ class ValidationError(MesostatsError, ValueError):
     """
 
     def __init__(self, problems: pd.DataFrame) -> None:
-        import pandas as pd
+        import pandas as pd  # keeps `import mesostats` light
 
         missing = [c for c in PROBLEM_COLUMNS if c not in problems.columns]
         if missing:

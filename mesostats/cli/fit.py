@@ -176,7 +176,7 @@ def run_fit(args: argparse.Namespace) -> int:
     # the models (scipy, statsmodels, formulaic) load only when this command runs, so that
     # `mesostats --help` and the other commands stay fast
     from mesostats.domain import fit_regrowth, fit_side_effects
-    from mesostats.domain.variation import variability
+    from mesostats.domain.variation import variability  # (as above)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

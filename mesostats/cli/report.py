@@ -94,7 +94,7 @@ def run_report(args: argparse.Namespace) -> int:
     # the report (jinja2, matplotlib, the models) loads only when this command runs, so that
     # `mesostats --help` and the other commands stay fast
     from mesostats.reporting.build import build_report
-    from mesostats.reporting.write import write_atomic
+    from mesostats.reporting.write import write_atomic  # (as above)
 
     built = build_report(study, outcome=args.outcome, seed=args.seed, threshold=args.threshold)
     try:

@@ -86,6 +86,7 @@ def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
     Intervals by ``statsmodels.stats.proportion.proportion_confint(method="beta")``
     (Clopper & Pearson 1934).
     """
+    # statsmodels: heavy, only for the rates
     from statsmodels.stats.proportion import proportion_confint
 
     any_event = data["any_event"].to_numpy(dtype=np.int64)
@@ -141,7 +142,7 @@ def population_average(
     subject_sd : float
         Between-person SD of the GLMM (log-odds scale).
     """
-    import statsmodels.api as sm
+    import statsmodels.api as sm  # statsmodels: heavy, only for the GEE
 
     y = data["any_event"].to_numpy(dtype=float)
     X = np.column_stack([np.ones(len(data)), data[list(ingredients)].to_numpy(dtype=float)])

@@ -144,7 +144,7 @@ def plot_power(table: pd.DataFrame, *, target: float = 0.8, ax: Axes | None = No
     matplotlib.axes.Axes
         The axes (the figure is not shown).
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: only when plotting
 
     answer = sample_size(table, target)
     if ax is None:

@@ -69,7 +69,7 @@ def _run_joblib(
     time so that a chunk that kills its worker is identified: it gets ``retries`` more
     attempts, then its trials are reported as failed with the reason.
     """
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed  # joblib: only with workers
 
     pending = list(chunks)
     deaths = 0
@@ -118,8 +118,9 @@ def _run_chunk_tagged(plan: _TrialPlan, chunk: _Chunk) -> tuple[_Chunk, list[tup
 
 
 def _is_worker_death(err: BaseException) -> bool:
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures.process import BrokenProcessPool  # to recognise a dead worker
 
+    # to recognise a dead worker
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
     return isinstance(err, (TerminatedWorkerError, BrokenProcessPool))
@@ -128,7 +129,7 @@ def _is_worker_death(err: BaseException) -> bool:
 def _dask_client(client: Any, n_jobs: int) -> tuple[Any, Callable[[], None]]:
     """A ``dask.distributed`` client and a function that closes what we opened."""
     try:
-        import distributed
+        import distributed  # optional extra (dask.distributed)
     except ImportError as err:
         raise ImportError(
             "backend='dask' needs dask.distributed, which is not installed. Install the "
@@ -181,7 +182,7 @@ def _run_dask(
     reported as failed trials with the reason.
     """
     dask_client, close = _dask_client(client, n_jobs)
-    import distributed
+    import distributed  # optional extra (dask.distributed)
 
     tag = uuid.uuid4().hex[:12]
 

@@ -129,7 +129,7 @@ def _power_table(sims: pd.DataFrame, grid: Sequence[int], level: float) -> pd.Da
 
 
 def _progress_bar(progress: bool | None, total: int) -> Any:
-    from tqdm import tqdm
+    from tqdm import tqdm  # tqdm: only when a bar is shown
 
     if progress is None:
         isatty = getattr(sys.stderr, "isatty", lambda: False)

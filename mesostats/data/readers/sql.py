@@ -57,7 +57,7 @@ def sqlalchemy_module() -> Any:
     """SQLAlchemy, imported when a database is first used: its 0.1 s import is not paid by
     studies read from files (an Engine or URL object passed in means it is loaded already)."""
     import sqlalchemy  # heavy: loaded only for database sources and targets
-    import sqlalchemy.exc
+    import sqlalchemy.exc  # SQLAlchemy: only when a database is used
 
     return sqlalchemy
 
