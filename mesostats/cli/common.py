@@ -178,8 +178,9 @@ def load_source(source: str) -> Study:
     resolved = resolve_source(source)
     # pandas and pyarrow load only when a command reads data, so `mesostats --help` is fast
     from mesostats.data.load import load_study
+    from mesostats.datasets import example_study
 
-    return load_study(resolved)
+    return example_study() if source == "example" else load_study(resolved)
 
 
 # --------------------------------------------------------------------------------------------
