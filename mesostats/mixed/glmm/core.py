@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mesostats.mixed.design import MixedDesign, single_threaded_blas
+from mesostats.mixed.factors import GroupingFactor, grouping_factors
 from mesostats.mixed.glmm.checks import _check_family, _check_nagq
 from mesostats.mixed.glmm.objective import ApproximateLoglik, glm_irls
 from mesostats.mixed.glmm.optimise import Optimum, maximise
@@ -40,45 +41,15 @@ class RandomTermArrays:
     group: str = ""
 
 
-@dataclass
-class _Factor:
-    """Terms sharing a grouping factor, merged: Z side by side, Λ block diagonal."""
-
-    codes: IntArray
-    Z: FloatArray
-    n_levels: int
-    positions: list[tuple[int, int]]  # θ entries (row, col) of Λ, in θ order
-    term_ids: list[int]
-    term_cols: list[slice]
+#: The GLMM's grouping factor is the shared one (:mod:`mesostats.mixed.factors`).
+_Factor = GroupingFactor
 
 
-def _merge_terms(terms: list[RandomTermArrays]) -> tuple[list[_Factor], IntArray]:
+def _merge_terms(terms: list[RandomTermArrays]) -> tuple[list[GroupingFactor], IntArray]:
     """Grouping factors from terms, and ``perm`` with engine θ = design θ[perm]."""
-    theta_start = np.cumsum([0] + [t.Z.shape[1] * (t.Z.shape[1] + 1) // 2 for t in terms])
-    factors: list[_Factor] = []
-    by_group: dict[str, _Factor] = {}
-    for k, t in enumerate(terms):
-        q = t.Z.shape[1]
-        tri = [(i, j) for j in range(q) for i in range(j, q)]
-        f = by_group.get(t.group) if t.group else None
-        if f is None:
-            f = _Factor(t.codes, t.Z, t.n_levels, tri, [k], [slice(0, q)])
-            factors.append(f)
-            if t.group:
-                by_group[t.group] = f
-        else:
-            off = f.Z.shape[1]
-            f.Z = np.column_stack([f.Z, t.Z])
-            f.positions += [(off + i, off + j) for i, j in tri]
-            f.term_ids.append(k)
-            f.term_cols.append(slice(off, off + q))
-    perm = [
-        int(theta_start[k]) + m
-        for f in factors
-        for k in f.term_ids
-        for m in range(terms[k].Z.shape[1] * (terms[k].Z.shape[1] + 1) // 2)
-    ]
-    return factors, np.asarray(perm, dtype=np.int64)
+    factors = grouping_factors(terms)
+    perm = np.concatenate([f.theta_ids for f in factors]).astype(np.int64)
+    return factors, perm
 
 
 @dataclass
