@@ -105,6 +105,7 @@ from mesostats.data.parse import (
 from mesostats.data.problems import ProblemLog
 from mesostats.data.rules import RULE_CHECKERS, check_rules
 from mesostats.data.schema import StudySchema, TableSchema
+from mesostats.data.study_day import derivable_columns, derive_study_day
 from mesostats.exceptions import ValidationError
 
 # Besides its own four functions, this module still offers the names it held before the split
@@ -140,9 +141,13 @@ _RULE_CHECKERS = RULE_CHECKERS  # the former private name, still read by old cal
 
 
 def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) -> CheckedTable:
-    """Parse and check one table: columns, types, field constraints, primary key, rules."""
-    first_position, extra = check_columns(name, raw, schema, log)
+    """Parse and check one table: columns, types, derived study days (:mod:`.study_day`),
+    field constraints, primary key, rules."""
+    present = [str(c) for c in raw.frame.columns]
+    derivable = derivable_columns(schema, present)
+    first_position, extra = check_columns(name, raw, schema, log, derivable)
     checked = parse_table(name, raw, schema, first_position, extra, log)
+    derive_study_day(checked, log)
     check_field_constraints(checked, log)
     check_primary_key(checked, log)
     check_rules(checked, log)
@@ -223,6 +228,8 @@ def typed_frame(table: CheckedTable) -> pd.DataFrame:
             values = values.astype(bool)
         elif spec.type == "number":
             values = values.astype("float64")
+        elif spec.type == "date":
+            values = values.astype("datetime64[ns]")
         columns[spec.name] = values.reset_index(drop=True)
     for col in table.extra_columns:
         extra: pd.Series = table.raw.frame.iloc[:, first[col]]

@@ -108,7 +108,10 @@ def read_csv_table(
         number_columns,
         active=chosen != "," or decimal != "." or thousands is not None,
     )
-    return _parse_csv(text, origin, table, log, schema, typed, chosen, numbers)
+    raw = _parse_csv(text, origin, table, log, schema, typed, chosen, numbers)
+    if raw is not None:
+        raw.date_order = dialect.date_order
+    return raw
 
 
 def _utf8_bytes(
@@ -403,7 +406,12 @@ def _arrow_types(
     if booleans and same_lists:
         true_values, false_values = list(booleans[0].true_values), list(booleans[0].false_values)
     seen: set[str] = set()
-    arrow_of = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string()}
+    arrow_of = {
+        "integer": pa.int64(),
+        "number": pa.float64(),
+        "string": pa.string(),
+        "date": pa.string(),  # parsed by parse.py (day-first detection)
+    }
     for name, key in zip(names, internal, strict=True):
         if name in CDISC_RECODED:
             continue  # values are recoded after reading: keep the text
