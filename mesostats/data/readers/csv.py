@@ -406,12 +406,9 @@ def _arrow_types(
     if booleans and same_lists:
         true_values, false_values = list(booleans[0].true_values), list(booleans[0].false_values)
     seen: set[str] = set()
-    arrow_of = {
-        "integer": pa.int64(),
-        "number": pa.float64(),
-        "string": pa.string(),
-        "date": pa.string(),  # parsed by parse.py (day-first detection)
-    }
+    # dates stay text: parse.py reads them (day-first detection)
+    arrow_of = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string()}
+    arrow_of["date"] = pa.string()
     for name, key in zip(names, internal, strict=True):
         if name in CDISC_RECODED:
             continue  # values are recoded after reading: keep the text
