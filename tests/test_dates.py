@@ -12,6 +12,7 @@ from test_csv_dialect import european_copy
 
 import mesostats as ms
 from mesostats.data.load import load_study
+from mesostats.data.readers.dates import dates_to_iso, detect_date_order
 
 
 def visit_dates(sessions: pd.DataFrame, first: pd.Series) -> pd.Series:
@@ -166,3 +167,14 @@ def test_day_rules_still_check_derived_days(valid_tables):
     with pytest.raises(ms.ValidationError, match=r"later visit number must have a later") as info:
         ms.load_study({**valid_tables, "sessions": dated})
     assert set(info.value.problems["rule"]) == {"day_increases_with_visit"}
+
+
+def test_detection_counts_only_values_that_tell_the_order():
+    text = pd.Series(["2025-04-03", "03/04/2025", "25.12.2024", "13/13/2025", None, "x"])
+    found = detect_date_order(text)
+    assert (found.order, found.day_first, found.month_first) == ("DMY", 2, None)
+    iso = dates_to_iso(text, found.order)
+    assert list(iso[:4]) == ["2025-04-03", "2025-04-03", "2024-12-25", "2025-13-13"]
+    assert iso[4:].isna().all()
+    assert detect_date_order(pd.Series(["2025-04-03", None])).order == "YMD"
+    assert detect_date_order(pd.Series(["03/04/2025"]), "MDY").order == "MDY"

@@ -108,10 +108,7 @@ def read_csv_table(
         number_columns,
         active=chosen != "," or decimal != "." or thousands is not None,
     )
-    raw = _parse_csv(text, origin, table, log, schema, typed, chosen, numbers)
-    if raw is not None:
-        raw.date_order = dialect.date_order
-    return raw
+    return _parse_csv(text, origin, table, log, schema, typed, chosen, numbers)
 
 
 def _utf8_bytes(
@@ -406,9 +403,7 @@ def _arrow_types(
     if booleans and same_lists:
         true_values, false_values = list(booleans[0].true_values), list(booleans[0].false_values)
     seen: set[str] = set()
-    # dates stay text: parse.py reads them (day-first detection)
     arrow_of = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string()}
-    arrow_of["date"] = pa.string()
     for name, key in zip(names, internal, strict=True):
         if name in CDISC_RECODED:
             continue  # values are recoded after reading: keep the text
@@ -420,7 +415,7 @@ def _arrow_types(
         if spec.type == "boolean":
             types[key] = pa.bool_() if same_lists else pa.string()
         else:
-            types[key] = arrow_of[spec.type]
+            types[key] = arrow_of.get(spec.type, pa.string())  # dates: parse.py reads them
     return types, true_values, false_values
 
 

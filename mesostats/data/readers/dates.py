@@ -12,8 +12,8 @@ column showing both is one problem naming a line of each; a column where no valu
 Why hand-written: pandas' ``dayfirst=True`` is a per-value *hint*: ``to_datetime`` silently
 reads ``25/03/2025`` day-first and ``03/25/2025`` month-first in the same column, and reads
 an all-ambiguous column in whichever order it was told, with no error. Here the values are
-split once with a vectorised regular expression and re-assembled as ISO text, which pandas
-then parses with an explicit format.
+split once with a vectorised regular expression (pyarrow's RE2) and re-assembled as ISO
+text, which pandas then parses with an explicit format.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "DATE_ORDERS",
@@ -35,9 +37,10 @@ __all__ = [
 DATE_ORDERS = ("DMY", "MDY", "YMD")
 _SAMPLE = 1000
 # year-first (ISO and 2025/04/03) or two leading components then a four-digit year; an
-# optional time of day (spreadsheets write "03/04/2025 00:00") is ignored.
+# optional time of day (spreadsheets write "03/04/2025 00:00") is ignored. RE2 (pyarrow) has
+# no back-references: the two separators are compared afterwards.
 _PATTERN = (
-    r"^\s*(?P<a>\d{1,4})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<c>\d{1,4})"
+    r"^\s*(?P<a>\d{1,4})(?P<s1>[/.\-])(?P<b>\d{1,2})(?P<s2>[/.\-])(?P<c>\d{1,4})"
     r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
 )
 
@@ -57,8 +60,21 @@ class DateOrder:
     ambiguous: int | None = None
 
 
-def _parts(text: pd.Series) -> pd.DataFrame:
-    return text.str.extract(_PATTERN)
+def _parts(text: pd.Series) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """The three numeric components of each date (null where the text is not such a date)."""
+    arr = pa.array(text, type=pa.string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    found = pc.extract_regex(arr, _PATTERN)
+    # flatten(): the fields with the nulls of the struct (text that did not match)
+    field = dict(zip(("a", "s1", "b", "s2", "c"), found.flatten(), strict=True))
+    same = pc.fill_null(pc.equal(field["s1"], field["s2"]), False)
+    a, b, c = (pc.if_else(same, field[k], None) for k in ("a", "b", "c"))
+    return a, b, c
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def detect_date_order(text: pd.Series, declared: str | None = None) -> DateOrder:
@@ -70,16 +86,15 @@ def detect_date_order(text: pd.Series, declared: str | None = None) -> DateOrder
     """
     if declared is not None:
         return DateOrder(declared)
-    parts = _parts(text)
-    a = parts["a"]
-    numeric = a.notna().to_numpy(dtype=bool) & (a.str.len() <= 2).fillna(False).to_numpy(bool)
+    a, b, _ = _parts(text)
+    numeric = _mask(pc.less_equal(pc.utf8_length(a), 2))
     if not numeric.any():
         return DateOrder("YMD")
-    first = pd.to_numeric(a, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    second = pd.to_numeric(parts["b"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        dmy = numeric & (first > 12)
-        mdy = numeric & (second > 12)
+    first = pc.cast(pc.if_else(numeric, a, None), pa.int64())
+    second = pc.cast(pc.if_else(numeric, b, None), pa.int64())
+    big_first, big_second = _mask(pc.greater(first, 12)), _mask(pc.greater(second, 12))
+    dmy = big_first & ~big_second  # 13/13/2025 is no date at all (a type problem later)
+    mdy = big_second & ~big_first
     dmy_pos = _first(dmy[:_SAMPLE]) if dmy[:_SAMPLE].any() else _first(dmy)
     mdy_pos = _first(mdy[:_SAMPLE]) if mdy[:_SAMPLE].any() else _first(mdy)
     if dmy_pos is not None and mdy_pos is not None:
@@ -101,21 +116,20 @@ def dates_to_iso(text: pd.Series, order: str) -> pd.Series:
 
     A year-first value is read as year-month-day whatever the order of the others.
     """
-    parts = _parts(text)
-    a, b, c = parts["a"], parts["b"], parts["c"]
-    year_first = (a.str.len() == 4).fillna(False).to_numpy(dtype=bool)
+    a, b, c = _parts(text)
+    year_first = pc.fill_null(pc.equal(pc.utf8_length(a), 4), False)
     if order == "YMD":
         year, month, day = a, b, c
     elif order == "DMY":
         year, month, day = c, b, a
     else:
         year, month, day = c, a, b
-    year = year.where(~year_first, a)
-    month = month.where(~year_first, b)
-    day = day.where(~year_first, c)
-    four = (year.str.len() == 4).fillna(False).to_numpy(dtype=bool)
-    iso = year + "-" + month.str.zfill(2) + "-" + day.str.zfill(2)
-    return iso.where(four)
+    year = pc.if_else(year_first, a, year)
+    month = pc.utf8_lpad(pc.if_else(year_first, b, month), 2, "0")
+    day = pc.utf8_lpad(pc.if_else(year_first, c, day), 2, "0")
+    iso = pc.binary_join_element_wise(year, month, day, "-")
+    iso = pc.if_else(pc.fill_null(pc.equal(pc.utf8_length(year), 4), False), iso, None)
+    return pd.Series(iso.to_numpy(zero_copy_only=False), index=text.index, dtype="str")
 
 
 def order_problem(
