@@ -178,3 +178,26 @@ def test_detection_counts_only_values_that_tell_the_order():
     assert iso[4:].isna().all()
     assert detect_date_order(pd.Series(["2025-04-03", None])).order == "YMD"
     assert detect_date_order(pd.Series(["03/04/2025"]), "MDY").order == "MDY"
+
+
+def test_day_and_date_that_disagree_are_one_problem_per_subject(valid_tables):
+    sessions = valid_tables["sessions"]
+    first = pd.Series(pd.Timestamp("2025-03-20"), index=sessions["subject_id"].unique())
+    both = sessions.copy()
+    both.insert(3, "date", visit_dates(sessions, first).dt.strftime("%Y-%m-%d"))
+    assert (
+        ms.load_study({**valid_tables, "sessions": both})
+        .sessions["day"]
+        .equals(ms.load_study(valid_tables).sessions["day"])
+    )
+    both.loc[7, "day"] = 90  # S02, visit 4
+    both.loc[[14, 15], "day"] = [30, 86]  # S04, visits 3 and 4
+    with pytest.raises(
+        ms.ValidationError,
+        match=r"day 90 disagrees with date: counted from the subject's first injection "
+        r"\(2025-03-20\) the visit is study day 85",
+    ) as info:
+        ms.load_study({**valid_tables, "sessions": both})
+    problems = info.value.problems
+    assert list(problems["rule"]) == ["day_matches_date"] * 2
+    assert list(problems["row"]) == [7, 14]

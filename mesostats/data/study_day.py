@@ -14,8 +14,9 @@ days as it would check written ones:
   :class:`~mesostats.data.study.Study` lists them in ``exclusions``; nothing is dropped;
 - a row without a date gets one ``required`` problem on ``date``.
 
-When both ``day`` and ``date`` are present, ``day`` is used as written and the two are not
-compared.
+When both ``day`` and ``date`` are present, ``day`` is used as written; a subject whose
+written days disagree with the days counted from its dates gets one ``day_matches_date``
+problem (at its first disagreeing visit).
 """
 
 from __future__ import annotations
@@ -54,10 +55,8 @@ def derivable_columns(schema: TableSchema, present: Collection[str]) -> set[str]
     return set()
 
 
-def derive_study_day(table: CheckedTable, log: ProblemLog) -> None:
-    """Add the derived ``day`` column to ``table`` when its sessions have dates but no days."""
-    if not derivable_columns(table.schema, table.typed):
-        return
+def _cdisc_days(table: CheckedTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Study day of each row from its date, whether it has one, and the reference day number."""
     dates = table.typed[DATE]
     has_date = table.valid[DATE]
     stamps = dates.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
@@ -77,18 +76,49 @@ def derive_study_day(table: CheckedTable, log: ProblemLog) -> None:
     ref = reference[np.where(known, codes, 0)]
     ok = has_date & known & (ref != _NONE)
     delta = np.where(ok, days - np.where(ok, ref, 0), 0)
-    study_day = np.where(delta >= 0, delta + 1, delta)
+    return np.where(delta >= 0, delta + 1, delta), ok, ref
+
+
+def derive_study_day(table: CheckedTable, log: ProblemLog) -> None:
+    """Add the derived ``day`` column to ``table`` when its sessions have dates but no days;
+    when both are given, report once per subject a written day that disagrees with its date."""
+    if not derivable_columns(table.schema, table.typed):
+        if DAY in table.typed and DATE in table.typed and table.typed[DATE].dtype.kind == "M":
+            _check_agreement(table, log)
+        return
+    study_day, ok, _ = _cdisc_days(table)
     table.typed[DAY] = pd.Series(
-        pd.arrays.IntegerArray(study_day.astype(np.int64), ~ok), index=dates.index, copy=False
+        pd.arrays.IntegerArray(study_day.astype(np.int64), ~ok),
+        index=table.typed[DATE].index,
+        copy=False,
     )
     table.valid[DAY] = ok
     table.missing[DAY] = np.zeros(table.n, dtype=bool)  # never-injected rows: exclusions
-    no_date = table.missing[DATE]
     table.report(
         log,
         DATE,
-        no_date,
+        table.missing[DATE],
         "required",
         "date (visit date) is required on every row when the table has no day column: the "
         "study day is derived from it.",
     )
+
+
+def _check_agreement(table: CheckedTable, log: ProblemLog) -> None:
+    """One ``day_matches_date`` problem per subject whose written day disagrees with its date."""
+    study_day, ok, ref = _cdisc_days(table)
+    written = table.float_values(DAY)
+    wrong = ok & table.valid[DAY] & (written != study_day)
+    if not wrong.any():
+        return
+    codes = table.column_codes(SUBJECT)[0]
+    pos = np.flatnonzero(wrong)
+    pos = pos[np.unique(codes[pos], return_index=True)[1]]  # the first row of each subject
+    start = (ref[pos].astype("datetime64[D]")).astype(str)
+    messages = [
+        f"day {int(written[i])} disagrees with date: counted from the subject's first "
+        f"injection ({first}) the visit is study day {int(study_day[i])}; correct the day or "
+        "the date (only the subject's first disagreeing visit is listed)."
+        for i, first in zip(pos, start, strict=True)
+    ]
+    table.report(log, DAY, pos, "day_matches_date", np.asarray(messages, dtype=object))

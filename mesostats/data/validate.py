@@ -31,6 +31,10 @@ Keys
 Rules from ``x-mesostats-rules`` (the ``kind`` decides the check, the ``name`` is the rule)
     ``min_rows``, ``not_equal``, ``exclusive_minimum``, ``not_in``, ``required_if_present``,
     ``increasing_within``, ``at_most_one_true``, ``true_only_if_at_most``.
+Visit dates (:mod:`.study_day`)
+    ``day`` derived from ``date`` when absent (before the rules run); ``day_matches_date`` (a
+    written day that disagrees with its date, once per subject); ``dialect`` (a date column
+    mixing day-first and month-first orders, or too ambiguous to tell: once per column).
 
 A value that fails its type is reported once, as ``type``; the later checks see it as missing
 (so it is not also reported as ``required``). Rules that compare rows skip rows whose inputs
