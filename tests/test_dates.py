@@ -201,3 +201,18 @@ def test_day_and_date_that_disagree_are_one_problem_per_subject(valid_tables):
     problems = info.value.problems
     assert list(problems["rule"]) == ["day_matches_date"] * 2
     assert list(problems["row"]) == [7, 14]
+
+
+@pytest.mark.parametrize("target", ["folder", "parquet", "sqlite"])
+def test_a_study_with_dates_saves_and_loads_back(tmp_path, valid_tables, target):
+    sessions = valid_tables["sessions"]
+    first = pd.Series(pd.Timestamp("2025-03-20"), index=sessions["subject_id"].unique())
+    study = ms.load_study({**valid_tables, "sessions": with_dates(sessions, first, "%d/%m/%Y")})
+    if target == "sqlite":
+        where: object = ms.save_study(study, f"sqlite:///{tmp_path / 'study.db'}")
+    else:
+        fmt = "parquet" if target == "parquet" else "csv"
+        where = ms.save_study(study, tmp_path / "out", format=fmt)
+    back = ms.load_study(where)
+    pd.testing.assert_series_equal(back.sessions["date"], study.sessions["date"], check_index=False)
+    np.testing.assert_array_equal(back.sessions["day"], sessions["day"])
