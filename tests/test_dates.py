@@ -146,6 +146,10 @@ def test_subject_never_injected_gets_no_day_and_is_excluded(valid_tables):
     np.testing.assert_array_equal(days[~never.to_numpy()], sessions["day"][~never])
     excluded = study.exclusions[study.exclusions["reason"].str.startswith("no study day")]
     assert list(excluded["row"]) == list(sessions.index[never])
+    outcome = study.outcome_table("hair_density")
+    assert "S03" not in set(outcome["subject_id"]) and outcome["day"].notna().all()
+    left_out = study.outcome_exclusions("hair_density")
+    assert set(sessions.index[never]) <= set(left_out["row"])
 
 
 def test_iso_dates_and_a_declared_pattern_parse_as_dates(valid_tables):

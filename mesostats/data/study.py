@@ -161,8 +161,9 @@ class Study:
         DataFrame
             Columns ``subject_id, visit, day, week, cocktail_id, value, baseline, chg, pchg``,
             one column per ingredient, then the subject columns; index = the session's source
-            row label. Rows whose outcome is missing are left out (they are listed in
-            ``study.exclusions``; :meth:`outcome_exclusions` picks them out).
+            row label. Rows whose outcome is missing, or without a study day (visit dates of a
+            subject never injected), are left out (they are listed in ``study.exclusions``;
+            :meth:`outcome_exclusions` picks them out).
 
         Notes
         -----
@@ -176,7 +177,7 @@ class Study:
         flag = s["baseline_flag"] if "baseline_flag" in s.columns else None
         baseline = derive.baseline_values(s[SUBJECT_KEY], s["day"], value, flag)
         chg, pchg = derive.change_from_baseline(value, baseline)
-        keep = ~np.isnan(value)
+        keep = ~np.isnan(value) & s["day"].notna().to_numpy(dtype=bool)
         table = pd.DataFrame(
             {
                 **self._visit_columns(),
@@ -232,10 +233,10 @@ class Study:
         -------
         DataFrame
             ``table, row, reason``: visits where ``outcome`` is missing (alone or with every
-            other outcome).
+            other outcome), or that have no study day.
         """
         self._check_outcome(outcome)
-        reasons = [NO_OUTCOME_REASON, _missing_outcome_reason(outcome)]
+        reasons = [NO_OUTCOME_REASON, _missing_outcome_reason(outcome), NO_REFERENCE_REASON]
         keep = self.exclusions["reason"].isin(reasons).to_numpy(dtype=bool)
         return self.exclusions[keep].reset_index(drop=True)
 
