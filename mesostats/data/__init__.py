@@ -7,7 +7,8 @@ One job per module, in the order data flows through them:
 - :mod:`.sources`: a folder, ``datapackage.json`` or dict of DataFrames → raw tables;
 - :mod:`.readers`: CSV in any common dialect (:mod:`.readers.csv_dialect`,
   :mod:`.readers.csv_layout`, :mod:`.readers.csv_numbers`, :mod:`.readers.csv`), Parquet and
-  XLSX (:mod:`.readers.spreadsheet`) files → raw tables;
+  XLSX (:mod:`.readers.spreadsheet`) files → raw tables; :mod:`.readers.dates` the order of
+  numeric dates (day-first or month-first) in a date column;
 - :mod:`.cdisc`: CDISC column names and coded values → friendly names;
 - :mod:`.redcap`: ``load_redcap``: a REDCap export → the same raw tables, validated the same
   way (:mod:`.redcap_dictionary` the data dictionary, :mod:`.redcap_export` records, events and
@@ -21,6 +22,7 @@ One job per module, in the order data flows through them:
 - :mod:`.parse`: raw columns → schema types, with missing and invalid cells flagged;
 - :mod:`.keys`: key columns → integer codes (for every key comparison);
 - :mod:`.checks`: one table's columns, types, field constraints and primary key;
+- :mod:`.study_day`: study days derived from visit dates (CDISC rule) when ``day`` is absent;
 - :mod:`.rules`: the cross-row rules of ``x-mesostats-rules``;
 - :mod:`.crosstable`: foreign keys and column clashes between tables;
 - :mod:`.problems`: the one problem log every step writes to;

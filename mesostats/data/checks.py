@@ -22,7 +22,7 @@ also caches what the cross-row rules (:mod:`.rules`) and the cross-table checks
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from mesostats.data.keys import combine_codes, duplicated_codes, factorize_with_uniques
 from mesostats.data.parse import ParsedColumn, RawTable, as_text, isin_values, parse_column
 from mesostats.data.problems import ProblemLog
+from mesostats.data.readers.dates import order_problem
 from mesostats.data.schema import FieldSpec, TableSchema
 
 __all__ = [
@@ -126,9 +127,13 @@ def field_label(spec: FieldSpec) -> str:
 
 
 def check_columns(
-    name: str, raw: RawTable, schema: TableSchema, log: ProblemLog
+    name: str,
+    raw: RawTable,
+    schema: TableSchema,
+    log: ProblemLog,
+    derivable: Collection[str] = (),
 ) -> tuple[dict[str, int], list[str]]:
-    """Report duplicated and missing required columns.
+    """Report duplicated and missing required columns (but not ``derivable`` ones).
 
     Returns the position of the first column of each name and the names that no schema field
     has (extra columns, kept as read).
@@ -159,7 +164,7 @@ def check_columns(
     schema_names = schema.field_names
     extra = [c for c in first_position if c not in schema_names]
     for col in schema.required_fields:
-        if col not in first_position:
+        if col not in first_position and col not in derivable:
             hint = difflib.get_close_matches(col, extra, n=1, cutoff=0.75)
             lowered = [c for c in extra if c.strip().lower() == col]
             did_you_mean = (
@@ -204,9 +209,17 @@ def parse_table(
             continue
         column = raw.frame.iloc[:, first_position[spec.name]]
         raw_columns[spec.name] = column
-        parsed = parse_column(column, spec, tokens)
+        parsed = parse_column(column, spec, tokens, raw.date_order)
         typed[spec.name] = parsed.values
         ok = ~parsed.missing
+        problem = (
+            None
+            if parsed.date_order is None
+            else order_problem(parsed.date_order, as_text(column), spec.name, raw.origin, raw.rows)
+        )
+        if problem is not None:
+            ok &= False
+            log.add_one(name, raw.header_row, spec.name, None, "dialect", problem)
         if parsed.bad.any():
             ok &= ~parsed.bad
             _report_type_problems(name, raw, column, spec, parsed, log)
@@ -248,6 +261,12 @@ def _type_message(spec: FieldSpec) -> str:
         return (
             f"{field_label(spec)} must be true or false (true: {true}; false: {false}; in the "
             "spellings listed in the schema)."
+        )
+    if spec.type == "date":
+        shape = {"default": "YYYY-MM-DD", "any": "a date such as 2025-04-03 or 03/04/2025"}
+        return (
+            f"{field_label(spec)} must be a date ({shape.get(spec.format, spec.format)}); this "
+            "value is not one (or not a real calendar day)."
         )
     word = "a whole number" if spec.type == "integer" else "a number"
     return (

@@ -88,9 +88,11 @@ def load_study(
     dialect : dict, optional
         The dialect of every CSV file, in Frictionless CSV Dialect keys: ``delimiter``
         (``","``, ``";"``, ``"\t"``), ``decimalChar`` (``"."`` or ``","``), ``groupChar``
-        (thousands separator) and ``encoding`` (``"utf-8"``, ``"cp1252"``, …). What is not
-        declared is detected (:mod:`mesostats.data.readers.csv_dialect`); a declaration the
-        file contradicts is one problem naming the cause.
+        (thousands separator), ``encoding`` (``"utf-8"``, ``"cp1252"``, …) and ``dateOrder``
+        (``"DMY"``, ``"MDY"`` or ``"YMD"``: the order of numeric dates such as ``03/04/2025``
+        in date fields with ``format: "any"``; :mod:`mesostats.data.readers.dates`). What is
+        not declared is detected (:mod:`mesostats.data.readers.csv_dialect`); a declaration
+        the file contradicts is one problem naming the cause.
     tables : dict, optional
         For a database: the table (or a ``SELECT``) that holds each study table, e.g.
         ``{"sessions": "visits", "subjects": "SELECT * FROM patients WHERE consent"}``.

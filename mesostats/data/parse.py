@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mesostats.data.readers.dates import DateOrder, dates_to_iso, detect_date_order
 from mesostats.data.schema import FieldSpec
 
 __all__ = [
@@ -58,6 +59,9 @@ class RawTable:
     typed_read : bool
         The reader parsed schema columns to their types (CSV fast path); problems are then
         reported with typed values, so the loader re-reads as text before raising.
+    date_order : str, optional
+        The declared order of numeric dates (``"DMY"``, ``"MDY"``, ``"YMD"``; CSV
+        ``dateOrder``) for ``date`` fields with ``format: "any"``; None = detect it.
     """
 
     frame: pd.DataFrame
@@ -67,6 +71,7 @@ class RawTable:
     column_sources: list[str] | None = None
     missing_applied: bool = False
     typed_read: bool = False
+    date_order: str | None = None
 
 
 @dataclass
@@ -78,6 +83,7 @@ class ParsedColumn:
     bad: np.ndarray  # bool: the cell has a value that is not of the field's type
     bad_reason: str = ""
     fractional: np.ndarray | None = None  # bool: numbers that are not whole (integer fields)
+    date_order: DateOrder | None = None  # format "any": the order found (or why none)
 
 
 def as_text(series: pd.Series) -> pd.Series:
@@ -159,14 +165,28 @@ def _is_native(series: pd.Series, ftype: str) -> bool:
     return False
 
 
-def parse_column(series: pd.Series, spec: FieldSpec, missing_values: Sequence[str]) -> ParsedColumn:
+def parse_column(
+    series: pd.Series,
+    spec: FieldSpec,
+    missing_values: Sequence[str],
+    date_order: str | None = None,
+) -> ParsedColumn:
     """Parse one column to the type of ``spec``, flagging missing and invalid cells.
 
     Numbers are parsed by pyarrow's vectorised cast when every cell is clean text, else by
     :func:`pandas.to_numeric` with ``errors="coerce"``; integers accept integral decimals such
     as ``"3.0"`` (spreadsheets write them); booleans accept the field's ``trueValues`` and
-    ``falseValues`` (and 0/1 numbers).
+    ``falseValues`` (and 0/1 numbers). Dates are parsed by :func:`pandas.to_datetime` with an
+    explicit format: ISO for ``format: "default"``, the field's strptime pattern, or for
+    ``"any"`` the column's order (``date_order`` as declared, else detected by
+    :mod:`.readers.dates`).
     """
+    if spec.type == "date":
+        if pd.api.types.is_datetime64_any_dtype(series.dtype):
+            values = series.astype("datetime64[ns]").dt.normalize()
+            missing = values.isna().to_numpy(dtype=bool)
+            return ParsedColumn(values, missing, np.zeros(len(series), dtype=bool))
+        return _parse_date(series, spec, missing_values, date_order)
     if _is_native(series, spec.type):
         return _parse_native(series, spec)
     if spec.type == "boolean" and pd.api.types.is_numeric_dtype(series.dtype):
@@ -226,6 +246,26 @@ def _parse_text(series: pd.Series, spec: FieldSpec, missing_values: Sequence[str
     numbers = _text_to_float(text, missing if has_tokens else None)
     bad = ~missing & numbers.isna().to_numpy(dtype=bool)
     return _finish_number(numbers, missing, bad, spec)
+
+
+def _parse_date(
+    series: pd.Series, spec: FieldSpec, missing_values: Sequence[str], date_order: str | None
+) -> ParsedColumn:
+    """A date column read as text: ISO, the field's pattern, or the detected order."""
+    text = as_text(series)
+    missing = _missing_mask(text, missing_values)
+    clean = text.where(~missing).str.strip()
+    found = None
+    if spec.format == "any":
+        found = detect_date_order(clean, date_order)
+        if found.order is None:  # mixed or undecided: one problem for the column
+            values = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
+            return ParsedColumn(values, missing, np.zeros(len(series), dtype=bool), "", None, found)
+        clean = dates_to_iso(clean, found.order)
+    pattern = "%Y-%m-%d" if spec.format in ("default", "any") else spec.format
+    values = pd.to_datetime(clean, format=pattern, errors="coerce").astype("datetime64[ns]")
+    bad = ~missing & values.isna().to_numpy(dtype=bool)
+    return ParsedColumn(values, missing, bad, "is not a date", None, found)
 
 
 def _text_to_float(text: pd.Series, missing: np.ndarray | None) -> pd.Series:

@@ -172,6 +172,14 @@ def _create_and_fill(
         _insert_rows(connection, metadata.tables[name], frame)
 
 
+def _db_values(column: Any) -> list[Any]:
+    """A column as driver values; dates as ISO text (read back by the ``date`` type)."""
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        column = column.dt.strftime("%Y-%m-%d")
+    values: list[Any] = column.to_numpy(dtype=object, na_value=None).tolist()
+    return values
+
+
 def _insert_rows(connection: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
     """The rows in chunks, through the driver's own ``executemany`` (SQLAlchemy's per-row
     parameter processing costs more than the database's work)."""
@@ -179,9 +187,7 @@ def _insert_rows(connection: Connection, table: sa.Table, frame: pd.DataFrame) -
     names = list(compiled.params)  # the bind names, in column order (escaped where needed)
     for start in range(0, len(frame), _CHUNK_ROWS):
         chunk = frame.iloc[start : start + _CHUNK_ROWS]
-        columns = [
-            chunk[col].to_numpy(dtype=object, na_value=None).tolist() for col in chunk.columns
-        ]
+        columns = [_db_values(chunk[col]) for col in chunk.columns]
         rows: list[Any] = list(zip(*columns, strict=True))
         if not compiled.positional:
             rows = [dict(zip(names, row, strict=True)) for row in rows]

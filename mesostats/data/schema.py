@@ -8,7 +8,8 @@ vectorised checks of :mod:`mesostats.data.validate` only need the descriptors.
 
 What is read from each ``<table>.schema.json`` (Table Schema v1):
 
-- ``fields``: ``name``, ``type`` (``string``, ``integer``, ``number``, ``boolean``),
+- ``fields``: ``name``, ``type`` (``string``, ``integer``, ``number``, ``boolean``,
+  ``date`` with its ``format``: ``"default"`` ISO, ``"any"`` detected, or a strptime pattern),
   ``title``, ``description``, ``trueValues``/``falseValues`` (booleans), ``constraints``
   (``required``, ``unique``, ``enum``, ``minimum``, ``maximum``, ``pattern``,
   ``minLength``, ``maxLength``) and the custom field properties that carry domain facts:
@@ -55,7 +56,7 @@ __all__ = [
     "schema_dir",
 ]
 
-FIELD_TYPES = ("string", "integer", "number", "boolean")
+FIELD_TYPES = ("string", "integer", "number", "boolean", "date")
 #: Values of ``x-mesostats-role``.
 FIELD_ROLES = ("outcome",)
 DEFAULT_MISSING_VALUES = ("",)
@@ -86,6 +87,7 @@ class FieldSpec:
     explicit_change_unit: str | None = None
     responder_threshold: float | None = None
     unit_field: str | None = None
+    format: str = "default"
 
     @property
     def is_outcome(self) -> bool:
@@ -323,6 +325,12 @@ def _parse_field(table: str, item: Mapping[str, Any]) -> FieldSpec:
         )
     cons = item.get("constraints", {})
     enum = cons.get("enum")
+    fmt = str(item.get("format", "default"))
+    if ftype == "date" and fmt not in ("default", "any") and "%" not in fmt:
+        raise SchemaError(
+            f"table {table}, field {item.get('name')}: date format {fmt!r} is not 'default' "
+            "(ISO YYYY-MM-DD), 'any' (detected) or a strptime pattern such as '%d/%m/%Y'"
+        )
     return FieldSpec(
         name=str(item["name"]),
         type=ftype,
@@ -338,6 +346,7 @@ def _parse_field(table: str, item: Mapping[str, Any]) -> FieldSpec:
         max_length=cons.get("maxLength"),
         true_values=tuple(item.get("trueValues", DEFAULT_TRUE_VALUES)),
         false_values=tuple(item.get("falseValues", DEFAULT_FALSE_VALUES)),
+        format=fmt,
         **_domain_facts(table, item),
     )
 

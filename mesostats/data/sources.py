@@ -124,7 +124,10 @@ def _read_file(
     dialect: CsvDialect | None = None,
 ) -> RawTable | None:
     if fmt == "csv":
-        return read_csv_table(path, table, log, schema=schema, typed=typed, dialect=dialect)
+        raw = read_csv_table(path, table, log, schema=schema, typed=typed, dialect=dialect)
+        if raw is not None and dialect is not None:
+            raw.date_order = dialect.date_order  # read by parse.py for date fields
+        return raw
     if fmt == "parquet":
         return read_parquet_table(path, table, log)
     return read_xlsx_table(path, table, log)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from mesostats.data import derive
 from mesostats.data.schema import StudySchema, load_schema
+from mesostats.data.study_day import NO_REFERENCE_REASON
 from mesostats.exceptions import ModelSpecError
 
 __all__ = ["EXCLUSION_COLUMNS", "Study"]
@@ -111,6 +112,7 @@ class Study:
         if event_sessions is None or len(event_sessions) != len(adverse_events):
             event_sessions = _event_session_rows(sessions, adverse_events)
         parts = [
+            _no_day_exclusions(sessions),
             _missing_outcome_exclusions(sessions, outcomes),
             _unassessed_event_exclusions(sessions, adverse_events, event_sessions),
         ]
@@ -159,8 +161,9 @@ class Study:
         DataFrame
             Columns ``subject_id, visit, day, week, cocktail_id, value, baseline, chg, pchg``,
             one column per ingredient, then the subject columns; index = the session's source
-            row label. Rows whose outcome is missing are left out (they are listed in
-            ``study.exclusions``; :meth:`outcome_exclusions` picks them out).
+            row label. Rows whose outcome is missing, or without a study day (visit dates of a
+            subject never injected), are left out (they are listed in ``study.exclusions``;
+            :meth:`outcome_exclusions` picks them out).
 
         Notes
         -----
@@ -174,7 +177,7 @@ class Study:
         flag = s["baseline_flag"] if "baseline_flag" in s.columns else None
         baseline = derive.baseline_values(s[SUBJECT_KEY], s["day"], value, flag)
         chg, pchg = derive.change_from_baseline(value, baseline)
-        keep = ~np.isnan(value)
+        keep = ~np.isnan(value) & s["day"].notna().to_numpy(dtype=bool)
         table = pd.DataFrame(
             {
                 **self._visit_columns(),
@@ -230,10 +233,10 @@ class Study:
         -------
         DataFrame
             ``table, row, reason``: visits where ``outcome`` is missing (alone or with every
-            other outcome).
+            other outcome), or that have no study day.
         """
         self._check_outcome(outcome)
-        reasons = [NO_OUTCOME_REASON, _missing_outcome_reason(outcome)]
+        reasons = [NO_OUTCOME_REASON, _missing_outcome_reason(outcome), NO_REFERENCE_REASON]
         keep = self.exclusions["reason"].isin(reasons).to_numpy(dtype=bool)
         return self.exclusions[keep].reset_index(drop=True)
 
@@ -378,7 +381,13 @@ def _present_outcomes(schema: StudySchema, sessions: pd.DataFrame) -> tuple[str,
 
 
 def _empty_typed(schema: StudySchema, name: str) -> pd.DataFrame:
-    dtypes = {"string": "str", "integer": "int64", "number": "float64", "boolean": "bool"}
+    dtypes = {
+        "string": "str",
+        "integer": "int64",
+        "number": "float64",
+        "boolean": "bool",
+        "date": "datetime64[ns]",
+    }
     table = schema.tables[name]
     return pd.DataFrame(
         {f.name: pd.Series(dtype=dtypes[f.type]) for f in table.fields},
@@ -412,6 +421,17 @@ def _missing_outcome_exclusions(sessions: pd.DataFrame, outcomes: tuple[str, ...
             "reason": pd.Series(np.asarray(reasons, dtype=object)[reason_codes], dtype=object),
         },
         index=pd.RangeIndex(len(pos)),
+    )
+
+
+def _no_day_exclusions(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Sessions without a study day: dates of a subject never injected (:mod:`.study_day`)."""
+    if "day" not in sessions.columns or not sessions["day"].isna().any():
+        return _empty_exclusions()
+    rows = sessions.index[sessions["day"].isna().to_numpy(dtype=bool)]
+    return pd.DataFrame(
+        {"table": "sessions", "row": rows, "reason": NO_REFERENCE_REASON},
+        index=pd.RangeIndex(len(rows)),
     )
 
 

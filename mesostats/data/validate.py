@@ -31,6 +31,10 @@ Keys
 Rules from ``x-mesostats-rules`` (the ``kind`` decides the check, the ``name`` is the rule)
     ``min_rows``, ``not_equal``, ``exclusive_minimum``, ``not_in``, ``required_if_present``,
     ``increasing_within``, ``at_most_one_true``, ``true_only_if_at_most``.
+Visit dates (:mod:`.study_day`)
+    ``day`` derived from ``date`` when absent (before the rules run); ``day_matches_date`` (a
+    written day that disagrees with its date, once per subject); ``dialect`` (a date column
+    mixing day-first and month-first orders, or too ambiguous to tell: once per column).
 
 A value that fails its type is reported once, as ``type``; the later checks see it as missing
 (so it is not also reported as ``required``). Rules that compare rows skip rows whose inputs
@@ -105,6 +109,7 @@ from mesostats.data.parse import (
 from mesostats.data.problems import ProblemLog
 from mesostats.data.rules import RULE_CHECKERS, check_rules
 from mesostats.data.schema import StudySchema, TableSchema
+from mesostats.data.study_day import derivable_columns, derive_study_day
 from mesostats.exceptions import ValidationError
 
 # Besides its own four functions, this module still offers the names it held before the split
@@ -140,9 +145,13 @@ _RULE_CHECKERS = RULE_CHECKERS  # the former private name, still read by old cal
 
 
 def check_table(name: str, raw: RawTable, schema: TableSchema, log: ProblemLog) -> CheckedTable:
-    """Parse and check one table: columns, types, field constraints, primary key, rules."""
-    first_position, extra = check_columns(name, raw, schema, log)
+    """Parse and check one table: columns, types, derived study days (:mod:`.study_day`),
+    field constraints, primary key, rules."""
+    present = [str(c) for c in raw.frame.columns]
+    derivable = derivable_columns(schema, present)
+    first_position, extra = check_columns(name, raw, schema, log, derivable)
     checked = parse_table(name, raw, schema, first_position, extra, log)
+    derive_study_day(checked, log)
     check_field_constraints(checked, log)
     check_primary_key(checked, log)
     check_rules(checked, log)
@@ -223,6 +232,8 @@ def typed_frame(table: CheckedTable) -> pd.DataFrame:
             values = values.astype(bool)
         elif spec.type == "number":
             values = values.astype("float64")
+        elif spec.type == "date":
+            values = values.astype("datetime64[ns]")
         columns[spec.name] = values.reset_index(drop=True)
     for col in table.extra_columns:
         extra: pd.Series = table.raw.frame.iloc[:, first[col]]

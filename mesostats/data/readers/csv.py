@@ -415,7 +415,7 @@ def _arrow_types(
         if spec.type == "boolean":
             types[key] = pa.bool_() if same_lists else pa.string()
         else:
-            types[key] = arrow_of[spec.type]
+            types[key] = arrow_of.get(spec.type, pa.string())  # dates: parse.py reads them
     return types, true_values, false_values
 
 

@@ -1,5 +1,8 @@
 """The dialect of a CSV file: delimiter, decimal mark, thousands separator and encoding.
 
+(The order of numeric dates, ``dateOrder``, is declared here too; it is detected per column
+by :mod:`.dates`.)
+
 A dialect is **declared** (``load_study(..., dialect={...})``, or a ``datapackage.json``
 resource's ``dialect`` and ``encoding``, Frictionless CSV Dialect keys ``delimiter``,
 ``decimalChar``, ``groupChar``) or **detected**: on a sample (the header and the first 64 KB)
@@ -38,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from mesostats.data.problems import ProblemLog
+from mesostats.data.readers.dates import DATE_ORDERS
 
 __all__ = [
     "DELIMITERS",
@@ -61,6 +65,7 @@ _KEYS = {
     "groupChar": "thousands",
     "thousands": "thousands",
     "encoding": "encoding",
+    "dateOrder": "date_order",
 }
 
 
@@ -80,13 +85,14 @@ class CsvDialect:
     decimal: str | None = None
     thousands: str | None = None
     encoding: str | None = None
+    date_order: str | None = None
     declared_by: str = "dialect="
 
     def merged(self, other: CsvDialect) -> CsvDialect:
         """This dialect with the values ``other`` declares on top."""
         values = {
             key: getattr(other, key)
-            for key in ("delimiter", "decimal", "thousands", "encoding")
+            for key in ("delimiter", "decimal", "thousands", "encoding", "date_order")
             if getattr(other, key) is not None
         }
         if not values:
@@ -122,6 +128,7 @@ def dialect_from_mapping(value: Any, declared_by: str, table: str, log: ProblemL
             or (name == "decimal" and text in (".", ","))
             or (name == "thousands" and text in (".", ",", " ", "'", "\u00a0"))
             or (name == "encoding" and _known_encoding(text))
+            or (name == "date_order" and text in DATE_ORDERS)
         )
         if not valid:
             log.add_one(
@@ -132,7 +139,8 @@ def dialect_from_mapping(value: Any, declared_by: str, table: str, log: ProblemL
                 "dialect",
                 f"{declared_by}: {key}={item!r} is not a usable {name} (delimiter: one "
                 "character such as ',' ';' or '\\t'; decimalChar: '.' or ','; groupChar: '.' "
-                "',' ' ' or \"'\"; encoding: a name such as 'utf-8' or 'cp1252').",
+                "',' ' ' or \"'\"; encoding: a name such as 'utf-8' or 'cp1252'; dateOrder: "
+                "'DMY', 'MDY' or 'YMD').",
             )
             continue
         out[name] = text
