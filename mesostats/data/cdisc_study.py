@@ -19,25 +19,22 @@ onto a project's own tables; reading the files is left to pyreadstat and the jso
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from mesostats.data.assemble import validated_study
 from mesostats.data.cdisc_adam import ADAM_PARAMS, AdamTables, build_adam_tables
 from mesostats.data.cdisc_files import Dataset, read_datasets
 from mesostats.data.cdisc_sdtm import sdtm_as_adam
 from mesostats.data.cdisc_terms import ADAM, SDTM, Vocabulary
 from mesostats.data.problems import ProblemLog
 from mesostats.data.recipes import read_cocktails
-from mesostats.data.schema import StudySchema, load_schema
+from mesostats.data.schema import StudySchema, resolve_schema
 from mesostats.data.study import EXCLUSION_COLUMNS, Study
-from mesostats.data.validate import validate_tables
-from mesostats.exceptions import ValidationError
 
 __all__ = ["load_cdisc"]
 
@@ -98,7 +95,7 @@ def load_cdisc(
     out; where a dataset has ``ANL01FL``, only records flagged ``Y`` are read. ``ABLFL = Y``
     marks the visit as the person's baseline (``baseline_flag``).
     """
-    study_schema = _schema(schema)
+    study_schema = resolve_schema(schema)
     log = ProblemLog(["ADSL", *study_schema.table_names, "ADEX", "ADAE"])
     datasets = read_datasets(source, log)
     vocab = SDTM if "DM" in datasets and "ADSL" not in datasets else ADAM
@@ -111,31 +108,16 @@ def load_cdisc(
     tables = dict(adam.tables)
     if raw_cocktails is not None:
         tables["cocktails"] = raw_cocktails
-    absent = {t for t in study_schema.table_names if t not in tables}
-    links: dict[tuple[str, str], np.ndarray] = {}
-    typed: dict[str, pd.DataFrame] = {}
-    try:
-        typed = validate_tables(tables, study_schema, absent_tables=absent, links=links)
-    except ValidationError as exc:
-        log.extend(_in_cdisc_terms(exc.problems, adam, datasets))
-    if len(log):
-        raise ValidationError(log.frame())
     where = str(source) if isinstance(source, (str, Path)) else "DataFrames"
-    description = f"CDISC {vocab.standard} {where}"
-    study = Study.from_tables(typed, study_schema, source=description, links=links)
-    if not adam.exclusions:
-        return study
-    extra = pd.DataFrame(adam.exclusions, columns=EXCLUSION_COLUMNS, dtype=object)
-    exclusions = pd.concat([study.exclusions, extra], ignore_index=True).astype(object)
-    return dataclasses.replace(study, exclusions=exclusions)
-
-
-def _schema(schema: StudySchema | str | os.PathLike[str] | None) -> StudySchema:
-    if schema is None:
-        return load_schema()
-    if isinstance(schema, StudySchema):
-        return schema
-    return load_schema(Path(schema))
+    set_aside = pd.DataFrame(adam.exclusions, columns=EXCLUSION_COLUMNS, dtype=object)
+    return validated_study(
+        tables,
+        study_schema,
+        log,
+        in_source_terms=lambda problems: _in_cdisc_terms(problems, adam, datasets),
+        source=f"CDISC {vocab.standard} {where}",
+        set_aside=set_aside,
+    )
 
 
 def _in_cdisc_terms(

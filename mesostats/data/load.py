@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from mesostats.data.cdisc import CDISC_COLUMNS
 from mesostats.data.parse import RawTable
 from mesostats.data.readers.csv import read_csv_table
 from mesostats.data.readers.spreadsheet import read_parquet_table, read_xlsx_table
-from mesostats.data.schema import StudySchema, load_schema
+from mesostats.data.schema import StudySchema, resolve_schema
 from mesostats.data.sources import read_tables
 from mesostats.data.study import Study
 from mesostats.data.validate import validate_tables
@@ -117,12 +116,7 @@ def load_study(
     >>> study = ms.load_study("my_study/")  # doctest: +SKIP
     >>> study.outcome_table("hair_density").head()  # doctest: +SKIP
     """
-    if schema is None:
-        study_schema = load_schema()
-    elif isinstance(schema, StudySchema):
-        study_schema = schema
-    else:
-        study_schema = load_schema(Path(schema))
+    study_schema = resolve_schema(schema)
     raw_tables, read_problems, description = read_tables(
         source, study_schema, typed=True, dialect=dialect, tables=tables
     )

@@ -39,15 +39,14 @@ choices) have no offline Python library; reading the CSV uses pandas/pyarrow.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from mesostats.data.assemble import validated_study
 from mesostats.data.parse import RawTable
 from mesostats.data.problems import ProblemLog
 from mesostats.data.recipes import read_cocktails
@@ -55,10 +54,8 @@ from mesostats.data.redcap_dictionary import declared_missing_codes, read_dictio
 from mesostats.data.redcap_export import RECORDS, read_export, read_records
 from mesostats.data.redcap_mapping import EVENT, resolve_mapping
 from mesostats.data.redcap_tables import TableBuilder
-from mesostats.data.schema import StudySchema, load_schema
-from mesostats.data.study import EXCLUSION_COLUMNS, Study
-from mesostats.data.validate import validate_tables
-from mesostats.exceptions import ValidationError
+from mesostats.data.schema import StudySchema, resolve_schema
+from mesostats.data.study import Study
 
 __all__ = ["load_redcap"]
 
@@ -119,7 +116,7 @@ def load_redcap(
     >>> study = ms.load_redcap("records.csv", "dictionary.csv",
     ...                        cocktails="cocktails.csv")  # doctest: +SKIP
     """
-    study_schema = _schema(schema)
+    study_schema = resolve_schema(schema)
     log = ProblemLog([*study_schema.table_names, DICTIONARY, RECORDS])
     codes = declared_missing_codes(missing_codes)
     dd = read_dictionary(dictionary)
@@ -141,28 +138,16 @@ def load_redcap(
         tables = builder.build()
     if raw_cocktails is not None:
         tables["cocktails"] = raw_cocktails
-    absent = {t for t in study_schema.table_names if t not in tables}
-    links: dict[tuple[str, str], np.ndarray] = {}
-    typed: dict[str, pd.DataFrame] = {}
-    try:
-        typed = validate_tables(tables, study_schema, absent_tables=absent, links=links)
-    except ValidationError as exc:
-        found = exc.problems if builder is None else builder.in_redcap_terms(exc.problems)
-        log.extend(found)
-    if len(log):
-        raise ValidationError(log.frame())
     source = f"REDCap export {records if isinstance(records, (str, Path)) else 'DataFrame'}"
-    study = Study.from_tables(typed, study_schema, source=source, links=links)
-    extra = builder.exclusions() if builder is not None else None
-    if extra is None or not len(extra):
-        return study
-    exclusions = pd.concat([study.exclusions, extra], ignore_index=True)[EXCLUSION_COLUMNS]
-    return dataclasses.replace(study, exclusions=exclusions.astype(object))
 
+    def in_redcap_terms(problems: pd.DataFrame) -> pd.DataFrame:
+        return problems if builder is None else builder.in_redcap_terms(problems)
 
-def _schema(schema: StudySchema | str | os.PathLike[str] | None) -> StudySchema:
-    if schema is None:
-        return load_schema()
-    if isinstance(schema, StudySchema):
-        return schema
-    return load_schema(Path(schema))
+    return validated_study(
+        tables,
+        study_schema,
+        log,
+        in_source_terms=in_redcap_terms,
+        source=source,
+        set_aside=builder.exclusions() if builder is not None else None,
+    )

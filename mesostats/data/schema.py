@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -235,6 +236,16 @@ def schema_dir() -> Path:
         f"package ({package_root}) nor in the source checkout; the installation is incomplete: "
         "reinstall mesostats."
     )
+
+
+def resolve_schema(schema: StudySchema | str | os.PathLike[str] | None) -> StudySchema:
+    """The schema a loader validates against: the one given, the one in a folder, or (None)
+    the schema shipped with mesostats."""
+    if schema is None:
+        return load_schema()
+    if isinstance(schema, StudySchema):
+        return schema
+    return load_schema(Path(schema))
 
 
 def load_schema(directory: str | Path | None = None) -> StudySchema:
