@@ -119,11 +119,6 @@ class RandomTerm:
         """Number of θ entries of this term's Λ block (its lower triangle)."""
         return self.q * (self.q + 1) // 2
 
-    @property
-    def is_intercept_only(self) -> bool:
-        """True for a scalar random intercept (Z is a column of ones)."""
-        return self.names == ("Intercept",)
-
     def level_codes(self, data: pd.DataFrame) -> np.ndarray:
         """Codes of ``data``'s rows into ``levels``; ``-1`` for levels not seen in the fit."""
         labels = _group_labels(data, self.group_columns)
@@ -181,11 +176,6 @@ class MixedDesign:
     def n_theta(self) -> int:
         """Length of θ."""
         return sum(t.n_theta for t in self.terms)
-
-    @property
-    def n_random(self) -> int:
-        """Total number of random effects (Σ levels × columns)."""
-        return sum(t.n_levels * t.q for t in self.terms)
 
     @property
     def ngroups(self) -> dict[str, int]:

@@ -94,8 +94,6 @@ class MixedResults(SummaryDisplay):
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
     """
 
-    _frozen = False
-
     def __init__(
         self,
         design: MixedDesign,
@@ -182,7 +180,6 @@ class MixedResults(SummaryDisplay):
         sets(self, "_eta", eta)
         sets(self, "_fixed_effects", self._fixed_effects_table())
         sets(self, "_variance_components", self._variance_components_table())
-        sets(self, "_frozen", True)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"MixedResults is immutable; cannot set {name!r}")

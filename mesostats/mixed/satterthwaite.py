@@ -10,8 +10,9 @@ where H is the Hessian of the (RE)ML deviance in φ with β profiled (lmerTest's
 ``devfun_vp``) and A the asymptotic covariance of φ̂ (Moore–Penrose inverse over eigenvalues
 > 1e-8, as lmerTest). lmerTest differentiates numerically (numDeriv); here ∇v_j is analytic
 (∂(XᵀV₀⁻¹X)/∂θ from the blocked factorisation, see ``mixed.lmm``), H's σ rows are analytic,
-and its θ block comes from central differences of the analytic gradient (2·len(θ) gradient
-evaluations, Richardson-extrapolated).
+and its θ block comes from the optimiser's Hessian of the profiled deviance at the optimum
+(no extra evaluations; ``varpar_hessian`` falls back to Richardson-extrapolated central
+differences of the analytic gradient when no Hessian is given).
 """
 
 from __future__ import annotations

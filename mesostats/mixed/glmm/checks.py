@@ -17,13 +17,13 @@ __all__ = []
 
 
 # --------------------------------------------------------------------------- checks
-_FAMILY_ALIASES = {"binomial": "binomial", "poisson": "poisson"}
+_FAMILIES = ("binomial", "poisson")
 
 
 def _check_family(family: object) -> str:
     name = str(family).strip().lower() if isinstance(family, str) else None
-    if name in _FAMILY_ALIASES:
-        return _FAMILY_ALIASES[name]
+    if name in _FAMILIES:
+        return name
     if name == "gaussian":
         raise ModelSpecError(
             "family='gaussian' is a linear mixed model: use `ms.fit_lmm(formula, data)`."

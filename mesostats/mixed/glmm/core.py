@@ -128,7 +128,7 @@ def design_objective(
     Returns
     -------
     objective : ApproximateLoglik
-        ``objective.value(x)`` / ``.gradient(x)`` with ``x = (β, θ_engine)``; the same
+        ``objective(x)`` / ``objective.gradient(x)`` with ``x = (β, θ_engine)``; the same
         objective :func:`fit_glmm` maximises (Bates et al. 2015, *J. Stat. Softw.* 67(1);
         Pinheiro & Bates 1995 for AGQ).
     perm : numpy.ndarray
