@@ -554,30 +554,47 @@ def test_wald_intervals_cover_truth_about_95_percent() -> None:
         ("y ~ x + (1 | subj) + (1 + x | item)", "crossed"),
     ],
 )
-def test_sparse_rest_path_equals_dense_schur_path(
-    formula: str, data: str, reml: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("mode", "limit", "grad_tol", "df_rtol"),
+    [
+        # the sparse-Cholesky path (beyond 5,000 further random effects, once refused): its
+        # gradient comes from central differences
+        ("sparse", "_MAX_REST_DENSE", (1e-6, 1e-6), 1e-4),
+        # the co-occurrence-pairs path (when the dense blocks would be too large)
+        ("pairs", "_MAX_REST_ELEMENTS", (1e-9, 1e-10), 1e-5),
+    ],
+)
+def test_further_factor_paths_equal_dense_schur_path(
+    formula: str,
+    data: str,
+    reml: bool,
+    mode: str,
+    limit: str,
+    grad_tol: tuple[float, float],
+    df_rtol: float,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The sparse-Cholesky Schur path (used beyond 5,000 further random effects, where the
-    engine used to refuse) gives the dense path's deviance, gradient, fit, df and BLUPs."""
+    """The sparse and the pairs Schur paths give the dense path's deviance, gradient, fit,
+    df, conditional SDs and BLUPs."""
     import mesostats.mixed.lmm.rest as lmm
 
     frame = crossed_slopes_data() if data == "crossed" else load_csv(data)
     dense_fit = ms.fit_lmm(formula, frame, reml=reml)
     dense = ProfiledDeviance(build_design(formula, frame), reml=reml)
-    monkeypatch.setattr(lmm, "_MAX_REST_DENSE", 0)
-    sparse = ProfiledDeviance(build_design(formula, frame), reml=reml)
-    assert dense.rest_mode == "dense" and sparse.rest_mode == "sparse"
+    monkeypatch.setattr(lmm, limit, 0)
+    other = ProfiledDeviance(build_design(formula, frame), reml=reml)
+    assert dense.rest_mode == "dense" and other.rest_mode == mode
     theta = dense_fit.theta * 1.1 + 0.05
     v_dense, g_dense = dense.value_and_gradient(theta)
-    v_sparse, g_sparse = sparse.value_and_gradient(theta)
-    assert_allclose(v_sparse, v_dense, rtol=1e-13)
-    assert_allclose(g_sparse, g_dense, rtol=1e-6, atol=1e-6)
-    sparse_fit = ms.fit_lmm(formula, frame, reml=reml)
-    assert_allclose(sparse_fit.loglik, dense_fit.loglik, atol=1e-9)
-    assert_allclose(sparse_fit.fixed_effects["df"], dense_fit.fixed_effects["df"], rtol=1e-4)
+    v_other, g_other = other.value_and_gradient(theta)
+    assert_allclose(v_other, v_dense, rtol=1e-13)
+    assert_allclose(g_other, g_dense, rtol=grad_tol[0], atol=grad_tol[1])
+    other_fit = ms.fit_lmm(formula, frame, reml=reml)
+    assert_allclose(other_fit.loglik, dense_fit.loglik, atol=1e-9)
+    assert_allclose(other_fit.fixed_effects["df"], dense_fit.fixed_effects["df"], rtol=df_rtol)
     for group, sd in dense_fit.ranef_se.items():
-        assert_allclose(sparse_fit.ranef_se[group], sd, rtol=1e-6)
-        assert_allclose(sparse_fit.ranef[group], dense_fit.ranef[group], rtol=1e-5, atol=1e-8)
+        assert_allclose(other_fit.ranef_se[group], sd, rtol=1e-6)
+        assert_allclose(other_fit.ranef[group], dense_fit.ranef[group], rtol=1e-5, atol=1e-8)
 
 
 def _large_crossed(seed: int = 1, n_a: int = 6000, n_b: int = 5200, n_c: int = 8) -> pd.DataFrame:
@@ -660,41 +677,6 @@ def test_large_crossed_design_fits_on_the_sparse_path() -> None:
             moved = fit.theta.copy()
             moved[j] += step * max(fit.theta[j], 0.1)
             assert _reml_criterion_woodbury(frame, groups, moved) > criterion
-
-
-@pytest.mark.parametrize("reml", [True, False])
-@pytest.mark.parametrize(
-    ("formula", "data"),
-    [
-        ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin.csv"),
-        ("strength ~ 1 + (1 | batch/cask)", "pastes.csv"),
-        ("y ~ x + (1 | subj) + (1 + x | item)", "crossed"),
-    ],
-)
-def test_sparse_pairs_path_equals_dense_schur_path(
-    formula: str, data: str, reml: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The co-occurrence-pairs Schur path (used when the dense blocks would be too large)
-    gives the dense path's deviance, gradient, fit and conditional SDs."""
-    import mesostats.mixed.lmm.rest as lmm
-
-    frame = crossed_slopes_data() if data == "crossed" else load_csv(data)
-    dense_fit = ms.fit_lmm(formula, frame, reml=reml)
-    dense = ProfiledDeviance(build_design(formula, frame), reml=reml)
-    monkeypatch.setattr(lmm, "_MAX_REST_ELEMENTS", 0)
-    pairs = ProfiledDeviance(build_design(formula, frame), reml=reml)
-    assert dense.rest_mode == "dense" and pairs.rest_mode == "pairs"
-    theta = dense_fit.theta * 1.1 + 0.05
-    v_dense, g_dense = dense.value_and_gradient(theta)
-    v_pairs, g_pairs = pairs.value_and_gradient(theta)
-    assert_allclose(v_pairs, v_dense, rtol=1e-13)
-    assert_allclose(g_pairs, g_dense, rtol=1e-9, atol=1e-10)
-    pairs_fit = ms.fit_lmm(formula, frame, reml=reml)
-    assert_allclose(pairs_fit.loglik, dense_fit.loglik, atol=1e-9)
-    assert_allclose(pairs_fit.fixed_effects["df"], dense_fit.fixed_effects["df"], rtol=1e-5)
-    for group, sd in dense_fit.ranef_se.items():
-        assert_allclose(pairs_fit.ranef_se[group], sd, rtol=1e-6)
-        assert_allclose(pairs_fit.ranef[group], dense_fit.ranef[group], rtol=1e-5, atol=1e-8)
 
 
 def test_offset_shifts_fixed_effect_and_keeps_likelihood() -> None:
