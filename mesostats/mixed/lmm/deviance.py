@@ -63,20 +63,8 @@ class _State:
 
 
 class ProfiledDevianceCore(RestFactors):
-    """The profiled (RE)ML deviance of an LMM (without its gradient: see ProfiledDeviance).
-
-    Parameters
-    ----------
-    design : MixedDesign
-        Gaussian design from :func:`mesostats.mixed.design.build_design`.
-    reml : bool
-        REML criterion (True) or maximum likelihood.
-
-    Notes
-    -----
-    Bates et al. (2015), sections 3.1–3.4; blocked Cholesky with the largest grouping factor
-    first as in MixedModels.jl. See :mod:`mesostats.mixed.lmm` for the gradient.
-    """
+    """The profiled (RE)ML deviance of an LMM, without its gradient; parameters and method
+    as :class:`~mesostats.mixed.lmm.gradient.ProfiledDeviance`, which adds the gradient."""
 
     def __init__(self, design: MixedDesign, *, reml: bool) -> None:
         self.design = design
