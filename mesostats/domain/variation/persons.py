@@ -6,6 +6,7 @@ lme4's ``condVar``; a person's prediction adds x_iᵀV_βx_i as merTools' ``pred
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -186,10 +187,7 @@ class PersonsMixin(VariabilityBase):
         lo, hi = change - z * sd, change + z * sd
         table = pd.DataFrame(
             {
-                ctx.subject: [str(v) for v in term.levels],
-                "cocktail": rows[ctx.cocktail_column].astype(object).to_numpy()
-                if ctx.cocktail_column in rows.columns
-                else None,
+                **self._person_columns(rows, term.levels),
                 **cols,
                 "baseline": baseline,
                 "change": change,
@@ -202,6 +200,16 @@ class PersonsMixin(VariabilityBase):
             }
         )
         return table
+
+    def _person_columns(self, rows: pd.DataFrame, levels: pd.Index) -> dict[str, Any]:
+        """The person id and cocktail columns that open every person table."""
+        ctx = self._ctx
+        assert ctx.subject is not None
+        column = ctx.cocktail_column
+        return {
+            ctx.subject: [str(v) for v in levels],
+            "cocktail": rows[column].astype(object).to_numpy() if column in rows.columns else None,
+        }
 
     def _side_effect_person_table(self, threshold: float | None, level: float) -> pd.DataFrame:
         ctx = self._ctx
@@ -233,10 +241,7 @@ class PersonsMixin(VariabilityBase):
             flag = _flags(p_lo, p_hi, t, "clearly above", "clearly below")
         return pd.DataFrame(
             {
-                ctx.subject: [str(v) for v in term.levels],
-                "cocktail": rows[ctx.cocktail_column].astype(object).to_numpy()
-                if ctx.cocktail_column in rows.columns
-                else None,
+                **self._person_columns(rows, term.levels),
                 **cols,
                 "probability": p,
                 "probability_lower": p_lo,
