@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "simulate_study": "mesostats.simulate",
     "fit_lmm": "mesostats.mixed.lmm",
     "fit_glmm": "mesostats.mixed.glmm",
+    "fit_clmm": "mesostats.mixed.clmm",
+    "CLMMResults": "mesostats.mixed.clmm",
     "MixedResults": "mesostats.mixed.results",
     "compare": "mesostats.mixed.inference",
     "fit_regrowth": "mesostats.domain",
