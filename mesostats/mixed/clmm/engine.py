@@ -102,9 +102,7 @@ def fit_engine(
     if scalar:
         term = design.terms[0]
         z = term.Z[:, 0].copy()
-        engine = ScalarOrdinal(
-            link, y, X, z, term.codes, term.n_levels, structure.jacobian, 1
-        )
+        engine = ScalarOrdinal(link, y, X, z, term.codes, term.n_levels, structure.jacobian, 1)
         if n_nodes > 1:  # start quadrature at the Laplace optimum, with its Hessian
             laplace = newton_maximise(_objective(engine), x0)
             engine = ScalarOrdinal(
@@ -156,10 +154,7 @@ def fit_engine(
             modes.append(u_t @ lam.T)
             hinv = dstate.h_inverse[sl, sl]
             blocks = np.stack(
-                [
-                    hinv[k * t.q : (k + 1) * t.q, k * t.q : (k + 1) * t.q]
-                    for k in range(t.n_levels)
-                ]
+                [hinv[k * t.q : (k + 1) * t.q, k * t.q : (k + 1) * t.q] for k in range(t.n_levels)]
             )
             cond_cov.append(np.einsum("ab,kbc,dc->kad", lam, blocks, lam))
         factorisation = "dense"

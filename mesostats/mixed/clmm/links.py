@@ -115,7 +115,5 @@ LINKS = ("logit", "probit", "cloglog")
 def get_link(name: str) -> Link:
     """The :class:`Link` called ``name`` (a clear error otherwise)."""
     if name not in LINKS:
-        raise ModelSpecError(
-            f"link must be one of {', '.join(map(repr, LINKS))}, got {name!r}."
-        )
+        raise ModelSpecError(f"link must be one of {', '.join(map(repr, LINKS))}, got {name!r}.")
     return Link(name)

@@ -97,8 +97,9 @@ def newton_maximise(
     message = f"no convergence in {max_iter} Newton iterations"
     converged = False
     decrement = np.inf
-    it = 0
+    iterations = 0
     for it in range(1, max_iter + 1):
+        iterations = it
         step = _ascent_direction(hess, g)
         decrement = 0.5 * float(g @ step)
         if decrement < tol:
@@ -133,7 +134,7 @@ def newton_maximise(
         loglik=f,
         gradient=g,
         hessian=hess,
-        iterations=it,
+        iterations=iterations,
         n_evaluations=count[0],
         newton_decrement=decrement,
         converged=converged,

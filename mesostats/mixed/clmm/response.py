@@ -73,13 +73,14 @@ def ordered_codes(
     series = data[column]
     order = _order(series, column, levels)
     labels = [_label(v) for v in order]
-    text = series.astype(object).where(series.notna())
-    mapped = text.map(lambda v: None if pd.isna(v) else _label(v))
+    missing = series.isna().to_numpy()
+    mapped = [_label(v) for v in series.astype(object).to_numpy()[~missing]]
     index = {lab: k for k, lab in enumerate(labels)}
-    codes = mapped.map(lambda v: np.nan if v is None else index.get(v, -1)).to_numpy(float)
+    codes = np.full(len(series), np.nan)
+    codes[~missing] = [index.get(v, -1) for v in mapped]
     unknown = codes == -1
     if unknown.any():
-        extra = sorted(set(mapped[unknown]))
+        extra = sorted({v for v in mapped if v not in index})
         raise ModelSpecError(
             f"The response `{column}` has value(s) {', '.join(map(repr, extra[:6]))} that are "
             f"not among the ordered levels {labels!r}. Add them to `levels=` in their place, "

@@ -19,8 +19,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mesostats._display import Summary, SummaryDisplay, Table, format_interval, format_number
-from mesostats._display import format_p
+from mesostats._display import (
+    Summary,
+    SummaryDisplay,
+    Table,
+    format_interval,
+    format_number,
+    format_p,
+)
 from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.clmm.links import get_link

@@ -1,4 +1,4 @@
-"""One scalar random effect: ordinal Laplace / adaptive Gauss–Hermite log-likelihood, exact gradient.
+"""One scalar random effect: ordinal Laplace / adaptive Gauss–Hermite log-likelihood and gradient.
 
 Model (ordinal::clmm's): P(Y_i ≤ j) = F(θ_j − x_iᵀβ − τ z_i u_g(i)), u_g ~ N(0, 1) independent,
 θ = J α (see :mod:`.thresholds`), τ ≥ 0 the random-effect SD (z_i = 1 for a random intercept).
@@ -123,9 +123,7 @@ class ScalarOrdinal:
         ext = np.concatenate([[-INFINITY], cuts, [INFINITY]])
         return ext[self.y + 1], ext[self.y]
 
-    def _terms(
-        self, up: FloatArray, lo: FloatArray, eta: FloatArray, order: int
-    ) -> OrdinalTerms:
+    def _terms(self, up: FloatArray, lo: FloatArray, eta: FloatArray, order: int) -> OrdinalTerms:
         return ordinal_terms(self.link, up - eta, lo - eta, order)
 
     def modes(
@@ -191,9 +189,12 @@ class ScalarOrdinal:
             hk = (self._gsum(T.loglik) - 0.5 * u * u)[None, :]
         else:
             Tk = self._terms(up[None, :], lo[None, :], xb[None, :] + tau * z * uk[:, codes], 1)
-            hk = np.bincount(
-                self.node_codes, weights=Tk.loglik.ravel(), minlength=self.n_nodes * self.G
-            ).reshape(self.n_nodes, self.G) - 0.5 * uk * uk
+            hk = (
+                np.bincount(
+                    self.node_codes, weights=Tk.loglik.ravel(), minlength=self.n_nodes * self.G
+                ).reshape(self.n_nodes, self.G)
+                - 0.5 * uk * uk
+            )
         logw = self.log_omega[:, None] + hk
         Lg = np.log(sigma) + logsumexp(logw, axis=0)
         loglik = float(np.sum(Lg))
@@ -227,7 +228,9 @@ class ScalarOrdinal:
             l1k = np.asarray(Tk.l1).reshape(self.n_nodes, -1)
             hprime = (
                 np.bincount(
-                    self.node_codes, weights=(tau * z * l1k).ravel(), minlength=self.n_nodes * self.G
+                    self.node_codes,
+                    weights=(tau * z * l1k).ravel(),
+                    minlength=self.n_nodes * self.G,
                 ).reshape(self.n_nodes, self.G)
                 - uk
             )

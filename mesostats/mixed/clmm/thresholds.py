@@ -12,6 +12,7 @@ regression with the R package ordinal*, §2.3), so estimates and names line up w
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,7 @@ def threshold_structure(kind: str, levels: list[str]) -> ThresholdStructure:
             f"threshold must be one of {', '.join(map(repr, THRESHOLDS))}, got {kind!r}."
         )
     n_cut = len(levels) - 1
-    cut_names = tuple(f"{lo}|{hi}" for lo, hi in zip(levels[:-1], levels[1:], strict=True))
+    cut_names = tuple(f"{lo}|{hi}" for lo, hi in itertools.pairwise(levels))
     if kind == "flexible":
         return ThresholdStructure(kind, np.eye(n_cut), cut_names, cut_names)
     if kind == "equidistant":
