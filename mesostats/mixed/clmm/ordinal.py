@@ -79,8 +79,8 @@ def ordinal_terms(link: Link, a: FloatArray, c: FloatArray, order: int) -> Ordin
     out.l1_c = -(lac + lcc)
     if order < 3:
         return out
-    laaa = fa[2] * inv - 3.0 * daa * la * inv + 2.0 * la**3
-    lccc = -fc[2] * inv - 3.0 * dcc * lc * inv + 2.0 * lc**3
+    laaa = fa[2] * inv - 3.0 * daa * la * inv + 2.0 * la * la * la
+    lccc = -fc[2] * inv - 3.0 * dcc * lc * inv + 2.0 * lc * lc * lc
     laac = -daa * lc * inv + 2.0 * la * la * lc
     lacc = -dcc * la * inv + 2.0 * la * lc * lc
     out.l3 = -(laaa + 3.0 * laac + 3.0 * lacc + lccc)
