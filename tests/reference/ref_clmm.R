@@ -28,14 +28,19 @@ summarise <- function(m) {
     coefficients = as.list(coef(m)),
     std_errors = as.list(se),
     thresholds = as.list(m$Theta),
-    sd = lapply(m$ST, function(s) as.numeric(s)),
+    sd = lapply(VarCorr(m), function(v) as.numeric(attr(v, "stddev"))),
+    sdcor = lapply(VarCorr(m), function(v) {
+      r <- attr(v, "correlation")
+      c(as.numeric(attr(v, "stddev")), if (nrow(v) > 1) r[lower.tri(r)] else NULL)
+    }),
     loglik = as.numeric(logLik(m)),
     aic = AIC(m),
     bic = BIC(m),
     nobs = m$dims$nobs,
     max_gradient = max(abs(m$gradient)),
-    ranef = lapply(re, function(r) r[, 1]),
-    ranef_var = lapply(cv, function(r) as.numeric(r[, 1])),
+    ranef = lapply(re, function(r) setNames(as.list(r[, 1]), rownames(r))),
+    ranef_var = lapply(cv, function(r) if (is.null(dim(r)) || length(dim(r)) == 2)
+      as.numeric(as.matrix(r)[, 1]) else NULL),
     n_alpha = length(m$alpha),
     std_errors_default = as.list(sqrt(diag(vd))),
     threshold_se_default = sqrt(diag(d$tJac %*% vd[seq_along(d$alpha), seq_along(d$alpha)] %*%
@@ -64,7 +69,11 @@ fits <- list(
   laplace_logit_two_terms = clmm(rating ~ temp + contact + (1 | judge) + (1 | bottle),
                                  data = wine, control = tight),
   laplace_logit_crossed_bottle = clmm(rating ~ contact + (1 | judge) + (1 | bottle),
-                                      data = wine, control = tight)
+                                      data = wine, control = tight),
+  laplace_logit_random_slope = clmm(rating ~ temp + contact + (1 + temp | judge),
+                                    data = wine, control = tight),
+  laplace_logit_nested = clmm(rating ~ temp + contact + (1 | judge / bottle), data = wine,
+                              control = tight)
 )
 
 out <- lapply(fits, summarise)

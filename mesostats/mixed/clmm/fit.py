@@ -25,6 +25,9 @@ from mesostats.mixed.quadrature import MAX_NODES
 
 __all__ = ["fit_clmm"]
 
+#: largest rows × random effects for the dense Laplace path (two such float matrices: 1.6 GB)
+_DENSE_LIMIT = 100_000_000
+
 
 def _check_nagq(nagq: Any) -> int:
     if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)):
@@ -136,6 +139,16 @@ def fit_clmm(
             f"{sum(t.q for t in design.terms)} random effects per observation. Use nagq=1 "
             "(Laplace)."
         )
+    if not single:
+        q = sum(t.n_levels * t.q for t in design.terms)
+        if design.n * q > _DENSE_LIMIT:
+            raise ModelSpecError(
+                f"This random-effect structure has {q} random effects over {design.n} rows; "
+                f"fit_clmm's Laplace path for several or vector-valued random effects holds "
+                f"dense {design.n} × {q} matrices (~{16 * design.n * q / 1e9:.1f} GB), too "
+                "large here. Fit one scalar random effect such as `(1 | subject_id)` (any "
+                "size), or a subset of the data."
+            )
     fit = fit_engine(design, y, design.X, link_obj, structure, n_nodes)
     n_fixed = structure.n_alpha + design.p
     singular = boundary_messages(design, fit.params[n_fixed:], 1.0, family="ordinal")
