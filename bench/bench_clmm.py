@@ -75,8 +75,8 @@ def time_ours(data: pd.DataFrame, nagq: int, repeats: int) -> dict[str, Any]:
     return {
         "seconds": best,
         "loglik": fit.loglik,
-        "coefficients": fit.params.to_dict(),
-        "std_errors": dict(zip(fit.vcov.index, np.sqrt(np.diag(fit.vcov)), strict=True)),
+        "coefficients": fit.coefficients.to_dict(),
+        "std_errors": dict(zip(fit.full_vcov.index, np.sqrt(np.diag(fit.full_vcov)), strict=True)),
         "sd": float(fit.variance_components["sdcor"].iloc[0]),
         "converged": fit.converged,
     }

@@ -83,13 +83,14 @@ def _values(d: dict[str, Any]) -> np.ndarray:
 @pytest.mark.parametrize("key", list(CASES))
 def test_wine_estimates_match_clmm(fits: dict[str, ms.CLMMResults], key: str) -> None:
     fit, ref = fits[key], REF[key]
-    assert list(fit.params.index) == [
+    assert list(fit.coefficients.index) == [
         n.replace("temp", "temp[T.").replace("contact", "contact[T.") + "]"
         if n.startswith(("temp", "contact"))
         else n
         for n in ref["coefficients"]
     ]
-    assert_allclose(fit.params.to_numpy(), _values(ref["coefficients"]), atol=1e-4, rtol=0)
+    assert_allclose(fit.coefficients.to_numpy(), _values(ref["coefficients"]), atol=1e-4, rtol=0)
+    assert_allclose(fit.params, fit.fixed_effects["estimate"], rtol=0, atol=0)
     assert_allclose(fit.thresholds["estimate"], ref["thresholds"], atol=1e-4, rtol=0)
     vc = fit.variance_components
     for group, sdcor in ref["sdcor"].items():
@@ -113,8 +114,10 @@ def test_wine_loglik_matches_clmm(fits: dict[str, ms.CLMMResults], key: str) -> 
 @pytest.mark.parametrize("key", list(CASES))
 def test_wine_standard_errors_match_clmm(fits: dict[str, ms.CLMMResults], key: str) -> None:
     fit, ref = fits[key], REF[key]
-    se = _values(ref["std_errors_default"])[: fit.params.size]
-    assert_allclose(np.sqrt(np.diag(fit.vcov)), se, rtol=1e-3)
+    k = fit.coefficients.size
+    se = _values(ref["std_errors_default"])[:k]
+    assert_allclose(np.sqrt(np.diag(fit.full_vcov))[:k], se, rtol=1e-3)
+    assert_allclose(np.sqrt(np.diag(fit.vcov)), se[ref["n_alpha"] :], rtol=1e-3)
     assert_allclose(fit.fixed_effects["std_error"], se[ref["n_alpha"] :], rtol=1e-3)
     assert_allclose(fit.thresholds["std_error"], ref["threshold_se_default"], rtol=1e-3)
     assert_allclose(fit.threshold_parameters["std_error"], se[: ref["n_alpha"]], rtol=1e-3)
@@ -271,7 +274,7 @@ def test_string_levels_and_ordered_categorical_give_the_integer_fit(
             "moderate|marked",
             "marked|severe",
         ]
-        assert_allclose(fit.params.to_numpy(), base.params.to_numpy(), atol=1e-10)
+        assert_allclose(fit.coefficients.to_numpy(), base.coefficients.to_numpy(), atol=1e-10)
 
 
 def test_missing_response_rows_are_set_aside(wine: pd.DataFrame) -> None:
@@ -360,3 +363,5 @@ def test_results_are_immutable_and_print(fits: dict[str, ms.CLMMResults]) -> Non
     assert fit.fixed_matrix(pd.DataFrame({"temp": ["warm"], "contact": ["no"]})).tolist() == [
         [1.0, 0.0]
     ]
+    assert list(fit.params.index) == list(fit.vcov.index) == ["temp[T.warm]", "contact[T.yes]"]
+    assert fit.model_frame.shape == (72, 4)

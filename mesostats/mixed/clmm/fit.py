@@ -169,6 +169,7 @@ def fit_clmm(
         modes=fit.modes,
         cond_cov=fit.cond_cov,
         intercept_position=design_intercept(keep),
+        model_frame=data.loc[design.row_index, list(design.used_columns)],
         converged=opt.converged and not fit.messages,
         singular=bool(singular),
         messages=[*fit.messages, *singular],

@@ -8,6 +8,10 @@ when flexible; ordinal's ``threshold.1``/``spacing`` or ``central``/``spacing.k`
 ``loglik`` is the maximised Laplace / AGQ log-likelihood; ``aic = −2 loglik + 2k`` and
 ``bic = −2 loglik + k log n`` with k = thresholds parameters + fixed effects + length of θ,
 as ``clmm``. Latent-scale convention: P(Y ≤ j) = F(θ_j − xᵀβ − zᵀb).
+
+``params`` / ``vcov`` are β and its covariance (the columns of :meth:`CLMMResults.fixed_matrix`),
+as in ``MixedResults``, so marginal means read every engine alike; ``coefficients`` and
+``full_vcov`` hold ordinal's full set (α, β) and (α, β, θ).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
         modes: list[np.ndarray],
         cond_cov: list[np.ndarray],
         intercept_position: int,
+        model_frame: pd.DataFrame,
         converged: bool,
         singular: bool,
         messages: list[str],
@@ -102,6 +107,7 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
         sets(self, "_modes", [np.array(m) for m in modes])
         sets(self, "_cond_cov", [np.array(c) for c in cond_cov])
         sets(self, "_intercept_position", intercept_position)
+        sets(self, "_model_frame", model_frame)
         sets(self, "_converged", bool(converged))
         sets(self, "_singular", bool(singular))
         sets(self, "_messages", list(messages))
@@ -229,24 +235,38 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
 
     @property
     def params(self) -> pd.Series:
-        """Threshold parameters then fixed effects (ordinal's ``coef``)."""
-        names = [*self._structure.alpha_names, *self._design.fixed_names]
-        return pd.Series(np.concatenate([self._alpha, self._beta]), index=names, name="estimate")
+        """Fixed effects β (the columns of :meth:`fixed_matrix`), as ``MixedResults.params``."""
+        return pd.Series(self._beta.copy(), index=list(self._design.fixed_names), name="estimate")
 
     @property
     def vcov(self) -> pd.DataFrame:
-        """Covariance of ``params`` (inverse negative Hessian over (α, β, θ), that block)."""
-        k = self._alpha.size + self._beta.size
-        names = list(self.params.index)
-        return pd.DataFrame(np.array(self._full_vcov[:k, :k]), index=names, columns=names)
-
-    @property
-    def fixed_vcov(self) -> pd.DataFrame:
-        """Covariance of the fixed effects β alone."""
+        """Covariance of β (block of the inverse negative Hessian over (α, β, θ))."""
         na, p = self._alpha.size, self._beta.size
         names = list(self._design.fixed_names)
         block = self._full_vcov[na : na + p, na : na + p]
         return pd.DataFrame(np.array(block), index=names, columns=names)
+
+    @property
+    def coefficients(self) -> pd.Series:
+        """Threshold parameters then fixed effects: ordinal's ``coef(clmm)``."""
+        names = [*self._structure.alpha_names, *self._design.fixed_names]
+        return pd.Series(np.concatenate([self._alpha, self._beta]), index=names, name="estimate")
+
+    @property
+    def full_vcov(self) -> pd.DataFrame:
+        """Covariance of (α, β, θ): the inverse negative Hessian of the log-likelihood (NaN
+        rows and columns for a θ on its boundary). Its (α, β) block is ``vcov(clmm)``'s."""
+        names = [
+            *self._structure.alpha_names,
+            *self._design.fixed_names,
+            *self._design.theta_names,
+        ]
+        return pd.DataFrame(np.array(self._full_vcov), index=names, columns=names)
+
+    @property
+    def model_frame(self) -> pd.DataFrame:
+        """The fitted rows of the columns the model uses (the response as given)."""
+        return self._model_frame.copy()
 
     @property
     def variance_parameter_cov(self) -> pd.DataFrame:
