@@ -348,6 +348,14 @@ def test_dense_path_too_large_is_refused() -> None:
         ms.fit_clmm("g ~ 1 + (1 | a) + (1 | b)", data)
 
 
+def test_separation_is_reported(wine: pd.DataFrame) -> None:
+    data = wine.assign(top=(wine["rating"] == 5).astype(float))
+    with pytest.warns(ms.ConvergenceWarning) as record:
+        fit = ms.fit_clmm("rating ~ temp + top + (1 | judge)", data)
+    assert any("`top` is" in str(w.message) and "infinity" in str(w.message) for w in record)
+    assert not fit.converged
+
+
 # --------------------------------------------------------------------------- the results object
 def test_results_are_immutable_and_print(fits: dict[str, ms.CLMMResults]) -> None:
     fit = fits["laplace_logit_equidistant"]

@@ -27,6 +27,8 @@ __all__ = ["fit_clmm"]
 
 #: largest rows × random effects for the dense Laplace path (two such float matrices: 1.6 GB)
 _DENSE_LIMIT = 100_000_000
+#: a latent-scale estimate beyond this with an SE at least as large has diverged
+_HUGE = 10.0
 
 
 def _check_nagq(nagq: Any) -> int:
@@ -152,6 +154,13 @@ def fit_clmm(
     fit = fit_engine(design, y, design.X, link_obj, structure, n_nodes)
     n_fixed = structure.n_alpha + design.p
     singular = boundary_messages(design, fit.params[n_fixed:], 1.0, family="ordinal")
+    fit.messages.extend(
+        _separation_messages(
+            [*structure.alpha_names, *design.fixed_names],
+            fit.params[:n_fixed],
+            np.sqrt(np.abs(np.diag(fit.vcov)[:n_fixed])),
+        )
+    )
     for msg in fit.messages:
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     for msg in singular:
@@ -183,6 +192,18 @@ def fit_clmm(
             details={"newton_iterations": opt.iterations},
         ).as_dict(),
     )
+
+
+def _separation_messages(names: list[str], est: np.ndarray, se: np.ndarray) -> list[str]:
+    """Estimates running off to infinity: huge on the latent scale and not estimable."""
+    return [
+        f"The estimate of `{name}` is {b:.3g} (SE {s:.3g}): it runs off to infinity, "
+        "usually because the rows it singles out all fall in the top or bottom category "
+        "(separation), or a category next to a threshold is (nearly) empty. Merge sparse "
+        "categories, or drop or recode that term."
+        for name, b, s in zip(names, est, se, strict=True)
+        if abs(b) > _HUGE and not s < abs(b)
+    ]
 
 
 def design_intercept(keep: list[int]) -> int:
