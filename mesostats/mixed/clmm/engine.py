@@ -137,7 +137,7 @@ def fit_engine(
 
     # conditional modes and covariances at the (sign-normalised) optimum
     if isinstance(engine, ScalarOrdinal):
-        engine._u = np.zeros(engine.G)
+        engine._u, engine._last = np.zeros(engine.G), None
         state = engine.evaluate(x, gradient=False)
         tau = float(x[-1])
         modes = [(tau * state.u)[:, None]]

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.special import logsumexp
 
 from mesostats.mixed.clmm.links import INFINITY, Link
@@ -106,6 +107,11 @@ class ScalarOrdinal:
         self.n_nodes = n_nodes
         self.node_codes = (np.arange(n_nodes)[:, None] * n_groups + codes[None, :]).ravel()
         self._u = np.zeros(n_groups)
+        # (ψ, û, dû/dψ) of the last evaluation with a gradient: first-order mode prediction
+        self._last: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._indicator = sparse.csr_matrix(
+            (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_groups, codes.size)
+        )
 
     @property
     def n_params(self) -> int:
@@ -169,13 +175,24 @@ class ScalarOrdinal:
             return ScalarState(-np.inf, np.full(psi.size, np.nan), self._u, np.ones(self.G), 0)
         up, lo = bounds
         xb = self.X @ beta
-        u, iters = self.modes(xb, up, lo, tau, self._u)
-        if iters < 0 or not np.all(np.isfinite(u)):
-            u, iters = self.modes(xb, up, lo, tau, np.zeros(self.G))
+        z, codes = self.z, self.codes
+        u = self._predicted_modes(psi)
+        T = self._terms(up, lo, xb + tau * z * u[codes], 3)
+        assert T.l2 is not None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = (self._gsum(tau * z * T.l1) - u) / (
+                1.0 + tau * tau * self._gsum(self.z2 * -T.l2)
+            )
+        iters = 0
+        if not np.max(np.abs(step), initial=0.0) < 1e-11 * (1.0 + np.max(np.abs(u))):
+            # the prediction is not the mode to 1e-11 (it usually is after a tiny change of
+            # ψ): Newton's method from it, then the terms at the mode
+            u, iters = self.modes(xb, up, lo, tau, u)
+            if iters < 0 or not np.all(np.isfinite(u)):
+                u, iters = self.modes(xb, up, lo, tau, np.zeros(self.G))
+            T = self._terms(up, lo, xb + tau * z * u[codes], 3)
         if iters >= 0:
             self._u = u
-        z, codes = self.z, self.codes
-        T = self._terms(up, lo, xb + tau * z * u[codes], 3)
         assert T.l2 is not None and T.l3 is not None
         assert T.l1_a is not None and T.l1_c is not None
         assert T.l2_a is not None and T.l2_c is not None
@@ -202,7 +219,31 @@ class ScalarOrdinal:
         if not gradient or not np.isfinite(loglik):
             return ScalarState(loglik, np.full(psi.size, np.nan), u, H, iters)
         grad = self._gradient(T, Tk, u, uk, H, sigma, logw, Lg, tau)
+        self._last = (psi.copy(), u, self._mode_derivative(T, u, H, tau))
         return ScalarState(loglik, grad, u, H, iters)
+
+    def _predicted_modes(self, psi: FloatArray) -> FloatArray:
+        """û at ψ predicted to first order from the last evaluation (else the last modes)."""
+        if self._last is None:
+            return self._u
+        psi0, u0, du = self._last
+        pred = u0 + du @ (psi - psi0)
+        return pred if np.all(np.isfinite(pred)) else self._u
+
+    def _mode_derivative(
+        self, T: OrdinalTerms, u: FloatArray, H: FloatArray, tau: float
+    ) -> FloatArray:
+        """dû/dψ = (∂g/∂ψ) / H, (G, n_params): the implicit-function theorem on g(û, ψ) = 0."""
+        assert T.l2 is not None and T.l1_a is not None and T.l1_c is not None
+        tz = tau * self.z
+        d_beta = self._indicator @ ((tz * T.l2)[:, None] * self.X)
+        rows = np.arange(self.y.size)
+        per_cut = np.zeros((self.y.size, self.n_cut + 2))
+        per_cut[rows, self.y + 1] = tz * T.l1_a
+        per_cut[rows, self.y] += tz * T.l1_c
+        d_alpha = (self._indicator @ per_cut[:, 1 : self.n_cut + 1]) @ self.J
+        d_tau = self._gsum(self.z * T.l1) + tau * u * self._gsum(self.z2 * T.l2)
+        return np.column_stack([d_alpha, d_beta, d_tau]) / H[:, None]
 
     def _gradient(
         self,
