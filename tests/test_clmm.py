@@ -291,6 +291,8 @@ def test_fewer_than_three_categories_is_refused(wine: pd.DataFrame) -> None:
     data = wine.assign(rating=np.where(wine["rating"] > 2, 2, 1))
     with pytest.raises(ModelSpecError, match=r"2 observed categories .*family='binomial'"):
         ms.fit_clmm(ONE, data)
+    with pytest.raises(ModelSpecError, match=r"2 observed categories \('False', 'True'\)"):
+        ms.fit_clmm(ONE, wine.assign(rating=wine["rating"] > 2))
 
 
 def test_empty_category_is_named_with_how_to_merge(wine: pd.DataFrame) -> None:

@@ -43,7 +43,9 @@ def _order(series: pd.Series, column: str, levels: Sequence[Any] | None) -> list
             f"`data['{column}'] = data['{column}'].cat.as_ordered()` (keeps the listed order)."
         )
     values = series.dropna()
-    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+    if pd.api.types.is_bool_dtype(series):
+        return [False, True]
+    if not pd.api.types.is_numeric_dtype(series):
         shown = ", ".join(map(repr, sorted(map(str, values.unique()))[:6]))
         raise ModelSpecError(
             f"The response `{column}` holds text ({shown}) with no order given; fit_clmm "
