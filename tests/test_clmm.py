@@ -156,6 +156,31 @@ def test_cloglog_is_clms_definition() -> None:
     assert_allclose(np.sum(np.log(p)), ref["loglik"], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("n_levels", "jacobian", "names"),
+    [  # ordinal:::makeThresholds(as.character(1:k), "symmetric") (ordinal 2022.11.16)
+        (4, [[1, -1], [1, 0], [1, 1]], ["central", "spacing.1"]),
+        (5, [[1, 0, -1], [1, 0, 0], [0, 1, 0], [0, 1, 1]], ["central.1", "central.2", "spacing.1"]),
+        (
+            6,
+            [[1, 0, -1], [1, -1, 0], [1, 0, 0], [1, 1, 0], [1, 0, 1]],
+            ["central", "spacing.1", "spacing.2"],
+        ),
+        (
+            7,
+            [[1, 0, 0, -1], [1, 0, -1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0], [0, 1, 0, 1]],
+            ["central.1", "central.2", "spacing.1", "spacing.2"],
+        ),
+    ],
+)
+def test_symmetric_thresholds_match_ordinal(
+    n_levels: int, jacobian: list[list[int]], names: list[str]
+) -> None:
+    structure = threshold_structure("symmetric", [str(k) for k in range(1, n_levels + 1)])
+    assert_allclose(structure.jacobian, jacobian, rtol=0, atol=0)
+    assert list(structure.alpha_names) == names
+
+
 # --------------------------------------------------------------------------- exact gradients
 def _wine_arrays(wine: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     y = wine["rating"].to_numpy() - 1
