@@ -400,6 +400,8 @@ def test_results_are_immutable_and_print(fits: dict[str, ms.CLMMResults]) -> Non
     ]
     assert list(fit.params.index) == list(fit.vcov.index) == ["temp[T.warm]", "contact[T.yes]"]
     assert fit.model_frame.shape == (72, 4)
+    slope = str(fits["laplace_logit_random_slope"].summary())
+    assert "Intercept ~ temp[T.warm]" in slope and "0.649" in slope
 
 
 # --------------------------------------------------------------------------- known truth

@@ -409,15 +409,17 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
             ("Converged", "yes" if self.converged else "NO"),
             ("Singular", "yes" if self.singular else "no"),
         )
+        rows = []
+        for r in self.variance_components.itertuples(index=False):
+            if isinstance(r.var2, str):
+                rows.append((str(r.group), f"{r.var1} ~ {r.var2}", "", "", _num(r.sdcor, 3)))
+            else:
+                rows.append((str(r.group), str(r.var1), _num(r.vcov), _num(r.sdcor), ""))
         rand = Table.of(
-            ("Group", "Name", "Variance", "Std.Dev."),
-            [
-                (str(r.group), str(r.var1), _num(r.vcov), _num(r.sdcor))
-                for r in self.variance_components.itertuples(index=False)
-                if r.var2 is None
-            ],
+            ("Group", "Name", "Variance", "Std.Dev.", "Corr."),
+            rows,
             caption="Random effects",
-            numeric=(False, False, True, True),
+            numeric=(False, False, True, True, True),
         )
         return Summary(
             title=(
