@@ -21,7 +21,7 @@ excludes 0 while p > 0.05 confuses readers.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,9 @@ class MixedResults(SummaryDisplay):
         Asymptotic covariance of (θ, σ) (LMM: 2·H⁻¹ from the deviance Hessian, lmerTest).
     optimizer : dict, optional
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
+    df_function : callable, optional
+        ``L (m, p) -> (m,)``: denominator df of each row's linear function Lβ under the fit's
+        df method (see :meth:`df_for`; :mod:`mesostats.mixed.contrast_df`).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class MixedResults(SummaryDisplay):
         variance_parameter_cov: np.ndarray | None = None,
         optimizer: Mapping[str, Any] | None = None,
         ranef_cov: Mapping[str, np.ndarray] | None = None,
+        df_function: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if family not in _LINKS:
             raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
@@ -151,6 +155,7 @@ class MixedResults(SummaryDisplay):
         sets(self, "_modes", tuple(modes))
         sets(self, "_mode_sds", tuple(sds))
         sets(self, "_optimizer", dict(optimizer or {}))
+        sets(self, "_df_function", df_function)
         vp = None
         if variance_parameter_cov is not None:
             vp = np.array(variance_parameter_cov, dtype=float)
@@ -204,6 +209,7 @@ class MixedResults(SummaryDisplay):
     _modes: tuple[np.ndarray, ...]
     _mode_sds: tuple[np.ndarray, ...]
     _optimizer: dict[str, Any]
+    _df_function: Callable[[np.ndarray], np.ndarray] | None
     _varpar_cov: np.ndarray | None
     _ranef_cov: dict[str, np.ndarray] | None
     _eta_fixed: np.ndarray
@@ -314,6 +320,37 @@ class MixedResults(SummaryDisplay):
             index=pd.Index(list(self.design.fixed_names), name="term"),
         )
         return table
+
+    def df_for(self, L: np.ndarray) -> np.ndarray:
+        """Denominator df of each linear function Lβ under the fit's df method.
+
+        Parameters
+        ----------
+        L : array (m, p) or (p,)
+            One row per linear function of the fixed effects (columns as ``params``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` df: Satterthwaite or Kenward–Roger for an LMM (as the fit's ``df``),
+            ``np.inf`` (z tests) for a GLMM. ``df_for(np.eye(p))`` is the ``df`` column of
+            ``fixed_effects``.
+        """
+        arr = np.asarray(L, dtype=float)
+        rows = arr[None, :] if arr.ndim == 1 else arr
+        if rows.ndim != 2 or rows.shape[1] != self.design.p:
+            raise ModelSpecError(
+                f"L must have {self.design.p} columns (one per fixed effect: "
+                f"{', '.join(self.design.fixed_names)}), got shape {arr.shape}."
+            )
+        if self._df_function is not None:
+            return np.asarray(self._df_function(rows), dtype=float)
+        if self.family != "gaussian" or np.all(np.isinf(self._df)):
+            return np.full(rows.shape[0], np.inf)
+        raise ModelSpecError(
+            "This result was built without a df function, so df for new linear functions "
+            "are not available; refit with mesostats.fit_lmm."
+        )
 
     # ------------------------------------------------------------------ variance components
     def covariance_blocks(self) -> list[np.ndarray]:
