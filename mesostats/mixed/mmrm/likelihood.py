@@ -78,6 +78,20 @@ class Evaluation:
     hessian: np.ndarray | None = None
 
 
+def _subset(
+    full: tuple[np.ndarray, np.ndarray | None, np.ndarray | None], idx: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    S, J, H = full
+    if idx.size == m:
+        return S, J, H
+    ix = np.ix_(idx, idx)
+    return (
+        S[ix],
+        None if J is None else J[:, idx][:, :, idx],
+        None if H is None else H[:, :, idx][:, :, :, idx],
+    )
+
+
 def _infeasible(k: int, p: int) -> Evaluation:
     nan = np.full(p, np.nan)
     return Evaluation(np.inf, nan, np.full((p, p), np.nan), np.full(k, np.nan), None)
@@ -107,9 +121,16 @@ def evaluate(
     yWy = 0.0
     logdet = 0.0
     parts = []
+    full: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
     for blk in blocks:
         th = theta[blk.group * kg : (blk.group + 1) * kg]
-        S, J, H = structure.derivatives(th, blk.coords, order)
+        if structure.spatial:
+            S, J, H = structure.derivatives(th, blk.coords, order)
+        else:
+            # Σ on a subset of visits is the sub-matrix of Σ on all visits
+            if blk.group not in full:
+                full[blk.group] = structure.derivatives(th, None, order)
+            S, J, H = _subset(full[blk.group], blk.coords.astype(np.intp), structure.n_visits)
         try:
             cf = linalg.cho_factor(S, lower=True, check_finite=True)
         except (linalg.LinAlgError, ValueError):
@@ -179,7 +200,8 @@ def evaluate(
         hess -= 2.0 * (MH @ h.T)
         if reml:
             assert G is not None
-            MG = np.einsum("xy,kyz->kxz", M, G)
-            hess -= np.einsum("kxy,lyx->kl", MG, MG)
+            MG = np.matmul(M, G)  # (k, p, p): M G_k
+            flat = MG.reshape(k, p * p)
+            hess -= flat @ MG.transpose(0, 2, 1).reshape(k, p * p).T  # tr(M G_k M G_l)
         hess = 0.25 * (hess + hess.T)
     return Evaluation(value, beta, M, 0.5 * grad, hess)

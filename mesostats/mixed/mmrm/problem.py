@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
 
 from mesostats.mixed.mmrm.likelihood import Evaluation, PatternBlock, evaluate
 from mesostats.mixed.mmrm.structures import Structure
@@ -166,7 +165,7 @@ class MMRMProblem:
         """Inverse of the exact Hessian of −ℓ (REML or ML) in θ, shape (k, k)."""
         hess = self.evaluate(theta, order=2).hessian
         assert hess is not None
-        return np.asarray(linalg.inv(hess))
+        return np.linalg.inv(hess)
 
     # ----------------------------------------------------------------- per-pattern pieces
     def pattern_coords(self, pattern: int) -> np.ndarray:

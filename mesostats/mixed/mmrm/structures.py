@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -57,22 +58,32 @@ def _logistic_map(phi: np.ndarray, lower: float) -> Derivs:
 
 
 # --------------------------------------------------------------------------- correlations
-def _us_corr(phi: np.ndarray, m: int, idx: np.ndarray) -> Derivs:
-    rows, cols = np.tril_indices(m, -1)  # row-major order of the lower triangle (mmrm's)
-    k = rows.size
-    U = np.eye(m)
-    U[rows, cols] = phi
-    C = U @ U.T
+@cache
+def _us_constants(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower-triangle positions (row-major, mmrm's order) and the constant ∂²C of ``us``."""
+    rows, cols = np.tril_indices(m, -1)
     eye = np.eye(m)
-    # ∂C/∂U_ij = e_i u_jᵀ + u_j e_iᵀ with u_j the j-th column of U
-    outer = eye[rows][:, :, None] * U[:, cols].T[:, None, :]
-    dC = outer + outer.transpose(0, 2, 1)
     # ∂²C/∂U_ij∂U_kl = δ_jl (e_i e_kᵀ + e_k e_iᵀ)
     same = (cols[:, None] == cols[None, :]).astype(float)
     ek = eye[rows][:, None, :, None] * eye[rows][None, :, None, :]
     d2C = same[:, :, None, None] * (ek + ek.transpose(1, 0, 2, 3))
+    d2C.setflags(write=False)
+    return rows, cols, d2C
+
+
+def _us_corr(phi: np.ndarray, m: int, idx: np.ndarray) -> Derivs:
+    rows, cols, d2C = _us_constants(m)
+    U = np.eye(m)
+    U[rows, cols] = phi
+    C = U @ U.T
+    # ∂C/∂U_ij = e_i u_jᵀ + u_j e_iᵀ with u_j the j-th column of U
+    dC = np.zeros((rows.size, m, m))
+    pos = np.arange(rows.size)
+    dC[pos, rows, :] = U[:, cols].T
+    dC += dC.transpose(0, 2, 1)
+    if idx.size == m:
+        return C, dC, d2C
     sub = np.ix_(idx, idx)
-    del k
     return C[sub], dC[:, idx][:, :, idx], d2C[:, :, idx][:, :, :, idx]
 
 
