@@ -44,20 +44,25 @@ class BlockGroup:
 
     Attributes
     ----------
-    X : (s, m, p)
-        Design rows of each block (weights already absorbed: √w · X).
+    X : (s, m, p) or None
+        Design rows of each block (weights already absorbed: √w · X); may be None for a
+        shared covariance when ``cross`` is given.
     sigma : (b, m, m)
         Covariance of each block; b = 1 (shared by all s blocks) or b = s.
     d_sigma : (b, k, m, m)
         ∂Σ/∂φ_h.
     d2_sigma : (b, k, k, m, m) or None
         ∂²Σ/∂φ_h∂φ_j (None: Σ is linear in φ, or the linear variant is wanted).
+    cross : (m, m, p, p) or None
+        Σ_i X_i[a, x] X_i[b, y] over the blocks (shared covariance only; computed from X when
+        None).
     """
 
-    X: np.ndarray
+    X: np.ndarray | None
     sigma: np.ndarray
     d_sigma: np.ndarray
     d2_sigma: np.ndarray | None = None
+    cross: np.ndarray | None = None
 
     @property
     def shared(self) -> bool:
@@ -86,6 +91,8 @@ def _xtax(group: BlockGroup, cross: np.ndarray | None, A: np.ndarray) -> np.ndar
     if cross is not None:
         return np.tensordot(A[0], cross, axes=([-2, -1], [0, 1]))
     X = group.X
+    if X is None:
+        raise ValueError("a block group without a shared covariance needs its design rows X")
     extra = A.shape[1:-2]
     A2 = A.reshape(A.shape[0], -1, *A.shape[-2:])
     T = np.einsum("seab,sbq->seaq", A2, X, optimize=True)
@@ -93,10 +100,17 @@ def _xtax(group: BlockGroup, cross: np.ndarray | None, A: np.ndarray) -> np.ndar
     return out.reshape(*extra, X.shape[2], X.shape[2])
 
 
+def _n_columns(group: BlockGroup) -> int:
+    if group.X is not None:
+        return int(group.X.shape[2])
+    assert group.cross is not None
+    return int(group.cross.shape[2])
+
+
 def kenward_roger_pieces(groups: Sequence[BlockGroup]) -> KRPieces:
     """Φ and P_h (and the per-group inverses they come from)."""
-    p = groups[0].X.shape[2]
     k = groups[0].d_sigma.shape[1]
+    p = _n_columns(groups[0])
     info = np.zeros((p, p))
     P = np.zeros((k, p, p))
     sig_inv, d_inv, crosses = [], [], []
@@ -104,7 +118,10 @@ def kenward_roger_pieces(groups: Sequence[BlockGroup]) -> KRPieces:
         s_inv = np.linalg.inv(g.sigma)
         s_inv = 0.5 * (s_inv + np.swapaxes(s_inv, -1, -2))
         di = -np.einsum("bij,bhjl,blm->bhim", s_inv, g.d_sigma, s_inv, optimize=True)
-        cross = np.einsum("sap,sbq->abpq", g.X, g.X, optimize=True) if g.shared else None
+        cross = g.cross
+        if cross is None and g.shared:
+            assert g.X is not None
+            cross = np.einsum("sap,sbq->abpq", g.X, g.X, optimize=True)
         info += _xtax(g, cross, s_inv)
         P += _xtax(g, cross, di)
         sig_inv.append(s_inv)
@@ -149,6 +166,8 @@ def expected_reml_information(groups: Sequence[BlockGroup], pieces: KRPieces) ->
     k = P.shape[0]
     total = np.einsum("hpq,qr,jrs,sp->hj", P, phi, P, phi, optimize=True)
     for g, s_inv in zip(groups, pieces.sigma_inv, strict=True):
+        if g.X is None:
+            raise ValueError("the expected information needs the design rows X of every block")
         E = np.einsum("bij,bhjl->bhil", s_inv, g.d_sigma, optimize=True)  # Σ⁻¹ ∂Σ_h
         nb = E.shape[0]
         mult = g.X.shape[0] if nb == 1 else 1

@@ -17,7 +17,6 @@ same as the unweighted Σ with √w-scaled rows of X, which is what the blocks h
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.contrast_df import VarianceGradientDF
@@ -55,9 +54,9 @@ def theta_covariance(problem: MMRMProblem, theta: np.ndarray) -> np.ndarray:
     hess = problem.evaluate(theta, order=2).hessian
     try:
         if hess is None or not np.all(np.isfinite(hess)):
-            raise linalg.LinAlgError("non-finite Hessian")
-        W = np.asarray(linalg.inv(hess))
-    except (linalg.LinAlgError, ValueError) as exc:
+            raise np.linalg.LinAlgError("non-finite Hessian")
+        W = np.linalg.inv(hess)
+    except np.linalg.LinAlgError as exc:
         raise ModelSpecError(
             "The Hessian of the likelihood in the covariance parameters is singular at the "
             "estimate, so Satterthwaite / Kenward-Roger df cannot be computed; the covariance "
