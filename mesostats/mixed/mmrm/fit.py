@@ -3,7 +3,8 @@
 The variance parameters θ (R mmrm's parameterisation) are found by a trust-region Newton
 method (scipy's ``trust-exact``, Moré & Sorensen 1983) on −ℓ with the *exact* gradient and
 Hessian of :mod:`mesostats.mixed.mmrm.likelihood`, from mmrm's standard start (log-SDs at
-the log of the SD of the OLS residuals), to a gradient below 1e-8. β is the GLS estimate at θ̂.
+the log of the SD of the OLS residuals), to a gradient below 1e-8. β is the GLS estimate at θ̂. BLAS runs single-threaded: the
+matrices are small (visits × visits, p × p) and threads only add overhead.
 
 Degrees of freedom and covariance of β̂: ``df="residual"`` with the model-based covariance is
 computed here (df = n − p, as mmrm's "Residual" method). Every other choice (Satterthwaite,
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
 
+from mesostats._parallel import blas_single_threaded
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError
 from mesostats.mixed.mmrm.build import build_problem
 from mesostats.mixed.mmrm.likelihood import Evaluation
@@ -215,6 +217,7 @@ def _inference(
     return out
 
 
+@blas_single_threaded
 def fit_mmrm(
     formula: str,
     data: pd.DataFrame,

@@ -79,17 +79,14 @@ class Evaluation:
 
 
 def _subset(
-    full: tuple[np.ndarray, np.ndarray | None, np.ndarray | None], idx: np.ndarray, m: int
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    S, J, H = full
-    if idx.size == m:
-        return S, J, H
+    full: tuple[np.ndarray, np.ndarray | None, np.ndarray | None], idx: np.ndarray, order: int
+) -> tuple[np.ndarray, np.ndarray | None, None]:
+    """Σ and ∂Σ on the visits ``idx`` from their values on all visits."""
+    S, J, _ = full
+    if idx.size == S.shape[0]:
+        return S, J, None
     ix = np.ix_(idx, idx)
-    return (
-        S[ix],
-        None if J is None else J[:, idx][:, :, idx],
-        None if H is None else H[:, :, idx][:, :, :, idx],
-    )
+    return S[ix], (None if J is None or order < 1 else J[:, idx][:, :, idx]), None
 
 
 def _infeasible(k: int, p: int) -> Evaluation:
@@ -121,16 +118,17 @@ def evaluate(
     yWy = 0.0
     logdet = 0.0
     parts = []
+    # Σ on a subset of visits is the sub-matrix of Σ on all visits: derivatives once per group
     full: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
     for blk in blocks:
         th = theta[blk.group * kg : (blk.group + 1) * kg]
         if structure.spatial:
             S, J, H = structure.derivatives(th, blk.coords, order)
         else:
-            # Σ on a subset of visits is the sub-matrix of Σ on all visits
             if blk.group not in full:
                 full[blk.group] = structure.derivatives(th, None, order)
-            S, J, H = _subset(full[blk.group], blk.coords.astype(np.intp), structure.n_visits)
+            S, J, _ = _subset(full[blk.group], blk.coords.astype(np.intp), order)
+            H = None
         try:
             cf = linalg.cho_factor(S, lower=True, check_finite=True)
         except (linalg.LinAlgError, ValueError):
@@ -162,44 +160,64 @@ def evaluate(
     hess = np.zeros((k, k)) if order >= 2 else None
     h = np.zeros((k, p))
     G = np.zeros((k, p, p)) if (order >= 2 and reml) else None
+    m = structure.n_visits
+    # coefficient matrix W of the terms linear in ∂Σ and ∂²Σ, accumulated on all visits:
+    # gradient Σ_k sum(∂Σ_k ∘ W) and Hessian sum(∂²Σ_kl ∘ W), W = nΣ⁻¹ − U − N per pattern
+    W = np.zeros((n_groups, m, m))
     for blk, (J, H, Sinv) in zip(blocks, parts, strict=True):
+        assert J is not None
         sl = slice(blk.group * kg, (blk.group + 1) * kg)
+        d = blk.d
         XXb = np.tensordot(blk.XX, beta, axes=([3], [0]))  # (a, c, x): Σ_i X_i[a,x](X_iβ)[c]
         Xb_y = np.tensordot(blk.Xy, beta, axes=([2], [0]))  # (a, b): Σ_i (X_iβ)[a] y_i[b]
         bXXb = np.tensordot(XXb, beta, axes=([2], [0]))  # Σ_i (X_iβ)(X_iβ)ᵀ
         rr = blk.yy - Xb_y - Xb_y.T + bXXb  # Σ_i r_i r_iᵀ
         U = Sinv @ rr @ Sinv  # Σ_i u_i u_iᵀ with u_i = Σ⁻¹ r_i
-        Z = Sinv @ J  # Σ⁻¹ V_k
-        n_b = blk.n_subjects
-        g = n_b * np.einsum("kaa->k", Z) - np.einsum("kab,ab->k", J, U)
+        Wb = blk.n_subjects * Sinv - U
+        N = None
         if reml:
             Sp = np.tensordot(blk.XX, M, axes=([2, 3], [0, 1]))  # Σ_i X_i M X_iᵀ
             N = Sinv @ Sp @ Sinv
-            g -= np.einsum("kab,ab->k", J, N)
-        grad[sl] += g
+            Wb = Wb - N
+        if structure.spatial:
+            grad[sl] += np.einsum("kab,ab->k", J, Wb)
+            if hess is not None:
+                assert H is not None
+                hess[sl, sl] += np.einsum("klab,ab->kl", H, Wb)
+        else:
+            idx = blk.coords.astype(np.intp)
+            W[blk.group][np.ix_(idx, idx)] += Wb
         if hess is None:
             continue
-        assert H is not None
+        # terms quadratic in ∂Σ: tr(C J_k Σ⁻¹ J_l) + tr(Σ⁻¹ J_k N J_l), C = −nΣ⁻¹ + 2U + N
+        Z = Sinv @ J  # Σ⁻¹ ∂Σ_k
+        C = 2.0 * U - blk.n_subjects * Sinv
+        if N is not None:
+            C = C + N
+        Zt = Z.transpose(0, 2, 1).reshape(kg, d * d)
+        part = (C @ J).reshape(kg, d * d) @ Zt.T
+        if N is not None:
+            part += Z.reshape(kg, d * d) @ (N @ J).transpose(0, 2, 1).reshape(kg, d * d).T
+        hess[sl, sl] += part
         XR = blk.Xy - XXb  # Σ_i X_i[a,x] r_i[c]
         Jp = np.einsum("bc,acx->abx", Sinv, XR)  # Σ_i X_i[a,x] u_i[b]
-        h[sl] += np.tensordot(Z, Jp, axes=([1, 2], [0, 1]))
-        T1 = n_b * np.einsum("ab,klab->kl", Sinv, H)
-        T2 = n_b * np.einsum("kab,lba->kl", Z, Z)
-        Q1 = np.einsum("kab,lba->kl", U @ J, Z)
-        Q2 = np.einsum("klab,ab->kl", H, U)
-        part = T1 - T2 + 2.0 * Q1 - Q2
-        if reml:
-            assert G is not None
-            L1 = np.einsum("klab,ab->kl", H, N)
-            NJZ = np.einsum("kab,lba->kl", N @ J, Z)
-            part += -L1 + NJZ + NJZ.T
-            G[sl] += np.tensordot(Z @ Sinv, blk.XX, axes=([1, 2], [0, 1]))
-        hess[sl, sl] += part
+        h[sl] += Z.reshape(kg, d * d) @ Jp.reshape(d * d, p)
+        if G is not None:
+            G[sl] += ((Z @ Sinv).reshape(kg, d * d) @ blk.XX.reshape(d * d, p * p)).reshape(
+                kg, p, p
+            )
+    if not structure.spatial:
+        for g, (_, Jf, Hf) in full.items():
+            assert Jf is not None
+            sl = slice(g * kg, (g + 1) * kg)
+            grad[sl] += Jf.reshape(kg, m * m) @ W[g].reshape(m * m)
+            if hess is not None:
+                assert Hf is not None
+                hess[sl, sl] += Hf.reshape(kg * kg, m * m).dot(W[g].reshape(m * m)).reshape(kg, kg)
     if hess is not None:
         MH = h @ M
         hess -= 2.0 * (MH @ h.T)
-        if reml:
-            assert G is not None
+        if G is not None:
             MG = np.matmul(M, G)  # (k, p, p): M G_k
             flat = MG.reshape(k, p * p)
             hess -= flat @ MG.transpose(0, 2, 1).reshape(k, p * p).T  # tr(M G_k M G_l)
