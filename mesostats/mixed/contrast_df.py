@@ -16,11 +16,21 @@ Three kinds cover every engine:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["CoefficientMinimumDF", "ConstantDF", "VarianceGradientDF", "as_contrast_rows"]
+from mesostats.exceptions import ModelSpecError
+
+__all__ = [
+    "CoefficientMinimumDF",
+    "ConstantDF",
+    "ContrastDFMixin",
+    "VarianceGradientDF",
+    "as_contrast_rows",
+]
 
 
 def as_contrast_rows(L: np.ndarray, p: int) -> np.ndarray:
@@ -101,3 +111,45 @@ class CoefficientMinimumDF:
         involved = L != 0
         per = np.where(involved, self.coefficient_df[None, :], np.inf)
         return np.asarray(per.min(axis=1), dtype=float)
+
+
+class ContrastDFMixin:
+    """``df_for(L)`` for a results object with ``design`` (fixed_names, p), ``family``, ``_df``
+    and ``_df_function`` (callable or None)."""
+
+    design: Any
+    family: str
+    _df: np.ndarray
+    _df_function: Callable[[np.ndarray], np.ndarray] | None
+
+    def df_for(self, L: np.ndarray) -> np.ndarray:
+        """Denominator df of each linear function Lβ under the fit's df method.
+
+        Parameters
+        ----------
+        L : array (m, p) or (p,)
+            One row per linear function of the fixed effects (columns as ``params``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` df: Satterthwaite or Kenward–Roger for an LMM (as the fit's ``df``),
+            ``np.inf`` (z tests) for a GLMM. ``df_for(np.eye(p))`` is the ``df`` column of
+            ``fixed_effects``.
+        """
+        arr = np.asarray(L, dtype=float)
+        rows = arr[None, :] if arr.ndim == 1 else arr
+        p = self.design.p
+        if rows.ndim != 2 or rows.shape[1] != p:
+            raise ModelSpecError(
+                f"L must have {p} columns (one per fixed effect: "
+                f"{', '.join(self.design.fixed_names)}), got shape {arr.shape}."
+            )
+        if self._df_function is not None:
+            return np.asarray(self._df_function(rows), dtype=float)
+        if self.family != "gaussian" or np.all(np.isinf(self._df)):
+            return np.full(rows.shape[0], np.inf)
+        raise ModelSpecError(
+            "This result was built without a df function, so df for new linear functions "
+            "are not available; refit with mesostats.fit_lmm."
+        )

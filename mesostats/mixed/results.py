@@ -28,12 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mesostats._display import (
-    Summary,
-    SummaryDisplay,
-)
+from mesostats._display import Summary, SummaryDisplay
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
+from mesostats.mixed.contrast_df import ContrastDFMixin
 from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
 from mesostats.mixed.summary import mixed_summary
@@ -52,7 +50,7 @@ def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
     return eta
 
 
-class MixedResults(SummaryDisplay):
+class MixedResults(ContrastDFMixin, SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -92,9 +90,8 @@ class MixedResults(SummaryDisplay):
         Asymptotic covariance of (θ, σ) (LMM: 2·H⁻¹ from the deviance Hessian, lmerTest).
     optimizer : dict, optional
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
-    df_function : callable, optional
-        ``L (m, p) -> (m,)``: denominator df of each row's linear function Lβ under the fit's
-        df method (see :meth:`df_for`; :mod:`mesostats.mixed.contrast_df`).
+    df_function : callable ``L (m, p) -> (m,)``, optional
+        df of linear functions Lβ under the fit's df method (:meth:`df_for`).
     """
 
     def __init__(
@@ -209,7 +206,6 @@ class MixedResults(SummaryDisplay):
     _modes: tuple[np.ndarray, ...]
     _mode_sds: tuple[np.ndarray, ...]
     _optimizer: dict[str, Any]
-    _df_function: Callable[[np.ndarray], np.ndarray] | None
     _varpar_cov: np.ndarray | None
     _ranef_cov: dict[str, np.ndarray] | None
     _eta_fixed: np.ndarray
@@ -320,37 +316,6 @@ class MixedResults(SummaryDisplay):
             index=pd.Index(list(self.design.fixed_names), name="term"),
         )
         return table
-
-    def df_for(self, L: np.ndarray) -> np.ndarray:
-        """Denominator df of each linear function Lβ under the fit's df method.
-
-        Parameters
-        ----------
-        L : array (m, p) or (p,)
-            One row per linear function of the fixed effects (columns as ``params``).
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(m,)`` df: Satterthwaite or Kenward–Roger for an LMM (as the fit's ``df``),
-            ``np.inf`` (z tests) for a GLMM. ``df_for(np.eye(p))`` is the ``df`` column of
-            ``fixed_effects``.
-        """
-        arr = np.asarray(L, dtype=float)
-        rows = arr[None, :] if arr.ndim == 1 else arr
-        if rows.ndim != 2 or rows.shape[1] != self.design.p:
-            raise ModelSpecError(
-                f"L must have {self.design.p} columns (one per fixed effect: "
-                f"{', '.join(self.design.fixed_names)}), got shape {arr.shape}."
-            )
-        if self._df_function is not None:
-            return np.asarray(self._df_function(rows), dtype=float)
-        if self.family != "gaussian" or np.all(np.isinf(self._df)):
-            return np.full(rows.shape[0], np.inf)
-        raise ModelSpecError(
-            "This result was built without a df function, so df for new linear functions "
-            "are not available; refit with mesostats.fit_lmm."
-        )
 
     # ------------------------------------------------------------------ variance components
     def covariance_blocks(self) -> list[np.ndarray]:
