@@ -52,12 +52,13 @@ def _weights_frame(data: pd.DataFrame, weights: Any) -> pd.DataFrame:
             )
         values = data[weights]
     else:
-        values = pd.Series(np.asarray(weights, dtype=float).ravel(), index=data.index)
-        if len(values) != len(data):
+        array = np.asarray(weights, dtype=float).ravel()
+        if len(array) != len(data):
             raise ModelSpecError(
-                f"weights has {len(values)} values but the data has {len(data)} rows; give one "
+                f"weights has {len(array)} values but the data has {len(data)} rows; give one "
                 "weight per row (or the name of a column)."
             )
+        values = pd.Series(array, index=data.index)
     if not pd.api.types.is_numeric_dtype(values.dtype):
         raise ModelSpecError(f"weights must be numeric, got dtype {values.dtype}.")
     num = values.to_numpy(dtype=float, na_value=np.nan)

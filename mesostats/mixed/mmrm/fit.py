@@ -3,8 +3,9 @@
 The variance parameters θ (R mmrm's parameterisation) are found by a trust-region Newton
 method (scipy's ``trust-exact``, Moré & Sorensen 1983) on −ℓ with the *exact* gradient and
 Hessian of :mod:`mesostats.mixed.mmrm.likelihood`, from mmrm's standard start (log-SDs at
-the log of the SD of the OLS residuals), to a gradient below 1e-8. β is the GLS estimate at θ̂. BLAS runs single-threaded: the
-matrices are small (visits × visits, p × p) and threads only add overhead.
+the log of the SD of the OLS residuals), to a gradient below 1e-8. β is the GLS estimate at θ̂.
+BLAS runs single-threaded: the matrices are small (visits × visits, p × p) and threads
+only add overhead.
 
 Degrees of freedom and covariance of β̂: ``df="residual"`` with the model-based covariance is
 computed here (df = n − p, as mmrm's "Residual" method). Every other choice (Satterthwaite,
@@ -268,6 +269,7 @@ def fit_mmrm(
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     ev = problem.evaluate(theta, order=2)
     beta_vcov, df_for = _inference(problem, theta, df, vcov)
+    assert ev.hessian is not None
     try:
         theta_cov = np.linalg.inv(ev.hessian)
     except (np.linalg.LinAlgError, ValueError):

@@ -247,11 +247,15 @@ class Structure:
 
     def jacobian(self, theta: np.ndarray, coords: np.ndarray | None = None) -> np.ndarray:
         """∂Σ/∂θ_k, shape (k, d, d)."""
-        return self.derivatives(theta, coords, order=1)[1]
+        jac = self.derivatives(theta, coords, order=1)[1]
+        assert jac is not None
+        return jac
 
     def hessian(self, theta: np.ndarray, coords: np.ndarray | None = None) -> np.ndarray:
         """∂²Σ/∂θ_k∂θ_l, shape (k, k, d, d)."""
-        return self.derivatives(theta, coords, order=2)[2]
+        hess = self.derivatives(theta, coords, order=2)[2]
+        assert hess is not None
+        return hess
 
     def derivatives(
         self, theta: np.ndarray, coords: np.ndarray | None = None, order: int = 2
