@@ -7,18 +7,15 @@ the log of the SD of the OLS residuals), to a gradient below 1e-8. β is the GLS
 BLAS runs single-threaded: the matrices are small (visits × visits, p × p) and threads
 only add overhead.
 
-Degrees of freedom and covariance of β̂: ``df="residual"`` with the model-based covariance is
-computed here (df = n − p, as mmrm's "Residual" method). Every other choice (Satterthwaite,
-Kenward–Roger and its linear variant, between-within, empirical CR0/CR2/CR3 covariances) is
-delegated to ``mesostats.mixed.mmrm.dof.inference(problem, theta, *, df, vcov)`` which returns
-``(vcov (p, p), df_for)`` with ``df_for(L (m, p)) -> (m,)``.
+Degrees of freedom and covariance of β̂ come from
+:func:`mesostats.mixed.mmrm.dof.inference` (Satterthwaite, Kenward–Roger and its linear
+variant, between-within, residual n − p; model-based or empirical CR0/CR2/CR3 covariance),
+which returns ``(vcov (p, p), df_for)`` with ``df_for(L (m, p)) -> (m,)``.
 """
 
 from __future__ import annotations
 
-import importlib
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,19 +25,13 @@ from scipy import linalg, optimize
 from mesostats._parallel import blas_single_threaded
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError
 from mesostats.mixed.mmrm.build import build_problem
+from mesostats.mixed.mmrm.dof import DF_METHODS, inference
 from mesostats.mixed.mmrm.likelihood import Evaluation
 from mesostats.mixed.mmrm.problem import MMRMProblem
 from mesostats.mixed.mmrm.results import MMRMResults
 
 __all__ = ["DF_METHODS", "VCOV_METHODS", "fit_mmrm"]
 
-DF_METHODS = (
-    "kenward-roger",
-    "kenward-roger-linear",
-    "satterthwaite",
-    "between-within",
-    "residual",
-)
 VCOV_METHODS = (None, "empirical", "empirical-bias-reduced", "empirical-jackknife")
 _GTOL = 1e-8
 _ACCEPT = 1e-5
@@ -188,36 +179,6 @@ def _optimise(problem: MMRMProblem) -> tuple[np.ndarray, dict[str, Any], list[st
     return theta, info, messages
 
 
-def _residual_inference(
-    problem: MMRMProblem, theta: np.ndarray
-) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    vcov = problem.beta_cov(theta)
-    df_value = float(problem.n - problem.p)
-
-    def df_for(L: np.ndarray) -> np.ndarray:
-        rows = np.atleast_2d(np.asarray(L, dtype=float))
-        return np.full(rows.shape[0], df_value)
-
-    return vcov, df_for
-
-
-def _inference(
-    problem: MMRMProblem, theta: np.ndarray, df: str, vcov: str | None
-) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    if df == "residual" and vcov is None:
-        return _residual_inference(problem, theta)
-    try:
-        dof = importlib.import_module("mesostats.mixed.mmrm.dof")
-    except ImportError as exc:  # pragma: no cover - until the inference module lands
-        raise ModelSpecError(
-            f"df={df!r} with vcov={vcov!r} is not available in this build; use df='residual'."
-        ) from exc
-    out: tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] = dof.inference(
-        problem, theta, df=df, vcov=vcov
-    )
-    return out
-
-
 @blas_single_threaded
 def fit_mmrm(
     formula: str,
@@ -268,7 +229,7 @@ def fit_mmrm(
     for msg in messages:
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     ev = problem.evaluate(theta, order=2)
-    beta_vcov, df_for = _inference(problem, theta, df, vcov)
+    beta_vcov, df_for = inference(problem, theta, df=df, vcov=vcov, beta=ev.beta)
     assert ev.hessian is not None
     try:
         theta_cov = np.linalg.inv(ev.hessian)
