@@ -20,7 +20,12 @@ from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
 from mesostats.mixed.aliasing import _format_alias, aliased_columns
 from mesostats.mixed.design import _drop_unused_categories, _set_aside_missing, _used_columns
-from mesostats.mixed.formula_eval import _close_matches, _frame_to_matrix, _grouping_factor, _reason
+from mesostats.mixed.formula_eval import (
+    _close_matches,
+    _formula_variables,
+    _grouping_factor,
+    _reason,
+)
 from mesostats.mixed.mmrm.likelihood import pattern_block
 from mesostats.mixed.mmrm.problem import MMRMProblem
 from mesostats.mixed.mmrm.structures import make_structure
@@ -131,20 +136,6 @@ def _group_codes(
     return first.astype(np.intp), tuple(str(v) for v in levels)
 
 
-def _model_frame(fixed: str, kept: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
-    from mesostats.mixed.formula_eval import _formula_variables
-
-    names = [c for c in kept.columns if c in _formula_variables(fixed, "fixed part")]
-    frame = kept[names].iloc[order].copy()
-    for c in names:
-        col = frame[c]
-        if not (
-            pd.api.types.is_numeric_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype)
-        ):
-            frame[c] = pd.Categorical(col, categories=sorted(pd.unique(col.astype(str))))
-    return frame
-
-
 def build_problem(
     formula: str, data: pd.DataFrame, *, reml: bool = True, weights: Any = None
 ) -> MMRMProblem:
@@ -200,7 +191,8 @@ def build_problem(
         ) from exc
     names = tuple(str(c) for c in fixed_mm.columns)
     fixed_spec = fixed_mm.model_spec
-    X = _frame_to_matrix(fixed_mm)
+    X = np.ascontiguousarray(fixed_mm.to_numpy(dtype=float))
+    fixed_vars = _formula_variables(parsed.fixed, "fixed part")
     aliased = aliased_columns(X, names)
     if aliased:
         listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)
@@ -248,7 +240,7 @@ def build_problem(
         blocks=blocks,
         row_index=kept.index,
         excluded_rows=excluded,
-        model_frame=_model_frame(parsed.fixed, kept, np.arange(len(kept))),
+        fixed_rows=kept[[c for c in kept.columns if c in fixed_vars]],
         fixed_spec=fixed_spec,
         formula=formula,
         fixed_formula=fixed_formula,

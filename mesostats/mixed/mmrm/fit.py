@@ -97,15 +97,38 @@ def _check_options(reml: bool, df: str, vcov: str | None) -> tuple[str, str | No
 
 
 def _start(problem: MMRMProblem) -> np.ndarray:
-    """mmrm's standard start with the SDs at the root mean square of the OLS residuals
-    (from the pattern sufficient statistics; weighted rows)."""
+    """Start from the empirical covariance of the OLS residuals, per group (pairwise
+    moments over the subjects having both visits, from the pattern sufficient statistics;
+    weighted rows); see :meth:`~mesostats.mixed.mmrm.structures.Structure.start_from`."""
     XtX = sum(np.einsum("aaxy->xy", b.XX) for b in problem.blocks)
     Xty = sum(np.einsum("aax->x", b.Xy) for b in problem.blocks)
-    yty = sum(float(np.trace(b.yy)) for b in problem.blocks)
     beta = linalg.solve(XtX, Xty, assume_a="pos")
-    rss = max(yty - float(beta @ Xty), 0.0)
-    sd = float(np.sqrt(rss / problem.n)) or 1.0
-    return np.tile(problem.structure.start(sd), problem.n_groups)
+    structure = problem.structure
+    if structure.spatial:
+        yty = sum(float(np.trace(b.yy)) for b in problem.blocks)
+        rss = max(yty - float(beta @ Xty), 0.0)
+        sd = float(np.sqrt(rss / problem.n)) or 1.0
+        return np.tile(structure.start(sd), problem.n_groups)
+    m = structure.n_visits
+    sums = np.zeros((problem.n_groups, m, m))
+    counts = np.zeros((problem.n_groups, m, m))
+    for b in problem.blocks:
+        XXb = np.tensordot(b.XX, beta, axes=([3], [0]))
+        Xb_y = np.tensordot(b.Xy, beta, axes=([2], [0]))
+        rr = b.yy - Xb_y - Xb_y.T + np.tensordot(XXb, beta, axes=([2], [0]))
+        ix = np.ix_(b.coords.astype(np.intp), b.coords.astype(np.intp))
+        sums[b.group][ix] += rr
+        counts[b.group][ix] += b.n_subjects
+    starts = []
+    for g in range(problem.n_groups):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = sums[g] / counts[g]
+        if not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0):
+            starts.append(structure.start(float(np.sqrt(np.nanmean(np.diag(cov)))) or 1.0))
+            continue
+        cov = np.where(np.isfinite(cov), cov, 0.0)
+        starts.append(structure.start_from(cov))
+    return np.concatenate(starts)
 
 
 def _polish(crit: _Cached, theta: np.ndarray, max_steps: int = 20) -> np.ndarray:

@@ -60,11 +60,16 @@ class PatternBlock:
 def pattern_block(group: int, coords: np.ndarray, Xp: np.ndarray, yp: np.ndarray) -> PatternBlock:
     """Block of subjects with scaled rows ``Xp`` (n_sub, d, p) and ``yp`` (n_sub, d)."""
     n_sub, d, p = Xp.shape
-    flat = Xp.reshape(n_sub, d * p)
-    XX = (flat.T @ flat).reshape(d, p, d, p).transpose(0, 2, 1, 3)
-    Xy = np.einsum("iax,ib->abx", Xp, yp, optimize=True)
+    flat = np.ascontiguousarray(Xp.reshape(n_sub, d * p))
+    # Σ_i vec(X_i) vec(X_i)ᵀ by a symmetric rank-k update (half the work of flatᵀ flat)
+    upper = linalg.blas.dsyrk(1.0, flat, trans=1)
+    full = np.triu(upper) + np.triu(upper, 1).T
+    XX = full.reshape(d, p, d, p).transpose(0, 2, 1, 3)
+    Xy = (flat.T @ yp).reshape(d, p, d).transpose(0, 2, 1)  # [a, b, x] = Σ_i X_i[a,x] y_i[b]
     yy = yp.T @ yp
-    return PatternBlock(group, np.asarray(coords), n_sub, np.ascontiguousarray(XX), Xy, yy)
+    return PatternBlock(
+        group, np.asarray(coords), n_sub, np.ascontiguousarray(XX), np.ascontiguousarray(Xy), yy
+    )
 
 
 @dataclass(frozen=True, eq=False)

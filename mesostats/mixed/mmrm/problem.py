@@ -15,6 +15,7 @@ and ``row_index`` are in that order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -67,8 +68,8 @@ class MMRMProblem:
         Index labels of the fitted rows in the caller's DataFrame.
     excluded_rows : pandas.DataFrame
         Rows set aside (``row``, ``columns``, ``reason``).
-    model_frame : pandas.DataFrame
-        Fitted rows with every variable of the fixed part (categoricals with their levels).
+    fixed_rows : pandas.DataFrame
+        Fitted rows (in X order) of the variables of the fixed part, as given.
     fixed_spec : formulaic ModelSpec
         Rebuilds X for new rows (:meth:`fixed_matrix`).
     """
@@ -90,7 +91,7 @@ class MMRMProblem:
     blocks: list[PatternBlock]
     row_index: pd.Index
     excluded_rows: pd.DataFrame
-    model_frame: pd.DataFrame
+    fixed_rows: pd.DataFrame
     fixed_spec: Any
     formula: str
     fixed_formula: str
@@ -222,6 +223,20 @@ class MMRMProblem:
         return self.structure.sigma(np.asarray(theta)[self.theta_slice(group)])
 
     # ----------------------------------------------------------------- new data
+    @cached_property
+    def model_frame(self) -> pd.DataFrame:
+        """Fitted rows with every variable of the fixed part; text columns become
+        categoricals with their sorted levels (formulaic's coding), categoricals keep theirs."""
+        frame = self.fixed_rows.copy()
+        for c in frame.columns:
+            col = frame[c]
+            if not (
+                pd.api.types.is_numeric_dtype(col.dtype)
+                or isinstance(col.dtype, pd.CategoricalDtype)
+            ):
+                frame[c] = pd.Categorical(col, categories=sorted(pd.unique(col.astype(str))))
+        return frame
+
     def fixed_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """X for new rows with the fit's coding (categories, contrasts)."""
         mm = self.fixed_spec.get_model_matrix(frame, na_action="raise")

@@ -207,6 +207,41 @@ class Structure:
             theta[-1] = 0.5
         return theta
 
+    def start_from(self, cov: np.ndarray) -> np.ndarray:
+        """Start values from an empirical covariance over all visits (mmrm's ``emp_start``
+        for ``us``; the other structures take their SDs and lag correlations from it).
+
+        Falls back to :meth:`start` when ``cov`` is not usable (not positive definite)."""
+        cov = np.asarray(cov, dtype=float)
+        sd = np.sqrt(np.clip(np.diag(cov), 1e-12, None))
+        if self.spatial or not np.all(np.isfinite(cov)):
+            return self.start(float(np.sqrt(np.mean(sd**2))))
+        theta = self.start(float(np.sqrt(np.mean(sd**2))))
+        if self.n_sd > 1:
+            theta[: self.n_sd] = np.log(sd)
+        if self.name == "us":
+            try:
+                L = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                return theta
+            rows, cols = np.tril_indices(self.n_visits, -1)
+            theta[: self.n_sd] = np.log(np.diag(L))
+            theta[self.n_sd :] = L[rows, cols] / np.diag(L)[rows]
+            return theta
+        corr = np.clip(cov / np.outer(sd, sd), -0.9, 0.9)
+        lags = [np.diagonal(corr, h) for h in range(1, self.n_visits)]
+        base = self.name.rstrip("h")
+        if base == "toep":
+            rho = np.array([lag.mean() for lag in lags])
+        elif base == "ad":
+            rho = lags[0]
+        elif base == "ar1":
+            rho = np.array([lags[0].mean()])
+        else:  # cs
+            rho = np.array([corr[np.tril_indices(self.n_visits, -1)].mean()])
+        theta[self.n_sd :] = rho / np.sqrt(1.0 - rho**2)  # inverse of ρ = φ/√(1+φ²)
+        return theta
+
     def theta_names(self, visits: tuple[str, ...]) -> tuple[str, ...]:
         """Readable names of θ: ``log_sd[VIS1]``, ``U[VIS2,VIS1]``, ``rho_lag1``, ..."""
         if self.spatial:
