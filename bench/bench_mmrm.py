@@ -23,7 +23,9 @@ R ``mmrm(formula, data, method=...)`` and ``summary()`` of it, measured inside R
 (R start-up, package loading and CSV reading excluded). R rows are skipped with a note when
 ``Rscript`` or the mmrm package is missing (CI has no R).
 
-Reported per data set and df method: seconds, the ratio R / ours (target ≥ 5), both REML
+Reported per data set and df method: seconds (elapsed), the ratio R / ours (target ≥ 5),
+the CPU seconds of the same fits and their ratio (the fairer measure when other work shares
+the machine: elapsed time then includes waiting for a core), both REML
 log-likelihoods and ours − R (must be ≥ −1e-6: ours may not stop below mmrm's optimum),
 and the largest differences from mmrm's coefficients (in units of mmrm's SE), SEs and df
 (relative).
@@ -41,6 +43,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -140,10 +143,13 @@ def child(csv: Path, name: str, methods: list[str], repeats: int, slow: float) -
     data = read_data(csv, name)
     out: dict[str, Any] = {"engine": engine, "results": {}}
     for method in methods:
+        cpu: list[float] = []  # CPU seconds of every call, the warm-up first
 
-        def fit(d: pd.DataFrame, method: str = method) -> Any:
+        def fit(d: pd.DataFrame, method: str = method, cpu: list[float] = cpu) -> Any:
+            start = time.process_time()
             res = fit_mmrm(formula, d, df=method)
             _ = res.fixed_effects  # the coefficient table with df, as R's summary()
+            cpu.append(time.process_time() - start)
             return res
 
         try:
@@ -161,6 +167,8 @@ def child(csv: Path, name: str, methods: list[str], repeats: int, slow: float) -
         out["results"][method] = {
             "seconds": seconds,
             "times": times,
+            "cpu_seconds": min(cpu[1:]),
+            "cpu_times": cpu[1:],
             "loglik": float(res.loglik),
             "terms": [r_term(str(t)) for t in table.index],
             "estimate": table["estimate"].tolist(),
@@ -276,12 +284,18 @@ def compare(name: str, method: str, ours: dict[str, Any], r: dict[str, Any]) -> 
     row: dict[str, Any] = {"dataset": name, "method": method}
     mine = ours.get("results", {}).get(method, {"note": ours.get("note")})
     theirs = next((x for x in r.get("results", []) if x["method"] == METHODS[method]), None)
-    row.update(ours_seconds=mine.get("seconds"), ours_loglik=mine.get("loglik"))
+    row.update(
+        ours_seconds=mine.get("seconds"),
+        ours_cpu=mine.get("cpu_seconds"),
+        ours_loglik=mine.get("loglik"),
+    )
     notes = [n for n in (mine.get("note"), r.get("note")) if n]
     if mine.get("times") and len(mine["times"]) < ours.get("repeats", len(mine["times"])):
         notes.append(f"ours best of {len(mine['times'])}")
     if theirs is not None:
-        row.update(r_seconds=theirs["seconds"], r_loglik=theirs["logLik"])
+        row.update(
+            r_seconds=theirs["seconds"], r_cpu=theirs.get("cpu_seconds"), r_loglik=theirs["logLik"]
+        )
         if len(theirs["times"]) < r.get("repeats", 0):
             notes.append(f"R best of {len(theirs['times'])}")
         if not theirs.get("converged", True):
@@ -289,6 +303,8 @@ def compare(name: str, method: str, ours: dict[str, Any], r: dict[str, Any]) -> 
     if row.get("ours_seconds") and row.get("r_seconds"):
         row["ratio"] = row["r_seconds"] / row["ours_seconds"]
         row["fast_enough"] = row["ratio"] >= SPEED_TARGET
+    if row.get("ours_cpu") and row.get("r_cpu"):
+        row["cpu_ratio"] = row["r_cpu"] / row["ours_cpu"]
     if row.get("ours_loglik") is not None and row.get("r_loglik") is not None:
         row["dloglik"] = row["ours_loglik"] - row["r_loglik"]
         row["loglik_ok"] = row["dloglik"] >= LOGLIK_FLOOR
@@ -307,6 +323,9 @@ COLUMNS = [
     ("r_seconds", "mmrm (s)", ".3f"),
     ("ratio", "mmrm / ours", ".1f"),
     ("fast_enough", "≥ 5×", ""),
+    ("ours_cpu", "ours CPU (s)", ".3f"),
+    ("r_cpu", "mmrm CPU (s)", ".3f"),
+    ("cpu_ratio", "CPU ratio", ".1f"),
     ("ours_loglik", "logLik ours", ".6f"),
     ("dloglik", "ours − mmrm", ".2e"),
     ("loglik_ok", "≥ −1e-6", ""),
