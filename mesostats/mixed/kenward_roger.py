@@ -72,32 +72,24 @@ class BlockGroup:
 
 @dataclass(frozen=True, eq=False)
 class KRPieces:
-    """Per-group inverses and the P matrices, reused by the adjustment and the information."""
+    """Per-group inverses and the P matrices, reused by the adjustment and the information.
+
+    ``stacked_cross`` (Σ m², p²) stacks the cross-product tensors Σ_i X_i[a,x] X_i[b,y] of the
+    shared-covariance groups listed in ``stacked_groups``, so that Σ_i X_iᵀ A X_i over all of
+    them is a single matrix product.
+    """
 
     phi: np.ndarray  # (p, p) unadjusted covariance (XᵀΩ⁻¹X)⁻¹
     P: np.ndarray  # (k, p, p)
     sigma_inv: tuple[np.ndarray, ...]  # per group (b, m, m)
     d_inv: tuple[np.ndarray, ...]  # per group (b, k, m, m): ∂Σ⁻¹/∂φ_h
-    cross: tuple[np.ndarray | None, ...]  # per shared group (m, m, p, p): Σ_i X_ia X_ibᵀ
+    stacked_cross: np.ndarray | None
+    stacked_groups: tuple[int, ...]
 
     @property
     def jacobian(self) -> np.ndarray:
         """∂Φ/∂φ_h = −Φ P_h Φ, (k, p, p)."""
         return -np.einsum("pq,kqr,rs->kps", self.phi, self.P, self.phi, optimize=True)
-
-
-def _xtax(group: BlockGroup, cross: np.ndarray | None, A: np.ndarray) -> np.ndarray:
-    """Σ_i X_iᵀ A_i X_i for A of shape (b, *extra, m, m); returns (*extra, p, p)."""
-    if cross is not None:
-        return np.tensordot(A[0], cross, axes=([-2, -1], [0, 1]))
-    X = group.X
-    if X is None:
-        raise ValueError("a block group without a shared covariance needs its design rows X")
-    extra = A.shape[1:-2]
-    A2 = A.reshape(A.shape[0], -1, *A.shape[-2:])
-    T = np.einsum("seab,sbq->seaq", A2, X, optimize=True)
-    out = np.einsum("sap,seaq->epq", X, T, optimize=True)
-    return out.reshape(*extra, X.shape[2], X.shape[2])
 
 
 def _n_columns(group: BlockGroup) -> int:
@@ -107,30 +99,60 @@ def _n_columns(group: BlockGroup) -> int:
     return int(group.cross.shape[2])
 
 
+def _stack_cross(groups: Sequence[BlockGroup]) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    index = tuple(i for i, g in enumerate(groups) if g.shared)
+    if not index:
+        return None, ()
+    p = _n_columns(groups[0])
+    parts = []
+    for i in index:
+        g = groups[i]
+        cross = g.cross
+        if cross is None:
+            assert g.X is not None
+            cross = np.einsum("sap,sbq->abpq", g.X, g.X, optimize=True)
+        parts.append(cross.reshape(-1, p * p))
+    return np.concatenate(parts, axis=0), index
+
+
+def _sum_xtax(
+    groups: Sequence[BlockGroup],
+    stacked: np.ndarray | None,
+    index: tuple[int, ...],
+    mats: Sequence[np.ndarray],
+) -> np.ndarray:
+    """Σ over groups and blocks of X_iᵀ A X_i, ``mats[g]`` of shape (b, E, m, m) → (E, p, p)."""
+    p = _n_columns(groups[0])
+    n_extra = mats[0].shape[1]
+    out = np.zeros((n_extra, p, p))
+    if stacked is not None:
+        left = np.concatenate([mats[i][0].reshape(n_extra, -1) for i in index], axis=1)
+        out += (left @ stacked).reshape(n_extra, p, p)
+    for g, A in zip(groups, mats, strict=True):
+        if g.shared:
+            continue
+        if g.X is None:
+            raise ValueError("a block group without a shared covariance needs its design rows X")
+        T = np.einsum("seab,sbq->seaq", A, g.X, optimize=True)
+        out += np.einsum("sap,seaq->epq", g.X, T, optimize=True)
+    return out
+
+
 def kenward_roger_pieces(groups: Sequence[BlockGroup]) -> KRPieces:
     """Φ and P_h (and the per-group inverses they come from)."""
-    k = groups[0].d_sigma.shape[1]
-    p = _n_columns(groups[0])
-    info = np.zeros((p, p))
-    P = np.zeros((k, p, p))
-    sig_inv, d_inv, crosses = [], [], []
+    sig_inv, d_inv = [], []
     for g in groups:
         s_inv = np.linalg.inv(g.sigma)
         s_inv = 0.5 * (s_inv + np.swapaxes(s_inv, -1, -2))
-        di = -np.einsum("bij,bhjl,blm->bhim", s_inv, g.d_sigma, s_inv, optimize=True)
-        cross = g.cross
-        if cross is None and g.shared:
-            assert g.X is not None
-            cross = np.einsum("sap,sbq->abpq", g.X, g.X, optimize=True)
-        info += _xtax(g, cross, s_inv)
-        P += _xtax(g, cross, di)
         sig_inv.append(s_inv)
-        d_inv.append(di)
-        crosses.append(cross)
+        d_inv.append(-np.einsum("bij,bhjl,blm->bhim", s_inv, g.d_sigma, s_inv, optimize=True))
+    stacked, index = _stack_cross(groups)
+    info = _sum_xtax(groups, stacked, index, [si[:, None] for si in sig_inv])[0]
+    P = _sum_xtax(groups, stacked, index, d_inv)
     info = 0.5 * (info + info.T)
     phi = np.linalg.inv(info)
     phi = 0.5 * (phi + phi.T)
-    return KRPieces(phi, P, tuple(sig_inv), tuple(d_inv), tuple(crosses))
+    return KRPieces(phi, P, tuple(sig_inv), tuple(d_inv), stacked, index)
 
 
 def kenward_roger_vcov(
@@ -139,18 +161,17 @@ def kenward_roger_vcov(
     """Kenward–Roger adjusted covariance Φ_A of β̂ (``linear`` drops the R term)."""
     phi, P = pieces.phi, pieces.P
     U = -np.einsum("hpq,qr,hj,jrs->ps", P, phi, W, P, optimize=True)
-    for g, s_inv, di, cross in zip(
-        groups, pieces.sigma_inv, pieces.d_inv, pieces.cross, strict=True
-    ):
-        # Σ_hj W_hj ∂Σ⁻¹_h Σ ∂Σ⁻¹_j per block, then Xᵀ(·)X
+    mats = []
+    for g, s_inv, di in zip(groups, pieces.sigma_inv, pieces.d_inv, strict=True):
+        # Σ_hj W_hj (∂Σ⁻¹_h Σ ∂Σ⁻¹_j − ¼ Σ⁻¹ ∂²Σ_hj Σ⁻¹) per block, then Xᵀ(·)X
         dw = np.einsum("hj,zjac->zhac", W, di, optimize=True)
         tmp = np.einsum("zhab,zbc->zhac", di, g.sigma, optimize=True)
         mbar = np.einsum("zhab,zhbc->zac", tmp, dw, optimize=True)
-        U += _xtax(g, cross, mbar[:, None])[0]
         if g.d2_sigma is not None and not linear:
             r = np.einsum("hj,zhjac->zac", W, g.d2_sigma, optimize=True)
-            rbar = np.einsum("zij,zjl,zlm->zim", s_inv, r, s_inv, optimize=True)
-            U -= 0.25 * _xtax(g, cross, rbar[:, None])[0]
+            mbar = mbar - 0.25 * np.einsum("zij,zjl,zlm->zim", s_inv, r, s_inv, optimize=True)
+        mats.append(mbar[:, None])
+    U += _sum_xtax(groups, pieces.stacked_cross, pieces.stacked_groups, mats)[0]
     U = 0.5 * (U + U.T)
     adj = phi + 2.0 * phi @ U @ phi
     return 0.5 * (adj + adj.T)

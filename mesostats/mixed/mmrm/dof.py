@@ -2,10 +2,12 @@
 
 Contract with :mod:`mesostats.mixed.mmrm.fit`::
 
-    vcov, df_for = inference(problem, theta, df=..., vcov=..., beta=None)
+    vcov, df_for = inference(problem, theta, df=..., vcov=..., beta=None, theta_cov=None)
 
 ``problem`` is the fitted :class:`~mesostats.mixed.mmrm.problem.MMRMProblem`, ``theta`` the
-(RE)ML estimate in mmrm's parameterisation, ``beta`` the GLS estimate (computed when None).
+(RE)ML estimate in mmrm's parameterisation, ``beta`` the GLS estimate and ``theta_cov`` the
+inverse Hessian of −ℓ at θ̂ (mmrm's ``theta_vcov``; each computed when None — passing the
+fit's saves one Hessian evaluation, about half the cost of KR for 1,000 subjects × 10 visits).
 Returns the (p, p) covariance reported for β̂ and ``df_for``: a callable ``L (m, p) -> (m,)``
 giving the df of each row's contrast lβ (per-coefficient df = ``df_for(np.eye(p))``). Every
 combination follows R's mmrm 0.3.14 (``mmrm_control(method, vcov)``):
@@ -58,6 +60,7 @@ def inference(
     df: str = "kenward-roger",
     vcov: str | None = None,
     beta: np.ndarray | None = None,
+    theta_cov: np.ndarray | None = None,
 ) -> tuple[np.ndarray, DFFunction]:
     """Covariance of β̂ and the df function for one (df, vcov) choice (table above).
 
@@ -81,7 +84,8 @@ def inference(
                 f"df={method!r} comes with its own adjusted covariance; vcov={vcov!r} cannot be "
                 "combined with it. Use df='satterthwaite' with an empirical covariance."
             )
-        return mmrm_kenward_roger(problem, theta, linear=method.endswith("linear"))
+        linear = method.endswith("linear")
+        return mmrm_kenward_roger(problem, theta, linear=linear, theta_cov=theta_cov)
     if vcov is not None:
         b = problem.beta(theta) if beta is None else np.asarray(beta, dtype=float)
         cov, emp_df = empirical_vcov(problem, theta, b, vcov)
@@ -90,7 +94,7 @@ def inference(
     else:
         cov = problem.beta_cov(theta)
         if method == "satterthwaite":
-            return mmrm_satterthwaite(problem, theta)
+            return mmrm_satterthwaite(problem, theta, theta_cov)
     if method == "between-within":
         return cov, between_within_df(problem)
     return cov, ConstantDF(float(problem.n - problem.p), problem.p)

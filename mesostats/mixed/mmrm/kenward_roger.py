@@ -74,16 +74,23 @@ def _pieces(
 
 
 def mmrm_satterthwaite(
-    problem: MMRMProblem, theta: np.ndarray
+    problem: MMRMProblem, theta: np.ndarray, theta_cov: np.ndarray | None = None
 ) -> tuple[np.ndarray, VarianceGradientDF]:
-    """Model-based Φ and Satterthwaite df (mmrm's "Satterthwaite" with "Asymptotic" vcov)."""
+    """Model-based Φ and Satterthwaite df (mmrm's "Satterthwaite" with "Asymptotic" vcov).
+
+    ``theta_cov``: the inverse Hessian of −ℓ at θ when the caller has it (else computed).
+    """
     _, pieces = _pieces(problem, theta, 1)
-    W = theta_covariance(problem, theta)
+    W = theta_covariance(problem, theta) if theta_cov is None else np.asarray(theta_cov)
     return pieces.phi, VarianceGradientDF(pieces.phi, pieces.jacobian, W)
 
 
 def mmrm_kenward_roger(
-    problem: MMRMProblem, theta: np.ndarray, *, linear: bool = False
+    problem: MMRMProblem,
+    theta: np.ndarray,
+    *,
+    linear: bool = False,
+    theta_cov: np.ndarray | None = None,
 ) -> tuple[np.ndarray, VarianceGradientDF]:
     """Kenward–Roger adjusted Φ_A and KR df (REML fits only).
 
@@ -92,6 +99,8 @@ def mmrm_kenward_roger(
     problem : MMRMProblem
     theta : REML estimate (mmrm parameterisation).
     linear : drop the second-derivative term (mmrm's "Kenward-Roger-Linear").
+    theta_cov : optional
+        W, the inverse Hessian of −ℓ_REML at θ, when the caller has it (else computed).
     """
     if not problem.reml:
         raise ModelSpecError(
@@ -99,6 +108,6 @@ def mmrm_kenward_roger(
             "or df='satterthwaite' for an ML fit."
         )
     groups, pieces = _pieces(problem, theta, 1 if linear else 2)
-    W = theta_covariance(problem, theta)
+    W = theta_covariance(problem, theta) if theta_cov is None else np.asarray(theta_cov)
     vcov = kenward_roger_vcov(groups, pieces, W, linear=linear)
     return vcov, VarianceGradientDF(pieces.phi, pieces.jacobian, W)
