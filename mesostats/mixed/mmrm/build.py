@@ -26,7 +26,7 @@ from mesostats.mixed.formula_eval import (
     _grouping_factor,
     _reason,
 )
-from mesostats.mixed.mmrm.likelihood import pattern_block
+from mesostats.mixed.mmrm.patterns import pattern_block
 from mesostats.mixed.mmrm.problem import MMRMProblem
 from mesostats.mixed.mmrm.structures import make_structure
 from mesostats.mixed.mmrm.terms import CovarianceTerm, split_mmrm_formula

@@ -18,8 +18,12 @@ log|W^{-1/2}ΣW^{-1/2}| = log|Σ| − Σ log w.
 
 Subjects with the same visits and group share Σ, so each term above reduces to sums of
 d×d or p×p matrices over *patterns* using per-pattern sufficient statistics computed once
-(K = Σ_i X_i ⊗ X_i, Σ_i X_i ⊗ y_i, Σ_i y_i y_iᵀ): an evaluation costs one Cholesky per
-pattern and no work per subject, whatever the number of subjects.
+(K = Σ_i X_i ⊗ X_i, Σ_i X_i ⊗ y_i, Σ_i y_i y_iᵀ; :mod:`mesostats.mixed.mmrm.patterns`),
+stacked by pattern size: an evaluation costs one batched Cholesky per size and no work per
+subject, whatever the number of subjects. The terms linear in ∂Σ and ∂²Σ are collected as
+one visits × visits coefficient matrix W = Σ_patterns (nΣ⁻¹ − U − N) (U = Σ_i u_i u_iᵀ,
+u_i = Σ⁻¹r_i; N = Σ⁻¹(Σ_i X_i M X_iᵀ)Σ⁻¹ for REML) and contracted once with ∂Σ/∂θ and
+∂²Σ/∂θ² on all visits (Σ on a subset of visits is the sub-matrix of Σ).
 """
 
 from __future__ import annotations
@@ -29,47 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, pattern_block
 from mesostats.mixed.mmrm.structures import Structure
 
+# PatternBlock and pattern_block are re-exported for their users
 __all__ = ["Evaluation", "PatternBlock", "evaluate", "pattern_block"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-@dataclass(frozen=True, eq=False)
-class PatternBlock:
-    """Sufficient statistics of the subjects sharing one (group, visits) pattern.
-
-    ``XX[a, b, x, y] = Σ_i X_i[a, x] X_i[b, y]``, ``Xy[a, b, x] = Σ_i X_i[a, x] y_i[b]``,
-    ``yy = Σ_i y_i y_iᵀ`` over the subjects of the pattern, on the √w-scaled rows.
-    """
-
-    group: int
-    coords: np.ndarray
-    n_subjects: int
-    XX: np.ndarray
-    Xy: np.ndarray
-    yy: np.ndarray
-
-    @property
-    def d(self) -> int:
-        """Visits per subject in this pattern."""
-        return int(self.coords.size)
-
-
-def pattern_block(group: int, coords: np.ndarray, Xp: np.ndarray, yp: np.ndarray) -> PatternBlock:
-    """Block of subjects with scaled rows ``Xp`` (n_sub, d, p) and ``yp`` (n_sub, d)."""
-    n_sub, d, p = Xp.shape
-    flat = np.ascontiguousarray(Xp.reshape(n_sub, d * p))
-    # Σ_i vec(X_i) vec(X_i)ᵀ by a symmetric rank-k update (half the work of flatᵀ flat)
-    upper = linalg.blas.dsyrk(1.0, flat, trans=1)
-    full = np.triu(upper) + np.triu(upper, 1).T
-    XX = full.reshape(d, p, d, p).transpose(0, 2, 1, 3)
-    Xy = (flat.T @ yp).reshape(d, p, d).transpose(0, 2, 1)  # [a, b, x] = Σ_i X_i[a,x] y_i[b]
-    yy = yp.T @ yp
-    return PatternBlock(
-        group, np.asarray(coords), n_sub, np.ascontiguousarray(XX), np.ascontiguousarray(Xy), yy
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,15 +53,7 @@ class Evaluation:
     hessian: np.ndarray | None = None
 
 
-def _subset(
-    full: tuple[np.ndarray, np.ndarray | None, np.ndarray | None], idx: np.ndarray, order: int
-) -> tuple[np.ndarray, np.ndarray | None, None]:
-    """Σ and ∂Σ on the visits ``idx`` from their values on all visits."""
-    S, J, _ = full
-    if idx.size == S.shape[0]:
-        return S, J, None
-    ix = np.ix_(idx, idx)
-    return S[ix], (None if J is None or order < 1 else J[:, idx][:, :, idx]), None
+Derivs = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
 
 
 def _infeasible(k: int, p: int) -> Evaluation:
@@ -99,9 +61,35 @@ def _infeasible(k: int, p: int) -> Evaluation:
     return Evaluation(np.inf, nan, np.full((p, p), np.nan), np.full(k, np.nan), None)
 
 
+def _batch_sigma(
+    bt: PatternBatch, theta_g: np.ndarray, structure: Structure, order: int, full: Derivs | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Σ (nb, d, d), ∂Σ (nb, k, d, d) and, for ``sp_exp`` only, ∂²Σ (nb, k, k, d, d)."""
+    if structure.spatial:
+        parts = [structure.derivatives(theta_g, c, order) for c in bt.coords]
+        S = np.stack([q[0] for q in parts])
+        J = np.stack([q[1] for q in parts]) if order >= 1 else None  # type: ignore[misc]
+        H = np.stack([q[2] for q in parts]) if order >= 2 else None  # type: ignore[misc]
+        return S, J, H
+    assert full is not None
+    idx = bt.coords.astype(np.intp)
+    ia, ib = idx[:, :, None], idx[:, None, :]
+    S = full[0][ia, ib]
+    J = None
+    if order >= 1:
+        assert full[1] is not None
+        J = full[1][:, ia, ib].transpose(1, 0, 2, 3)
+    return S, J, None
+
+
+def _flat_k(A: np.ndarray) -> np.ndarray:
+    """(nb, k, d, d) → (k, nb·d·d), so that Σ_patterns Σ_ab A_k B_l is one matrix product."""
+    return A.transpose(1, 0, 2, 3).reshape(A.shape[1], -1)
+
+
 def evaluate(
     theta: np.ndarray,
-    blocks: list[PatternBlock],
+    batches: list[PatternBatch],
     structure: Structure,
     *,
     n_groups: int,
@@ -117,32 +105,34 @@ def evaluate(
     theta = np.asarray(theta, dtype=float)
     kg = structure.n_theta
     k = kg * n_groups
-    p = blocks[0].XX.shape[2]
+    p = batches[0].XX.shape[-1]
+    m = structure.n_visits
     XtWX = np.zeros((p, p))
     XtWy = np.zeros(p)
     yWy = 0.0
     logdet = 0.0
+    full: dict[int, Derivs] = {}
     parts = []
-    # Σ on a subset of visits is the sub-matrix of Σ on all visits: derivatives once per group
-    full: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
-    for blk in blocks:
-        th = theta[blk.group * kg : (blk.group + 1) * kg]
-        if structure.spatial:
-            S, J, H = structure.derivatives(th, blk.coords, order)
-        else:
-            if blk.group not in full:
-                full[blk.group] = structure.derivatives(th, None, order)
-            S, J, _ = _subset(full[blk.group], blk.coords.astype(np.intp), order)
-            H = None
+    for bt in batches:
+        th = theta[bt.group * kg : (bt.group + 1) * kg]
+        if not structure.spatial and bt.group not in full:
+            full[bt.group] = structure.derivatives(th, None, order)
+        S, J, H = _batch_sigma(bt, th, structure, order, full.get(bt.group))
         try:
-            cf = linalg.cho_factor(S, lower=True, check_finite=True)
-        except (linalg.LinAlgError, ValueError):
+            chol = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError:
             return _infeasible(k, p)
-        Sinv = linalg.cho_solve(cf, np.eye(blk.d))
-        logdet += blk.n_subjects * 2.0 * float(np.log(np.diag(cf[0])).sum())
-        XtWX += np.tensordot(Sinv, blk.XX, axes=([0, 1], [0, 1]))
-        XtWy += np.tensordot(Sinv, blk.Xy, axes=([0, 1], [0, 1]))
-        yWy += float(np.sum(Sinv * blk.yy))
+        diag = np.diagonal(chol, axis1=1, axis2=2)
+        if not np.all(np.isfinite(diag)) or np.any(diag <= 0):
+            return _infeasible(k, p)
+        Linv = np.linalg.inv(chol)
+        Sinv = np.matmul(Linv.transpose(0, 2, 1), Linv)
+        logdet += 2.0 * float(bt.n_subjects @ np.log(diag).sum(axis=1))
+        d = bt.d
+        w = Sinv.reshape(-1)
+        XtWX += (w @ bt.XX.reshape(bt.nb * d * d, p * p)).reshape(p, p)
+        XtWy += w @ bt.Xy.reshape(bt.nb * d * d, p)
+        yWy += float(w @ bt.yy.reshape(-1))
         parts.append((J, H, Sinv))
     try:
         cx = linalg.cho_factor(XtWX, lower=True)
@@ -164,67 +154,56 @@ def evaluate(
     grad = np.zeros(k)
     hess = np.zeros((k, k)) if order >= 2 else None
     h = np.zeros((k, p))
-    G = np.zeros((k, p, p)) if (order >= 2 and reml) else None
-    m = structure.n_visits
-    # coefficient matrix W of the terms linear in ∂Σ and ∂²Σ, accumulated on all visits:
-    # gradient Σ_k sum(∂Σ_k ∘ W) and Hessian sum(∂²Σ_kl ∘ W), W = nΣ⁻¹ − U − N per pattern
-    W = np.zeros((n_groups, m, m))
-    for blk, (J, H, Sinv) in zip(blocks, parts, strict=True):
+    G = np.zeros((k, p * p)) if (order >= 2 and reml) else None
+    W = np.zeros((n_groups, m * m))
+    for bt, (J, H, Sinv) in zip(batches, parts, strict=True):
         assert J is not None
-        sl = slice(blk.group * kg, (blk.group + 1) * kg)
-        d = blk.d
-        XXb = np.tensordot(blk.XX, beta, axes=([3], [0]))  # (a, c, x): Σ_i X_i[a,x](X_iβ)[c]
-        Xb_y = np.tensordot(blk.Xy, beta, axes=([2], [0]))  # (a, b): Σ_i (X_iβ)[a] y_i[b]
-        bXXb = np.tensordot(XXb, beta, axes=([2], [0]))  # Σ_i (X_iβ)(X_iβ)ᵀ
-        rr = blk.yy - Xb_y - Xb_y.T + bXXb  # Σ_i r_i r_iᵀ
-        U = Sinv @ rr @ Sinv  # Σ_i u_i u_iᵀ with u_i = Σ⁻¹ r_i
-        Wb = blk.n_subjects * Sinv - U
+        sl = slice(bt.group * kg, (bt.group + 1) * kg)
+        nb, d = bt.nb, bt.d
+        XXb = bt.XX @ beta  # (nb, a, c, x): Σ_i X_i[a,x](X_iβ)[c]
+        Xb_y = bt.Xy @ beta  # (nb, a, b): Σ_i (X_iβ)[a] y_i[b]
+        rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + XXb @ beta  # Σ_i r_i r_iᵀ
+        U = Sinv @ rr @ Sinv  # Σ_i u_i u_iᵀ, u_i = Σ⁻¹ r_i
+        nS = bt.n_subjects[:, None, None] * Sinv
+        Wb = nS - U
         N = None
         if reml:
-            Sp = np.tensordot(blk.XX, M, axes=([2, 3], [0, 1]))  # Σ_i X_i M X_iᵀ
+            Sp = bt.XX.reshape(nb, d, d, p * p) @ M.reshape(p * p)  # Σ_i X_i M X_iᵀ
             N = Sinv @ Sp @ Sinv
             Wb = Wb - N
         if structure.spatial:
-            grad[sl] += np.einsum("kab,ab->k", J, Wb)
+            grad[sl] += np.einsum("nkab,nab->k", J, Wb)
             if hess is not None:
-                assert H is not None
-                hess[sl, sl] += np.einsum("klab,ab->kl", H, Wb)
+                hess[sl, sl] += np.einsum("nklab,nab->kl", H, Wb)
         else:
-            idx = blk.coords.astype(np.intp)
-            W[blk.group][np.ix_(idx, idx)] += Wb
+            idx = bt.coords.astype(np.intp)
+            flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
+            W[bt.group] += np.bincount(flat, weights=Wb.reshape(-1), minlength=m * m)
         if hess is None:
             continue
         # terms quadratic in ∂Σ: tr(C J_k Σ⁻¹ J_l) + tr(Σ⁻¹ J_k N J_l), C = −nΣ⁻¹ + 2U + N
-        Z = Sinv @ J  # Σ⁻¹ ∂Σ_k
-        C = 2.0 * U - blk.n_subjects * Sinv
+        Z = Sinv[:, None] @ J  # Σ⁻¹ ∂Σ_k
+        C = 2.0 * U - nS if N is None else 2.0 * U - nS + N
+        Zt = _flat_k(Z.transpose(0, 1, 3, 2))
+        hess[sl, sl] += _flat_k(C[:, None] @ J) @ Zt.T
         if N is not None:
-            C = C + N
-        Zt = Z.transpose(0, 2, 1).reshape(kg, d * d)
-        part = (C @ J).reshape(kg, d * d) @ Zt.T
-        if N is not None:
-            part += Z.reshape(kg, d * d) @ (N @ J).transpose(0, 2, 1).reshape(kg, d * d).T
-        hess[sl, sl] += part
-        XR = blk.Xy - XXb  # Σ_i X_i[a,x] r_i[c]
-        Jp = np.einsum("bc,acx->abx", Sinv, XR)  # Σ_i X_i[a,x] u_i[b]
-        h[sl] += Z.reshape(kg, d * d) @ Jp.reshape(d * d, p)
+            hess[sl, sl] += _flat_k(Z) @ _flat_k((N[:, None] @ J).transpose(0, 1, 3, 2)).T
+        Jp = Sinv[:, None] @ (bt.Xy - XXb)  # [n, a, b, x] = Σ_i X_i[a,x] u_i[b]
+        h[sl] += _flat_k(Z) @ Jp.reshape(nb * d * d, p)
         if G is not None:
-            G[sl] += ((Z @ Sinv).reshape(kg, d * d) @ blk.XX.reshape(d * d, p * p)).reshape(
-                kg, p, p
-            )
+            G[sl] += _flat_k(Z @ Sinv[:, None]) @ bt.XX.reshape(nb * d * d, p * p)
     if not structure.spatial:
         for g, (_, Jf, Hf) in full.items():
             assert Jf is not None
             sl = slice(g * kg, (g + 1) * kg)
-            grad[sl] += Jf.reshape(kg, m * m) @ W[g].reshape(m * m)
+            grad[sl] += Jf.reshape(kg, m * m) @ W[g]
             if hess is not None:
                 assert Hf is not None
-                hess[sl, sl] += Hf.reshape(kg * kg, m * m).dot(W[g].reshape(m * m)).reshape(kg, kg)
+                hess[sl, sl] += (Hf.reshape(kg * kg, m * m) @ W[g]).reshape(kg, kg)
     if hess is not None:
-        MH = h @ M
-        hess -= 2.0 * (MH @ h.T)
+        hess -= 2.0 * ((h @ M) @ h.T)
         if G is not None:
-            MG = np.matmul(M, G)  # (k, p, p): M G_k
-            flat = MG.reshape(k, p * p)
-            hess -= flat @ MG.transpose(0, 2, 1).reshape(k, p * p).T  # tr(M G_k M G_l)
+            MG = np.matmul(M, G.reshape(k, p, p))  # M G_k
+            hess -= MG.reshape(k, p * p) @ MG.transpose(0, 2, 1).reshape(k, p * p).T
         hess = 0.25 * (hess + hess.T)
     return Evaluation(value, beta, M, 0.5 * grad, hess)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mesostats.mixed.mmrm.likelihood import Evaluation, PatternBlock, evaluate
+from mesostats.mixed.mmrm.likelihood import Evaluation, evaluate
+from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, make_batches
 from mesostats.mixed.mmrm.structures import Structure
 from mesostats.mixed.mmrm.terms import CovarianceTerm
 
@@ -63,7 +64,9 @@ class MMRMProblem:
     coords : ndarray (n,)
         Visit index (0-based, into ``visit_levels``) or time (``sp_exp``) of each row.
     blocks : list of PatternBlock
-        Sufficient statistics per pattern (weights applied).
+        Sufficient statistics per pattern (weights applied); views into ``batches``.
+    batches : list of PatternBatch
+        The blocks stacked by (group, number of visits); derived from ``blocks``.
     row_index : pandas.Index
         Index labels of the fitted rows in the caller's DataFrame.
     excluded_rows : pandas.DataFrame
@@ -97,9 +100,13 @@ class MMRMProblem:
     fixed_formula: str
     response_name: str
     sum_log_weights: float = field(init=False)
+    batches: list[PatternBatch] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sum_log_weights", float(np.log(self.weights).sum()))
+        batches, blocks = make_batches(self.blocks)
+        object.__setattr__(self, "batches", batches)
+        object.__setattr__(self, "blocks", blocks)  # views into the batches
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -145,7 +152,7 @@ class MMRMProblem:
         """−ℓ (REML or ML) at θ with β̂, (XᵀV⁻¹X)⁻¹ and the exact gradient/Hessian."""
         return evaluate(
             theta,
-            self.blocks,
+            self.batches,
             self.structure,
             n_groups=self.n_groups,
             reml=self.reml,
