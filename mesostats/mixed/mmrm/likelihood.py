@@ -174,6 +174,7 @@ def evaluate(
         if structure.spatial:
             grad[sl] += np.einsum("nkab,nab->k", J, Wb)
             if hess is not None:
+                assert H is not None
                 hess[sl, sl] += np.einsum("nklab,nab->kl", H, Wb)
         else:
             idx = bt.coords.astype(np.intp)
