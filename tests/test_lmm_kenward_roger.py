@@ -144,3 +144,16 @@ def test_glmm_df_for_is_infinite() -> None:
     )
     out = fit.df_for(np.eye(4)[:2])
     assert out.shape == (2,) and np.all(np.isinf(out))
+
+
+def test_kenward_roger_refuses_blocks_too_large_to_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crossed factors join all rows into one block; past the memory cap KR says so."""
+    from mesostats.mixed.lmm import kenward_roger
+
+    monkeypatch.setattr(kenward_roger, "_MAX_BLOCK_BYTES", 1e5)
+    with pytest.raises(ModelSpecError, match=r"connect 144 rows in one block.*'satterthwaite'"):
+        ms.fit_lmm(
+            "diameter ~ 1 + (1 | plate) + (1 | sample)",
+            _data("penicillin.csv"),
+            df="kenward-roger",
+        )
