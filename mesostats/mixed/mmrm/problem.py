@@ -101,9 +101,11 @@ class MMRMProblem:
     response_name: str
     sum_log_weights: float = field(init=False)
     batches: list[PatternBatch] = field(init=False, repr=False)
+    _derivative_cache: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sum_log_weights", float(np.log(self.weights).sum()))
+        object.__setattr__(self, "_derivative_cache", {})
         batches, blocks = make_batches(self.blocks)
         object.__setattr__(self, "batches", batches)
         object.__setattr__(self, "blocks", blocks)  # views into the batches
@@ -187,7 +189,21 @@ class MMRMProblem:
         *full* θ (zero outside the pattern's group slice)."""
         blk = self.blocks[pattern]
         sl = self.theta_slice(blk.group)
-        S, J, H = self.structure.derivatives(np.asarray(theta)[sl], blk.coords, order)
+        theta_g = np.asarray(theta, dtype=float)[sl]
+        if self.structure.spatial:
+            S, J, H = self.structure.derivatives(theta_g, blk.coords, order)
+        else:
+            # Σ on the pattern's visits is a sub-matrix of Σ on all visits (computed once per θ)
+            key = (blk.group, order, theta_g.tobytes())
+            if key not in self._derivative_cache:
+                self._derivative_cache.clear()
+                self._derivative_cache[key] = self.structure.derivatives(theta_g, None, order)
+            Sa, Ja, Ha = self._derivative_cache[key]
+            i = blk.coords.astype(np.intp)
+            ia, ib = np.ix_(i, i)
+            S = Sa[ia, ib]
+            J = None if Ja is None else Ja[:, ia, ib]
+            H = None if Ha is None else Ha[:, :, ia, ib]
         k, d = self.n_theta, blk.d
         Jf = Hf = None
         if J is not None:
