@@ -4,7 +4,8 @@ References: /work/shared/reference/ref_sleepstudy.json (balanced sleepstudy, lme
 ``summary(fit, ddf = "Kenward-Roger")``) and tests/reference/ref_lmm_kenward_roger.json, written
 by tests/reference/ref_lmm_kenward_roger.R (R 4.2.2, lme4 1.1-31, lmerTest 3.1-3, pbkrtest
 0.5.2; optimiser run to 1e-14): unbalanced sleepstudy (KR adjustment ≠ 0), a contrast's df by
-``get_Lb_ddf``, nested Pastes and crossed Penicillin.
+``get_Lb_ddf`` (KR) and lmerTest's ``contest1D`` (Satterthwaite), nested Pastes, crossed
+Penicillin.
 Tolerances (relative): SEs 1e-4 (reference README), df 1e-4 (README: 1e-3 for Satterthwaite).
 """
 
@@ -105,8 +106,11 @@ def test_contrast_df_matches_pbkrtest_get_Lb_ddf() -> None:
     assert_allclose(fit.df_for(L[None, :]), [ref["contrast_df"]], rtol=DF_RTOL)
 
 
-def test_satterthwaite_df_for_reproduces_coefficient_df_and_is_scale_free() -> None:
+def test_satterthwaite_df_for_matches_lmerTest_contest1D() -> None:
     fit = ms.fit_lmm("Reaction ~ Days + (Days | Subject)", _unbalanced_sleepstudy())
+    ref = KR_REF["sleepstudy_unbalanced"]
+    L = np.array(ref["contrast"], dtype=float)
+    assert_allclose(fit.df_for(L), [ref["contrast_df_satterthwaite"]], rtol=1e-3)
     fe = fit.fixed_effects
     assert_allclose(fit.df_for(np.eye(2)), fe["df"], rtol=1e-10)
     L = np.array([[1.0, 3.0], [2.0, 6.0]])  # the same contrast at two scales

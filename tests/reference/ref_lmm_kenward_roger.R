@@ -40,3 +40,8 @@ out$versions <- list(R = R.version.string, lme4 = as.character(packageVersion("l
                      lmerTest = as.character(packageVersion("lmerTest")),
                      pbkrtest = as.character(packageVersion("pbkrtest")))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "ref_lmm_kenward_roger.json")
+
+# Satterthwaite df of the same contrast (lmerTest::contest1D), for MixedResults.df_for
+fit_s <- lmer(Reaction ~ Days + (Days | Subject), data = sleep_unbal, REML = TRUE, control = ctrl)
+out$sleepstudy_unbalanced$contrast_df_satterthwaite <- contest1D(fit_s, c(1, 3))$df
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE), "ref_lmm_kenward_roger.json")
