@@ -23,7 +23,7 @@ import pytest
 from mmrm_data import FEV_FIXED, STRUCTURES, fev_data, fev_reference
 from numpy.testing import assert_allclose
 
-from mesostats.exceptions import ExclusionWarning
+from mesostats.exceptions import ExclusionWarning, ModelSpecError
 from mesostats.mixed.mmrm import MMRMResults, fit_mmrm
 from mesostats.mixed.mmrm.build import build_problem
 
@@ -403,3 +403,39 @@ def test_fit_is_fast_for_many_subjects():
     assert fit.converged and fit.n_theta == 55
     assert_allclose(fit.covariance.to_numpy(), A @ A.T / m + np.eye(m), rtol=0.3, atol=0.15)
     assert elapsed < 5.0  # ~0.15 s on one idle core; generous for a loaded CI machine
+
+
+def test_conditional_prediction_fills_missed_visits_by_the_gaussian_formula(us_fit):
+    data = fev_data()
+    missed = data[data["FEV1"].isna()].iloc[:5]
+    pred = us_fit.predict(missed, conditional=True)
+    pop = us_fit.predict(missed)
+    Sigma = us_fit.covariance.to_numpy()
+    beta = us_fit.params.to_numpy()
+    fitted = data.loc[us_fit.problem.row_index]
+    for idx, row in missed.iterrows():
+        own = fitted[fitted["USUBJID"] == row["USUBJID"]]
+        if own.empty:
+            assert_allclose(pred[idx], pop[idx])
+            continue
+        o = [int(v[3:]) - 1 for v in own["AVISIT"].astype(str)]
+        n = int(str(row["AVISIT"])[3:]) - 1
+        r = own["FEV1"].to_numpy() - us_fit.fixed_matrix(own[us_fit.model_frame.columns]) @ beta
+        expected = pop[idx] + Sigma[n, o] @ np.linalg.solve(Sigma[np.ix_(o, o)], r)
+        assert_allclose(pred[idx], expected, rtol=1e-10)
+    assert not np.allclose(pred, pop)
+
+
+def test_conditional_prediction_at_observed_visits_returns_the_data(us_fit):
+    data = fev_data().dropna(subset=["FEV1"]).iloc[:20]
+    assert_allclose(us_fit.predict(data, conditional=True), data["FEV1"], rtol=1e-10)
+    assert_allclose(us_fit.predict(conditional=True), us_fit.problem.y)
+
+
+def test_conditional_prediction_of_a_new_subject_is_the_population_mean(us_fit):
+    data = fev_data().iloc[:4].copy()
+    data["USUBJID"] = "NEW"
+    assert_allclose(us_fit.predict(data, conditional=True), us_fit.predict(data))
+    data["AVISIT"] = "VIS9"
+    with pytest.raises(ModelSpecError, match=r"`AVISIT` has level\(s\) \['VIS9'\] not seen"):
+        us_fit.predict(data, conditional=True)

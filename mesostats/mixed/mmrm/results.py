@@ -27,6 +27,7 @@ from mesostats._display import (
 )
 from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
+from mesostats.mixed.mmrm.predict import conditional_mean, population_mean
 from mesostats.mixed.mmrm.problem import MMRMProblem
 
 __all__ = ["MMRMResults"]
@@ -273,45 +274,38 @@ class MMRMResults(FrozenRecord, SummaryDisplay):
         r = self.problem.y - self.problem.X @ self._beta
         return pd.Series(r, index=self.problem.row_index, name="residual")
 
-    def predict(self, newdata: pd.DataFrame | None = None) -> pd.Series:
-        """Population-level predictions Xβ for the fitted rows or for new rows.
+    def predict(
+        self, newdata: pd.DataFrame | None = None, *, conditional: bool = False
+    ) -> pd.Series:
+        """Predictions for the fitted rows or for new rows.
 
-        Rows of ``newdata`` with a missing value in a fixed-part variable get NaN.
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Rows to predict (``None``: the fitted rows). Needs the fixed-part variables, and
+            with ``conditional`` the visit (time) and subject columns.
+        conditional : bool
+            False (default): population means Xβ. True: means conditional on the subject's
+            fitted rows, E[y_n | y_o] = X_nβ + Σ_no Σ_oo⁻¹(y_o − X_oβ) (R mmrm's
+            ``conditional = TRUE``), e.g. for a subject's missed visits; subjects not in the
+            fit get Xβ.
+
+        Returns
+        -------
+        pandas.Series
+            Indexed like ``newdata``; NaN where a needed value is missing.
         """
         if newdata is None:
-            return self.fitted.rename("predicted")
-        if not isinstance(newdata, pd.DataFrame):
-            raise ModelSpecError(
-                f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
+            if not conditional:
+                return self.fitted.rename("predicted")
+            return pd.Series(
+                np.array(self.problem.y), index=self.problem.row_index, name="predicted"
             )
-        cols = list(self.problem.model_frame.columns)
-        missing = [c for c in cols if c not in newdata.columns]
-        if missing:
-            raise ModelSpecError(
-                "newdata lacks column(s) "
-                + ", ".join(f"`{c}`" for c in missing)
-                + " that the prediction needs."
-            )
-        complete = (
-            ~newdata[cols].isna().any(axis=1).to_numpy() if cols else np.ones(len(newdata), bool)
-        )
-        out = np.full(len(newdata), np.nan)
-        if complete.any():
-            frame = newdata.loc[complete, cols].copy()
-            for c in cols:
-                ref = self.problem.model_frame[c]
-                if isinstance(ref.dtype, pd.CategoricalDtype):
-                    unknown = set(frame[c].astype(str)) - set(map(str, ref.cat.categories))
-                    if unknown:
-                        raise ModelSpecError(
-                            f"newdata column `{c}` has level(s) {sorted(unknown)} not seen in "
-                            f"the fit (levels: {list(ref.cat.categories)})."
-                        )
-                    frame[c] = pd.Categorical(
-                        frame[c].astype(str), categories=list(map(str, ref.cat.categories))
-                    )
-            out[complete] = self.fixed_matrix(frame) @ self._beta
-        return pd.Series(out, index=newdata.index, name="predicted")
+        if conditional:
+            values = conditional_mean(self.problem, self._theta, self._beta, newdata)
+        else:
+            values = population_mean(self.problem, self._beta, newdata)
+        return pd.Series(values, index=newdata.index, name="predicted")
 
     # ------------------------------------------------------------------ display
     def summary(self) -> Summary:
