@@ -136,6 +136,26 @@ def _group_codes(
     return first.astype(np.intp), tuple(str(v) for v in levels)
 
 
+def _patterns(
+    coords: np.ndarray, starts: np.ndarray, groups: np.ndarray, n_visits: int
+) -> np.ndarray:
+    """Pattern id of each subject: same group and same visits (times), numbered in order of
+    first appearance."""
+    if 0 < n_visits <= 62:
+        # the set of visits as a bit mask, summed per subject (visits are unique per subject)
+        bits = np.left_shift(np.int64(1), coords.astype(np.int64))
+        key = np.add.reduceat(bits, starts) + (groups.astype(np.int64) << n_visits)
+        codes, _ = pd.factorize(key)  # numbered in order of first appearance
+    else:  # spatial times (or very many visits): the tuple of coordinates
+        ends = np.r_[starts[1:], len(coords)]
+        labels = pd.Series(
+            [(int(g), coords[a:b].tobytes()) for g, a, b in zip(groups, starts, ends, strict=True)],
+            dtype=object,
+        )
+        codes, _ = pd.factorize(labels)
+    return np.asarray(codes, dtype=np.intp)
+
+
 def build_problem(
     formula: str, data: pd.DataFrame, *, reml: bool = True, weights: Any = None
 ) -> MMRMProblem:
@@ -208,16 +228,19 @@ def build_problem(
     subject_rows = [np.arange(a, b) for a, b in zip(starts, ends, strict=True)]
     subj_codes = subj[starts]
     groups = group_of_subject[subj_codes]
-    keys: dict[tuple, int] = {}
-    pattern = np.empty(len(starts), dtype=np.intp)
-    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        pattern[i] = keys.setdefault((int(groups[i]), tuple(coords[a:b])), len(keys))
+    pattern = _patterns(coords, starts, groups, len(visit_levels))
     sw = np.sqrt(w)
     Xw, yw = X * sw[:, None], y * sw
     blocks = []
-    for (g, visits), pat in sorted(keys.items(), key=lambda kv: kv[1]):
-        rows = np.stack([subject_rows[i] for i in np.flatnonzero(pattern == pat)])
-        blocks.append(pattern_block(g, np.asarray(visits), Xw[rows], yw[rows]))
+    order_of = np.argsort(pattern, kind="stable")
+    bounds = np.searchsorted(pattern[order_of], np.arange(int(pattern.max()) + 2))
+    for pat in range(int(pattern.max()) + 1):
+        members = order_of[bounds[pat] : bounds[pat + 1]]
+        first = members[0]
+        d = int(ends[first] - starts[first])
+        rows = starts[members][:, None] + np.arange(d)  # each subject's rows are contiguous
+        visits = coords[starts[first] : ends[first]]
+        blocks.append(pattern_block(int(groups[first]), visits.copy(), Xw[rows], yw[rows]))
     n_visits = len(visit_levels) if visit_levels else 2
     structure = make_structure(term.structure, n_visits)
     for arr in (X, y, w, coords, pattern, groups):
