@@ -23,7 +23,7 @@ import pytest
 from mmrm_data import FEV_FIXED, STRUCTURES, fev_data, fev_reference
 from numpy.testing import assert_allclose
 
-from mesostats.exceptions import ExclusionWarning, ModelSpecError
+from mesostats.exceptions import ConvergenceWarning, ExclusionWarning, ModelSpecError
 from mesostats.mixed.mmrm import MMRMResults, fit_mmrm
 from mesostats.mixed.mmrm.build import build_problem
 
@@ -450,3 +450,17 @@ def test_conditional_prediction_of_a_new_subject_is_the_population_mean(us_fit):
     data["AVISIT"] = "VIS9"
     with pytest.raises(ModelSpecError, match=r"`AVISIT` has level\(s\) \['VIS9'\] not seen"):
         us_fit.predict(data, conditional=True)
+
+
+def test_overparameterised_fit_warns_and_says_not_converged():
+    # 5 subjects, 13 responses, csh with 5 variance parameters: the likelihood has no
+    # interior maximum; the fit must warn, keep the messages and report converged=False
+    data = fev_data()
+    data = data[data["USUBJID"].isin(["PT1", "PT2", "PT3", "PT4", "PT5"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExclusionWarning)
+        with pytest.warns(ConvergenceWarning, match="not positive definite"):
+            fit = fit_mmrm("FEV1 ~ 1 + csh(AVISIT | USUBJID)", data, df="residual")
+    assert not fit.converged
+    assert any("not positive definite" in m for m in fit.messages)
+    assert "NO" in str(fit)
