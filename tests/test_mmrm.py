@@ -459,8 +459,11 @@ def test_overparameterised_fit_warns_and_says_not_converged():
     data = data[data["USUBJID"].isin(["PT1", "PT2", "PT3", "PT4", "PT5"])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExclusionWarning)
-        with pytest.warns(ConvergenceWarning, match="not positive definite"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
             fit = fit_mmrm("FEV1 ~ 1 + csh(AVISIT | USUBJID)", data, df="residual")
+    assert {type(w.message) for w in caught} == {ConvergenceWarning}
+    assert [str(w.message) for w in caught] == fit.messages
     assert not fit.converged
     assert any("not positive definite" in m for m in fit.messages)
     assert "NO" in str(fit)
