@@ -467,3 +467,14 @@ def test_overparameterised_fit_warns_and_says_not_converged():
     assert not fit.converged
     assert any("not positive definite" in m for m in fit.messages)
     assert "NO" in str(fit)
+
+
+def test_row_order_and_visit_coding_do_not_change_the_fit(us_fit):
+    data = fev_data().sample(frac=1.0, random_state=7)  # shuffled rows
+    data["AVISIT"] = data["AVISIT"].astype(str)  # text instead of a categorical
+    shuffled = _fit(f"{FEV_FIXED} + us(AVISIT | USUBJID)", data, df="residual")
+    assert_allclose(shuffled.loglik, us_fit.loglik, rtol=1e-12)
+    assert_allclose(shuffled.params, us_fit.params, rtol=1e-8)
+    assert_allclose(shuffled.theta, us_fit.theta, rtol=1e-7, atol=1e-9)
+    assert shuffled.predict(data).index.equals(data.index)
+    assert_allclose(shuffled.predict(data), us_fit.predict(data), rtol=1e-8)
