@@ -258,12 +258,14 @@ def fit_mmrm(
         for msg in messages:
             warnings.warn(msg, ConvergenceWarning, stacklevel=2)
         ev = problem.evaluate(theta, order=2)
-        beta_vcov, df_for = inference(problem, theta, df=df, vcov=vcov, beta=ev.beta)
         assert ev.hessian is not None
         try:
             theta_cov = np.linalg.inv(ev.hessian)
         except (np.linalg.LinAlgError, ValueError):
             theta_cov = np.full((problem.n_theta, problem.n_theta), np.nan)
+        beta_vcov, df_for = inference(
+            problem, theta, df=df, vcov=vcov, beta=ev.beta, theta_cov=theta_cov
+        )
         return MMRMResults(
             problem,
             theta=theta,
