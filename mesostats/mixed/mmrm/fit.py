@@ -55,7 +55,8 @@ class _Cached:
             else (2 if ev.hessian is not None else 1 if ev.gradient is not None else 0)
         )
         if key != self.key or have < order or ev is None:
-            ev = self.problem.evaluate(theta, order=max(order, 1) if order else 0)
+            # scipy asks the Hessian right after the gradient: compute both at once
+            ev = self.problem.evaluate(theta, order=2 if order else 0)
             self.key, self.ev = key, ev
             self.n_eval += 1
         return ev
