@@ -49,12 +49,11 @@ def _cor_map(phi: np.ndarray) -> Derivs:
     return phi / np.sqrt(s), s**-1.5, -3.0 * phi * s**-2.5
 
 
-def _logistic_map(phi: np.ndarray, lower: float) -> Derivs:
-    """ρ = logit⁻¹(φ)(1 − lower) + lower and its first two derivatives."""
+def _logistic_map(phi: np.ndarray) -> Derivs:
+    """ρ = logit⁻¹(φ) and its first two derivatives."""
     p = 1.0 / (1.0 + np.exp(-phi))
-    width = 1.0 - lower
     d1 = p * (1.0 - p)
-    return p * width + lower, d1 * width, d1 * (1.0 - 2.0 * p) * width
+    return p, d1, d1 * (1.0 - 2.0 * p)
 
 
 # --------------------------------------------------------------------------- correlations
@@ -143,7 +142,7 @@ def _cs_corr(phi: np.ndarray, m: int, idx: np.ndarray) -> Derivs:
 
 
 def _sp_exp_corr(phi: np.ndarray, times: np.ndarray) -> Derivs:
-    rho, d1, d2 = _logistic_map(phi, 0.0)
+    rho, d1, d2 = _logistic_map(phi)
     h = np.abs(times[:, None] - times[None, :])
     r = rho[0]
     C = r**h
