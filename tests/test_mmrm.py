@@ -478,3 +478,45 @@ def test_row_order_and_visit_coding_do_not_change_the_fit(us_fit):
     assert_allclose(shuffled.theta, us_fit.theta, rtol=1e-7, atol=1e-9)
     assert shuffled.predict(data).index.equals(data.index)
     assert_allclose(shuffled.predict(data), us_fit.predict(data), rtol=1e-8)
+
+
+@pytest.mark.parametrize("structure", ["us", "toeph", "ar1h", "adh", "csh"])
+def test_results_interface_reproduces_emmeans_lsmeans_at_mmrm_theta(structure):
+    # what the marginal-means code reads: model_frame (levels), fixed_matrix, vcov, df_for.
+    # emmeans(fit, ~ ARMCD | AVISIT): equal weights over the RACE x SEX grid, KR vcov and df
+    from mesostats.mixed.mmrm.dof import inference
+    from mesostats.mixed.mmrm.results import MMRMResults
+
+    ref = fev_reference(f"{structure}_reml_kenwardroger")
+    problem = _problem(ref["formula"], True)
+    theta = np.array(ref["theta"])
+    ev = problem.evaluate(theta)
+    vcov, df_for = inference(problem, theta, df="kenward-roger")
+    fit = MMRMResults(
+        problem,
+        theta=theta,
+        beta=ev.beta,
+        vcov=vcov,
+        loglik=-ev.value,
+        df_for=df_for,
+        df_method="kenward-roger",
+        vcov_method=None,
+        converged=True,
+    )
+    frame = fit.model_frame
+    levels = {c: frame[c].cat.categories for c in frame.columns}
+    lsmeans = pd.DataFrame(ref["emmeans"]["lsmeans"])
+    rows = []
+    for arm, visit in zip(lsmeans["ARMCD"], lsmeans["AVISIT"], strict=True):
+        grid = pd.MultiIndex.from_product(
+            [levels["RACE"], levels["SEX"], [arm], [visit]],
+            names=["RACE", "SEX", "ARMCD", "AVISIT"],
+        ).to_frame(index=False)
+        for c in grid.columns:
+            grid[c] = pd.Categorical(grid[c], categories=levels[c])
+        rows.append(fit.fixed_matrix(grid[list(frame.columns)]).mean(axis=0))
+    L = np.array(rows)
+    assert_allclose(L @ fit.params.to_numpy(), lsmeans["emmean"], rtol=1e-5)
+    se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov.to_numpy(), L))
+    assert_allclose(se, lsmeans["SE"], rtol=1e-5)
+    assert_allclose(fit.df_for(L), lsmeans["df"], rtol=1e-5)
