@@ -520,3 +520,43 @@ def test_results_interface_reproduces_emmeans_lsmeans_at_mmrm_theta(structure):
     se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov.to_numpy(), L))
     assert_allclose(se, lsmeans["SE"], rtol=1e-5)
     assert_allclose(fit.df_for(L), lsmeans["df"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_structure_derivatives_match_finite_differences(structure):
+    from mesostats.mixed.mmrm.structures import make_structure
+
+    s = make_structure(structure, 5)
+    rng = np.random.default_rng(8)
+    theta = rng.normal(scale=0.3, size=s.n_theta)
+    coords = np.array([0, 1, 3, 4])  # a subject without the third visit
+    sigma, jac, hess = s.derivatives(theta, coords)
+    eps = 1e-6
+    for k, e in enumerate(np.eye(s.n_theta) * eps):
+        fd = (s.sigma(theta + e, coords) - s.sigma(theta - e, coords)) / (2 * eps)
+        assert_allclose(jac[k], fd, rtol=1e-6, atol=1e-8)
+        fd2 = (s.jacobian(theta + e, coords) - s.jacobian(theta - e, coords)) / (2 * eps)
+        assert_allclose(hess[k], fd2, rtol=1e-6, atol=1e-8)
+    # Σ on a subset of visits is the sub-matrix of Σ on all visits
+    assert_allclose(sigma, s.sigma(theta)[np.ix_(coords, coords)], rtol=1e-14)
+    # the contraction used by the likelihood equals the contraction of the full ∂²Σ
+    W = rng.normal(size=(5, 5))
+    assert_allclose(
+        s.hessian_contract(theta, W), np.einsum("klab,ab->kl", s.hessian(theta), W), atol=1e-12
+    )
+
+
+def test_sp_exp_derivatives_on_continuous_times():
+    from mesostats.mixed.mmrm.structures import make_structure
+
+    s = make_structure("sp_exp", 2)
+    theta, times = np.array([1.2, 0.4]), np.array([0.0, 0.7, 2.1, 5.0])
+    eps = 1e-6
+    jac, hess = s.jacobian(theta, times), s.hessian(theta, times)
+    for k, e in enumerate(np.eye(2) * eps):
+        fd = (s.sigma(theta + e, times) - s.sigma(theta - e, times)) / (2 * eps)
+        assert_allclose(jac[k], fd, rtol=1e-6, atol=1e-9)
+        fd2 = (s.jacobian(theta + e, times) - s.jacobian(theta - e, times)) / (2 * eps)
+        assert_allclose(hess[k], fd2, rtol=1e-6, atol=1e-9)
+    rho = 1.0 / (1.0 + np.exp(-0.4))
+    assert_allclose(s.sigma(theta, times)[0, 2], np.exp(1.2) * rho**2.1)

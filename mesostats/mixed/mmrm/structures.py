@@ -320,6 +320,44 @@ class Structure:
         hess[n_sd:, n_sd:] = E * d2C
         return Sigma, jac, hess
 
+    def hessian_contract(self, theta: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Σ_ab ∂²Σ_kl[a, b] W[a, b] over all visits, shape (k, k), without forming ∂²Σ
+        (k²m² numbers: 0.3 million for ``us`` on 10 visits, 52 million on 24).
+
+        Uses the decomposition of the module docstring; for ``us``,
+        Σ_ab (E∘W)[a,b] ∂²C/∂U_ij∂U_kl[a,b] = δ_jl ((E∘W)[i,k] + (E∘W)[k,i]).
+        """
+        theta = np.asarray(theta, dtype=float)
+        coords = np.arange(self.n_visits)
+        A = self._sd_map(coords)
+        a, phi = theta[: self.n_sd], theta[self.n_sd :]
+        n_sd = self.n_sd
+        s = np.exp(A @ a)
+        E = s[:, None] * s[None, :]
+        EW = E * np.asarray(W, dtype=float)
+        if self.name == "us":
+            rows, cols, _ = _us_constants(self.n_visits)
+            U = np.eye(self.n_visits)
+            U[rows, cols] = phi
+            C = U @ U.T
+            dC = np.zeros((rows.size, self.n_visits, self.n_visits))
+            dC[np.arange(rows.size), rows, :] = U[:, cols].T
+            dC += dC.transpose(0, 2, 1)
+            sym = EW + EW.T
+            corr = (cols[:, None] == cols[None, :]) * sym[rows[:, None], rows[None, :]]
+        else:
+            C, dC, d2C = self._corr(phi, coords)
+            corr = np.einsum("klab,ab->kl", d2C, EW)
+        B = A.T[:, :, None] + A.T[:, None, :]
+        BW = B * (C * EW)  # B_t ∘ Σ ∘ W
+        out = np.empty((self.n_theta, self.n_theta))
+        out[:n_sd, :n_sd] = BW.reshape(n_sd, -1) @ B.reshape(n_sd, -1).T
+        cross = B.reshape(n_sd, -1) @ (dC * EW).reshape(dC.shape[0], -1).T
+        out[:n_sd, n_sd:] = cross
+        out[n_sd:, :n_sd] = cross.T
+        out[n_sd:, n_sd:] = corr
+        return out
+
 
 def make_structure(name: str, n_visits: int) -> Structure:
     """The structure called ``name`` over ``n_visits`` visits (ModelSpecError if unknown)."""
