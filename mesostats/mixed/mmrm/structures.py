@@ -58,32 +58,39 @@ def _logistic_map(phi: np.ndarray) -> Derivs:
 
 # --------------------------------------------------------------------------- correlations
 @cache
-def _us_constants(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lower-triangle positions (row-major, mmrm's order) and the constant ∂²C of ``us``."""
-    rows, cols = np.tril_indices(m, -1)
+def _us_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each θ of ``us`` below the diagonal (row-major, mmrm's order)."""
+    return np.tril_indices(m, -1)
+
+
+@cache
+def _us_d2C(m: int) -> np.ndarray:
+    """The constant ∂²C of ``us``: ∂²C/∂U_ij∂U_kl = δ_jl (e_i e_kᵀ + e_k e_iᵀ)."""
+    rows, cols = _us_positions(m)
     eye = np.eye(m)
-    # ∂²C/∂U_ij∂U_kl = δ_jl (e_i e_kᵀ + e_k e_iᵀ)
     same = (cols[:, None] == cols[None, :]).astype(float)
     ek = eye[rows][:, None, :, None] * eye[rows][None, :, None, :]
     d2C = same[:, :, None, None] * (ek + ek.transpose(1, 0, 2, 3))
     d2C.setflags(write=False)
-    return rows, cols, d2C
+    return d2C
 
 
-def _us_corr(phi: np.ndarray, m: int, idx: np.ndarray) -> Derivs:
-    rows, cols, d2C = _us_constants(m)
+def _us_corr(phi: np.ndarray, m: int, idx: np.ndarray, order: int = 2) -> Derivs:
+    rows, cols = _us_positions(m)
     U = np.eye(m)
     U[rows, cols] = phi
     C = U @ U.T
     # ∂C/∂U_ij = e_i u_jᵀ + u_j e_iᵀ with u_j the j-th column of U
     dC = np.zeros((rows.size, m, m))
-    pos = np.arange(rows.size)
-    dC[pos, rows, :] = U[:, cols].T
+    dC[np.arange(rows.size), rows, :] = U[:, cols].T
     dC += dC.transpose(0, 2, 1)
+    # ∂²C has (m(m−1)/2)²·m² entries: built only when asked for
+    d2C = _us_d2C(m) if order >= 2 else np.zeros((rows.size, rows.size, 0, 0))
     if idx.size == m:
         return C, dC, d2C
     sub = np.ix_(idx, idx)
-    return C[sub], dC[:, idx][:, :, idx], d2C[:, :, idx][:, :, :, idx]
+    d2C = d2C[:, :, idx][:, :, :, idx] if order >= 2 else d2C
+    return C[sub], dC[:, idx][:, :, idx], d2C
 
 
 def _toep_corr(phi: np.ndarray, m: int, idx: np.ndarray) -> Derivs:
@@ -152,7 +159,6 @@ def _sp_exp_corr(phi: np.ndarray, times: np.ndarray) -> Derivs:
 
 
 _CORR = {
-    "us": _us_corr,
     "toep": _toep_corr,
     "ar1": _ar1_corr,
     "ad": _ad_corr,
@@ -268,11 +274,12 @@ class Structure:
             return np.ones((d, 1))
         return np.eye(self.n_visits)[coords.astype(np.intp)]
 
-    def _corr(self, phi: np.ndarray, coords: np.ndarray) -> Derivs:
+    def _corr(self, phi: np.ndarray, coords: np.ndarray, order: int = 2) -> Derivs:
         if self.spatial:
             return _sp_exp_corr(phi, coords)
-        base = self.name if self.name == "us" else self.name.rstrip("h")
-        return _CORR[base](phi, self.n_visits, coords.astype(np.intp))
+        if self.name == "us":
+            return _us_corr(phi, self.n_visits, coords.astype(np.intp), order)
+        return _CORR[self.name.rstrip("h")](phi, self.n_visits, coords.astype(np.intp))
 
     def sigma(self, theta: np.ndarray, coords: np.ndarray | None = None) -> np.ndarray:
         """Σ(θ) on the visits ``coords`` (indices into the visit levels; times for
@@ -301,7 +308,7 @@ class Structure:
         coords = np.asarray(coords)
         A = self._sd_map(coords)
         a, phi = theta[: self.n_sd], theta[self.n_sd :]
-        C, dC, d2C = self._corr(phi, coords)
+        C, dC, d2C = self._corr(phi, coords, order)
         s = np.exp(A @ a)
         E = s[:, None] * s[None, :]
         Sigma = E * C
@@ -336,13 +343,8 @@ class Structure:
         E = s[:, None] * s[None, :]
         EW = E * np.asarray(W, dtype=float)
         if self.name == "us":
-            rows, cols, _ = _us_constants(self.n_visits)
-            U = np.eye(self.n_visits)
-            U[rows, cols] = phi
-            C = U @ U.T
-            dC = np.zeros((rows.size, self.n_visits, self.n_visits))
-            dC[np.arange(rows.size), rows, :] = U[:, cols].T
-            dC += dC.transpose(0, 2, 1)
+            rows, cols = _us_positions(self.n_visits)
+            C, dC, _ = _us_corr(phi, self.n_visits, coords, order=1)
             sym = EW + EW.T
             corr = (cols[:, None] == cols[None, :]) * sym[rows[:, None], rows[None, :]]
         else:
