@@ -10,11 +10,17 @@ VIS1 < … < VIS4, ``RACE`` alphabetical.
 from __future__ import annotations
 
 import json
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from mesostats.exceptions import ExclusionWarning
+from mesostats.mixed.mmrm import MMRMResults, fit_mmrm
+from mesostats.mixed.mmrm.build import build_problem
+from mesostats.mixed.mmrm.problem import MMRMProblem
 
 REFERENCE = Path(__file__).parent / "reference" / "mmrm"
 FEV_FIXED = "FEV1 ~ RACE + SEX + ARMCD * AVISIT"
@@ -57,3 +63,19 @@ def sas_reference() -> dict[str, Any]:
     """sas_kr.json: SAS PROC MIXED's KR SE and df of ARMCDTRT per structure."""
     with open(REFERENCE / "sas_kr.json", encoding="utf-8") as fh:
         return dict(json.load(fh))
+
+
+def fit_fev(formula: str, data: pd.DataFrame | None = None, **kw: Any) -> MMRMResults:
+    """fit_mmrm on fev_data (or ``data``), without the ExclusionWarning of its missing FEV1."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExclusionWarning)
+        return fit_mmrm(formula, fev_data() if data is None else data, **kw)
+
+
+def fev_problem(
+    formula: str, reml: bool, data: pd.DataFrame | None = None, **kw: Any
+) -> MMRMProblem:
+    """The MMRMProblem of ``formula`` on fev_data (or ``data``), warnings as in fit_fev."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExclusionWarning)
+        return build_problem(formula, fev_data() if data is None else data, reml=reml, **kw)
