@@ -35,6 +35,8 @@ _LAZY: dict[str, str] = {
     "fit_clmm": "mesostats.mixed.clmm",
     "CLMMResults": "mesostats.mixed.clmm",
     "MixedResults": "mesostats.mixed.results",
+    "fit_mmrm": "mesostats.mixed.mmrm",
+    "MMRMResults": "mesostats.mixed.mmrm",
     "compare": "mesostats.mixed.inference",
     "fit_regrowth": "mesostats.domain",
     "fit_side_effects": "mesostats.domain",
