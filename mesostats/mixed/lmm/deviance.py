@@ -22,11 +22,13 @@ from mesostats.mixed.linalg import (
     batched_backward,
     batched_cholesky,
     batched_forward,
+    chol_lower,
     left_times,
     sandwich,
     sum_gram,
     sum_matvec,
     transpose_times,
+    tri_solve,
 )
 from mesostats.mixed.lmm.factors import _factors, _per_level_products
 from mesostats.mixed.lmm.rest import RestFactors
@@ -198,16 +200,16 @@ class ProfiledDevianceCore(RestFactors):
                 rest_x = lam_r.T @ (self.ZrX - self._pair_tmatmat(Fh, RZX0))
             if self.rest_mode != "sparse":
                 Sr[np.diag_indices_from(Sr)] += 1.0
-                Lrr = scipy.linalg.cholesky(Sr, lower=True, check_finite=False)
-                cur = scipy.linalg.solve_triangular(Lrr, rest_y, lower=True, check_finite=False)
-                RZXr = scipy.linalg.solve_triangular(Lrr, rest_x, lower=True, check_finite=False)
+                Lrr = chol_lower(Sr)
+                cur = tri_solve(Lrr, rest_y, lower=True)
+                RZXr = tri_solve(Lrr, rest_x, lower=True)
                 P = P - RZXr.T @ RZXr
                 rhs = rhs - RZXr.T @ cur
                 logdet_L += 2.0 * float(np.log(np.diag(Lrr)).sum())
                 r2 -= float(cur @ cur)
-        RX = scipy.linalg.cholesky(P, lower=True, check_finite=False)
-        cb = scipy.linalg.solve_triangular(RX, rhs, lower=True, check_finite=False)
-        delta = scipy.linalg.solve_triangular(RX.T, cb, lower=False, check_finite=False)
+        RX = chol_lower(P)
+        cb = tri_solve(RX, rhs, lower=True)
+        delta = tri_solve(RX.T, cb, lower=False)
         r2 = max(r2 - float(cb @ cb), 1e-300)
         logdet_RX = 2.0 * float(np.log(np.diag(RX)).sum())
         dev = logdet_L + self.dof * (1.0 + math.log(2.0 * math.pi * r2 / self.dof))
@@ -253,9 +255,7 @@ class ProfiledDevianceCore(RestFactors):
             rhs0 = rhs0 - self._pair_matvec(st.Fh, st.lam_r @ ur)
         elif self.Qr:
             assert st.Lrr is not None and st.cur is not None and st.RZXr is not None
-            ur = scipy.linalg.solve_triangular(
-                st.Lrr.T, st.cur - st.RZXr @ st.delta, lower=False, check_finite=False
-            )
+            ur = tri_solve(st.Lrr.T, st.cur - st.RZXr @ st.delta, lower=False)
             if self.rest_mode == "dense":
                 assert st.Y is not None
                 rhs0 = rhs0 - apply_vector(st.Y, ur)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
 
 from mesostats.mixed.finite_diff import central_gradient, relative_steps
 from mesostats.mixed.linalg import (
@@ -26,6 +24,7 @@ from mesostats.mixed.linalg import (
     sum_gram,
     sum_matvec,
     transpose_times,
+    tri_solve,
 )
 from mesostats.mixed.lmm.deviance import ProfiledDevianceCore, _State
 
@@ -80,17 +79,10 @@ class ProfiledDeviance(ProfiledDevianceCore):
                 # K_r0[a] = L_rr⁻¹ (Λ_rᵀ F[a] − Σ_i T[i, a]·Y[i])   (q0, Qr, G0)
                 E = np.stack([lam_r.T @ self.F[a] for a in range(self.q0)])
                 E -= transpose_times(T, Y)
-                Kr0 = np.stack(
-                    [
-                        scipy.linalg.solve_triangular(Lrr, E[a], lower=True, check_finite=False)
-                        for a in range(self.q0)
-                    ]
-                )
+                Kr0 = np.stack([tri_solve(Lrr, E[a], lower=True) for a in range(self.q0)])
                 W0 = W0 - pair_sums(Kr0)
                 H = batched_forward(st.L0, left_times(lam0.T, self.F))  # L0_g⁻¹ Λ0ᵀ F_g
-                Krr = scipy.linalg.solve_triangular(
-                    Lrr, lam_r.T @ self.RR - sum_gram(Y, H), lower=True, check_finite=False
-                )
+                Krr = tri_solve(Lrr, lam_r.T @ self.RR - sum_gram(Y, H), lower=True)
                 Wrr = self.RR - sum_gram(H, H) - Krr.T @ Krr
                 C0 = C0 - np.stack([st.RZXr.T @ Kr0[a] for a in range(self.q0)])
                 Cr = self.ZrX - sum_gram(H, st.RZX0) - Krr.T @ st.RZXr  # (Qr, p)
@@ -110,9 +102,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
                 # only diagonal blocks of a product are needed (O(Q_r²), no Q_r³ product)
                 MLam = as_dense(lam_r.T @ (self.RR - gram)).T  # M Λ_r (M symmetric)
                 rest_wl = self._rest_diagonal_blocks(MLam, Sinv)
-                back = scipy.linalg.solve_triangular(
-                    Lrr.T, st.RZXr, lower=False, check_finite=False
-                )  # L_rr⁻ᵀ RZX_r
+                back = tri_solve(Lrr.T, st.RZXr, lower=False)  # L_rr⁻ᵀ RZX_r
                 Rt = lam_r @ back
                 C0 = C0 - np.stack(
                     [np.asarray(self._pair_matrix(Ehat[a]) @ Rt).T for a in range(self.q0)]
@@ -138,7 +128,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
                 )
         SS.insert(0, s0 @ s0.T)
         WL.insert(0, W0 @ lam0)
-        RXinv = scipy.linalg.solve_triangular(st.RX, np.eye(self.p), lower=True, check_finite=False)
+        RXinv = tri_solve(st.RX, np.eye(self.p), lower=True)
         Pinv = RXinv.T @ RXinv
         CPC = [quadratic_sums(C, Pinv) for C in Cf]
         return {"WL": WL, "SS": SS, "CPC": CPC, "C": Cf, "u0": u0, "ur": ur, "RXinv": RXinv}
@@ -234,9 +224,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
         """Sparse path of :meth:`covbeta_jacobian`: central differences of (XᵀV₀⁻¹X)⁻¹."""
 
         def p_inverse(t: np.ndarray) -> np.ndarray:
-            RXinv = scipy.linalg.solve_triangular(
-                self.state(t).RX, np.eye(self.p), lower=True, check_finite=False
-            )
+            RXinv = tri_solve(self.state(t).RX, np.eye(self.p), lower=True)
             return RXinv.T @ RXinv
 
         theta = np.asarray(theta, dtype=float)
@@ -263,12 +251,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
             if self.rest_mode == "dense":
                 assert st.Y is not None
                 YL = transpose_times(L0inv, st.Y)  # YL[a] = Σ_i L0inv[i, a]·Y[i]
-                B = np.stack(
-                    [
-                        scipy.linalg.solve_triangular(st.Lrr, YL[a], lower=True, check_finite=False)
-                        for a in range(q0)
-                    ]
-                )
+                B = np.stack([tri_solve(st.Lrr, YL[a], lower=True) for a in range(q0)])
                 for a in range(q0):
                     for b in range(q0):
                         out[0][a, b] += np.einsum("jg,jg->g", B[a], B[b])
