@@ -23,6 +23,7 @@ pieces are evaluated by :mod:`mesostats.mixed.formula_eval`.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,9 +62,15 @@ __all__ = [
 FAMILIES = ("gaussian", "binomial", "poisson")
 
 
+@functools.lru_cache(maxsize=64)
 def lower_triangle_indices(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a q×q lower triangle in lme4's θ order (column-major)."""
+    """Row and column indices of a q×q lower triangle in lme4's θ order (column-major).
+
+    Memoised (called on every evaluation); the arrays are read-only.
+    """
     upper_rows, upper_cols = np.triu_indices(q)
+    upper_rows.setflags(write=False)
+    upper_cols.setflags(write=False)
     return upper_cols, upper_rows
 
 

@@ -186,7 +186,10 @@ def sum_matvec(A: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def apply_vector(A: np.ndarray, v: np.ndarray) -> np.ndarray:
     """A_g v for batched (q, m, G) and a fixed (m,) vector → (q, G)."""
-    return np.stack([v @ A[i] for i in range(A.shape[0])])
+    out = np.empty((A.shape[0], A.shape[2]))
+    for i in range(A.shape[0]):
+        out[i] = v @ A[i]
+    return out
 
 
 def batched_matvec(A: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -199,7 +199,7 @@ class ProfiledDevianceCore(RestFactors):
                 rest_y = lam_r.T @ (self.Zry - self._pair_tmatvec(Fh, cu0))
                 rest_x = lam_r.T @ (self.ZrX - self._pair_tmatmat(Fh, RZX0))
             if self.rest_mode != "sparse":
-                Sr[np.diag_indices_from(Sr)] += 1.0
+                Sr.flat[:: Sr.shape[0] + 1] += 1.0  # the diagonal
                 Lrr = chol_lower(Sr)
                 cur = tri_solve(Lrr, rest_y, lower=True)
                 RZXr = tri_solve(Lrr, rest_x, lower=True)
