@@ -198,7 +198,7 @@ def _variance_notes(
     """
     vc = model.variance_components
     sigma = model.sigma if model.family == "gaussian" else 1.0
-    records = list(vc.itertuples(index=False))  # a few rows: plain Python is cheapest
+    records: list[Any] = list(vc.itertuples(index=False))  # a few rows: plain Python
     sds = [r for r in records if pd.isna(r.var2) and r.group != "Residual"]
     for rec in sds:
         group, term, sd = str(rec.group), str(rec.var1), float(rec.sdcor)

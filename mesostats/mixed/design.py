@@ -277,20 +277,23 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
     return needed
 
 
+#: ``excluded_rows`` when no row is set aside (copied for each design: frames are mutable)
+_NO_EXCLUSIONS = pd.DataFrame(
+    {
+        "row": pd.Series([], dtype=object),
+        "columns": pd.Series([], dtype=object),
+        "reason": pd.Series([], dtype=object),
+    }
+)
+
+
 def _set_aside_missing(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off rows with a missing value in a used column; list them with the reason."""
     frame = data[used]
     missing = frame.isna()
     mask = missing.any(axis=1).to_numpy()
     if not mask.any():
-        excluded = pd.DataFrame(
-            {
-                "row": pd.Series([], dtype=object),
-                "columns": pd.Series([], dtype=object),
-                "reason": pd.Series([], dtype=object),
-            }
-        )
-        return frame, excluded
+        return frame, _NO_EXCLUSIONS.copy()
     miss = missing.to_numpy()[mask]
     cols = np.asarray(used, dtype=object)
     which = [", ".join(cols[row]) for row in miss]
@@ -365,7 +368,7 @@ def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list
 
 
 def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
-    cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    cats = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)]
     if not cats:
         return frame
     frame = frame.copy(deep=False)
