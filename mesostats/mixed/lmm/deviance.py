@@ -155,8 +155,21 @@ class ProfiledDevianceCore(RestFactors):
 
     # ------------------------------------------------------------------ evaluation
     def state(self, theta: np.ndarray) -> _State:
-        """Factorise at θ and return every intermediate (β, r², log-determinants, ...)."""
-        theta = np.asarray(theta, dtype=float)
+        """Factorise at θ and return every intermediate (β, r², log-determinants, ...).
+
+        The last state is kept: the fit asks for the one at θ̂ several times (modes,
+        Satterthwaite df, the covariance Jacobian). States are read, never modified.
+        """
+        theta = np.array(theta, dtype=float)  # a copy: the caller may reuse its array
+        last = self.__dict__.get("_last_state")
+        if last is not None and np.array_equal(last.theta, theta):
+            return last
+        st = self._factorise(theta)
+        self._last_state = st
+        return st
+
+    def _factorise(self, theta: np.ndarray) -> _State:
+        """The computation of :meth:`state`."""
         lams = [f.lam(theta) for f in self.factors]
         lam0 = lams[0]
         S0 = sandwich(lam0, self.A)

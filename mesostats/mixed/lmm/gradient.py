@@ -49,6 +49,15 @@ class ProfiledDeviance(ProfiledDevianceCore):
 
     # ------------------------------------------------------------------ gradient
     def gradient_pieces(self, st: _State) -> dict[str, Any]:
+        """:meth:`_gradient_pieces`, kept for the last state (asked for twice at θ̂)."""
+        cached = self.__dict__.get("_last_pieces")
+        if cached is not None and cached[0] is st:
+            return dict(cached[1])
+        pieces = self._gradient_pieces(st)
+        self._last_pieces = (st, pieces)
+        return dict(pieces)
+
+    def _gradient_pieces(self, st: _State) -> dict[str, Any]:
         """Per factor the q×q matrices WΛ (logdet), CPC (REML logdet RX) and SS (r²).
 
         WL = W·Λ_f with W = Σ_levels Z_ℓᵀV₀⁻¹Z_ℓ, CPC = Σ_levels C_ℓᵀ(XᵀV₀⁻¹X)⁻¹C_ℓ with
