@@ -21,10 +21,11 @@ Run from the repository root::
     .venv/bin/python bench/bench_small.py --repeats 20 --engines ours,mixedlm
     .venv/bin/python bench/bench_small.py --mixedlm-python /path/to/venv/bin/python
 
-Fairness: each tool runs in its own process, single-threaded (``OMP_NUM_THREADS``,
-``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``RAYON_NUM_THREADS`` = 1) (ours: this interpreter; mixedlm: the
+Fairness: each tool runs in its own process (ours: this interpreter; mixedlm: the
 interpreter of ``--mixedlm-python``, default ``$MIXEDLM_PYTHON``, skipped when unset or when
-``import mixedlm`` fails; lme4: ``Rscript bench/r/small.R``, skipped without Rscript). In
+``import mixedlm`` fails; lme4: ``Rscript bench/r/small.R``, skipped without Rscript), each
+single-threaded (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+``RAYON_NUM_THREADS`` = 1; ours pins BLAS to one thread during fits anyway). In
 every process each item is first fitted once (warm-up: imports, byte-compilation), then
 ``--repeats`` times with a garbage collection before each; the best time is reported.
 ``--clock cpu`` times CPU seconds of the fitting process instead of elapsed seconds (R:
