@@ -45,6 +45,7 @@ __all__ = [
     "quadratic_sums",
     "sandwich",
     "spd_inverse",
+    "stack_of",
     "stacked_inverse_logdet",
     "sum_gram",
     "sum_matvec",
@@ -181,6 +182,16 @@ def sum_matvec(A: np.ndarray, v: np.ndarray) -> np.ndarray:
     out = np.zeros(A.shape[1])
     for i in range(A.shape[0]):
         out += A[i] @ v[i]
+    return out
+
+
+def stack_of(part: Any, n: int) -> np.ndarray:
+    """``np.stack([part(i) for i in range(n)])`` without np.stack's per-call checks."""
+    first = np.asarray(part(0))
+    out = np.empty((n, *first.shape))
+    out[0] = first
+    for i in range(1, n):
+        out[i] = part(i)
     return out
 
 

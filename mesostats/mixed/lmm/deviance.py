@@ -24,7 +24,7 @@ from mesostats.mixed.linalg import (
     batched_forward,
     chol_lower,
     left_times,
-    sandwich,
+    stack_of,
     sum_gram,
     sum_matvec,
     transpose_times,
@@ -62,6 +62,8 @@ class _State:
     rest_factor: SparseSPDFactor | None = None  # sparse path: the factorised S_r
     rest_sol_y: np.ndarray | None = None  # sparse path: S_r⁻¹ Λ_rᵀ(Zᵣᵀỹ − …)
     rest_sol_x: np.ndarray | None = None  # sparse path: S_r⁻¹ Λ_rᵀ(ZᵣᵀX − …)
+    lam_A: np.ndarray | None = None  # Λ0ᵀ A_g (q0, q0, G0), reused by the gradient
+    lam_F: np.ndarray | None = None  # dense path: Λ0ᵀ F_g (q0, Qr, G0), reused likewise
 
 
 class ProfiledDevianceCore(RestFactors):
@@ -172,7 +174,8 @@ class ProfiledDevianceCore(RestFactors):
         """The computation of :meth:`state`."""
         lams = [f.lam(theta) for f in self.factors]
         lam0 = lams[0]
-        S0 = sandwich(lam0, self.A)
+        lam_A = left_times(lam0.T, self.A)  # Λ0ᵀ A_g; S0 = Λ0ᵀ A_g Λ0 as in linalg.sandwich
+        S0 = np.swapaxes(left_times(lam0.T, np.swapaxes(lam_A, 0, 1)), 0, 1)
         for i in range(self.q0):
             S0[i, i] += 1.0
         L0 = batched_cholesky(S0)
@@ -182,13 +185,13 @@ class ProfiledDevianceCore(RestFactors):
         rhs = self.Xty - sum_matvec(RZX0, cu0)
         logdet_L = 2.0 * float(sum(np.log(L0[i, i]).sum() for i in range(self.q0)))
         r2 = self.yty - float(np.vdot(cu0, cu0))
-        Y = Fh = gram = Lrr = lam_r = cur = RZXr = None
+        Y = Fh = gram = Lrr = lam_r = cur = RZXr = G1 = None
         factor = sol_y = sol_x = None
         if self.Qr:
             lam_r = self._lam_rest(theta)
             if self.rest_mode == "dense":
                 G1 = left_times(lam0.T, self.F)  # Λ0ᵀ F_g  (q0, Qr, G0)
-                Y = batched_forward(L0, np.stack([lam_r.T @ G1[b] for b in range(self.q0)]))
+                Y = batched_forward(L0, stack_of(lambda b: lam_r.T @ G1[b], self.q0))
                 Sr = as_dense(lam_r.T @ self.RR @ lam_r) - sum_gram(Y, Y)
                 rest_y = lam_r.T @ self.Zry - sum_matvec(Y, cu0)
                 rest_x = lam_r.T @ self.ZrX - sum_gram(Y, RZX0)
@@ -250,6 +253,8 @@ class ProfiledDevianceCore(RestFactors):
             rest_factor=factor,
             rest_sol_y=sol_y,
             rest_sol_x=sol_x,
+            lam_A=lam_A,
+            lam_F=G1,
         )
 
     def __call__(self, theta: np.ndarray) -> float:

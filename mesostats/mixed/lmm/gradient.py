@@ -21,6 +21,7 @@ from mesostats.mixed.linalg import (
     pair_sums,
     quadratic_sums,
     spd_inverse,
+    stack_of,
     sum_gram,
     sum_matvec,
     transpose_times,
@@ -69,7 +70,8 @@ class ProfiledDeviance(ProfiledDevianceCore):
         b0 = lam0 @ u0
         delta = st.delta
         s0 = self.Zty - apply_vector(self.ZtX, delta) - batched_matvec(self.A, b0)
-        T = batched_forward(st.L0, left_times(lam0.T, self.A))  # L0_g⁻¹ Λ0ᵀ A_g
+        lam_A = st.lam_A if st.lam_A is not None else left_times(lam0.T, self.A)
+        T = batched_forward(st.L0, lam_A)  # L0_g⁻¹ Λ0ᵀ A_g
         C0 = self.ZtX - transpose_times(T, st.RZX0)  # (q0, p, G0): C_gᵀ
         W0 = self.A_sum - sum_gram(T, T)
         WL: list[np.ndarray] = []  # W_f Λ_f per factor (factor 0's is added below)
@@ -86,14 +88,15 @@ class ProfiledDeviance(ProfiledDevianceCore):
                 s0 = s0 - apply_vector(self.F, br)
                 sr = self.Zry - self.ZrX @ delta - self.RR @ br - sum_matvec(self.F, b0)
                 # K_r0[a] = L_rr⁻¹ (Λ_rᵀ F[a] − Σ_i T[i, a]·Y[i])   (q0, Qr, G0)
-                E = np.stack([lam_r.T @ self.F[a] for a in range(self.q0)])
+                E = stack_of(lambda a: lam_r.T @ self.F[a], self.q0)
                 E -= transpose_times(T, Y)
-                Kr0 = np.stack([tri_solve(Lrr, E[a], lower=True) for a in range(self.q0)])
+                Kr0 = stack_of(lambda a: tri_solve(Lrr, E[a], lower=True), self.q0)
                 W0 = W0 - pair_sums(Kr0)
-                H = batched_forward(st.L0, left_times(lam0.T, self.F))  # L0_g⁻¹ Λ0ᵀ F_g
+                lam_F = st.lam_F if st.lam_F is not None else left_times(lam0.T, self.F)
+                H = batched_forward(st.L0, lam_F)  # L0_g⁻¹ Λ0ᵀ F_g
                 Krr = tri_solve(Lrr, lam_r.T @ self.RR - sum_gram(Y, H), lower=True)
                 Wrr = self.RR - sum_gram(H, H) - Krr.T @ Krr
-                C0 = C0 - np.stack([st.RZXr.T @ Kr0[a] for a in range(self.q0)])
+                C0 = C0 - stack_of(lambda a: st.RZXr.T @ Kr0[a], self.q0)
                 Cr = self.ZrX - sum_gram(H, st.RZX0) - Krr.T @ st.RZXr  # (Qr, p)
             else:
                 assert st.Fh is not None and st.gram is not None
