@@ -23,24 +23,24 @@ pieces are evaluated by :mod:`mesostats.mixed.formula_eval`.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix
 
 from mesostats._parallel import single_threaded_blas
 from mesostats.exceptions import ExclusionWarning, ModelSpecError
-from mesostats.formula import ParsedFormula, RandomTermSpec, parse_formula
+from mesostats.formula import ParsedFormula, RandomTermSpec
 from mesostats.mixed.aliasing import _format_alias, aliased_columns
+from mesostats.mixed.compiled import model_columns, parsed_formula
 from mesostats.mixed.formula_eval import (
     _close_matches,
     _evaluate_offsets,
     _expression_variables,
     _formula_variables,
-    _frame_to_matrix,
     _group_labels,
     _grouping_factor,
     _reason,
@@ -62,9 +62,15 @@ __all__ = [
 FAMILIES = ("gaussian", "binomial", "poisson")
 
 
+@functools.lru_cache(maxsize=64)
 def lower_triangle_indices(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a q×q lower triangle in lme4's θ order (column-major)."""
+    """Row and column indices of a q×q lower triangle in lme4's θ order (column-major).
+
+    Memoised (called on every evaluation); the arrays are read-only.
+    """
     upper_rows, upper_cols = np.triu_indices(q)
+    upper_rows.setflags(write=False)
+    upper_cols.setflags(write=False)
     return upper_cols, upper_rows
 
 
@@ -271,20 +277,23 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
     return needed
 
 
+#: ``excluded_rows`` when no row is set aside (copied for each design: frames are mutable)
+_NO_EXCLUSIONS = pd.DataFrame(
+    {
+        "row": pd.Series([], dtype=object),
+        "columns": pd.Series([], dtype=object),
+        "reason": pd.Series([], dtype=object),
+    }
+)
+
+
 def _set_aside_missing(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off rows with a missing value in a used column; list them with the reason."""
     frame = data[used]
     missing = frame.isna()
     mask = missing.any(axis=1).to_numpy()
     if not mask.any():
-        excluded = pd.DataFrame(
-            {
-                "row": pd.Series([], dtype=object),
-                "columns": pd.Series([], dtype=object),
-                "reason": pd.Series([], dtype=object),
-            }
-        )
-        return frame, excluded
+        return frame, _NO_EXCLUSIONS.copy()
     miss = missing.to_numpy()[mask]
     cols = np.asarray(used, dtype=object)
     which = [", ".join(cols[row]) for row in miss]
@@ -313,20 +322,17 @@ def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list
     factor_cache: dict[tuple[str, ...], tuple[np.ndarray, pd.Index]] = {}
     for spec in specs:
         try:
-            mm = model_matrix(spec.expr, data, na_action="raise", context={"np": np})
+            spec_names, Z, model_spec = model_columns(spec.expr, data)
         except Exception as exc:
             raise ModelSpecError(
                 f"Cannot build the random term `({spec.expr} | {spec.group})`: {_reason(exc)}"
             ) from exc
-        names = tuple("Intercept" if c == "Intercept" else str(c) for c in mm.columns)
+        names = spec_names
         if not names:
             raise ModelSpecError(
                 f"Random term `({spec.expr} | {spec.group})` has no columns; write "
                 f"`(1 | {spec.group})` for a random intercept."
             )
-        spec_names = tuple(str(c) for c in mm.columns)
-        model_spec = mm.model_spec
-        Z = _frame_to_matrix(mm)
         key = spec.group_columns
         if key not in factor_cache:
             factor_cache[key] = _grouping_factor(data, key)
@@ -362,7 +368,7 @@ def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list
 
 
 def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
-    cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    cats = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)]
     if not cats:
         return frame
     frame = frame.copy(deep=False)
@@ -410,7 +416,7 @@ def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") 
             f"data must be a pandas DataFrame, got {type(data).__name__}; wrap it with "
             "`pd.DataFrame(...)`."
         )
-    parsed = parse_formula(formula)
+    parsed = parsed_formula(formula)
     if not parsed.random:
         raise ModelSpecError(
             f"Formula `{formula}` has no random-effect term such as `(1 | subject_id)`. A "
@@ -432,20 +438,16 @@ def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") 
     offset = _evaluate_offsets(parsed.offsets, kept)
 
     try:
-        fixed_mm = model_matrix(parsed.fixed, kept, na_action="raise", context={"np": np})
+        fixed_names, X, fixed_spec = model_columns(parsed.fixed, kept)
     except Exception as exc:
         raise ModelSpecError(
             f"Cannot build the fixed part `{parsed.fixed}`: {_reason(exc)}"
         ) from exc
-    fixed_names = tuple(str(c) for c in fixed_mm.columns)
     if not fixed_names:
         raise ModelSpecError(
             f"Formula `{formula}` has no fixed effect; keep at least the intercept "
             "(remove `0 +` / `- 1`)."
         )
-    fixed_spec = fixed_mm.model_spec
-    X = _frame_to_matrix(fixed_mm)
-    del fixed_mm
     aliased = aliased_columns(X, fixed_names)
     if aliased:
         listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)

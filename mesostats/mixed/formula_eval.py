@@ -6,6 +6,7 @@ Helpers of :func:`mesostats.mixed.design.build_design` and of ``MixedResults.pre
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Sequence
 
@@ -38,9 +39,15 @@ def _reason(exc: Exception) -> str:
     return " ".join(_ANSI.sub("", str(exc)).split())
 
 
+@functools.lru_cache(maxsize=1024)
+def _required_variables(rhs: str) -> frozenset[str]:
+    """formulaic's parse of a right-hand side, memoised (a pure function of the text)."""
+    return frozenset(str(v) for v in Formula(rhs).required_variables)
+
+
 def _formula_variables(rhs: str, where: str) -> set[str]:
     try:
-        return {str(v) for v in Formula(rhs).required_variables}
+        return set(_required_variables(rhs))
     except Exception as exc:  # formulaic raises several parser error types
         raise ModelSpecError(f"Cannot parse the {where} `{rhs}`: {_reason(exc)}") from exc
 

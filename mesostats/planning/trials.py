@@ -20,6 +20,7 @@ import numpy as np
 from mesostats.domain import fit_regrowth, fit_side_effects
 from mesostats.exceptions import MesostatsError, ModelSpecError
 from mesostats.simulate import simulate_study
+from mesostats.simulate.api import _simulated_study
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -231,7 +232,9 @@ def _run_trial(plan: _TrialPlan, n_subjects: int, simulation: int) -> tuple[Any,
     try:
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")  # warnings are read from the results, not raised
-            study = simulate_study(
+            # the plan's tables were validated once by the probe trial (_probe_plan); the
+            # draws are typed without re-validation (the same Study, half the time)
+            study = _simulated_study(
                 n_subjects,
                 plan.n_sessions,
                 seed=simulation_seed(plan.seed, n_subjects, simulation),

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mesostats.data.load import load_study
+from mesostats.data.schema import resolve_schema
+from mesostats.data.study import Study
 from mesostats.simulate.draw import simulate_tables
 from mesostats.simulate.parameters import DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
-
-if TYPE_CHECKING:
-    from mesostats.data.study import Study
 
 
 def simulate_study(
@@ -74,3 +73,34 @@ def simulate_study(
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _simulated_study(
+    n_subjects: int, n_sessions: int, *, seed: int | np.random.SeedSequence, **settings: Any
+) -> Study:
+    """:func:`simulate_study` without re-validating the drawn tables (trusted, internal).
+
+    For repeated draws of one plan whose tables were validated once (the probe trial of
+    :func:`mesostats.power`; every draw of a plan shares its cocktails and settings). The
+    simulator's tables meet the schema by construction (keys generated, values clipped to
+    the schema's ranges); what validation adds is the typing of
+    :func:`mesostats.data.validate.typed_frame`, applied here: optional boolean columns as
+    pandas' nullable ``boolean``, and the index named ``row``. The Study is the one
+    :func:`simulate_study` returns (tested table by table), without the ~half of its time
+    that validation costs. Not reachable from the public loaders.
+    """
+    tables, truth = simulate_tables(n_subjects, n_sessions, seed=seed, **settings)
+    schema = resolve_schema(None)
+    typed: dict[str, pd.DataFrame] = {}
+    for name, frame in tables.items():
+        table_schema = schema.tables[name]
+        out = frame.copy(deep=False)
+        for spec in table_schema.fields:
+            if spec.name not in out.columns:
+                continue
+            if spec.type == "boolean" and not (spec.required and not out[spec.name].isna().any()):
+                out[spec.name] = out[spec.name].astype("boolean")
+        out.index = pd.Index(out.index, name="row")
+        typed[name] = out
+    study = Study.from_tables(typed, schema, source="dict of DataFrames")
+    return dataclasses.replace(study, truth=truth)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
 from mesostats.mixed.boundary import boundary_messages
-from mesostats.mixed.design import build_design
+from mesostats.mixed.design import MixedDesign, build_design
 from mesostats.mixed.glmm.checks import (
     _check_family,
     _check_nagq,
@@ -98,6 +98,12 @@ def fit_glmm(
     family_name = _check_family(family)
     n_nodes = _check_nagq(nagq)
     design = build_design(formula, data, family=family_name)
+    return _fit_design(design, family_name, n_nodes, t0=t0)
+
+
+def _fit_design(design: MixedDesign, family_name: str, n_nodes: int, *, t0: float) -> MixedResults:
+    """The fit of :func:`fit_glmm` on a built design (warnings point at the caller's caller:
+    the user's call of ``fit_glmm`` or of :meth:`mesostats.mixed.refit.ModelTemplate.fit`)."""
     _check_quadrature_structure(design, n_nodes)
     terms = term_arrays(design)
     separated = _separated_columns(design, family_name)
@@ -137,9 +143,9 @@ def fit_glmm(
         separation_records.append(record)
     singular_msgs = boundary_messages(design, core.theta, 1.0, family=family_name)
     for msg in convergence_msgs + separation:
-        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     for msg in singular_msgs:
-        warnings.warn(msg, SingularFitWarning, stacklevel=2)
+        warnings.warn(msg, SingularFitWarning, stacklevel=3)
     return MixedResults(
         design,
         family=family_name,

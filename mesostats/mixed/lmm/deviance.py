@@ -22,11 +22,13 @@ from mesostats.mixed.linalg import (
     batched_backward,
     batched_cholesky,
     batched_forward,
+    chol_lower,
     left_times,
-    sandwich,
+    stack_of,
     sum_gram,
     sum_matvec,
     transpose_times,
+    tri_solve,
 )
 from mesostats.mixed.lmm.factors import _factors, _per_level_products
 from mesostats.mixed.lmm.rest import RestFactors
@@ -60,6 +62,8 @@ class _State:
     rest_factor: SparseSPDFactor | None = None  # sparse path: the factorised S_r
     rest_sol_y: np.ndarray | None = None  # sparse path: S_r⁻¹ Λ_rᵀ(Zᵣᵀỹ − …)
     rest_sol_x: np.ndarray | None = None  # sparse path: S_r⁻¹ Λ_rᵀ(ZᵣᵀX − …)
+    lam_A: np.ndarray | None = None  # Λ0ᵀ A_g (q0, q0, G0), reused by the gradient
+    lam_F: np.ndarray | None = None  # dense path: Λ0ᵀ F_g (q0, Qr, G0), reused likewise
 
 
 class ProfiledDevianceCore(RestFactors):
@@ -153,11 +157,25 @@ class ProfiledDevianceCore(RestFactors):
 
     # ------------------------------------------------------------------ evaluation
     def state(self, theta: np.ndarray) -> _State:
-        """Factorise at θ and return every intermediate (β, r², log-determinants, ...)."""
-        theta = np.asarray(theta, dtype=float)
+        """Factorise at θ and return every intermediate (β, r², log-determinants, ...).
+
+        The last state is kept: the fit asks for the one at θ̂ several times (modes,
+        Satterthwaite df, the covariance Jacobian). States are read, never modified.
+        """
+        theta = np.array(theta, dtype=float)  # a copy: the caller may reuse its array
+        last = self.__dict__.get("_last_state")
+        if last is not None and np.array_equal(last.theta, theta):
+            return last
+        st = self._factorise(theta)
+        self._last_state = st
+        return st
+
+    def _factorise(self, theta: np.ndarray) -> _State:
+        """The computation of :meth:`state`."""
         lams = [f.lam(theta) for f in self.factors]
         lam0 = lams[0]
-        S0 = sandwich(lam0, self.A)
+        lam_A = left_times(lam0.T, self.A)  # Λ0ᵀ A_g; S0 = Λ0ᵀ A_g Λ0 as in linalg.sandwich
+        S0 = np.swapaxes(left_times(lam0.T, np.swapaxes(lam_A, 0, 1)), 0, 1)
         for i in range(self.q0):
             S0[i, i] += 1.0
         L0 = batched_cholesky(S0)
@@ -167,13 +185,13 @@ class ProfiledDevianceCore(RestFactors):
         rhs = self.Xty - sum_matvec(RZX0, cu0)
         logdet_L = 2.0 * float(sum(np.log(L0[i, i]).sum() for i in range(self.q0)))
         r2 = self.yty - float(np.vdot(cu0, cu0))
-        Y = Fh = gram = Lrr = lam_r = cur = RZXr = None
+        Y = Fh = gram = Lrr = lam_r = cur = RZXr = G1 = None
         factor = sol_y = sol_x = None
         if self.Qr:
             lam_r = self._lam_rest(theta)
             if self.rest_mode == "dense":
                 G1 = left_times(lam0.T, self.F)  # Λ0ᵀ F_g  (q0, Qr, G0)
-                Y = batched_forward(L0, np.stack([lam_r.T @ G1[b] for b in range(self.q0)]))
+                Y = batched_forward(L0, stack_of(lambda b: lam_r.T @ G1[b], self.q0))
                 Sr = as_dense(lam_r.T @ self.RR @ lam_r) - sum_gram(Y, Y)
                 rest_y = lam_r.T @ self.Zry - sum_matvec(Y, cu0)
                 rest_x = lam_r.T @ self.ZrX - sum_gram(Y, RZX0)
@@ -197,17 +215,17 @@ class ProfiledDevianceCore(RestFactors):
                 rest_y = lam_r.T @ (self.Zry - self._pair_tmatvec(Fh, cu0))
                 rest_x = lam_r.T @ (self.ZrX - self._pair_tmatmat(Fh, RZX0))
             if self.rest_mode != "sparse":
-                Sr[np.diag_indices_from(Sr)] += 1.0
-                Lrr = scipy.linalg.cholesky(Sr, lower=True, check_finite=False)
-                cur = scipy.linalg.solve_triangular(Lrr, rest_y, lower=True, check_finite=False)
-                RZXr = scipy.linalg.solve_triangular(Lrr, rest_x, lower=True, check_finite=False)
+                Sr.flat[:: Sr.shape[0] + 1] += 1.0  # the diagonal
+                Lrr = chol_lower(Sr)
+                cur = tri_solve(Lrr, rest_y, lower=True)
+                RZXr = tri_solve(Lrr, rest_x, lower=True)
                 P = P - RZXr.T @ RZXr
                 rhs = rhs - RZXr.T @ cur
                 logdet_L += 2.0 * float(np.log(np.diag(Lrr)).sum())
                 r2 -= float(cur @ cur)
-        RX = scipy.linalg.cholesky(P, lower=True, check_finite=False)
-        cb = scipy.linalg.solve_triangular(RX, rhs, lower=True, check_finite=False)
-        delta = scipy.linalg.solve_triangular(RX.T, cb, lower=False, check_finite=False)
+        RX = chol_lower(P)
+        cb = tri_solve(RX, rhs, lower=True)
+        delta = tri_solve(RX.T, cb, lower=False)
         r2 = max(r2 - float(cb @ cb), 1e-300)
         logdet_RX = 2.0 * float(np.log(np.diag(RX)).sum())
         dev = logdet_L + self.dof * (1.0 + math.log(2.0 * math.pi * r2 / self.dof))
@@ -235,6 +253,8 @@ class ProfiledDevianceCore(RestFactors):
             rest_factor=factor,
             rest_sol_y=sol_y,
             rest_sol_x=sol_x,
+            lam_A=lam_A,
+            lam_F=G1,
         )
 
     def __call__(self, theta: np.ndarray) -> float:
@@ -253,9 +273,7 @@ class ProfiledDevianceCore(RestFactors):
             rhs0 = rhs0 - self._pair_matvec(st.Fh, st.lam_r @ ur)
         elif self.Qr:
             assert st.Lrr is not None and st.cur is not None and st.RZXr is not None
-            ur = scipy.linalg.solve_triangular(
-                st.Lrr.T, st.cur - st.RZXr @ st.delta, lower=False, check_finite=False
-            )
+            ur = tri_solve(st.Lrr.T, st.cur - st.RZXr @ st.delta, lower=False)
             if self.rest_mode == "dense":
                 assert st.Y is not None
                 rhs0 = rhs0 - apply_vector(st.Y, ur)

@@ -18,7 +18,7 @@ from mesostats.mixed.design import MixedDesign, build_design, single_threaded_bl
 from mesostats.mixed.lmm.deviance import _State
 from mesostats.mixed.lmm.gradient import ProfiledDeviance
 from mesostats.mixed.lmm.kenward_roger import lmm_kenward_roger
-from mesostats.mixed.lmm.optimise import optimise_theta
+from mesostats.mixed.lmm.optimise import optimise_theta, screen_start
 from mesostats.mixed.optsummary import OptSummary
 from mesostats.mixed.results import MixedResults
 from mesostats.mixed.satterthwaite import satterthwaite
@@ -117,10 +117,14 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
     on_boundary = (opt.theta <= design.theta_lower + 1e-10) & design.theta_is_diagonal
     if on_boundary.any() and not np.array_equal(start, design.theta_start()):
         # a boundary optimum may be a local one: also try lme4's start and keep the better
-        other = optimise_theta(problem, design.theta_start())
-        n_evaluations += other.n_evaluations
-        if other.deviance < opt.deviance - 1e-9:
-            opt = other
+        # (screened by a plain L-BFGS-B run: the full run only when that ends lower)
+        screened, n_screen = screen_start(problem, design.theta_start())
+        n_evaluations += n_screen
+        if screened < opt.deviance - 1e-9:
+            other = optimise_theta(problem, design.theta_start())
+            n_evaluations += other.n_evaluations
+            if other.deviance < opt.deviance - 1e-9:
+                opt = other
     theta = opt.theta
     st = problem.state(theta)
     # residual sum of squares recomputed from the residual vector (exact r² for logLik)

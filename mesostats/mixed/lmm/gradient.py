@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
 
 from mesostats.mixed.finite_diff import central_gradient, relative_steps
 from mesostats.mixed.linalg import (
@@ -23,9 +21,11 @@ from mesostats.mixed.linalg import (
     pair_sums,
     quadratic_sums,
     spd_inverse,
+    stack_of,
     sum_gram,
     sum_matvec,
     transpose_times,
+    tri_solve,
 )
 from mesostats.mixed.lmm.deviance import ProfiledDevianceCore, _State
 
@@ -50,6 +50,15 @@ class ProfiledDeviance(ProfiledDevianceCore):
 
     # ------------------------------------------------------------------ gradient
     def gradient_pieces(self, st: _State) -> dict[str, Any]:
+        """:meth:`_gradient_pieces`, kept for the last state (asked for twice at θ̂)."""
+        cached = self.__dict__.get("_last_pieces")
+        if cached is not None and cached[0] is st:
+            return dict(cached[1])
+        pieces = self._gradient_pieces(st)
+        self._last_pieces = (st, pieces)
+        return dict(pieces)
+
+    def _gradient_pieces(self, st: _State) -> dict[str, Any]:
         """Per factor the q×q matrices WΛ (logdet), CPC (REML logdet RX) and SS (r²).
 
         WL = W·Λ_f with W = Σ_levels Z_ℓᵀV₀⁻¹Z_ℓ, CPC = Σ_levels C_ℓᵀ(XᵀV₀⁻¹X)⁻¹C_ℓ with
@@ -61,7 +70,8 @@ class ProfiledDeviance(ProfiledDevianceCore):
         b0 = lam0 @ u0
         delta = st.delta
         s0 = self.Zty - apply_vector(self.ZtX, delta) - batched_matvec(self.A, b0)
-        T = batched_forward(st.L0, left_times(lam0.T, self.A))  # L0_g⁻¹ Λ0ᵀ A_g
+        lam_A = st.lam_A if st.lam_A is not None else left_times(lam0.T, self.A)
+        T = batched_forward(st.L0, lam_A)  # L0_g⁻¹ Λ0ᵀ A_g
         C0 = self.ZtX - transpose_times(T, st.RZX0)  # (q0, p, G0): C_gᵀ
         W0 = self.A_sum - sum_gram(T, T)
         WL: list[np.ndarray] = []  # W_f Λ_f per factor (factor 0's is added below)
@@ -78,21 +88,15 @@ class ProfiledDeviance(ProfiledDevianceCore):
                 s0 = s0 - apply_vector(self.F, br)
                 sr = self.Zry - self.ZrX @ delta - self.RR @ br - sum_matvec(self.F, b0)
                 # K_r0[a] = L_rr⁻¹ (Λ_rᵀ F[a] − Σ_i T[i, a]·Y[i])   (q0, Qr, G0)
-                E = np.stack([lam_r.T @ self.F[a] for a in range(self.q0)])
+                E = stack_of(lambda a: lam_r.T @ self.F[a], self.q0)
                 E -= transpose_times(T, Y)
-                Kr0 = np.stack(
-                    [
-                        scipy.linalg.solve_triangular(Lrr, E[a], lower=True, check_finite=False)
-                        for a in range(self.q0)
-                    ]
-                )
+                Kr0 = stack_of(lambda a: tri_solve(Lrr, E[a], lower=True), self.q0)
                 W0 = W0 - pair_sums(Kr0)
-                H = batched_forward(st.L0, left_times(lam0.T, self.F))  # L0_g⁻¹ Λ0ᵀ F_g
-                Krr = scipy.linalg.solve_triangular(
-                    Lrr, lam_r.T @ self.RR - sum_gram(Y, H), lower=True, check_finite=False
-                )
+                lam_F = st.lam_F if st.lam_F is not None else left_times(lam0.T, self.F)
+                H = batched_forward(st.L0, lam_F)  # L0_g⁻¹ Λ0ᵀ F_g
+                Krr = tri_solve(Lrr, lam_r.T @ self.RR - sum_gram(Y, H), lower=True)
                 Wrr = self.RR - sum_gram(H, H) - Krr.T @ Krr
-                C0 = C0 - np.stack([st.RZXr.T @ Kr0[a] for a in range(self.q0)])
+                C0 = C0 - stack_of(lambda a: st.RZXr.T @ Kr0[a], self.q0)
                 Cr = self.ZrX - sum_gram(H, st.RZX0) - Krr.T @ st.RZXr  # (Qr, p)
             else:
                 assert st.Fh is not None and st.gram is not None
@@ -110,9 +114,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
                 # only diagonal blocks of a product are needed (O(Q_r²), no Q_r³ product)
                 MLam = as_dense(lam_r.T @ (self.RR - gram)).T  # M Λ_r (M symmetric)
                 rest_wl = self._rest_diagonal_blocks(MLam, Sinv)
-                back = scipy.linalg.solve_triangular(
-                    Lrr.T, st.RZXr, lower=False, check_finite=False
-                )  # L_rr⁻ᵀ RZX_r
+                back = tri_solve(Lrr.T, st.RZXr, lower=False)  # L_rr⁻ᵀ RZX_r
                 Rt = lam_r @ back
                 C0 = C0 - np.stack(
                     [np.asarray(self._pair_matrix(Ehat[a]) @ Rt).T for a in range(self.q0)]
@@ -138,7 +140,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
                 )
         SS.insert(0, s0 @ s0.T)
         WL.insert(0, W0 @ lam0)
-        RXinv = scipy.linalg.solve_triangular(st.RX, np.eye(self.p), lower=True, check_finite=False)
+        RXinv = tri_solve(st.RX, np.eye(self.p), lower=True)
         Pinv = RXinv.T @ RXinv
         CPC = [quadratic_sums(C, Pinv) for C in Cf]
         return {"WL": WL, "SS": SS, "CPC": CPC, "C": Cf, "u0": u0, "ur": ur, "RXinv": RXinv}
@@ -234,9 +236,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
         """Sparse path of :meth:`covbeta_jacobian`: central differences of (XᵀV₀⁻¹X)⁻¹."""
 
         def p_inverse(t: np.ndarray) -> np.ndarray:
-            RXinv = scipy.linalg.solve_triangular(
-                self.state(t).RX, np.eye(self.p), lower=True, check_finite=False
-            )
+            RXinv = tri_solve(self.state(t).RX, np.eye(self.p), lower=True)
             return RXinv.T @ RXinv
 
         theta = np.asarray(theta, dtype=float)
@@ -263,12 +263,7 @@ class ProfiledDeviance(ProfiledDevianceCore):
             if self.rest_mode == "dense":
                 assert st.Y is not None
                 YL = transpose_times(L0inv, st.Y)  # YL[a] = Σ_i L0inv[i, a]·Y[i]
-                B = np.stack(
-                    [
-                        scipy.linalg.solve_triangular(st.Lrr, YL[a], lower=True, check_finite=False)
-                        for a in range(q0)
-                    ]
-                )
+                B = np.stack([tri_solve(st.Lrr, YL[a], lower=True) for a in range(q0)])
                 for a in range(q0):
                     for b in range(q0):
                         out[0][a, b] += np.einsum("jg,jg->g", B[a], B[b])

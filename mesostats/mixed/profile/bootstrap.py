@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -14,9 +13,6 @@ import pandas as pd
 
 from mesostats._parallel import blas_single_threaded
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.glmm import fit_arrays, term_arrays
-from mesostats.mixed.laplace import CanonicalFamily
-from mesostats.mixed.lmm import ProfiledDeviance, optimise_theta
 from mesostats.mixed.profile.likelihood import _check_level, _undefined_correlations
 from mesostats.mixed.profile.objectives import _nagq
 from mesostats.mixed.profile.parameters import (
@@ -24,6 +20,7 @@ from mesostats.mixed.profile.parameters import (
     sdcor_from_theta,
     variance_parameters,
 )
+from mesostats.mixed.refit import ModelTemplate
 
 if TYPE_CHECKING:
     from mesostats.mixed.design import MixedDesign
@@ -93,32 +90,13 @@ def _simulate_response(model: _BootstrapModel, rng: np.random.Generator) -> np.n
 
 
 def _refit(model: _BootstrapModel, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, bool]:
-    """Refit the model to a new response with the engine; returns θ, σ, β, converged."""
-    design = dataclasses.replace(model.design, y=y)
-    if model.family == "gaussian":
-        problem = ProfiledDeviance(design, reml=model.reml)
-        opt = optimise_theta(problem, model.theta.copy())
-        st = problem.state(opt.theta)
-        sigma = math.sqrt(st.r2 / problem.dof)
-        beta = problem.beta_ols + st.delta
-        return np.asarray(opt.theta, dtype=float), sigma, np.asarray(beta), bool(opt.converged)
-
-    terms = term_arrays(design)
-    core = fit_arrays(
-        CanonicalFamily(model.family),
-        design.y,
-        design.prior_weights,
-        design.offset,
-        design.X,
-        terms,
-        model.nagq,
+    """Refit the model to a new response (:meth:`ModelTemplate.estimates`, the LMM from the
+    fitted θ); returns θ, σ, β, converged."""
+    template = ModelTemplate.from_design(
+        model.design, family=model.family, reml=model.reml, nagq=model.nagq
     )
-    return (
-        np.asarray(core.theta, dtype=float),
-        1.0,
-        np.asarray(core.beta, dtype=float),
-        bool(core.optimum.converged),
-    )
+    est = template.estimates(y, start=model.theta if model.family == "gaussian" else None)
+    return est.theta, est.sigma, est.beta, est.converged
 
 
 @blas_single_threaded
