@@ -209,7 +209,7 @@ class ModelTemplate:
             design = self.with_response(new)
         if self._family == "gaussian":
             with single_threaded_blas():
-                return _fit_lmm_design(design, reml=self._reml, t0=t0)
+                return _fit_lmm_design(design, reml=self._reml, t0=t0, df_method="satterthwaite")
         return _fit_glmm_design(design, self._family, self._nagq, t0=t0)
 
     def estimates(self, y: Any, *, start: np.ndarray | None = None) -> RefitEstimates:
