@@ -264,6 +264,12 @@ def run_mmrm(csv: Path, name: str, args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- comparison
 
 
+def same_term(name: str) -> str:
+    """An interaction's factors in a fixed order: R names ``arm * visit`` after ``base *
+    visit`` as ``visitVIS02:armTRT1``, formulaic as ``armTRT1:visitVIS02``."""
+    return ":".join(sorted(name.split(":")))
+
+
 def max_diff(
     ours: dict[str, Any], r: dict[str, Any], key: str, scale: str | None = None
 ) -> float | None:
@@ -272,8 +278,15 @@ def max_diff(
     Coefficients are compared relative to R's SE (``scale="se"``): a relative difference
     of a coefficient near zero says nothing about the fit.
     """
-    theirs = dict(zip(r["terms"], zip(r[key], r[scale or key], strict=True), strict=True))
-    pairs = [(o, *theirs[t]) for t, o in zip(ours["terms"], ours[key], strict=True) if t in theirs]
+    theirs = {
+        same_term(t): v
+        for t, v in zip(r["terms"], zip(r[key], r[scale or key], strict=True), strict=True)
+    }
+    pairs = [
+        (o, *theirs[same_term(t)])
+        for t, o in zip(ours["terms"], ours[key], strict=True)
+        if same_term(t) in theirs
+    ]
     if not pairs or len(pairs) != len(theirs):
         return None
     return max(abs(o - t) / max(abs(s), 1e-12) for o, t, s in pairs)
@@ -355,6 +368,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=mmrm_data.DEFAULT_SEED)
     parser.add_argument("--profile", metavar="DATASET", help="cProfile ours on one data set")
     parser.add_argument("--top", type=int, default=30, help="functions shown by --profile")
+    parser.add_argument("--table", metavar="JSON", help="re-make the table of a saved run")
     parser.add_argument("--child", metavar="CSV", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -371,7 +385,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             csv = write_dataset(args.profile, Path(tmp), args.seed)
             print(profile(csv, args.profile, methods, args.top))
         return
+    if args.table:
+        saved = json.loads(Path(args.table).read_text())
+        rows = [
+            compare(name, m, block["ours"], block["mmrm"])
+            for name, block in saved["raw"].items()
+            for m in saved["args"]["methods"].split(",")
+        ]
+        print(markdown_table(rows, COLUMNS))
+        return
     info = machine_info()
+    info["source"] = source_state()
     engines = set(args.engines.split(","))
     r_note = r_available() if "r" in engines else "R not requested (--engines)."
     notes = [r_note] if r_note else []
@@ -406,6 +430,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         {"machine": info, "notes": notes, "rows": rows, "raw": raw, "args": vars(args)},
     )
     print(f"\nsaved {path}")
+
+
+def source_state() -> str:
+    """The commit measured, and whether the engine's files had uncommitted edits."""
+
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(
+            ["git", *cmd], cwd=BENCH_DIR, capture_output=True, text=True, check=False
+        )
+        return proc.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "../mesostats")
+    return f"{git('rev-parse', '--short', 'HEAD')}{' + uncommitted edits' if dirty else ''}"
 
 
 def _brief(result: dict[str, Any], key: str) -> str:
