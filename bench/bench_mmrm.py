@@ -12,6 +12,8 @@ Run from the repository root::
     .venv/bin/python bench/bench_mmrm.py --datasets fev,1000 --repeats 5
     .venv/bin/python bench/bench_mmrm.py --skip-r-above 1000      # R only up to 1,000 subjects
     .venv/bin/python bench/bench_mmrm.py --profile 1000           # cProfile of ours, no R
+    .venv/bin/python bench/bench_mmrm.py --r-from bench/results/mmrm_<stamp>.json  # R reused
+    .venv/bin/python bench/bench_mmrm.py --table bench/results/mmrm_<stamp>.json   # re-print
 
 Each tool runs in its own process on the same CSV file: ours in a child of this script
 (``--child``), R in ``Rscript bench/r/bench_mmrm.R``. Both warm up once per df method on the
@@ -368,6 +370,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=mmrm_data.DEFAULT_SEED)
     parser.add_argument("--profile", metavar="DATASET", help="cProfile ours on one data set")
     parser.add_argument("--top", type=int, default=30, help="functions shown by --profile")
+    parser.add_argument(
+        "--r-from",
+        metavar="JSON",
+        help="reuse the mmrm results of a saved run (same data: same seed) instead of R",
+    )
     parser.add_argument("--table", metavar="JSON", help="re-make the table of a saved run")
     parser.add_argument("--child", metavar="CSV", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -398,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     info["source"] = source_state()
     engines = set(args.engines.split(","))
     r_note = r_available() if "r" in engines else "R not requested (--engines)."
+    reused = json.loads(Path(args.r_from).read_text()) if args.r_from else None
+    if reused is not None:
+        if reused["args"]["seed"] != args.seed:
+            raise SystemExit(f"--r-from {args.r_from} was run with another --seed")
+        r_note = f"mmrm results reused from {args.r_from} ({reused['machine']['date']})"
     notes = [r_note] if r_note else []
     rows: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
@@ -409,8 +421,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             ours = run_ours(csv, name, args) if "ours" in engines else {"note": "not run"}
             ours["repeats"] = args.repeats
             print(f"   ours: {_brief(ours, 'seconds')}", flush=True)
-            if r_note:
-                r: dict[str, Any] = {"note": "not run"}
+            if reused is not None:
+                r: dict[str, Any] = reused["raw"].get(name, {}).get("mmrm", {"note": "not run"})
+            elif r_note:
+                r = {"note": "not run"}
             elif name != "fev" and args.skip_r_above and int(name) > args.skip_r_above:
                 r = {"note": f"R not run above {args.skip_r_above} subjects (--skip-r-above)"}
             else:
@@ -436,9 +450,12 @@ def source_state() -> str:
     """The commit measured, and whether the engine's files had uncommitted edits."""
 
     def git(*cmd: str) -> str:
-        proc = subprocess.run(
-            ["git", *cmd], cwd=BENCH_DIR, capture_output=True, text=True, check=False
-        )
+        try:
+            proc = subprocess.run(
+                ["git", *cmd], cwd=BENCH_DIR, capture_output=True, text=True, check=False
+            )
+        except OSError:  # no git: the source state is unknown
+            return "unknown"
         return proc.stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "../mesostats")
