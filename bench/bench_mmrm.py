@@ -42,6 +42,7 @@ import io
 import json
 import pstats
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,9 +96,10 @@ def read_data(csv: Path, name: str) -> pd.DataFrame:
 
 
 def write_dataset(name: str, folder: Path, seed: int) -> Path:
-    """The CSV both sides read: fev_data as shipped, or a fresh simulated trial."""
+    """The CSV both sides read, in ``folder`` (R writes its JSON beside it): a copy of
+    fev_data as shipped, or a fresh simulated trial."""
     if name == "fev":
-        return FEV_CSV
+        return Path(shutil.copy(FEV_CSV, folder / FEV_CSV.name))
     n_subjects = int(name)
     trial = mmrm_data.simulate_mmrm_trial(n_subjects, seed=seed)
     return mmrm_data.write_csv(trial, folder, f"mmrm_{n_subjects}x{mmrm_data.N_VISITS}")
