@@ -34,6 +34,8 @@ _LAZY: dict[str, str] = {
     "fit_glmm": "mesostats.mixed.glmm",
     "MixedResults": "mesostats.mixed.results",
     "compare": "mesostats.mixed.inference",
+    "marginal_means": "mesostats.mixed.marginal",
+    "contrasts": "mesostats.mixed.marginal",
     "fit_regrowth": "mesostats.domain",
     "fit_side_effects": "mesostats.domain",
     "RegrowthResults": "mesostats.domain",
