@@ -9,8 +9,10 @@ Needs ``MixedResults.df_for`` (Satterthwaite / Kenward–Roger df of any L, adde
 
 Tolerances: LS means, contrasts, SEs and intervals 1e-5 relative (shared/reference/README.md);
 df 1e-3 relative (Satterthwaite, as the model's own df) and 1e-4 (KR); unadjusted and Holm p
-1e-4 relative; Dunnett (mvt) p 1e-3 absolute (emmeans' mvtnorm default accuracy, and it rounds
-df to an integer); Tukey p 1e-4 relative.
+1e-4 relative; Dunnett (mvt) p 1e-3 absolute and critical values 5e-3 absolute (emmeans calls
+mvtnorm at its default accuracy, 1e-3 in probability, finds the quantile with uniroot's
+tolerance 1.2e-4 and rounds df to an integer; measured: 2.4e-3 at worst); Tukey p 1e-4
+relative. Our own Dunnett accuracy is checked against precise references in test_contrasts.py.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ def test_lmm_contrasts_with_df_match_emmeans(fitted, key, method, adjust, by):
     assert_allclose(con["statistic"], r["t.ratio"], rtol=1e-5)
     if adjust == "dunnett":
         assert_allclose(con["p_value"], r["p.value"], atol=1e-3)
-        assert_allclose(con["ci_lower"], r["lower.CL"], rtol=1e-3)
-        assert_allclose(con["ci_upper"], r["upper.CL"], rtol=1e-3)
+        crit = (con["ci_upper"] - con["estimate"]) / con["std_error"]
+        crit_r = (r["upper.CL"] - r["estimate"]) / r["SE"]
+        assert_allclose(crit, crit_r, atol=5e-3)
+        assert_allclose(con["ci_lower"], con["estimate"] - crit * con["std_error"], rtol=1e-12)
     else:
         assert_allclose(con["p_value"], r["p.value"], rtol=1e-4)
         assert_allclose(con["ci_lower"], r["lower.CL"], rtol=1e-5)
