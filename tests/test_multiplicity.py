@@ -147,3 +147,16 @@ def test_dunnett_is_deterministic() -> None:
         np.array([2.0, 2.5, 1.0, 3.0]), np.full(4, 12.0), "dunnett", corr=corr
     )
     assert np.array_equal(first, again)
+
+
+def test_critical_values_with_distinct_df_match_one_solve_per_df() -> None:
+    """Contrasts with different df: the secant steps from one df to the next land on the
+    same roots as solving each df alone (Tukey: scipy's ppf; Dunnett: bracketing)."""
+    df = np.array([25.0, 18.5, 40.0])
+    tukey = adjusted_critical_values(df, "tukey", 0.95, n_means=3)
+    assert_allclose(tukey * np.sqrt(2.0), stats.studentized_range.ppf(0.95, 3, df), rtol=1e-8)
+    corr = _equicorrelated(3, 0.4)
+    dunnett = adjusted_critical_values(df, "dunnett", 0.95, corr=corr)
+    alone = [adjusted_critical_values(np.full(3, d), "dunnett", 0.95, corr=corr)[0] for d in df]
+    assert_allclose(dunnett, alone, rtol=1e-7)
+    assert dunnett[1] > dunnett[0] > dunnett[2]

@@ -35,6 +35,7 @@ to an integer for mvtnorm, we do not (the difference is below 1e-4 in p for df >
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -237,7 +238,12 @@ def adjusted_critical_values(
     corr: np.ndarray | None = None,
     n_means: int | None = None,
 ) -> np.ndarray:
-    """Two-sided critical values (multipliers of the SE) for simultaneous intervals."""
+    """Two-sided critical values (multipliers of the SE) for simultaneous intervals.
+
+    Each contrast gets the critical value at its own df (emmeans does the same). Tukey and
+    Dunnett quantiles are solved once per distinct df: the first by bracketing, the next ones
+    by the secant method from the previous solution (df of one family are close).
+    """
     df = np.atleast_1d(np.asarray(df, dtype=float))
     m = df.size
     alpha = 1.0 - level
@@ -248,20 +254,57 @@ def adjusted_critical_values(
     if method == "tukey":
         if n_means is None:
             raise ValueError("tukey needs n_means")
-        unique, where = np.unique(df, return_inverse=True)
-        q = np.asarray(stats.studentized_range.ppf(level, n_means, unique), dtype=float)
-        return q[where.reshape(-1)] / np.sqrt(2.0)
+        k = n_means
+
+        def tukey_gap(c: float, d: float) -> float:
+            return float(stats.studentized_range.cdf(c * np.sqrt(2.0), k, d)) - level
+
+        def tukey_first(d: float) -> float:
+            return float(stats.studentized_range.ppf(level, k, d)) / np.sqrt(2.0)
+
+        return _per_distinct_df(df, tukey_gap, tukey_first)
     if method == "dunnett":
         if corr is None:
             raise ValueError("dunnett needs corr")
-        out = np.empty(m)
-        cache: dict[float, float] = {}
-        for i, dfi in enumerate(df):
-            if dfi not in cache:
-                cache[float(dfi)] = _dunnett_quantile(corr, float(dfi), level)
-            out[i] = cache[float(dfi)]
-        return out
+        c = np.asarray(corr, dtype=float)
+
+        def dunnett_gap(x: float, d: float) -> float:
+            return float(max_abs_probability(np.array([x]), c, d)[0]) - level
+
+        return _per_distinct_df(df, dunnett_gap, lambda d: _dunnett_quantile(c, d, level))
     raise ValueError(f"unknown adjustment {method!r}")
+
+
+def _per_distinct_df(
+    df: np.ndarray,
+    gap: Callable[[float, float], float],
+    first: Callable[[float], float],
+) -> np.ndarray:
+    """Solve ``gap(c, df) = 0`` for each distinct df (sorted), secant steps after the first."""
+    unique, where = np.unique(df, return_inverse=True)
+    roots = np.empty(unique.size)
+    previous: float | None = None
+    for i, d in enumerate(unique):
+        root = None
+        if previous is not None:
+            try:
+                root = float(
+                    optimize.newton(
+                        gap,
+                        previous,
+                        x1=previous * (1.0 + 1e-3),
+                        args=(float(d),),
+                        tol=1e-9,
+                        maxiter=12,
+                    )
+                )
+            except RuntimeError:
+                root = None
+            if root is not None and not (0.5 * previous < root < 2.0 * previous):
+                root = None
+        roots[i] = first(float(d)) if root is None else root
+        previous = roots[i]
+    return roots[where.reshape(-1)]
 
 
 def _dunnett_quantile(corr: np.ndarray, df: float, level: float) -> float:
