@@ -235,3 +235,29 @@ def test_lmm_without_df_for_gives_single_coefficient_df_and_refuses_combinations
         df_for(np.array([[1.0, 1.0, 0.0]]))
     glmm = _per_coefficient_df(np.full(3, np.inf), "binomial")
     assert np.all(np.isinf(glmm(np.ones((2, 3)))))
+
+
+def test_offset_enters_at_its_variables_mean_as_in_emmeans():
+    """``offset(np.log(expo))``: emmeans' reference grid holds ``expo`` at its mean, so the
+    link-scale mean is ``L β + log(mean(expo))``; contrasts are rate ratios ("A / P")."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 4)
+    arm = np.where(g % 2 == 0, "P", "A")
+    expo = rng.uniform(1, 3, size=g.size)
+    mu = np.exp(0.5 + 0.4 * (arm == "A") + rng.normal(0, 0.8, 30)[g]) * expo
+    data = pd.DataFrame(
+        {
+            "g": g.astype(str),
+            "arm": pd.Categorical(arm, categories=["P", "A"]),
+            "expo": expo,
+            "y": rng.poisson(mu),
+        }
+    )
+    fit = ms.fit_glmm("y ~ arm + offset(np.log(expo)) + (1 | g)", data, family="poisson")
+    means = ms.marginal_means(fit, "arm", scale="link")
+    beta = fit.params.to_numpy()
+    expected = np.array([beta[0], beta[0] + beta[1]]) + np.log(expo.mean())
+    assert_allclose(means["estimate"], expected, rtol=1e-12)
+    ratio = ms.contrasts(ms.marginal_means(fit, "arm"), adjust="none")
+    assert list(ratio["contrast"]) == ["A / P"]
+    assert_allclose(ratio["estimate"], np.exp(beta[1]), rtol=1e-12)
