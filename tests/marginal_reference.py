@@ -65,6 +65,7 @@ class WithReference:
         vcov_names: list[str],
         df: float,
     ) -> None:
+        self.fit = fit
         names = list(fit.params.index)
         order = [vcov_names.index(r_name(n)) for n in names]
         self.params = pd.Series([beta[r_name(n)] for n in names], index=names)

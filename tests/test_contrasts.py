@@ -166,3 +166,29 @@ def test_contrast_errors_say_what_to_do(lmm_ref, cbpp_means):
         ms.contrasts(means, adjust="scheffe")
     with pytest.raises(ModelSpecError, match="method must be"):
         ms.contrasts(means, "consec")
+
+
+def test_scalar_df_from_the_model_is_one_df_per_contrast(lmm_ref):
+    """A results object whose df_for returns one number (e.g. infinite for every L) still
+    gets a family of contrasts, adjusted together."""
+
+    class ScalarDf(WithReference):
+        def df_for(self, L):
+            return 20.0
+
+    scalar = ScalarDf(
+        lmm_ref.fit, LMM["fixef"], LMM["satterthwaite"]["vcov"], LMM["fixef_names"], 0
+    )
+    means = ms.marginal_means(scalar, "trt")
+    assert_allclose(means["df"], 20.0)
+    con = ms.contrasts(means, adjust="bonferroni")
+    _check(con, frame(LMM["df20"]["trt_vs_ctrl_bonferroni"]))
+
+
+def test_cumulative_link_results_are_refused_with_the_reason(lmm_ref):
+    ordinal = WithReference(
+        lmm_ref.fit, LMM["fixef"], LMM["satterthwaite"]["vcov"], LMM["fixef_names"], np.inf
+    )
+    ordinal.family = "ordinal"
+    with pytest.raises(ModelSpecError, match=r"cumulative link models \(fit_clmm\) yet"):
+        ms.marginal_means(ordinal, "trt")
