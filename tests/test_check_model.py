@@ -271,7 +271,7 @@ def test_check_model_refuses_a_bad_seed():
 
 
 def test_check_model_refuses_what_is_not_a_fitted_model():
-    with pytest.raises(ModelSpecError, match="needs a fitted model.*got DataFrame"):
+    with pytest.raises(ModelSpecError, match=r"needs a fitted model.*got DataFrame"):
         check_model(pd.DataFrame())
 
 
@@ -279,3 +279,34 @@ def test_check_model_refuses_conditional_simulation_of_an_mmrm():
     fit = fit_fev("FEV1 ~ ARMCD * AVISIT + us(AVISIT | USUBJID)")
     with pytest.raises(ModelSpecError, match="which an MMRM does not have"):
         check_model(fit, conditional=True)
+
+
+# --------------------------------------------------------------------------- report
+def test_report_section_flags_a_misfit_in_the_banner_and_shows_a_failure():
+    from mesostats.reporting.sections.checks import checks_section
+    from mesostats.reporting.steps import Failure, MessageLog
+
+    data = constructed(1, "negative_binomial")
+    fit = fit_glmm("y ~ x + (1 | pid)", data, family="poisson")
+    log = MessageLog()
+    section = checks_section(
+        {"regrowth": (fit, None), "side": (None, Failure("Side-effect model", "no events"))},
+        0,
+        log,
+    )
+    first, second = section["models"]
+    assert first["failure"] is None and first["figure"].uri.startswith("data:image/png;base64,")
+    assert any("uniformity" in p for p in first["problems"])
+    flagged = [m for m in log.items if m.kind == "model check"]
+    assert flagged and all(m.source == "Model checks (regrowth model)" for m in flagged)
+    assert second["failure"].reason == "no events"
+
+
+def test_report_has_a_model_checks_section():
+    from mesostats.reporting.build import render_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        html = render_report(ms.example_study())
+    assert "6. Model checks" in html
+    assert html.count("Residuals uniform (KS)") == 2  # regrowth and side effects

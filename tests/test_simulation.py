@@ -43,9 +43,7 @@ def cbpp_fit() -> MixedResults:
 @cache
 def grouse_fit() -> MixedResults:
     data = load_csv("grouseticks.csv").astype({"YEAR": str, "BROOD": str, "LOCATION": str})
-    return fit_glmm(
-        "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", data, family="poisson"
-    )
+    return fit_glmm("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", data, family="poisson")
 
 
 def assert_mean_within(draws: np.ndarray, mean: np.ndarray, var: np.ndarray) -> None:
@@ -156,7 +154,6 @@ def test_binomial_simulate_with_random_effects_matches_the_logit_normal_mean():
     nodes, weights = np.polynomial.hermite_e.hermegauss(40)
     weights = weights / weights.sum()
     p = (stats.logistic.cdf(eta[:, None] + sd * nodes[None, :]) * weights).sum(axis=1)
-    trials = fit.design.prior_weights
     # Var of the proportion: E[p(1−p)]/trials + Var(p) ≤ p(1 − p) (bounded by Bernoulli)
     assert_mean_within(draws, p, p * (1 - p))
 

@@ -34,9 +34,9 @@ from mesostats.checks.simulation_tests import (
     uniformity_test,
     zero_inflation_test,
 )
-from mesostats.mixed.results import MixedResults
 from mesostats.checks.view import ModelView, model_view
 from mesostats.exceptions import ModelSpecError
+from mesostats.mixed.results import MixedResults
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -135,12 +135,13 @@ class ModelCheck(FrozenRecord, SummaryDisplay):
     def problems(self) -> tuple[str, ...]:
         """One sentence per flagged test (p < 0.05)."""
         out = []
-        for row in self.tests.itertuples(index=False):
-            if row.verdict == "problem":
+        for row in self.tests.to_dict("records"):
+            if row["verdict"] == "problem":
+                test = str(row["test"])
                 out.append(
-                    f"{row.test}: {_PROBLEM[row.test]} "
-                    f"(statistic {format_number(row.statistic, style='engine')}, "
-                    f"p {format_p(row.p_value, style='engine')})."
+                    f"{test}: {_PROBLEM[test]} "
+                    f"(statistic {format_number(row['statistic'], style='engine')}, "
+                    f"p {format_p(row['p_value'], style='engine')})."
                 )
         return tuple(out)
 
@@ -163,7 +164,10 @@ class ModelCheck(FrozenRecord, SummaryDisplay):
         """The tests table and the flagged problems (reader style)."""
         info = (
             ("Model", self.kind),
-            ("Simulations", f"{self.n_sim} ({'conditional' if self.conditional else 'new random effects'})"),
+            (
+                "Simulations",
+                f"{self.n_sim} ({'conditional' if self.conditional else 'new random effects'})",
+            ),
             ("Seed", str(self.seed)),
         )
         table = table_from_frame(self.tests, caption="Simulated-residual tests", style="engine")
@@ -176,12 +180,18 @@ class ModelCheck(FrozenRecord, SummaryDisplay):
         )
 
     def __repr__(self) -> str:
-        flagged = [r for r, v in zip(self.tests["test"], self.tests["verdict"], strict=True) if v != "ok"]
+        flagged = [
+            r for r, v in zip(self.tests["test"], self.tests["verdict"], strict=True) if v != "ok"
+        ]
         return f"<ModelCheck {self.kind}: n_sim={self.n_sim}, flagged={flagged or 'none'}>"
 
 
 def _check_args(n_sim: Any, seed: Any) -> None:
-    if isinstance(n_sim, (bool, np.bool_)) or not isinstance(n_sim, (int, np.integer)) or n_sim < 10:
+    if (
+        isinstance(n_sim, (bool, np.bool_))
+        or not isinstance(n_sim, (int, np.integer))
+        or n_sim < 10
+    ):
         raise ModelSpecError(
             f"n_sim must be a whole number ≥ 10 (250 or more for stable p-values), got {n_sim!r}."
         )

@@ -128,9 +128,7 @@ def _shapiro(values: np.ndarray) -> float:
     return float(stats.shapiro(values).statistic)
 
 
-def person_effects_test(
-    observed: np.ndarray, simulated: np.ndarray
-) -> Row | None:
+def person_effects_test(observed: np.ndarray, simulated: np.ndarray) -> Row | None:
     """Normality of the person effects (persons, q) against simulated ones (persons, q, n):
     None when no column varies (e.g. every mode is 0 at a singular fit) or < 3 persons."""
     best: tuple[float, float] | None = None

@@ -109,9 +109,7 @@ def model_view(results: Any) -> ModelView:
     design = model.design
     family = model.family
     trials = (
-        np.asarray(design.prior_weights, dtype=float)
-        if family == "binomial"
-        else np.ones(design.n)
+        np.asarray(design.prior_weights, dtype=float) if family == "binomial" else np.ones(design.n)
     )
     integer = family != "gaussian"
     observed = np.asarray(design.y, dtype=float)

@@ -31,8 +31,7 @@ def check_seed(seed: Any) -> int | np.random.SeedSequence | np.random.Generator:
         return seed
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ModelSpecError(
-            f"seed must be a whole number ≥ 0 (or a numpy SeedSequence / Generator), got "
-            f"{seed!r}."
+            f"seed must be a whole number ≥ 0 (or a numpy SeedSequence / Generator), got {seed!r}."
         )
     return int(seed)
 

@@ -52,7 +52,9 @@ __all__ = [
 
 def _check_n(n: object) -> int:
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ModelSpecError(f"n (number of simulated responses) must be an integer ≥ 1, got {n!r}.")
+        raise ModelSpecError(
+            f"n (number of simulated responses) must be an integer ≥ 1, got {n!r}."
+        )
     return int(n)
 
 

@@ -92,7 +92,7 @@ def person_effects_qq(check: Any, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def influence_plot(check: Any, ax: Axes | None = None, *, top: int = 30) -> Axes:
+def influence_plot(check: Any, ax: Axes | None = None, *, top: int = 20) -> Axes:
     """Each person's leave-one-out change of the key effect (in SEs), the ``top`` largest."""
     ax = _axes(ax)
     key = check.key_effect
@@ -113,8 +113,9 @@ def influence_plot(check: Any, ax: Axes | None = None, *, top: int = 30) -> Axes
 
 def check_panel(check: Any) -> Figure:
     """The four panels on one :class:`~matplotlib.figure.Figure` (2 × 2)."""
-    fig = Figure(figsize=(10, 8), layout="constrained")
-    axes = fig.subplots(2, 2)
+    fig = Figure(figsize=(10, 8))
+    axes = fig.subplots(2, 2, gridspec_kw={"hspace": 0.45, "wspace": 0.25})
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=0.1)
     residuals_vs_fitted(check, axes[0, 0])
     residual_qq(check, axes[0, 1])
     person_effects_qq(check, axes[1, 0])
