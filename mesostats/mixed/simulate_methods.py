@@ -3,9 +3,10 @@
 
 :class:`MixedSimulateMixin` serves :class:`~mesostats.mixed.results.MixedResults` (LMM and
 GLMM), :class:`MMRMSimulateMixin` serves :class:`~mesostats.mixed.mmrm.results.MMRMResults`.
-An ordinal (CLMM) results class adds its own ``simulate`` by calling
-:func:`mesostats.mixed.simulation.draw_ordinal` on η drawn as in
-:meth:`MixedSimulateMixin.simulate` (the random-effect part is the same).
+An ordinal (CLMM) results class adds its own ``simulate`` with the same signature:
+``draw_ordinal(linear_predictor_draws(design, beta=β, theta=θ, re_scale=1.0, n=n, rng=rng,
+modes=..., include_random=...), thresholds, rng)`` from :mod:`mesostats.mixed.simulation`
+(η without the thresholds; P(Y ≤ k) = F(α_k − η)).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ same way:
 * :func:`draw_ordinal` — a cumulative-link (CLMM) response given η and the thresholds, by
   inverting the cumulative probabilities P(Y ≤ k) = F(α_k − η) (Agresti 2010, *Analysis of
   Ordinal Categorical Data*, §3.2); the hook the ordinal results' ``simulate`` calls;
+* :func:`linear_predictor_draws` — η = Xβ + Zb of a mixed design with new, kept or no
+  random effects (what a CLMM's ``simulate`` feeds to :func:`draw_ordinal`);
 * :func:`simulate_mixed` — an LMM/GLMM from its design and (β, θ, σ), with new random
   effects, none, or the given conditional modes;
 * :func:`simulate_mmrm` — an MMRM: y_i ~ N(X_iβ, W_i^{-1/2} Σ W_i^{-1/2}) per subject, one
@@ -44,6 +46,7 @@ __all__ = [
     "draw_family",
     "draw_ordinal",
     "draw_random_effects",
+    "linear_predictor_draws",
     "random_effects_part",
     "simulate_mixed",
     "simulate_mmrm",
@@ -143,6 +146,40 @@ def draw_ordinal(
     return np.asarray((cumulative < u[..., None]).sum(axis=-1), dtype=float)
 
 
+def linear_predictor_draws(
+    design: MixedDesign,
+    *,
+    beta: np.ndarray,
+    theta: np.ndarray,
+    re_scale: float,
+    n: int,
+    rng: np.random.Generator,
+    modes: Sequence[np.ndarray] | None = None,
+    include_random: bool = True,
+) -> np.ndarray:
+    """η = Xβ + offset + Σ_t Z_t b_t for ``n`` replicates: (rows, n).
+
+    ``b`` are new draws N(0, re_scale²·ΛΛᵀ) (``re_scale`` = σ for an LMM, 1 for a GLMM or a
+    CLMM), the given ``modes`` (per term, ``(n_levels, q)``), or zero
+    (``include_random=False``). A cumulative-link model draws its response from this η with
+    :func:`draw_ordinal`.
+    """
+    n = _check_n(n)
+    eta = (design.X @ np.asarray(beta, dtype=float) + design.offset)[:, None]
+    terms = design.terms
+    if modes is not None:
+        effects: Sequence[np.ndarray] = [np.asarray(b, dtype=float) for b in modes]
+    elif include_random:
+        lambdas = design.lambda_blocks(np.asarray(theta, dtype=float))
+        factors = [re_scale * lam for lam in lambdas]
+        effects = draw_random_effects(factors, [t.n_levels for t in terms], n, rng)
+    else:
+        effects = []
+    if effects:
+        eta = eta + random_effects_part([t.Z for t in terms], [t.codes for t in terms], effects)
+    return np.array(np.broadcast_to(eta, (design.n, n)))
+
+
 def simulate_mixed(
     design: MixedDesign,
     *,
@@ -174,21 +211,16 @@ def simulate_mixed(
         With ``modes=None``: draw new random effects (True) or set them to zero (False, R's
         ``re.form = NA``).
     """
-    n = _check_n(n)
-    eta = (design.X @ np.asarray(beta, dtype=float) + design.offset)[:, None]
-    terms = design.terms
-    if modes is not None:
-        effects: Sequence[np.ndarray] = [np.asarray(b, dtype=float) for b in modes]
-    elif include_random:
-        scale = sigma if family == "gaussian" else 1.0
-        factors = [scale * lam for lam in design.lambda_blocks(np.asarray(theta, dtype=float))]
-        effects = draw_random_effects(factors, [t.n_levels for t in terms], n, rng)
-    else:
-        effects = []
-    if effects:
-        part = random_effects_part([t.Z for t in terms], [t.codes for t in terms], effects)
-        eta = eta + part
-    eta = np.broadcast_to(eta, (design.n, n))
+    eta = linear_predictor_draws(
+        design,
+        beta=beta,
+        theta=theta,
+        re_scale=sigma if family == "gaussian" else 1.0,
+        n=n,
+        rng=rng,
+        modes=modes,
+        include_random=include_random,
+    )
     return draw_family(family, eta, rng, sigma=sigma, weights=design.prior_weights)
 
 
