@@ -12,6 +12,8 @@ Run from the repository root::
     .venv/bin/python bench/bench_mmrm.py --datasets fev,1000 --repeats 5
     .venv/bin/python bench/bench_mmrm.py --skip-r-above 1000      # R only up to 1,000 subjects
     .venv/bin/python bench/bench_mmrm.py --profile 1000           # cProfile of ours, no R
+    .venv/bin/python bench/bench_mmrm.py --r-from bench/results/mmrm_<stamp>.json  # R reused
+    .venv/bin/python bench/bench_mmrm.py --table bench/results/mmrm_<stamp>.json   # re-print
 
 Each tool runs in its own process on the same CSV file: ours in a child of this script
 (``--child``), R in ``Rscript bench/r/bench_mmrm.R``. Both warm up once per df method on the
@@ -40,6 +42,7 @@ import io
 import json
 import pstats
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,9 +96,10 @@ def read_data(csv: Path, name: str) -> pd.DataFrame:
 
 
 def write_dataset(name: str, folder: Path, seed: int) -> Path:
-    """The CSV both sides read: fev_data as shipped, or a fresh simulated trial."""
+    """The CSV both sides read, in ``folder`` (R writes its JSON beside it): a copy of
+    fev_data as shipped, or a fresh simulated trial."""
     if name == "fev":
-        return FEV_CSV
+        return Path(shutil.copy(FEV_CSV, folder / FEV_CSV.name))
     n_subjects = int(name)
     trial = mmrm_data.simulate_mmrm_trial(n_subjects, seed=seed)
     return mmrm_data.write_csv(trial, folder, f"mmrm_{n_subjects}x{mmrm_data.N_VISITS}")
@@ -264,6 +268,12 @@ def run_mmrm(csv: Path, name: str, args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- comparison
 
 
+def same_term(name: str) -> str:
+    """An interaction's factors in a fixed order: R names ``arm * visit`` after ``base *
+    visit`` as ``visitVIS02:armTRT1``, formulaic as ``armTRT1:visitVIS02``."""
+    return ":".join(sorted(name.split(":")))
+
+
 def max_diff(
     ours: dict[str, Any], r: dict[str, Any], key: str, scale: str | None = None
 ) -> float | None:
@@ -272,8 +282,15 @@ def max_diff(
     Coefficients are compared relative to R's SE (``scale="se"``): a relative difference
     of a coefficient near zero says nothing about the fit.
     """
-    theirs = dict(zip(r["terms"], zip(r[key], r[scale or key], strict=True), strict=True))
-    pairs = [(o, *theirs[t]) for t, o in zip(ours["terms"], ours[key], strict=True) if t in theirs]
+    theirs = {
+        same_term(t): v
+        for t, v in zip(r["terms"], zip(r[key], r[scale or key], strict=True), strict=True)
+    }
+    pairs = [
+        (o, *theirs[same_term(t)])
+        for t, o in zip(ours["terms"], ours[key], strict=True)
+        if same_term(t) in theirs
+    ]
     if not pairs or len(pairs) != len(theirs):
         return None
     return max(abs(o - t) / max(abs(s), 1e-12) for o, t, s in pairs)
@@ -355,6 +372,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=mmrm_data.DEFAULT_SEED)
     parser.add_argument("--profile", metavar="DATASET", help="cProfile ours on one data set")
     parser.add_argument("--top", type=int, default=30, help="functions shown by --profile")
+    parser.add_argument(
+        "--r-from",
+        metavar="JSON",
+        help="reuse the mmrm results of a saved run (same data: same seed) instead of R",
+    )
+    parser.add_argument("--table", metavar="JSON", help="re-make the table of a saved run")
     parser.add_argument("--child", metavar="CSV", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -371,9 +394,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             csv = write_dataset(args.profile, Path(tmp), args.seed)
             print(profile(csv, args.profile, methods, args.top))
         return
+    if args.table:
+        saved = json.loads(Path(args.table).read_text())
+        rows = [
+            compare(name, m, block["ours"], block["mmrm"])
+            for name, block in saved["raw"].items()
+            for m in saved["args"]["methods"].split(",")
+        ]
+        print(markdown_table(rows, COLUMNS))
+        return
     info = machine_info()
+    info["source"] = source_state()
     engines = set(args.engines.split(","))
     r_note = r_available() if "r" in engines else "R not requested (--engines)."
+    reused = json.loads(Path(args.r_from).read_text()) if args.r_from else None
+    if reused is not None:
+        if reused["args"]["seed"] != args.seed:
+            raise SystemExit(f"--r-from {args.r_from} was run with another --seed")
+        r_note = f"mmrm results reused from {args.r_from} ({reused['machine']['date']})"
     notes = [r_note] if r_note else []
     rows: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
@@ -385,8 +423,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             ours = run_ours(csv, name, args) if "ours" in engines else {"note": "not run"}
             ours["repeats"] = args.repeats
             print(f"   ours: {_brief(ours, 'seconds')}", flush=True)
-            if r_note:
-                r: dict[str, Any] = {"note": "not run"}
+            if reused is not None:
+                r: dict[str, Any] = reused["raw"].get(name, {}).get("mmrm", {"note": "not run"})
+            elif r_note:
+                r = {"note": "not run"}
             elif name != "fev" and args.skip_r_above and int(name) > args.skip_r_above:
                 r = {"note": f"R not run above {args.skip_r_above} subjects (--skip-r-above)"}
             else:
@@ -406,6 +446,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         {"machine": info, "notes": notes, "rows": rows, "raw": raw, "args": vars(args)},
     )
     print(f"\nsaved {path}")
+
+
+def source_state() -> str:
+    """The commit measured, and whether the engine's files had uncommitted edits."""
+
+    def git(*cmd: str) -> str:
+        try:
+            proc = subprocess.run(
+                ["git", *cmd], cwd=BENCH_DIR, capture_output=True, text=True, check=False
+            )
+        except OSError:  # no git: the source state is unknown
+            return "unknown"
+        return proc.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "../mesostats")
+    return f"{git('rev-parse', '--short', 'HEAD')}{' + uncommitted edits' if dirty else ''}"
 
 
 def _brief(result: dict[str, Any], key: str) -> str:

@@ -54,6 +54,9 @@ class CheckMMRM:
     se_block: str | None  # model-based SEs (None when the block's SEs are adjusted)
     reml: bool
     inference_block: str | None = None  # end-to-end df/SE block (default: the KR block)
+    weights: str | None = None  # column of row weights (mmrm's weights argument)
+    inference_df = "kenward-roger"  # the df method of inference_block
+    end_to_end_df_rtol = 2e-4
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -63,12 +66,12 @@ class CheckMMRM:
     @pytest.fixture(scope="class")
     @classmethod
     def fit(cls, ref: dict) -> MMRMResults:
-        return _fit(ref["formula"], reml=cls.reml, df="residual")
+        return _fit(ref["formula"], reml=cls.reml, df="residual", weights=cls.weights)
 
     @pytest.fixture(scope="class")
     @classmethod
     def at_ref(cls, ref: dict):
-        problem = _problem(ref["formula"], cls.reml)
+        problem = _problem(ref["formula"], cls.reml, weights=cls.weights)
         return problem, problem.evaluate(np.array(ref["theta"]), order=2)
 
     # --------------------------------------------------------------- exact, at mmrm's θ
@@ -141,12 +144,12 @@ class CheckMMRM:
         # 1e-4 covers mmrm's own stopping error (see the module docstring)
         block = self.inference_block or self.block.replace("_residual", "_kenwardroger")
         ref = fev_reference(block)
-        df = "satterthwaite" if "satterthwaite" in block else "kenward-roger"
-        fe = _fit(ref["formula"], reml=self.reml, df=df).fixed_effects
+        df = self.inference_df
+        fe = _fit(ref["formula"], reml=self.reml, df=df, weights=self.weights).fixed_effects
         assert_allclose(fe["std_error"], _values(ref["se"]), rtol=SE_RTOL)
         # df move with θ more than SEs do: us ML, whose θ mmrm leaves 1.9e-4 short, differs by
         # 1.1e-4 (at mmrm's own θ the df agree to 1e-9: test_mmrm_inference.py)
-        assert_allclose(fe["df"], _values(ref["df"]), rtol=2e-4)
+        assert_allclose(fe["df"], _values(ref["df"]), rtol=self.end_to_end_df_rtol)
 
     def test_theta_cov_is_inverse_hessian(self, fit):
         hess = fit.problem.evaluate(fit.theta, order=2).hessian
@@ -166,6 +169,7 @@ def _battery(structure: str, reml: bool) -> type:
             "se_block": f"{structure}_ml_satterthwaite",
             "reml": False,
             "inference_block": f"{structure}_ml_satterthwaite",
+            "inference_df": "satterthwaite",
         }
     return type(f"TestFev_{structure}_{'reml' if reml else 'ml'}", (CheckMMRM,), attrs)
 
@@ -191,11 +195,39 @@ class TestFevSpatialExponential(CheckMMRM):
     se_block = "sp_exp_reml_satterthwaite"
     reml = True
     inference_block = "sp_exp_reml_satterthwaite"
+    inference_df = "satterthwaite"
 
 
-# --------------------------------------------------------------------------- independent
+class TestFevWeightedUS(CheckMMRM):
+    """us REML with mmrm's weights (fev_data's WEIGHT column): Σ_i = W^{-1/2} Σ W^{-1/2}."""
+
+    block = se_block = inference_block = "us_reml_weighted"
+    inference_df = "satterthwaite"
+    reml = True
+    weights = "WEIGHT"
 
 
+class TestFevWeightedAR1H(CheckMMRM):
+    """ar1h ML with weights."""
+
+    block = se_block = inference_block = "ar1h_ml_weighted"
+    inference_df = "satterthwaite"
+    reml = False
+    weights = "WEIGHT"
+
+
+class TestFevGroupedAnteDependenceML(CheckMMRM):
+    """ad(AVISIT | ARMCD / USUBJID) by ML: one ante-dependence matrix per arm."""
+
+    block = se_block = inference_block = "ad_grouped_ml"
+    inference_df = "satterthwaite"
+    # mmrm stops 2.7e-6 logLik units short here (θ 3.4e-4 away, gradient 8e-3): the df of
+    # AVISITVIS3 move by 4.3e-4 between the two θ
+    end_to_end_df_rtol = 1e-3
+    reml = False
+
+
+# --------------------------------------------------------------------------- results object
 @pytest.fixture(scope="module")
 def us_fit() -> MMRMResults:
     return _fit(f"{FEV_FIXED} + us(AVISIT | USUBJID)", df="residual")
@@ -397,3 +429,30 @@ def test_results_interface_reproduces_emmeans_lsmeans_at_mmrm_theta(structure):
     se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov.to_numpy(), L))
     assert_allclose(se, lsmeans["SE"], rtol=1e-5)
     assert_allclose(fit.df_for(L), lsmeans["df"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("at", ["mmrm_theta", "fit"])
+def test_conditional_predictions_match_mmrm(at, us_fit):
+    # mmrm's predict(conditional = TRUE) on every row of the first 10 subjects: observed rows
+    # give the data, missing rows the conditional mean given the subject's observed rows
+    ref = fev_reference("us_reml_predict")
+    rows = fev_data().iloc[ref["rows"]]
+    fit = us_fit
+    if at == "mmrm_theta":
+        theta = np.array(ref["theta"])
+        ev = us_fit.problem.evaluate(theta)
+        fit = MMRMResults(
+            us_fit.problem,
+            theta=theta,
+            beta=ev.beta,
+            vcov=ev.beta_cov,
+            loglik=-ev.value,
+            df_for=lambda L: np.full(len(L), np.inf),
+            df_method="residual",
+            vcov_method=None,
+            converged=True,
+        )
+    # at the fit, mmrm's stopping error (θ 1.5e-4 away) moves a prediction by up to 1.1e-4
+    rtol = 1e-8 if at == "mmrm_theta" else 5e-4
+    assert_allclose(fit.predict(rows, conditional=True), ref["conditional"], rtol=rtol)
+    assert_allclose(fit.predict(rows), ref["population"], rtol=rtol)
