@@ -176,6 +176,21 @@ def test_bernoulli_draws_are_zero_or_one():
     assert abs(draws.mean() - 0.5) < N_SE * np.sqrt(0.25 / draws.size)
 
 
+def test_negative_binomial_draws_have_mean_mu_and_variance_mu_plus_mu2_over_size():
+    rng = np.random.default_rng(2)
+    mu, size = np.array([0.5, 3.0, 20.0]), 1.7
+    draws = draw_family(
+        "negative_binomial", np.log(mu)[:, None] + np.zeros((3, 100_000)), rng, size=size
+    )
+    var = mu + mu**2 / size
+    assert_mean_within(draws, mu, var)
+    # sample variance within 4 %: its relative SE √((kurtosis − 1)/n) is at most 0.75 %
+    # here (NB kurtosis ≈ 3 + 6/size ≈ 6.5), so 4 % is more than 5 SEs
+    np.testing.assert_allclose(draws.var(axis=1), var, rtol=0.04)
+    with pytest.raises(ModelSpecError, match="needs its size"):
+        draw_family("negative_binomial", np.zeros((2, 2)), rng)
+
+
 def test_ordinal_draws_match_the_cumulative_logit_probabilities():
     """The CLMM hook: P(Y ≤ k) = logit⁻¹(α_k − η)."""
     rng = np.random.default_rng(1)

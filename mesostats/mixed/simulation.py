@@ -9,7 +9,7 @@ same way:
   b ~ N(0, σ²ΛΛᵀ) for an LMM, N(0, ΛΛᵀ) for a GLMM);
 * :func:`draw_family` — responses given the linear predictor η: Gaussian y = η + σε/√w,
   binomial successes ~ Bin(trials, logit⁻¹η) returned as proportions (the scale of
-  ``MixedDesign.y``), Poisson counts ~ Pois(exp η);
+  ``MixedDesign.y``), Poisson counts ~ Pois(exp η), negative binomial (NB2) counts;
 * :func:`draw_ordinal` — a cumulative-link (CLMM) response given η and the thresholds, by
   inverting the cumulative probabilities P(Y ≤ k) = F(α_k − η) (Agresti 2010, *Analysis of
   Ordinal Categorical Data*, §3.2); the hook the ordinal results' ``simulate`` calls;
@@ -100,11 +100,14 @@ def draw_family(
     *,
     sigma: float = 1.0,
     weights: np.ndarray | None = None,
+    size: float | None = None,
 ) -> np.ndarray:
     """Responses given the linear predictor ``eta`` (rows, n).
 
     gaussian: η + σ ε / √w. binomial: successes ~ Bin(w, logit⁻¹ η) divided by the trials
     w (proportions; 0/1 when w = 1; rows with no trials get 0). poisson: Pois(exp η).
+    negative_binomial: NB2 with mean μ = exp η and variance μ + μ²/``size`` (glmmTMB's
+    ``nbinom2``; numpy's sampler with success probability size/(size + μ)).
     ``weights`` are the prior weights (binomial trials), one per row (default 1).
     """
     eta = np.asarray(eta, dtype=float)
@@ -120,8 +123,16 @@ def draw_family(
         return np.where(trials > 0, successes / np.maximum(trials, 1), 0.0)
     if family == "poisson":
         return np.asarray(rng.poisson(np.exp(eta)), dtype=float)
+    if family == "negative_binomial":
+        if size is None or not size > 0:
+            raise ModelSpecError(
+                f"A negative binomial draw needs its size (dispersion) > 0, got {size!r}."
+            )
+        mu = np.exp(eta)
+        return np.asarray(rng.negative_binomial(size, size / (size + mu)), dtype=float)
     raise ModelSpecError(
-        f"Cannot simulate family {family!r}: known families are gaussian, binomial, poisson."
+        f"Cannot simulate family {family!r}: known families are gaussian, binomial, poisson, "
+        "negative_binomial."
     )
 
 
