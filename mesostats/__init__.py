@@ -40,6 +40,8 @@ _LAZY: dict[str, str] = {
     "compare": "mesostats.mixed.inference",
     "marginal_means": "mesostats.mixed.marginal",
     "contrasts": "mesostats.mixed.marginal",
+    "check_model": "mesostats.checks",
+    "ModelCheck": "mesostats.checks",
     "fit_regrowth": "mesostats.domain",
     "fit_side_effects": "mesostats.domain",
     "RegrowthResults": "mesostats.domain",

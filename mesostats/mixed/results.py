@@ -34,6 +34,7 @@ from mesostats.formula import parse_formula
 from mesostats.mixed.contrast_df import ContrastDFMixin
 from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
+from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
 
 __all__ = ["MixedResults"]
@@ -50,7 +51,7 @@ def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
     return eta
 
 
-class MixedResults(ContrastDFMixin, SummaryDisplay):
+class MixedResults(ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or

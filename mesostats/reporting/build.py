@@ -47,6 +47,7 @@ from mesostats.data.study import Study
 from mesostats.domain import fit_regrowth, fit_side_effects
 from mesostats.domain.variation import variability
 from mesostats.exceptions import ModelSpecError
+from mesostats.reporting.sections.checks import checks_section
 from mesostats.reporting.sections.data import (
     analysis_exclusion_table,
     analysis_exclusions,
@@ -79,6 +80,7 @@ SECTION_TITLES: dict[str, str] = {
     "side_effects": "3. Side effects by ingredient",
     "variability": "4. Varied results: how much people differ",
     "methods": "5. Methods",
+    "checks": "6. Model checks",
 }
 
 
@@ -188,6 +190,7 @@ def build_report(
         ),
         "methods": methods_section(fits, nagq=SIDE_EFFECT_NAGQ),
         "glance": glance(study, regrowth, side, reg_var, se_var, outcome),
+        "checks": checks_section(fits, int(seed), log),
     }
     context["messages"] = log.items
     env = jinja2.Environment(

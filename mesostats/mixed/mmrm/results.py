@@ -29,6 +29,7 @@ from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.mmrm.predict import conditional_mean, population_mean
 from mesostats.mixed.mmrm.problem import MMRMProblem
+from mesostats.mixed.simulate_methods import MMRMSimulateMixin
 
 __all__ = ["MMRMResults"]
 
@@ -41,7 +42,7 @@ def _read_only(a: Any) -> np.ndarray:
     return out
 
 
-class MMRMResults(FrozenRecord, SummaryDisplay):
+class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
     """Fitted MMRM (immutable). Built by :func:`mesostats.fit_mmrm`.
 
     Attributes
