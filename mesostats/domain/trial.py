@@ -11,8 +11,8 @@ a factor, an unstructured within-subject covariance (with the pre-specified fall
 (Mallinckrodt et al. 2008, *Drug Inf. J.* 42(4); Kenward & Roger 1997, *Biometrics* 53(3)).
 Least-squares means per cocktail and visit are taken at the mean baseline with equal weights
 (Searle, Speed & Milliken 1980, *Am. Stat.* 34(4)); each cocktail is compared with the
-control at every visit, with Dunnett's (1955, *JASA* 50(272)) adjustment over the cocktails
-within a visit, the primary visit's being the confirmatory family.
+control at every visit; at the primary visit, the confirmatory comparisons, p-values are
+adjusted over the cocktails by Dunnett's (1955, *JASA* 50(272)) method.
 
 The rows, arms and visits come from :mod:`mesostats.domain.trial_data`; the fit is
 :func:`mesostats.fit_mmrm`, the means and contrasts :func:`mesostats.marginal_means` and
@@ -131,8 +131,8 @@ def fit_trial(
     their randomised arm, visits attended by at least a quarter of the people, people
     without a baseline set aside with the reason). LS means at the mean baseline, equal
     weights; ``vs_control``: each cocktail minus the control at each visit, unadjusted
-    95 % CI and p, and ``p_adjusted`` by Dunnett's method over the cocktails within each
-    visit (the primary visit's family is the confirmatory one).
+    95 % CI and p; ``p_adjusted`` by Dunnett's method over the cocktails at the primary
+    visit (the confirmatory family), missing at the other (supportive) visits.
 
     Examples
     --------
@@ -190,7 +190,7 @@ def analyse_trial(
     fitted = fit_with_fallback(fit_one, order)
     _reissue(caught.get(fitted.covariance, []), notes)
     model = fitted.model
-    lsmeans, vs_control = _means_and_contrasts(engine, model, frame)
+    lsmeans, vs_control = _means_and_contrasts(engine, model, frame, primary)
     return TrialResults(
         study=study,
         outcome=outcome,
@@ -239,13 +239,16 @@ def _primary_visit(frame: TrialFrame, visit: Any) -> int:
 
 
 def _means_and_contrasts(
-    engine: TrialEngine, model: Any, frame: TrialFrame
+    engine: TrialEngine, model: Any, frame: TrialFrame, primary: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """LS means per cocktail × visit; each cocktail minus the control per visit, with the
-    unadjusted and the Dunnett-adjusted p."""
+    """LS means per cocktail × visit; each cocktail minus the control per visit with the
+    unadjusted p, and the Dunnett-adjusted p at the primary visit (missing elsewhere)."""
     means = engine.means(model, COCKTAIL, by=VISIT)
     raw = engine.contrasts(means, "trt.vs.ctrl", ref=frame.control, adjust="none")
-    dunnett = engine.contrasts(means, "trt.vs.ctrl", ref=frame.control, adjust="dunnett")
+    at_primary = means[VISIT].astype(str).to_numpy() == str(primary)
+    dunnett = engine.contrasts(
+        means[at_primary], "trt.vs.ctrl", ref=frame.control, adjust="dunnett"
+    )
     lsmeans = means.assign(
         cocktail=means[COCKTAIL].astype(str).to_numpy(), visit=_visit_numbers(means[VISIT])
     )

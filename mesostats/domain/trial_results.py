@@ -80,7 +80,8 @@ class TrialResults(FrozenRecord, SummaryDisplay):
     vs_control : DataFrame
         ``contrast, visit, estimate, std_error, df, statistic, p_value, p_adjusted,
         ci_lower, ci_upper``: each cocktail minus the control at each visit; 95 % CI and
-        ``p_value`` unadjusted, ``p_adjusted`` by Dunnett over the cocktails within the visit.
+        ``p_value`` unadjusted; ``p_adjusted`` by Dunnett over the cocktails at the primary
+        visit (missing at the other visits, whose comparisons are supportive).
     messages : tuple of str
         The covariance used (and any fallback), then the engine's messages.
     notes : tuple of str
