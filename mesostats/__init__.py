@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "fit_lmm": "mesostats.mixed.lmm",
     "fit_glmm": "mesostats.mixed.glmm",
     "MixedResults": "mesostats.mixed.results",
+    "fit_mmrm": "mesostats.mixed.mmrm",
+    "MMRMResults": "mesostats.mixed.mmrm",
     "compare": "mesostats.mixed.inference",
     "fit_regrowth": "mesostats.domain",
     "fit_side_effects": "mesostats.domain",

@@ -21,19 +21,17 @@ excludes 0 while p > 0.05 confuses readers.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mesostats._display import (
-    Summary,
-    SummaryDisplay,
-)
+from mesostats._display import Summary, SummaryDisplay
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
+from mesostats.mixed.contrast_df import ContrastDFMixin
 from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
 from mesostats.mixed.summary import mixed_summary
@@ -52,7 +50,7 @@ def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
     return eta
 
 
-class MixedResults(SummaryDisplay):
+class MixedResults(ContrastDFMixin, SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -92,6 +90,8 @@ class MixedResults(SummaryDisplay):
         Asymptotic covariance of (θ, σ) (LMM: 2·H⁻¹ from the deviance Hessian, lmerTest).
     optimizer : dict, optional
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
+    df_function : callable ``L (m, p) -> (m,)``, optional
+        df of linear functions Lβ under the fit's df method (:meth:`df_for`).
     """
 
     def __init__(
@@ -114,6 +114,7 @@ class MixedResults(SummaryDisplay):
         variance_parameter_cov: np.ndarray | None = None,
         optimizer: Mapping[str, Any] | None = None,
         ranef_cov: Mapping[str, np.ndarray] | None = None,
+        df_function: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if family not in _LINKS:
             raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
@@ -151,6 +152,7 @@ class MixedResults(SummaryDisplay):
         sets(self, "_modes", tuple(modes))
         sets(self, "_mode_sds", tuple(sds))
         sets(self, "_optimizer", dict(optimizer or {}))
+        sets(self, "_df_function", df_function)
         vp = None
         if variance_parameter_cov is not None:
             vp = np.array(variance_parameter_cov, dtype=float)

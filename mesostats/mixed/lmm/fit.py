@@ -11,11 +11,13 @@ import pandas as pd
 import scipy.linalg
 import scipy.sparse
 
-from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
+from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
 from mesostats.mixed.boundary import boundary_messages
+from mesostats.mixed.contrast_df import VarianceGradientDF
 from mesostats.mixed.design import MixedDesign, build_design, single_threaded_blas
 from mesostats.mixed.lmm.deviance import _State
 from mesostats.mixed.lmm.gradient import ProfiledDeviance
+from mesostats.mixed.lmm.kenward_roger import lmm_kenward_roger
 from mesostats.mixed.lmm.optimise import optimise_theta
 from mesostats.mixed.optsummary import OptSummary
 from mesostats.mixed.results import MixedResults
@@ -36,7 +38,12 @@ _FACTORISATION = {
 
 
 # --------------------------------------------------------------------------- fit
-def fit_lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedResults:
+_DF_METHODS = ("satterthwaite", "kenward-roger")
+
+
+def fit_lmm(
+    formula: str, data: pd.DataFrame, *, reml: bool = True, df: str = "satterthwaite"
+) -> MixedResults:
     """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
 
     Parameters
@@ -51,11 +58,15 @@ def fit_lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedResu
     reml : bool, default True
         REML criterion (lme4's default) or maximum likelihood (use ML to compare models that
         differ in their fixed effects).
+    df : {"satterthwaite", "kenward-roger"}, default "satterthwaite"
+        Denominator df of the t tests: Satterthwaite (lmerTest), or Kenward–Roger (pbkrtest;
+        REML only), which also replaces ``vcov`` and the SEs by the KR-adjusted covariance.
+        ``results.df_for(L)`` gives the df of any linear functions Lβ under the same method.
 
     Returns
     -------
     MixedResults
-        Fixed effects with Satterthwaite df (lmerTest), variance components, conditional
+        Fixed effects with Satterthwaite or Kenward–Roger df, variance components, conditional
         modes with conditional SDs, log-likelihood, AIC/BIC, predictions.
 
     Raises
@@ -74,7 +85,8 @@ def fit_lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedResu
     -----
     Profiled deviance of Bates, Mächler, Bolker & Walker (2015), *J. Stat. Softw.* 67(1),
     with an analytic gradient (see :mod:`mesostats.mixed.lmm`). Satterthwaite df follow
-    Kuznetsova, Brockhoff & Christensen (2017), *J. Stat. Softw.* 82(13).
+    Kuznetsova, Brockhoff & Christensen (2017), *J. Stat. Softw.* 82(13); Kenward–Roger
+    Kenward & Roger (1997), *Biometrics* 53:983, as pbkrtest (Halekoh & Højsgaard 2014).
 
     Examples
     --------
@@ -82,12 +94,22 @@ def fit_lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedResu
     >>> fit = ms.fit_lmm("Reaction ~ Days + (Days | Subject)", sleepstudy)  # doctest: +SKIP
     """
     t0 = time.perf_counter()
+    df_method = str(df).lower()
+    if df_method not in _DF_METHODS:
+        raise ModelSpecError(
+            f"df must be one of {', '.join(repr(m) for m in _DF_METHODS)}, got {df!r}."
+        )
+    if df_method == "kenward-roger" and not reml:
+        raise ModelSpecError(
+            "Kenward-Roger df are defined for REML fits only (reml=False was given). "
+            "Use reml=True, or df='satterthwaite' for a maximum-likelihood fit."
+        )
     design = build_design(formula, data, family="gaussian")
     with single_threaded_blas():
-        return _fit(design, reml=bool(reml), t0=t0)
+        return _fit(design, reml=bool(reml), t0=t0, df_method=df_method)
 
 
-def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
+def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> MixedResults:
     problem = ProfiledDeviance(design, reml=reml)
     start = problem.moment_start()
     opt = optimise_theta(problem, start)
@@ -124,6 +146,12 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
     for msg in singular_msgs:
         warnings.warn(msg, SingularFitWarning, stacklevel=3)
     messages = convergence_msgs + singular_msgs
+    if df_method == "kenward-roger":
+        vcov, df_function = lmm_kenward_roger(design, theta, sigma)
+        df_coef = df_function(np.eye(design.p))
+    else:
+        df_function = VarianceGradientDF(vcov, np.stack(sat.jacobian), sat.varpar_cov)
+        df_coef = sat.df
     return MixedResults(
         design,
         family="gaussian",
@@ -133,7 +161,8 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float) -> MixedResults:
         theta=theta,
         sigma=sigma,
         loglik=-dev / 2.0,
-        df=sat.df,
+        df=df_coef,
+        df_function=df_function,
         ranef=modes,
         ranef_sd=mode_sds,
         converged=opt.converged,

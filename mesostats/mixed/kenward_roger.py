@@ -1,0 +1,205 @@
+"""Kenward–Roger adjusted covariance of the fixed effects for block-diagonal marginal models.
+
+**Kenward & Roger (1997)**, *Biometrics* 53:983–997. For y ~ N(Xβ, Ω(φ)) with Ω block-diagonal
+(independent subjects, or the connected components of a random-effects design),
+Φ = (XᵀΩ⁻¹X)⁻¹ and W the asymptotic covariance of φ̂, the small-sample adjusted covariance is
+
+    Φ_A = Φ + 2 Φ { Σ_hj W_hj (Q_hj − P_h Φ P_j − ¼ R_hj) } Φ,
+    P_h = Xᵀ ∂Ω⁻¹/∂φ_h X,   Q_hj = Xᵀ ∂Ω⁻¹/∂φ_h Ω ∂Ω⁻¹/∂φ_j X,
+    R_hj = Xᵀ Ω⁻¹ ∂²Ω/∂φ_h∂φ_j Ω⁻¹ X,
+
+each a sum over blocks. Dropping R (exact when Ω is linear in φ) is the "linear" variant
+(SAS's and pbkrtest's choice; R's mmrm calls it Kenward-Roger-Linear). The df of a single
+contrast are Satterthwaite's with ∂Φ/∂φ_h = −Φ P_h Φ (see :mod:`mesostats.mixed.contrast_df`).
+
+W is supplied by the caller: R's mmrm uses the inverse observed Hessian of the REML criterion in
+its own θ; pbkrtest (for ``lmer`` fits) the inverse *expected* REML information in the variance
+components, :func:`expected_reml_information` (equation (5) of Kenward & Roger).
+
+Blocks of equal size are stacked and handled together (no loop over subjects). A
+:class:`BlockGroup` holds either one covariance shared by all its blocks (an MMRM visit pattern:
+then Σ_i X_iᵀ A X_i is computed from the (m, m, p, p) cross-product tensor once) or one per block
+(random-effects designs). Written by hand: no Python library computes the KR adjustment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "BlockGroup",
+    "KRPieces",
+    "expected_reml_information",
+    "kenward_roger_pieces",
+    "kenward_roger_vcov",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class BlockGroup:
+    """Blocks of one size m: design rows, covariance and its derivatives in φ.
+
+    Attributes
+    ----------
+    X : (s, m, p) or None
+        Design rows of each block (weights already absorbed: √w · X); may be None for a
+        shared covariance when ``cross`` is given.
+    sigma : (b, m, m)
+        Covariance of each block; b = 1 (shared by all s blocks) or b = s.
+    d_sigma : (b, k, m, m)
+        ∂Σ/∂φ_h.
+    d2_sigma : (b, k, k, m, m) or None
+        ∂²Σ/∂φ_h∂φ_j (None: Σ is linear in φ, or the linear variant is wanted).
+    cross : (m, m, p, p) or None
+        Σ_i X_i[a, x] X_i[b, y] over the blocks (shared covariance only; computed from X when
+        None).
+    """
+
+    X: np.ndarray | None
+    sigma: np.ndarray
+    d_sigma: np.ndarray
+    d2_sigma: np.ndarray | None = None
+    cross: np.ndarray | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether all blocks share one covariance matrix."""
+        return self.sigma.shape[0] == 1
+
+
+@dataclass(frozen=True, eq=False)
+class KRPieces:
+    """Per-group inverses and the P matrices, reused by the adjustment and the information.
+
+    ``stacked_cross`` (Σ m², p²) stacks the cross-product tensors Σ_i X_i[a,x] X_i[b,y] of the
+    shared-covariance groups listed in ``stacked_groups``, so that Σ_i X_iᵀ A X_i over all of
+    them is a single matrix product.
+    """
+
+    phi: np.ndarray  # (p, p) unadjusted covariance (XᵀΩ⁻¹X)⁻¹
+    P: np.ndarray  # (k, p, p)
+    sigma_inv: tuple[np.ndarray, ...]  # per group (b, m, m)
+    d_inv: tuple[np.ndarray, ...]  # per group (b, k, m, m): ∂Σ⁻¹/∂φ_h
+    stacked_cross: np.ndarray | None
+    stacked_groups: tuple[int, ...]
+
+    @property
+    def jacobian(self) -> np.ndarray:
+        """∂Φ/∂φ_h = −Φ P_h Φ, (k, p, p)."""
+        return -np.einsum("pq,kqr,rs->kps", self.phi, self.P, self.phi, optimize=True)
+
+
+def _n_columns(group: BlockGroup) -> int:
+    if group.X is not None:
+        return int(group.X.shape[2])
+    assert group.cross is not None
+    return int(group.cross.shape[2])
+
+
+def _stack_cross(groups: Sequence[BlockGroup]) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    index = tuple(i for i, g in enumerate(groups) if g.shared)
+    if not index:
+        return None, ()
+    p = _n_columns(groups[0])
+    parts = []
+    for i in index:
+        g = groups[i]
+        cross = g.cross
+        if cross is None:
+            assert g.X is not None
+            cross = np.einsum("sap,sbq->abpq", g.X, g.X, optimize=True)
+        parts.append(cross.reshape(-1, p * p))
+    return np.concatenate(parts, axis=0), index
+
+
+def _sum_xtax(
+    groups: Sequence[BlockGroup],
+    stacked: np.ndarray | None,
+    index: tuple[int, ...],
+    mats: Sequence[np.ndarray],
+) -> np.ndarray:
+    """Σ over groups and blocks of X_iᵀ A X_i, ``mats[g]`` of shape (b, E, m, m) → (E, p, p)."""
+    p = _n_columns(groups[0])
+    n_extra = mats[0].shape[1]
+    out = np.zeros((n_extra, p, p))
+    if stacked is not None:
+        left = np.concatenate([mats[i][0].reshape(n_extra, -1) for i in index], axis=1)
+        out += (left @ stacked).reshape(n_extra, p, p)
+    for g, A in zip(groups, mats, strict=True):
+        if g.shared:
+            continue
+        if g.X is None:
+            raise ValueError("a block group without a shared covariance needs its design rows X")
+        T = np.einsum("seab,sbq->seaq", A, g.X, optimize=True)
+        out += np.einsum("sap,seaq->epq", g.X, T, optimize=True)
+    return out
+
+
+def kenward_roger_pieces(groups: Sequence[BlockGroup]) -> KRPieces:
+    """Φ and P_h (and the per-group inverses they come from)."""
+    sig_inv, d_inv = [], []
+    for g in groups:
+        s_inv = np.linalg.inv(g.sigma)
+        s_inv = 0.5 * (s_inv + np.swapaxes(s_inv, -1, -2))
+        sig_inv.append(s_inv)
+        d_inv.append(-np.einsum("bij,bhjl,blm->bhim", s_inv, g.d_sigma, s_inv, optimize=True))
+    stacked, index = _stack_cross(groups)
+    info = _sum_xtax(groups, stacked, index, [si[:, None] for si in sig_inv])[0]
+    P = _sum_xtax(groups, stacked, index, d_inv)
+    info = 0.5 * (info + info.T)
+    phi = np.linalg.inv(info)
+    phi = 0.5 * (phi + phi.T)
+    return KRPieces(phi, P, tuple(sig_inv), tuple(d_inv), stacked, index)
+
+
+def kenward_roger_vcov(
+    groups: Sequence[BlockGroup], pieces: KRPieces, W: np.ndarray, *, linear: bool = False
+) -> np.ndarray:
+    """Kenward–Roger adjusted covariance Φ_A of β̂ (``linear`` drops the R term)."""
+    phi, P = pieces.phi, pieces.P
+    U = -np.einsum("hpq,qr,hj,jrs->ps", P, phi, W, P, optimize=True)
+    mats = []
+    for g, s_inv, di in zip(groups, pieces.sigma_inv, pieces.d_inv, strict=True):
+        # Σ_hj W_hj (∂Σ⁻¹_h Σ ∂Σ⁻¹_j − ¼ Σ⁻¹ ∂²Σ_hj Σ⁻¹) per block, then Xᵀ(·)X
+        dw = np.einsum("hj,zjac->zhac", W, di, optimize=True)
+        tmp = np.einsum("zhab,zbc->zhac", di, g.sigma, optimize=True)
+        mbar = np.einsum("zhab,zhbc->zac", tmp, dw, optimize=True)
+        if g.d2_sigma is not None and not linear:
+            r = np.einsum("hj,zhjac->zac", W, g.d2_sigma, optimize=True)
+            mbar = mbar - 0.25 * np.einsum("zij,zjl,zlm->zim", s_inv, r, s_inv, optimize=True)
+        mats.append(mbar[:, None])
+    U += _sum_xtax(groups, pieces.stacked_cross, pieces.stacked_groups, mats)[0]
+    U = 0.5 * (U + U.T)
+    adj = phi + 2.0 * phi @ U @ phi
+    return 0.5 * (adj + adj.T)
+
+
+def expected_reml_information(groups: Sequence[BlockGroup], pieces: KRPieces) -> np.ndarray:
+    """Expected REML information in φ, ½ tr(Π ∂Ω_h Π ∂Ω_j) with Π = Ω⁻¹ − Ω⁻¹XΦXᵀΩ⁻¹.
+
+    Expanded over blocks as in Kenward & Roger (1997, eq. 5) and pbkrtest:
+    tr(Ω⁻¹Ω_hΩ⁻¹Ω_j) − 2 tr(Φ Q_hj) + tr(Φ P_h Φ P_j), halved.
+    """
+    phi, P = pieces.phi, pieces.P
+    k = P.shape[0]
+    total = np.einsum("hpq,qr,jrs,sp->hj", P, phi, P, phi, optimize=True)
+    for g, s_inv in zip(groups, pieces.sigma_inv, strict=True):
+        if g.X is None:
+            raise ValueError("the expected information needs the design rows X of every block")
+        E = np.einsum("bij,bhjl->bhil", s_inv, g.d_sigma, optimize=True)  # Σ⁻¹ ∂Σ_h
+        nb = E.shape[0]
+        mult = g.X.shape[0] if nb == 1 else 1
+        total += mult * np.einsum("zhab,zjba->hj", E, E, optimize=True)
+        # tr(Φ Q_hj) = Σ_i tr(F_i ∂Σ_h Σ⁻¹ ∂Σ_j), F_i = Σ⁻¹ X_i Φ X_iᵀ Σ⁻¹
+        Hx = np.einsum("sap,pq,sbq->sab", g.X, phi, g.X, optimize=True)
+        si = np.broadcast_to(s_inv, (g.X.shape[0], *s_inv.shape[1:]))
+        F = np.einsum("sij,sjl,slm->sim", si, Hx, si, optimize=True)
+        dS = np.broadcast_to(g.d_sigma, (g.X.shape[0], *g.d_sigma.shape[1:]))
+        Eb = np.broadcast_to(E, (g.X.shape[0], *E.shape[1:]))
+        T = np.einsum("sab,shbc->shac", F, dS, optimize=True)
+        total -= 2.0 * np.einsum("shac,sjca->hj", T, Eb, optimize=True)
+    info = 0.5 * total
+    return 0.5 * (info + info.T) if k else info

@@ -1,0 +1,210 @@
+"""(RE)ML criterion of an MMRM with its exact gradient and Hessian in θ, batched by pattern.
+
+Model (Christensen, *mmrm* TMB formulation; SAS PROC MIXED's REPEATED statement): subject i
+has y_i ~ N(X_i β, Σ_i(θ)), independent across subjects; Σ_i is the structure's Σ(θ) on the
+visits the subject has, scaled as W_i^{-1/2} Σ W_i^{-1/2} by the weights. β is profiled out
+by generalised least squares. With V = diag(Σ_i), M = (XᵀV⁻¹X)⁻¹ and
+P = V⁻¹ − V⁻¹XMXᵀV⁻¹ (Harville 1977; Jennrich & Schluchter 1986, *Biometrics* 42:805;
+Wolfinger, Tobias & Sall 1994, *SIAM J. Sci. Comput.* 15:1294):
+
+* −2ℓ_ML   = n log 2π + log|V| + yᵀPy,
+* −2ℓ_REML = (n−p) log 2π + log|V| + log|XᵀV⁻¹X| + yᵀPy  (mmrm's constant),
+* ∂(log|V| [+ log|XᵀV⁻¹X|])/∂θ_k = tr(Q V_k) with Q = V⁻¹ (ML) or P (REML), and
+  ∂²/∂θ_k∂θ_l = tr(Q V_kl) − tr(Q V_k Q V_l);
+* ∂(yᵀPy)/∂θ_k = −yᵀPV_kPy, ∂²/∂θ_k∂θ_l = 2 yᵀPV_kPV_lPy − yᵀPV_klPy.
+
+Weights enter as √w scaling of the rows of X and y plus the constant −½ Σ log w, since
+log|W^{-1/2}ΣW^{-1/2}| = log|Σ| − Σ log w.
+
+Subjects with the same visits and group share Σ, so each term above reduces to sums of
+d×d or p×p matrices over *patterns* using per-pattern sufficient statistics computed once
+(K = Σ_i X_i ⊗ X_i, Σ_i X_i ⊗ y_i, Σ_i y_i y_iᵀ; :mod:`mesostats.mixed.mmrm.patterns`),
+stacked by pattern size: an evaluation costs one batched Cholesky per size and no work per
+subject, whatever the number of subjects. The terms linear in ∂Σ and ∂²Σ are collected as
+one visits × visits coefficient matrix W = Σ_patterns (nΣ⁻¹ − U − N) (U = Σ_i u_i u_iᵀ,
+u_i = Σ⁻¹r_i; N = Σ⁻¹(Σ_i X_i M X_iᵀ)Σ⁻¹ for REML) and contracted once with ∂Σ/∂θ and
+∂²Σ/∂θ² on all visits (Σ on a subset of visits is the sub-matrix of Σ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, pattern_block
+from mesostats.mixed.mmrm.structures import Structure
+
+# PatternBlock and pattern_block are re-exported for their users
+__all__ = ["Evaluation", "PatternBlock", "evaluate", "pattern_block"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """−ℓ (RE)ML at θ, with β̂(θ), M = (XᵀV⁻¹X)⁻¹ and, on request, gradient and Hessian."""
+
+    value: float
+    beta: np.ndarray
+    beta_cov: np.ndarray
+    gradient: np.ndarray | None = None
+    hessian: np.ndarray | None = None
+
+
+Derivs = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+
+
+def _infeasible(k: int, p: int) -> Evaluation:
+    nan = np.full(p, np.nan)
+    return Evaluation(np.inf, nan, np.full((p, p), np.nan), np.full(k, np.nan), None)
+
+
+def _batch_sigma(
+    bt: PatternBatch, theta_g: np.ndarray, structure: Structure, order: int, full: Derivs | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Σ (nb, d, d), ∂Σ (nb, k, d, d) and, for ``sp_exp`` only, ∂²Σ (nb, k, k, d, d)."""
+    if structure.spatial:
+        parts = [structure.derivatives(theta_g, c, order) for c in bt.coords]
+        S = np.stack([q[0] for q in parts])
+        J = np.stack([q[1] for q in parts]) if order >= 1 else None  # type: ignore[misc]
+        H = np.stack([q[2] for q in parts]) if order >= 2 else None  # type: ignore[misc]
+        return S, J, H
+    assert full is not None
+    idx = bt.coords.astype(np.intp)
+    ia, ib = idx[:, :, None], idx[:, None, :]
+    S = full[0][ia, ib]
+    J = None
+    if order >= 1:
+        assert full[1] is not None
+        J = full[1][:, ia, ib].transpose(1, 0, 2, 3)
+    return S, J, None
+
+
+def _flat_k(A: np.ndarray) -> np.ndarray:
+    """(nb, k, d, d) → (k, nb·d·d), so that Σ_patterns Σ_ab A_k B_l is one matrix product."""
+    return A.transpose(1, 0, 2, 3).reshape(A.shape[1], -1)
+
+
+def evaluate(
+    theta: np.ndarray,
+    batches: list[PatternBatch],
+    structure: Structure,
+    *,
+    n_groups: int,
+    reml: bool,
+    n_obs: int,
+    sum_log_weights: float,
+    order: int = 0,
+) -> Evaluation:
+    """−ℓ(θ) (REML or ML) and, for ``order`` 1/2, its exact gradient/Hessian in θ.
+
+    Returns ``value = inf`` when some Σ is not positive definite.
+    """
+    theta = np.asarray(theta, dtype=float)
+    kg = structure.n_theta
+    k = kg * n_groups
+    p = batches[0].XX.shape[-1]
+    m = structure.n_visits
+    XtWX = np.zeros((p, p))
+    XtWy = np.zeros(p)
+    yWy = 0.0
+    logdet = 0.0
+    full: dict[int, Derivs] = {}
+    parts = []
+    for bt in batches:
+        th = theta[bt.group * kg : (bt.group + 1) * kg]
+        if not structure.spatial and bt.group not in full:
+            full[bt.group] = structure.derivatives(th, None, order)
+        S, J, H = _batch_sigma(bt, th, structure, order, full.get(bt.group))
+        try:
+            chol = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError:
+            return _infeasible(k, p)
+        diag = np.diagonal(chol, axis1=1, axis2=2)
+        if not np.all(np.isfinite(diag)) or np.any(diag <= 0):
+            return _infeasible(k, p)
+        Linv = np.linalg.inv(chol)
+        Sinv = np.matmul(Linv.transpose(0, 2, 1), Linv)
+        logdet += 2.0 * float(bt.n_subjects @ np.log(diag).sum(axis=1))
+        d = bt.d
+        w = Sinv.reshape(-1)
+        XtWX += (w @ bt.XX.reshape(bt.nb * d * d, p * p)).reshape(p, p)
+        XtWy += w @ bt.Xy.reshape(bt.nb * d * d, p)
+        yWy += float(w @ bt.yy.reshape(-1))
+        parts.append((J, H, Sinv))
+    try:
+        cx = linalg.cho_factor(XtWX, lower=True)
+    except linalg.LinAlgError:
+        return _infeasible(k, p)
+    M = linalg.cho_solve(cx, np.eye(p))
+    M = 0.5 * (M + M.T)
+    beta = M @ XtWy
+    quad = yWy - float(beta @ XtWy)
+    if reml:
+        logdet_x = 2.0 * float(np.log(np.diag(cx[0])).sum())
+        m2l = (n_obs - p) * _LOG_2PI + logdet + logdet_x + quad
+    else:
+        m2l = n_obs * _LOG_2PI + logdet + quad
+    value = 0.5 * m2l - 0.5 * sum_log_weights
+    if order == 0:
+        return Evaluation(value, beta, M)
+
+    grad = np.zeros(k)
+    hess = np.zeros((k, k)) if order >= 2 else None
+    h = np.zeros((k, p))
+    G = np.zeros((k, p * p)) if (order >= 2 and reml) else None
+    W = np.zeros((n_groups, m * m))
+    for bt, (J, H, Sinv) in zip(batches, parts, strict=True):
+        assert J is not None
+        sl = slice(bt.group * kg, (bt.group + 1) * kg)
+        nb, d = bt.nb, bt.d
+        XXb = bt.XX @ beta  # (nb, a, c, x): Σ_i X_i[a,x](X_iβ)[c]
+        Xb_y = bt.Xy @ beta  # (nb, a, b): Σ_i (X_iβ)[a] y_i[b]
+        rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + XXb @ beta  # Σ_i r_i r_iᵀ
+        U = Sinv @ rr @ Sinv  # Σ_i u_i u_iᵀ, u_i = Σ⁻¹ r_i
+        nS = bt.n_subjects[:, None, None] * Sinv
+        Wb = nS - U
+        N = None
+        if reml:
+            Sp = bt.XX.reshape(nb, d, d, p * p) @ M.reshape(p * p)  # Σ_i X_i M X_iᵀ
+            N = Sinv @ Sp @ Sinv
+            Wb = Wb - N
+        if structure.spatial:
+            grad[sl] += np.einsum("nkab,nab->k", J, Wb)
+            if hess is not None:
+                assert H is not None
+                hess[sl, sl] += np.einsum("nklab,nab->kl", H, Wb)
+        else:
+            idx = bt.coords.astype(np.intp)
+            flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
+            W[bt.group] += np.bincount(flat, weights=Wb.reshape(-1), minlength=m * m)
+        if hess is None:
+            continue
+        # terms quadratic in ∂Σ: tr(C J_k Σ⁻¹ J_l) + tr(Σ⁻¹ J_k N J_l), C = −nΣ⁻¹ + 2U + N
+        Z = Sinv[:, None] @ J  # Σ⁻¹ ∂Σ_k
+        C = 2.0 * U - nS if N is None else 2.0 * U - nS + N
+        Zt = _flat_k(Z.transpose(0, 1, 3, 2))
+        hess[sl, sl] += _flat_k(C[:, None] @ J) @ Zt.T
+        if N is not None:
+            hess[sl, sl] += _flat_k(Z) @ _flat_k((N[:, None] @ J).transpose(0, 1, 3, 2)).T
+        Jp = Sinv[:, None] @ (bt.Xy - XXb)  # [n, a, b, x] = Σ_i X_i[a,x] u_i[b]
+        h[sl] += _flat_k(Z) @ Jp.reshape(nb * d * d, p)
+        if G is not None:
+            G[sl] += _flat_k(Z @ Sinv[:, None]) @ bt.XX.reshape(nb * d * d, p * p)
+    if not structure.spatial:
+        for g, (_, Jf, Hf) in full.items():
+            assert Jf is not None
+            sl = slice(g * kg, (g + 1) * kg)
+            grad[sl] += Jf.reshape(kg, m * m) @ W[g]
+            if hess is not None:
+                assert Hf is not None
+                hess[sl, sl] += (Hf.reshape(kg * kg, m * m) @ W[g]).reshape(kg, kg)
+    if hess is not None:
+        hess -= 2.0 * ((h @ M) @ h.T)
+        if G is not None:
+            MG = np.matmul(M, G.reshape(k, p, p))  # M G_k
+            hess -= MG.reshape(k, p * p) @ MG.transpose(0, 2, 1).reshape(k, p * p).T
+        hess = 0.25 * (hess + hess.T)
+    return Evaluation(value, beta, M, 0.5 * grad, hess)
