@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     "fit_mmrm": "mesostats.mixed.mmrm",
     "MMRMResults": "mesostats.mixed.mmrm",
     "compare": "mesostats.mixed.inference",
+    "marginal_means": "mesostats.mixed.marginal",
+    "contrasts": "mesostats.mixed.marginal",
     "fit_regrowth": "mesostats.domain",
     "fit_side_effects": "mesostats.domain",
     "RegrowthResults": "mesostats.domain",

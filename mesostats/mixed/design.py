@@ -151,6 +151,7 @@ class MixedDesign:
     excluded_rows: pd.DataFrame
     fixed_spec: Any
     used_columns: tuple[str, ...]
+    model_frame: pd.DataFrame | None = None  # the fitted rows of the used columns
     theta_slices: tuple[slice, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -487,4 +488,5 @@ def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") 
         excluded_rows=excluded,
         fixed_spec=fixed_spec,
         used_columns=tuple(used),
+        model_frame=kept,
     )
