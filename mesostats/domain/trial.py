@@ -257,7 +257,11 @@ def _means_and_contrasts(
     adjusted = dunnett.assign(visit=_visit_numbers(dunnett[VISIT]))
     key = ["contrast", VISIT]
     p_adj = adjusted.assign(contrast=adjusted["contrast"].astype(str)).set_index(key)["p_value"]
-    raw["p_adjusted"] = p_adj.reindex(pd.MultiIndex.from_frame(raw[key])).to_numpy(dtype=float)
+    adjusted_p = p_adj.reindex(pd.MultiIndex.from_frame(raw[key])).to_numpy(dtype=float)
+    # a Dunnett p is never below the unadjusted one; the multivariate-t integration has an
+    # absolute error near 1e-15, which can put it below a p-value smaller than that
+    raw["p_adjusted"] = np.fmax(adjusted_p, raw["p_value"].to_numpy(dtype=float))
+    raw.loc[np.isnan(adjusted_p), "p_adjusted"] = np.nan
     raw["_cocktail"] = raw["contrast"].str.split(" - ").str[0]
     vs_control = _sorted(raw, frame, by="_cocktail")[VS_CONTROL_COLUMNS]
     return lsmeans.reset_index(drop=True), vs_control.reset_index(drop=True)
