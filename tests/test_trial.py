@@ -178,3 +178,19 @@ def test_report_has_the_primary_analysis_section_with_the_fit():
     assert "<dt>Degrees of freedom</dt><dd>kenward-roger</dd>" in section
     assert 'src="data:image/png;base64,' in section
     assert not [m for m in built.messages if m.source == "Primary analysis"]
+
+
+@pytest.mark.slow
+def test_small_trial_falls_back_along_the_prespecified_order():
+    """16 people, 7 post-baseline visits: an unstructured covariance has 28 parameters, more
+    than the data can estimate; the fit moves along us → toeph → ar1h → cs and says so."""
+    study = ms.simulate_study(16, 8, seed=2, n_sites=1)
+    fit = ms.fit_trial(study)
+    attempts = fit.attempts
+    order = ("us", "toeph", "ar1h", "cs")
+    assert tuple(attempts["covariance"]) == order[: len(attempts)]
+    assert fit.fell_back and fit.covariance == attempts["covariance"].iloc[-1]
+    assert list(attempts["converged"]) == [False] * (len(attempts) - 1) + [True]
+    assert fit.model.converged
+    assert fit.messages[0].startswith("Covariance fallback: unstructured (us) did not converge")
+    assert fit.formula.endswith(f"{fit.covariance}(visit | subject_id)")
