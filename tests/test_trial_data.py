@@ -175,3 +175,17 @@ def test_empty_cocktail_visit_cell_is_named(valid_tables):
 def test_unknown_outcome_lists_the_outcomes(example):
     with pytest.raises(ModelSpecError, match=r"outcome 'hair' is not an outcome.*hair_density"):
         trial_frame(example, "hair")
+
+
+def test_people_never_injected_without_an_arm_are_set_aside(valid_tables):
+    sessions = valid_tables["sessions"]
+    never = sessions["subject_id"] == "S04"
+    sessions.loc[never, "cocktail_id"] = None
+    sessions.loc[never, "volume_ml"] = None
+    tf = trial_frame(ms.load_study(valid_tables), "hair_density")
+    assert "S04" not in set(tf.data["subject_id"])
+    who = tf.excluded_subjects.set_index("subject_id")
+    assert who.loc["S04", "reason"] == "no arm: never injected and subjects.arm names no cocktail"
+    assert who.loc["S04", "cocktail"] is None
+    rows = tf.excluded_rows[tf.excluded_rows["subject_id"] == "S04"]
+    assert len(rows) == 1 and rows["reason"].str.startswith("no arm").all()

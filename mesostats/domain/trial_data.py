@@ -169,14 +169,15 @@ def subject_arms(study: Study) -> tuple[pd.Series, str]:
     ``subjects.arm`` where it names a cocktail of the study (the randomised assignment), else
     the first cocktail injected; people with neither are absent.
     """
-    ids = set(study.cocktails["cocktail_id"].astype(str))
+    ids = pd.unique(study.cocktails["cocktail_id"].astype(str))
     subjects = study.subjects
     people = subjects[SUBJECT].astype(str).to_numpy()
     if "arm" in subjects.columns:
-        arm = subjects["arm"].astype(object).where(subjects["arm"].notna(), None).to_numpy()
+        named = subjects["arm"].astype(object).where(subjects["arm"].notna(), None)
     else:
-        arm = np.full(len(people), None, dtype=object)
-    by_arm = np.array([a is not None and str(a) in ids for a in arm], dtype=bool)
+        named = pd.Series(None, index=subjects.index, dtype=object)
+    arm = named.to_numpy(dtype=object)
+    by_arm = (named.notna() & named.astype(str).isin(ids)).to_numpy(dtype=bool)
     first = first_cocktail(study.sessions)
     first.index = first.index.astype(str)
     injected = first.reindex(people).to_numpy(dtype=object)
@@ -241,18 +242,27 @@ def _subject_exclusions(
     people: pd.Index, arm_of: pd.Series, has_base: set[str], analysed: set[str], outcome: str
 ) -> pd.DataFrame:
     """People of the study not in the analysis, with the first reason that applies."""
-    rows = []
-    for person, arm in zip(people, arm_of.to_numpy(dtype=object), strict=True):
-        if person in analysed:
-            continue
-        if pd.isna(arm):
-            why = "no arm: never injected and subjects.arm names no cocktail"
-        elif person not in has_base:
-            why = f"no baseline {outcome} (on or before day 1)"
-        else:
-            why = f"no {outcome} at a scheduled post-baseline visit"
-        rows.append((person, None if pd.isna(arm) else str(arm), why))
-    return pd.DataFrame(rows, columns=EXCLUDED_SUBJECT_COLUMNS).astype(object)
+    left_out = ~people.isin(list(analysed))
+    arm = arm_of.to_numpy(dtype=object)[left_out]
+    who = people[left_out]
+    no_arm = pd.isna(arm)
+    no_base = ~who.isin(list(has_base))
+    why = np.select(
+        [no_arm, no_base],
+        [
+            "no arm: never injected and subjects.arm names no cocktail",
+            f"no baseline {outcome} (on or before day 1)",
+        ],
+        default=f"no {outcome} at a scheduled post-baseline visit",
+    )
+    return pd.DataFrame(
+        {
+            "subject_id": pd.Series(list(who), dtype=object),
+            "cocktail": pd.Series(list(arm), dtype=object).where(~no_arm, None),
+            "reason": pd.Series(list(why), dtype=object),
+        },
+        columns=EXCLUDED_SUBJECT_COLUMNS,
+    )
 
 
 def _control(study: Study, cocktails: list[str], control: Any) -> str:
