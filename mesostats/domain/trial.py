@@ -44,11 +44,20 @@ from mesostats.domain.trial_covariance import (
 from mesostats.domain.trial_data import COCKTAIL, VISIT, TrialFrame, trial_frame
 from mesostats.domain.trial_results import LSMEANS_COLUMNS, VS_CONTROL_COLUMNS, TrialResults
 from mesostats.exceptions import ModelSpecError
+from mesostats.mixed.marginal import contrasts, marginal_means
+from mesostats.mixed.mmrm import fit_mmrm
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
 
-__all__ = ["DF_METHODS", "TrialEngine", "fit_trial", "trial_formula"]
+__all__ = [
+    "COVARIANCE_STRUCTURES",
+    "DF_METHODS",
+    "TrialEngine",
+    "analyse_trial",
+    "fit_trial",
+    "trial_formula",
+]
 
 #: Degrees-of-freedom methods of :func:`mesostats.fit_mmrm`.
 DF_METHODS = (
@@ -71,9 +80,6 @@ class TrialEngine:
 
 
 def _default_engine() -> TrialEngine:
-    from mesostats.mixed.marginal import contrasts, marginal_means
-    from mesostats.mixed.mmrm import fit_mmrm
-
     return TrialEngine(fit=fit_mmrm, means=marginal_means, contrasts=contrasts)
 
 
@@ -283,6 +289,3 @@ def _model_exclusions(model: Any, frame: TrialFrame) -> pd.DataFrame:
     if ex is None or not len(ex) or "row" not in ex.columns:
         return frame.excluded_rows.iloc[:0]
     return _engine_exclusions(model, frame.data)
-
-
-__all__ += ["COVARIANCE_STRUCTURES", "analyse_trial"]
