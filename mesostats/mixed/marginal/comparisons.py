@@ -90,7 +90,10 @@ def _family(
     est = Lc @ state.beta + coef @ state.offset[positions]
     cov = Lc @ state.vcov @ Lc.T
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    df = np.asarray(state.df_for(Lc), dtype=float).reshape(-1)
+    # a scalar df (one df for every linear function) is spread over the contrasts
+    df = np.broadcast_to(
+        np.asarray(state.df_for(Lc), dtype=float).reshape(-1), (Lc.shape[0],)
+    ).copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = est / se
         corr = cov / np.outer(se, se)

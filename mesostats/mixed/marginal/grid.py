@@ -209,7 +209,7 @@ def marginal_grid(
     labels = grid.iloc[::n_a][list(targets)].reset_index(drop=True)
     for n in targets:
         if factor[n]:
-            labels[n] = pd.Categorical(labels[n], categories=values[n])
+            labels[n] = pd.Categorical(labels[n].astype(object), categories=values[n])
     L.setflags(write=False)
     off = np.einsum("ta,ta->t", w, offset)
     off.setflags(write=False)

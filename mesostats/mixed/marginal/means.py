@@ -179,6 +179,13 @@ def marginal_means(
     if not 0.0 < level < 1.0:
         raise ModelSpecError(f"level must be between 0 and 1, got {level!r}.")
     view = model_view(results)
+    if view.family == "ordinal":
+        raise ModelSpecError(
+            "marginal_means does not handle cumulative link models (fit_clmm) yet: their "
+            "latent-scale means need the thresholds (emmeans' mode = 'latent') and their "
+            "response-scale means are category probabilities. Compare cocktails with the "
+            "model's fixed_effects (cumulative log odds ratios) meanwhile."
+        )
     grid = marginal_grid(view, specs, by=by, at=at, weights=weights)
     L = grid.L
     eta = L @ view.beta + grid.offset
@@ -186,7 +193,10 @@ def marginal_means(
     estimable = np.all(np.isfinite(L), axis=1)
     df = np.full(len(eta), np.nan)
     if estimable.any():
-        df[estimable] = np.asarray(view.df_for(L[estimable]), dtype=float)
+        rows = L[estimable]
+        df[estimable] = np.broadcast_to(
+            np.asarray(view.df_for(rows), dtype=float).reshape(-1), (rows.shape[0],)
+        )
     lo, hi = _interval(eta, se, df, level)
     if scale == "response" and view.link != "identity":
         eta_mu, deriv = inverse_link(view.link, eta)
