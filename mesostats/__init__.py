@@ -47,6 +47,8 @@ _LAZY: dict[str, str] = {
     "RegrowthResults": "mesostats.domain",
     "SideEffectResults": "mesostats.domain",
     "variability": "mesostats.domain",
+    "fit_trial": "mesostats.domain.trial",
+    "TrialResults": "mesostats.domain.trial_results",
     "Variability": "mesostats.domain",
     "report": "mesostats.reporting",
     "power": "mesostats.planning",

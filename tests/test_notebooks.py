@@ -25,6 +25,7 @@ NOTEBOOKS = (
     "02_regrowth_by_ingredient.ipynb",
     "03_side_effects.ipynb",
     "04_power.ipynb",
+    "05_primary_analysis.ipynb",
 )
 CELL_TIMEOUT = 120  # seconds per cell
 

@@ -25,6 +25,7 @@ from mesostats.cli.common import (
     positive_int,
     source_label,
 )
+from mesostats.cli.trial import run_trial
 from mesostats.exceptions import MesostatsError
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ examples:
   mesostats fit data/my_study --outcome shaft_diameter_um
   mesostats fit example --side-effects                 # any side effect, AGQ with 25 nodes
   mesostats fit example --event erythema --json > erythema.json
+  mesostats fit example --trial                        # primary analysis (MMRM)
+  mesostats fit example --trial --visit 9 --covariance toeph --json
 --json prints one JSON object with the keys: source, analysis ("regrowth" or
 "side_effects"), outcome, event, formula, model (method, family, nobs, ngroups, loglik,
 aic, bic, converged, singular), fixed_effects, variance_components, ingredient_effects,
@@ -71,12 +74,17 @@ variability (components with 95 % CIs, icc, median_odds_ratio, week, prediction_
 notes; or error), rates and population_average (side effects; null for regrowth),
 warnings ([{category, message}]), messages (the engine's), notes, excluded_rows (rows set
 aside from this analysis) and excluded_by_reason. Missing numbers are null.
+--trial --json prints the primary analysis instead: source, analysis ("trial"), outcome,
+formula, control, cocktails, visits, primary_visit, covariance, covariance_attempts,
+df_method, model, lsmeans, vs_control, primary, warnings, messages, notes, excluded_rows,
+excluded_subjects.
 exit status: 0 fitted (warnings go to stderr and into the JSON), 1 invalid data or a model
 that cannot be fitted, 2 usage error"""
 
 
 def add_fit(subparsers: Any) -> None:
-    """Declare ``mesostats fit SOURCE [--outcome O] [--side-effects] [--event T] [--json]``."""
+    """Declare ``mesostats fit SOURCE [--outcome O] [--side-effects] [--event T] [--trial
+    [--visit V] [--control C] [--covariance S]] [--json]``."""
     parser = command_parser(
         subparsers,
         "fit",
@@ -109,6 +117,31 @@ def add_fit(subparsers: Any) -> None:
         default=SIDE_EFFECT_NAGQ,
         metavar="K",
         help="side effects: adaptive Gauss-Hermite nodes, 1 = Laplace (default %(default)s)",
+    )
+    parser.add_argument(
+        "--trial",
+        action="store_true",
+        help="the trial's primary analysis: MMRM of change from baseline by cocktail and "
+        "visit, differences to the control (Dunnett-adjusted at the primary visit)",
+    )
+    parser.add_argument(
+        "--visit",
+        type=positive_int,
+        default=None,
+        metavar="V",
+        help="--trial: the primary visit number (default the last scheduled visit)",
+    )
+    parser.add_argument(
+        "--control",
+        default=None,
+        metavar="COCKTAIL",
+        help="--trial: the control cocktail (default the one made only of saline/placebo)",
+    )
+    parser.add_argument(
+        "--covariance",
+        default=None,
+        metavar="STRUCTURE",
+        help="--trial: within-subject covariance (default us, falling back to toeph, ar1h, cs)",
     )
     add_seed_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (pipelines)")
@@ -166,6 +199,11 @@ def _exclusions_for(study: Study, results: Any, side_effects: bool) -> pd.DataFr
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the regrowth (or side-effect) model of SOURCE; print text or JSON (exit 0)."""
+    trial_only = [f"--{n}" for n in ("visit", "control", "covariance") if getattr(args, n)]
+    if args.trial and (args.side_effects or args.event is not None):
+        raise UsageError("--trial cannot be combined with --side-effects or --event.")
+    if trial_only and not args.trial:
+        raise UsageError(f"{', '.join(trial_only)} only make sense with --trial.")
     study = load_source(args.source)
     side_effects = bool(args.side_effects or args.event is not None)
     if not side_effects and args.outcome not in study.outcomes:
@@ -173,6 +211,8 @@ def run_fit(args: argparse.Namespace) -> int:
             f"--outcome {args.outcome!r} is not an outcome column of this study; available: "
             f"{', '.join(study.outcomes) or 'none'}."
         )
+    if args.trial:
+        return run_trial(args, study)
     # the models (scipy, statsmodels, formulaic) load only when this command runs, so that
     # `mesostats --help` and the other commands stay fast
     from mesostats.domain import fit_regrowth, fit_side_effects

@@ -22,7 +22,9 @@ Figures:
   between-person distribution of true responses implied by the model, N(μ_c, v(W)) (side
   effects: the logit-normal distribution of per-session probabilities), drawn as analytic
   violins, with each person's BLUP-based prediction as a point;
-* :func:`side_effect_rates` — observed rates by ingredient with exact Clopper–Pearson CIs.
+* :func:`side_effect_rates` — observed rates by ingredient with exact Clopper–Pearson CIs;
+* :func:`trial_means` — the primary analysis: LS-mean change from baseline by cocktail and
+  visit with 95 % CIs.
 
 Artists that stand for an ingredient or a cocktail carry its name as their ``label``.
 """
@@ -33,6 +35,7 @@ from mesostats.plots.colours import cocktail_palette, ingredient_palette, palett
 from mesostats.plots.effects import forest, response_distribution, side_effect_rates
 from mesostats.plots.persons import caterpillar
 from mesostats.plots.trajectories import spaghetti
+from mesostats.plots.trial import trial_means
 
 __all__ = [
     "caterpillar",
@@ -43,4 +46,5 @@ __all__ = [
     "response_distribution",
     "side_effect_rates",
     "spaghetti",
+    "trial_means",
 ]

@@ -1,14 +1,17 @@
 """Build the self-contained HTML report of a study: :func:`report`, :func:`render_report`,
 :func:`build_report`.
 
-The report answers the study's three questions in five sections: (1) the data — who was
-treated, with what, when, and every row set aside with its reason; (2) regrowth by
-ingredient (:func:`mesostats.fit_regrowth`); (3) side effects by ingredient
+The report answers the study's questions in six sections: (1) the data — who was
+treated, with what, when, and every row set aside with its reason; (2) the trial's primary
+analysis (:func:`mesostats.fit_trial`: MMRM of change from baseline, each cocktail against the
+control; included when the study has a control cocktail and two scheduled post-baseline
+visits, otherwise the section says why not); (3) regrowth by
+ingredient (:func:`mesostats.fit_regrowth`); (4) side effects by ingredient
 (:func:`mesostats.fit_side_effects`, adaptive Gauss–Hermite quadrature, with the GEE
-population-average odds ratios beside them) and every serious adverse event verbatim; (4)
+population-average odds ratios beside them) and every serious adverse event verbatim; (5)
 "varied results" (:func:`mesostats.variability`): between-person SDs with profile-likelihood
 CIs, ICC, median odds ratio, prediction intervals, responders and per-person estimates;
-(5) methods: formulas, software versions, the seed, and every warning or message of every
+(6) methods: formulas, software versions, the seed, and every warning or message of every
 fit, which also appear in a banner at the top.
 
 How it is built: the statistics come from the domain layer; the modules of
@@ -57,6 +60,7 @@ from mesostats.reporting.sections.methods import SOFTWARE, methods_section
 from mesostats.reporting.sections.overview import glance
 from mesostats.reporting.sections.regrowth import regrowth_section
 from mesostats.reporting.sections.side_effects import side_effect_section
+from mesostats.reporting.sections.trial import primary_analysis_section
 from mesostats.reporting.sections.variability import variability_section
 from mesostats.reporting.steps import Message, MessageLog, guarded, log_concerning_notes, log_model
 from mesostats.reporting.vocabulary import unit_of
@@ -76,11 +80,12 @@ __all__ = [
 #: Section anchors and headings, in report order.
 SECTION_TITLES: dict[str, str] = {
     "data": "1. The data",
-    "regrowth": "2. Regrowth by ingredient",
-    "side_effects": "3. Side effects by ingredient",
-    "variability": "4. Varied results: how much people differ",
-    "methods": "5. Methods",
+    "primary": "2. Primary analysis: change from baseline by cocktail",
+    "regrowth": "3. Regrowth by ingredient",
+    "side_effects": "4. Side effects by ingredient",
+    "variability": "5. Varied results: how much people differ",
     "checks": "6. Model checks",
+    "methods": "7. Methods",
 }
 
 
@@ -183,6 +188,7 @@ def build_report(
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "sections": SECTION_TITLES,
         "data": data,
+        "primary": primary_analysis_section(study, outcome, log),
         "regrowth": regrowth_section(regrowth, reg_fail, outcome, log),
         "side_effects": side_effect_section(study, side, se_fail, se_var, log),
         "variability": variability_section(

@@ -1,4 +1,4 @@
-"""Section 5 of the report, methods: each model's formula, method, size and convergence, and
+"""Section 7 of the report, methods: each model's formula, method, size and convergence, and
 the versions of the software that produced the numbers."""
 
 from __future__ import annotations

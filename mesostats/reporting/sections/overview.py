@@ -53,7 +53,7 @@ def glance(
                 f"People differ in how fast {outcome} changes: between-person SD "
                 f"{format_number(h['estimate'])} {unit} per week (95 % CI "
                 f"{format_interval(h['ci_lower'], h['ci_upper'])}), so one new person's result can "
-                "lie far from the average (section 4)."
+                "lie far from the average (section 5)."
             )
     if se_var is not None and se_var.median_odds_ratio is not None:
         mor = se_var.median_odds_ratio

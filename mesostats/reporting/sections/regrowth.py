@@ -1,4 +1,4 @@
-"""Section 2 of the report, regrowth by ingredient: each ingredient's extra change per week
+"""Section 3 of the report, regrowth by ingredient: each ingredient's extra change per week
 (sentences, a table and a forest plot), every fixed effect and the variance components of
 the regrowth model."""
 
@@ -73,7 +73,7 @@ def _regrowth_effect_table(effects: pd.DataFrame, horizon: float) -> Table:
 def regrowth_section(
     fit: Any, failure: Failure | None, outcome: str, log: MessageLog
 ) -> dict[str, Any]:
-    """Section 2: the regrowth fit's ingredient effects in sentences, a table and a forest
+    """Section 3: the regrowth fit's ingredient effects in sentences, a table and a forest
     plot, every fixed effect and the variance components (or why it was not fitted)."""
     if fit is None:
         return {"failure": failure or Failure("Regrowth model", "not fitted")}

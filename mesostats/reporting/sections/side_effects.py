@@ -1,4 +1,4 @@
-"""Section 3 of the report, side effects by ingredient: observed rates with exact intervals,
+"""Section 4 of the report, side effects by ingredient: observed rates with exact intervals,
 odds ratios of the binomial mixed model beside the GEE population-average ones, every adverse
 event by term and severity, and every serious adverse event verbatim."""
 
@@ -172,7 +172,7 @@ def side_effect_section(
     variation: Any,
     log: MessageLog,
 ) -> dict[str, Any]:
-    """Section 3: adverse-event tables (always) and, when the side-effect model was fitted,
+    """Section 4: adverse-event tables (always) and, when the side-effect model was fitted,
     rates, odds ratios beside the GEE ones, the median odds ratio and a figure."""
     events, _ = guarded(log, "Table of adverse events", lambda: _event_table(study))
     serious, _ = guarded(log, "Listing of serious adverse events", lambda: _serious_table(study))

@@ -1,4 +1,4 @@
-"""Section 4 of the report, varied results: how much people differ (SDs with intervals, ICC,
+"""Section 5 of the report, varied results: how much people differ (SDs with intervals, ICC,
 median odds ratio), the range for one new person, responders, and each person's own estimate."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def variability_section(
     threshold: float | None,
     log: MessageLog,
 ) -> dict[str, Any]:
-    """Section 4: varied results of the regrowth and of the side-effect fits (each, or why
+    """Section 5: varied results of the regrowth and of the side-effect fits (each, or why
     it could not be computed)."""
     section: dict[str, Any] = {"regrowth": None, "side_effects": None}
     if reg_var is None:
