@@ -115,7 +115,7 @@ def _methods_table(trial: Any, methods: dict[str, Any]) -> Table:
 
 def _tip_rows(trial: Any, tipping: Any) -> list[tuple[str, float | None, float, float]]:
     """(contrast, tipping δ or None, estimate there, p there) per comparison."""
-    out = []
+    out: list[tuple[str, float | None, float, float]] = []
     for contrast, part in tipping.groupby("contrast", sort=False):
         hit = part[part["tips"]]
         if len(hit):
