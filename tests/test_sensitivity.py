@@ -228,6 +228,18 @@ def test_same_seed_same_numbers_whatever_n_jobs(small):
     one = ms.sensitivity(small, method="copy_increments", n_imputations=12, seed=4)
     two = ms.sensitivity(small, method="copy_increments", n_imputations=12, seed=4, n_jobs=2)
     pd.testing.assert_frame_equal(one, two)
+    import distributed  # the optional extra, installed for the tests (as test_power)
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        on_dask = ms.sensitivity(
+            small, method="copy_increments", n_imputations=12, seed=4, client=client
+        )
+    pd.testing.assert_frame_equal(one, on_dask)
     other = ms.sensitivity(small, method="copy_increments", n_imputations=12, seed=5)
     assert not np.allclose(one["estimate"], other["estimate"])
 
