@@ -2,7 +2,9 @@
 
 ``reference/mmrm/``: ``fev_data.csv`` (the example trial of R's mmrm), ``ref_fev.json``
 (written by ``ref_mmrm.R`` with R 4.2.2 and mmrm 0.3.14: one block per structure × method) and
-``sas_kr.json`` (SAS PROC MIXED's KR results recorded in mmrm's test suite). Factor levels as
+``sas_kr.json`` (SAS PROC MIXED's KR results recorded in mmrm's test suite), and
+``ref_fev_more.json`` (``ref_mmrm_more.R``, the same R and mmrm: weighted fits, a grouped ML
+fit, conditional predictions). Factor levels as
 R has them: ``SEX`` Male < Female (not alphabetical), ``ARMCD`` PBO < TRT, ``AVISIT``
 VIS1 < … < VIS4, ``RACE`` alphabetical.
 """
@@ -10,11 +12,17 @@ VIS1 < … < VIS4, ``RACE`` alphabetical.
 from __future__ import annotations
 
 import json
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from mesostats.exceptions import ExclusionWarning
+from mesostats.mixed.mmrm import MMRMResults, fit_mmrm
+from mesostats.mixed.mmrm.build import build_problem
+from mesostats.mixed.mmrm.problem import MMRMProblem
 
 REFERENCE = Path(__file__).parent / "reference" / "mmrm"
 FEV_FIXED = "FEV1 ~ RACE + SEX + ARMCD * AVISIT"
@@ -44,12 +52,16 @@ def _fev_data() -> pd.DataFrame:
 
 @cache
 def _reference() -> dict[str, Any]:
-    with open(REFERENCE / "ref_fev.json", encoding="utf-8") as fh:
-        return dict(json.load(fh))
+    out: dict[str, Any] = {}
+    for name in ("ref_fev.json", "ref_fev_more.json"):
+        with open(REFERENCE / name, encoding="utf-8") as fh:
+            out.update(json.load(fh))
+    return out
 
 
 def fev_reference(block: str) -> dict[str, Any]:
-    """One block of ref_fev.json, e.g. ``"us_reml_residual"``."""
+    """One block of ref_fev.json (e.g. ``"us_reml_residual"``) or of ref_fev_more.json
+    (``"us_reml_weighted"``, ``"ar1h_ml_weighted"``, ``"ad_grouped_ml"``, ``"us_reml_predict"``)."""
     return dict(_reference()[block])
 
 
@@ -57,3 +69,19 @@ def sas_reference() -> dict[str, Any]:
     """sas_kr.json: SAS PROC MIXED's KR SE and df of ARMCDTRT per structure."""
     with open(REFERENCE / "sas_kr.json", encoding="utf-8") as fh:
         return dict(json.load(fh))
+
+
+def fit_fev(formula: str, data: pd.DataFrame | None = None, **kw: Any) -> MMRMResults:
+    """fit_mmrm on fev_data (or ``data``), without the ExclusionWarning of its missing FEV1."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExclusionWarning)
+        return fit_mmrm(formula, fev_data() if data is None else data, **kw)
+
+
+def fev_problem(
+    formula: str, reml: bool, data: pd.DataFrame | None = None, **kw: Any
+) -> MMRMProblem:
+    """The MMRMProblem of ``formula`` on fev_data (or ``data``), warnings as in fit_fev."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExclusionWarning)
+        return build_problem(formula, fev_data() if data is None else data, reml=reml, **kw)

@@ -1,6 +1,6 @@
 """fit_mmrm against R's mmrm 0.3.14 on fev_data (reference/mmrm/ref_fev.json, ref_mmrm.R).
 
-Tolerances (reference/README.md): coefficients 1e-6 relative, model-based SEs 1e-4 relative,
+Tolerances (reference/mmrm/README.md): coefficients 1e-6 relative, model-based SEs 1e-4 relative,
 logLik within 1e-6 absolute or higher. mmrm stops its optimiser short of the optimum (its
 gradient at the reported θ is up to 1e-2; one Newton step from its θ gains up to 2.5e-6 in
 logLik and lands on ours), so the exact checks are made *at mmrm's θ* — where β̂(θ), the SEs,
@@ -15,33 +15,25 @@ come from the Satterthwaite block of the same structure and criterion.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from mmrm_data import FEV_FIXED, STRUCTURES, fev_data, fev_reference
+from mmrm_data import FEV_FIXED, STRUCTURES, fev_data, fev_problem, fev_reference, fit_fev
 from numpy.testing import assert_allclose
 
-from mesostats.exceptions import ExclusionWarning, ModelSpecError
+from mesostats.exceptions import ConvergenceWarning, ExclusionWarning, ModelSpecError
 from mesostats.mixed.mmrm import MMRMResults, fit_mmrm
-from mesostats.mixed.mmrm.build import build_problem
+from mesostats.mixed.mmrm.dof import inference
 
 COEF_RTOL = 1e-6
 SE_RTOL = 1e-4
 LOGLIK_ATOL = 1e-6
 
-
-def _fit(formula: str, data: pd.DataFrame | None = None, **kw: object) -> MMRMResults:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExclusionWarning)  # fev_data has missing FEV1
-        return fit_mmrm(formula, fev_data() if data is None else data, **kw)  # type: ignore[arg-type]
-
-
-def _problem(formula: str, reml: bool, data: pd.DataFrame | None = None, **kw: object):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExclusionWarning)
-        return build_problem(formula, fev_data() if data is None else data, reml=reml, **kw)  # type: ignore[arg-type]
+_fit = fit_fev
+_problem = fev_problem
 
 
 def _r_name(name: str) -> str:
@@ -62,6 +54,9 @@ class CheckMMRM:
     se_block: str | None  # model-based SEs (None when the block's SEs are adjusted)
     reml: bool
     inference_block: str | None = None  # end-to-end df/SE block (default: the KR block)
+    weights: str | None = None  # column of row weights (mmrm's weights argument)
+    inference_df = "kenward-roger"  # the df method of inference_block
+    end_to_end_df_rtol = 2e-4
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -71,12 +66,12 @@ class CheckMMRM:
     @pytest.fixture(scope="class")
     @classmethod
     def fit(cls, ref: dict) -> MMRMResults:
-        return _fit(ref["formula"], reml=cls.reml, df="residual")
+        return _fit(ref["formula"], reml=cls.reml, df="residual", weights=cls.weights)
 
     @pytest.fixture(scope="class")
     @classmethod
     def at_ref(cls, ref: dict):
-        problem = _problem(ref["formula"], cls.reml)
+        problem = _problem(ref["formula"], cls.reml, weights=cls.weights)
         return problem, problem.evaluate(np.array(ref["theta"]), order=2)
 
     # --------------------------------------------------------------- exact, at mmrm's θ
@@ -149,12 +144,12 @@ class CheckMMRM:
         # 1e-4 covers mmrm's own stopping error (see the module docstring)
         block = self.inference_block or self.block.replace("_residual", "_kenwardroger")
         ref = fev_reference(block)
-        df = "satterthwaite" if "satterthwaite" in block else "kenward-roger"
-        fe = _fit(ref["formula"], reml=self.reml, df=df).fixed_effects
+        df = self.inference_df
+        fe = _fit(ref["formula"], reml=self.reml, df=df, weights=self.weights).fixed_effects
         assert_allclose(fe["std_error"], _values(ref["se"]), rtol=SE_RTOL)
         # df move with θ more than SEs do: us ML, whose θ mmrm leaves 1.9e-4 short, differs by
         # 1.1e-4 (at mmrm's own θ the df agree to 1e-9: test_mmrm_inference.py)
-        assert_allclose(fe["df"], _values(ref["df"]), rtol=2e-4)
+        assert_allclose(fe["df"], _values(ref["df"]), rtol=self.end_to_end_df_rtol)
 
     def test_theta_cov_is_inverse_hessian(self, fit):
         hess = fit.problem.evaluate(fit.theta, order=2).hessian
@@ -174,6 +169,7 @@ def _battery(structure: str, reml: bool) -> type:
             "se_block": f"{structure}_ml_satterthwaite",
             "reml": False,
             "inference_block": f"{structure}_ml_satterthwaite",
+            "inference_df": "satterthwaite",
         }
     return type(f"TestFev_{structure}_{'reml' if reml else 'ml'}", (CheckMMRM,), attrs)
 
@@ -199,118 +195,36 @@ class TestFevSpatialExponential(CheckMMRM):
     se_block = "sp_exp_reml_satterthwaite"
     reml = True
     inference_block = "sp_exp_reml_satterthwaite"
+    inference_df = "satterthwaite"
 
 
-# --------------------------------------------------------------------------- independent
-def _dense_minus_loglik(problem, theta: np.ndarray) -> float:
-    """−ℓ from the full block-diagonal V (no patterns, no sufficient statistics)."""
-    n, p = problem.X.shape
-    V = np.zeros((n, n))
-    for rows, S in zip(problem.subject_rows, problem.subject_sigma(theta), strict=True):
-        V[np.ix_(rows, rows)] = S
-    Vinv = np.linalg.inv(V)
-    XtVX = problem.X.T @ Vinv @ problem.X
-    beta = np.linalg.solve(XtVX, problem.X.T @ Vinv @ problem.y)
-    r = problem.y - problem.X @ beta
-    m2l = np.linalg.slogdet(V)[1] + r @ Vinv @ r
-    if problem.reml:
-        m2l += np.linalg.slogdet(XtVX)[1] + (n - p) * np.log(2 * np.pi)
-    else:
-        m2l += n * np.log(2 * np.pi)
-    return 0.5 * m2l
+class TestFevWeightedUS(CheckMMRM):
+    """us REML with mmrm's weights (fev_data's WEIGHT column): Σ_i = W^{-1/2} Σ W^{-1/2}."""
+
+    block = se_block = inference_block = "us_reml_weighted"
+    inference_df = "satterthwaite"
+    reml = True
+    weights = "WEIGHT"
 
 
-@pytest.mark.parametrize(
-    ("cov", "reml", "weighted"),
-    [
-        ("us(AVISIT | USUBJID)", True, True),
-        ("adh(AVISIT | USUBJID)", False, True),
-        ("csh(AVISIT | USUBJID)", True, False),
-        ("toeph(AVISIT | USUBJID)", False, False),
-        ("us(AVISIT | ARMCD / USUBJID)", True, True),
-        ("sp_exp(VISITN2 | USUBJID)", False, True),
-    ],
-)
-def test_pattern_likelihood_equals_dense_likelihood(cov, reml, weighted):
-    # fev_data has intermittent missing visits: 15 patterns for us; VISITN2 is a continuous
-    # time, so every subject of sp_exp is its own pattern
-    data = fev_data()
-    data["w"] = np.random.default_rng(3).uniform(0.5, 2.0, len(data))
-    kw = {"weights": "w"} if weighted else {}
-    problem = _problem(f"{FEV_FIXED} + {cov}", reml, data, **kw)
-    assert len(problem.blocks) > 10
-    theta = np.random.default_rng(4).normal(scale=0.2, size=problem.n_theta)
-    for g in range(problem.n_groups):
-        theta[problem.theta_slice(g)][: problem.structure.n_sd] += 1.5
-    assert_allclose(problem.evaluate(theta).value, _dense_minus_loglik(problem, theta), rtol=1e-12)
+class TestFevWeightedAR1H(CheckMMRM):
+    """ar1h ML with weights."""
+
+    block = se_block = inference_block = "ar1h_ml_weighted"
+    inference_df = "satterthwaite"
+    reml = False
+    weights = "WEIGHT"
 
 
-@pytest.mark.parametrize(
-    ("formula", "reml"),
-    [
-        (f"{FEV_FIXED} + us(AVISIT | USUBJID)", True),
-        (f"{FEV_FIXED} + ad(AVISIT | USUBJID)", False),
-        ("FEV1 ~ ARMCD + us(AVISIT | ARMCD / USUBJID)", True),
-        ("FEV1 ~ ARMCD + sp_exp(VISITN | USUBJID)", False),
-        (f"{FEV_FIXED} + ar1h(AVISIT | USUBJID)", True),
-        (f"{FEV_FIXED} + toep(AVISIT | USUBJID)", True),
-    ],
-)
-def test_analytic_gradient_and_hessian_match_finite_differences(formula, reml):
-    problem = _problem(formula, reml)
-    rng = np.random.default_rng(5)
-    theta = rng.normal(scale=0.2, size=problem.n_theta) + np.tile(
-        problem.structure.start(6.0), problem.n_groups
-    )
-    ev = problem.evaluate(theta, order=2)
-    eps = 1e-5
-    eye = np.eye(problem.n_theta)
-    grad = [
-        (problem.evaluate(theta + eps * e).value - problem.evaluate(theta - eps * e).value)
-        / (2 * eps)
-        for e in eye
-    ]
-    hess = [
-        (
-            problem.evaluate(theta + eps * e, 1).gradient
-            - problem.evaluate(theta - eps * e, 1).gradient
-        )
-        / (2 * eps)
-        for e in eye
-    ]
-    assert_allclose(ev.gradient, grad, rtol=1e-5, atol=1e-5)
-    assert_allclose(ev.hessian, np.array(hess), rtol=1e-5, atol=1e-5)
+class TestFevGroupedAnteDependenceML(CheckMMRM):
+    """ad(AVISIT | ARMCD / USUBJID) by ML: one ante-dependence matrix per arm."""
 
-
-def test_subject_sigma_derivatives_match_finite_differences():
-    data = fev_data()
-    data["w"] = np.linspace(0.5, 2.0, len(data))
-    problem = _problem(f"{FEV_FIXED} + adh(AVISIT | USUBJID)", True, data, weights="w")
-    theta = np.random.default_rng(6).normal(scale=0.3, size=problem.n_theta)
-    J = problem.subject_sigma_jacobian(theta)
-    H = problem.subject_sigma_hessian(theta)
-    eps = 1e-6
-    for k in (0, 5, problem.n_theta - 1):
-        e = np.eye(problem.n_theta)[k] * eps
-        up, down = problem.subject_sigma(theta + e), problem.subject_sigma(theta - e)
-        jup, jdown = (
-            problem.subject_sigma_jacobian(theta + e),
-            problem.subject_sigma_jacobian(theta - e),
-        )
-        for i in (0, 7, 50):
-            assert_allclose(J[i][k], (up[i] - down[i]) / (2 * eps), rtol=1e-6, atol=1e-8)
-            assert_allclose(H[i][k], (jup[i] - jdown[i]) / (2 * eps), rtol=1e-6, atol=1e-8)
-
-
-def test_uniform_weights_scale_the_covariance_only():
-    data = fev_data()
-    plain = _fit(f"{FEV_FIXED} + us(AVISIT | USUBJID)", data, df="residual")
-    data["w"] = 4.0
-    weighted = _fit(f"{FEV_FIXED} + us(AVISIT | USUBJID)", data, df="residual", weights="w")
-    assert_allclose(weighted.params, plain.params, rtol=1e-8)
-    assert_allclose(weighted.covariance.to_numpy(), 4.0 * plain.covariance.to_numpy(), rtol=1e-7)
-    # Σ_i = W^{-1/2} Σ W^{-1/2} is the same matrix at both optima: the same likelihood
-    assert_allclose(weighted.loglik, plain.loglik, rtol=1e-10)
+    block = se_block = inference_block = "ad_grouped_ml"
+    inference_df = "satterthwaite"
+    # mmrm stops 2.7e-6 logLik units short here (θ 3.4e-4 away, gradient 8e-3): the df of
+    # AVISITVIS3 move by 4.3e-4 between the two θ
+    end_to_end_df_rtol = 1e-3
+    reml = False
 
 
 # --------------------------------------------------------------------------- results object
@@ -406,8 +320,6 @@ def test_fit_is_fast_for_many_subjects():
             "arm": pd.Categorical(np.where(arm == 1, "T", "P")),
         }
     )
-    import time
-
     start = time.perf_counter()
     fit = fit_mmrm("y ~ arm * visit + us(visit | subject)", data, df="residual")
     elapsed = time.perf_counter() - start
@@ -450,3 +362,97 @@ def test_conditional_prediction_of_a_new_subject_is_the_population_mean(us_fit):
     data["AVISIT"] = "VIS9"
     with pytest.raises(ModelSpecError, match=r"`AVISIT` has level\(s\) \['VIS9'\] not seen"):
         us_fit.predict(data, conditional=True)
+
+
+def test_overparameterised_fit_warns_and_says_not_converged():
+    # 5 subjects, 13 responses, csh with 5 variance parameters: the likelihood has no
+    # interior maximum; the fit must warn, keep the messages and report converged=False
+    data = fev_data()
+    data = data[data["USUBJID"].isin(["PT1", "PT2", "PT3", "PT4", "PT5"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExclusionWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            fit = fit_mmrm("FEV1 ~ 1 + csh(AVISIT | USUBJID)", data, df="residual")
+    assert {type(w.message) for w in caught} == {ConvergenceWarning}
+    assert [str(w.message) for w in caught] == fit.messages
+    assert not fit.converged
+    assert any("not positive definite" in m for m in fit.messages)
+    assert "NO" in str(fit)
+
+
+def test_row_order_and_visit_coding_do_not_change_the_fit(us_fit):
+    data = fev_data().sample(frac=1.0, random_state=7)  # shuffled rows
+    data["AVISIT"] = data["AVISIT"].astype(str)  # text instead of a categorical
+    shuffled = _fit(f"{FEV_FIXED} + us(AVISIT | USUBJID)", data, df="residual")
+    assert_allclose(shuffled.loglik, us_fit.loglik, rtol=1e-12)
+    assert_allclose(shuffled.params, us_fit.params, rtol=1e-8)
+    assert_allclose(shuffled.theta, us_fit.theta, rtol=1e-7, atol=1e-9)
+    assert shuffled.predict(data).index.equals(data.index)
+    assert_allclose(shuffled.predict(data), us_fit.predict(data), rtol=1e-8)
+
+
+@pytest.mark.parametrize("structure", ["us", "toeph", "ar1h", "adh", "csh"])
+def test_results_interface_reproduces_emmeans_lsmeans_at_mmrm_theta(structure):
+    # what the marginal-means code reads: model_frame (levels), fixed_matrix, vcov, df_for.
+    # emmeans(fit, ~ ARMCD | AVISIT): equal weights over the RACE x SEX grid, KR vcov and df
+    ref = fev_reference(f"{structure}_reml_kenwardroger")
+    problem = _problem(ref["formula"], True)
+    theta = np.array(ref["theta"])
+    ev = problem.evaluate(theta)
+    vcov, df_for = inference(problem, theta, df="kenward-roger")
+    fit = MMRMResults(
+        problem,
+        theta=theta,
+        beta=ev.beta,
+        vcov=vcov,
+        loglik=-ev.value,
+        df_for=df_for,
+        df_method="kenward-roger",
+        vcov_method=None,
+        converged=True,
+    )
+    frame = fit.model_frame
+    levels = {c: frame[c].cat.categories for c in frame.columns}
+    lsmeans = pd.DataFrame(ref["emmeans"]["lsmeans"])
+    rows = []
+    for arm, visit in zip(lsmeans["ARMCD"], lsmeans["AVISIT"], strict=True):
+        grid = pd.MultiIndex.from_product(
+            [levels["RACE"], levels["SEX"], [arm], [visit]],
+            names=["RACE", "SEX", "ARMCD", "AVISIT"],
+        ).to_frame(index=False)
+        for c in grid.columns:
+            grid[c] = pd.Categorical(grid[c], categories=levels[c])
+        rows.append(fit.fixed_matrix(grid[list(frame.columns)]).mean(axis=0))
+    L = np.array(rows)
+    assert_allclose(L @ fit.params.to_numpy(), lsmeans["emmean"], rtol=1e-5)
+    se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov.to_numpy(), L))
+    assert_allclose(se, lsmeans["SE"], rtol=1e-5)
+    assert_allclose(fit.df_for(L), lsmeans["df"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("at", ["mmrm_theta", "fit"])
+def test_conditional_predictions_match_mmrm(at, us_fit):
+    # mmrm's predict(conditional = TRUE) on every row of the first 10 subjects: observed rows
+    # give the data, missing rows the conditional mean given the subject's observed rows
+    ref = fev_reference("us_reml_predict")
+    rows = fev_data().iloc[ref["rows"]]
+    fit = us_fit
+    if at == "mmrm_theta":
+        theta = np.array(ref["theta"])
+        ev = us_fit.problem.evaluate(theta)
+        fit = MMRMResults(
+            us_fit.problem,
+            theta=theta,
+            beta=ev.beta,
+            vcov=ev.beta_cov,
+            loglik=-ev.value,
+            df_for=lambda L: np.full(len(L), np.inf),
+            df_method="residual",
+            vcov_method=None,
+            converged=True,
+        )
+    # at the fit, mmrm's stopping error (θ 1.5e-4 away) moves a prediction by up to 1.1e-4
+    rtol = 1e-8 if at == "mmrm_theta" else 5e-4
+    assert_allclose(fit.predict(rows, conditional=True), ref["conditional"], rtol=rtol)
+    assert_allclose(fit.predict(rows), ref["population"], rtol=rtol)

@@ -262,15 +262,14 @@ def test_blocked_kenward_roger_matches_dense_formula(shared: bool) -> None:
     assert np.max(np.abs(lin - got)) > 1e-4 * np.max(np.abs(got))
 
 
-def _weighted_subset() -> tuple[MMRMProblem, np.ndarray]:
-    """The first 40 subjects of fev_data with the WEIGHT column as weights, us structure."""
+def _weighted_subset(cov: str = "us(AVISIT | USUBJID)") -> tuple[MMRMProblem, np.ndarray]:
+    """The first 40 subjects of fev_data with the WEIGHT column as weights."""
     data = fev_data()
     data = data[data["USUBJID"].cat.codes < 40]
     with pytest.warns(ExclusionWarning):
-        problem = build_problem(
-            "FEV1 ~ ARMCD * AVISIT + us(AVISIT | USUBJID)", data, weights="WEIGHT"
-        )
-    return problem, _ref_arrays("us_reml_kenwardroger")[2]
+        problem = build_problem(f"FEV1 ~ ARMCD * AVISIT + {cov}", data, weights="WEIGHT")
+    block = "us_reml_kenwardroger" if cov.startswith("us") else "sp_exp_reml_satterthwaite"
+    return problem, _ref_arrays(block)[2]
 
 
 def _per_subject_groups(problem: MMRMProblem, theta: np.ndarray) -> list[BlockGroup]:
@@ -284,8 +283,9 @@ def _per_subject_groups(problem: MMRMProblem, theta: np.ndarray) -> list[BlockGr
     ]
 
 
-def test_weighted_kenward_roger_matches_dense_per_subject_formula() -> None:
-    problem, theta = _weighted_subset()
+@pytest.mark.parametrize("cov", ["us(AVISIT | USUBJID)", "sp_exp(VISITN | USUBJID)"])
+def test_weighted_kenward_roger_matches_dense_per_subject_formula(cov: str) -> None:
+    problem, theta = _weighted_subset(cov)
     W = theta_covariance(problem, theta)
     cov, _ = inference(problem, theta, df="kenward-roger")
     want = _dense_kenward_roger(_per_subject_groups(problem, theta), W)

@@ -17,9 +17,10 @@ its own θ; pbkrtest (for ``lmer`` fits) the inverse *expected* REML information
 components, :func:`expected_reml_information` (equation (5) of Kenward & Roger).
 
 Blocks of equal size are stacked and handled together (no loop over subjects). A
-:class:`BlockGroup` holds either one covariance shared by all its blocks (an MMRM visit pattern:
-then Σ_i X_iᵀ A X_i is computed from the (m, m, p, p) cross-product tensor once) or one per block
-(random-effects designs). Written by hand: no Python library computes the KR adjustment.
+:class:`BlockGroup` holds either one covariance per block (random-effects designs: design rows
+X) or covariances shared by many blocks (MMRM visit patterns: then Σ_i X_iᵀ A X_i is a product
+with the pattern's (m, m, p, p) cross-product tensor, whatever the number of subjects).
+Written by hand: no Python library computes the KR adjustment.
 """
 
 from __future__ import annotations
@@ -45,17 +46,20 @@ class BlockGroup:
     Attributes
     ----------
     X : (s, m, p) or None
-        Design rows of each block (weights already absorbed: √w · X); may be None for a
-        shared covariance when ``cross`` is given.
+        Design rows of each block (weights already absorbed: √w · X); None when ``cross``
+        is given.
     sigma : (b, m, m)
-        Covariance of each block; b = 1 (shared by all s blocks) or b = s.
+        The b distinct covariance matrices: b = 1 (shared by all s blocks), b = s (one per
+        block), or one per visit pattern when ``cross`` is given.
     d_sigma : (b, k, m, m)
         ∂Σ/∂φ_h.
     d2_sigma : (b, k, k, m, m) or None
-        ∂²Σ/∂φ_h∂φ_j (None: Σ is linear in φ, or the linear variant is wanted).
-    cross : (m, m, p, p) or None
-        Σ_i X_i[a, x] X_i[b, y] over the blocks (shared covariance only; computed from X when
-        None).
+        ∂²Σ/∂φ_h∂φ_j (None: Σ is linear in φ, or given through ``d2_full``).
+    cross : (b, m, m, p, p) or None
+        Per covariance, Σ_i X_i[a, x] X_i[b, y] over the blocks that have it.
+    d2_full, index : (k, k, M, M) and (b, m), optional
+        Alternatively, ∂²Σ on all M visits and each covariance's visits: ∂²Σ of covariance z
+        is ``d2_full[:, :, index[z]][..., index[z]]`` (saves b·k²·m² memory).
     """
 
     X: np.ndarray | None
@@ -63,6 +67,8 @@ class BlockGroup:
     d_sigma: np.ndarray
     d2_sigma: np.ndarray | None = None
     cross: np.ndarray | None = None
+    d2_full: np.ndarray | None = None
+    index: np.ndarray | None = None
 
     @property
     def shared(self) -> bool:
@@ -72,19 +78,13 @@ class BlockGroup:
 
 @dataclass(frozen=True, eq=False)
 class KRPieces:
-    """Per-group inverses and the P matrices, reused by the adjustment and the information.
-
-    ``stacked_cross`` (Σ m², p²) stacks the cross-product tensors Σ_i X_i[a,x] X_i[b,y] of the
-    shared-covariance groups listed in ``stacked_groups``, so that Σ_i X_iᵀ A X_i over all of
-    them is a single matrix product.
-    """
+    """Per-group inverses and the P matrices, reused by the adjustment and the information."""
 
     phi: np.ndarray  # (p, p) unadjusted covariance (XᵀΩ⁻¹X)⁻¹
     P: np.ndarray  # (k, p, p)
     sigma_inv: tuple[np.ndarray, ...]  # per group (b, m, m)
     d_inv: tuple[np.ndarray, ...]  # per group (b, k, m, m): ∂Σ⁻¹/∂φ_h
-    stacked_cross: np.ndarray | None
-    stacked_groups: tuple[int, ...]
+    cross: tuple[np.ndarray | None, ...]  # per group (b, m, m, p, p) or None (X path)
 
     @property
     def jacobian(self) -> np.ndarray:
@@ -92,49 +92,35 @@ class KRPieces:
         return -np.einsum("pq,kqr,rs->kps", self.phi, self.P, self.phi, optimize=True)
 
 
-def _n_columns(group: BlockGroup) -> int:
-    if group.X is not None:
-        return int(group.X.shape[2])
-    assert group.cross is not None
-    return int(group.cross.shape[2])
-
-
-def _stack_cross(groups: Sequence[BlockGroup]) -> tuple[np.ndarray | None, tuple[int, ...]]:
-    index = tuple(i for i, g in enumerate(groups) if g.shared)
-    if not index:
-        return None, ()
-    p = _n_columns(groups[0])
-    parts = []
-    for i in index:
-        g = groups[i]
-        cross = g.cross
-        if cross is None:
-            assert g.X is not None
-            cross = np.einsum("sap,sbq->abpq", g.X, g.X, optimize=True)
-        parts.append(cross.reshape(-1, p * p))
-    return np.concatenate(parts, axis=0), index
+def _cross(group: BlockGroup) -> np.ndarray | None:
+    if group.cross is not None:
+        return group.cross
+    if group.shared and group.X is not None:
+        return np.einsum("sap,sbq->abpq", group.X, group.X, optimize=True)[None]
+    return None
 
 
 def _sum_xtax(
-    groups: Sequence[BlockGroup],
-    stacked: np.ndarray | None,
-    index: tuple[int, ...],
-    mats: Sequence[np.ndarray],
+    groups: Sequence[BlockGroup], crosses: Sequence[np.ndarray | None], mats: Sequence[np.ndarray]
 ) -> np.ndarray:
-    """Σ over groups and blocks of X_iᵀ A X_i, ``mats[g]`` of shape (b, E, m, m) → (E, p, p)."""
-    p = _n_columns(groups[0])
+    """Σ over groups and blocks of X_iᵀ A X_i, ``mats[g]`` of shape (b, E, m, m) → (E, p, p).
+
+    With cross-product tensors this is one matrix product per group, (E, b·m²) @ (b·m², p²).
+    """
     n_extra = mats[0].shape[1]
-    out = np.zeros((n_extra, p, p))
-    if stacked is not None:
-        left = np.concatenate([mats[i][0].reshape(n_extra, -1) for i in index], axis=1)
-        out += (left @ stacked).reshape(n_extra, p, p)
-    for g, A in zip(groups, mats, strict=True):
-        if g.shared:
-            continue
-        if g.X is None:
-            raise ValueError("a block group without a shared covariance needs its design rows X")
-        T = np.einsum("seab,sbq->seaq", A, g.X, optimize=True)
-        out += np.einsum("sap,seaq->epq", g.X, T, optimize=True)
+    out: np.ndarray | None = None
+    for g, cross, A in zip(groups, crosses, mats, strict=True):
+        if cross is not None:
+            p = cross.shape[-1]
+            left = np.ascontiguousarray(A.transpose(1, 0, 2, 3)).reshape(n_extra, -1)
+            part = (left @ cross.reshape(-1, p * p)).reshape(n_extra, p, p)
+        else:
+            if g.X is None:
+                raise ValueError("a block group needs its design rows X or cross-products")
+            T = np.einsum("seab,sbq->seaq", A, g.X, optimize=True)
+            part = np.einsum("sap,seaq->epq", g.X, T, optimize=True)
+        out = part if out is None else out + part
+    assert out is not None
     return out
 
 
@@ -146,13 +132,24 @@ def kenward_roger_pieces(groups: Sequence[BlockGroup]) -> KRPieces:
         s_inv = 0.5 * (s_inv + np.swapaxes(s_inv, -1, -2))
         sig_inv.append(s_inv)
         d_inv.append(-np.einsum("bij,bhjl,blm->bhim", s_inv, g.d_sigma, s_inv, optimize=True))
-    stacked, index = _stack_cross(groups)
-    info = _sum_xtax(groups, stacked, index, [si[:, None] for si in sig_inv])[0]
-    P = _sum_xtax(groups, stacked, index, d_inv)
+    crosses = [_cross(g) for g in groups]
+    info = _sum_xtax(groups, crosses, [si[:, None] for si in sig_inv])[0]
+    P = _sum_xtax(groups, crosses, d_inv)
     info = 0.5 * (info + info.T)
     phi = np.linalg.inv(info)
     phi = 0.5 * (phi + phi.T)
-    return KRPieces(phi, P, tuple(sig_inv), tuple(d_inv), stacked, index)
+    return KRPieces(phi, P, tuple(sig_inv), tuple(d_inv), tuple(crosses))
+
+
+def _weighted_d2(group: BlockGroup, W: np.ndarray) -> np.ndarray | None:
+    """Σ_hj W_hj ∂²Σ/∂φ_h∂φ_j per covariance, (b, m, m), or None without second derivatives."""
+    if group.d2_sigma is not None:
+        return np.einsum("hj,zhjac->zac", W, group.d2_sigma, optimize=True)
+    if group.d2_full is not None and group.index is not None:
+        full = np.einsum("hj,hjac->ac", W, group.d2_full, optimize=True)
+        idx = group.index
+        return full[idx[:, :, None], idx[:, None, :]]
+    return None
 
 
 def kenward_roger_vcov(
@@ -162,16 +159,16 @@ def kenward_roger_vcov(
     phi, P = pieces.phi, pieces.P
     U = -np.einsum("hpq,qr,hj,jrs->ps", P, phi, W, P, optimize=True)
     mats = []
-    for g, s_inv, di in zip(groups, pieces.sigma_inv, pieces.d_inv, strict=True):
-        # Σ_hj W_hj (∂Σ⁻¹_h Σ ∂Σ⁻¹_j − ¼ Σ⁻¹ ∂²Σ_hj Σ⁻¹) per block, then Xᵀ(·)X
-        dw = np.einsum("hj,zjac->zhac", W, di, optimize=True)
-        tmp = np.einsum("zhab,zbc->zhac", di, g.sigma, optimize=True)
-        mbar = np.einsum("zhab,zhbc->zac", tmp, dw, optimize=True)
-        if g.d2_sigma is not None and not linear:
-            r = np.einsum("hj,zhjac->zac", W, g.d2_sigma, optimize=True)
+    for g, s_inv in zip(groups, pieces.sigma_inv, strict=True):
+        # Σ_hj W_hj (∂Σ⁻¹_h Σ ∂Σ⁻¹_j − ¼ Σ⁻¹ ∂²Σ_hj Σ⁻¹) per covariance, then Xᵀ(·)X
+        E = np.einsum("zab,zhbc->zhac", s_inv, g.d_sigma, optimize=True)  # Σ⁻¹ ∂Σ_h
+        Ew = np.einsum("hj,zjac->zhac", W, E, optimize=True)
+        mbar = np.einsum("zhab,zhbc,zcd->zad", E, Ew, s_inv, optimize=True)
+        r = None if linear else _weighted_d2(g, W)
+        if r is not None:
             mbar = mbar - 0.25 * np.einsum("zij,zjl,zlm->zim", s_inv, r, s_inv, optimize=True)
         mats.append(mbar[:, None])
-    U += _sum_xtax(groups, pieces.stacked_cross, pieces.stacked_groups, mats)[0]
+    U += _sum_xtax(groups, pieces.cross, mats)[0]
     U = 0.5 * (U + U.T)
     adj = phi + 2.0 * phi @ U @ phi
     return 0.5 * (adj + adj.T)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
 
-from mesostats._parallel import blas_single_threaded
+from mesostats._parallel import single_threaded_blas
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError
 from mesostats.mixed.mmrm.build import build_problem
 from mesostats.mixed.mmrm.dof import DF_METHODS, inference
@@ -55,7 +55,8 @@ class _Cached:
             else (2 if ev.hessian is not None else 1 if ev.gradient is not None else 0)
         )
         if key != self.key or have < order or ev is None:
-            ev = self.problem.evaluate(theta, order=max(order, 1) if order else 0)
+            # scipy asks the Hessian right after the gradient: compute both at once
+            ev = self.problem.evaluate(theta, order=2 if order else 0)
             self.key, self.ev = key, ev
             self.n_eval += 1
         return ev
@@ -63,15 +64,20 @@ class _Cached:
     def value(self, theta: np.ndarray) -> float:
         return self.at(theta, 0).value
 
+    # scipy's trust-exact builds the model at a *proposed* point (value, gradient, Hessian)
+    # before it decides; where Σ is not positive definite the value is +inf, so the step is
+    # rejected, and a zero gradient and identity Hessian only keep its bookkeeping finite
     def grad(self, theta: np.ndarray) -> np.ndarray:
-        g = self.at(theta, 1).gradient
-        assert g is not None
-        return g
+        ev = self.at(theta, 1)
+        if ev.gradient is None or not np.isfinite(ev.value):
+            return np.zeros(np.asarray(theta).shape)
+        return ev.gradient
 
     def hess(self, theta: np.ndarray) -> np.ndarray:
-        h = self.at(theta, 2).hessian
-        assert h is not None
-        return h
+        ev = self.at(theta, 2)
+        if ev.hessian is None or not np.isfinite(ev.value):
+            return np.eye(np.asarray(theta).size)
+        return ev.hessian
 
 
 def _check_options(reml: bool, df: str, vcov: str | None) -> tuple[str, str | None]:
@@ -139,8 +145,8 @@ def _polish(crit: _Cached, theta: np.ndarray, max_steps: int = 20) -> np.ndarray
         assert ev.gradient is not None and ev.hessian is not None
         if np.max(np.abs(ev.gradient)) <= _GTOL:
             break
-        try:
-            step = linalg.solve(ev.hessian, ev.gradient, assume_a="sym")
+        try:  # Newton steps only where the Hessian is positive definite
+            step = linalg.cho_solve(linalg.cho_factor(ev.hessian), ev.gradient)
         except (linalg.LinAlgError, ValueError):
             break
         slack = 1e-12 * max(1.0, abs(ev.value))
@@ -182,7 +188,8 @@ def _optimise(problem: MMRMProblem) -> tuple[np.ndarray, dict[str, Any], list[st
     if not converged:
         messages.append(
             f"The optimiser stopped with a gradient of {gmax:.2g} (tolerance {_ACCEPT:g}): "
-            f"{res.message}. Estimates may be unreliable; try a simpler covariance structure."
+            f"{str(res.message).rstrip('.')}. Estimates may be unreliable; try a simpler "
+            "covariance structure."
         )
     eig = np.linalg.eigvalsh(ev.hessian)
     if eig.min() <= 1e-10 * max(1.0, float(np.abs(eig).max())):
@@ -202,7 +209,6 @@ def _optimise(problem: MMRMProblem) -> tuple[np.ndarray, dict[str, Any], list[st
     return theta, info, messages
 
 
-@blas_single_threaded
 def fit_mmrm(
     formula: str,
     data: pd.DataFrame,
@@ -247,28 +253,31 @@ def fit_mmrm(
         df or vcov method, Kenward–Roger with ML.
     """
     df, vcov = _check_options(reml, df, vcov)
-    problem = build_problem(formula, data, reml=reml, weights=weights)
-    theta, info, messages = _optimise(problem)
-    for msg in messages:
-        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
-    ev = problem.evaluate(theta, order=2)
-    beta_vcov, df_for = inference(problem, theta, df=df, vcov=vcov, beta=ev.beta)
-    assert ev.hessian is not None
-    try:
-        theta_cov = np.linalg.inv(ev.hessian)
-    except (np.linalg.LinAlgError, ValueError):
-        theta_cov = np.full((problem.n_theta, problem.n_theta), np.nan)
-    return MMRMResults(
-        problem,
-        theta=theta,
-        beta=ev.beta,
-        vcov=beta_vcov,
-        loglik=-ev.value,
-        df_for=df_for,
-        df_method=df,
-        vcov_method=vcov,
-        converged=bool(info["converged"]),
-        messages=messages,
-        theta_cov=theta_cov,
-        optimizer=info,
-    )
+    with single_threaded_blas():  # small matrices: threads only add overhead
+        problem = build_problem(formula, data, reml=reml, weights=weights)
+        theta, info, messages = _optimise(problem)
+        for msg in messages:
+            warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+        ev = problem.evaluate(theta, order=2)
+        assert ev.hessian is not None
+        try:
+            theta_cov = np.linalg.inv(ev.hessian)
+        except (np.linalg.LinAlgError, ValueError):
+            theta_cov = np.full((problem.n_theta, problem.n_theta), np.nan)
+        beta_vcov, df_for = inference(
+            problem, theta, df=df, vcov=vcov, beta=ev.beta, theta_cov=theta_cov
+        )
+        return MMRMResults(
+            problem,
+            theta=theta,
+            beta=ev.beta,
+            vcov=beta_vcov,
+            loglik=-ev.value,
+            df_for=df_for,
+            df_method=df,
+            vcov_method=vcov,
+            converged=bool(info["converged"]),
+            messages=messages,
+            theta_cov=theta_cov,
+            optimizer=info,
+        )

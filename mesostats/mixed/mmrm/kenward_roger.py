@@ -15,8 +15,9 @@ tests/test_mmrm_inference.py, ``us`` with 24 subjects: 7.3 % rejections at α = 
 parameters (the covariances) enter Σ linearly.
 
 Subjects sharing a (group, visits) pattern share Σ; the sums over subjects are contractions of
-the pattern's cross-product tensor Σ_i X_i ⊗ X_i (held by the problem's ``PatternBlock``), so
-the cost does not grow with the number of subjects. Weights: Σ_i = W^{-1/2} Σ W^{-1/2} is the
+the pattern's cross-product tensor Σ_i X_i ⊗ X_i (held by the problem's ``PatternBatch``, all
+patterns with the same number of visits at once), so the cost does not grow with the number
+of subjects and there is no Python loop over patterns. Weights: Σ_i = W^{-1/2} Σ W^{-1/2} is the
 same as the unweighted Σ with √w-scaled rows of X, which is what the blocks hold.
 """
 
@@ -38,18 +39,49 @@ __all__ = ["mmrm_kenward_roger", "mmrm_satterthwaite", "pattern_groups", "theta_
 
 
 def pattern_groups(problem: MMRMProblem, theta: np.ndarray, order: int) -> list[BlockGroup]:
-    """One shared-covariance :class:`BlockGroup` per visit pattern (order 2 adds ∂²Σ)."""
+    """One :class:`BlockGroup` per batch of visit patterns (same group and number of visits).
+
+    Σ and ∂Σ of every pattern are sub-matrices of those on all visits (computed once per
+    group); order 2 adds ∂²Σ on all visits with each pattern's visit indices. Spatial
+    structures compute each pattern's matrices from its times.
+    """
+    theta = np.asarray(theta, dtype=float)
+    k = problem.n_theta
+    structure = problem.structure
     groups = []
-    for b, blk in enumerate(problem.blocks):
-        S, J, H = problem.pattern_derivatives(theta, b, order)
-        assert J is not None
+    for batch in problem.batches:
+        sl = problem.theta_slice(batch.group)
+        th = theta[sl]
+        nb, d = batch.nb, batch.d
+        J = np.zeros((nb, k, d, d))
+        d2_sigma = d2_full = index = None
+        if structure.spatial:
+            parts = [structure.derivatives(th, c, order) for c in batch.coords]
+            S = np.stack([part[0] for part in parts])
+            J[:, sl] = np.stack([part[1] for part in parts])  # type: ignore[misc]
+            if order >= 2:
+                d2_sigma = np.zeros((nb, k, k, d, d))
+                d2_sigma[:, sl, sl] = np.stack([part[2] for part in parts])  # type: ignore[misc]
+        else:
+            Sa, Ja, Ha = structure.derivatives(th, None, order)
+            assert Ja is not None
+            index = batch.coords.astype(np.intp)
+            ia, ib = index[:, :, None], index[:, None, :]
+            S = Sa[ia, ib]
+            J[:, sl] = np.moveaxis(Ja[:, ia, ib], 0, 1)
+            if order >= 2:
+                assert Ha is not None
+                d2_full = np.zeros((k, k, *Ha.shape[2:]))
+                d2_full[sl, sl] = Ha
         groups.append(
             BlockGroup(
                 X=None,
-                sigma=S[None],
-                d_sigma=J[None],
-                d2_sigma=None if H is None or order < 2 else H[None],
-                cross=blk.XX,
+                sigma=S,
+                d_sigma=J,
+                d2_sigma=d2_sigma,
+                cross=batch.XX,
+                d2_full=d2_full,
+                index=index,
             )
         )
     return groups

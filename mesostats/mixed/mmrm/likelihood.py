@@ -116,7 +116,8 @@ def evaluate(
     for bt in batches:
         th = theta[bt.group * kg : (bt.group + 1) * kg]
         if not structure.spatial and bt.group not in full:
-            full[bt.group] = structure.derivatives(th, None, order)
+            # ∂²Σ on all visits is only ever contracted with W: see hessian_contract below
+            full[bt.group] = structure.derivatives(th, None, min(order, 1))
         S, J, H = _batch_sigma(bt, th, structure, order, full.get(bt.group))
         try:
             chol = np.linalg.cholesky(S)
@@ -194,13 +195,12 @@ def evaluate(
         if G is not None:
             G[sl] += _flat_k(Z @ Sinv[:, None]) @ bt.XX.reshape(nb * d * d, p * p)
     if not structure.spatial:
-        for g, (_, Jf, Hf) in full.items():
+        for g, (_, Jf, _) in full.items():
             assert Jf is not None
             sl = slice(g * kg, (g + 1) * kg)
             grad[sl] += Jf.reshape(kg, m * m) @ W[g]
             if hess is not None:
-                assert Hf is not None
-                hess[sl, sl] += (Hf.reshape(kg * kg, m * m) @ W[g]).reshape(kg, kg)
+                hess[sl, sl] += structure.hessian_contract(theta[sl], W[g].reshape(m, m))
     if hess is not None:
         hess -= 2.0 * ((h @ M) @ h.T)
         if G is not None:
