@@ -91,7 +91,15 @@ def sensitivity(
     Route: approximate Bayesian. θ ~ N(θ̂, H⁻¹) on mmrm's unconstrained scale, β | θ ~
     N(β̂(θ), (XᵀV⁻¹X)⁻¹), then the missing visits from their conditional normal given the
     observed ones (:mod:`mesostats.imputation.impute`). Analysis: ANCOVA of the change at
-    each visit on arm and baseline (:mod:`mesostats.imputation.pooling`).
+    each visit on arm and baseline (:mod:`mesostats.imputation.pooling`). Its complete-data
+    df, n − p, is what Kenward–Roger and Satterthwaite give on complete data; the trial's
+    ``residual`` and ``between-within`` df methods would give other values and are not
+    followed. p-values are unadjusted (no Dunnett step).
+
+    Speed: one imputation is one GLS evaluation, one conditional draw per missingness
+    pattern and a matrix product; 100 imputations of the example study (142 people, 9
+    visits) take about 0.3 s of CPU, so ``n_jobs`` pays only for large trials (starting
+    loky workers costs about a second).
 
     Examples
     --------
