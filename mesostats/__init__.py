@@ -54,6 +54,8 @@ _LAZY: dict[str, str] = {
     "power": "mesostats.planning",
     "sample_size": "mesostats.planning",
     "plot_power": "mesostats.planning",
+    "sensitivity": "mesostats.imputation",
+    "tipping_point": "mesostats.imputation",
 }
 
 __all__ = [

@@ -26,6 +26,7 @@ NOTEBOOKS = (
     "03_side_effects.ipynb",
     "04_power.ipynb",
     "05_primary_analysis.ipynb",
+    "06_sensitivity.ipynb",
 )
 CELL_TIMEOUT = 120  # seconds per cell
 

@@ -59,6 +59,7 @@ from mesostats.reporting.sections.data import (
 from mesostats.reporting.sections.methods import SOFTWARE, methods_section
 from mesostats.reporting.sections.overview import glance
 from mesostats.reporting.sections.regrowth import regrowth_section
+from mesostats.reporting.sections.sensitivity import sensitivity_section
 from mesostats.reporting.sections.side_effects import side_effect_section
 from mesostats.reporting.sections.trial import primary_analysis_section
 from mesostats.reporting.sections.variability import variability_section
@@ -81,6 +82,7 @@ __all__ = [
 SECTION_TITLES: dict[str, str] = {
     "data": "1. The data",
     "primary": "2. Primary analysis: change from baseline by cocktail",
+    "sensitivity": "2b. Missing data: sensitivity of the primary analysis",
     "regrowth": "3. Regrowth by ingredient",
     "side_effects": "4. Side effects by ingredient",
     "variability": "5. Varied results: how much people differ",
@@ -188,7 +190,8 @@ def build_report(
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "sections": SECTION_TITLES,
         "data": data,
-        "primary": primary_analysis_section(study, outcome, log),
+        "primary": (primary := primary_analysis_section(study, outcome, log)),
+        "sensitivity": sensitivity_section(primary, outcome, log, seed=int(seed)),
         "regrowth": regrowth_section(regrowth, reg_fail, outcome, log),
         "side_effects": side_effect_section(study, side, se_fail, se_var, log),
         "variability": variability_section(

@@ -95,6 +95,7 @@ def _values(trial: Any, outcome: str, log: MessageLog) -> dict[str, Any]:
         "covariance_message": trial.messages[0] if trial.messages else "",
         "fell_back": trial.fell_back,
         "excluded_subjects": _excluded_table(trial),
+        "trial": trial,  # for the missing-data sensitivity section
         "notes": list(trial.notes) + list(trial.messages[1:]),
     }
 
