@@ -2,7 +2,21 @@
 
 Parametric bootstrap, simulated (DHARMa-style) residuals and power analysis all need new
 responses from a model. They draw them here, from plain arrays, so that every user draws the
-same way:
+same way. The callers:
+
+* ``results.simulate(n, seed=…)`` of every fitted model (:mod:`mesostats.mixed.simulate_methods`:
+  :func:`simulate_mixed`, :func:`simulate_mmrm`, :func:`draw_ordinal`);
+* ``ms.check_model`` (:mod:`mesostats.checks`), whose simulated residuals are
+  ``results.simulate`` draws;
+* the parametric bootstrap (:mod:`mesostats.mixed.profile.bootstrap`): one
+  :func:`simulate_mixed` draw (``n = 1``) per replicate, from the replicate's own stream;
+* the study simulator behind ``ms.simulate_study`` and ``ms.power``
+  (:mod:`mesostats.simulate.draw`), which draws from the true parameters rather than a fit:
+  the person effects with :func:`draw_random_effects`, the regrowth response with
+  :func:`draw_family`. Its side-effect indicator stays a uniform below p (numpy's binomial
+  sampler maps the uniform differently, and a seed must keep drawing the same study).
+
+The functions:
 
 * :func:`draw_random_effects` — new random effects b = s·Λu with u ~ N(0, I) per level and
   term (lme4's ``simulate(use.u = FALSE)``; Bates et al. 2015, *J. Stat. Softw.* 67(1), §2:

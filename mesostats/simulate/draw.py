@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mesostats.mixed.simulation import draw_family, draw_random_effects
 from mesostats.simulate.design import (
     _check_design,
     _draw_subjects,
@@ -204,22 +205,28 @@ def _draw_regrowth(
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """Random-coefficients model of hair density (Laird & Ware 1982), clipped to 0–600, with
-    measurements missing completely at random after baseline."""
+    measurements missing completely at random after baseline.
+
+    The person effects and the residuals come from the one simulation path
+    (:mod:`mesostats.mixed.simulation`): (u0, u1) = diag(SD)·L_R·z with L_R the Cholesky
+    factor of the intercept–slope correlation matrix (:func:`draw_random_effects`), the
+    response η + σε (:func:`draw_family`). η is assembled here as intercept + u0 + slope ×
+    week because the subject's slope and true change are reported (``truth``, secondary
+    outcomes), and in this order a seed draws exactly the study it drew before the
+    simulator used the shared path.
+    """
     week = grid["week"]
     n, k = week.shape
-    sd0, sd1, rho = params["intercept_sd"], params["slope_sd"], params["intercept_slope_corr"]
-    z = rng.standard_normal((n, 2))
-    u0 = sd0 * z[:, 0]
-    u1 = sd1 * (rho * z[:, 0] + math.sqrt(max(0.0, 1.0 - rho * rho)) * z[:, 1])
+    sd = np.array([params["intercept_sd"], params["slope_sd"]])
+    rho = params["intercept_slope_corr"]
+    corr_factor = np.array([[1.0, 0.0], [rho, math.sqrt(max(0.0, 1.0 - rho * rho))]])
+    (b,) = draw_random_effects([corr_factor], [n], 1, rng)  # (n, 2, 1)
+    u0, u1 = (sd[None, :] * b[:, :, 0]).T
     beta = np.array([params["ingredient_slopes"][ing] for ing in active])
     slope = params["slope_placebo"] + x @ beta + u1
     change_true = slope[:, None] * week
-    density = (
-        params["intercept_mean"]
-        + u0[:, None]
-        + change_true
-        + params["residual_sd"] * rng.standard_normal((n, k))
-    )
+    eta = params["intercept_mean"] + u0[:, None] + change_true
+    density = draw_family("gaussian", eta, rng, sigma=params["residual_sd"])
     clipped = grid["attended"] & ((density < 0) | (density > 600))
     missing = (grid["visit_index"] > 0) & (rng.random((n, k)) < params["missing_rate"])
     return {
@@ -241,13 +248,17 @@ def _draw_any_event(
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """Which injection sessions were assessed, and the logistic-normal any-event indicator
-    (Breslow & Clayton 1993) at each assessed session."""
+    (Breslow & Clayton 1993) at each assessed session; the person effect v is drawn by
+    :func:`mesostats.mixed.simulation.draw_random_effects`."""
     n, k = grid["week"].shape
     assessed = (
         grid["attended"] & grid["injected"] & (rng.random((n, k)) >= params["unassessed_rate"])
     )
-    v = params["event_sd"] * rng.standard_normal(n)
+    (b,) = draw_random_effects([np.array([[params["event_sd"]]])], [n], 1, rng)  # (n, 1, 1)
+    v = b[:, 0, 0]
     log_or = np.array([params["event_log_or"][ing] for ing in active])
-    eta = params["event_intercept"] + x @ log_or + v
+    eta = params["event_intercept"] + x @ log_or + v  # a random intercept: Z = 1
+    # Bernoulli as a uniform below p, not draw_family's binomial sampler (numpy's inversion
+    # maps the uniform to 0/1 differently): keeps every seed's side effects as they were
     any_event = assessed & (rng.random((n, k)) < _logistic(eta)[:, None])
     return {"assessed": assessed, "v": v, "any_event": any_event}

@@ -35,7 +35,8 @@ that small closed-form map). Why hand-written: lme4's profiler has no Python cou
 Application*, §2.2 and §5.3 percentile intervals; lme4's ``bootMer`` / ``confint(method =
 "boot", boot.type = "perc")``). New responses are drawn from the fitted model — LMM:
 y* = Xβ̂ + Zb* + ε*, b* ~ N(0, σ̂²Λ̂Λ̂ᵀ), ε* ~ N(0, σ̂²); binomial: successes* ~
-Binomial(trials, logit⁻¹(Xβ̂ + Zb*)); Poisson: y* ~ Poisson(exp(Xβ̂ + Zb*)) — and the model is
+Binomial(trials, logit⁻¹(Xβ̂ + Zb*)); Poisson: y* ~ Poisson(exp(Xβ̂ + Zb*)), by
+:func:`mesostats.mixed.simulation.simulate_mixed` — and the model is
 refitted by the same engine (on the design's arrays: a :class:`MixedResults` does not carry
 the data frame, and the engines' array entry points avoid re-parsing the formula). Replicate
 ``i`` uses the i-th child of ``numpy.random.SeedSequence(seed).spawn(n_boot)``, so the

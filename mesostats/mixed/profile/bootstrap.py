@@ -1,4 +1,10 @@
-"""Parametric-bootstrap intervals for variance components (see :mod:`mesostats.mixed.profile`)."""
+"""Parametric-bootstrap intervals for variance components (see :mod:`mesostats.mixed.profile`).
+
+Each replicate draws one response from the fitted model with
+:func:`mesostats.mixed.simulation.simulate_mixed` (the package's one simulation path: new
+random effects, then the family's response), from its own child stream of
+``SeedSequence(seed)``, and is refitted with :meth:`ModelTemplate.estimates`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from mesostats.mixed.profile.parameters import (
     variance_parameters,
 )
 from mesostats.mixed.refit import ModelTemplate
+from mesostats.mixed.simulation import simulate_mixed
 
 if TYPE_CHECKING:
     from mesostats.mixed.design import MixedDesign
@@ -70,25 +77,6 @@ class _BootstrapModel:
     sigma: float
 
 
-def _simulate_response(model: _BootstrapModel, rng: np.random.Generator) -> np.ndarray:
-    """One response vector drawn from the fitted model (see :mod:`mesostats.mixed.profile`)."""
-    design = model.design
-    eta = design.X @ model.beta + design.offset
-    scale = model.sigma if model.family == "gaussian" else 1.0
-    for term, lam in zip(design.terms, design.lambda_blocks(model.theta), strict=True):
-        u = rng.standard_normal((term.n_levels, term.q))
-        b = scale * u @ lam.T
-        eta = eta + np.einsum("ij,ij->i", term.Z, b[term.codes])
-    if model.family == "gaussian":
-        return np.asarray(eta + model.sigma * rng.standard_normal(design.n))
-    if model.family == "binomial":
-        trials = np.asarray(np.rint(design.prior_weights), dtype=np.int64)
-        p = 1.0 / (1.0 + np.exp(-eta))
-        successes = rng.binomial(trials, p)
-        return np.where(trials > 0, successes / np.maximum(trials, 1), 0.0)
-    return np.asarray(rng.poisson(np.exp(eta)), dtype=float)
-
-
 def _refit(model: _BootstrapModel, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, bool]:
     """Refit the model to a new response (:meth:`ModelTemplate.estimates`, the LMM from the
     fitted θ); returns θ, σ, β, converged."""
@@ -107,8 +95,15 @@ def _bootstrap_chunk(
     nan_theta = np.full(model.design.n_theta, np.nan)
     nan_beta = np.full(model.design.p, np.nan)
     for ss in seeds:
-        rng = np.random.default_rng(ss)
-        y = _simulate_response(model, rng)
+        y = simulate_mixed(
+            model.design,
+            family=model.family,
+            beta=model.beta,
+            theta=model.theta,
+            sigma=model.sigma,
+            n=1,
+            rng=np.random.default_rng(ss),
+        )[:, 0]
         try:
             out.append(_refit(model, y))
         except (np.linalg.LinAlgError, ValueError, FloatingPointError, ModelSpecError):
