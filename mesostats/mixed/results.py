@@ -180,8 +180,9 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
         eta.setflags(write=False)
         sets(self, "_eta_fixed", eta_fixed)
         sets(self, "_eta", eta)
-        sets(self, "_fixed_effects", self._fixed_effects_table())
-        sets(self, "_variance_components", self._variance_components_table())
+        # the tables are built on first access (a power trial or a bootstrap replicate often
+        # reads the estimates only); cached, so the object still answers the same every time
+        sets(self, "_lazy", {})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"MixedResults is immutable; cannot set {name!r}")
@@ -210,8 +211,21 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
     _ranef_cov: dict[str, np.ndarray] | None
     _eta_fixed: np.ndarray
     _eta: np.ndarray
-    _fixed_effects: pd.DataFrame
-    _variance_components: pd.DataFrame
+    _lazy: dict[str, pd.DataFrame]
+
+    @property
+    def _fixed_effects(self) -> pd.DataFrame:
+        table = self._lazy.get("fixed_effects")
+        if table is None:
+            table = self._lazy["fixed_effects"] = self._fixed_effects_table()
+        return table
+
+    @property
+    def _variance_components(self) -> pd.DataFrame:
+        table = self._lazy.get("variance_components")
+        if table is None:
+            table = self._lazy["variance_components"] = self._variance_components_table()
+        return table
 
     # ------------------------------------------------------------------ counts and criteria
     @property
