@@ -91,10 +91,18 @@ class DenseHessian:
     def evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """(d(θ) up to its constant, ∇d, ∇²d) at θ."""
         Q, p, nu = self.Q, self.p, self.nu
+        m = self._gram.shape[0]
         lam = np.zeros((Q, Q))
         lam[self._lam_rows, self._lam_cols] = theta[self._lam_ids]
-        B = lam.T @ self._gram[:Q]  # Λᵀ Zᵀ[Z X y]
-        A = B[:, :Q] @ lam
+        # Λ is block-diagonal (I_G ⊗ λ_t per term): multiply by it term by term
+        B = np.empty((Q, m))  # Λᵀ Zᵀ[Z X y]
+        for sl, q, G, *_ in self._terms:
+            block = lam[sl.start : sl.start + q, sl.start : sl.start + q]
+            B[sl] = (block.T @ self._gram[sl].reshape(G, q, m)).reshape(G * q, m)
+        A = np.empty((Q, Q))
+        for sl, q, G, *_ in self._terms:
+            block = lam[sl.start : sl.start + q, sl.start : sl.start + q]
+            A[:, sl] = (B[:, sl].reshape(Q, G, q) @ block).reshape(Q, G * q)
         A[np.diag_indices(Q)] += 1.0
         L = chol_lower(A)
         K = tri_solve(L, B, lower=True)

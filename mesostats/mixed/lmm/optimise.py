@@ -192,17 +192,22 @@ def screen_start(problem: ProfiledDeviance, theta0: np.ndarray) -> tuple[float, 
 def _newton_dense(
     dense: DenseHessian, theta0: np.ndarray, lower: np.ndarray
 ) -> tuple[np.ndarray, int, bool]:
-    """Projected Newton iterations on the dense analytic (dev, ∇, ∇²) from ``theta0``.
+    """Projected Newton iterations with a trust region on the dense analytic (d, ∇, ∇²).
 
-    Where the Hessian on the free coordinates is not positive definite it is shifted by a
-    multiple of the identity (Levenberg–Marquardt) so the step still goes downhill; each step
-    is halved until the deviance decreases. Returns the end point, the evaluations used and
-    whether it converged (positive-definite unshifted Hessian and a Newton decrement below
-    1e-10): otherwise the caller finishes with L-BFGS-B from the end point.
+    On the coordinates not held at a bound, the step is the Newton step, or where the
+    Hessian is not positive definite the step for the Hessian shifted to be so
+    (Levenberg–Marquardt); a step longer than the trust radius Δ is shortened to Δ (θ is a
+    relative SD, so Δ = 1 to start). Δ shrinks when the deviance falls by less than a quarter
+    of the quadratic model's prediction and grows when it falls by more than three quarters
+    at the radius (Nocedal & Wright 2006, *Numerical Optimization*, §4.1). A step that does
+    not lower the deviance is rejected. Returns the end point, the evaluations used and
+    whether it converged (positive-definite Hessian and a Newton decrement below 1e-10):
+    otherwise the caller finishes with L-BFGS-B from the end point.
     """
     theta = np.maximum(np.asarray(theta0, dtype=float), lower)
     dev, grad, H = dense.evaluate(theta)
     n_eval = 1
+    radius = 1.0
     for _ in range(_NEWTON_ITERATIONS):
         if not (np.isfinite(dev) and np.all(np.isfinite(grad)) and np.all(np.isfinite(H))):
             return theta, n_eval, False
@@ -215,22 +220,28 @@ def _newton_dense(
         top = max(float(np.abs(evals).max()), 1e-300)
         shifted = evals.min() <= 1e-8 * top
         shift = (-evals.min() + 1e-3 * top) if shifted else 0.0
-        coef = (evecs.T @ gf) / (evals + shift)
-        step = np.zeros_like(theta)
-        step[free] = -(evecs @ coef)
-        decrement = float(-gf @ step[free]) / 2.0
-        if not shifted and decrement < 1e-10:
+        step_f = -(evecs @ ((evecs.T @ gf) / (evals + shift)))
+        length = float(np.sqrt(step_f @ step_f))
+        if not shifted and length <= radius and float(-gf @ step_f) / 2.0 < 1e-10:
             return _snap_to_bounds(dense, theta, dev, lower), n_eval + 1, True
-        alpha = 1.0
-        for _ls in range(30):
-            trial = np.maximum(theta + alpha * step, lower)
-            tdev, tgrad, tH = dense.evaluate(trial)
-            n_eval += 1
-            if tdev < dev:
-                theta, dev, grad, H = trial, tdev, tgrad, tH
-                break
-            alpha *= 0.5
-        else:
+        at_radius = length > radius
+        if at_radius:
+            step_f *= radius / length
+        predicted = -float(gf @ step_f + 0.5 * step_f @ Hf @ step_f)
+        step = np.zeros_like(theta)
+        step[free] = step_f
+        trial = np.maximum(theta + step, lower)
+        tdev, tgrad, tH = dense.evaluate(trial)
+        n_eval += 1
+        actual = dev - tdev
+        ratio = actual / predicted if predicted > 0 else -1.0
+        if ratio < 0.25:
+            radius = 0.25 * min(length, radius)
+        elif ratio > 0.75 and at_radius:
+            radius *= 2.0
+        if actual > 0:
+            theta, dev, grad, H = trial, tdev, tgrad, tH
+        elif radius < 1e-10:
             return theta, n_eval, False
     return theta, n_eval, False
 
