@@ -38,6 +38,7 @@ class _OptimResult:
     n_evaluations: int
     hessian: np.ndarray
     newton_decrement: float | None = None  # on the free coordinates; None if H is not PD
+    method: str = "L-BFGS-B (analytic gradient) + Newton polish"
 
 
 def _fd_hessian(fun: Any, theta: np.ndarray, base_step: float = 1e-4) -> np.ndarray:
@@ -286,14 +287,17 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
 
         theta, n_newton, newton_converged = _newton_dense(dense, theta0, lower)
         count["n"] += n_newton
+        method = "Newton (analytic Hessian, trust region) + Newton polish"
         if not newton_converged:
             theta = _lbfgs(fun, theta, lower)
+            method = "Newton (analytic Hessian) + L-BFGS-B + Newton polish"
     else:
 
         def hessian(theta: np.ndarray) -> np.ndarray:
             return _fd_hessian(fun, theta)
 
         theta = _lbfgs(fun, theta0, lower)
+        method = "L-BFGS-B (analytic gradient) + Newton polish"
     dev, grad = fun(theta)
     # below this the deviance differences are rounding noise (a few ulps of |d|)
     noise = 1e-13 * max(1.0, abs(dev))
@@ -385,4 +389,5 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         n_evaluations=count["n"],
         hessian=H,
         newton_decrement=decrement,
+        method=method,
     )
