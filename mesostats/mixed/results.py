@@ -92,6 +92,9 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
     df_function : callable ``L (m, p) -> (m,)``, optional
         df of linear functions Lβ under the fit's df method (:meth:`df_for`).
+    df_method : str, default "satterthwaite"
+        LMM: ``"satterthwaite"`` or ``"kenward-roger"`` (how ``df`` was computed); GLMMs
+        use z tests whatever it says.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
         optimizer: Mapping[str, Any] | None = None,
         ranef_cov: Mapping[str, np.ndarray] | None = None,
         df_function: Callable[[np.ndarray], np.ndarray] | None = None,
+        df_method: str = "satterthwaite",
     ) -> None:
         if family not in _LINKS:
             raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
@@ -153,6 +157,7 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
         sets(self, "_mode_sds", tuple(sds))
         sets(self, "_optimizer", dict(optimizer or {}))
         sets(self, "_df_function", df_function)
+        sets(self, "df_method", str(df_method))
         vp = None
         if variance_parameter_cov is not None:
             vp = np.array(variance_parameter_cov, dtype=float)
@@ -199,6 +204,7 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
     loglik: float
     converged: bool
     singular: bool
+    df_method: str
     _messages: tuple[str, ...]
     _beta: np.ndarray
     _vcov: np.ndarray

@@ -167,6 +167,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
         loglik=-dev / 2.0,
         df=df_coef,
         df_function=df_function,
+        df_method=df_method,
         ranef=modes,
         ranef_sd=mode_sds,
         converged=opt.converged,
