@@ -107,18 +107,18 @@ def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
         records.append(
             (level, name, "person", int((with_event > 0).sum()), int(assessed.sum()), events_in)
         )
-    level, name, per, n_with, n_assessed, n_events = (list(c) for c in zip(*records, strict=True))
-    k = np.asarray(n_with, dtype=float)
-    n = np.asarray(n_assessed, dtype=float)
+    fields = [list(c) for c in zip(*records, strict=True)]
+    k = np.asarray(fields[3], dtype=float)
+    n = np.asarray(fields[4], dtype=float)
     lower, upper = proportion_confint(k, n, alpha=0.05, method="beta")
     # built column by column with their final dtypes (one DataFrame, no astype round trip)
     columns = {
-        "level": pd.Series(level, dtype="str"),
-        "name": pd.Series(name, dtype="str"),
-        "per": pd.Series(per, dtype="str"),
-        "n_with_event": pd.Series(n_with, dtype=np.int64),
-        "n_assessed": pd.Series(n_assessed, dtype=np.int64),
-        "n_events": pd.Series(n_events, dtype=np.int64),
+        "level": pd.Series(fields[0], dtype="str"),
+        "name": pd.Series(fields[1], dtype="str"),
+        "per": pd.Series(fields[2], dtype="str"),
+        "n_with_event": pd.Series(fields[3], dtype=np.int64),
+        "n_assessed": pd.Series(fields[4], dtype=np.int64),
+        "n_events": pd.Series(fields[5], dtype=np.int64),
         "rate": pd.Series(k / n),
         "ci_lower": pd.Series(np.asarray(lower, dtype=float)),
         "ci_upper": pd.Series(np.asarray(upper, dtype=float)),
