@@ -204,7 +204,7 @@ def course_exposure(
     injected_pos = np.where(injected[order], np.arange(len(order)), -1)
     latest = np.maximum.accumulate(injected_pos) if len(order) else injected_pos
     cocktails_sorted = cocktail.to_numpy(dtype=object)[order]
-    last = np.where(latest >= start_pos, cocktails_sorted[np.maximum(latest, 0)], None)
+    last = np.where(latest >= start_pos, cocktails_sorted[np.maximum(latest, 0)], np.array(None))
     last_cocktail = np.empty(len(order), dtype=object)
     last_cocktail[order] = last
     # distinct cocktails per injected subject (sorted ids): distinct (subject, cocktail)

@@ -34,6 +34,7 @@ from mesostats.formula import parse_formula
 from mesostats.mixed.contrast_df import ContrastDFMixin
 from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
+from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.summary import mixed_summary
 
 __all__ = ["MixedResults"]
@@ -50,7 +51,7 @@ def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
     return eta
 
 
-class MixedResults(ContrastDFMixin, SummaryDisplay):
+class MixedResults(LazyTables, ContrastDFMixin, SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -92,9 +93,7 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
     df_function : callable ``L (m, p) -> (m,)``, optional
         df of linear functions Lβ under the fit's df method (:meth:`df_for`).
-    df_method : str, default "satterthwaite"
-        LMM: ``"satterthwaite"`` or ``"kenward-roger"`` (how ``df`` was computed); GLMMs
-        use z tests whatever it says.
+    df_method : {"satterthwaite", "kenward-roger"}, default "satterthwaite"
     """
 
     def __init__(
@@ -185,9 +184,6 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
         eta.setflags(write=False)
         sets(self, "_eta_fixed", eta_fixed)
         sets(self, "_eta", eta)
-        # the tables are built on first access (a power trial or a bootstrap replicate often
-        # reads the estimates only); cached, so the object still answers the same every time
-        sets(self, "_lazy", {})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"MixedResults is immutable; cannot set {name!r}")
@@ -204,7 +200,6 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
     loglik: float
     converged: bool
     singular: bool
-    df_method: str
     _messages: tuple[str, ...]
     _beta: np.ndarray
     _vcov: np.ndarray
@@ -217,21 +212,6 @@ class MixedResults(ContrastDFMixin, SummaryDisplay):
     _ranef_cov: dict[str, np.ndarray] | None
     _eta_fixed: np.ndarray
     _eta: np.ndarray
-    _lazy: dict[str, pd.DataFrame]
-
-    @property
-    def _fixed_effects(self) -> pd.DataFrame:
-        table = self._lazy.get("fixed_effects")
-        if table is None:
-            table = self._lazy["fixed_effects"] = self._fixed_effects_table()
-        return table
-
-    @property
-    def _variance_components(self) -> pd.DataFrame:
-        table = self._lazy.get("variance_components")
-        if table is None:
-            table = self._lazy["variance_components"] = self._variance_components_table()
-        return table
 
     # ------------------------------------------------------------------ counts and criteria
     @property

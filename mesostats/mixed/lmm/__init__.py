@@ -42,8 +42,9 @@ Q×Q products): projected Newton steps with a trust region run from the start an
 converge in 4–10 evaluations. Otherwise, or when those steps do not converge, L-BFGS-B with
 bounds (diagonal of each Λ block ≥ 0) runs until the relative decrease is ~1e-12. A Newton
 polish on the blocked deviance and gradient finishes (Hessian analytic, or from central
-differences of the analytic gradient for larger designs), and the final checks (projected gradient, positive-definite Hessian on the free coordinates, Newton
-decrement < 1e-6) set ``converged``. A result with a zero diagonal of Λ is certified: the
+differences of the analytic gradient for larger designs), and the final checks (projected
+gradient, positive-definite Hessian on the free coordinates, Newton decrement < 1e-6) set
+``converged``. A result with a zero diagonal of Λ is certified: the
 deviance is probed at interior points next to it and, if one is lower (the boundary was a
 saddle, where the gradient vanishes), the optimiser restarts from there
 (``optimise_theta``). The same Hessian gives the Satterthwaite df without further
