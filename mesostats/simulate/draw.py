@@ -23,6 +23,7 @@ from mesostats.simulate.parameters import (
     _active_ingredients,
     _resolve_parameters,
 )
+from mesostats.simulate.ordinal import ordinal_truth, worst_grades
 from mesostats.simulate.tables import (
     _adverse_events,
     _cocktails_table,
@@ -142,7 +143,8 @@ def simulate_tables(
         "cocktails": _cocktails_table(recipes),
         "sessions": _sessions_table(subj, cid_arr, grid, regrowth, secondary, events),
         "adverse_events": _adverse_events(
-            events["any_event"], subj, cocktail_ids, recipes, params, rng_events
+            events["any_event"], subj, cocktail_ids, recipes, params, rng_events,
+            events["worst_grade"],
         ),
     }
     truth: dict[str, Any] = {
@@ -154,6 +156,7 @@ def simulate_tables(
         **params,
         "n_clipped": {"hair_density": int(regrowth["clipped"].sum())},
         "visit_days": [int(d) for d in grid["nominal"]],
+        "ordinal_truth": ordinal_truth(params),
         "subject_effects": pd.DataFrame(
             {
                 "subject_id": _strings(subj["subject_id"]),
@@ -249,5 +252,7 @@ def _draw_any_event(
     v = params["event_sd"] * rng.standard_normal(n)
     log_or = np.array([params["event_log_or"][ing] for ing in active])
     eta = params["event_intercept"] + x @ log_or + v
-    any_event = assessed & (rng.random((n, k)) < _logistic(eta)[:, None])
-    return {"assessed": assessed, "v": v, "any_event": any_event}
+    u = rng.random((n, k))
+    any_event = assessed & (u < _logistic(eta)[:, None])
+    grade = np.where(any_event, worst_grades(u, eta, params), 0)
+    return {"assessed": assessed, "v": v, "any_event": any_event, "worst_grade": grade}
