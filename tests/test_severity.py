@@ -113,8 +113,14 @@ def _value_hessian_se(m: ms.CLMMResults) -> np.ndarray:
     d, term = m.design, m.design.terms[0]
     y = m.model_frame[d.response_name].cat.codes.to_numpy().astype(np.intp)
     engine = ScalarOrdinal(
-        get_link("logit"), y, d.X, term.Z[:, 0].copy(), term.codes, term.n_levels,
-        np.eye(m.thresholds.shape[0]), 1,
+        get_link("logit"),
+        y,
+        d.X,
+        term.Z[:, 0].copy(),
+        term.codes,
+        term.n_levels,
+        np.eye(m.thresholds.shape[0]),
+        1,
     )
     x = np.concatenate([m.thresholds["estimate"], m.params, m.theta])
     n, h = x.size, 1e-3
@@ -127,8 +133,10 @@ def _value_hessian_se(m: ms.CLMMResults) -> np.ndarray:
     for i in range(n):
         for j in range(i, n):
             H[i, j] = H[j, i] = (
-                f(x + step[i] + step[j]) - f(x + step[i] - step[j])
-                - f(x - step[i] + step[j]) + f(x - step[i] - step[j])
+                f(x + step[i] + step[j])
+                - f(x + step[i] - step[j])
+                - f(x - step[i] + step[j])
+                + f(x - step[i] - step[j])
             ) / (4 * h * h)
     return np.sqrt(np.diag(np.linalg.inv(-H)))
 
@@ -177,7 +185,12 @@ def test_results_are_immutable_and_display(severity: ms.SeverityResults) -> None
     assert "none < mild < moderate < severe" in text
     assert "<table" in severity._repr_html_()
     assert list(severity.ingredient_effects.columns) == [
-        "ingredient", "odds_ratio", "ci_lower", "ci_upper", "p_value", "p_adjusted"
+        "ingredient",
+        "odds_ratio",
+        "ci_lower",
+        "ci_upper",
+        "p_value",
+        "p_adjusted",
     ]
     assert "SeverityResults" in repr(severity)
 
@@ -185,7 +198,8 @@ def test_results_are_immutable_and_display(severity: ms.SeverityResults) -> None
 # --------------------------------------------------------------------------- data handling
 def test_severity_merges_a_grade_never_recorded(example: ms.Study) -> None:
     tables = {
-        "subjects": example.subjects, "cocktails": example.cocktails,
+        "subjects": example.subjects,
+        "cocktails": example.cocktails,
         "sessions": example.sessions,
         "adverse_events": example.adverse_events.assign(
             severity=example.adverse_events["severity"].replace("severe", "moderate")
@@ -198,8 +212,11 @@ def test_severity_merges_a_grade_never_recorded(example: ms.Study) -> None:
 
 
 def test_severity_refuses_aliased_ingredients(small_study: ms.Study) -> None:
-    with pytest.raises(ModelSpecError, match=r"(?s)cannot separate the effects of biotin.*"
-                       r"biotin = dutasteride \+ minoxidil"):
+    with pytest.raises(
+        ModelSpecError,
+        match=r"(?s)cannot separate the effects of biotin.*"
+        r"biotin = dutasteride \+ minoxidil",
+    ):
         ms.fit_severity(small_study)
 
 
@@ -250,18 +267,22 @@ def test_simulated_gpa_follows_its_cumulative_logit_truth() -> None:
     s = study.sessions
     last = s[s["visit"] == 8].dropna(subset=["gpa_score"])
     slope = truth["subject_effects"].set_index("subject_id")["slope"]
-    data = pd.DataFrame({
-        "gpa": last["gpa_score"].astype(int).to_numpy(),
-        "change": (slope.loc[last["subject_id"]].to_numpy() * (last["day"].to_numpy() - 1) / 7),
-    })
+    data = pd.DataFrame(
+        {
+            "gpa": last["gpa_score"].astype(int).to_numpy(),
+            "change": (slope.loc[last["subject_id"]].to_numpy() * (last["day"].to_numpy() - 1) / 7),
+        }
+    )
     scores = sorted(data["gpa"].unique())
     fit = ms.fit_clmm("gpa ~ change", data, levels=scores)
     gt = truth["ordinal_truth"]["gpa"]
     fe = fit.fixed_effects.loc["change"]
     assert abs(fe["estimate"] - gt["log_odds_per_hair"]) < 3.3 * fe["std_error"]
-    names = [f"{'+' if a > 0 else ''}{a}|{'+' if b > 0 else ''}{b}" for a, b in
-             zip(range(-3, 3), range(-2, 4))]
-    cuts = dict(zip(names, gt["thresholds"].values()))
+    names = [
+        f"{'+' if a > 0 else ''}{a}|{'+' if b > 0 else ''}{b}"
+        for a, b in zip(range(-3, 3), range(-2, 4), strict=True)
+    ]
+    cuts = dict(zip(names, gt["thresholds"].values(), strict=True))
     for row in fit.thresholds.itertuples():
         lo, hi = (int(v) for v in str(row.Index).split("|"))
         true = cuts[f"{'+' if lo > 0 else ''}{lo}|{'+' if hi > 0 else ''}{hi}"]

@@ -2,15 +2,16 @@
 
 Which ingredient drives regrowth (:func:`fit_regrowth`), which drives side effects
 (:func:`fit_side_effects`), how severe they get (:func:`fit_severity`), the global
-photographic assessment by cocktail (:func:`fit_global_assessment`), and how much results vary between people (:func:`variability`).
+photographic assessment by cocktail (:func:`fit_global_assessment`), and how much results
+vary between people (:func:`variability`).
 The fits are the field-agnostic engines of :mod:`mesostats.mixed`; this layer picks the rows
 and columns, builds the ingredient design and the formula, and words the results.
 
 Files: ``exposure`` (cocktails → ingredient design), ``aliasing`` (which ingredients can be
 separated), ``common`` (columns, excluded rows, notes), ``regrowth``, ``side_effects``,
 ``rates`` (observed rates, GEE), ``severity`` / ``global_assessment`` / ``grades`` /
-``ordinal_results`` (graded outcomes), ``results`` (the results records), ``summary`` (their text and
-HTML), ``variation/`` ("varied results").
+``ordinal_results`` (graded outcomes), ``results`` (the results records), ``summary`` (their
+text and HTML), ``variation/`` ("varied results").
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ from mesostats.domain.variation import Variability, variability
 
 __all__ = [
     "EXCLUDED_COLUMNS",
-    "GlobalAssessmentResults",
     "GEE_COLUMNS",
     "RATE_COLUMNS",
     "REGROWTH_EFFECT_COLUMNS",
     "SIDE_EFFECT_COLUMNS",
+    "GlobalAssessmentResults",
     "PopulationAverage",
     "RegrowthResults",
     "SeverityResults",

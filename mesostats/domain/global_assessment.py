@@ -12,7 +12,7 @@ neighbour (a note says so).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,13 @@ from mesostats.domain.common import (
     SUBJECT,
     _check_study,
     _exclusion_frame,
-    _fit_quietly,
     _reissue,
     _stack_exclusions,
     _variance_notes,
 )
 from mesostats.domain.exposure import course_exposure, recipe_matrix
 from mesostats.domain.grades import (
+    fit_clmm_quietly,
     grade_probabilities,
     merge_empty_grades,
     observed_shares,
@@ -35,7 +35,6 @@ from mesostats.domain.grades import (
 )
 from mesostats.domain.ordinal_results import GlobalAssessmentResults
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.clmm import fit_clmm
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -79,12 +78,14 @@ def _rows(study: Study, visit: int | str | None, notes: list[str]) -> tuple[pd.D
     if visit is None:
         visit = last
     if visit != "all":
-        if isinstance(visit, bool) or not isinstance(visit, (int, np.integer)) or (
-            int(visit) not in visits
+        if (
+            isinstance(visit, bool)
+            or not isinstance(visit, (int, np.integer))
+            or (int(visit) not in visits)
         ):
             raise ModelSpecError(
                 f"visit must be a visit with gpa scores ({', '.join(map(str, visits))}), "
-                f"\"all\" or None (the last, {last}); got {visit!r}."
+                f'"all" or None (the last, {last}); got {visit!r}.'
             )
         scored = scored[scored["visit"] == int(visit)]
     return scored, last
@@ -129,8 +130,11 @@ def fit_global_assessment(
     missing = scored["cocktail"].isna().to_numpy()
     dropped = _exclusion_frame(scored[missing], [_NO_COCKTAIL] * int(missing.sum()))
     scored = scored[~missing]
-    cocktails = [c for c in pd.unique(study.cocktails["cocktail_id"].astype(str))
-                 if c in set(scored["cocktail"])]
+    cocktails = [
+        c
+        for c in pd.unique(study.cocktails["cocktail_id"].astype(str))
+        if c in set(scored["cocktail"])
+    ]
     if len(cocktails) < 2:
         raise ModelSpecError(
             f"Only {len(cocktails)} cocktail among the scored rows: nothing to compare."
@@ -152,10 +156,10 @@ def fit_global_assessment(
         formula = f"gpa ~ cocktail + visit_f + (1 | {SUBJECT})"
     else:
         formula = "gpa ~ cocktail"
-    model, caught = _fit_quietly(fit_clmm, formula, data)
+    model, caught = fit_clmm_quietly(formula, data)
     _reissue(caught, notes)
     if several:
-        _variance_notes(model, notes, warn_for=[SUBJECT])
+        _variance_notes(cast(Any, model), notes, warn_for=[SUBJECT])  # duck-typed
     effect_terms = {c: f"cocktail[T.{c}]" for c in order[1:]}
     effects = odds_ratio_table(model, effect_terms, "cocktail")
     rows = pd.DataFrame({"cocktail": pd.Categorical(order, categories=order)})

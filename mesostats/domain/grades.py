@@ -11,18 +11,36 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mesostats.domain.common import _wald_columns, holm_adjusted
+from mesostats.mixed.clmm import fit_clmm
 
 if TYPE_CHECKING:
     from mesostats.mixed.clmm import CLMMResults
 
-__all__ = ["grade_probabilities", "merge_empty_grades", "observed_shares", "odds_ratio_table"]
+__all__ = [
+    "fit_clmm_quietly",
+    "grade_probabilities",
+    "merge_empty_grades",
+    "observed_shares",
+    "odds_ratio_table",
+]
+
+
+def fit_clmm_quietly(
+    formula: str, data: pd.DataFrame, **kwargs: Any
+) -> tuple[CLMMResults, list[warnings.WarningMessage]]:
+    """:func:`mesostats.fit_clmm`, keeping its warnings so the domain layer can word them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_clmm(formula, data, **kwargs)
+    return model, list(caught)
 
 
 def merge_empty_grades(
@@ -88,9 +106,7 @@ def observed_shares(
     return shares.reset_index()
 
 
-def odds_ratio_table(
-    model: CLMMResults, effect_terms: dict[str, str], name: str
-) -> pd.DataFrame:
+def odds_ratio_table(model: CLMMResults, effect_terms: dict[str, str], name: str) -> pd.DataFrame:
     """``name, odds_ratio, ci_lower, ci_upper, p_value, p_adjusted`` from latent-scale β."""
     wald = _wald_columns(model.fixed_effects, effect_terms)
     with np.errstate(over="ignore"):  # a separated term's OR is reported as inf

@@ -109,8 +109,10 @@ class SeverityResults(FrozenRecord, SummaryDisplay):
             lines=lines,
             tables=[
                 ("Ingredient effects (cumulative odds ratios)", self.ingredient_effects),
-                ("Probability of each grade per cocktail (marginal over persons)",
-                 self.probabilities),
+                (
+                    "Probability of each grade per cocktail (marginal over persons)",
+                    self.probabilities,
+                ),
                 ("Observed share per cocktail", self.observed),
                 ("Variance components", self.model.variance_components),
             ],
@@ -188,10 +190,8 @@ class GlobalAssessmentResults(FrozenRecord, SummaryDisplay):
         who = f" of {groups} subjects" if groups else ""
         at = "every post-baseline visit" if self.visit == "all" else f"visit {self.visit}"
         tables = [
-            (f"Cocktail effects vs {self.control} (cumulative odds ratios)",
-             self.cocktail_effects),
-            ("Probability of each score per cocktail (marginal over persons)",
-             self.probabilities),
+            (f"Cocktail effects vs {self.control} (cumulative odds ratios)", self.cocktail_effects),
+            ("Probability of each score per cocktail (marginal over persons)", self.probabilities),
             ("Observed share per cocktail", self.observed),
         ]
         if m.design.terms:

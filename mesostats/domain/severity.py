@@ -11,7 +11,7 @@ Rows, aliasing checks and notes are those of :func:`mesostats.fit_side_effects`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -20,12 +20,12 @@ from mesostats.domain.common import (
     SUBJECT,
     _check_study,
     _choose_ingredients,
-    _fit_quietly,
     _reissue,
     _used_matrix,
     _variance_notes,
 )
 from mesostats.domain.grades import (
+    fit_clmm_quietly,
     grade_probabilities,
     merge_empty_grades,
     observed_shares,
@@ -35,7 +35,6 @@ from mesostats.domain.ordinal_results import SeverityResults
 from mesostats.domain.rates import _subject_sd
 from mesostats.domain.side_effects import _side_effect_rows
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.clmm import fit_clmm
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -135,9 +134,9 @@ def fit_severity(
     data["worst_grade"] = worst
     data["severity"] = response
     formula = f"severity ~ {' + '.join(chosen)} + (1 | {SUBJECT})"
-    model, caught = _fit_quietly(fit_clmm, formula, data, nagq=nagq)
+    model, caught = fit_clmm_quietly(formula, data, nagq=nagq)
     _reissue(caught, notes)
-    _variance_notes(model, notes, warn_for=[SUBJECT])
+    _variance_notes(cast(Any, model), notes, warn_for=[SUBJECT])  # duck-typed
     effect_terms = {ing: ing for ing in chosen}
     effects = odds_ratio_table(model, effect_terms, "ingredient")
     design = used[chosen].copy()
@@ -153,7 +152,7 @@ def fit_severity(
         f"graded by the worst grade of {what} ({shares}). Odds ratios are cumulative and "
         f"subject-specific: the odds of a worse grade (at any cut of the scale) for a given "
         f"person with vs without the ingredient; people's log-odds vary with SD "
-        f"{_subject_sd(model):.3g}.",
+        f"{_subject_sd(cast(Any, model)):.3g}.",
     )
     return SeverityResults(
         study=study,

@@ -22,7 +22,9 @@ Figures:
   between-person distribution of true responses implied by the model, N(μ_c, v(W)) (side
   effects: the logit-normal distribution of per-session probabilities), drawn as analytic
   violins, with each person's BLUP-based prediction as a point;
-* :func:`side_effect_rates` — observed rates by ingredient with exact Clopper–Pearson CIs.
+* :func:`side_effect_rates` — observed rates by ingredient with exact Clopper–Pearson CIs;
+* :func:`cumulative_odds_ratios`, :func:`grade_probabilities` — graded outcomes (severity,
+  global assessment): cumulative odds ratios, and stacked grade probabilities per cocktail.
 
 Artists that stand for an ingredient or a cocktail carry its name as their ``label``.
 """
@@ -31,13 +33,16 @@ from __future__ import annotations
 
 from mesostats.plots.colours import cocktail_palette, ingredient_palette, palette
 from mesostats.plots.effects import forest, response_distribution, side_effect_rates
+from mesostats.plots.grades import cumulative_odds_ratios, grade_probabilities
 from mesostats.plots.persons import caterpillar
 from mesostats.plots.trajectories import spaghetti
 
 __all__ = [
     "caterpillar",
     "cocktail_palette",
+    "cumulative_odds_ratios",
     "forest",
+    "grade_probabilities",
     "ingredient_palette",
     "palette",
     "response_distribution",

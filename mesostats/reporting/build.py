@@ -52,6 +52,7 @@ from mesostats.reporting.sections.data import (
     analysis_exclusions,
     data_section,
 )
+from mesostats.reporting.sections.graded import graded_section
 from mesostats.reporting.sections.methods import SOFTWARE, methods_section
 from mesostats.reporting.sections.overview import glance
 from mesostats.reporting.sections.regrowth import regrowth_section
@@ -77,6 +78,7 @@ SECTION_TITLES: dict[str, str] = {
     "data": "1. The data",
     "regrowth": "2. Regrowth by ingredient",
     "side_effects": "3. Side effects by ingredient",
+    "graded": "3b. Graded outcomes: severity and global assessment",
     "variability": "4. Varied results: how much people differ",
     "methods": "5. Methods",
 }
@@ -183,6 +185,7 @@ def build_report(
         "data": data,
         "regrowth": regrowth_section(regrowth, reg_fail, outcome, log),
         "side_effects": side_effect_section(study, side, se_fail, se_var, log),
+        "graded": graded_section(study, log),
         "variability": variability_section(
             regrowth, reg_var, reg_var_fail, side, se_var, se_var_fail, outcome, threshold, log
         ),

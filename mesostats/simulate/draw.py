@@ -17,13 +17,13 @@ from mesostats.simulate.design import (
     _logistic,
     _nominal_schedule,
 )
+from mesostats.simulate.ordinal import ordinal_truth, worst_grades
 from mesostats.simulate.parameters import (
     DEFAULT_DROPOUT,
     DEFAULT_MISSING_RATE,
     _active_ingredients,
     _resolve_parameters,
 )
-from mesostats.simulate.ordinal import ordinal_truth, worst_grades
 from mesostats.simulate.tables import (
     _adverse_events,
     _cocktails_table,
@@ -143,7 +143,12 @@ def simulate_tables(
         "cocktails": _cocktails_table(recipes),
         "sessions": _sessions_table(subj, cid_arr, grid, regrowth, secondary, events),
         "adverse_events": _adverse_events(
-            events["any_event"], subj, cocktail_ids, recipes, params, rng_events,
+            events["any_event"],
+            subj,
+            cocktail_ids,
+            recipes,
+            params,
+            rng_events,
             events["worst_grade"],
         ),
     }

@@ -26,6 +26,7 @@ random stream is unchanged. ``truth["ordinal_truth"]`` states both models in clm
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -72,7 +73,7 @@ def ordinal_truth(params: Mapping[str, Any]) -> dict[str, Any]:
     h = float(params["gpa"]["hairs_per_point"])
     gpa_cuts = {
         f"{lo}|{hi}": (j + 0.5) / scale if scale > 0 else math.inf
-        for j, (lo, hi) in enumerate(zip(GPA_GRADES[:-1], GPA_GRADES[1:], strict=True), -3)
+        for j, (lo, hi) in enumerate(itertools.pairwise(GPA_GRADES), -3)
     }
     return {
         "severity": {

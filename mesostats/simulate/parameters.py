@@ -384,9 +384,11 @@ def _check_values(params: dict[str, Any]) -> None:
         )
     cuts = params["severity_cuts"]
     spacing = [cuts.get(k) for k in ("mild|moderate", "moderate|severe")]
-    if set(cuts) != {"mild|moderate", "moderate|severe"} or not all(
-        isinstance(v, (int, float)) and math.isfinite(v) for v in spacing
-    ) or not 0 < spacing[0] < spacing[1]:
+    if (
+        set(cuts) != {"mild|moderate", "moderate|severe"}
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in spacing)
+        or not 0 < spacing[0] < spacing[1]
+    ):
         raise ModelSpecError(
             "severity_cuts must be {'mild|moderate': s1, 'moderate|severe': s2} with "
             f"0 < s1 < s2 (spacings above the any-event threshold), got {cuts!r}."

@@ -87,8 +87,9 @@ class _FixedOrdinal:
     def newton(self, x0: np.ndarray, max_iter: int = 100, tol: float = 1e-12) -> NewtonResult:
         x = x0.copy()
         f, g, H = self._evaluate(x, 2)
-        count, message, converged, decrement, it = 1, "", False, np.inf, 0
+        count, message, converged, decrement, iterations = 1, "", False, np.inf, 0
         for it in range(1, max_iter + 1):
+            iterations = it
             try:
                 step = np.linalg.solve(-H, g)
             except np.linalg.LinAlgError:
@@ -124,7 +125,7 @@ class _FixedOrdinal:
             loglik=f,
             gradient=g,
             hessian=H,
-            iterations=it,
+            iterations=iterations,
             n_evaluations=count,
             newton_decrement=decrement,
             converged=converged,
@@ -132,9 +133,7 @@ class _FixedOrdinal:
         )
 
 
-def fit_fixed(
-    y: np.ndarray, X: np.ndarray, link: Link, structure: ThresholdStructure
-) -> FixedFit:
+def fit_fixed(y: np.ndarray, X: np.ndarray, link: Link, structure: ThresholdStructure) -> FixedFit:
     """Maximum-likelihood fit of a cumulative link model with no random effects."""
     k = structure.jacobian.shape[0] + 1
     cum = np.cumsum(np.bincount(y, minlength=k))[:-1] / y.size
@@ -152,6 +151,4 @@ def fit_fixed(
             "The Hessian of the log-likelihood is not negative definite at the optimum, so "
             "standard errors are not available; the model may be over-parameterised."
         )
-    return FixedFit(
-        params=opt.x, vcov=vcov, loglik=opt.loglik, optimum=opt, messages=messages
-    )
+    return FixedFit(params=opt.x, vcov=vcov, loglik=opt.loglik, optimum=opt, messages=messages)
