@@ -124,7 +124,10 @@ def _part(
 
 def graded_section(study: Study, log: MessageLog) -> dict[str, Any]:
     """Severity (when adverse events carry grades) and global assessment (when ``gpa_score``
-    is recorded), each fitted as a guarded step."""
+    is recorded), each fitted as a guarded step. The global assessment uses every visit
+    with a score (visit as a factor, a random intercept per person): it borrows strength
+    across visits and stays finite when one cocktail's scores at the last visit are all
+    at the top of the scale (separation)."""
     section: dict[str, Any] = {}
     if len(study.adverse_events):
         fit, failure = guarded(log, "Severity model", lambda: fit_severity(study))
@@ -133,7 +136,7 @@ def graded_section(study: Study, log: MessageLog) -> dict[str, Any]:
         section["severity"] = {"failure": Failure("Severity model", "no adverse event recorded")}
     if "gpa_score" in study.sessions.columns and study.sessions["gpa_score"].notna().any():
         gpa, gpa_failure = guarded(
-            log, "Global assessment model", lambda: fit_global_assessment(study)
+            log, "Global assessment model", lambda: fit_global_assessment(study, visit="all")
         )
         part = _part(log, "Global assessment model", gpa, gpa_failure, "gpa")
         part["visit"] = None if gpa is None else gpa.visit
