@@ -93,11 +93,14 @@ def simulate_tables(
         ``{id: {ingredient: {"concentration", "unit"}}}``), ``intercept_mean,
         intercept_sd, slope_placebo, slope_sd, intercept_slope_corr, residual_sd,
         ingredient_slopes`` ({ingredient: extra hairs/cm²/week}), ``event_intercept``
-        (logit), ``event_sd``, ``event_log_or`` ({ingredient: log OR}), ``dropout,
+        (logit), ``event_sd``, ``event_log_or`` ({ingredient: log OR}),
+        ``severity_cuts`` (spacings of the severity thresholds), ``dropout,
         missing_rate, unassessed_rate, extra_event_prob, event_terms, allergy,
         site_weight_concentration, volume_ml, target_area_cm2, shaft_diameter, anagen,
         terminal_share, gpa, pain_vas`` (secondary outcomes), and the realised values
-        ``n_clipped`` ({outcome: count}), ``visit_days`` (nominal days) and
+        ``n_clipped`` ({outcome: count}), ``visit_days`` (nominal days),
+        ``ordinal_truth`` (the severity and GPA cumulative-logit models: thresholds, log
+        odds ratios / per-hair slope, in ordinal::clm's convention) and
         ``subject_effects`` (DataFrame: ``subject_id, site, cocktail_id, u0, u1, v, slope,
         n_visits``; ``slope`` is the subject's total true slope).
 
