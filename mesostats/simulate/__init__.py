@@ -41,8 +41,8 @@ van Hoof & Welling 2019); ``allergic_reaction`` can only occur with the ingredie
 Graded outcomes (:mod:`mesostats.simulate.ordinal`): the worst severity per assessed
 session follows a cumulative-logit model whose first cut is the side-effect model above
 (spacings ``severity_cuts`` above it; the session's first event carries that grade), and the
-GPA score is the true change in points plus a logistic rater error, rounded: a cumulative
-logit in the true change. Both truths are stated in clm's terms in
+GPA score is the true change in points plus a normal rater error, rounded: a cumulative
+probit in the true change. Both truths are stated in clm's terms in
 ``truth["ordinal_truth"]``.
 
 Design: each subject receives one cocktail for the whole course, allocated by permuted blocks

@@ -14,14 +14,13 @@ uniform draw U as the event indicator: worst ≥ grade k iff U < logistic(η −
 event indicator is unchanged and the grade follows the model exactly.
 
 **Global photographic assessment** (−3 … +3): the rater sees the person's true change in
-density Δ (hairs/cm²) in points, Δ / h (h = ``gpa.hairs_per_point``), plus a logistic error
-of SD ``gpa.rater_sd`` (scale s = SD·√3/π), and rounds to the nearest point within ±3; so
+density Δ (hairs/cm²) in points, Δ / h (h = ``gpa.hairs_per_point``), plus a normal error of
+SD σ = ``gpa.rater_sd``, and rounds to the nearest point within ±3; so
 
-    P(GPA ≤ j) = logistic(θ_j − γ Δ),   θ_j = (j + ½)/s,  γ = 1/(h s),   j = −3 … 2,
+    P(GPA ≤ j) = Φ(θ_j − γ Δ),   θ_j = (j + ½)/σ,  γ = 1/(h σ),   j = −3 … 2,
 
-a cumulative-logit model in Δ (McCullagh 1980, *JRSS B* 42(2)). The logistic error is
-Q(Φ(z)) of the normal draw z the rater noise always took (Q the logistic quantile), so the
-random stream is unchanged. ``truth["ordinal_truth"]`` states both models in clm's terms.
+a cumulative-probit model in Δ (McCullagh 1980, *JRSS B* 42(2)).
+``truth["ordinal_truth"]`` states both models in clm's terms.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 __all__ = ["gpa_scores", "ordinal_truth", "worst_grades"]
 
@@ -53,23 +52,18 @@ def worst_grades(u: np.ndarray, eta: np.ndarray, params: Mapping[str, Any]) -> n
     return np.asarray((u[:, :, None] < p_at_least).sum(axis=2), dtype=np.int64)
 
 
-def _gpa_scale(params: Mapping[str, Any]) -> float:
-    return float(params["gpa"]["rater_sd"]) * math.sqrt(3.0) / math.pi
-
-
 def gpa_scores(change_true: np.ndarray, z: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
     """GPA (−3 … 3) from the true change and standard-normal rater draws ``z``."""
     g = params["gpa"]
-    noise = _gpa_scale(params) * special.logit(stats.norm.cdf(z))
-    latent = change_true / float(g["hairs_per_point"]) + noise
+    latent = change_true / float(g["hairs_per_point"]) + float(g["rater_sd"]) * z
     return np.clip(np.rint(latent), -3, 3)
 
 
 def ordinal_truth(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The two cumulative-logit truths in clm's convention P(Y ≤ j) = F(θ_j − η)."""
+    """The two cumulative-link truths in clm's convention P(Y ≤ j) = F(θ_j − η)."""
     s = _spacings(params)
     base = -float(params["event_intercept"])
-    scale = _gpa_scale(params)
+    scale = float(params["gpa"]["rater_sd"])
     h = float(params["gpa"]["hairs_per_point"])
     gpa_cuts = {
         f"{lo}|{hi}": (j + 0.5) / scale if scale > 0 else math.inf
@@ -78,6 +72,7 @@ def ordinal_truth(params: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "severity": {
             "response": "worst severity per assessed injection session (any event)",
+            "link": "logit",
             "thresholds": {
                 f"{lo}|{hi}": base + float(sk)
                 for lo, hi, sk in zip(SEVERITY_GRADES[:-1], SEVERITY_GRADES[1:], s, strict=True)
@@ -87,7 +82,8 @@ def ordinal_truth(params: Mapping[str, Any]) -> dict[str, Any]:
         },
         "gpa": {
             "response": "gpa_score given the true change in density Δ (hairs/cm²)",
+            "link": "probit",
             "thresholds": gpa_cuts,
-            "log_odds_per_hair": 1.0 / (h * scale) if scale > 0 else math.inf,
+            "per_hair": 1.0 / (h * scale) if scale > 0 else math.inf,
         },
     }

@@ -147,7 +147,7 @@ def _secondary_outcomes(
     )
     anagen = np.round(anagen, 1)
 
-    gpa = gpa_scores(change_true, rng.standard_normal((n, k)), params)  # cumulative logit
+    gpa = gpa_scores(change_true, rng.standard_normal((n, k)), params)  # cumulative probit
     gpa_given = (np.arange(k)[None, :] > 0) & (rng.random((n, k)) >= miss)
 
     pv = params["pain_vas"]
