@@ -24,8 +24,29 @@ FUNCTIONS = [
     "variability",
     "report",
     "power",
+    "sample_size",
+    "plot_power",
+    "save_study",
+    "fit_mmrm",
+    "fit_clmm",
+    "marginal_means",
+    "contrasts",
+    "check_model",
+    "fit_trial",
+    "sensitivity",
+    "tipping_point",
 ]
-CLASSES = ["Study", "MixedResults", "RegrowthResults", "SideEffectResults", "Variability"]
+CLASSES = [
+    "Study",
+    "MixedResults",
+    "MMRMResults",
+    "CLMMResults",
+    "RegrowthResults",
+    "SideEffectResults",
+    "TrialResults",
+    "ModelCheck",
+    "Variability",
+]
 ERRORS = {
     "MesostatsError": (Exception,),
     "ValidationError": (ms.MesostatsError, ValueError),

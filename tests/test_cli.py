@@ -53,7 +53,7 @@ def test_validate_example_exits_0_with_summary(capsys):
     assert "Cocktails: P = saline; A = minoxidil + biotin" in body
     assert "Outcomes (values present): hair_density 1285," in body
     assert "Visits: 1305 (1070 with an injection); per subject median 10, range 1–10" in body
-    assert "Adverse events: 215 (1 serious) at 176 of 1030 assessed sessions: pain 80," in body
+    assert "Adverse events: 215 (3 serious) at 176 of 1030 assessed sessions: pain 80," in body
     assert f"Exclusions: {len(example_study().exclusions)} rows set aside" in body
     assert err == ""
 

@@ -351,7 +351,8 @@ def test_value_outside_levels_is_refused(wine: pd.DataFrame) -> None:
         ({"nagq": 0}, ONE, "nagq must be between 1"),
         ({"nagq": 5}, "rating ~ temp + (1 | judge) + (1 | bottle)", "single scalar random"),
         ({}, "rating ~ 0 + temp + (1 | judge)", "no intercept"),
-        ({}, "rating ~ temp", "no random-effect term"),
+        ({"nagq": 5}, "rating ~ temp", "needs a random effect"),  # no random term: clm
+        ({}, "rating ~ 0 + temp", "no intercept"),
     ],
 )
 def test_bad_arguments_are_refused(

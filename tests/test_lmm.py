@@ -35,6 +35,7 @@ from mesostats.mixed.lmm import (
     batched_cholesky,
     batched_forward,
 )
+from mesostats.mixed.lmm import gradient as gradient_module
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 
@@ -509,6 +510,8 @@ def test_convergence_warning_when_optimiser_budget_is_tiny(
 
     monkeypatch.setattr(lmm.optimize, "minimize", one_step)
     monkeypatch.setattr(lmm, "_fd_hessian", lambda fun, theta: -np.eye(theta.size))
+    # the finite-difference path (the dense analytic Hessian's twin: test_lmm_hessian.py)
+    monkeypatch.setattr(gradient_module, "MAX_DENSE_Q", 0)
     with pytest.warns(
         ConvergenceWarning, match="not positive definite|Satterthwaite df may be unreliable"
     ) as record:

@@ -38,6 +38,7 @@ TRUTH_KEYS = [
     "event_intercept",
     "event_sd",
     "event_log_or",
+    "severity_cuts",
     "dropout",
     "missing_rate",
     "unassessed_rate",
@@ -54,6 +55,7 @@ TRUTH_KEYS = [
     "pain_vas",
     "n_clipped",
     "visit_days",
+    "ordinal_truth",
     "subject_effects",
 ]
 

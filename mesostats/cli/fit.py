@@ -67,6 +67,7 @@ examples:
   mesostats fit example --event erythema --json > erythema.json
   mesostats fit example --trial                        # primary analysis (MMRM)
   mesostats fit example --trial --visit 9 --covariance toeph --json
+  mesostats fit example --severity                     # worst severity per session
 --json prints one JSON object with the keys: source, analysis ("regrowth" or
 "side_effects"), outcome, event, formula, model (method, family, nobs, ngroups, loglik,
 aic, bic, converged, singular), fixed_effects, variance_components, ingredient_effects,
@@ -110,6 +111,12 @@ def add_fit(subparsers: Any) -> None:
         default=None,
         metavar="TERM",
         help="side-effect model of one coded event term, e.g. erythema (implies --side-effects)",
+    )
+    parser.add_argument(
+        "--severity",
+        action="store_true",
+        help="fit the cumulative-logit model of the worst severity per session (none < mild "
+        "< moderate < severe) by ingredient; --event grades one coded term",
     )
     parser.add_argument(
         "--nagq",
@@ -205,6 +212,10 @@ def run_fit(args: argparse.Namespace) -> int:
     if trial_only and not args.trial:
         raise UsageError(f"{', '.join(trial_only)} only make sense with --trial.")
     study = load_source(args.source)
+    if getattr(args, "severity", False):
+        from mesostats.cli.fit_severity import run_severity
+
+        return run_severity(args, study)
     side_effects = bool(args.side_effects or args.event is not None)
     if not side_effects and args.outcome not in study.outcomes:
         raise UsageError(

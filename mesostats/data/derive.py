@@ -19,7 +19,7 @@ ingredient. Nothing here is available ready-made in a library, hence hand-writte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -166,20 +166,43 @@ def ingredient_design(
     """
     if kind not in ("indicator", "dose"):
         raise ValueError(f"kind must be 'indicator' or 'dose', got {kind!r}")
-    recipe_ids = pd.Index(pd.unique(cocktails["cocktail_id"].astype(str)))
+    # plain dictionaries over object arrays: the same codes as pandas Index.get_indexer on
+    # the str-converted labels, without its per-call index building (a few tables of a few
+    # hundred rows, called several times per analysis)
+    recipe_labels = cocktails["cocktail_id"].astype(str).to_numpy(dtype=object)
+    recipe_pos: dict[Any, int] = {}
+    for label in recipe_labels:
+        recipe_pos.setdefault(label, len(recipe_pos))
+    n_recipes = len(recipe_pos)
+    ingredient_pos = {name: j for j, name in enumerate(ingredients)}
     ingredient_index = pd.Index(list(ingredients))
-    matrix = np.zeros((len(recipe_ids) + 1, len(ingredient_index)))  # last row: no cocktail
-    r = recipe_ids.get_indexer(pd.Index(cocktails["cocktail_id"].astype(str)))
-    c = ingredient_index.get_indexer(pd.Index(cocktails["ingredient"].astype(str)))
+    matrix = np.zeros((n_recipes + 1, len(ingredient_pos)))  # last row: no cocktail
+    r = np.fromiter((recipe_pos[x] for x in recipe_labels), dtype=np.intp, count=len(recipe_labels))
+    c = np.fromiter(
+        (
+            ingredient_pos.get(x, -1)
+            for x in cocktails["ingredient"].astype(str).to_numpy(dtype=object)
+        ),
+        dtype=np.intp,
+        count=len(recipe_labels),
+    )
     keep = (r >= 0) & (c >= 0)
     if kind == "indicator":
         matrix[r[keep], c[keep]] = 1.0
     else:
         conc = cocktails["concentration"].to_numpy(dtype="float64", na_value=np.nan)
         matrix[r[keep], c[keep]] = conc[keep]
-    codes = recipe_ids.get_indexer(pd.Index(pd.Series(cocktail_id).astype("str").fillna("")))
-    codes = np.where(pd.Series(cocktail_id).isna().to_numpy(dtype=bool), -1, codes)
-    codes = np.where(codes < 0, len(recipe_ids), codes)
+    session = pd.Series(cocktail_id)
+    missing = session.isna().to_numpy(dtype=bool)
+    labels = session.astype("str").to_numpy(dtype=object)
+    codes = np.fromiter(
+        (
+            n_recipes if m else recipe_pos.get(x, n_recipes)
+            for x, m in zip(labels, missing, strict=True)
+        ),
+        dtype=np.intp,
+        count=len(labels),
+    )
     values = matrix[codes]
     if kind == "indicator":
         return pd.DataFrame(
@@ -188,7 +211,7 @@ def ingredient_design(
     if volume_ml is None:
         raise ValueError("kind='dose' needs volume_ml")
     vol = pd.Series(volume_ml).to_numpy(dtype="float64", na_value=np.nan)
-    given = codes < len(recipe_ids)
+    given = codes < n_recipes
     scale = np.where(given, vol, 0.0)
     return pd.DataFrame(values * scale[:, None], index=cocktail_id.index, columns=ingredient_index)
 

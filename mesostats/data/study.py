@@ -178,18 +178,8 @@ class Study:
         baseline = derive.baseline_values(s[SUBJECT_KEY], s["day"], value, flag)
         chg, pchg = derive.change_from_baseline(value, baseline)
         keep = ~np.isnan(value) & s["day"].notna().to_numpy(dtype=bool)
-        table = pd.DataFrame(
-            {
-                **self._visit_columns(),
-                "value": value,
-                "baseline": baseline,
-                "chg": chg,
-                "pchg": pchg,
-            },
-            index=s.index,
-        )
-        table = self._add_design(table, exposure)[keep]
-        return self._add_subject_columns(table)
+        columns = {"value": value, "baseline": baseline, "chg": chg, "pchg": pchg}
+        return self._analysis_table(columns, exposure, keep)
 
     def event_table(self, event: str | None = None) -> pd.DataFrame:
         """One row per session whose reactions were assessed, with its count of events.
@@ -215,16 +205,11 @@ class Study:
             rows = rows[(ae["event"] == event).to_numpy(dtype=bool)]
         assessed = s["reactions_assessed"].fillna(False).to_numpy(dtype=bool)
         counts = np.bincount(rows[rows >= 0], minlength=len(s))
-        table = pd.DataFrame(
-            {
-                **self._visit_columns(),
-                "events": counts.astype(np.int64),
-                "any_event": (counts > 0).astype(np.int64),
-            },
-            index=s.index,
-        )
-        table = self._add_design(table, "indicator")[assessed]
-        return self._add_subject_columns(table)
+        columns = {
+            "events": counts.astype(np.int64),
+            "any_event": (counts > 0).astype(np.int64),
+        }
+        return self._analysis_table(columns, "indicator", assessed)
 
     def outcome_exclusions(self, outcome: str = "hair_density") -> pd.DataFrame:
         """The rows of ``exclusions`` that :meth:`outcome_table` leaves out for ``outcome``.
@@ -268,6 +253,28 @@ class Study:
             return s["cocktail_id"]
         return pd.Series(pd.NA, index=s.index, dtype="str")
 
+    def _analysis_table(
+        self,
+        columns: dict[str, np.ndarray],
+        exposure: Literal["indicator", "dose"],
+        keep: np.ndarray,
+    ) -> pd.DataFrame:
+        """The visit columns, ``columns``, the ingredient design and the subject columns,
+        on the sessions rows where ``keep`` is true, built as one DataFrame (the rows are
+        filtered column by column; the same table as concatenating and filtering)."""
+        design = self._add_design(pd.DataFrame(index=self.sessions.index), exposure)
+        table: dict[str, Any] = {}
+        for name, col in {**self._visit_columns(), **columns}.items():
+            table[name] = col[keep]
+        for name in design.columns:
+            table[name] = design[name].to_numpy()[keep]
+        subjects = self.subjects
+        codes = pd.Index(subjects[SUBJECT_KEY]).get_indexer(pd.Index(table[SUBJECT_KEY]))
+        for name in subjects.columns:
+            if name != SUBJECT_KEY and name not in table:
+                table[name] = subjects[name].take(codes).array
+        return pd.DataFrame(table, index=self.sessions.index[keep])
+
     def _add_design(
         self, table: pd.DataFrame, exposure: Literal["indicator", "dose"]
     ) -> pd.DataFrame:
@@ -287,16 +294,6 @@ class Study:
             volume_ml=volume,
         )
         return pd.concat([table, design], axis=1)
-
-    def _add_subject_columns(self, table: pd.DataFrame) -> pd.DataFrame:
-        subjects = self.subjects
-        position = pd.Index(subjects[SUBJECT_KEY]).get_indexer(pd.Index(table[SUBJECT_KEY]))
-        extra = {
-            col: subjects[col].take(position).array
-            for col in subjects.columns
-            if col != SUBJECT_KEY and col not in table.columns
-        }
-        return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
 
     def _check_outcome(self, outcome: str) -> None:
         if outcome not in self.outcomes:

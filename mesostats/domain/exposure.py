@@ -198,19 +198,26 @@ def course_exposure(
     mean = np.empty_like(mean_sorted)
     mean[order] = mean_sorted
 
-    last = (
-        pd.Series(cocktail.to_numpy(dtype=object)[order], dtype="str")
-        .groupby(codes_sorted)
-        .ffill()
-        .to_numpy(dtype=object)
-    )
+    # the cocktail of the subject's latest injection so far (forward fill within subject):
+    # positions in sorted order are increasing, so a running maximum of the injected
+    # positions finds it; one before the subject's first row means none yet
+    injected_pos = np.where(injected[order], np.arange(len(order)), -1)
+    latest = np.maximum.accumulate(injected_pos) if len(order) else injected_pos
+    cocktails_sorted = cocktail.to_numpy(dtype=object)[order]
+    last = np.where(latest >= start_pos, cocktails_sorted[np.maximum(latest, 0)], np.array(None))
     last_cocktail = np.empty(len(order), dtype=object)
     last_cocktail[order] = last
-    n_distinct = (
-        pd.DataFrame({"subject_id": sessions["subject_id"].array, "c": cocktail.array})
-        .dropna()
-        .groupby("subject_id", sort=True)["c"]
-        .nunique()
+    # distinct cocktails per injected subject (sorted ids): distinct (subject, cocktail)
+    # code pairs counted per subject, as groupby(...).nunique() without its overhead
+    given_rows = injected & sessions["subject_id"].notna().to_numpy(dtype=bool)
+    subj_codes, subj_ids = pd.factorize(sessions["subject_id"][given_rows], sort=True)
+    coc_codes = pd.factorize(cocktail[given_rows])[0]
+    width = int(coc_codes.max()) + 1 if coc_codes.size else 1
+    pairs = np.unique(subj_codes.astype(np.int64) * width + coc_codes)
+    n_distinct = pd.Series(
+        np.bincount(pairs // width, minlength=len(subj_ids)).astype(np.int64),
+        index=pd.Index(subj_ids, name="subject_id"),
+        name="c",
     )
     return CourseExposure(
         exposure=pd.DataFrame(mean, index=sessions.index, columns=list(ingredients)),

@@ -107,17 +107,23 @@ def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
         records.append(
             (level, name, "person", int((with_event > 0).sum()), int(assessed.sum()), events_in)
         )
-    out = pd.DataFrame(
-        records, columns=["level", "name", "per", "n_with_event", "n_assessed", "n_events"]
-    )
-    k = out["n_with_event"].to_numpy(dtype=float)
-    n = out["n_assessed"].to_numpy(dtype=float)
+    fields = [list(c) for c in zip(*records, strict=True)]
+    k = np.asarray(fields[3], dtype=float)
+    n = np.asarray(fields[4], dtype=float)
     lower, upper = proportion_confint(k, n, alpha=0.05, method="beta")
-    out["rate"] = k / n
-    out["ci_lower"] = np.asarray(lower, dtype=float)
-    out["ci_upper"] = np.asarray(upper, dtype=float)
-    out = out.astype({"level": "str", "name": "str", "per": "str"})
-    return out[RATE_COLUMNS]
+    # built column by column with their final dtypes (one DataFrame, no astype round trip)
+    columns = {
+        "level": pd.Series(fields[0], dtype="str"),
+        "name": pd.Series(fields[1], dtype="str"),
+        "per": pd.Series(fields[2], dtype="str"),
+        "n_with_event": pd.Series(fields[3], dtype=np.int64),
+        "n_assessed": pd.Series(fields[4], dtype=np.int64),
+        "n_events": pd.Series(fields[5], dtype=np.int64),
+        "rate": pd.Series(k / n),
+        "ci_lower": pd.Series(np.asarray(lower, dtype=float)),
+        "ci_upper": pd.Series(np.asarray(upper, dtype=float)),
+    }
+    return pd.DataFrame({col: columns[col] for col in RATE_COLUMNS})
 
 
 def population_average(

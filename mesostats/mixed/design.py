@@ -378,7 +378,9 @@ def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") -> MixedDesign:
+def build_design(
+    formula: str, data: pd.DataFrame, *, family: str = "gaussian", require_random: bool = True
+) -> MixedDesign:
     """Build the model matrices of a mixed model from an lme4-style formula.
 
     Parameters
@@ -391,6 +393,9 @@ def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") 
         Any table holding the columns the formula uses. Never modified.
     family : {"gaussian", "binomial", "poisson"}
         Decides the response checks.
+    require_random : bool, default True
+        Refuse a formula without a random term (False: a fixed-effects-only design, for
+        ``fit_clmm``'s cumulative link model without random effects).
 
     Returns
     -------
@@ -418,7 +423,7 @@ def build_design(formula: str, data: pd.DataFrame, *, family: str = "gaussian") 
             "`pd.DataFrame(...)`."
         )
     parsed = parsed_formula(formula)
-    if not parsed.random:
+    if require_random and not parsed.random:
         raise ModelSpecError(
             f"Formula `{formula}` has no random-effect term such as `(1 | subject_id)`. A "
             "mixed model needs at least one; for an ordinary regression use statsmodels' "

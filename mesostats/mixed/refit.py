@@ -95,6 +95,8 @@ class ModelTemplate:
         LMM only: REML or maximum likelihood.
     nagq : int, default 1
         GLMM only: 1 = Laplace, more = adaptive Gauss–Hermite nodes.
+    df : {"satterthwaite", "kenward-roger"}, default "satterthwaite"
+        LMM only: the denominator df of :meth:`fit`'s t tests, as ``fit_lmm(df=...)``.
 
     Raises
     ------
@@ -106,7 +108,7 @@ class ModelTemplate:
     Picklable (it holds the design arrays), so it can be sent to worker processes once.
     """
 
-    __slots__ = ("_design", "_family", "_nagq", "_reml")
+    __slots__ = ("_design", "_df", "_family", "_nagq", "_reml")
 
     def __init__(
         self,
@@ -116,36 +118,49 @@ class ModelTemplate:
         family: str = "gaussian",
         reml: bool = True,
         nagq: int = 1,
+        df: str = "satterthwaite",
     ) -> None:
         family_name = "gaussian" if family == "gaussian" else _check_family(family)
         n_nodes = 1 if family_name == "gaussian" else _check_nagq(nagq)
+        df_method = _check_df(df, family_name, bool(reml))
         design = build_design(formula, data, family=family_name)
-        self._init(design, family_name, bool(reml), n_nodes)
+        self._init(design, family_name, bool(reml), n_nodes, df_method)
 
-    def _init(self, design: MixedDesign, family: str, reml: bool, nagq: int) -> None:
+    def _init(
+        self, design: MixedDesign, family: str, reml: bool, nagq: int, df: str = "satterthwaite"
+    ) -> None:
         if family != "gaussian":
             _check_quadrature_structure(design, nagq)
         self._design = design
+        self._df = df
         self._family = family
         self._reml = reml
         self._nagq = nagq
 
     @classmethod
     def from_design(
-        cls, design: MixedDesign, *, family: str, reml: bool = True, nagq: int = 1
+        cls,
+        design: MixedDesign,
+        *,
+        family: str,
+        reml: bool = True,
+        nagq: int = 1,
+        df: str = "satterthwaite",
     ) -> ModelTemplate:
         """A template on an already built design (e.g. ``results.design``)."""
         template = cls.__new__(cls)
-        template._init(design, family, bool(reml), int(nagq))
+        template._init(design, family, bool(reml), int(nagq), _check_df(df, family, bool(reml)))
         return template
 
     @classmethod
     def from_results(cls, results: MixedResults) -> ModelTemplate:
-        """The template of a fitted model: same design, family, REML/ML and ``nagq``."""
+        """The template of a fitted model: same design, family, REML/ML, ``nagq`` and df
+        method (Satterthwaite or Kenward–Roger)."""
         method = str(results.method)
         nagq = int(method[4:-1]) if method.startswith("AGQ(") else 1
+        df = results.df_method if results.family == "gaussian" else "satterthwaite"
         return cls.from_design(
-            results.design, family=results.family, reml=method == "REML", nagq=nagq
+            results.design, family=results.family, reml=method == "REML", nagq=nagq, df=df
         )
 
     # ------------------------------------------------------------------ description
@@ -209,7 +224,7 @@ class ModelTemplate:
             design = self.with_response(new)
         if self._family == "gaussian":
             with single_threaded_blas():
-                return _fit_lmm_design(design, reml=self._reml, t0=t0, df_method="satterthwaite")
+                return _fit_lmm_design(design, reml=self._reml, t0=t0, df_method=self._df)
         return _fit_glmm_design(design, self._family, self._nagq, t0=t0)
 
     def estimates(self, y: Any, *, start: np.ndarray | None = None) -> RefitEstimates:
@@ -222,11 +237,25 @@ class ModelTemplate:
         with single_threaded_blas():
             return _estimates(design, self._family, self._reml, self._nagq, start)
 
-    def __getstate__(self) -> tuple[MixedDesign, str, bool, int]:
-        return self._design, self._family, self._reml, self._nagq
+    def __getstate__(self) -> tuple[MixedDesign, str, bool, int, str]:
+        return self._design, self._family, self._reml, self._nagq, self._df
 
-    def __setstate__(self, state: tuple[MixedDesign, str, bool, int]) -> None:
-        self._design, self._family, self._reml, self._nagq = state
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._design, self._family, self._reml, self._nagq = state[:4]
+        self._df = state[4] if len(state) > 4 else "satterthwaite"
+
+
+def _check_df(df: str, family: str, reml: bool) -> str:
+    """The df method, checked as :func:`mesostats.fit_lmm` checks it."""
+    method = str(df).lower()
+    if method not in ("satterthwaite", "kenward-roger"):
+        raise ModelSpecError(f"df must be 'satterthwaite' or 'kenward-roger', got {df!r}.")
+    if method == "kenward-roger" and (family != "gaussian" or not reml):
+        raise ModelSpecError(
+            "Kenward-Roger df are defined for REML fits of linear mixed models only "
+            f"(family={family!r}, reml={reml}). Use df='satterthwaite'."
+        )
+    return method
 
 
 def _estimates(

@@ -34,6 +34,7 @@ from mesostats.formula import parse_formula
 from mesostats.mixed.contrast_df import ContrastDFMixin
 from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
+from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
 
@@ -51,7 +52,7 @@ def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
     return eta
 
 
-class MixedResults(ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
+class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -93,6 +94,7 @@ class MixedResults(ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
     df_function : callable ``L (m, p) -> (m,)``, optional
         df of linear functions Lβ under the fit's df method (:meth:`df_for`).
+    df_method : {"satterthwaite", "kenward-roger"}, default "satterthwaite"
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class MixedResults(ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
         optimizer: Mapping[str, Any] | None = None,
         ranef_cov: Mapping[str, np.ndarray] | None = None,
         df_function: Callable[[np.ndarray], np.ndarray] | None = None,
+        df_method: str = "satterthwaite",
     ) -> None:
         if family not in _LINKS:
             raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
@@ -154,6 +157,7 @@ class MixedResults(ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
         sets(self, "_mode_sds", tuple(sds))
         sets(self, "_optimizer", dict(optimizer or {}))
         sets(self, "_df_function", df_function)
+        sets(self, "df_method", str(df_method))
         vp = None
         if variance_parameter_cov is not None:
             vp = np.array(variance_parameter_cov, dtype=float)
@@ -181,8 +185,6 @@ class MixedResults(ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
         eta.setflags(write=False)
         sets(self, "_eta_fixed", eta_fixed)
         sets(self, "_eta", eta)
-        sets(self, "_fixed_effects", self._fixed_effects_table())
-        sets(self, "_variance_components", self._variance_components_table())
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"MixedResults is immutable; cannot set {name!r}")
@@ -211,8 +213,6 @@ class MixedResults(ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
     _ranef_cov: dict[str, np.ndarray] | None
     _eta_fixed: np.ndarray
     _eta: np.ndarray
-    _fixed_effects: pd.DataFrame
-    _variance_components: pd.DataFrame
 
     # ------------------------------------------------------------------ counts and criteria
     @property

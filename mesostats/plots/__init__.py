@@ -25,6 +25,8 @@ Figures:
 * :func:`side_effect_rates` — observed rates by ingredient with exact Clopper–Pearson CIs;
 * :func:`trial_means` — the primary analysis: LS-mean change from baseline by cocktail and
   visit with 95 % CIs.
+* :func:`cumulative_odds_ratios`, :func:`grade_probabilities` — graded outcomes (severity,
+  global assessment): cumulative odds ratios, and stacked grade probabilities per cocktail.
 
 Artists that stand for an ingredient or a cocktail carry its name as their ``label``.
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from mesostats.plots.colours import cocktail_palette, ingredient_palette, palette
 from mesostats.plots.effects import forest, response_distribution, side_effect_rates
+from mesostats.plots.grades import cumulative_odds_ratios, grade_probabilities
 from mesostats.plots.persons import caterpillar
 from mesostats.plots.trajectories import spaghetti
 from mesostats.plots.trial import trial_means
@@ -40,7 +43,9 @@ from mesostats.plots.trial import trial_means
 __all__ = [
     "caterpillar",
     "cocktail_palette",
+    "cumulative_odds_ratios",
     "forest",
+    "grade_probabilities",
     "ingredient_palette",
     "palette",
     "response_distribution",

@@ -56,6 +56,7 @@ from mesostats.reporting.sections.data import (
     analysis_exclusions,
     data_section,
 )
+from mesostats.reporting.sections.graded import graded_section
 from mesostats.reporting.sections.methods import SOFTWARE, methods_section
 from mesostats.reporting.sections.overview import glance
 from mesostats.reporting.sections.regrowth import regrowth_section
@@ -85,6 +86,7 @@ SECTION_TITLES: dict[str, str] = {
     "sensitivity": "2b. Missing data: sensitivity of the primary analysis",
     "regrowth": "3. Regrowth by ingredient",
     "side_effects": "4. Side effects by ingredient",
+    "graded": "4b. Graded outcomes: severity and global assessment",
     "variability": "5. Varied results: how much people differ",
     "checks": "6. Model checks",
     "methods": "7. Methods",
@@ -194,6 +196,7 @@ def build_report(
         "sensitivity": sensitivity_section(primary, outcome, log, seed=int(seed)),
         "regrowth": regrowth_section(regrowth, reg_fail, outcome, log),
         "side_effects": side_effect_section(study, side, se_fail, se_var, log),
+        "graded": graded_section(study, log),
         "variability": variability_section(
             regrowth, reg_var, reg_var_fail, side, se_var, se_var_fail, outcome, threshold, log
         ),

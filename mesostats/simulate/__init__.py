@@ -38,6 +38,13 @@ drawn without replacement from ``event_terms`` by the Gumbel-top-k trick (Vieira
 van Hoof & Welling 2019); ``allergic_reaction`` can only occur with the ingredient
 ``allergy["ingredient"]``.
 
+Graded outcomes (:mod:`mesostats.simulate.ordinal`): the worst severity per assessed
+session follows a cumulative-logit model whose first cut is the side-effect model above
+(spacings ``severity_cuts`` above it; the session's first event carries that grade), and the
+GPA score is the true change in points plus a normal rater error, rounded: a cumulative
+probit in the true change. Both truths are stated in clm's terms in
+``truth["ordinal_truth"]``.
+
 Design: each subject receives one cocktail for the whole course, allocated by permuted blocks
 of size 2 × (number of cocktails) within each site (stratified block randomisation; Zelen
 1974). Visits follow a weekly → two-weekly → monthly injection schedule with follow-up

@@ -18,6 +18,7 @@ from mesostats.simulate.design import (
     _logistic,
     _nominal_schedule,
 )
+from mesostats.simulate.ordinal import ordinal_truth, worst_grades
 from mesostats.simulate.parameters import (
     DEFAULT_DROPOUT,
     DEFAULT_MISSING_RATE,
@@ -93,11 +94,14 @@ def simulate_tables(
         ``{id: {ingredient: {"concentration", "unit"}}}``), ``intercept_mean,
         intercept_sd, slope_placebo, slope_sd, intercept_slope_corr, residual_sd,
         ingredient_slopes`` ({ingredient: extra hairs/cm²/week}), ``event_intercept``
-        (logit), ``event_sd``, ``event_log_or`` ({ingredient: log OR}), ``dropout,
+        (logit), ``event_sd``, ``event_log_or`` ({ingredient: log OR}),
+        ``severity_cuts`` (spacings of the severity thresholds), ``dropout,
         missing_rate, unassessed_rate, extra_event_prob, event_terms, allergy,
         site_weight_concentration, volume_ml, target_area_cm2, shaft_diameter, anagen,
         terminal_share, gpa, pain_vas`` (secondary outcomes), and the realised values
-        ``n_clipped`` ({outcome: count}), ``visit_days`` (nominal days) and
+        ``n_clipped`` ({outcome: count}), ``visit_days`` (nominal days),
+        ``ordinal_truth`` (the severity and GPA cumulative-logit models: thresholds, log
+        odds ratios / per-hair slope, in ordinal::clm's convention) and
         ``subject_effects`` (DataFrame: ``subject_id, site, cocktail_id, u0, u1, v, slope,
         n_visits``; ``slope`` is the subject's total true slope).
 
@@ -143,7 +147,13 @@ def simulate_tables(
         "cocktails": _cocktails_table(recipes),
         "sessions": _sessions_table(subj, cid_arr, grid, regrowth, secondary, events),
         "adverse_events": _adverse_events(
-            events["any_event"], subj, cocktail_ids, recipes, params, rng_events
+            events["any_event"],
+            subj,
+            cocktail_ids,
+            recipes,
+            params,
+            rng_events,
+            events["worst_grade"],
         ),
     }
     truth: dict[str, Any] = {
@@ -155,6 +165,7 @@ def simulate_tables(
         **params,
         "n_clipped": {"hair_density": int(regrowth["clipped"].sum())},
         "visit_days": [int(d) for d in grid["nominal"]],
+        "ordinal_truth": ordinal_truth(params),
         "subject_effects": pd.DataFrame(
             {
                 "subject_id": _strings(subj["subject_id"]),
@@ -259,6 +270,9 @@ def _draw_any_event(
     log_or = np.array([params["event_log_or"][ing] for ing in active])
     eta = params["event_intercept"] + x @ log_or + v  # a random intercept: Z = 1
     # Bernoulli as a uniform below p, not draw_family's binomial sampler (numpy's inversion
-    # maps the uniform to 0/1 differently): keeps every seed's side effects as they were
-    any_event = assessed & (rng.random((n, k)) < _logistic(eta)[:, None])
-    return {"assessed": assessed, "v": v, "any_event": any_event}
+    # maps the uniform to 0/1 differently, and the same uniform gives the worst grade):
+    # keeps every seed's side effects as they were
+    u = rng.random((n, k))
+    any_event = assessed & (u < _logistic(eta)[:, None])
+    grade = np.where(any_event, worst_grades(u, eta, params), 0)
+    return {"assessed": assessed, "v": v, "any_event": any_event, "worst_grade": grade}

@@ -141,7 +141,7 @@ _VERBATIM_PLACE = ["", "", "", " (vertex)", " – frontal scalp", ", temporal ar
 
 # Keys of truth that arguments set (not overridable through effects=) and realised values.
 _DESIGN_KEYS = ("seed", "n_subjects", "n_sessions", "n_followup", "n_sites")
-_REALISED_KEYS = ("n_clipped", "visit_days", "subject_effects")
+_REALISED_KEYS = ("n_clipped", "visit_days", "subject_effects", "ordinal_truth")
 
 
 def _default_parameters() -> dict[str, Any]:
@@ -158,6 +158,9 @@ def _default_parameters() -> dict[str, Any]:
         "event_intercept": -2.2,
         "event_sd": 1.0,
         "event_log_or": {},  # filled per recipe from _KNOWN_LOG_OR (0 when unknown)
+        # worst severity per session: spacings of the cumulative-logit thresholds above the
+        # any-event one (see mesostats.simulate.ordinal)
+        "severity_cuts": {"mild|moderate": 1.5, "moderate|severe": 3.5},
         "dropout": DEFAULT_DROPOUT,
         "missing_rate": DEFAULT_MISSING_RATE,
         "unassessed_rate": 0.03,
@@ -378,6 +381,17 @@ def _check_values(params: dict[str, Any]) -> None:
         raise ModelSpecError(
             "event_terms needs at least 3 terms with positive weight (a session can have up "
             f"to 3 distinct events), got {terms!r}."
+        )
+    cuts = params["severity_cuts"]
+    spacing = [cuts.get(k) for k in ("mild|moderate", "moderate|severe")]
+    if (
+        set(cuts) != {"mild|moderate", "moderate|severe"}
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in spacing)
+        or not 0 < spacing[0] < spacing[1]
+    ):
+        raise ModelSpecError(
+            "severity_cuts must be {'mild|moderate': s1, 'moderate|severe': s2} with "
+            f"0 < s1 < s2 (spacings above the any-event threshold), got {cuts!r}."
         )
     areas = params["target_area_cm2"]
     if not isinstance(areas, list) or not areas or not all(0 < float(a) <= 10 for a in areas):

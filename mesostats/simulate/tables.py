@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mesostats.simulate.design import _logistic, _logit
+from mesostats.simulate.ordinal import gpa_scores
 from mesostats.simulate.parameters import _RELATED, _SEVERITY, _VERBATIM, _VERBATIM_PLACE
 
 
@@ -146,12 +147,7 @@ def _secondary_outcomes(
     )
     anagen = np.round(anagen, 1)
 
-    g = params["gpa"]
-    gpa = np.clip(
-        np.rint(change_true / g["hairs_per_point"] + g["rater_sd"] * rng.standard_normal((n, k))),
-        -3,
-        3,
-    )
+    gpa = gpa_scores(change_true, rng.standard_normal((n, k)), params)  # cumulative probit
     gpa_given = (np.arange(k)[None, :] > 0) & (rng.random((n, k)) >= miss)
 
     pv = params["pain_vas"]
@@ -185,6 +181,7 @@ def _adverse_events(
     recipes: Mapping[str, Mapping[str, Any]],
     params: Mapping[str, Any],
     rng: np.random.Generator,
+    worst_grade: np.ndarray,
 ) -> pd.DataFrame:
     """One row per event: 1 + Binomial(2, extra_event_prob) distinct terms per session with
     an event, chosen by the Gumbel-top-k trick; severity, seriousness, relatedness, text."""
@@ -214,6 +211,10 @@ def _adverse_events(
     sev_table = np.array([_SEVERITY[str(t)] for t in term_names])
     cum = np.cumsum(sev_table, axis=1)[term_idx]
     sev_idx = (rng.random(m)[:, None] * cum[:, -1:] >= cum).sum(axis=1)
+    # the session's first event carries its worst grade (cumulative-logit truth,
+    # mesostats.simulate.ordinal); the others take their term's grade, capped by it
+    worst = worst_grade[ev_subject, ev_visit][row] - 1
+    sev_idx = np.where(rank == 0, worst, np.minimum(sev_idx, worst))
     severity = np.array(["mild", "moderate", "severe"], dtype=object)[np.minimum(sev_idx, 2)]
     is_allergy = term == "allergic_reaction"
     p_serious = np.where(sev_idx >= 2, 0.1, 0.0) + np.where(is_allergy, 0.1, 0.0)

@@ -105,6 +105,23 @@ out$independent_laplace_at_clmm_estimates <- list(
 clm_cloglog <- clm(rating ~ temp + contact, data = wine, link = "cloglog")
 out$clm_cloglog_no_random <- list(coefficients = as.list(coef(clm_cloglog)),
                                   loglik = as.numeric(logLik(clm_cloglog)))
+# No random effects (fit_clmm with a formula without random terms = clm)
+clm_summary <- function(m) {
+  vc <- vcov(m)
+  list(coefficients = as.list(coef(m)), std_errors = as.list(sqrt(diag(vc))),
+       thresholds = as.list(m$Theta), loglik = as.numeric(logLik(m)), aic = AIC(m),
+       bic = BIC(m), nobs = m$nobs, max_gradient = max(abs(m$gradient)),
+       threshold_se = sqrt(diag(m$tJac %*% vc[seq_along(m$alpha), seq_along(m$alpha)] %*%
+                                t(m$tJac))))
+}
+clm_tight <- clm.control(gradTol = 1e-10, maxIter = 500)
+out$clm_no_random <- list(
+  logit_flexible = clm_summary(clm(rating ~ temp + contact, data = wine, control = clm_tight)),
+  logit_equidistant = clm_summary(clm(rating ~ temp + contact, data = wine,
+                                      threshold = "equidistant", control = clm_tight)),
+  probit_flexible = clm_summary(clm(rating ~ temp + contact, data = wine, link = "probit",
+                                    control = clm_tight))
+)
 out$versions <- list(R = R.version.string,
                      ordinal = as.character(packageVersion("ordinal")),
                      ucminf = as.character(packageVersion("ucminf")))

@@ -15,6 +15,7 @@ from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFit
 from mesostats.formula import parse_formula
 from mesostats.mixed.boundary import boundary_messages
 from mesostats.mixed.clmm.engine import fit_engine
+from mesostats.mixed.clmm.fixed import fit_fixed
 from mesostats.mixed.clmm.links import get_link
 from mesostats.mixed.clmm.response import check_categories, ordered_codes
 from mesostats.mixed.clmm.results import CLMMResults
@@ -58,7 +59,9 @@ def fit_clmm(
     ----------
     formula : str
         lme4 syntax with the ordered response on the left:
-        ``"severity ~ cocktail + week + (1 | subject_id)"``; any random-effect terms. The
+        ``"severity ~ cocktail + week + (1 | subject_id)"``; any random-effect terms, or
+        none (``"gpa ~ cocktail"``: a cumulative link model, ordinal::clm's, fitted by
+        Newton with the exact Hessian; the log-likelihood is then exact). The
         intercept is absorbed by the thresholds (keep it in the formula; it is dropped).
     data : pandas.DataFrame
         Rows with a missing value in a used column are set aside (``excluded_rows``).
@@ -117,7 +120,7 @@ def fit_clmm(
     structure = threshold_structure(threshold, labels)
     frame = data.copy(deep=False)
     frame[column] = codes
-    design = build_design(formula, frame, family="poisson")
+    design = build_design(formula, frame, family="poisson", require_random=bool(parsed.random))
     y = design.y.astype(np.intp)
     check_categories(y, labels, column)
     if "Intercept" not in design.fixed_names:
@@ -133,6 +136,13 @@ def fit_clmm(
         X=np.ascontiguousarray(design.X[:, keep]),
         fixed_names=tuple(design.fixed_names[j] for j in keep),
     )
+    if not design.terms:
+        if n_nodes > 1:
+            raise ModelSpecError(
+                f"nagq = {n_nodes} needs a random effect such as `(1 | subject_id)`; "
+                f"`{formula}` has none (its likelihood is exact). Use nagq=1."
+            )
+        return _fit_without_random(design, y, link, link_obj, structure, data, keep, labels, t0)
     single = len(design.terms) == 1 and design.terms[0].q == 1
     if n_nodes > 1 and not single:
         raise ModelSpecError(
@@ -188,6 +198,58 @@ def fit_clmm(
             gradient=opt.gradient,
             newton_decrement=opt.newton_decrement,
             factorisation=fit.factorisation,
+            seconds=time.perf_counter() - t0,
+            details={"newton_iterations": opt.iterations},
+        ).as_dict(),
+    )
+
+
+def _fit_without_random(
+    design: Any,
+    y: np.ndarray,
+    link: str,
+    link_obj: Any,
+    structure: Any,
+    data: pd.DataFrame,
+    keep: list[int],
+    labels: list[str],
+    t0: float,
+) -> CLMMResults:
+    """A formula with no random term: ordinal::clm's model, by :mod:`.fixed`."""
+    fit = fit_fixed(y, design.X, link_obj, structure)
+    n_fixed = fit.params.size
+    fit.messages.extend(
+        _separation_messages(
+            [*structure.alpha_names, *design.fixed_names],
+            fit.params,
+            np.sqrt(np.abs(np.diag(fit.vcov)[:n_fixed])),
+        )
+    )
+    for msg in fit.messages:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    opt = fit.optimum
+    return CLMMResults(
+        design=design,
+        levels=labels,
+        structure=structure,
+        link=link,
+        method="ML (no random effects)",
+        params=fit.params,
+        vcov=fit.vcov,
+        loglik=fit.loglik,
+        modes=[],
+        cond_cov=[],
+        intercept_position=design_intercept(keep),
+        model_frame=data.loc[design.row_index, list(design.used_columns)],
+        converged=opt.converged and not fit.messages,
+        singular=False,
+        messages=list(fit.messages),
+        optimizer=OptSummary(
+            method="Newton (exact Hessian)",
+            n_evaluations=opt.n_evaluations,
+            gradient=opt.gradient,
+            newton_decrement=opt.newton_decrement,
+            factorisation="none (no random effects)",
             seconds=time.perf_counter() - t0,
             details={"newton_iterations": opt.iterations},
         ).as_dict(),

@@ -402,7 +402,7 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
             ("Formula", self.formula),
             ("Link / threshold", f"{self.link} / {self.threshold}"),
             ("Observations", str(self.nobs)),
-            ("Groups", groups),
+            ("Groups", groups or "none (no random effects)"),
             ("logLik", _num(self.loglik)),
             ("AIC", _num(self.aic)),
             ("BIC", _num(self.bic)),
@@ -421,14 +421,15 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
             caption="Random effects",
             numeric=(False, False, True, True, True),
         )
+        kind = "mixed model" if self._design.terms else "model"
         return Summary(
             title=(
-                "Cumulative link mixed model fit by maximum likelihood "
+                f"Cumulative link {kind} fit by maximum likelihood "
                 f"({self.method}) [link {self.link}, threshold {self.threshold}]"
             ),
             info=info,
             tables=(
-                rand,
+                *((rand,) if self._design.terms else ()),
                 self._coef_table(self._alpha_table, "Threshold coefficients"),
                 self._coef_table(self._fixed_table, "Fixed effects (latent scale)"),
             ),

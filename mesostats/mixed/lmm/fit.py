@@ -167,6 +167,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
         loglik=-dev / 2.0,
         df=df_coef,
         df_function=df_function,
+        df_method=df_method,
         ranef=modes,
         ranef_sd=mode_sds,
         converged=opt.converged,
@@ -175,7 +176,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
         variance_parameter_cov=sat.varpar_cov,
         ranef_cov=mode_covs,
         optimizer=OptSummary(
-            method="L-BFGS-B (analytic gradient) + Newton polish",
+            method=opt.method,
             n_evaluations=n_evaluations,
             gradient=opt.gradient,
             newton_decrement=opt.newton_decrement,

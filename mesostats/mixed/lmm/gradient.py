@@ -28,6 +28,7 @@ from mesostats.mixed.linalg import (
     tri_solve,
 )
 from mesostats.mixed.lmm.deviance import ProfiledDevianceCore, _State
+from mesostats.mixed.lmm.hessian import MAX_DENSE_Q, DenseHessian
 
 __all__ = ["ProfiledDeviance"]
 
@@ -47,6 +48,18 @@ class ProfiledDeviance(ProfiledDevianceCore):
     Bates et al. (2015), sections 3.1–3.4; blocked Cholesky with the largest grouping factor
     first as in MixedModels.jl. See :mod:`mesostats.mixed.lmm` for the gradient.
     """
+
+    # ------------------------------------------------------------------ Hessian
+    def dense_hessian(self) -> DenseHessian | None:
+        """The analytic Hessian of :mod:`mesostats.mixed.lmm.hessian` (built once), or None
+        for a design with more than ``MAX_DENSE_Q`` random-effect columns."""
+        cached = self.__dict__.get("_dense_hessian", False)
+        if cached is False:
+            design = self.design
+            small = sum(t.n_levels * t.q for t in design.terms) <= MAX_DENSE_Q
+            cached = DenseHessian(design, self.y_shifted, reml=self.reml) if small else None
+            self._dense_hessian = cached
+        return cached
 
     # ------------------------------------------------------------------ gradient
     def gradient_pieces(self, st: _State) -> dict[str, Any]:

@@ -19,8 +19,12 @@ from mesostats.mixed.finite_diff import hessian_from_gradient, relative_steps
 
 if TYPE_CHECKING:  # typing only: the deviance does not depend on the optimiser
     from mesostats.mixed.lmm.gradient import ProfiledDeviance
+    from mesostats.mixed.lmm.hessian import DenseHessian
 
 __all__ = ["optimise_theta", "screen_start"]
+
+#: at most this many Newton steps on the dense analytic Hessian before L-BFGS-B takes over
+_NEWTON_ITERATIONS = 50
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -34,6 +38,7 @@ class _OptimResult:
     n_evaluations: int
     hessian: np.ndarray
     newton_decrement: float | None = None  # on the free coordinates; None if H is not PD
+    method: str = "L-BFGS-B (analytic gradient) + Newton polish"
 
 
 def _fd_hessian(fun: Any, theta: np.ndarray, base_step: float = 1e-4) -> np.ndarray:
@@ -185,8 +190,87 @@ def screen_start(problem: ProfiledDeviance, theta0: np.ndarray) -> tuple[float, 
     return float(problem.state(theta).deviance), count["n"]
 
 
+def _newton_dense(
+    dense: DenseHessian, theta0: np.ndarray, lower: np.ndarray
+) -> tuple[np.ndarray, int, bool]:
+    """Projected Newton iterations with a trust region on the dense analytic (d, ∇, ∇²).
+
+    On the coordinates not held at a bound, the step is the Newton step, or where the
+    Hessian is not positive definite the step for the Hessian shifted to be so
+    (Levenberg–Marquardt); a step longer than the trust radius Δ is shortened to Δ (θ is a
+    relative SD, so Δ = 1 to start). Δ shrinks when the deviance falls by less than a quarter
+    of the quadratic model's prediction and grows when it falls by more than three quarters
+    at the radius (Nocedal & Wright 2006, *Numerical Optimization*, §4.1). A step that does
+    not lower the deviance is rejected. Returns the end point, the evaluations used and
+    whether it converged (positive-definite Hessian and a Newton decrement below 1e-10):
+    otherwise the caller finishes with L-BFGS-B from the end point.
+    """
+    theta = np.maximum(np.asarray(theta0, dtype=float), lower)
+    dev, grad, H = dense.evaluate(theta)
+    n_eval = 1
+    radius = 1.0
+    for _ in range(_NEWTON_ITERATIONS):
+        if not (np.isfinite(dev) and np.all(np.isfinite(grad)) and np.all(np.isfinite(H))):
+            return theta, n_eval, False
+        free = _free_coordinates(theta, grad, lower)
+        if not free.any():
+            return theta, n_eval, True
+        Hf = H[np.ix_(free, free)]
+        gf = grad[free]
+        evals, evecs = np.linalg.eigh(Hf)
+        top = max(float(np.abs(evals).max()), 1e-300)
+        shifted = evals.min() <= 1e-8 * top
+        shift = (-evals.min() + 1e-3 * top) if shifted else 0.0
+        step_f = -(evecs @ ((evecs.T @ gf) / (evals + shift)))
+        length = float(np.sqrt(step_f @ step_f))
+        if not shifted and length <= radius and float(-gf @ step_f) / 2.0 < 1e-10:
+            return _snap_to_bounds(dense, theta, dev, lower), n_eval + 1, True
+        at_radius = length > radius
+        if at_radius:
+            step_f *= radius / length
+        predicted = -float(gf @ step_f + 0.5 * step_f @ Hf @ step_f)
+        step = np.zeros_like(theta)
+        step[free] = step_f
+        trial = np.maximum(theta + step, lower)
+        tdev, tgrad, tH = dense.evaluate(trial)
+        n_eval += 1
+        actual = dev - tdev
+        ratio = actual / predicted if predicted > 0 else -1.0
+        if ratio < 0.25:
+            radius = 0.25 * min(length, radius)
+        elif ratio > 0.75 and at_radius:
+            radius *= 2.0
+        if actual > 0:
+            theta, dev, grad, H = trial, tdev, tgrad, tH
+        elif radius < 1e-10:
+            return theta, n_eval, False
+    return theta, n_eval, False
+
+
+def _snap_to_bounds(
+    dense: DenseHessian, theta: np.ndarray, dev: float, lower: np.ndarray
+) -> np.ndarray:
+    """Diagonal entries of Λ within 1e-6 of 0 set to 0 when that does not raise the deviance.
+
+    Where the deviance is flat in a variance (a quartic minimum at 0, the usual singular
+    fit) Newton steps approach 0 only linearly; L-BFGS-B lands on the bound by projection.
+    """
+    near = np.isfinite(lower) & (theta > lower) & (theta - lower < 1e-6)
+    if not near.any():
+        return theta
+    trial = np.where(near, lower, theta)
+    if dense.evaluate(trial)[0] <= dev + 1e-12 * max(1.0, abs(dev)):
+        return trial
+    return theta
+
+
 def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResult:
-    """One run of :func:`optimise_theta` from ``theta0``, without boundary certification."""
+    """One run of :func:`optimise_theta` from ``theta0``, without boundary certification.
+
+    Small designs (``problem.dense_hessian()`` available) start with Newton steps on the
+    analytic Hessian; L-BFGS-B runs only where those do not converge, and from where they
+    stopped. Either way the Newton polish on the blocked deviance and gradient follows.
+    """
     lower = problem.design.theta_lower
     count = {"n": 0}
 
@@ -194,11 +278,30 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         count["n"] += 1
         return problem.value_and_gradient(theta)
 
-    theta = _lbfgs(fun, theta0, lower)
+    dense = problem.dense_hessian() if hasattr(problem, "dense_hessian") else None
+    if dense is not None:
+
+        def hessian(theta: np.ndarray) -> np.ndarray:
+            count["n"] += 1
+            return dense.evaluate(theta)[2]
+
+        theta, n_newton, newton_converged = _newton_dense(dense, theta0, lower)
+        count["n"] += n_newton
+        method = "Newton (analytic Hessian, trust region) + Newton polish"
+        if not newton_converged:
+            theta = _lbfgs(fun, theta, lower)
+            method = "Newton (analytic Hessian) + L-BFGS-B + Newton polish"
+    else:
+
+        def hessian(theta: np.ndarray) -> np.ndarray:
+            return _fd_hessian(fun, theta)
+
+        theta = _lbfgs(fun, theta0, lower)
+        method = "L-BFGS-B (analytic gradient) + Newton polish"
     dev, grad = fun(theta)
     # below this the deviance differences are rounding noise (a few ulps of |d|)
     noise = 1e-13 * max(1.0, abs(dev))
-    H = _fd_hessian(fun, theta)
+    H = hessian(theta)
     theta_at_hessian = theta.copy()
     for _ in range(12):
         free = _free_coordinates(theta, grad, lower)
@@ -227,13 +330,13 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         if not improved:
             break
         moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
-        if moved.max() > 1e-3:  # far from where H was taken: refresh it
-            H = _fd_hessian(fun, theta)
+        if dense is not None or moved.max() > 1e-3:  # far from where H was taken: refresh it
+            H = hessian(theta)
             theta_at_hessian = theta.copy()
     if not np.array_equal(theta, theta_at_hessian):
         moved = np.abs(theta - theta_at_hessian) / (np.abs(theta_at_hessian) + 0.1)
         if moved.max() > 1e-5:
-            H = _fd_hessian(fun, theta)
+            H = hessian(theta)
     # ------------------------------------------------------------------ final checks
     messages: list[str] = []
     converged = True
@@ -286,4 +389,5 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         n_evaluations=count["n"],
         hessian=H,
         newton_decrement=decrement,
+        method=method,
     )
