@@ -234,6 +234,15 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
         return self._alpha_table.copy()
 
     @property
+    def threshold_jacobian(self) -> pd.DataFrame:
+        """J with thresholds θ = J α (rows: cut points, columns: threshold parameters)."""
+        return pd.DataFrame(
+            np.array(self._structure.jacobian),
+            index=list(self._structure.cut_names),
+            columns=list(self._structure.alpha_names),
+        )
+
+    @property
     def params(self) -> pd.Series:
         """Fixed effects β (the columns of :meth:`fixed_matrix`), as ``MixedResults.params``."""
         return pd.Series(self._beta.copy(), index=list(self._design.fixed_names), name="estimate")
