@@ -35,6 +35,7 @@ from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.clmm.links import get_link
 from mesostats.mixed.clmm.predict import category_probabilities
+from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
 
@@ -67,7 +68,7 @@ def _num(value: Any, digits: int = 4) -> str:
     return format_number(value, style="engine", digits=digits)
 
 
-class CLMMResults(FrozenRecord, SummaryDisplay):
+class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     """Fitted cumulative link mixed model (immutable); built by :func:`mesostats.fit_clmm`."""
 
     family = "ordinal"
