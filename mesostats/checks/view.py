@@ -83,6 +83,15 @@ def _key_terms(names: list[str], wanted: Any) -> tuple[str, ...]:
 def model_view(results: Any) -> ModelView:
     """A :class:`ModelView` of ``results`` (ModelSpecError for anything else)."""
     effect_terms = getattr(results, "effect_terms", None)
+    if getattr(results, "family", None) == "ordinal" or (
+        getattr(getattr(results, "model", None), "family", None) == "ordinal"
+    ):
+        raise ModelSpecError(
+            "check_model does not check cumulative link models (fit_clmm) yet: their person "
+            "influence and person-effect test need a linearisation of the ordinal likelihood "
+            "that is not written. Simulate grades with results.simulate(n) and compare their "
+            "frequencies with predict(type='prob') meanwhile."
+        )
     model = results
     if not isinstance(results, (MixedResults, MMRMResults)):
         model = getattr(results, "model", None)
