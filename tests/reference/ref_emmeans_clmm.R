@@ -43,6 +43,13 @@ out <- list(
   mean_class_temp_by_contact = tab(emmeans(m, ~temp | contact, mode = "mean.class")),
   latent_temp_by_contact_default = tab(emmeans(d, ~temp | contact, mode = "latent")),
   prob_temp_by_contact_default = tab(emmeans(d, ~temp | contact + rating, mode = "prob")),
-  mean_class_temp_default = tab(emmeans(d, ~temp, mode = "mean.class"))
+  mean_class_temp_default = tab(emmeans(d, ~temp, mode = "mean.class")),
+  equidistant = with(list(e = update(m, threshold = "equidistant")), list(
+    coefficients = as.list(coef(e)),
+    vcov = unname(vcov(e)[seq_along(coef(e)), seq_along(coef(e))]),
+    coef_names = names(coef(e)),
+    latent_temp = tab(emmeans(e, ~temp, mode = "latent")),
+    prob_temp = tab(emmeans(e, ~temp | rating, mode = "prob"))
+  ))
 )
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "ref_emmeans_clmm.json")
