@@ -104,8 +104,3 @@ def test_links_without_a_drawer_are_refused():
     cloglog = ms.fit_clmm("rating ~ temp + contact + (1 | judge)", wine, link="cloglog")
     with pytest.raises(ModelSpecError, match="link is 'cloglog'"):
         cloglog.simulate(2)
-
-
-def test_check_model_refuses_a_clmm_with_the_reason(fit):
-    with pytest.raises(ModelSpecError, match=r"cumulative link models \(fit_clmm\) yet"):
-        ms.check_model(fit)

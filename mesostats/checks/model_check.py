@@ -225,10 +225,13 @@ def check_model(
 
     Parameters
     ----------
-    results : MixedResults, MMRMResults or a domain result
+    results : MixedResults, MMRMResults, CLMMResults or a domain result
         From :func:`mesostats.fit_lmm`, :func:`~mesostats.fit_glmm`,
-        :func:`~mesostats.fit_mmrm`, :func:`~mesostats.fit_regrowth` or
-        :func:`~mesostats.fit_side_effects` (its ``.model`` is checked).
+        :func:`~mesostats.fit_mmrm`, :func:`~mesostats.fit_clmm`,
+        :func:`~mesostats.fit_regrowth` or :func:`~mesostats.fit_side_effects` (its
+        ``.model`` is checked). A CLMM gets the simulated-residual tests on its grade
+        indices (randomised PIT residuals); its person influence and person-effect test are
+        not computed (``influence`` is empty).
     n_sim : int, default 250
         Simulated data sets (DHARMa's default).
     seed : int, default 0
@@ -297,7 +300,7 @@ def check_model(
         rows.append(person)
     tests = pd.DataFrame(rows, columns=list(TEST_COLUMNS[:3]))
     tests["verdict"] = np.where(tests["p_value"] < ALPHA, "problem", "ok")
-    index = view.model.fitted.index
+    index = view.model.design.row_index if view.kind == "CLMM" else view.model.fitted.index
     influence = person_influence(view)
     se = view.model.fixed_effects["std_error"]
     return ModelCheck(
