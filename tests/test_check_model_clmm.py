@@ -42,6 +42,7 @@ def test_check_model_runs_the_simulated_residual_tests_on_a_clmm(fit):
     assert list(check.tests["test"]) == ["uniformity", "dispersion", "outliers", "residual_trend"]
     assert check.residuals.between(0, 1).all() and len(check.residuals) == fit.nobs
     assert check.influence.empty and check.key_effect is None
+    assert "person influence and the person-effect" in str(check.summary())
     assert_allclose(ms.check_model(fit, n_sim=200, seed=3).residuals, check.residuals)
     view = model_view(fit)
     prob = fit.predict(type="prob").to_numpy()

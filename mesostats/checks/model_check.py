@@ -175,7 +175,8 @@ class ModelCheck(FrozenRecord, SummaryDisplay):
             "Model checks",
             info=info,
             tables=(table,),
-            notes=self.problems or ("No test flags a problem at the 5 % level.",),
+            notes=(self.problems or ("No test flags a problem at the 5 % level.",))
+            + (_CLMM_NOTE if self.kind == "CLMM" else ()),
             notes_title="Findings",
         )
 
@@ -184,6 +185,12 @@ class ModelCheck(FrozenRecord, SummaryDisplay):
             r for r, v in zip(self.tests["test"], self.tests["verdict"], strict=True) if v != "ok"
         ]
         return f"<ModelCheck {self.kind}: n_sim={self.n_sim}, flagged={flagged or 'none'}>"
+
+
+_CLMM_NOTE = (
+    "Cumulative link model: person influence and the person-effect normality test are not "
+    "computed (they need a linearisation of the ordinal likelihood).",
+)
 
 
 def _check_args(n_sim: Any, seed: Any) -> None:
