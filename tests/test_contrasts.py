@@ -185,10 +185,10 @@ def test_scalar_df_from_the_model_is_one_df_per_contrast(lmm_ref):
     _check(con, frame(LMM["df20"]["trt_vs_ctrl_bonferroni"]))
 
 
-def test_cumulative_link_results_are_refused_with_the_reason(lmm_ref):
+def test_ordinal_results_without_thresholds_are_refused_with_the_reason(lmm_ref):
     ordinal = WithReference(
         lmm_ref.fit, LMM["fixef"], LMM["satterthwaite"]["vcov"], LMM["fixef_names"], np.inf
     )
     ordinal.family = "ordinal"
-    with pytest.raises(ModelSpecError, match=r"cumulative link models \(fit_clmm\) yet"):
+    with pytest.raises(ModelSpecError, match=r"cumulative link model need fit_clmm results"):
         ms.marginal_means(ordinal, "trt")

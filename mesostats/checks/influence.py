@@ -24,6 +24,7 @@ import pandas as pd
 
 from mesostats.checks.linearised import linearise
 from mesostats.checks.view import ModelView
+from mesostats.mixed.clmm.results import CLMMResults
 from mesostats.mixed.mmrm.results import MMRMResults
 from mesostats.mixed.results import MixedResults
 from mesostats.mixed.simulation import _pattern_rows
@@ -73,9 +74,11 @@ def _mmrm_pieces(model: MMRMResults) -> tuple[pd.Index, np.ndarray, np.ndarray]:
 def person_influence(view: ModelView) -> pd.DataFrame:
     """Δβ_(i) for every person (rows) and fixed effect (columns), one step (module docstring).
 
-    An empty frame when the model has no random effects.
+    An empty frame when the model has no random effects, and for a CLMM (not computed).
     """
     model = view.model
+    if isinstance(model, CLMMResults):
+        return pd.DataFrame()  # needs a linearisation of the ordinal likelihood: not written
     if isinstance(model, MMRMResults):
         levels, H_i, g_i = _mmrm_pieces(model)
         names = list(model.problem.fixed_names)

@@ -175,7 +175,8 @@ class ModelCheck(FrozenRecord, SummaryDisplay):
             "Model checks",
             info=info,
             tables=(table,),
-            notes=self.problems or ("No test flags a problem at the 5 % level.",),
+            notes=(self.problems or ("No test flags a problem at the 5 % level.",))
+            + (_CLMM_NOTE if self.kind == "CLMM" else ()),
             notes_title="Findings",
         )
 
@@ -184,6 +185,12 @@ class ModelCheck(FrozenRecord, SummaryDisplay):
             r for r, v in zip(self.tests["test"], self.tests["verdict"], strict=True) if v != "ok"
         ]
         return f"<ModelCheck {self.kind}: n_sim={self.n_sim}, flagged={flagged or 'none'}>"
+
+
+_CLMM_NOTE = (
+    "Cumulative link model: person influence and the person-effect normality test are not "
+    "computed (they need a linearisation of the ordinal likelihood).",
+)
 
 
 def _check_args(n_sim: Any, seed: Any) -> None:
@@ -225,10 +232,13 @@ def check_model(
 
     Parameters
     ----------
-    results : MixedResults, MMRMResults or a domain result
+    results : MixedResults, MMRMResults, CLMMResults or a domain result
         From :func:`mesostats.fit_lmm`, :func:`~mesostats.fit_glmm`,
-        :func:`~mesostats.fit_mmrm`, :func:`~mesostats.fit_regrowth` or
-        :func:`~mesostats.fit_side_effects` (its ``.model`` is checked).
+        :func:`~mesostats.fit_mmrm`, :func:`~mesostats.fit_clmm`,
+        :func:`~mesostats.fit_regrowth` or :func:`~mesostats.fit_side_effects` (its
+        ``.model`` is checked). A CLMM gets the simulated-residual tests on its grade
+        indices (randomised PIT residuals); its person influence and person-effect test are
+        not computed (``influence`` is empty).
     n_sim : int, default 250
         Simulated data sets (DHARMa's default).
     seed : int, default 0
@@ -297,7 +307,7 @@ def check_model(
         rows.append(person)
     tests = pd.DataFrame(rows, columns=list(TEST_COLUMNS[:3]))
     tests["verdict"] = np.where(tests["p_value"] < ALPHA, "problem", "ok")
-    index = view.model.fitted.index
+    index = view.model.design.row_index if view.kind == "CLMM" else view.model.fitted.index
     influence = person_influence(view)
     se = view.model.fixed_effects["std_error"]
     return ModelCheck(

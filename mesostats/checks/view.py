@@ -1,12 +1,15 @@
 """What the model checks need from a fitted model, read the same way for every family.
 
 :func:`model_view` turns a :class:`~mesostats.mixed.results.MixedResults` (LMM, GLMM), a
-:class:`~mesostats.mixed.mmrm.results.MMRMResults` or a domain result holding one in
-``.model`` (``fit_regrowth``, ``fit_side_effects``) into a :class:`ModelView`: the observed
-response and the simulated responses on the *count* scale (successes for a ``cbind``
-binomial, so that ties and zeros are those of the data), the population-level fitted mean
-on that scale (DHARMa's ``fittedPredictedResponse``, R's ``predict(re.form = ~0)``), the
-person effects and the fixed effects whose influence is shown.
+:class:`~mesostats.mixed.mmrm.results.MMRMResults`, a
+:class:`~mesostats.mixed.clmm.results.CLMMResults` (grades as indices 0…K−1, the coding of
+its ``simulate``; fitted = the expected index, marginal over persons) or a domain result
+holding one in ``.model`` (``fit_regrowth``, ``fit_side_effects``) into a
+:class:`ModelView`: the observed response and the simulated responses on the *count* scale
+(successes for a ``cbind`` binomial, so that ties and zeros are those of the data), the
+population-level fitted mean on that scale (DHARMa's ``fittedPredictedResponse``, R's
+``predict(re.form = ~0)``), the person effects and the fixed effects whose influence is
+shown.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mesostats.exceptions import ModelSpecError
+from mesostats.mixed.clmm.results import CLMMResults
 from mesostats.mixed.mmrm.results import MMRMResults
 from mesostats.mixed.results import MixedResults
 
@@ -30,15 +34,16 @@ class ModelView:
 
     Attributes
     ----------
-    model : MixedResults or MMRMResults
+    model : MixedResults, MMRMResults or CLMMResults
     kind : str
-        ``"LMM"``, ``"GLMM binomial"``, ``"GLMM poisson"``, ``"MMRM"``.
+        ``"LMM"``, ``"GLMM binomial"``, ``"GLMM poisson"``, ``"MMRM"``, ``"CLMM"``.
     observed : ndarray (rows,)
-        Response on the count scale.
+        Response on the count scale (a CLMM: the grade index 0…K−1).
     trials : ndarray (rows,)
         Binomial trials per row (1 for 0/1 rows and for other families).
     fitted : ndarray (rows,)
-        Population-level mean on the count scale.
+        Population-level mean on the count scale (a CLMM: the expected grade index under
+        ``predict(type="prob")``, marginal over persons).
     integer : bool
         Discrete response (binomial, Poisson): residuals are randomised PIT values.
     aggregated : bool
@@ -52,7 +57,7 @@ class ModelView:
         else every effect except the intercept).
     """
 
-    model: MixedResults | MMRMResults
+    model: MixedResults | MMRMResults | CLMMResults
     kind: str
     observed: np.ndarray
     trials: np.ndarray
@@ -80,12 +85,36 @@ def _key_terms(names: list[str], wanted: Any) -> tuple[str, ...]:
     return tuple(rest or names)
 
 
+def _clmm_view(model: CLMMResults, effect_terms: Any) -> ModelView:
+    """A CLMM: grades as indices 0…K−1, drawn by ``simulate`` (discrete: randomised PIT)."""
+    design = model.design
+    observed = np.asarray(design.y, dtype=float)
+    prob = np.asarray(model.predict(type="prob").to_numpy(), dtype=float)
+    fitted = prob @ np.arange(prob.shape[1], dtype=float)
+    person_group = design.terms[0].group if design.terms else None
+    person = model.ranef[person_group] if person_group is not None else None
+    return ModelView(
+        model=model,
+        kind="CLMM",
+        observed=observed,
+        trials=np.ones_like(observed),
+        fitted=fitted,
+        integer=True,
+        aggregated=False,
+        person_effects=person,
+        person_group=person_group,
+        key_terms=_key_terms(list(design.fixed_names), effect_terms),
+    )
+
+
 def model_view(results: Any) -> ModelView:
     """A :class:`ModelView` of ``results`` (ModelSpecError for anything else)."""
     effect_terms = getattr(results, "effect_terms", None)
     model = results
-    if not isinstance(results, (MixedResults, MMRMResults)):
+    if not isinstance(results, (MixedResults, MMRMResults, CLMMResults)):
         model = getattr(results, "model", None)
+    if isinstance(model, CLMMResults):
+        return _clmm_view(model, effect_terms)
     if isinstance(model, MMRMResults):
         y = np.asarray(model.problem.y, dtype=float)
         names = list(model.problem.fixed_names)
@@ -103,8 +132,8 @@ def model_view(results: Any) -> ModelView:
         )
     if not isinstance(model, MixedResults):
         raise ModelSpecError(
-            f"check_model needs a fitted model (fit_lmm, fit_glmm, fit_mmrm, fit_regrowth, "
-            f"fit_side_effects, ...), got {type(results).__name__}."
+            f"check_model needs a fitted model (fit_lmm, fit_glmm, fit_mmrm, fit_clmm, "
+            f"fit_regrowth, fit_side_effects, ...), got {type(results).__name__}."
         )
     design = model.design
     family = model.family

@@ -35,6 +35,7 @@ from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.clmm.links import get_link
 from mesostats.mixed.clmm.predict import category_probabilities
+from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
 
@@ -67,7 +68,7 @@ def _num(value: Any, digits: int = 4) -> str:
     return format_number(value, style="engine", digits=digits)
 
 
-class CLMMResults(FrozenRecord, SummaryDisplay):
+class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     """Fitted cumulative link mixed model (immutable); built by :func:`mesostats.fit_clmm`."""
 
     family = "ordinal"
@@ -232,6 +233,15 @@ class CLMMResults(FrozenRecord, SummaryDisplay):
     def threshold_parameters(self) -> pd.DataFrame:
         """The threshold parameters α (θ = J α) as ordinal names them, with SEs."""
         return self._alpha_table.copy()
+
+    @property
+    def threshold_jacobian(self) -> pd.DataFrame:
+        """J with thresholds θ = J α (rows: cut points, columns: threshold parameters)."""
+        return pd.DataFrame(
+            np.array(self._structure.jacobian),
+            index=list(self._structure.cut_names),
+            columns=list(self._structure.alpha_names),
+        )
 
     @property
     def params(self) -> pd.Series:

@@ -45,6 +45,8 @@ class MarginalGrid:
     offset: np.ndarray
     labels: pd.DataFrame  # one column per spec / by variable, categorical, one row per mean
     averaged_over: tuple[str, ...]
+    cells: np.ndarray  # (n_means, n_averaged, p): X of each grid row averaged into a mean
+    weights: np.ndarray  # (n_means, n_averaged): the averaging weights (L = Σ_a w X)
 
 
 def _is_factor(series: pd.Series) -> bool:
@@ -213,4 +215,8 @@ def marginal_grid(
     L.setflags(write=False)
     off = np.einsum("ta,ta->t", w, offset)
     off.setflags(write=False)
-    return MarginalGrid(L=L, offset=off, labels=labels, averaged_over=tuple(averaged))
+    X.setflags(write=False)
+    w.setflags(write=False)
+    return MarginalGrid(
+        L=L, offset=off, labels=labels, averaged_over=tuple(averaged), cells=X, weights=w
+    )

@@ -32,8 +32,9 @@ import pandas as pd
 from scipy import special, stats
 
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.marginal.grid import marginal_grid
-from mesostats.mixed.marginal.view import model_view
+from mesostats.mixed.marginal.grid import MarginalGrid, marginal_grid
+from mesostats.mixed.marginal.ordinal import ordinal_means
+from mesostats.mixed.marginal.view import ModelView, model_view
 
 __all__ = ["MarginalMeans", "MeansState", "inverse_link", "marginal_means"]
 
@@ -131,6 +132,7 @@ def marginal_means(
     weights: str = "equal",
     scale: str = "response",
     level: float = 0.95,
+    mode: str | None = None,
 ) -> MarginalMeans:
     """Estimated marginal (least-squares) means, as R's ``emmeans``.
 
@@ -155,6 +157,15 @@ def marginal_means(
         Gaussian models are the same on both.
     level : float
         Confidence level of the intervals.
+    mode : {"latent", "prob", "mean.class"}, optional
+        Cumulative link models (``fit_clmm``) only, emmeans' ``mode`` (default ``"latent"``;
+        ``scale`` is then ignored): ``"latent"`` the latent-scale mean ``x̄ᵀβ − mean(θ)``;
+        ``"prob"`` the probability of each grade (one row per combination × grade, the
+        grade in a column named after the response, varying slowest; contrasts are formed
+        per grade); ``"mean.class"`` the expected grade numbered 1…K. Probabilities are
+        those at random effects zero (an average person), as emmeans computes them, not
+        averaged over persons; SEs by the delta method over (thresholds, β), intervals
+        ``estimate ± z · SE``. See :mod:`mesostats.mixed.marginal.ordinal`.
 
     Returns
     -------
@@ -179,14 +190,14 @@ def marginal_means(
     if not 0.0 < level < 1.0:
         raise ModelSpecError(f"level must be between 0 and 1, got {level!r}.")
     view = model_view(results)
-    if view.family == "ordinal":
+    if view.family != "ordinal" and mode is not None:
         raise ModelSpecError(
-            "marginal_means does not handle cumulative link models (fit_clmm) yet: their "
-            "latent-scale means need the thresholds (emmeans' mode = 'latent') and their "
-            "response-scale means are category probabilities. Compare cocktails with the "
-            "model's fixed_effects (cumulative log odds ratios) meanwhile."
+            f"mode={mode!r} applies to cumulative link models (fit_clmm) only; this is a "
+            f"{view.family} model: use scale='response' or 'link' instead."
         )
     grid = marginal_grid(view, specs, by=by, at=at, weights=weights)
+    if view.family == "ordinal":
+        return _ordinal_table(results, view, grid, specs, by, mode or "latent", level)
     L = grid.L
     eta = L @ view.beta + grid.offset
     se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", L, view.vcov, L), 0.0, None))
@@ -227,6 +238,55 @@ def marginal_means(
         df_for=view.df_for,
         link=view.link,
         scale=scale if view.link != "identity" else "link",
+        specs=tuple(spec_names),
+        by=tuple(by_names),
+        keys=keys,
+    )
+    return table
+
+
+def _names(value: str | Sequence[str] | None) -> list[str]:
+    return [] if value is None else ([value] if isinstance(value, str) else list(value))
+
+
+def _ordinal_table(
+    results: Any,
+    view: ModelView,
+    grid: MarginalGrid,
+    specs: str | Sequence[str],
+    by: str | Sequence[str] | None,
+    mode: str,
+    level: float,
+) -> MarginalMeans:
+    """The table of a cumulative link model's means (:mod:`.ordinal`), with its state."""
+    means, parts = ordinal_means(results, grid, mode)
+    L = means.L
+    est = means.estimate
+    se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", L, parts.vcov, L), 0.0, None))
+    df = np.full(est.size, np.inf)
+    lo, hi = _interval(est, se, df, level)
+    table = MarginalMeans(means.labels.copy())
+    table["estimate"] = est
+    table["std_error"] = se
+    table["df"] = df
+    table["ci_lower"] = lo
+    table["ci_upper"] = hi
+    spec_names = _names(specs)
+    by_names = [*_names(by), *means.by]
+    keys = tuple(means.labels[[*spec_names, *by_names]].itertuples(index=False, name=None))
+    psi = np.array(parts.psi)
+    vcov = np.array(parts.vcov)
+    offset = np.array(means.offset)
+    for arr in (psi, vcov, offset, L):
+        arr.setflags(write=False)
+    table._means_state = MeansState(
+        L=L,
+        offset=offset,
+        beta=psi,
+        vcov=vcov,
+        df_for=view.df_for,
+        link="identity",
+        scale="link",
         specs=tuple(spec_names),
         by=tuple(by_names),
         keys=keys,

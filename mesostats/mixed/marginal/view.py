@@ -143,6 +143,7 @@ def _generic_view(results: Any) -> ModelView:
 
 def model_view(results: Any) -> ModelView:
     """The :class:`ModelView` of fitted results (see the module docstring)."""
-    if hasattr(results, "design") and hasattr(results.design, "parsed"):
+    ordinal = getattr(results, "family", None) == "ordinal"  # fit_clmm: X without intercept
+    if not ordinal and hasattr(results, "design") and hasattr(results.design, "parsed"):
         return _mixed_results_view(results)
     return _generic_view(results)
