@@ -5,7 +5,8 @@ responses from a model. They draw them here, from plain arrays, so that every us
 same way. The callers:
 
 * ``results.simulate(n, seed=…)`` of every fitted model (:mod:`mesostats.mixed.simulate_methods`:
-  :func:`simulate_mixed`, :func:`simulate_mmrm`, :func:`draw_ordinal`);
+  :func:`simulate_mixed`, :func:`simulate_mmrm`; :mod:`mesostats.mixed.clmm.simulate`:
+  :func:`linear_predictor_draws` then :func:`draw_ordinal`);
 * ``ms.check_model`` (:mod:`mesostats.checks`), whose simulated residuals are
   ``results.simulate`` draws;
 * the parametric bootstrap (:mod:`mesostats.mixed.profile.bootstrap`): one
