@@ -275,7 +275,13 @@ def test_dask_chunk_that_always_kills_its_worker_counts_as_failed(
     # the other chunks are kept exactly
     pd.testing.assert_frame_equal(table.iloc[[1]], in_process.iloc[[1]])
     ok = simulations(table).iloc[:2]
-    assert ok["estimate"].tolist() == simulations(in_process)["estimate"].iloc[:2].tolist()
+    # the same trials: estimates agree to the optimiser's precision (a dask worker's BLAS may
+    # round the last digit differently, which a near-singular 16-person fit can carry to ~1e-6)
+    np.testing.assert_allclose(
+        ok["estimate"].to_numpy(),
+        simulations(in_process)["estimate"].iloc[:2].to_numpy(),
+        rtol=1e-5,
+    )
     assert table["power"].iloc[0] == simulations(in_process)["rejected"][:2].sum() / 2
 
 
