@@ -50,7 +50,7 @@ def _response(
                 "For counts out of a number of trials write "
                 "`cbind(successes, trials - successes) ~ ...`."
             )
-    elif family == "poisson":
+    elif family in ("poisson", "negative_binomial"):
         _check_counts(y, data, f"response `{column}`")
     return y, _constant(1.0, len(y))
 

@@ -40,14 +40,19 @@ from mesostats.mixed.summary import mixed_summary
 
 __all__ = ["MixedResults"]
 
-_LINKS = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
+_LINKS = {
+    "gaussian": "identity",
+    "binomial": "logit",
+    "poisson": "log",
+    "negative_binomial": "log",
+}
 _WALD_LEVEL = 0.95
 
 
 def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
     if family == "binomial":
         return np.asarray(stats.logistic.cdf(eta))
-    if family == "poisson":
+    if family in ("poisson", "negative_binomial"):
         return np.exp(eta)
     return eta
 
@@ -92,6 +97,9 @@ class MixedResults(SummaryDisplay):
         Asymptotic covariance of (θ, σ) (LMM: 2·H⁻¹ from the deviance Hessian, lmerTest).
     optimizer : dict, optional
         Free-form diagnostics of the optimiser (evaluations, gradient norm, ...).
+    dispersion : (float, float), optional
+        Negative binomial: the dispersion k (Var = μ + μ²/k) and its standard error; the
+        attributes ``dispersion`` and ``dispersion_se`` (``None`` for other families).
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class MixedResults(SummaryDisplay):
         variance_parameter_cov: np.ndarray | None = None,
         optimizer: Mapping[str, Any] | None = None,
         ranef_cov: Mapping[str, np.ndarray] | None = None,
+        dispersion: tuple[float, float] | None = None,
     ) -> None:
         if family not in _LINKS:
             raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
@@ -170,6 +179,8 @@ class MixedResults(SummaryDisplay):
                 c.setflags(write=False)
                 covs[group] = c
         sets(self, "_ranef_cov", covs)
+        sets(self, "dispersion", None if dispersion is None else float(dispersion[0]))
+        sets(self, "dispersion_se", None if dispersion is None else float(dispersion[1]))
         eta_fixed = design.X @ beta + design.offset
         eta = eta_fixed.copy()
         for term, b in zip(design.terms, modes, strict=True):
@@ -190,6 +201,8 @@ class MixedResults(SummaryDisplay):
     # declared for type checkers
     design: MixedDesign
     family: str
+    dispersion: float | None
+    dispersion_se: float | None
     method: str
     formula: str
     sigma: float
@@ -224,8 +237,9 @@ class MixedResults(SummaryDisplay):
 
     @property
     def n_params(self) -> int:
-        """Parameters counted by AIC/BIC: fixed effects + θ (+ σ for an LMM)."""
-        return self.design.p + self.design.n_theta + (1 if self.family == "gaussian" else 0)
+        """Parameters counted by AIC/BIC: fixed effects + θ (+ σ for an LMM, + k for NB)."""
+        extra = 1 if self.family in ("gaussian", "negative_binomial") else 0
+        return self.design.p + self.design.n_theta + extra
 
     @property
     def aic(self) -> float:
