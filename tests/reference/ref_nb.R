@@ -85,9 +85,15 @@ exact_loglik <- function(b, dat, with_offset) {
   for (s in levels(dat$site)) {
     rows <- dat$site == s
     y <- dat$count[rows]; e <- eta0[rows]
-    g <- function(b) sapply(b, function(bb)
-      exp(sum(dnbinom(y, size = k, mu = exp(e + bb), log = TRUE)) + dnorm(bb, 0, sd, log = TRUE) + 40))
-    total <- total + log(integrate(g, -12 * sd, 12 * sd, rel.tol = 1e-12, subdivisions = 2000L)$value) - 40
+    lf <- function(bb) sum(dnbinom(y, size = k, mu = exp(e + bb), log = TRUE)) +
+      dnorm(bb, 0, sd, log = TRUE)
+    m <- optimize(lf, c(-10 * sd, 10 * sd), maximum = TRUE, tol = 1e-12)$maximum
+    top <- lf(m)
+    g <- function(b) sapply(b, function(bb) exp(lf(bb) - top))
+    ## centred at the site's mode and split there: integrate() is then accurate to ~1e-13
+    val <- integrate(g, m - 15 * sd, m, rel.tol = 1e-13, subdivisions = 2000L)$value +
+      integrate(g, m, m + 15 * sd, rel.tol = 1e-13, subdivisions = 2000L)$value
+    total <- total + top + log(val)
   }
   total
 }

@@ -57,6 +57,8 @@ __all__ = ["LOG_K_MAX", "NegBinCore", "NegBinLoglik", "fit_negbin_arrays"]
 #: Upper bound of log k (k ≈ 1.2e6): beyond it the NB2 likelihood differs from the Poisson one
 #: by less than the rounding of the binomial form (whose "trials" y + k grow with k).
 LOG_K_MAX = 14.0
+#: log k above which the k → ∞ boundary is tried too (see :func:`_maximise`).
+_BOUNDARY_CHECK = float(np.log(1e3))
 #: Step of the central difference in log k.
 _LOG_K_STEP = 1e-4
 _BINOMIAL = CanonicalFamily("binomial")
@@ -189,6 +191,34 @@ def _moment_log_k(y: FloatArray, mu: FloatArray) -> float:
     return float(np.clip(np.log(k0), -5.0, LOG_K_MAX - 4.0))
 
 
+def _maximise(
+    objective: NegBinLoglik,
+    x0: FloatArray,
+    lower: FloatArray,
+    upper: FloatArray,
+    scale: FloatArray,
+) -> Optimum:
+    """:func:`maximise` over (β, θ, log k), then the k → ∞ boundary when k ended large.
+
+    The log-likelihood is flat in log k as k grows (its slope is O(1/k)), so a quasi-Newton
+    run on data without overdispersion stops at some large interior k. When k > 1e3, (β, θ)
+    are also maximised with log k held at :data:`LOG_K_MAX` (the Poisson limit), and that
+    point is kept if its log-likelihood is no lower (the boundary snap of :func:`maximise`,
+    done for an upper bound).
+    """
+    precond = preconditioner(objective, x0, lower, upper, scale)  # type: ignore[arg-type]
+    opt = maximise(objective, x0, lower, upper, scale, preconditioner=precond)  # type: ignore[arg-type]
+    if opt.x[-1] < _BOUNDARY_CHECK or opt.x[-1] >= LOG_K_MAX:
+        return opt
+    x_b = opt.x.copy()
+    x_b[-1] = LOG_K_MAX
+    lower_b = lower.copy()
+    lower_b[-1] = LOG_K_MAX
+    precond = preconditioner(objective, x_b, lower_b, upper, scale)  # type: ignore[arg-type]
+    at_bound = maximise(objective, x_b, lower_b, upper, scale, preconditioner=precond)  # type: ignore[arg-type]
+    return at_bound if at_bound.loglik >= opt.loglik - 1e-9 else opt
+
+
 def fit_negbin_arrays(
     y: FloatArray,
     weights: FloatArray,
@@ -228,16 +258,14 @@ def _fit(
     scale = np.concatenate([beta_scale, np.full(n_theta, 0.25), [0.25]])
 
     objective = NegBinLoglik(y, weights, offset, X, factors, 1, log_k0)
-    precond = preconditioner(objective, x0, lower, upper, scale)  # type: ignore[arg-type]
-    opt = maximise(objective, x0, lower, upper, scale, preconditioner=precond)  # type: ignore[arg-type]
+    opt = _maximise(objective, x0, lower, upper, scale)
     if nagq > 1:
         objective = NegBinLoglik(y, weights, offset, X, factors, nagq, float(opt.x[-1]))
         # from the Laplace optimum (close to the AGQ one), unless θ ended on its bound
         # (θ = 0 is stationary for every AGQ objective); θ and log k are both bounded, so
         # the preconditioner is the block-diagonal one of `preconditioner`
         start = opt.x if np.all(opt.free[n_beta:-1]) else x0
-        precond = preconditioner(objective, start, lower, upper, scale)  # type: ignore[arg-type]
-        opt = maximise(objective, start, lower, upper, scale, preconditioner=precond)  # type: ignore[arg-type]
+        opt = _maximise(objective, start, lower, upper, scale)
     messages = list(opt.messages)
     x = opt.x
     beta, theta_engine, log_k = x[:n_beta], x[n_beta:-1], float(x[-1])
