@@ -154,8 +154,9 @@ def _exact_marginal(fit: ms.MixedResults) -> float:
         mode = optimize.minimize_scalar(lambda u, f=logf: -f(u)).x
         top = logf(mode)
         parts = [
-            integrate.quad(lambda u, f=logf, t=top: np.exp(f(u) - t), a, b, epsabs=0,
-                           epsrel=1e-13, limit=500)[0]
+            integrate.quad(
+                lambda u, f=logf, t=top: np.exp(f(u) - t), a, b, epsabs=0, epsrel=1e-13, limit=500
+            )[0]
             for a, b in ((mode - 15 * sd, mode), (mode, mode + 15 * sd))
         ]
         total += top + np.log(sum(parts))
@@ -198,9 +199,7 @@ def test_nb_on_poisson_data_reports_the_boundary_in_words():
         pytest.fail(f"expected the boundary on these Poisson data, got k = {nb.dispersion}")
     assert any("ran to" in m and "family='poisson'" in m for m in nb.messages)
     assert_allclose(nb.loglik, pois.loglik, rtol=0, atol=1e-4)
-    assert_allclose(
-        nb.fixed_effects["estimate"], pois.fixed_effects["estimate"], rtol=0, atol=1e-4
-    )
+    assert_allclose(nb.fixed_effects["estimate"], pois.fixed_effects["estimate"], rtol=0, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -223,7 +222,8 @@ def test_nb_offset_of_an_area_at_or_below_zero_is_refused_with_the_rows(area):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(
-            ModelSpecError, match=r"offset\(log\(area\)\) is not finite in 2 row\(s\) \(index 3, 7\)"
+            ModelSpecError,
+            match=r"offset\(log\(area\)\) is not finite in 2 row\(s\) \(index 3, 7\)",
         ):
             ms.fit_glmm(OFFSET_FORMULA, data, family="negative_binomial")
 

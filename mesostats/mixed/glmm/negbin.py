@@ -68,7 +68,11 @@ def nb_loglik_rows(y: FloatArray, eta: FloatArray, k: float) -> FloatArray:
     """NB2 log-likelihood of each row at linear predictor η (log link), dispersion k."""
     log_k_mu = np.logaddexp(np.log(k), eta)
     return np.asarray(
-        gammaln(y + k) - gammaln(k) - gammaln(y + 1.0) + k * np.log(k) + y * eta
+        gammaln(y + k)
+        - gammaln(k)
+        - gammaln(y + 1.0)
+        + k * np.log(k)
+        + y * eta
         - (y + k) * log_k_mu
     )
 
