@@ -21,7 +21,7 @@ from numpy.testing import assert_allclose
 from scipy import integrate, optimize, stats
 
 import mesostats as ms
-from mesostats.exceptions import ModelSpecError
+from mesostats.exceptions import ModelSpecError, SingularFitWarning
 from mesostats.mixed.design import build_design
 from mesostats.mixed.glmm.core import _merge_terms, term_arrays
 from mesostats.mixed.glmm.negbin import LOG_K_MAX, NegBinLoglik, nb_loglik_rows
@@ -294,3 +294,34 @@ def test_nb_truth_recovery_and_wald_coverage_over_500_simulated_trials():
     est = np.array(estimates)
     mc_se = est.std(axis=0, ddof=1) / np.sqrt(len(est))
     assert np.all(np.abs(est.mean(axis=0) - truth) < 3 * mc_se), est.mean(axis=0) - truth
+
+
+# ---------------------------------------------------------------------------- domain
+def test_fit_regrowth_models_hair_counts_per_target_area_as_nb():
+    study = ms.simulate_study(150, seed=5)
+    # the log baseline rate explains the person level here: its SD is 0 (said, and warned)
+    with pytest.warns(SingularFitWarning, match="baseline level"):
+        fit = ms.fit_regrowth(study, "hair_count", random_slope=False)
+    model = fit.model
+    assert model.family == "negative_binomial" and model.link == "log"
+    assert fit.formula.startswith("value ~ offset(log(area)) + baseline_centered + week")
+    assert "negative-binomial GLMM (NB2, log link)" in fit.notes[0]
+    assert "offset log(target_area_cm2)" in fit.notes[0]
+    # simulated counts: NB2 (k = 40) around density × area, density with its own noise, so
+    # the fitted k is finite and below the counting k
+    assert 1.0 < model.dispersion < study.truth["hair_count_dispersion"]
+    # every default ingredient raises regrowth in the truth: the log-scale effects are > 0
+    # and, times the baseline density, near the true slopes (hairs/cm² per week)
+    effects = fit.ingredient_effects.set_index("ingredient")
+    density = float(np.exp(fit.baseline_center))
+    for ing, slope in study.truth["ingredient_slopes"].items():
+        if ing in effects.index and slope > 0:
+            est, se = effects.loc[ing, ["effect", "std_error"]]
+            assert abs(est * density - slope) < 4 * se * density, (ing, est * density, slope)
+    text = str(fit.summary())
+    assert "negative binomial (NB2, log link)" in text
+
+
+def test_fit_regrowth_keeps_the_lmm_for_hair_density():
+    study = ms.simulate_study(60, seed=5)
+    assert ms.fit_regrowth(study, "hair_density").model.family == "gaussian"
