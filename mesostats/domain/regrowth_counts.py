@@ -36,7 +36,9 @@ COUNT_OUTCOMES = ("hair_count",)
 def uses_count_model(study: Study, outcome: str) -> bool:
     """True when ``outcome`` is a hair count and the study records the target area."""
     sessions = study.sessions
-    return outcome in COUNT_OUTCOMES and AREA in sessions.columns and sessions[AREA].notna().any()
+    if outcome not in COUNT_OUTCOMES or AREA not in sessions.columns:
+        return False
+    return bool(sessions[AREA].notna().any())
 
 
 def count_rows(study: Study, data: pd.DataFrame) -> tuple[pd.DataFrame, float]:
