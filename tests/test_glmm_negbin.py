@@ -325,3 +325,45 @@ def test_fit_regrowth_models_hair_counts_per_target_area_as_nb():
 def test_fit_regrowth_keeps_the_lmm_for_hair_density():
     study = ms.simulate_study(60, seed=5)
     assert ms.fit_regrowth(study, "hair_density").model.family == "gaussian"
+
+
+# ---------------------------------------------------------------------------- other paths
+def test_nb_refit_template_reproduces_the_fit(laplace_fit):
+    from mesostats.mixed.refit import ModelTemplate
+
+    template = ModelTemplate.from_results(laplace_fit)
+    est = template.estimates(laplace_fit.design.y)
+    assert_allclose(est.beta, laplace_fit.params.to_numpy(), rtol=0, atol=1e-6)
+    refit = template.fit(laplace_fit.design.y)
+    assert refit.family == "negative_binomial"
+    assert_allclose(refit.loglik, laplace_fit.loglik, rtol=0, atol=1e-9)
+    with pytest.raises(ModelSpecError, match="non-negative whole-number counts"):
+        template.estimates(laplace_fit.design.y + 0.5)
+
+
+def test_nb_profile_objective_is_refused_in_words(laplace_fit):
+    from mesostats.mixed.glmm import design_objective
+
+    with pytest.raises(ModelSpecError, match="not available for negative-binomial fits"):
+        design_objective(laplace_fit.design, "negative_binomial")
+
+
+def test_nb_bootstrap_draws_nb_counts(laplace_fit):
+    from mesostats.mixed.profile.bootstrap import _BootstrapModel, _simulate_response
+
+    model = _BootstrapModel(
+        design=laplace_fit.design,
+        family="negative_binomial",
+        reml=False,
+        nagq=1,
+        beta=laplace_fit.params.to_numpy(),
+        theta=np.zeros(1),  # no person effects: the draws' spread is the NB2's alone
+        sigma=1.0,
+        dispersion=2.0,
+    )
+    rng = np.random.default_rng(1)
+    draws = np.array([_simulate_response(model, rng) for _ in range(400)])
+    mu = np.exp(laplace_fit.design.X @ model.beta)
+    # Var = μ + μ²/k with k = 2 (a Poisson draw would give Var = μ)
+    assert_allclose(draws.mean(axis=0).mean(), mu.mean(), rtol=0.05)
+    assert_allclose(draws.var(axis=0).mean(), (mu + mu**2 / 2).mean(), rtol=0.1)

@@ -56,6 +56,12 @@ class CanonicalFamily:
 
     name: str
 
+    def __post_init__(self) -> None:
+        # any other name would silently behave as the Poisson (e.g. the NB2 family, whose
+        # objective is mesostats.mixed.glmm.negbin's)
+        if self.name not in FAMILIES:
+            raise ValueError(f"CanonicalFamily is binomial or poisson, got {self.name!r}")
+
     def mean(self, eta: FloatArray) -> FloatArray:
         """Inverse link μ(η)."""
         return self.mean_only(eta)

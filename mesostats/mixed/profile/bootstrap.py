@@ -68,6 +68,7 @@ class _BootstrapModel:
     beta: np.ndarray
     theta: np.ndarray
     sigma: float
+    dispersion: float | None = None  # negative binomial: k (Var = μ + μ²/k)
 
 
 def _simulate_response(model: _BootstrapModel, rng: np.random.Generator) -> np.ndarray:
@@ -86,7 +87,11 @@ def _simulate_response(model: _BootstrapModel, rng: np.random.Generator) -> np.n
         p = 1.0 / (1.0 + np.exp(-eta))
         successes = rng.binomial(trials, p)
         return np.where(trials > 0, successes / np.maximum(trials, 1), 0.0)
-    return np.asarray(rng.poisson(np.exp(eta)), dtype=float)
+    mu = np.exp(eta)
+    if model.family == "negative_binomial" and model.dispersion is not None:
+        k = model.dispersion  # NB2 as a gamma–Poisson mixture
+        mu = rng.gamma(k, mu / k)
+    return np.asarray(rng.poisson(mu), dtype=float)
 
 
 def _refit(model: _BootstrapModel, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, bool]:
@@ -182,6 +187,7 @@ def bootstrap_variance_components(
         beta=np.asarray(results.params.values, dtype=float),
         theta=np.asarray(results.theta, dtype=float),
         sigma=float(results.sigma),
+        dispersion=results.dispersion,
     )
     children = np.random.SeedSequence(int(seed)).spawn(int(n_boot))
     n_chunks = 1 if n_jobs == 1 else min(int(n_boot), 4 * (abs(int(n_jobs)) if n_jobs > 0 else 8))
