@@ -83,6 +83,23 @@ def test_salamanders_nbinom2_offset_matches_glmmtmb(offset_fit):
     _check_against_glmmtmb(offset_fit, NB["offset_laplace"])
 
 
+def test_salamanders_nbinom2_crossed_random_effects_match_glmmtmb():
+    # two grouping factors: the general Laplace path (dense Schur complement)
+    ref = NB["crossed_laplace"]
+    fit = ms.fit_glmm(
+        "count ~ mined + cover + (1 | site) + (1 | spp)", salamanders(), family="nbinom2"
+    )
+    fe = fit.fixed_effects
+    assert_allclose(fit.loglik, ref["logLik"], rtol=0, atol=LOGLIK_ATOL)
+    assert_allclose(fe["estimate"], list(ref["fixef"].values()), rtol=0, atol=FIXEF_ATOL)
+    assert_allclose(fe["std_error"], list(ref["se"].values()), rtol=SE_RTOL)
+    vc = fit.variance_components.set_index("group")["sdcor"]
+    assert_allclose([vc["site"], vc["spp"]], [ref["sd_site"], ref["sd_spp"]], rtol=SE_RTOL)
+    assert_allclose(fit.dispersion, ref["k"], rtol=SE_RTOL)
+    assert_allclose(fit.dispersion_se, ref["k"] * ref["se_log_k"], rtol=SE_RTOL)
+    assert fit.converged
+
+
 def test_nb_aic_counts_the_dispersion(laplace_fit):
     # glmmTMB: 8 fixed effects + SD + log k = 10 parameters
     assert laplace_fit.n_params == 10

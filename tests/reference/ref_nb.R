@@ -4,7 +4,7 @@
 ## Needs glmmTMB (its Salamanders data) and jsonlite.
 ##
 ## Data written beside this script: salamanders.csv = glmmTMB's Salamanders (644 rows; site,
-## mined, spp, sample, count) plus a made-up exposure column `area` (survey area in m^2,
+## mined, spp, sample, cover, count) plus a made-up exposure column `area` (survey area in m^2,
 ## 1.0 / 1.5 / 2.0 / 2.5 for sample 1-4) for the offset case. Factor levels in R's order
 ## are stored in the JSON ("levels"), so Python builds the same contrasts.
 ##
@@ -16,6 +16,8 @@
 ## term names as formulaic spells them ("Intercept", "spp[T.PR]", "mined[T.no]").
 ##   laplace          count ~ spp + mined + (1 | site), nbinom2
 ##   offset_laplace   count ~ spp + mined + offset(log(area)) + (1 | site), nbinom2
+##   crossed_laplace  count ~ mined + cover + (1 | site) + (1 | spp), nbinom2 (two grouping
+##                    factors: the general Laplace path); sd_site and sd_spp
 ##   agq              no AGQ in glmmTMB: the exact marginal log-likelihood (integrate() per
 ##                    site of the NB2 likelihood times the N(0, sd^2) density) at the
 ##                    "agq_at" parameter values (the Laplace estimates), logLik_integrate
@@ -26,7 +28,7 @@ data(Salamanders, package = "glmmTMB")
 d <- Salamanders
 d$site <- factor(as.character(d$site))
 d$area <- c(1.0, 1.5, 2.0, 2.5)[d$sample]
-write.csv(d[, c("site", "mined", "spp", "sample", "count", "area")],
+write.csv(d[, c("site", "mined", "spp", "sample", "cover", "count", "area")],
           file.path(out, "salamanders.csv"), row.names = FALSE)
 
 pyname <- function(n) {
@@ -97,14 +99,22 @@ exact_loglik <- function(b, dat, with_offset) {
   }
   total
 }
+m3 <- glmmTMB(count ~ mined + cover + (1 | site) + (1 | spp), data = d, family = nbinom2,
+              control = ctrl)
 b1 <- block(m1)
 b2 <- block(m2)
+b3 <- block(m3)
+b3$sd_spp <- b3$sd_site[2]
+b3$sd_site <- b3$sd_site[1]
+b3$se_log_sd_spp <- b3$se_log_sd_site[2]
+b3$se_log_sd_site <- b3$se_log_sd_site[1]
 res <- list(
   versions = list(R = R.version.string, glmmTMB = as.character(packageVersion("glmmTMB")),
                   TMB = as.character(packageVersion("TMB"))),
   levels = list(spp = levels(d$spp), mined = levels(d$mined)),
   laplace = b1,
   offset_laplace = b2,
+  crossed_laplace = b3,
   agq = list(agq_at = "laplace", logLik_integrate = exact_loglik(b1, d, FALSE),
              offset_logLik_integrate = exact_loglik(b2, d, TRUE))
 )
