@@ -21,7 +21,7 @@ from numpy.testing import assert_allclose
 from scipy import integrate, optimize, stats
 
 import mesostats as ms
-from mesostats.exceptions import ModelSpecError, SingularFitWarning
+from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
 from mesostats.mixed.design import build_design
 from mesostats.mixed.glmm.core import _merge_terms, term_arrays
 from mesostats.mixed.glmm.negbin import LOG_K_MAX, NegBinLoglik, nb_loglik_rows
@@ -384,3 +384,14 @@ def test_nb_bootstrap_draws_nb_counts(laplace_fit):
     # Var = μ + μ²/k with k = 2 (a Poisson draw would give Var = μ)
     assert_allclose(draws.mean(axis=0).mean(), mu.mean(), rtol=0.05)
     assert_allclose(draws.var(axis=0).mean(), (mu + mu**2 / 2).mean(), rtol=0.1)
+
+
+def test_nb_species_with_no_counts_is_reported_as_separation():
+    data = salamanders()
+    data.loc[data["spp"] == "PR", "count"] = 0
+    with pytest.warns(ConvergenceWarning, match=r"Separation: the outcome is 0 in every row with"):
+        fit = ms.fit_glmm(FORMULA, data, family="negative_binomial")
+    assert not fit.converged
+    se = fit.fixed_effects["std_error"]
+    assert np.isinf(se["spp[T.PR]"]) and np.all(np.isfinite(se.drop("spp[T.PR]")))
+    assert fit.fixed_effects.loc["spp[T.PR]", "estimate"] < -5

@@ -201,6 +201,7 @@ def _maximise(
     lower: FloatArray,
     upper: FloatArray,
     scale: FloatArray,
+    freeze: np.ndarray,
 ) -> Optimum:
     """:func:`maximise` over (β, θ, log k), then the k → ∞ boundary when k ended large.
 
@@ -211,7 +212,7 @@ def _maximise(
     done for an upper bound).
     """
     precond = preconditioner(objective, x0, lower, upper, scale)  # type: ignore[arg-type]
-    opt = maximise(objective, x0, lower, upper, scale, preconditioner=precond)  # type: ignore[arg-type]
+    opt = maximise(objective, x0, lower, upper, scale, preconditioner=precond, freeze=freeze)  # type: ignore[arg-type]
     if opt.x[-1] < _BOUNDARY_CHECK or opt.x[-1] >= LOG_K_MAX:
         return opt
     x_b = opt.x.copy()
@@ -219,7 +220,9 @@ def _maximise(
     lower_b = lower.copy()
     lower_b[-1] = LOG_K_MAX
     precond = preconditioner(objective, x_b, lower_b, upper, scale)  # type: ignore[arg-type]
-    at_bound = maximise(objective, x_b, lower_b, upper, scale, preconditioner=precond)  # type: ignore[arg-type]
+    at_bound = maximise(
+        objective, x_b, lower_b, upper, scale, preconditioner=precond, freeze=freeze
+    )  # type: ignore[arg-type]
     return at_bound if at_bound.loglik >= opt.loglik - 1e-9 else opt
 
 
@@ -230,10 +233,16 @@ def fit_negbin_arrays(
     X: FloatArray,
     terms: list[RandomTermArrays],
     nagq: int = 1,
+    separated: list[int] | None = None,
 ) -> NegBinCore:
-    """Fit an NB2 GLMM on raw arrays (see the module docstring for the method)."""
+    """Fit an NB2 GLMM on raw arrays (see the module docstring for the method).
+
+    ``separated`` lists coefficients whose estimate diverges (every count 0 where an
+    indicator is 1): they are held after the quasi-Newton stage and get an infinite variance,
+    as in :func:`mesostats.mixed.glmm.core.fit_arrays`.
+    """
     with single_threaded_blas():
-        return _fit(y, weights, offset, X, terms, nagq)
+        return _fit(y, weights, offset, X, terms, nagq, separated or [])
 
 
 def _fit(
@@ -243,6 +252,7 @@ def _fit(
     X: FloatArray,
     terms: list[RandomTermArrays],
     nagq: int,
+    separated: list[int],
 ) -> NegBinCore:
     poisson = CanonicalFamily("poisson")
     glm_beta, glm_cov, glm_ll = glm_irls(poisson, y, weights, offset, X)
@@ -262,14 +272,16 @@ def _fit(
     scale = np.concatenate([beta_scale, np.full(n_theta, 0.25), [0.25]])
 
     objective = NegBinLoglik(y, weights, offset, X, factors, 1, log_k0)
-    opt = _maximise(objective, x0, lower, upper, scale)
+    freeze = np.zeros(len(x0), dtype=bool)
+    freeze[separated] = True
+    opt = _maximise(objective, x0, lower, upper, scale, freeze)
     if nagq > 1:
         objective = NegBinLoglik(y, weights, offset, X, factors, nagq, float(opt.x[-1]))
         # from the Laplace optimum (close to the AGQ one), unless θ ended on its bound
         # (θ = 0 is stationary for every AGQ objective); θ and log k are both bounded, so
         # the preconditioner is the block-diagonal one of `preconditioner`
         start = opt.x if np.all(opt.free[n_beta:-1]) else x0
-        opt = _maximise(objective, start, lower, upper, scale)
+        opt = _maximise(objective, start, lower, upper, scale, freeze)
     messages = list(opt.messages)
     x = opt.x
     beta, theta_engine, log_k = x[:n_beta], x[n_beta:-1], float(x[-1])
@@ -284,7 +296,7 @@ def _fit(
         opt.converged = False
     at_boundary = log_k >= LOG_K_MAX - 1e-8
 
-    free = opt.free
+    free = opt.free & ~freeze
     idx = np.flatnonzero(free)
     free_beta = np.flatnonzero(free[:n_beta])
     vcov_theta: FloatArray | None = None
@@ -295,9 +307,11 @@ def _fit(
         cov_free = np.asarray(chol_inv.T @ chol_inv)
         vcov = np.zeros((n_beta, n_beta))
         vcov[np.ix_(free_beta, free_beta)] = cov_free[: len(free_beta), : len(free_beta)]
-        if len(idx) == len(x):
+        vcov[freeze[:n_beta], freeze[:n_beta]] = np.inf
+        if np.all(free[n_beta:-1]):
             inv_perm = np.argsort(perm)
-            block = cov_free[n_beta : n_beta + n_theta, n_beta : n_beta + n_theta]
+            nf = len(free_beta)
+            block = cov_free[nf : nf + n_theta, nf : nf + n_theta]
             vcov_theta = block[np.ix_(inv_perm, inv_perm)]
         if free[-1]:
             se_log_k = float(np.sqrt(cov_free[-1, -1]))
@@ -307,7 +321,7 @@ def _fit(
             "standard errors come from the β block alone (θ and k held fixed); they are too "
             "small if those are uncertain. Simplify the random-effect structure."
         )
-        vcov = _beta_block_covariance(-opt.hessian[:n_beta, :n_beta], np.zeros(n_beta, bool))
+        vcov = _beta_block_covariance(-opt.hessian[:n_beta, :n_beta], freeze[:n_beta])
         opt.converged = False
 
     objective.set_log_k(log_k)

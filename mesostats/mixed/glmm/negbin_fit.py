@@ -14,6 +14,7 @@ import numpy as np
 from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
 from mesostats.mixed.boundary import boundary_messages
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.glmm.checks import _separated_columns, _separation_message
 from mesostats.mixed.glmm.core import term_arrays
 from mesostats.mixed.glmm.negbin import boundary_message, fit_negbin_arrays
 from mesostats.mixed.optsummary import OptSummary
@@ -25,11 +26,21 @@ __all__ = ["fit_negbin_design"]
 def fit_negbin_design(design: MixedDesign, n_nodes: int, *, t0: float) -> MixedResults:
     """NB2 fit of :func:`mesostats.fit_glmm` on a built design (warnings at the caller's
     caller, as :func:`mesostats.mixed.glmm.fit._fit_design`)."""
+    separated = _separated_columns(design, "poisson")  # indicators whose counts are all 0
     core = fit_negbin_arrays(
-        design.y, design.prior_weights, design.offset, design.X, term_arrays(design), n_nodes
+        design.y,
+        design.prior_weights,
+        design.offset,
+        design.X,
+        term_arrays(design),
+        n_nodes,
+        separated=[j for j, _ in separated],
     )
     opt = core.optimum
-    convergence_msgs = list(core.messages)
+    convergence_msgs = list(core.messages) + [
+        _separation_message(design.fixed_names[j], side, n_rows, core.beta[j], "poisson")
+        for j, (side, n_rows) in separated
+    ]
     singular_msgs = boundary_messages(design, core.theta, 1.0, family="negative_binomial")
     dispersion_msgs = [boundary_message(core.log_k)] if core.at_boundary else []
     for msg in convergence_msgs:
@@ -49,7 +60,7 @@ def fit_negbin_design(design: MixedDesign, n_nodes: int, *, t0: float) -> MixedR
         df=np.full(design.p, np.inf),
         ranef=core.modes,
         ranef_sd=core.cond_sd,
-        converged=opt.converged,
+        converged=opt.converged and not separated,
         singular=bool(singular_msgs),
         messages=[*convergence_msgs, *singular_msgs, *dispersion_msgs],
         variance_parameter_cov=core.vcov_theta,
