@@ -34,6 +34,7 @@ rounding, and a fit that runs to it is reported in words.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy.special import gammaln
@@ -211,18 +212,18 @@ def _maximise(
     point is kept if its log-likelihood is no lower (the boundary snap of :func:`maximise`,
     done for an upper bound).
     """
-    precond = preconditioner(objective, x0, lower, upper, scale)  # type: ignore[arg-type]
-    opt = maximise(objective, x0, lower, upper, scale, preconditioner=precond, freeze=freeze)  # type: ignore[arg-type]
+    # NegBinLoglik has the interface of ApproximateLoglik that these two use
+    shared = cast(ApproximateLoglik, objective)
+    precond = preconditioner(shared, x0, lower, upper, scale)
+    opt = maximise(shared, x0, lower, upper, scale, preconditioner=precond, freeze=freeze)
     if opt.x[-1] < _BOUNDARY_CHECK or opt.x[-1] >= LOG_K_MAX:
         return opt
     x_b = opt.x.copy()
     x_b[-1] = LOG_K_MAX
     lower_b = lower.copy()
     lower_b[-1] = LOG_K_MAX
-    precond = preconditioner(objective, x_b, lower_b, upper, scale)  # type: ignore[arg-type]
-    at_bound = maximise(
-        objective, x_b, lower_b, upper, scale, preconditioner=precond, freeze=freeze
-    )  # type: ignore[arg-type]
+    precond = preconditioner(shared, x_b, lower_b, upper, scale)
+    at_bound = maximise(shared, x_b, lower_b, upper, scale, preconditioner=precond, freeze=freeze)
     return at_bound if at_bound.loglik >= opt.loglik - 1e-9 else opt
 
 
