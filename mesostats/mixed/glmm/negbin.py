@@ -101,6 +101,11 @@ class NegBinLoglik:
         self.offset = np.asarray(offset, dtype=float)
         self.n = len(self.y)
         self.log_k = np.nan
+        self._counts, inverse = np.unique(self.y, return_inverse=True)
+        self._w_by_count = np.bincount(
+            inverse.ravel(), weights=self.prior, minlength=len(self._counts)
+        )
+        self._log_y_fact = float(self.prior @ gammaln(self.y + 1.0))
         inner: ApproximateLoglik = make_objective(
             _BINOMIAL, *self._binomial_form(log_k)[:3], X, factors, nagq
         )
@@ -113,13 +118,15 @@ class NegBinLoglik:
         self.set_log_k(log_k)
 
     def _binomial_form(self, log_k: float) -> tuple[FloatArray, FloatArray, FloatArray, float]:
-        """(proportion, trials, offset, constant) of the binomial form at this k."""
+        """(proportion, trials, offset, constant) of the binomial form at this k.
+
+        The constant Σ w·[log Γ(y+k) − log Γ(k) − log y!] is summed over the distinct counts
+        (a few hundred) rather than the rows: it is recomputed at every new k.
+        """
         k = float(np.exp(log_k))
         trials = self.y + k
-        const = float(
-            np.sum(self.prior * (gammaln(self.y + k) - gammaln(k) - gammaln(self.y + 1.0)))
-        )
-        return self.y / trials, self.prior * trials, self.offset - log_k, const
+        const = float(self._w_by_count @ (gammaln(self._counts + k) - gammaln(k)))
+        return self.y / trials, self.prior * trials, self.offset - log_k, const - self._log_y_fact
 
     def set_log_k(self, log_k: float) -> None:
         """Re-express the engine's response for dispersion exp(log_k)."""
