@@ -129,18 +129,25 @@ class NegBinLoglik:
         return self.y / trials, self.prior * trials, self.offset - log_k, const - self._log_y_fact
 
     def set_log_k(self, log_k: float) -> None:
-        """Re-express the engine's response for dispersion exp(log_k)."""
+        """Re-express the engine's response for dispersion exp(log_k).
+
+        The engines read their response from these attributes at every evaluation (and hold
+        nothing derived from them but warm starts); an engine without one of them is refused
+        rather than left evaluating the old response.
+        """
         if log_k == self.log_k:
             return
         prop, trials, offset, const = self._binomial_form(log_k)
         engine = self.engine
-        if isinstance(engine, GeneralLaplace):
-            d = engine.data
-            d.y, d.weights, d.offset, d.const = prop, trials, offset, const
-        else:
-            engine.y, engine.weights, engine.offset = prop, trials, offset
-            engine.wy = trials * prop
-            engine.const = const
+        values: dict[str, object] = {"y": prop, "weights": trials, "offset": offset, "const": const}
+        target: object = engine.data if isinstance(engine, GeneralLaplace) else engine
+        if not isinstance(engine, GeneralLaplace):
+            values["wy"] = trials * prop
+        missing = [name for name in values if not hasattr(target, name)]
+        if missing:  # pragma: no cover - guards against a change of the engines' layout
+            raise RuntimeError(f"the GLMM engine has no response attribute(s) {missing}")
+        for name, value in values.items():
+            setattr(target, name, value)
         self.log_k = log_k
 
     def _value(self, x: FloatArray, gradient: bool) -> tuple[float, FloatArray | None]:
