@@ -5,7 +5,7 @@ this module turns them into the tables of API.md: fixed effects with Wald interv
 variance components in the layout of R's ``as.data.frame(VarCorr(fit))``, conditional modes
 and their conditional SDs, information criteria, predictions and a printable summary. It is
 family-agnostic: ``gaussian`` (identity link, a residual row, t tests with Satterthwaite df),
-``binomial`` (logit) and ``poisson`` (log) (no residual row, ``sigma = 1``, z tests).
+``binomial`` (logit), ``poisson`` and ``negative_binomial`` (log) (no residual row, z tests).
 
 Conventions (as lme4): ``loglik`` is the maximised (RE)ML criterion as a log-likelihood;
 ``aic = -2 loglik + 2k`` and ``bic = -2 loglik + k log(n)`` with k = number of fixed effects +
@@ -35,26 +35,14 @@ from mesostats._display import (
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.families import LINKS as _LINKS
+from mesostats.mixed.families import inverse_link as _inverse_link
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
 from mesostats.mixed.summary import mixed_summary
 
 __all__ = ["MixedResults"]
 
-_LINKS = {
-    "gaussian": "identity",
-    "binomial": "logit",
-    "poisson": "log",
-    "negative_binomial": "log",
-}
 _WALD_LEVEL = 0.95
-
-
-def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
-    if family == "binomial":
-        return np.asarray(stats.logistic.cdf(eta))
-    if family in ("poisson", "negative_binomial"):
-        return np.exp(eta)
-    return eta
 
 
 class MixedResults(SummaryDisplay):
@@ -67,7 +55,7 @@ class MixedResults(SummaryDisplay):
     ----------
     design : MixedDesign
         The design the model was fitted on.
-    family : {"gaussian", "binomial", "poisson"}
+    family : {"gaussian", "binomial", "poisson", "negative_binomial"}
     method : str
         ``"REML"``, ``"ML"``, ``"Laplace"`` or ``"AGQ(k)"``.
     beta : array (p,)
