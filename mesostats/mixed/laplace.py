@@ -56,9 +56,7 @@ class CanonicalFamily:
 
     name: str
 
-    def __post_init__(self) -> None:
-        # any other name would silently behave as the Poisson (e.g. the NB2 family, whose
-        # objective is mesostats.mixed.glmm.negbin's)
+    def __post_init__(self) -> None:  # any other name (e.g. NB2) would act as the Poisson
         if self.name not in FAMILIES:
             raise ValueError(f"CanonicalFamily is binomial or poisson, got {self.name!r}")
 
