@@ -21,13 +21,14 @@ Measured 2026-12-04 on the 2-core development machine (shared, load 2–7), glmm
 
 | size     | ours (s) | glmmTMB (s) | ratio | logLik ours − glmmTMB | max rel. ΔSE |
 |----------|----------|-------------|-------|-----------------------|--------------|
-| 500x10   | 0.042    | 13.3        | 315   | +1.3e-08              | 3.0e-06      |
-| 2000x10  | 0.18     | 67.3        | 370   | +5.2e-09              | 2.4e-06      |
-| 20000x10 | 2.3      | 737         | 320   | +2.0e-06              | 6.9e-06      |
+| 500x10   | 0.031    | 13.3        | 430   | +1.3e-08              | 3.0e-06      |
+| 2000x10  | 0.12     | 67.3        | 550   | +5.2e-09              | 2.4e-06      |
+| 20000x10 | 1.4      | 737         | 525   | +2.0e-06              | 6.9e-06      |
 
-(glmmTMB timed once at 20000x10; ours best of 3 after the constant-by-distinct-count change,
-which took ours from 0.11 / 0.78 / 10.5 s, measured in the same run as glmmTMB, to the
-numbers above.) AGQ(15), ours only: 0.94 s at 500x10, 4.5 s at 2000x10.
+(glmmTMB timed once at 20000x10. Ours best of 3 (2 at 20000x10) with the exact log-k
+gradient and the constant summed by distinct count; in the same run as glmmTMB, before those
+two changes, ours took 0.11 / 0.78 / 10.5 s, ratios 116 / 87 / 70. logLik unchanged to 1e-9.)
+AGQ(15), ours only (log-k derivative by differences): 0.94 s at 500x10, 4.5 s at 2000x10.
 """
 
 from __future__ import annotations

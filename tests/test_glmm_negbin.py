@@ -137,8 +137,10 @@ def test_nb_agq25_equals_the_exact_marginal_loglik_from_r_integrate():
     assert_allclose(laplace(x, gradient=False)[0], NB["laplace"]["logLik"], rtol=0, atol=1e-8)
 
 
-def test_nb_gradient_matches_central_differences():
-    objective, x = _salamander_objective(15)
+@pytest.mark.parametrize("nagq", [1, 15])
+def test_nb_gradient_matches_central_differences(nagq):
+    # nagq = 1: exact in (β, θ, log k); nagq = 15: exact in (β, θ), log k by differences
+    objective, x = _salamander_objective(nagq)
     x = x + 0.05  # away from the optimum
     grad = objective.gradient(x)
     h = 1e-5

@@ -22,9 +22,11 @@ objective (the family plugs into the shared engine, as ARCHITECTURE.md asks).
 
 **The dispersion.** log k is a third block of the outer parameters: the approximate
 log-likelihood is maximised jointly over (β, θ, log k) by the shared optimiser
-(:func:`mesostats.mixed.glmm.optimise.maximise`). Its derivative in log k is a central
-difference of the objective (step 1e-4; the engines are written for a fixed response, and two
-warm-started evaluations cost less than rewriting them); β and θ keep their exact gradients.
+(:func:`mesostats.mixed.glmm.optimise.maximise`). β and θ keep the engines' exact gradients;
+the derivative in log k is exact for the Laplace approximation with one scalar random effect
+(the common case; :meth:`NegBinLoglik._scalar_laplace`) and a central difference of the
+objective otherwise (AGQ, vector or several random effects: step 1e-4, two warm-started
+evaluations; the engines are written for a fixed response).
 Standard errors come from the inverse negative Hessian over (β, θ, log k), as TMB's
 ``sdreport`` (Kristensen et al. 2016, *J. Stat. Softw.* 70(5)); SE(k) = k·SE(log k) (delta
 method). log k is bounded above by :data:`LOG_K_MAX`: there the NB is a Poisson to within
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 from mesostats.mixed.design import single_threaded_blas
 from mesostats.mixed.glmm.core import (
@@ -52,6 +54,7 @@ from mesostats.mixed.glmm.core import (
 from mesostats.mixed.glmm.objective import ApproximateLoglik, glm_irls
 from mesostats.mixed.glmm.optimise import Optimum, maximise
 from mesostats.mixed.laplace import CanonicalFamily, FloatArray, GeneralLaplace
+from mesostats.mixed.quadrature import ScalarRandomEffect
 
 __all__ = ["LOG_K_MAX", "NegBinCore", "NegBinLoglik", "fit_negbin_arrays"]
 
@@ -101,7 +104,10 @@ class NegBinLoglik:
         self.offset = np.asarray(offset, dtype=float)
         self.n = len(self.y)
         self.log_k = np.nan
+        self.X = X
+        self.nagq = nagq
         self._counts, inverse = np.unique(self.y, return_inverse=True)
+        self._count_index = inverse.ravel()
         self._w_by_count = np.bincount(
             inverse.ravel(), weights=self.prior, minlength=len(self._counts)
         )
@@ -162,6 +168,8 @@ class NegBinLoglik:
         x = np.asarray(x, dtype=float)
         if not gradient:
             return self._value(x, False)
+        if self.nagq == 1 and isinstance(self.engine, ScalarRandomEffect):
+            return self._scalar_laplace(x)
         h = _LOG_K_STEP
         up, down = x.copy(), x.copy()
         up[-1] += h
@@ -173,8 +181,49 @@ class NegBinLoglik:
             raise RuntimeError("gradient missing")
         return ll, np.append(g, (ll_up - ll_down) / (2.0 * h))
 
+    def _scalar_laplace(self, x: FloatArray) -> tuple[float, FloatArray]:
+        """Laplace, one scalar random effect: value and exact gradient, log k included.
+
+        With ``H_g = 1 + θ² Σ z² W_i`` (W = −∂²ℓ/∂η², the observed information), the
+        envelope theorem at the modes û and the implicit-function theorem for dû/dk give
+
+            dℓ/dk = Σ_i ∂ℓ_i/∂k|_η − ½ Σ_g (θ²/H_g) Σ_{i∈g} z_i² (∂W_i/∂k|_η + W_i' θ z_i dû_g/dk),
+            dû_g/dk = (θ/H_g) Σ_{i∈g} z_i ∂r_i/∂k|_η,   r = ∂ℓ/∂η = k(y − μ)/(k + μ),
+
+        with ``∂ℓ/∂k|_η = ψ(y+k) − ψ(k) + log k + 1 − log(k+μ) − (y+k)/(k+μ)``,
+        ``∂W/∂k = μ(yμ − yk + 2kμ)/(k+μ)³``, ``W' = ∂W/∂η = (y+k)kμ(k−μ)/(k+μ)³`` and
+        ``∂r/∂k = μ(y−μ)/(k+μ)²`` (each times the prior weight).
+        """
+        ll, g = self._value(x, True)
+        if g is None:  # pragma: no cover - gradient=True always returns one
+            raise RuntimeError("gradient missing")
+        engine = self.engine
+        assert isinstance(engine, ScalarRandomEffect)
+        beta, theta, log_k = x[: self.n_beta], float(x[self.n_beta]), float(x[-1])
+        k = float(np.exp(log_k))
+        u = engine.conditional_modes(engine.linear_predictor(beta), theta)[0]  # cached: at x
+        z, codes, y, w = engine.z, engine.codes, self.y, self.prior
+        eta = self.X @ beta + self.offset + theta * z * u[codes]
+        mu = np.exp(np.minimum(eta, 700.0))
+        kmu = k + mu
+        psi = (digamma(self._counts + k) - digamma(k))[self._count_index]
+        d_ll = w * (psi + log_k + 1.0 - np.log(kmu) - (y + k) / kmu)
+        info = w * (y + k) * k * mu / kmu**2
+        d_info = w * mu * (y * mu - y * k + 2.0 * k * mu) / kmu**3
+        info_eta = info * (k - mu) / kmu
+        d_r = w * mu * (y - mu) / kmu**2
+        n_groups = engine.n_groups
+        hess = 1.0 + theta**2 * np.bincount(codes, weights=z * z * info, minlength=n_groups)
+        du = theta * np.bincount(codes, weights=z * d_r, minlength=n_groups) / hess
+        d_hess = theta**2 * np.bincount(
+            codes, weights=z * z * (d_info + info_eta * theta * z * du[codes]), minlength=n_groups
+        )
+        d_k = float(np.sum(d_ll) - 0.5 * np.sum(d_hess / hess))
+        return ll, np.append(g, k * d_k)
+
     def gradient(self, x: FloatArray) -> FloatArray:
-        """Gradient at x (exact in (β, θ), central difference in log k)."""
+        """Gradient at x (exact in (β, θ); in log k exact for the scalar Laplace, else a
+        central difference)."""
         grad = self(x, gradient=True)[1]
         if grad is None:  # pragma: no cover
             raise RuntimeError("gradient requested but not computed")
