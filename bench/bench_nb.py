@@ -17,18 +17,18 @@ Both engines in one run: ours (Laplace; ``--nagq`` > 1 adds an AGQ row, not comp
 glmmTMB), glmmTMB timed inside R (start-up and CSV reading excluded, ``bench/r/nb.R``).
 Timing rules as ``bench_lmm.py`` (warm-up on the first 50 subjects, best of ``--repeats``).
 
-Measured 2026-12-04 on the 2-core development machine (shared, load 2–7), glmmTMB 1.1.5:
+Measured 2026-12-04 23:11–23:20 in one run (``--repeats 2``; 2-core development machine
+shared with other work, load 1–5), glmmTMB 1.1.5 timed inside R:
 
 | size     | ours (s) | glmmTMB (s) | ratio | logLik ours − glmmTMB | max rel. ΔSE |
 |----------|----------|-------------|-------|-----------------------|--------------|
-| 500x10   | 0.031    | 13.3        | 430   | +1.3e-08              | 3.0e-06      |
-| 2000x10  | 0.12     | 67.3        | 550   | +5.2e-09              | 2.4e-06      |
-| 20000x10 | 1.4      | 737         | 525   | +2.0e-06              | 6.9e-06      |
+| 500x10   | 0.093    | 11.1        | 118   | +1.3e-08              | 3.0e-06      |
+| 2000x10  | 0.32     | 39.8        | 124   | +5.5e-09              | 2.4e-06      |
+| 20000x10 | 1.6      | 391         | 242   | +2.0e-06              | 6.3e-06      |
 
-(glmmTMB timed once at 20000x10. Ours best of 3 (2 at 20000x10) with the exact log-k
-gradient and the constant summed by distinct count; in the same run as glmmTMB, before those
-two changes, ours took 0.11 / 0.78 / 10.5 s, ratios 116 / 87 / 70. logLik unchanged to 1e-9.)
-AGQ(15), ours only (log-k derivative by differences): 0.94 s at 500x10, 4.5 s at 2000x10.
+(glmmTMB once at 20000x10, one fit being over 60 s. Timings swing 2–3× with the load: best
+of 3 on a quieter machine ours took 0.031 / 0.12 / 1.4 s.) AGQ(15), ours only (its log-k
+derivative by differences): 0.94 s at 500x10, 4.5 s at 2000x10.
 """
 
 from __future__ import annotations
