@@ -44,11 +44,13 @@ from mesostats.domain.common import (
     holm_adjusted,
 )
 from mesostats.domain.exposure import course_exposure, ingredient_units
+from mesostats.domain.regrowth_counts import count_family_note, count_rows, uses_count_model
 from mesostats.domain.results import RegrowthResults
 from mesostats.exceptions import (
     ExclusionWarning,
     ModelSpecError,
 )
+from mesostats.mixed.glmm import fit_glmm
 from mesostats.mixed.lmm import fit_lmm
 
 if TYPE_CHECKING:
@@ -146,11 +148,19 @@ def fit_regrowth(
     )
     units = ingredient_units(study.cocktails, chosen) if design == "dose" else {}
     data = post.drop(columns=[c for c in study.ingredients if c not in chosen])
-    center = float(data["baseline"].mean())
-    data = data.assign(baseline_centered=data["baseline"].to_numpy(dtype=float) - center)
+    counts = uses_count_model(study, outcome)  # NB2 for hair counts per target area
+    if counts:
+        data, center = count_rows(study, data)
+    else:
+        center = float(data["baseline"].mean())
+        data = data.assign(baseline_centered=data["baseline"].to_numpy(dtype=float) - center)
     formula, effect_terms = _regrowth_formula(data, chosen, bool(random_slope))
 
-    model, caught = _fit_quietly(fit_lmm, formula, data, reml=True)
+    if counts:
+        formula = formula.replace("value ~ ", "value ~ offset(log(area)) + ", 1)
+        model, caught = _fit_quietly(fit_glmm, formula, data, family="negative_binomial")
+    else:
+        model, caught = _fit_quietly(fit_lmm, formula, data, reml=True)
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
     wald = _wald_columns(model.fixed_effects, effect_terms)
@@ -158,14 +168,19 @@ def fit_regrowth(
     effects = effects.rename(columns={"estimate": "effect"})
     effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
     trend = float(model.params[TIME]) if TIME in model.params.index else math.nan
-    notes.insert(
-        0,
-        f"Baseline-adjusted (ANCOVA): {model.nobs} post-baseline visits of "
-        f"{model.ngroups.get(SUBJECT, 0)} people, each with their baseline {outcome} as a "
-        f"covariate (centred at {center:.4g}). An ingredient's effect is the extra change "
-        f"per week{' per unit of dose' if design == 'dose' else ''} over the common trend "
-        f"(week: {trend:.3g} per week).",
-    )
+    if counts:
+        n_people = model.ngroups.get(SUBJECT, 0)
+        first = count_family_note(model.dispersion, model.nobs, n_people, center)
+        notes.extend(m for m in model.messages if "dispersion k ran to" in m)
+    else:
+        first = (
+            f"Baseline-adjusted (ANCOVA): {model.nobs} post-baseline visits of "
+            f"{model.ngroups.get(SUBJECT, 0)} people, each with their baseline {outcome} as a "
+            f"covariate (centred at {center:.4g}). An ingredient's effect is the extra change "
+            f"per week{' per unit of dose' if design == 'dose' else ''} over the common trend "
+            f"(week: {trend:.3g} per week)."
+        )
+    notes.insert(0, first)
     if design == "dose":
         notes.append(
             "Dose = concentration × volume_ml per session, averaged over the sessions so far; "

@@ -121,6 +121,9 @@ class RegrowthResults(FrozenRecord, SummaryDisplay):
             ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
             ("Effect", f"extra change in {self.outcome} {unit}, 95 % CI, Holm-adjusted p"),
         ]
+        if m.family == "negative_binomial":  # hair counts per target area (NB2, log link)
+            lines[3] = ("Fit", f"negative binomial (NB2, log link), {lines[3][1]}")
+            lines[4] = ("Effect", f"extra change in log {self.outcome} per cm² {unit}, 95 % CI")
         return outcome_summary(
             title=f"Regrowth: ingredient effects on {self.outcome}",
             lines=lines,

@@ -59,7 +59,7 @@ __all__ = [
     "single_threaded_blas",
 ]
 
-FAMILIES = ("gaussian", "binomial", "poisson")
+FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 
 
 @functools.lru_cache(maxsize=64)

@@ -121,9 +121,9 @@ def _evaluate_expression(expr: str, data: pd.DataFrame, where: str) -> np.ndarra
             )
         return np.asarray(series.to_numpy(dtype=float, na_value=np.nan))
     try:
-        # non-finite results (log(0)) are reported by the callers with the row
+        # non-finite or NaN results (log(0), log(-1)) are reported by the callers with the rows
         with np.errstate(all="ignore"):
-            mm = model_matrix(f"0 + I({expr})", data, na_action="raise", context={"np": np})
+            mm = model_matrix(f"0 + I({expr})", data, na_action="ignore", context={"np": np})
     except Exception as exc:
         raise ModelSpecError(f"Cannot evaluate the {where} `{expr}`: {_reason(exc)}") from exc
     if mm.shape[1] != 1:
@@ -160,9 +160,12 @@ def _evaluate_offsets(offsets: tuple[str, ...], data: pd.DataFrame) -> np.ndarra
         values = _evaluate_expression(expr, data, "offset")
         bad = ~np.isfinite(values)
         if bad.any():
+            where = np.flatnonzero(bad)
+            rows = ", ".join(repr(data.index[j]) for j in where[:5])
+            more = f" and {len(where) - 5} more" if len(where) > 5 else ""
             raise ModelSpecError(
                 f"offset({expr}) is not finite in {int(bad.sum())} row(s) "
-                f"(first at index {data.index[np.flatnonzero(bad)[0]]!r}); e.g. log(0). "
+                f"(index {rows}{more}); e.g. log of an exposure or area <= 0. "
                 "Check the exposure column or drop those rows."
             )
         total = total + values

@@ -56,6 +56,10 @@ class CanonicalFamily:
 
     name: str
 
+    def __post_init__(self) -> None:  # any other name (e.g. NB2) would act as the Poisson
+        if self.name not in FAMILIES:
+            raise ValueError(f"CanonicalFamily is binomial or poisson, got {self.name!r}")
+
     def mean(self, eta: FloatArray) -> FloatArray:
         """Inverse link μ(η)."""
         return self.mean_only(eta)

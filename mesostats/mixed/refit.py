@@ -46,6 +46,7 @@ from mesostats.mixed.design import MixedDesign, build_design, single_threaded_bl
 from mesostats.mixed.glmm.checks import _check_family, _check_nagq, _check_quadrature_structure
 from mesostats.mixed.glmm.core import fit_arrays, term_arrays
 from mesostats.mixed.glmm.fit import _fit_design as _fit_glmm_design
+from mesostats.mixed.glmm.negbin import fit_negbin_arrays
 from mesostats.mixed.laplace import CanonicalFamily
 from mesostats.mixed.lmm.fit import _fit as _fit_lmm_design
 from mesostats.mixed.lmm.gradient import ProfiledDeviance
@@ -272,6 +273,16 @@ def _estimates(
             beta=np.asarray(problem.beta_ols + st.delta),
             converged=bool(opt.converged),
         )
+    if family == "negative_binomial":
+        nb = fit_negbin_arrays(
+            design.y, design.prior_weights, design.offset, design.X, term_arrays(design), nagq
+        )
+        return RefitEstimates(
+            theta=np.asarray(nb.theta, dtype=float),
+            sigma=1.0,
+            beta=np.asarray(nb.beta, dtype=float),
+            converged=bool(nb.optimum.converged),
+        )
     core = fit_arrays(
         CanonicalFamily(family),
         design.y,
@@ -300,7 +311,7 @@ def _check_response(y: np.ndarray, design: MixedDesign, family: str) -> None:
         rule = (
             "0/1 (or, for a cbind response, the proportion of successes out of each row's trials)"
         )
-    elif family == "poisson":
+    elif family in ("poisson", "negative_binomial"):
         bad |= (y < 0) | (y != np.round(y))
         rule = "non-negative whole-number counts"
     else:

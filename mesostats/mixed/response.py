@@ -50,7 +50,7 @@ def _response(
                 "For counts out of a number of trials write "
                 "`cbind(successes, trials - successes) ~ ...`."
             )
-    elif family == "poisson":
+    elif family in ("poisson", "negative_binomial"):
         _check_counts(y, data, f"response `{column}`")
     return y, _constant(1.0, len(y))
 
@@ -60,9 +60,13 @@ def _check_counts(
 ) -> None:
     bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
     if bad.any():
-        i = np.flatnonzero(bad)[0]
+        where = np.flatnonzero(bad)
+        i = where[0]
         hint = " (successes exceed trials?)" if successes_exceed and values[i] < 0 else ""
+        rows = ", ".join(repr(data.index[j]) for j in where[:5])
+        more = f" and {len(where) - 5} more" if len(where) > 5 else ""
         raise ModelSpecError(
             f"The {what} must be non-negative whole numbers; {int(bad.sum())} row(s) are not, "
-            f"e.g. {values[i]:g} at index {data.index[i]!r}{hint}. Check the counts."
+            f"e.g. {values[i]:g} at index {data.index[i]!r}{hint} (rows at index {rows}{more}). "
+            "Check the counts."
         )

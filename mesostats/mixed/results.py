@@ -5,7 +5,7 @@ this module turns them into the tables of API.md: fixed effects with Wald interv
 variance components in the layout of R's ``as.data.frame(VarCorr(fit))``, conditional modes
 and their conditional SDs, information criteria, predictions and a printable summary. It is
 family-agnostic: ``gaussian`` (identity link, a residual row, t tests with Satterthwaite df),
-``binomial`` (logit) and ``poisson`` (log) (no residual row, ``sigma = 1``, z tests).
+``binomial`` (logit), ``poisson`` and ``negative_binomial`` (log) (no residual row, z tests).
 
 Conventions (as lme4): ``loglik`` is the maximised (RE)ML criterion as a log-likelihood;
 ``aic = -2 loglik + 2k`` and ``bic = -2 loglik + k log(n)`` with k = number of fixed effects +
@@ -33,6 +33,8 @@ from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
 from mesostats.mixed.contrast_df import ContrastDFMixin
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.families import LINKS as _LINKS
+from mesostats.mixed.families import inverse_link as _inverse_link
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
 from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
@@ -40,16 +42,7 @@ from mesostats.mixed.summary import mixed_summary
 
 __all__ = ["MixedResults"]
 
-_LINKS = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
 _WALD_LEVEL = 0.95
-
-
-def _inverse_link(family: str, eta: np.ndarray) -> np.ndarray:
-    if family == "binomial":
-        return np.asarray(stats.logistic.cdf(eta))
-    if family == "poisson":
-        return np.exp(eta)
-    return eta
 
 
 class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
@@ -62,7 +55,7 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
     ----------
     design : MixedDesign
         The design the model was fitted on.
-    family : {"gaussian", "binomial", "poisson"}
+    family : {"gaussian", "binomial", "poisson", "negative_binomial"}
     method : str
         ``"REML"``, ``"ML"``, ``"Laplace"`` or ``"AGQ(k)"``.
     beta : array (p,)
@@ -95,6 +88,10 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
     df_function : callable ``L (m, p) -> (m,)``, optional
         df of linear functions Lβ under the fit's df method (:meth:`df_for`).
     df_method : {"satterthwaite", "kenward-roger"}, default "satterthwaite"
+        The method behind ``df`` and :meth:`df_for`.
+    dispersion : (float, float), optional
+        Negative binomial: the dispersion k (Var = μ + μ²/k) and its standard error; the
+        attributes ``dispersion`` and ``dispersion_se`` (``None`` for other families).
     """
 
     def __init__(
@@ -119,6 +116,7 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         ranef_cov: Mapping[str, np.ndarray] | None = None,
         df_function: Callable[[np.ndarray], np.ndarray] | None = None,
         df_method: str = "satterthwaite",
+        dispersion: tuple[float, float] | None = None,
     ) -> None:
         if family not in _LINKS:
             raise ValueError(f"family must be one of {sorted(_LINKS)}, got {family!r}")
@@ -177,6 +175,8 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
                 c.setflags(write=False)
                 covs[group] = c
         sets(self, "_ranef_cov", covs)
+        sets(self, "dispersion", None if dispersion is None else float(dispersion[0]))
+        sets(self, "dispersion_se", None if dispersion is None else float(dispersion[1]))
         eta_fixed = design.X @ beta + design.offset
         eta = eta_fixed.copy()
         for term, b in zip(design.terms, modes, strict=True):
@@ -195,6 +195,8 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
     # declared for type checkers
     design: MixedDesign
     family: str
+    dispersion: float | None
+    dispersion_se: float | None
     method: str
     formula: str
     sigma: float
@@ -227,8 +229,9 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
 
     @property
     def n_params(self) -> int:
-        """Parameters counted by AIC/BIC: fixed effects + θ (+ σ for an LMM)."""
-        return self.design.p + self.design.n_theta + (1 if self.family == "gaussian" else 0)
+        """Parameters counted by AIC/BIC: fixed effects + θ (+ σ for an LMM, + k for NB)."""
+        extra = 1 if self.family in ("gaussian", "negative_binomial") else 0
+        return self.design.p + self.design.n_theta + extra
 
     @property
     def aic(self) -> float:

@@ -99,6 +99,7 @@ class MixedSimulateMixin:
             rng=rng,
             modes=self._modes if conditional else None,
             include_random=include_random,
+            size=getattr(self, "dispersion", None),
         )
 
 

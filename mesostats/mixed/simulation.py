@@ -217,13 +217,14 @@ def simulate_mixed(
     rng: np.random.Generator,
     modes: Sequence[np.ndarray] | None = None,
     include_random: bool = True,
+    size: float | None = None,
 ) -> np.ndarray:
     """``n`` responses (rows, n) from an LMM/GLMM on its design, on the scale of ``design.y``.
 
     Parameters
     ----------
     design : MixedDesign
-    family : {"gaussian", "binomial", "poisson"}
+    family : {"gaussian", "binomial", "poisson", "negative_binomial"}
     beta, theta, sigma
         Fixed effects, relative covariance parameters (lme4 order) and residual SD (1 for a
         GLMM).
@@ -236,6 +237,8 @@ def simulate_mixed(
     include_random : bool
         With ``modes=None``: draw new random effects (True) or set them to zero (False, R's
         ``re.form = NA``).
+    size : float, optional
+        Negative binomial: the dispersion k (``draw_family``'s ``size``).
     """
     eta = linear_predictor_draws(
         design,
@@ -247,7 +250,7 @@ def simulate_mixed(
         modes=modes,
         include_random=include_random,
     )
-    return draw_family(family, eta, rng, sigma=sigma, weights=design.prior_weights)
+    return draw_family(family, eta, rng, sigma=sigma, weights=design.prior_weights, size=size)
 
 
 def _pattern_rows(problem: MMRMProblem) -> list[tuple[int, np.ndarray]]:

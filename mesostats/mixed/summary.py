@@ -44,6 +44,8 @@ def _info(r: MixedResults) -> tuple[tuple[str, str], ...]:
         ("Converged", "yes" if r.converged else "NO"),
         ("Singular", "yes" if r.singular else "no"),
     ]
+    if r.dispersion is not None:
+        rows.append(("Dispersion k (NB2)", f"{_num(r.dispersion)} (SE {_num(r.dispersion_se)})"))
     excluded = len(r.design.excluded_rows)
     if excluded:
         rows.append(("Rows not fitted", f"{excluded} (see excluded_rows)"))

@@ -13,6 +13,7 @@ import pandas as pd
 
 from mesostats._defaults import DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
 from mesostats.exceptions import ModelSpecError
+from mesostats.simulate.counts import DEFAULT_HAIR_COUNT_DISPERSION
 
 # Defaults (the numbers follow the project's clinical background notes: baseline density
 # ~120 hairs/cm², effective ingredients +20–35 hairs/cm² at 3–6 months, injection pain the
@@ -170,6 +171,7 @@ def _default_parameters() -> dict[str, Any]:
         "site_weight_concentration": 8.0,
         "volume_ml": {"mean": 1.0, "sd": 0.15},
         "target_area_cm2": [0.65, 1.0],
+        "hair_count_dispersion": DEFAULT_HAIR_COUNT_DISPERSION,  # NB2 k of the hair counts
         "shaft_diameter": {"mean": 52.0, "sd": 4.0, "per_hair": 0.12, "residual_sd": 1.5},
         "anagen": {"mean_pct": 68.0, "sd_logit": 0.35, "per_hair": 0.02, "residual_sd": 0.15},
         "terminal_share": {"mean": 0.72, "sd_logit": 0.3, "per_hair": 0.015, "residual_sd": 0.1},
@@ -396,6 +398,12 @@ def _check_values(params: dict[str, Any]) -> None:
     areas = params["target_area_cm2"]
     if not isinstance(areas, list) or not areas or not all(0 < float(a) <= 10 for a in areas):
         raise ModelSpecError(f"target_area_cm2 must be a list of areas in (0, 10], got {areas!r}.")
+    k = params["hair_count_dispersion"]
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0):
+        raise ModelSpecError(
+            f"hair_count_dispersion must be a positive number (the NB2 k of the hair counts, "
+            f"Var = μ + μ²/k) or None (counts = rounded density × area), got {k!r}."
+        )
 
 
 # --------------------------------------------------------------------------------------------

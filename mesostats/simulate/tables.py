@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mesostats.simulate.counts import draw_hair_counts
 from mesostats.simulate.design import _logistic, _logit
 from mesostats.simulate.ordinal import gpa_scores
 from mesostats.simulate.parameters import _RELATED, _SEVERITY, _VERBATIM, _VERBATIM_PLACE
@@ -117,7 +118,9 @@ def _secondary_outcomes(
     miss = params["missing_rate"]
     areas = np.asarray(params["target_area_cm2"], dtype=float)
     area = areas[subj["site"] % areas.size]
-    hair_count = np.rint(density * area[:, None])
+    hair_count = draw_hair_counts(
+        density * area[:, None], params["hair_count_dispersion"], rng
+    )  # NB2 around density × area (mesostats.simulate.counts)
 
     ts = params["terminal_share"]
     share = _logistic(

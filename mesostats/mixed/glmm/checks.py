@@ -17,11 +17,14 @@ __all__ = []
 
 
 # --------------------------------------------------------------------------- checks
-_FAMILIES = ("binomial", "poisson")
+_FAMILIES = ("binomial", "poisson", "negative_binomial")
+#: other spellings of the NB2 family (glmmTMB's and common names)
+_ALIASES = {"nbinom2": "negative_binomial", "negbin": "negative_binomial"}
 
 
 def _check_family(family: object) -> str:
     name = str(family).strip().lower() if isinstance(family, str) else None
+    name = _ALIASES.get(name or "", name)
     if name in _FAMILIES:
         return name
     if name == "gaussian":
@@ -30,7 +33,8 @@ def _check_family(family: object) -> str:
         )
     raise ModelSpecError(
         f"Unknown family {family!r}. fit_glmm fits family='binomial' (0/1 outcomes or "
-        "cbind(successes, failures), logit link) or family='poisson' (counts, log link)."
+        "cbind(successes, failures), logit link), family='poisson' (counts, log link) or "
+        "family='negative_binomial' (overdispersed counts, NB2, log link)."
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.design import MixedDesign, single_threaded_blas
 from mesostats.mixed.factors import GroupingFactor, grouping_factors
 from mesostats.mixed.glmm.checks import _check_family, _check_nagq
@@ -135,9 +136,16 @@ def design_objective(
         ``θ_engine = θ_design[perm]`` (the engine merges terms that share a grouping factor,
         e.g. the pieces of ``(x || g)``).
     """
+    family = _check_family(family)
+    if family == "negative_binomial":
+        raise ModelSpecError(
+            "Profile and likelihood-ratio computations over (β, θ) are not available for "
+            "negative-binomial fits yet (their objective also has the dispersion k); use the "
+            "Wald intervals of `fixed_effects`."
+        )
     factors, perm = _merge_terms(term_arrays(design))
     objective = make_objective(
-        CanonicalFamily(_check_family(family)),
+        CanonicalFamily(family),
         design.y,
         design.prior_weights,
         design.offset,

@@ -22,6 +22,7 @@ from mesostats.mixed.glmm.checks import (
     _separation_message,
 )
 from mesostats.mixed.glmm.core import fit_arrays, term_arrays
+from mesostats.mixed.glmm.negbin_fit import fit_negbin_design
 from mesostats.mixed.laplace import (
     CanonicalFamily,
 )
@@ -46,9 +47,12 @@ def fit_glmm(
     data : pandas.DataFrame
         Any table with the columns the formula uses. Rows with a missing value in a used
         column are set aside (``results.excluded_rows``, :class:`ExclusionWarning`).
-    family : {"binomial", "poisson"}, default "binomial"
-        Binomial with logit link (0/1 or boolean response, or ``cbind``), or Poisson with
-        log link (non-negative whole-number counts).
+    family : {"binomial", "poisson", "negative_binomial"}, default "binomial"
+        Binomial with logit link (0/1 or boolean response, or ``cbind``), Poisson with
+        log link (non-negative whole-number counts), or negative binomial NB2 with log link
+        (overdispersed counts, Var = μ + μ²/k, glmmTMB's ``nbinom2``; the dispersion k is
+        estimated jointly and reported as ``dispersion`` / ``dispersion_se``; see
+        :mod:`mesostats.mixed.glmm.negbin`).
     nagq : int, default 1
         1 = Laplace approximation (any random-effect structure). 2…100 = adaptive
         Gauss–Hermite quadrature with that many nodes; needs a single scalar random effect
@@ -105,6 +109,8 @@ def _fit_design(design: MixedDesign, family_name: str, n_nodes: int, *, t0: floa
     """The fit of :func:`fit_glmm` on a built design (warnings point at the caller's caller:
     the user's call of ``fit_glmm`` or of :meth:`mesostats.mixed.refit.ModelTemplate.fit`)."""
     _check_quadrature_structure(design, n_nodes)
+    if family_name == "negative_binomial":
+        return fit_negbin_design(design, n_nodes, t0=t0)
     terms = term_arrays(design)
     separated = _separated_columns(design, family_name)
     core = fit_arrays(

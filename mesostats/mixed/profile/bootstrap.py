@@ -75,6 +75,7 @@ class _BootstrapModel:
     beta: np.ndarray
     theta: np.ndarray
     sigma: float
+    dispersion: float | None = None  # negative binomial: k (Var = μ + μ²/k)
 
 
 def _refit(model: _BootstrapModel, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, bool]:
@@ -103,6 +104,7 @@ def _bootstrap_chunk(
             sigma=model.sigma,
             n=1,
             rng=np.random.default_rng(ss),
+            size=model.dispersion,
         )[:, 0]
         try:
             out.append(_refit(model, y))
@@ -177,6 +179,7 @@ def bootstrap_variance_components(
         beta=np.asarray(results.params.values, dtype=float),
         theta=np.asarray(results.theta, dtype=float),
         sigma=float(results.sigma),
+        dispersion=results.dispersion,
     )
     children = np.random.SeedSequence(int(seed)).spawn(int(n_boot))
     n_chunks = 1 if n_jobs == 1 else min(int(n_boot), 4 * (abs(int(n_jobs)) if n_jobs > 0 else 8))
