@@ -368,21 +368,21 @@ def test_nb_profile_objective_is_refused_in_words(laplace_fit):
 
 
 def test_nb_bootstrap_draws_nb_counts(laplace_fit):
-    from mesostats.mixed.profile.bootstrap import _BootstrapModel, _simulate_response
+    """The bootstrap's one simulation path (simulate_mixed with size=k) draws NB2 counts."""
+    from mesostats.mixed.simulation import simulate_mixed
 
-    model = _BootstrapModel(
-        design=laplace_fit.design,
+    beta = laplace_fit.params.to_numpy()
+    draws = simulate_mixed(
+        laplace_fit.design,
         family="negative_binomial",
-        reml=False,
-        nagq=1,
-        beta=laplace_fit.params.to_numpy(),
+        beta=beta,
         theta=np.zeros(1),  # no person effects: the draws' spread is the NB2's alone
         sigma=1.0,
-        dispersion=2.0,
-    )
-    rng = np.random.default_rng(1)
-    draws = np.array([_simulate_response(model, rng) for _ in range(400)])
-    mu = np.exp(laplace_fit.design.X @ model.beta)
+        n=400,
+        rng=np.random.default_rng(1),
+        size=2.0,
+    ).T
+    mu = np.exp(laplace_fit.design.X @ beta)
     # Var = μ + μ²/k with k = 2 (a Poisson draw would give Var = μ)
     assert_allclose(draws.mean(axis=0).mean(), mu.mean(), rtol=0.05)
     assert_allclose(draws.var(axis=0).mean(), (mu + mu**2 / 2).mean(), rtol=0.1)
