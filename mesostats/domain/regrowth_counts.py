@@ -69,8 +69,9 @@ def count_family_note(model_k: float | None, n_visits: int, n_people: int, cente
     k = "" if model_k is None else f" (estimated dispersion k = {model_k:.3g}: Var = μ + μ²/k)"
     return (
         "Hair counts in a target area: negative-binomial GLMM (NB2, log link) with the area "
-        f"as exposure (offset log(target_area_cm2)){k}, because counts vary more than a "
-        "Poisson's and the area differs between people. Baseline-adjusted on the log scale: "
+        f"as exposure (offset log(target_area_cm2)){k}, because hair counts usually vary "
+        "more than a Poisson's (the fit estimates by how much; a k at its upper bound means "
+        "they do not) and the area differs between people. Baseline-adjusted on the log scale: "
         f"{n_visits} post-baseline visits of {n_people} people, each with the log of their "
         f"baseline hairs per cm² as a covariate (centred at {center:.4g}, i.e. "
         f"{np.exp(center):.4g} hairs/cm²). An ingredient's effect is the extra change in log "
