@@ -50,6 +50,9 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
     "n_sites": 3,
     "dropout": 0.025,
     "missing_rate": 0.03,
+    # the example keeps the hair counts it was published with (density × area, rounded);
+    # simulate_study's default draws them NB2 (k = 40) around that mean
+    "effects": {"hair_count_dispersion": None},
 }
 
 
