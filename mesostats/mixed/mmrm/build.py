@@ -3,9 +3,10 @@
 Rows with a missing response, covariate, visit, subject, group or weight are set aside with
 their reason (the helpers of :mod:`mesostats.mixed.design`, one ``ExclusionWarning``); each
 subject then uses the visits it has. X comes from formulaic with treatment contrasts (first
-level the reference), as in :func:`mesostats.mixed.design.build_design`. Rows are sorted by
-subject and visit, and subjects are grouped into patterns (same visits, same covariance
-group) whose sufficient statistics the likelihood uses.
+level the reference), as in :func:`mesostats.mixed.design.build_design`, through the
+compiled recipes of :mod:`mesostats.mixed.compiled` (formulaic's columns, without its pandas
+work). Rows are sorted by subject and visit, and subjects are grouped into patterns (same
+visits, same covariance group) whose sufficient statistics the likelihood uses.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
 from mesostats.mixed.aliasing import _format_alias, aliased_columns
+from mesostats.mixed.compiled import model_columns
 from mesostats.mixed.design import _drop_unused_categories, _set_aside_missing, _used_columns
 from mesostats.mixed.formula_eval import (
     _close_matches,
@@ -204,14 +205,12 @@ def build_problem(
     y, coords, subj = y[order], coords[order], subj[order]
     w = kept[_WEIGHT_COLUMN].to_numpy(dtype=float) if weights is not None else np.ones(len(y))
     try:
-        fixed_mm = model_matrix(parsed.fixed, kept, na_action="raise", context={"np": np})
+        names, X, fixed_spec = model_columns(parsed.fixed, kept)
     except Exception as exc:
         raise ModelSpecError(
             f"Cannot build the fixed part `{parsed.fixed}`: {_reason(exc)}"
         ) from exc
-    names = tuple(str(c) for c in fixed_mm.columns)
-    fixed_spec = fixed_mm.model_spec
-    X = np.ascontiguousarray(fixed_mm.to_numpy(dtype=float))
+    X = np.ascontiguousarray(X)
     fixed_vars = _formula_variables(parsed.fixed, "fixed part")
     aliased = aliased_columns(X, names)
     if aliased:
