@@ -20,7 +20,7 @@ from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
 from mesostats.mixed.aliasing import _format_alias, aliased_columns
 from mesostats.mixed.compiled import model_columns
-from mesostats.mixed.design import _drop_unused_categories, _set_aside_missing, _used_columns
+from mesostats.mixed.design import _set_aside_missing, _used_columns
 from mesostats.mixed.formula_eval import (
     _close_matches,
     _formula_variables,
@@ -103,19 +103,49 @@ def _visit_coding(term: CovarianceTerm, kept: pd.DataFrame) -> tuple[np.ndarray,
 
 
 def _check_duplicates(
-    term: CovarianceTerm, subj: np.ndarray, coords: np.ndarray, ids: pd.Index, levels: tuple
+    term: CovarianceTerm,
+    subj: np.ndarray,
+    coords: np.ndarray,
+    ids: pd.Index,
+    levels: tuple,
+    order: np.ndarray,
 ) -> None:
-    key = pd.DataFrame({"s": subj, "c": coords})
-    dup = key.duplicated(keep=False).to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        at = levels[int(coords[i])] if levels else coords[i]
-        raise ModelSpecError(
-            f"Subject {ids[subj[i]]!r} has {int((dup & (subj == subj[i])).sum())} rows at "
-            f"{term.time} = {at!r} ({int(dup.sum())} duplicated rows in all): each subject "
-            f"may have one row per {term.time}. Remove or aggregate the duplicates, or check "
-            f"that `{term.subject}` identifies subjects."
-        )
+    """Two rows of one subject at one visit; ``order`` sorts the rows by subject, then visit."""
+    s, c = subj[order], coords[order]
+    same = (s[1:] == s[:-1]) & (c[1:] == c[:-1])
+    if not same.any():
+        return
+    dup_sorted = np.zeros(len(s), dtype=bool)
+    dup_sorted[1:] |= same
+    dup_sorted[:-1] |= same
+    dup = np.empty_like(dup_sorted)
+    dup[order] = dup_sorted  # every row of a duplicated (subject, visit), in data order
+    i = int(np.flatnonzero(dup)[0])
+    at = levels[int(coords[i])] if levels else coords[i]
+    raise ModelSpecError(
+        f"Subject {ids[subj[i]]!r} has {int((dup & (subj == subj[i])).sum())} rows at "
+        f"{term.time} = {at!r} ({int(dup.sum())} duplicated rows in all): each subject "
+        f"may have one row per {term.time}. Remove or aggregate the duplicates, or check "
+        f"that `{term.subject}` identifies subjects."
+    )
+
+
+def _drop_unused(kept: pd.DataFrame) -> pd.DataFrame:
+    """:func:`~mesostats.mixed.design._drop_unused_categories`, on the categorical columns
+    that have unused categories only (the others are kept as they are: the same result)."""
+    unused = []
+    for name, dtype in kept.dtypes.items():
+        if isinstance(dtype, pd.CategoricalDtype):
+            codes = np.asarray(kept[name].array.codes)
+            seen = np.bincount(codes[codes >= 0], minlength=len(dtype.categories))
+            if not seen.all():
+                unused.append(name)
+    if not unused:
+        return kept
+    kept = kept.copy(deep=False)
+    for name in unused:
+        kept[name] = kept[name].cat.remove_unused_categories()
+    return kept
 
 
 def _group_codes(
@@ -193,14 +223,14 @@ def build_problem(
         raise ModelSpecError(
             f"Every row has a missing value in a column the model uses ({', '.join(used)})."
         )
-    kept = _drop_unused_categories(kept)
+    kept = _drop_unused(kept)
     y, _ = _response(parsed, kept, "gaussian")
     coords, visit_levels = _visit_coding(term, kept)
     subj, ids = _grouping_factor(kept, (term.subject,))
-    _check_duplicates(term, subj, coords, ids, visit_levels)
+    order = np.lexsort((coords, subj))
+    _check_duplicates(term, subj, coords, ids, visit_levels, order)
     group_of_subject, group_levels = _group_codes(term, kept, subj, ids)
 
-    order = np.lexsort((coords, subj))
     kept = kept.iloc[order]
     y, coords, subj = y[order], coords[order], subj[order]
     w = kept[_WEIGHT_COLUMN].to_numpy(dtype=float) if weights is not None else np.ones(len(y))
