@@ -106,25 +106,30 @@ def _start(problem: MMRMProblem) -> np.ndarray:
     """Start from the empirical covariance of the OLS residuals, per group (pairwise
     moments over the subjects having both visits, from the pattern sufficient statistics;
     weighted rows); see :meth:`~mesostats.mixed.mmrm.structures.Structure.start_from`."""
-    XtX = sum(np.einsum("aaxy->xy", b.XX) for b in problem.blocks)
-    Xty = sum(np.einsum("aax->x", b.Xy) for b in problem.blocks)
+    batches = problem.batches
+    XtX = sum(np.einsum("naaxy->xy", bt.XX) for bt in batches)
+    Xty = sum(np.einsum("naax->x", bt.Xy) for bt in batches)
     beta = linalg.solve(XtX, Xty, assume_a="pos")
     structure = problem.structure
     if structure.spatial:
-        yty = sum(float(np.trace(b.yy)) for b in problem.blocks)
+        yty = sum(float(np.einsum("naa->", bt.yy)) for bt in batches)
         rss = max(yty - float(beta @ Xty), 0.0)
         sd = float(np.sqrt(rss / problem.n)) or 1.0
         return np.tile(structure.start(sd), problem.n_groups)
     m = structure.n_visits
-    sums = np.zeros((problem.n_groups, m, m))
-    counts = np.zeros((problem.n_groups, m, m))
-    for b in problem.blocks:
-        XXb = np.tensordot(b.XX, beta, axes=([3], [0]))
-        Xb_y = np.tensordot(b.Xy, beta, axes=([2], [0]))
-        rr = b.yy - Xb_y - Xb_y.T + np.tensordot(XXb, beta, axes=([2], [0]))
-        ix = np.ix_(b.coords.astype(np.intp), b.coords.astype(np.intp))
-        sums[b.group][ix] += rr
-        counts[b.group][ix] += b.n_subjects
+    sums = np.zeros((problem.n_groups, m * m))
+    counts = np.zeros((problem.n_groups, m * m))
+    for bt in batches:  # Σ_i r_i r_iᵀ of each pattern, added into its visits × visits cells
+        Xb_y = bt.Xy @ beta
+        rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + (bt.XX @ beta) @ beta
+        idx = bt.coords.astype(np.intp)
+        flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
+        sums[bt.group] += np.bincount(flat, weights=rr.reshape(-1), minlength=m * m)
+        counts[bt.group] += np.bincount(
+            flat, weights=np.repeat(bt.n_subjects, bt.d * bt.d), minlength=m * m
+        )
+    sums = sums.reshape(problem.n_groups, m, m)
+    counts = counts.reshape(problem.n_groups, m, m)
     starts = []
     for g in range(problem.n_groups):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -161,7 +166,10 @@ def _polish(crit: _Cached, theta: np.ndarray, max_steps: int = 20) -> np.ndarray
     return theta
 
 
-def _optimise(problem: MMRMProblem) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+def _optimise(
+    problem: MMRMProblem,
+) -> tuple[np.ndarray, dict[str, Any], list[str], Evaluation]:
+    """θ̂, the optimiser's record, warnings, and the evaluation (order 2) at θ̂."""
     crit = _Cached(problem)
     theta0 = _start(problem)
     if not np.isfinite(crit.value(theta0)):
@@ -206,7 +214,7 @@ def _optimise(problem: MMRMProblem) -> tuple[np.ndarray, dict[str, Any], list[st
         "converged": converged,
         "message": str(res.message),
     }
-    return theta, info, messages
+    return theta, info, messages, ev
 
 
 def fit_mmrm(
@@ -255,10 +263,9 @@ def fit_mmrm(
     df, vcov = _check_options(reml, df, vcov)
     with single_threaded_blas():  # small matrices: threads only add overhead
         problem = build_problem(formula, data, reml=reml, weights=weights)
-        theta, info, messages = _optimise(problem)
+        theta, info, messages, ev = _optimise(problem)
         for msg in messages:
             warnings.warn(msg, ConvergenceWarning, stacklevel=2)
-        ev = problem.evaluate(theta, order=2)
         assert ev.hessian is not None
         try:
             theta_cov = np.linalg.inv(ev.hessian)
