@@ -130,12 +130,14 @@ def _check_duplicates(
     )
 
 
-def _drop_unused(kept: pd.DataFrame) -> pd.DataFrame:
-    """:func:`~mesostats.mixed.design._drop_unused_categories`, on the categorical columns
-    that have unused categories only (the others are kept as they are: the same result)."""
+def _drop_unused(kept: pd.DataFrame, names: Any) -> pd.DataFrame:
+    """Unused categories dropped from the categorical columns among ``names`` that have some
+    (as :func:`~mesostats.mixed.design._drop_unused_categories`; the others are the same
+    either way). Only the fixed part needs it (no dummy column for an absent level): the
+    visit, subject and group codes drop unused levels themselves."""
     unused = []
     for name, dtype in kept.dtypes.items():
-        if isinstance(dtype, pd.CategoricalDtype):
+        if name in names and isinstance(dtype, pd.CategoricalDtype):
             codes = np.asarray(kept[name].array.codes)
             seen = np.bincount(codes[codes >= 0], minlength=len(dtype.categories))
             if not seen.all():
@@ -223,7 +225,8 @@ def build_problem(
         raise ModelSpecError(
             f"Every row has a missing value in a column the model uses ({', '.join(used)})."
         )
-    kept = _drop_unused(kept)
+    fixed_vars = _formula_variables(parsed.fixed, "fixed part")
+    kept = _drop_unused(kept, fixed_vars)
     y, _ = _response(parsed, kept, "gaussian")
     coords, visit_levels = _visit_coding(term, kept)
     subj, ids = _grouping_factor(kept, (term.subject,))
@@ -241,7 +244,6 @@ def build_problem(
             f"Cannot build the fixed part `{parsed.fixed}`: {_reason(exc)}"
         ) from exc
     X = np.ascontiguousarray(X)
-    fixed_vars = _formula_variables(parsed.fixed, "fixed part")
     aliased = aliased_columns(X, names)
     if aliased:
         listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)
@@ -292,7 +294,7 @@ def build_problem(
         blocks=blocks,
         row_index=kept.index,
         excluded_rows=excluded,
-        fixed_rows=kept[[c for c in kept.columns if c in fixed_vars]],
+        fixed_rows=kept.take([j for j, c in enumerate(kept.columns) if c in fixed_vars], axis=1),
         fixed_spec=fixed_spec,
         formula=formula,
         fixed_formula=fixed_formula,

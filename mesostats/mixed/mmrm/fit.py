@@ -172,7 +172,7 @@ def _optimise(
     """θ̂, the optimiser's record, warnings, and the evaluation (order 2) at θ̂."""
     crit = _Cached(problem)
     theta0 = _start(problem)
-    if not np.isfinite(crit.value(theta0)):
+    if not np.isfinite(crit.at(theta0, 2).value):  # scipy asks all three there next
         raise ModelSpecError(
             "The likelihood cannot be evaluated at the start values (a covariance matrix or "
             "XᵀV⁻¹X is singular); check the visit and subject columns."
