@@ -71,9 +71,14 @@ def test_categorical_recipe_learns_again_when_levels_change(fev: pd.DataFrame) -
     _same_bits(rhs, fewer)  # learnt again for three visits
     recipe = compiled._recipes[rhs]
     assert recipe is not None and dict(recipe.levels)["AVISIT"] == ("VIS1", "VIS2", "VIS3")
-    text = fev.assign(SEX=fev["SEX"].astype(str))
-    _same_bits(rhs, text)  # a text column: formulaic, and the learnt recipe is kept
+    flags = fewer.assign(SEX=fewer["SEX"] == "Female")
+    _same_bits(rhs, flags)  # a boolean column: formulaic, and the learnt recipe is kept
     assert compiled._recipes[rhs] is recipe
+    text = fewer.assign(SEX=fewer["SEX"].astype(str))
+    _same_bits(rhs, text)  # text: levels sorted (Female first), learnt again
+    _same_bits(rhs, text)
+    relearnt = compiled._recipes[rhs]
+    assert relearnt is not None and "SEX[T.Male]" in relearnt.names
 
 
 @pytest.mark.parametrize("rhs", ["C(ARMCD) + AVISIT", "ARMCD:AVISIT:RACE"])
@@ -84,3 +89,19 @@ def test_pieces_the_recipe_cannot_reproduce_go_through_formulaic(
     _same_bits(rhs, fev)
     assert compiled._recipes[rhs] is None
     _same_bits(rhs, fev)
+
+
+@pytest.mark.parametrize("rhs", LEARNT)
+def test_text_columns_recipe_matches_formulaic_bit_for_bit(rhs: str, fev: pd.DataFrame) -> None:
+    """Text columns (as read from a CSV): formulaic's levels are the sorted values."""
+    text = fev.assign(
+        **{c: fev[c].astype(str) for c in ("ARMCD", "AVISIT", "RACE")},
+        SEX=fev["SEX"].astype(object),
+    )
+    compiled._recipes.pop(rhs, None)
+    _same_bits(rhs, text)
+    assert compiled._recipes.get(rhs) is not None
+    _same_bits(rhs, text.sample(frac=1.0, random_state=5).reset_index(drop=True))
+    fewer = text[text["RACE"] != "White"].reset_index(drop=True)
+    _same_bits(rhs, fewer)  # a level fewer: formulaic again, then the recipe for it
+    _same_bits(rhs, fewer)

@@ -9,19 +9,20 @@ bootstrap, imputation, profiling) pays it every time. This module keeps, per pro
   memoised in :mod:`mesostats.mixed.formula_eval`): pure functions of the text;
 * a **recipe** per formula piece (:func:`model_columns`): when formulaic's model spec of
   the piece has no stateful transform and every term is the intercept, numeric columns (at
-  most two multiplied) and pandas-categorical columns coded by treatment contrasts (first
-  level the reference, ``x[T.b]``) or by one indicator per level (``x[b]``, where formulaic
-  keeps full rank), the columns are those products of numeric values and level indicators,
-  computed with numpy from the categorical codes (first factor varying fastest, as in
-  formulaic). A recipe is learnt from formulaic's own output and kept only when it
-  reproduces that output **exactly** (names, order and values bit for bit); it is used
-  later only when every numeric variable it reads is a numeric (non-boolean) column and
-  every categorical one is a pandas categorical with the *same levels in the same order*
-  (else formulaic materialises the piece and the recipe is learnt again from that output).
-  Text or boolean columns, ``C(x)``, ``I(...)``, ``center(x)`` and anything else always go
-  through formulaic. The formulaic ``ModelSpec`` learnt with the recipe is returned with the
-  columns (it depends only on the levels, which match), so predictions on new data code
-  them the same way.
+  most two multiplied) and categorical columns (pandas categoricals, or text columns whose
+  sorted distinct values are the levels, as formulaic takes them) coded by treatment
+  contrasts (first level the reference, ``x[T.b]``) or by one indicator per level
+  (``x[b]``, where formulaic keeps full rank), the columns are those products of numeric
+  values and level indicators, computed with numpy from the categorical codes (first factor
+  varying fastest, as in formulaic). A recipe is learnt from formulaic's own output and
+  kept only when it reproduces that output **exactly** (names, order and values bit for
+  bit); it is used later only when every numeric variable it reads is a numeric
+  (non-boolean) column and every categorical one is a pandas categorical or text column
+  with the *same levels in the same order* (else formulaic materialises the piece and the
+  recipe is learnt again from that output). Boolean or mixed-type columns, ``C(x)``,
+  ``I(...)``, ``center(x)`` and anything else always go through formulaic. The formulaic
+  ``ModelSpec`` learnt with the recipe is returned with the columns (it depends only on
+  the levels, which match), so predictions on new data code them the same way.
 
 Why by hand: formulaic (Wright et al., https://github.com/matthewwardrop/formulaic) has a
 reusable ``ModelSpec``, but materialising even a reused spec costs ~2 ms of pandas work; for
@@ -84,19 +85,40 @@ def _is_numeric(series: pd.Series) -> bool:
     )
 
 
+def _is_text(series: pd.Series) -> bool:
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    return (
+        pd.api.types.is_object_dtype(dtype)
+        and pd.api.types.infer_dtype(series, skipna=False) == "string"
+    )
+
+
+def _levels_and_codes(series: pd.Series) -> tuple[tuple[Any, ...], np.ndarray] | None:
+    """Levels and integer codes of a pandas categorical (its categories, in order) or of a
+    text column (its distinct values, sorted: what formulaic takes as levels), else None."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return tuple(dtype.categories), np.asarray(series.array.codes)
+    if _is_text(series):
+        codes, uniques = pd.factorize(series, sort=True)
+        return tuple(uniques), np.asarray(codes)
+    return None
+
+
 def _codes(recipe: _Recipe, data: pd.DataFrame) -> dict[str, np.ndarray] | None:
     """Integer codes of the categorical variables, or None when a variable is missing, not
-    a pandas categorical, has other levels (in another order) than those learnt, or a
-    missing value."""
+    a pandas categorical or text column, has other levels (in another order) than those
+    learnt, or a missing value."""
     out: dict[str, np.ndarray] = {}
     for name, levels in recipe.levels:
         if name not in data.columns:
             return None
-        series = data[name]
-        dtype = series.dtype
-        if not isinstance(dtype, pd.CategoricalDtype) or tuple(dtype.categories) != levels:
+        coded = _levels_and_codes(data[name])
+        if coded is None or coded[0] != levels:
             return None
-        codes = series.cat.codes.to_numpy()
+        codes = coded[1]
         if len(codes) and codes.min() < 0:
             return None
         out[name] = codes
@@ -165,11 +187,9 @@ def _factor_of(spec: Any, factor: Any, data: pd.DataFrame) -> tuple[str, tuple[A
     series = data[expr]
     if kind == "numerical" and _is_numeric(series):
         return expr, None
-    dtype = series.dtype
-    if kind == "categorical" and isinstance(dtype, pd.CategoricalDtype):
-        levels = tuple(dtype.categories)
-        if tuple(state[1]["categories"]) == levels:
-            return expr, levels
+    coded = _levels_and_codes(series) if kind == "categorical" else None
+    if coded is not None and tuple(state[1]["categories"]) == coded[0]:
+        return expr, coded[0]
     raise ValueError(expr)
 
 
@@ -179,6 +199,7 @@ def _learn(
     """The recipe of a model spec, or None when the piece is not one of numeric variables,
     products of two of them and treatment-coded pandas categoricals (or their interactions)."""
     products: list[tuple[_Factor, ...]] = []
+    factor_levels: list[tuple[str, tuple[Any, ...]]] = []
     try:
         if spec.transform_state:
             return None
@@ -191,6 +212,7 @@ def _learn(
                     and str(f.expr) == "1"
                 )
             ]
+            factor_levels.extend((v, lv) for v, lv in factors if lv is not None)
             n_cat = sum(levels is not None for _, levels in factors)
             if len(factors) - n_cat > 2 or n_cat > 4:
                 return None
@@ -209,7 +231,7 @@ def _learn(
         return None
     variables = tuple(dict.fromkeys(v for p in products for v, k in p if k < 0))
     cats = tuple(dict.fromkeys(v for p in products for v, k in p if k >= 0))
-    levels = tuple((v, tuple(data[v].dtype.categories)) for v in cats)
+    levels = tuple((v, dict(factor_levels)[v]) for v in cats)
     recipe = _Recipe(
         names=names, products=tuple(products), variables=variables, levels=levels, spec=spec
     )
