@@ -256,7 +256,7 @@ def build_problem(
 
     starts = np.flatnonzero(np.r_[True, subj[1:] != subj[:-1]])
     ends = np.r_[starts[1:], len(subj)]
-    subject_rows = [np.arange(a, b) for a, b in zip(starts, ends, strict=True)]
+    subject_rows = np.split(np.arange(len(subj)), starts[1:])  # views, one per subject
     subj_codes = subj[starts]
     groups = group_of_subject[subj_codes]
     pattern = _patterns(coords, starts, groups, len(visit_levels))
