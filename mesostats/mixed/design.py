@@ -291,7 +291,7 @@ _NO_EXCLUSIONS = pd.DataFrame(
 def _set_aside_missing(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off rows with a missing value in a used column; list them with the reason."""
     if data.columns.is_unique:  # data[used], without its label look-up (~0.2 ms)
-        frame = data.take(data.columns.get_indexer(used), axis=1)
+        frame = data.take(data.columns.get_indexer(pd.Index(used)), axis=1)
     else:
         frame = data[used]
     missing = frame.isna().to_numpy()

@@ -120,19 +120,19 @@ def _start(problem: MMRMProblem) -> np.ndarray:
         sd = float(np.sqrt(rss / problem.n)) or 1.0
         return np.tile(structure.start(sd), problem.n_groups)
     m = structure.n_visits
-    sums = np.zeros((problem.n_groups, m * m))
-    counts = np.zeros((problem.n_groups, m * m))
+    sums_flat = np.zeros((problem.n_groups, m * m))
+    counts_flat = np.zeros((problem.n_groups, m * m))
     for bt in batches:  # Σ_i r_i r_iᵀ of each pattern, added into its visits × visits cells
         Xb_y = bt.Xy @ beta
         rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + (bt.XX @ beta) @ beta
         idx = bt.coords.astype(np.intp)
         flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
-        sums[bt.group] += np.bincount(flat, weights=rr.reshape(-1), minlength=m * m)
-        counts[bt.group] += np.bincount(
+        sums_flat[bt.group] += np.bincount(flat, weights=rr.reshape(-1), minlength=m * m)
+        counts_flat[bt.group] += np.bincount(
             flat, weights=np.repeat(bt.n_subjects, bt.d * bt.d), minlength=m * m
         )
-    sums = sums.reshape(problem.n_groups, m, m)
-    counts = counts.reshape(problem.n_groups, m, m)
+    sums = sums_flat.reshape(problem.n_groups, m, m)
+    counts = counts_flat.reshape(problem.n_groups, m, m)
     starts = []
     for g in range(problem.n_groups):
         with np.errstate(invalid="ignore", divide="ignore"):
