@@ -234,16 +234,19 @@ def build_problem(
     _check_duplicates(term, subj, coords, ids, visit_levels, order)
     group_of_subject, group_levels = _group_codes(term, kept, subj, ids)
 
-    kept = kept.iloc[order]
     y, coords, subj = y[order], coords[order], subj[order]
-    w = kept[_WEIGHT_COLUMN].to_numpy(dtype=float) if weights is not None else np.ones(len(y))
-    try:
-        names, X, fixed_spec = model_columns(parsed.fixed, kept)
+    w = (
+        kept[_WEIGHT_COLUMN].to_numpy(dtype=float)[order]
+        if weights is not None
+        else np.ones(len(y))
+    )
+    try:  # the rows of X in data order, then sorted (no sort of the whole frame)
+        names, X_data, fixed_spec = model_columns(parsed.fixed, kept)
     except Exception as exc:
         raise ModelSpecError(
             f"Cannot build the fixed part `{parsed.fixed}`: {_reason(exc)}"
         ) from exc
-    X = np.ascontiguousarray(X)
+    X = np.ascontiguousarray(X_data[order])
     aliased = aliased_columns(X, names)
     if aliased:
         listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)
@@ -292,9 +295,11 @@ def build_problem(
         subject_group=groups,
         coords=coords,
         blocks=blocks,
-        row_index=kept.index,
+        row_index=kept.index[order],
         excluded_rows=excluded,
-        fixed_rows=kept.take([j for j, c in enumerate(kept.columns) if c in fixed_vars], axis=1),
+        fixed_rows=kept.take(
+            [j for j, c in enumerate(kept.columns) if c in fixed_vars], axis=1
+        ).take(order),
         fixed_spec=fixed_spec,
         formula=formula,
         fixed_formula=fixed_formula,
