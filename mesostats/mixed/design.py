@@ -289,33 +289,36 @@ _NO_EXCLUSIONS = pd.DataFrame(
 
 
 def _set_aside_missing(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off rows with a missing value in a used column; list them with the reason."""
-    frame = data[used]
-    missing = frame.isna()
-    mask = missing.any(axis=1).to_numpy()
+    """Split off rows with a missing value in a used column; list them with the reason (one
+    text per distinct set of missing columns, spread to the rows)."""
+    unique = data.columns.is_unique  # then by position: data[used] without its look-up
+    frame = data.take(data.columns.get_indexer(pd.Index(used)), axis=1) if unique else data[used]
+    missing = frame.isna().to_numpy()
+    mask = missing.any(axis=1)
     if not mask.any():
         return frame, _NO_EXCLUSIONS.copy()
-    miss = missing.to_numpy()[mask]
+    miss = missing[mask]
+    if len(used) <= 62:
+        key = miss @ (np.int64(1) << np.arange(len(used), dtype=np.int64))
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        sets = miss[first]
+    else:
+        sets, inverse = np.unique(miss, axis=0, return_inverse=True)
     cols = np.asarray(used, dtype=object)
-    which = [", ".join(cols[row]) for row in miss]
+    which = np.array([", ".join(cols[row]) for row in sets], dtype=object)[inverse.ravel()]
+    row = np.asarray(frame.index[mask].astype(object))
     excluded = pd.DataFrame(
-        {
-            "row": pd.Series(frame.index[mask], dtype=object),
-            "columns": pd.Series(which, dtype=object),
-            "reason": pd.Series([f"missing value in {w}" for w in which], dtype=object),
-        }
+        {"row": row, "columns": which, "reason": "missing value in " + which}, dtype=object
     )
-    kept = frame.loc[~mask]
-    counts = pd.Series(miss.sum(axis=0), index=used)
-    counts = counts[counts > 0]
-    detail = ", ".join(f"{c} ({int(k)})" for c, k in counts.items())
+    counts = miss.sum(axis=0)
+    detail = ", ".join(f"{c} ({int(k)})" for c, k in zip(used, counts, strict=True) if k > 0)
     warnings.warn(
         f"{int(mask.sum())} of {len(frame)} rows were not fitted because a column the model "
         f"uses is missing there: {detail}. They are listed in `results.excluded_rows`.",
         ExclusionWarning,
         stacklevel=4,
     )
-    return kept, excluded
+    return frame.iloc[np.flatnonzero(~mask)], excluded
 
 
 def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list[RandomTerm]:

@@ -3,9 +3,10 @@
 Rows with a missing response, covariate, visit, subject, group or weight are set aside with
 their reason (the helpers of :mod:`mesostats.mixed.design`, one ``ExclusionWarning``); each
 subject then uses the visits it has. X comes from formulaic with treatment contrasts (first
-level the reference), as in :func:`mesostats.mixed.design.build_design`. Rows are sorted by
-subject and visit, and subjects are grouped into patterns (same visits, same covariance
-group) whose sufficient statistics the likelihood uses.
+level the reference), as in :func:`mesostats.mixed.design.build_design`, through the
+compiled recipes of :mod:`mesostats.mixed.compiled` (formulaic's columns, without its pandas
+work). Rows are sorted by subject and visit, and subjects are grouped into patterns (same
+visits, same covariance group) whose sufficient statistics the likelihood uses.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import parse_formula
 from mesostats.mixed.aliasing import _format_alias, aliased_columns
-from mesostats.mixed.design import _drop_unused_categories, _set_aside_missing, _used_columns
+from mesostats.mixed.compiled import model_columns
+from mesostats.mixed.design import _set_aside_missing, _used_columns
 from mesostats.mixed.formula_eval import (
     _close_matches,
     _formula_variables,
@@ -102,19 +103,51 @@ def _visit_coding(term: CovarianceTerm, kept: pd.DataFrame) -> tuple[np.ndarray,
 
 
 def _check_duplicates(
-    term: CovarianceTerm, subj: np.ndarray, coords: np.ndarray, ids: pd.Index, levels: tuple
+    term: CovarianceTerm,
+    subj: np.ndarray,
+    coords: np.ndarray,
+    ids: pd.Index,
+    levels: tuple,
+    order: np.ndarray,
 ) -> None:
-    key = pd.DataFrame({"s": subj, "c": coords})
-    dup = key.duplicated(keep=False).to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        at = levels[int(coords[i])] if levels else coords[i]
-        raise ModelSpecError(
-            f"Subject {ids[subj[i]]!r} has {int((dup & (subj == subj[i])).sum())} rows at "
-            f"{term.time} = {at!r} ({int(dup.sum())} duplicated rows in all): each subject "
-            f"may have one row per {term.time}. Remove or aggregate the duplicates, or check "
-            f"that `{term.subject}` identifies subjects."
-        )
+    """Two rows of one subject at one visit; ``order`` sorts the rows by subject, then visit."""
+    s, c = subj[order], coords[order]
+    same = (s[1:] == s[:-1]) & (c[1:] == c[:-1])
+    if not same.any():
+        return
+    dup_sorted = np.zeros(len(s), dtype=bool)
+    dup_sorted[1:] |= same
+    dup_sorted[:-1] |= same
+    dup = np.empty_like(dup_sorted)
+    dup[order] = dup_sorted  # every row of a duplicated (subject, visit), in data order
+    i = int(np.flatnonzero(dup)[0])
+    at = levels[int(coords[i])] if levels else coords[i]
+    raise ModelSpecError(
+        f"Subject {ids[subj[i]]!r} has {int((dup & (subj == subj[i])).sum())} rows at "
+        f"{term.time} = {at!r} ({int(dup.sum())} duplicated rows in all): each subject "
+        f"may have one row per {term.time}. Remove or aggregate the duplicates, or check "
+        f"that `{term.subject}` identifies subjects."
+    )
+
+
+def _drop_unused(kept: pd.DataFrame, names: Any) -> pd.DataFrame:
+    """Unused categories dropped from the categorical columns among ``names`` that have some
+    (as :func:`~mesostats.mixed.design._drop_unused_categories`; the others are the same
+    either way). Only the fixed part needs it (no dummy column for an absent level): the
+    visit, subject and group codes drop unused levels themselves."""
+    unused = []
+    for name, dtype in kept.dtypes.items():
+        if name in names and isinstance(dtype, pd.CategoricalDtype):
+            codes = np.asarray(kept[name].array.codes)
+            seen = np.bincount(codes[codes >= 0], minlength=len(dtype.categories))
+            if not seen.all():
+                unused.append(name)
+    if not unused:
+        return kept
+    kept = kept.copy(deep=False)
+    for name in unused:
+        kept[name] = kept[name].cat.remove_unused_categories()
+    return kept
 
 
 def _group_codes(
@@ -192,27 +225,28 @@ def build_problem(
         raise ModelSpecError(
             f"Every row has a missing value in a column the model uses ({', '.join(used)})."
         )
-    kept = _drop_unused_categories(kept)
+    fixed_vars = _formula_variables(parsed.fixed, "fixed part")
+    kept = _drop_unused(kept, fixed_vars)
     y, _ = _response(parsed, kept, "gaussian")
     coords, visit_levels = _visit_coding(term, kept)
     subj, ids = _grouping_factor(kept, (term.subject,))
-    _check_duplicates(term, subj, coords, ids, visit_levels)
+    order = np.lexsort((coords, subj))
+    _check_duplicates(term, subj, coords, ids, visit_levels, order)
     group_of_subject, group_levels = _group_codes(term, kept, subj, ids)
 
-    order = np.lexsort((coords, subj))
-    kept = kept.iloc[order]
     y, coords, subj = y[order], coords[order], subj[order]
-    w = kept[_WEIGHT_COLUMN].to_numpy(dtype=float) if weights is not None else np.ones(len(y))
-    try:
-        fixed_mm = model_matrix(parsed.fixed, kept, na_action="raise", context={"np": np})
+    w = (
+        kept[_WEIGHT_COLUMN].to_numpy(dtype=float)[order]
+        if weights is not None
+        else np.ones(len(y))
+    )
+    try:  # the rows of X in data order, then sorted (no sort of the whole frame)
+        names, X_data, fixed_spec = model_columns(parsed.fixed, kept)
     except Exception as exc:
         raise ModelSpecError(
             f"Cannot build the fixed part `{parsed.fixed}`: {_reason(exc)}"
         ) from exc
-    names = tuple(str(c) for c in fixed_mm.columns)
-    fixed_spec = fixed_mm.model_spec
-    X = np.ascontiguousarray(fixed_mm.to_numpy(dtype=float))
-    fixed_vars = _formula_variables(parsed.fixed, "fixed part")
+    X = np.ascontiguousarray(X_data[order])
     aliased = aliased_columns(X, names)
     if aliased:
         listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)
@@ -225,7 +259,7 @@ def build_problem(
 
     starts = np.flatnonzero(np.r_[True, subj[1:] != subj[:-1]])
     ends = np.r_[starts[1:], len(subj)]
-    subject_rows = [np.arange(a, b) for a, b in zip(starts, ends, strict=True)]
+    subject_rows = np.split(np.arange(len(subj)), starts[1:])  # views, one per subject
     subj_codes = subj[starts]
     groups = group_of_subject[subj_codes]
     pattern = _patterns(coords, starts, groups, len(visit_levels))
@@ -261,9 +295,11 @@ def build_problem(
         subject_group=groups,
         coords=coords,
         blocks=blocks,
-        row_index=kept.index,
+        row_index=kept.index[order],
         excluded_rows=excluded,
-        fixed_rows=kept[[c for c in kept.columns if c in fixed_vars]],
+        fixed_rows=kept.take(
+            [j for j, c in enumerate(kept.columns) if c in fixed_vars], axis=1
+        ).take(order),
         fixed_spec=fixed_spec,
         formula=formula,
         fixed_formula=fixed_formula,

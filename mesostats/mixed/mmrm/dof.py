@@ -92,9 +92,9 @@ def inference(
         if method == "satterthwaite":
             return cov, emp_df
     else:
-        cov = problem.beta_cov(theta)
         if method == "satterthwaite":
             return mmrm_satterthwaite(problem, theta, theta_cov)
+        cov = problem.beta_cov(theta)
     if method == "between-within":
         return cov, between_within_df(problem)
     return cov, ConstantDF(float(problem.n - problem.p), problem.p)

@@ -82,6 +82,26 @@ def _batch_sigma(
     return S, J, None
 
 
+_POTRF, _POTRS = linalg.get_lapack_funcs(("potrf", "potrs"), (np.zeros((1, 1)),))
+
+
+def _cho_inverse(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factor (upper triangle not cleaned) and inverse of a p × p matrix: the
+    LAPACK calls of scipy's ``cho_factor(A, lower=True)`` and ``cho_solve(·, I)`` with their
+    checks, without their per-call dispatch (~40 µs, twice per evaluation)."""
+    if not np.all(np.isfinite(A)):
+        raise ValueError("array must not contain infs or NaNs")
+    c, info = _POTRF(A, lower=True, overwrite_a=False, clean=False)
+    if info > 0:
+        raise linalg.LinAlgError(f"{info}-th leading minor of the array is not positive definite")
+    if info < 0:
+        raise ValueError(f"LAPACK reported an illegal value in {-info}-th argument of POTRF")
+    inv, info = _POTRS(c, np.eye(A.shape[0]), lower=True, overwrite_b=False)
+    if info != 0:
+        raise ValueError(f"illegal value in {-info}th argument of internal potrs")
+    return c, inv
+
+
 def _flat_k(A: np.ndarray) -> np.ndarray:
     """(nb, k, d, d) → (k, nb·d·d), so that Σ_patterns Σ_ab A_k B_l is one matrix product."""
     return A.transpose(1, 0, 2, 3).reshape(A.shape[1], -1)
@@ -136,15 +156,14 @@ def evaluate(
         yWy += float(w @ bt.yy.reshape(-1))
         parts.append((J, H, Sinv))
     try:
-        cx = linalg.cho_factor(XtWX, lower=True)
+        chol_x, M = _cho_inverse(XtWX)
     except linalg.LinAlgError:
         return _infeasible(k, p)
-    M = linalg.cho_solve(cx, np.eye(p))
     M = 0.5 * (M + M.T)
     beta = M @ XtWy
     quad = yWy - float(beta @ XtWy)
     if reml:
-        logdet_x = 2.0 * float(np.log(np.diag(cx[0])).sum())
+        logdet_x = 2.0 * float(np.log(np.diag(chol_x)).sum())
         m2l = (n_obs - p) * _LOG_2PI + logdet + logdet_x + quad
     else:
         m2l = n_obs * _LOG_2PI + logdet + quad

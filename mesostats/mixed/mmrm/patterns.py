@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
 __all__ = ["PatternBatch", "PatternBlock", "make_batches", "pattern_block"]
 
@@ -44,9 +43,9 @@ def pattern_block(group: int, coords: np.ndarray, Xp: np.ndarray, yp: np.ndarray
     """Block of subjects with scaled rows ``Xp`` (n_sub, d, p) and ``yp`` (n_sub, d)."""
     n_sub, d, p = Xp.shape
     flat = np.ascontiguousarray(Xp.reshape(n_sub, d * p))
-    # Σ_i vec(X_i) vec(X_i)ᵀ by a symmetric rank-k update (half the work of flatᵀ flat)
-    upper = linalg.blas.dsyrk(1.0, flat, trans=1)
-    full = np.triu(upper) + np.triu(upper, 1).T
+    # Σ_i vec(X_i) vec(X_i)ᵀ: numpy computes flatᵀ flat by a symmetric rank-k update (syrk)
+    # and mirrors it, exactly symmetric, faster than calling dsyrk and mirroring by hand
+    full = flat.T @ flat
     XX = full.reshape(d, p, d, p).transpose(0, 2, 1, 3)
     Xy = (flat.T @ yp).reshape(d, p, d).transpose(0, 2, 1)  # [a, b, x] = Σ_i X_i[a,x] y_i[b]
     yy = yp.T @ yp
