@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mesostats._display import (
     Summary,
@@ -38,30 +37,12 @@ from mesostats.mixed.clmm.predict import category_probabilities
 from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.wald import wald_table
 
 __all__ = ["CLMMResults"]
 
 _WALD_LEVEL = 0.95
 _TYPES = ("prob", "class", "linear")
-
-
-def _wald_table(est: np.ndarray, cov: np.ndarray, names: Sequence[str], index: str) -> pd.DataFrame:
-    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = est / se
-    q = stats.norm.ppf(0.5 + _WALD_LEVEL / 2.0)
-    return pd.DataFrame(
-        {
-            "estimate": est,
-            "std_error": se,
-            "statistic": stat,
-            "df": np.full(est.size, np.inf),
-            "p_value": 2.0 * stats.norm.sf(np.abs(stat)),
-            "ci_lower": est - q * se,
-            "ci_upper": est + q * se,
-        },
-        index=pd.Index(list(names), name=index),
-    )
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -115,9 +96,12 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         sets(self, "_optimizer", dict(optimizer))
         J = structure.jacobian
         V = self._full_vcov
-        fixed = _wald_table(self._beta, V[na : na + p, na : na + p], design.fixed_names, "term")
-        alpha = _wald_table(self._alpha, V[:na, :na], structure.alpha_names, "parameter")
-        cuts = _wald_table(J @ self._alpha, J @ V[:na, :na] @ J.T, structure.cut_names, "threshold")
+        z, level = np.inf, _WALD_LEVEL
+        fixed = wald_table(design.fixed_names, self._beta, V[na : na + p, na : na + p], z, level)
+        alpha = wald_table(structure.alpha_names, self._alpha, V[:na, :na], z, level, "parameter")
+        cuts = wald_table(
+            structure.cut_names, J @ self._alpha, J @ V[:na, :na] @ J.T, z, level, "threshold"
+        )
         sets(self, "_fixed_table", fixed)
         sets(self, "_alpha_table", alpha)
         sets(self, "_threshold_table", cuts)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mesostats._display import (
     Summary,
@@ -30,6 +29,7 @@ from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.mmrm.predict import conditional_mean, population_mean
 from mesostats.mixed.mmrm.problem import MMRMProblem
 from mesostats.mixed.simulate_methods import MMRMSimulateMixin
+from mesostats.mixed.wald import wald_table
 
 __all__ = ["MMRMResults"]
 
@@ -204,25 +204,8 @@ class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
         return np.asarray(self._df_for(rows), dtype=float).reshape(rows.shape[0])
 
     def _fixed_effects_table(self) -> pd.DataFrame:
-        est = np.array(self._beta)
-        se = np.sqrt(np.clip(np.diag(self._vcov), 0.0, None))
         df = self.df_for(np.eye(self.problem.p))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stat = est / se
-        p = 2.0 * stats.t.sf(np.abs(stat), df)
-        q = stats.t.ppf(0.5 + _LEVEL / 2.0, df)
-        return pd.DataFrame(
-            {
-                "estimate": est,
-                "std_error": se,
-                "statistic": stat,
-                "df": df,
-                "p_value": p,
-                "ci_lower": est - q * se,
-                "ci_upper": est + q * se,
-            },
-            index=pd.Index(list(self.problem.fixed_names), name="term"),
-        )
+        return wald_table(self.problem.fixed_names, np.array(self._beta), self._vcov, df, _LEVEL)
 
     # ------------------------------------------------------------------ covariance
     def _labels(self) -> list[str]:
