@@ -26,9 +26,7 @@ from mesostats._display import (
     Summary,
     SummaryDisplay,
     Table,
-    format_interval,
     format_number,
-    format_p,
 )
 from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
@@ -37,6 +35,7 @@ from mesostats.mixed.clmm.predict import category_probabilities
 from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.summary import coefficient_table
 from mesostats.mixed.wald import wald_table
 
 __all__ = ["CLMMResults"]
@@ -424,28 +423,14 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
             info=info,
             tables=(
                 *((rand,) if self._design.terms else ()),
-                self._coef_table(self._alpha_table, "Threshold coefficients"),
-                self._coef_table(self._fixed_table, "Fixed effects (latent scale)"),
+                coefficient_table(self._alpha_table, "Threshold coefficients", "z", with_df=False),
+                coefficient_table(
+                    self._fixed_table, "Fixed effects (latent scale)", "z", with_df=False
+                ),
             ),
             notes=tuple(self._messages),
             notes_title="Messages",
         )
-
-    @staticmethod
-    def _coef_table(table: pd.DataFrame, caption: str) -> Table:
-        rows = [
-            (
-                str(name),
-                _num(r["estimate"]),
-                _num(r["std_error"]),
-                _num(r["statistic"], 3),
-                format_p(r["p_value"], style="engine"),
-                format_interval(r["ci_lower"], r["ci_upper"], style="engine"),
-            )
-            for name, r in table.iterrows()
-        ]
-        columns = ("Term", "Estimate", "Std. Error", "z value", "p", "95% CI")
-        return Table.of(columns, rows, caption=caption, numeric=(False, *[True] * 5))
 
     def __repr__(self) -> str:
         return (

@@ -20,15 +20,14 @@ from mesostats._display import (
     Summary,
     SummaryDisplay,
     Table,
-    format_interval,
     format_number,
-    format_p,
 )
 from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.mmrm.predict import conditional_mean, population_mean
 from mesostats.mixed.mmrm.problem import MMRMProblem
 from mesostats.mixed.simulate_methods import MMRMSimulateMixin
+from mesostats.mixed.summary import coefficient_table
 from mesostats.mixed.wald import wald_table
 
 __all__ = ["MMRMResults"]
@@ -331,27 +330,7 @@ class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
                     numeric=(False, *[True] * frame.shape[1]),
                 )
             )
-        fe = self._fixed_effects
-        rows = [
-            (
-                str(term),
-                num(r["estimate"]),
-                num(r["std_error"]),
-                num(r["df"], 2),
-                num(r["statistic"], 3),
-                format_p(r["p_value"], style="engine"),
-                format_interval(r["ci_lower"], r["ci_upper"], style="engine"),
-            )
-            for term, r in fe.iterrows()
-        ]
-        tables.append(
-            Table.of(
-                ("Term", "Estimate", "Std. Error", "df", "t value", "p", "95% CI"),
-                rows,
-                caption="Fixed effects",
-                numeric=(False, *[True] * 6),
-            )
-        )
+        tables.append(coefficient_table(self._fixed_effects, "Fixed effects", "t"))
         title = f"MMRM fit by {'REML' if pr.reml else 'maximum likelihood'}"
         return Summary(
             title,
