@@ -306,3 +306,31 @@ seed_number = whole_number(0, what="a seed")
 probability = number_between(0, 1, include_low=True, expected="a probability in [0, 1)")
 #: A number strictly between 0 and 1 (significance level, target power).
 open_unit = number_between(0, 1, include_low=False, expected="a number strictly between 0 and 1")
+
+
+def json_records(frame: Any, index: str | None = None) -> list[dict[str, Any]] | None:
+    """A table as a list of JSON-safe row objects (``index`` names the index column kept;
+    ``None`` for no table)."""
+    if frame is None:
+        return None
+    table = frame.reset_index(names=index) if index else frame
+    return [json_safe(rec) for rec in table.to_dict("records")]
+
+
+def model_json(model: Any, *, link: bool = False) -> Any:
+    """The ``"model"`` object of a domain fit's ``--json`` output (``link`` for CLMMs)."""
+    head = {"method": model.method, "family": model.family}
+    if link:
+        head["link"] = model.link
+    return json_safe(
+        {
+            **head,
+            "nobs": model.nobs,
+            "ngroups": dict(model.ngroups),
+            "loglik": model.loglik,
+            "aic": model.aic,
+            "bic": model.bic,
+            "converged": model.converged,
+            "singular": model.singular,
+        }
+    )

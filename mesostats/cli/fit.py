@@ -20,8 +20,10 @@ from mesostats.cli.common import (
     add_source_argument,
     command_parser,
     emit,
+    json_records,
     json_safe,
     load_source,
+    model_json,
     positive_int,
     source_label,
 )
@@ -155,13 +157,6 @@ def add_fit(subparsers: Any) -> None:
     parser.set_defaults(handler=run_fit)
 
 
-def _records(frame: pd.DataFrame | None, index: str | None = None) -> list[dict[str, Any]] | None:
-    if frame is None:
-        return None
-    table = frame.reset_index(names=index) if index else frame
-    return [json_safe(rec) for rec in table.to_dict("records")]
-
-
 def _interval_json(estimate: Any) -> dict[str, Any] | None:
     if estimate is None:
         return None
@@ -173,11 +168,11 @@ def _variability_json(var: Any, error: str | None) -> dict[str, Any]:
     if var is None:
         return {"error": error}
     return {
-        "components": _records(var.components),
+        "components": json_records(var.components),
         "icc": _interval_json(var.icc),
         "median_odds_ratio": _interval_json(var.median_odds_ratio),
         "week": json_safe(var.week),
-        "prediction_interval": _records(var.prediction_interval()),
+        "prediction_interval": json_records(var.prediction_interval()),
         "notes": list(var.notes),
     }
 
@@ -281,25 +276,13 @@ def _fit_payload(
         "outcome": None if side_effects else results.outcome,
         "event": results.event if side_effects else None,
         "formula": results.formula,
-        "model": json_safe(
-            {
-                "method": model.method,
-                "family": model.family,
-                "nobs": model.nobs,
-                "ngroups": dict(model.ngroups),
-                "loglik": model.loglik,
-                "aic": model.aic,
-                "bic": model.bic,
-                "converged": model.converged,
-                "singular": model.singular,
-            }
-        ),
-        "fixed_effects": _records(model.fixed_effects, index="term"),
-        "variance_components": _records(model.variance_components),
-        "ingredient_effects": _records(results.ingredient_effects),
+        "model": model_json(model),
+        "fixed_effects": json_records(model.fixed_effects, index="term"),
+        "variance_components": json_records(model.variance_components),
+        "ingredient_effects": json_records(results.ingredient_effects),
         "variability": _variability_json(var, var_error),
-        "rates": _records(results.rates) if side_effects else None,
-        "population_average": _records(gee.table) if gee is not None else None,
+        "rates": json_records(results.rates) if side_effects else None,
+        "population_average": json_records(gee.table) if gee is not None else None,
         "warnings": [{"category": c, "message": m} for c, m in found],
         "messages": list(model.messages),
         "notes": list(results.notes),

@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from mesostats.cli.common import EXIT_OK, PROG, emit, json_safe, source_label
+from mesostats.cli.common import EXIT_OK, PROG, emit, json_records, model_json, source_label
 
 __all__ = ["SEVERITY_JSON_KEYS", "run_severity"]
 
@@ -35,11 +35,6 @@ SEVERITY_JSON_KEYS = (
 )
 
 
-def _records(frame: Any, index: str | None = None) -> list[dict[str, Any]]:
-    table = frame.reset_index(names=index) if index else frame
-    return [json_safe(rec) for rec in table.to_dict("records")]
-
-
 def run_severity(args: argparse.Namespace, study: Any) -> int:
     """Fit the severity model of a loaded study; print text or JSON (exit 0)."""
     from mesostats.domain import fit_severity  # loads the engines only when run
@@ -62,26 +57,13 @@ def run_severity(args: argparse.Namespace, study: Any) -> int:
         "event": results.event,
         "formula": results.formula,
         "levels": list(results.levels),
-        "model": json_safe(
-            {
-                "method": model.method,
-                "family": model.family,
-                "link": model.link,
-                "nobs": model.nobs,
-                "ngroups": dict(model.ngroups),
-                "loglik": model.loglik,
-                "aic": model.aic,
-                "bic": model.bic,
-                "converged": model.converged,
-                "singular": model.singular,
-            }
-        ),
-        "thresholds": _records(model.thresholds, index="threshold"),
-        "fixed_effects": _records(model.fixed_effects, index="term"),
-        "variance_components": _records(model.variance_components),
-        "ingredient_effects": _records(results.ingredient_effects),
-        "probabilities": _records(results.probabilities),
-        "observed": _records(results.observed),
+        "model": model_json(model, link=True),
+        "thresholds": json_records(model.thresholds, index="threshold"),
+        "fixed_effects": json_records(model.fixed_effects, index="term"),
+        "variance_components": json_records(model.variance_components),
+        "ingredient_effects": json_records(results.ingredient_effects),
+        "probabilities": json_records(results.probabilities),
+        "observed": json_records(results.observed),
         "warnings": [{"category": c, "message": m} for c, m in found],
         "messages": list(model.messages),
         "notes": list(results.notes),

@@ -9,11 +9,9 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from mesostats.cli.common import EXIT_OK, PROG, emit, json_safe, source_label
+from mesostats.cli.common import EXIT_OK, PROG, emit, json_records, json_safe, source_label
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from mesostats.data.study import Study
 
 __all__ = ["TRIAL_JSON_KEYS", "run_trial"]
@@ -41,10 +39,6 @@ TRIAL_JSON_KEYS = (
     "excluded_rows",
     "excluded_subjects",
 )
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [json_safe(rec) for rec in frame.to_dict("records")]
 
 
 def run_trial(args: argparse.Namespace, study: Study) -> int:
@@ -96,7 +90,7 @@ def trial_payload(
         "visits": [int(v) for v in trial.visits],
         "primary_visit": int(trial.primary_visit),
         "covariance": trial.covariance,
-        "covariance_attempts": _records(trial.attempts),
+        "covariance_attempts": json_records(trial.attempts),
         "df_method": trial.df_method,
         "model": json_safe(
             {
@@ -107,12 +101,12 @@ def trial_payload(
                 "aic": getattr(model, "aic", None),
             }
         ),
-        "lsmeans": _records(trial.lsmeans),
-        "vs_control": _records(trial.vs_control),
-        "primary": _records(trial.primary),
+        "lsmeans": json_records(trial.lsmeans),
+        "vs_control": json_records(trial.vs_control),
+        "primary": json_records(trial.primary),
         "warnings": [{"category": c, "message": m} for c, m in found],
         "messages": list(trial.messages),
         "notes": list(trial.notes),
-        "excluded_rows": _records(trial.excluded_rows),
-        "excluded_subjects": _records(trial.excluded_subjects),
+        "excluded_rows": json_records(trial.excluded_rows),
+        "excluded_subjects": json_records(trial.excluded_subjects),
     }

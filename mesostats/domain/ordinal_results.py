@@ -15,13 +15,27 @@ import pandas as pd
 from mesostats._display import Summary, SummaryDisplay
 from mesostats._records import FrozenRecord
 from mesostats.domain.common import _empty_exclusions
-from mesostats.domain.results import outcome_summary
+from mesostats.domain.results import fit_line, outcome_summary
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
     from mesostats.mixed.clmm import CLMMResults
 
 __all__ = ["GlobalAssessmentResults", "SeverityResults"]
+
+
+def _graded_fit_lines(
+    model: CLMMResults, formula: str, levels: tuple[str, ...], subject: str, rows: str
+) -> list[tuple[str, str]]:
+    """Formula, grades, rows (``rows`` names them) and fit lines of a graded-outcome summary."""
+    groups = model.ngroups.get(subject)
+    who = f" of {groups} subjects" if groups else ""
+    return [
+        ("Formula", formula),
+        ("Grades", " < ".join(levels)),
+        ("Rows", f"{model.nobs} {rows}{who}"),
+        fit_line(model),
+    ]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -85,23 +99,12 @@ class SeverityResults(FrozenRecord, SummaryDisplay):
         """``"severity"``."""
         return "severity"
 
-    def _fit_lines(self) -> list[tuple[str, str]]:
-        m = self.model
-        groups = m.ngroups.get(self.subject)
-        who = f" of {groups} subjects" if groups else ""
-        return [
-            ("Formula", self.formula),
-            ("Grades", " < ".join(self.levels)),
-            ("Rows", f"{m.nobs} rows{who}"),
-            ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
-        ]
-
     def summary(self) -> Summary:
         """Text / HTML summary: cumulative odds ratios, grade probabilities, notes."""
         what = "any side effect" if self.event is None else self.event
         lines = [
             ("Outcome", f"worst severity of {what} at an assessed injection session"),
-            *self._fit_lines(),
+            *_graded_fit_lines(self.model, self.formula, self.levels, self.subject, "rows"),
             ("Effect", "cumulative odds ratio of a worse grade, 95 % CI, Holm-adjusted p"),
         ]
         return outcome_summary(
@@ -186,8 +189,6 @@ class GlobalAssessmentResults(FrozenRecord, SummaryDisplay):
     def summary(self) -> Summary:
         """Text / HTML summary: cumulative odds ratios vs control, probabilities, notes."""
         m = self.model
-        groups = m.ngroups.get(self.subject)
-        who = f" of {groups} subjects" if groups else ""
         at = "every post-baseline visit" if self.visit == "all" else f"visit {self.visit}"
         tables = [
             (f"Cocktail effects vs {self.control} (cumulative odds ratios)", self.cocktail_effects),
@@ -200,10 +201,7 @@ class GlobalAssessmentResults(FrozenRecord, SummaryDisplay):
             title="Global photographic assessment: cocktail effects on gpa_score",
             lines=[
                 ("Outcome", f"gpa_score (−3 … +3) at {at}"),
-                ("Formula", self.formula),
-                ("Grades", " < ".join(self.levels)),
-                ("Rows", f"{m.nobs} assessments{who}"),
-                ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
+                *_graded_fit_lines(m, self.formula, self.levels, self.subject, "assessments"),
                 ("Effect", "cumulative odds ratio of a higher score, 95 % CI, Holm-adjusted p"),
             ],
             tables=tables,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -118,7 +118,7 @@ class RegrowthResults(FrozenRecord, SummaryDisplay):
                 f"{m.nobs} visits of {m.ngroups.get(self.subject, 0)} subjects"
                 + (f" at {m.ngroups[SITE]} sites" if SITE in m.ngroups else ""),
             ),
-            ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
+            fit_line(m),
             ("Effect", f"extra change in {self.outcome} {unit}, 95 % CI, Holm-adjusted p"),
         ]
         if m.family == "negative_binomial":  # hair counts per target area (NB2, log link)
@@ -232,7 +232,7 @@ class SideEffectResults(FrozenRecord, SummaryDisplay):
                 "Rows",
                 f"{m.nobs} assessed sessions of {m.ngroups.get(self.subject, 0)} subjects",
             ),
-            ("Fit", f"{m.method}, log-likelihood {m.loglik:.2f}, converged: {m.converged}"),
+            fit_line(m),
             ("Effect", "subject-specific odds ratio, 95 % CI, Holm-adjusted p"),
         ]
         tables = [
@@ -258,6 +258,14 @@ class SideEffectResults(FrozenRecord, SummaryDisplay):
             f"<SideEffectResults {what}: {effects}; {self.model.nobs} sessions, "
             f"{self.model.ngroups.get(self.subject, 0)} subjects, {self.model.method}>"
         )
+
+
+def fit_line(model: Any) -> tuple[str, str]:
+    """The ``("Fit", "method, log-likelihood, converged")`` line of a domain summary."""
+    return (
+        "Fit",
+        f"{model.method}, log-likelihood {model.loglik:.2f}, converged: {model.converged}",
+    )
 
 
 def outcome_summary(

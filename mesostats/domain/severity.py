@@ -19,9 +19,7 @@ import pandas as pd
 from mesostats.domain.common import (
     SUBJECT,
     _check_study,
-    _choose_ingredients,
     _reissue,
-    _used_matrix,
     _variance_notes,
 )
 from mesostats.domain.grades import (
@@ -33,8 +31,7 @@ from mesostats.domain.grades import (
 )
 from mesostats.domain.ordinal_results import SeverityResults
 from mesostats.domain.rates import _subject_sd
-from mesostats.domain.side_effects import _side_effect_rows
-from mesostats.exceptions import ModelSpecError
+from mesostats.domain.side_effects import _session_ingredients, _side_effect_rows
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -112,25 +109,18 @@ def fit_severity(
     note says so). (The table contract requires a severity for every event.)
     """
     _check_study(study)
-    if event is not None and not isinstance(event, str):
-        raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
     notes: list[str] = []
     table, dropped = _side_effect_rows(study, event, notes)
     worst = worst_grade(study, event).loc[table.index]
     what = "any event" if event is None else f"event {event!r}"
     response, levels = merge_empty_grades(worst, SEVERITY_GRADES, f"Severity of {what}", notes)
-    used = _used_matrix(
-        study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
-    )
-    chosen = _choose_ingredients(
+    used, chosen, data = _session_ingredients(
         study,
+        table,
         ingredients,
-        used,
-        design="indicator",
-        intercept_meaning="severity common to every cocktail (the thresholds)",
-        notes=notes,
+        "severity common to every cocktail (the thresholds)",
+        notes,
     )
-    data = table.drop(columns=[c for c in study.ingredients if c not in chosen])
     data["worst_grade"] = worst
     data["severity"] = response
     formula = f"severity ~ {' + '.join(chosen)} + (1 | {SUBJECT})"

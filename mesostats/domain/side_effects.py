@@ -97,22 +97,15 @@ def fit_side_effects(
             f"nagq must be an integer ≥ 1 (1 = Laplace, e.g. 25 for adaptive Gauss–Hermite "
             f"quadrature), got {nagq!r}."
         )
-    if event is not None and not isinstance(event, str):
-        raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
     notes: list[str] = []
     table, dropped = _side_effect_rows(study, event, notes)
-    used = _used_matrix(
-        study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
-    )
-    chosen = _choose_ingredients(
+    used, chosen, data = _session_ingredients(
         study,
+        table,
         ingredients,
-        used,
-        design="indicator",
-        intercept_meaning="risk of an event common to every cocktail (the intercept)",
-        notes=notes,
+        "risk of an event common to every cocktail (the intercept)",
+        notes,
     )
-    data = table.drop(columns=[c for c in study.ingredients if c not in chosen])
     effect_terms = {ing: ing for ing in chosen}
     formula = f"any_event ~ {' + '.join(chosen)} + (1 | {SUBJECT})"
 
@@ -158,11 +151,37 @@ def fit_side_effects(
     )
 
 
+def _session_ingredients(
+    study: Study,
+    table: pd.DataFrame,
+    ingredients: Sequence[str] | None,
+    intercept_meaning: str,
+    notes: list[str],
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """Cocktails used × ingredients (0/1), the ingredients estimated (aliasing checked) and
+    the session rows with only those ingredient columns."""
+    used = _used_matrix(
+        study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
+    )
+    chosen = _choose_ingredients(
+        study,
+        ingredients,
+        used,
+        design="indicator",
+        intercept_meaning=intercept_meaning,
+        notes=notes,
+    )
+    data = table.drop(columns=[c for c in study.ingredients if c not in chosen])
+    return used, chosen, data
+
+
 def _side_effect_rows(
     study: Study, event: str | None, notes: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Assessed injection sessions of ``study.event_table(event)``, with the input checks,
     and the assessed sessions set aside (:data:`EXCLUDED_COLUMNS`)."""
+    if event is not None and not isinstance(event, str):
+        raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
     _check_event_recorded(study, event)
     table = study.event_table(event)
     if table.empty:

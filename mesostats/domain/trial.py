@@ -46,6 +46,7 @@ from mesostats.domain.trial_results import LSMEANS_COLUMNS, VS_CONTROL_COLUMNS, 
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.marginal import contrasts, marginal_means
 from mesostats.mixed.mmrm import fit_mmrm
+from mesostats.mixed.mmrm.dof import DF_METHODS  # re-exported: fit_mmrm's df methods
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
@@ -58,15 +59,6 @@ __all__ = [
     "fit_trial",
     "trial_formula",
 ]
-
-#: Degrees-of-freedom methods of :func:`mesostats.fit_mmrm`.
-DF_METHODS = (
-    "kenward-roger",
-    "kenward-roger-linear",
-    "satterthwaite",
-    "between-within",
-    "residual",
-)
 
 
 @dataclass(frozen=True)

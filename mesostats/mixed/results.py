@@ -39,6 +39,7 @@ from mesostats.mixed.formula_eval import _expression_variables, _formula_variabl
 from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
+from mesostats.mixed.wald import wald_table
 
 __all__ = ["MixedResults"]
 
@@ -291,35 +292,7 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         return self._fixed_effects.copy()
 
     def _fixed_effects_table(self) -> pd.DataFrame:
-        est = self._beta
-        se = np.sqrt(np.clip(np.diag(self._vcov), 0.0, None))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stat = est / se
-        df = self._df
-        finite = np.isfinite(df)
-        p = np.where(
-            finite,
-            2.0 * stats.t.sf(np.abs(stat), np.where(finite, df, 1.0)),
-            2.0 * stats.norm.sf(np.abs(stat)),
-        )
-        q = np.where(
-            finite,
-            stats.t.ppf(0.5 + _WALD_LEVEL / 2.0, np.where(finite, df, 1.0)),
-            stats.norm.ppf(0.5 + _WALD_LEVEL / 2.0),
-        )
-        table = pd.DataFrame(
-            {
-                "estimate": est,
-                "std_error": se,
-                "statistic": stat,
-                "df": df,
-                "p_value": p,
-                "ci_lower": est - q * se,
-                "ci_upper": est + q * se,
-            },
-            index=pd.Index(list(self.design.fixed_names), name="term"),
-        )
-        return table
+        return wald_table(self.design.fixed_names, self._beta, self._vcov, self._df, _WALD_LEVEL)
 
     # ------------------------------------------------------------------ variance components
     def covariance_blocks(self) -> list[np.ndarray]:

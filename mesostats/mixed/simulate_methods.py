@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mesostats.mixed.design import MixedDesign
     from mesostats.mixed.mmrm.problem import MMRMProblem
 
-__all__ = ["MMRMSimulateMixin", "MixedSimulateMixin", "check_seed"]
+__all__ = ["MMRMSimulateMixin", "MixedSimulateMixin", "check_seed", "random_effects_rng"]
 
 
 def check_seed(seed: Any) -> int | np.random.SeedSequence | np.random.Generator:
@@ -35,6 +35,19 @@ def check_seed(seed: Any) -> int | np.random.SeedSequence | np.random.Generator:
             f"seed must be a whole number ≥ 0 (or a numpy SeedSequence / Generator), got {seed!r}."
         )
     return int(seed)
+
+
+def random_effects_rng(
+    seed: Any, *, include_random: bool, conditional: bool
+) -> np.random.Generator:
+    """The generator of a ``simulate`` call of a model with random effects, after checking
+    that ``conditional`` (keep the conditional modes) and ``include_random`` agree."""
+    if conditional and not include_random:
+        raise ModelSpecError(
+            "conditional=True keeps the conditional modes while include_random=False "
+            "sets the random effects to zero; choose one."
+        )
+    return np.random.default_rng(check_seed(seed))
 
 
 class MixedSimulateMixin:
@@ -83,12 +96,7 @@ class MixedSimulateMixin:
         Bates, Mächler, Bolker & Walker (2015), *J. Stat. Softw.* 67(1): b = σΛu, u ~ N(0, I);
         y | b from the family (:mod:`mesostats.mixed.simulation`).
         """
-        if conditional and not include_random:
-            raise ModelSpecError(
-                "conditional=True keeps the conditional modes while include_random=False "
-                "sets the random effects to zero; choose one."
-            )
-        rng = np.random.default_rng(check_seed(seed))
+        rng = random_effects_rng(seed, include_random=include_random, conditional=conditional)
         return simulate_mixed(
             self.design,
             family=self.family,

@@ -69,20 +69,34 @@ def _random_table(r: MixedResults) -> Table:
 def _fixed_table(r: MixedResults) -> Table:
     fe = r.fixed_effects
     stat = "t" if np.isfinite(fe["df"]).all() else "z"
+    return coefficient_table(fe, "Fixed effects", stat)
+
+
+def coefficient_table(table: Any, caption: str, stat: str, *, with_df: bool = True) -> Table:
+    """A Wald table (:func:`mesostats.mixed.wald.wald_table`) for a printed summary: term,
+    estimate, SE, df (``with_df``), ``stat`` value (``"t"`` or ``"z"``), p and 95 % CI."""
     rows = [
         (
             str(name),
             _num(rec["estimate"]),
             _num(rec["std_error"]),
-            _num(rec["df"], 2),
+            *((_num(rec["df"], 2),) if with_df else ()),
             _num(rec["statistic"], 3),
             format_p(rec["p_value"], style="engine"),
             format_interval(rec["ci_lower"], rec["ci_upper"], style="engine"),
         )
-        for name, rec in fe.iterrows()
+        for name, rec in table.iterrows()
     ]
-    columns = ("Term", "Estimate", "Std. Error", "df", f"{stat} value", "p", "95% CI")
-    return Table.of(columns, rows, caption="Fixed effects", numeric=(False, *[True] * 6))
+    columns = (
+        "Term",
+        "Estimate",
+        "Std. Error",
+        *(("df",) if with_df else ()),
+        f"{stat} value",
+        "p",
+        "95% CI",
+    )
+    return Table.of(columns, rows, caption=caption, numeric=(False, *[True] * (len(columns) - 1)))
 
 
 def mixed_summary(r: MixedResults) -> Summary:

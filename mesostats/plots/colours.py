@@ -76,6 +76,31 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (6.4, 4.0)) -> Axes:
     return new
 
 
+def _interval_rows(
+    target: Axes,
+    names: list[str],
+    estimate: Any,
+    lower: Any,
+    upper: Any,
+    colours: dict[str, Colour],
+) -> None:
+    """One row per name, first at the top: the estimate with its interval as a horizontal
+    bar, coloured by name (:data:`_NEUTRAL` for a name without a colour)."""
+    for y, (name, est, lo, hi) in enumerate(zip(names, estimate, lower, upper, strict=True)):
+        target.errorbar(
+            est,
+            y,
+            xerr=[[est - lo], [hi - est]],
+            fmt="o",
+            markersize=6,
+            capsize=3,
+            color=colours.get(name, _NEUTRAL),
+            label=name,
+        )
+    target.set_yticks(range(len(names)), names)
+    target.invert_yaxis()
+
+
 def _domain(results: Any) -> tuple[str, Any]:
     """('regrowth' | 'side_effects' | 'study' | 'variability' | 'model', object)."""
 

@@ -17,6 +17,7 @@ from mesostats.plots.colours import (
     Colour,
     _axes,
     _domain,
+    _interval_rows,
     _wrong_input,
     cocktail_palette,
     ingredient_palette,
@@ -54,21 +55,9 @@ def forest(
     target = _axes(ax, (6.0, 0.6 + 0.5 * len(table)))
     est_col = "effect" if kind == "regrowth" else "odds_ratio"
     names = [str(n) for n in table["ingredient"]]
-    for y, (name, rec) in enumerate(zip(names, table.itertuples(index=False), strict=True)):
-        est = float(getattr(rec, est_col))
-        lo, hi = float(rec.ci_lower), float(rec.ci_upper)
-        target.errorbar(
-            est,
-            y,
-            xerr=[[est - lo], [hi - est]],
-            fmt="o",
-            markersize=6,
-            capsize=3,
-            color=cols.get(name, _NEUTRAL),
-            label=name,
-        )
-    target.set_yticks(range(len(names)), names)
-    target.invert_yaxis()
+    est = table[est_col].to_numpy(dtype=float)
+    lo, hi = table["ci_lower"].to_numpy(dtype=float), table["ci_upper"].to_numpy(dtype=float)
+    _interval_rows(target, names, est, lo, hi, cols)
     if kind == "regrowth":
         target.axvline(0.0, color="0.5", linestyle="--", linewidth=0.8)
         target.set_xlabel(f"extra change in {obj.outcome} per week (95 % CI)")

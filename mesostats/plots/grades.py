@@ -21,9 +21,9 @@ from matplotlib.axes import Axes
 
 from mesostats.domain.ordinal_results import GlobalAssessmentResults, SeverityResults
 from mesostats.plots.colours import (
-    _NEUTRAL,
     Colour,
     _axes,
+    _interval_rows,
     _wrong_input,
     cocktail_palette,
     ingredient_palette,
@@ -79,22 +79,10 @@ def cumulative_odds_ratios(
     finite = finite[np.isfinite(finite) & (finite > 0)]
     lo_clip = float(finite.min()) / 2 if finite.size else 0.1
     hi_clip = float(finite.max()) * 2 if finite.size else 10.0
-    for y, (name, rec) in enumerate(zip(names, table.itertuples(index=False), strict=True)):
-        est = float(np.clip(rec.odds_ratio, lo_clip, hi_clip))
-        lo = float(np.clip(rec.ci_lower, lo_clip, est))
-        hi = float(np.clip(rec.ci_upper, est, hi_clip))
-        target.errorbar(
-            est,
-            y,
-            xerr=[[est - lo], [hi - est]],
-            fmt="o",
-            markersize=6,
-            capsize=3,
-            color=cols.get(name, _NEUTRAL),
-            label=name,
-        )
-    target.set_yticks(range(len(names)), names)
-    target.invert_yaxis()
+    est = np.clip(table["odds_ratio"].to_numpy(dtype=float), lo_clip, hi_clip)
+    lo = np.clip(table["ci_lower"].to_numpy(dtype=float), lo_clip, est)
+    hi = np.clip(table["ci_upper"].to_numpy(dtype=float), est, hi_clip)
+    _interval_rows(target, names, est, lo, hi, cols)
     target.set_xscale("log")
     target.axvline(1.0, color="0.5", linestyle="--", linewidth=0.8)
     target.set_xlabel(label)

@@ -21,15 +21,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mesostats._display import (
     Summary,
     SummaryDisplay,
     Table,
-    format_interval,
     format_number,
-    format_p,
 )
 from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
@@ -38,30 +35,13 @@ from mesostats.mixed.clmm.predict import category_probabilities
 from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.summary import coefficient_table
+from mesostats.mixed.wald import wald_table
 
 __all__ = ["CLMMResults"]
 
 _WALD_LEVEL = 0.95
 _TYPES = ("prob", "class", "linear")
-
-
-def _wald_table(est: np.ndarray, cov: np.ndarray, names: Sequence[str], index: str) -> pd.DataFrame:
-    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = est / se
-    q = stats.norm.ppf(0.5 + _WALD_LEVEL / 2.0)
-    return pd.DataFrame(
-        {
-            "estimate": est,
-            "std_error": se,
-            "statistic": stat,
-            "df": np.full(est.size, np.inf),
-            "p_value": 2.0 * stats.norm.sf(np.abs(stat)),
-            "ci_lower": est - q * se,
-            "ci_upper": est + q * se,
-        },
-        index=pd.Index(list(names), name=index),
-    )
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -115,9 +95,12 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         sets(self, "_optimizer", dict(optimizer))
         J = structure.jacobian
         V = self._full_vcov
-        fixed = _wald_table(self._beta, V[na : na + p, na : na + p], design.fixed_names, "term")
-        alpha = _wald_table(self._alpha, V[:na, :na], structure.alpha_names, "parameter")
-        cuts = _wald_table(J @ self._alpha, J @ V[:na, :na] @ J.T, structure.cut_names, "threshold")
+        z, level = np.inf, _WALD_LEVEL
+        fixed = wald_table(design.fixed_names, self._beta, V[na : na + p, na : na + p], z, level)
+        alpha = wald_table(structure.alpha_names, self._alpha, V[:na, :na], z, level, "parameter")
+        cuts = wald_table(
+            structure.cut_names, J @ self._alpha, J @ V[:na, :na] @ J.T, z, level, "threshold"
+        )
         sets(self, "_fixed_table", fixed)
         sets(self, "_alpha_table", alpha)
         sets(self, "_threshold_table", cuts)
@@ -440,28 +423,14 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
             info=info,
             tables=(
                 *((rand,) if self._design.terms else ()),
-                self._coef_table(self._alpha_table, "Threshold coefficients"),
-                self._coef_table(self._fixed_table, "Fixed effects (latent scale)"),
+                coefficient_table(self._alpha_table, "Threshold coefficients", "z", with_df=False),
+                coefficient_table(
+                    self._fixed_table, "Fixed effects (latent scale)", "z", with_df=False
+                ),
             ),
             notes=tuple(self._messages),
             notes_title="Messages",
         )
-
-    @staticmethod
-    def _coef_table(table: pd.DataFrame, caption: str) -> Table:
-        rows = [
-            (
-                str(name),
-                _num(r["estimate"]),
-                _num(r["std_error"]),
-                _num(r["statistic"], 3),
-                format_p(r["p_value"], style="engine"),
-                format_interval(r["ci_lower"], r["ci_upper"], style="engine"),
-            )
-            for name, r in table.iterrows()
-        ]
-        columns = ("Term", "Estimate", "Std. Error", "z value", "p", "95% CI")
-        return Table.of(columns, rows, caption=caption, numeric=(False, *[True] * 5))
 
     def __repr__(self) -> str:
         return (

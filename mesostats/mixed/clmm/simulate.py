@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.simulate_methods import check_seed
+from mesostats.mixed.simulate_methods import random_effects_rng
 from mesostats.mixed.simulation import draw_ordinal, linear_predictor_draws
 
 if TYPE_CHECKING:
@@ -68,18 +68,13 @@ class CLMMSimulateMixin:
             (rows, n) float array of grade indices 0…K−1 (index k is ``levels[k]``), rows
             in the order of the fitted rows (``model_frame``).
         """
-        if conditional and not include_random:
-            raise ModelSpecError(
-                "conditional=True keeps the conditional modes while include_random=False "
-                "sets the random effects to zero; choose one."
-            )
+        rng = random_effects_rng(seed, include_random=include_random, conditional=conditional)
         if self._link not in _DRAWN_LINKS:
             raise ModelSpecError(
                 f"simulate draws cumulative link responses for the links "
                 f"{', '.join(_DRAWN_LINKS)}; this model's link is {self._link!r}. Refit with "
                 "link='logit' or 'probit' to simulate from it."
             )
-        rng = np.random.default_rng(check_seed(seed))
         eta = linear_predictor_draws(
             self._design,
             beta=self._beta,

@@ -35,6 +35,7 @@ from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.marginal.grid import MarginalGrid, marginal_grid
 from mesostats.mixed.marginal.ordinal import ordinal_means
 from mesostats.mixed.marginal.view import ModelView, model_view
+from mesostats.mixed.wald import wald_quantile
 
 __all__ = ["MarginalMeans", "MeansState", "inverse_link", "marginal_means"]
 
@@ -114,12 +115,7 @@ class MarginalMeans(pd.DataFrame):
 
 
 def _interval(est: np.ndarray, se: np.ndarray, df: np.ndarray, level: float) -> np.ndarray:
-    finite = np.isfinite(df)
-    q = np.where(
-        finite,
-        stats.t.ppf(0.5 + level / 2.0, np.where(finite, df, 1.0)),
-        stats.norm.ppf(0.5 + level / 2.0),
-    )
+    q = wald_quantile(0.5 + level / 2.0, df)
     return np.stack([est - q * se, est + q * se])
 
 

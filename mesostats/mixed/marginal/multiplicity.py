@@ -40,6 +40,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import optimize, special, stats
 
+from mesostats.mixed.wald import two_sided_p, wald_quantile
+
 __all__ = [
     "ADJUSTMENTS",
     "adjusted_critical_values",
@@ -172,20 +174,6 @@ def max_abs_probability(
     return np.clip(out, 0.0, 1.0)
 
 
-def _t_sf2(stat: np.ndarray, df: np.ndarray) -> np.ndarray:
-    finite = np.isfinite(df)
-    return np.where(
-        finite,
-        2.0 * stats.t.sf(np.abs(stat), np.where(finite, df, 1.0)),
-        2.0 * stats.norm.sf(np.abs(stat)),
-    )
-
-
-def _t_quantile(prob: float | np.ndarray, df: np.ndarray) -> np.ndarray:
-    finite = np.isfinite(df)
-    return np.where(finite, stats.t.ppf(prob, np.where(finite, df, 1.0)), stats.norm.ppf(prob))
-
-
 def _holm(p: np.ndarray) -> np.ndarray:
     m = p.size
     order = np.argsort(p, kind="stable")
@@ -210,7 +198,7 @@ def adjusted_p_values(
     """
     stat = np.asarray(stat, dtype=float)
     df = np.broadcast_to(np.asarray(df, dtype=float), stat.shape)
-    raw = _t_sf2(stat, df)
+    raw = two_sided_p(stat, df)
     m = stat.size
     if method == "none" or m == 1:
         return raw
@@ -248,9 +236,9 @@ def adjusted_critical_values(
     m = df.size
     alpha = 1.0 - level
     if method == "none" or m == 1:
-        return _t_quantile(1.0 - alpha / 2.0, df)
+        return wald_quantile(1.0 - alpha / 2.0, df)
     if method in ("bonferroni", "holm"):
-        return _t_quantile(1.0 - alpha / (2.0 * m), df)
+        return wald_quantile(1.0 - alpha / (2.0 * m), df)
     if method == "tukey":
         if n_means is None:
             raise ValueError("tukey needs n_means")
@@ -311,8 +299,8 @@ def _dunnett_quantile(corr: np.ndarray, df: float, level: float) -> float:
     """Root of ``P(max|T| <= c) = level``, bracketed by the unadjusted and Bonferroni c."""
     dfa = np.array([df])
     alpha = 1.0 - level
-    lo = float(_t_quantile(1.0 - alpha / 2.0, dfa)[0])
-    hi = float(_t_quantile(1.0 - alpha / (2.0 * corr.shape[0]), dfa)[0])
+    lo = float(wald_quantile(1.0 - alpha / 2.0, dfa)[0])
+    hi = float(wald_quantile(1.0 - alpha / (2.0 * corr.shape[0]), dfa)[0])
 
     def gap(c: float) -> float:
         return float(max_abs_probability(np.array([c]), corr, dfa)[0]) - level

@@ -15,21 +15,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 
 from mesostats._display import (
     Summary,
     SummaryDisplay,
     Table,
-    format_interval,
     format_number,
-    format_p,
 )
 from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.mmrm.predict import conditional_mean, population_mean
 from mesostats.mixed.mmrm.problem import MMRMProblem
 from mesostats.mixed.simulate_methods import MMRMSimulateMixin
+from mesostats.mixed.summary import coefficient_table
+from mesostats.mixed.wald import wald_table
 
 __all__ = ["MMRMResults"]
 
@@ -40,17 +39,6 @@ def _read_only(a: Any) -> np.ndarray:
     out = np.array(a, dtype=float)
     out.setflags(write=False)
     return out
-
-
-def _t_tests(stat: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided p-values and the t quantile of the CI level. Where every statistic and df
-    is finite (df > 0) these are scipy.special's ``stdtr``/``stdtrit``, the functions that
-    ``scipy.stats.t`` evaluates there (the same values, without its ~0.2 ms of argument
-    handling); otherwise ``scipy.stats.t`` itself (infinite df, NaN)."""
-    level = 0.5 + _LEVEL / 2.0
-    if np.all(np.isfinite(stat)) and np.all(np.isfinite(df)) and np.all(df > 0):
-        return 2.0 * special.stdtr(df, -np.abs(stat)), special.stdtrit(df, level)
-    return 2.0 * stats.t.sf(np.abs(stat), df), stats.t.ppf(level, df)
 
 
 class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
@@ -215,24 +203,8 @@ class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
         return np.asarray(self._df_for(rows), dtype=float).reshape(rows.shape[0])
 
     def _fixed_effects_table(self) -> pd.DataFrame:
-        est = np.array(self._beta)
-        se = np.sqrt(np.clip(np.diag(self._vcov), 0.0, None))
         df = self.df_for(np.eye(self.problem.p))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stat = est / se
-        p, q = _t_tests(stat, df)
-        return pd.DataFrame(
-            {
-                "estimate": est,
-                "std_error": se,
-                "statistic": stat,
-                "df": df,
-                "p_value": p,
-                "ci_lower": est - q * se,
-                "ci_upper": est + q * se,
-            },
-            index=pd.Index(list(self.problem.fixed_names), name="term"),
-        )
+        return wald_table(self.problem.fixed_names, np.array(self._beta), self._vcov, df, _LEVEL)
 
     # ------------------------------------------------------------------ covariance
     def _labels(self) -> list[str]:
@@ -358,27 +330,7 @@ class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
                     numeric=(False, *[True] * frame.shape[1]),
                 )
             )
-        fe = self._fixed_effects
-        rows = [
-            (
-                str(term),
-                num(r["estimate"]),
-                num(r["std_error"]),
-                num(r["df"], 2),
-                num(r["statistic"], 3),
-                format_p(r["p_value"], style="engine"),
-                format_interval(r["ci_lower"], r["ci_upper"], style="engine"),
-            )
-            for term, r in fe.iterrows()
-        ]
-        tables.append(
-            Table.of(
-                ("Term", "Estimate", "Std. Error", "df", "t value", "p", "95% CI"),
-                rows,
-                caption="Fixed effects",
-                numeric=(False, *[True] * 6),
-            )
-        )
+        tables.append(coefficient_table(self._fixed_effects, "Fixed effects", "t"))
         title = f"MMRM fit by {'REML' if pr.reml else 'maximum likelihood'}"
         return Summary(
             title,
