@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mesostats._display import Summary, SummaryDisplay
 from mesostats.exceptions import ModelSpecError
