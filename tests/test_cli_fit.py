@@ -138,7 +138,8 @@ def test_fit_json_keeps_engine_messages_of_a_singular_fit(tmp_path, capsys):
     from mesostats.simulate import simulate_tables, write_tables
 
     settings = {**EXAMPLE_SETTINGS, "n_sites": 1}
-    tables, _ = simulate_tables(**settings, effects={"slope_sd": 0.0})
+    settings["effects"] = {**settings["effects"], "slope_sd": 0.0}
+    tables, _ = simulate_tables(**settings)
     write_tables(tables, tmp_path)
     assert main(["fit", str(tmp_path), "--json"]) == 0
     out, err = capsys.readouterr()
