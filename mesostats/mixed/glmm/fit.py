@@ -12,6 +12,7 @@ import pandas as pd
 from mesostats.exceptions import ConvergenceWarning, SingularFitWarning
 from mesostats.mixed.boundary import boundary_messages
 from mesostats.mixed.design import MixedDesign, build_design
+from mesostats.mixed.glmm.assemble import glmm_results
 from mesostats.mixed.glmm.checks import (
     _check_family,
     _check_nagq,
@@ -26,7 +27,6 @@ from mesostats.mixed.glmm.negbin_fit import fit_negbin_design
 from mesostats.mixed.laplace import (
     CanonicalFamily,
 )
-from mesostats.mixed.optsummary import OptSummary
 from mesostats.mixed.results import MixedResults
 
 __all__ = ["fit_glmm"]
@@ -152,37 +152,14 @@ def _fit_design(design: MixedDesign, family_name: str, n_nodes: int, *, t0: floa
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     for msg in singular_msgs:
         warnings.warn(msg, SingularFitWarning, stacklevel=3)
-    return MixedResults(
+    return glmm_results(
         design,
+        core,
         family=family_name,
-        method="Laplace" if n_nodes == 1 else f"AGQ({n_nodes})",
-        beta=core.beta,
-        vcov=core.vcov_beta,
-        theta=core.theta,
-        sigma=1.0,
-        loglik=core.loglik,
-        df=np.full(design.p, np.inf),
-        ranef=core.modes,
-        ranef_sd=core.cond_sd,
+        n_nodes=n_nodes,
         converged=opt.converged and not separation,
         singular=bool(singular_msgs),
         messages=[*convergence_msgs, *separation, *singular_msgs],
-        variance_parameter_cov=core.vcov_theta,
-        ranef_cov={
-            design.terms[ids[0]].group: cov
-            for ids, cov in zip(core.factor_terms, core.cond_cov, strict=True)
-        },
-        optimizer=OptSummary(
-            method="L-BFGS-B (preconditioned) + Newton polish",
-            n_evaluations=opt.n_evaluations,
-            gradient=opt.gradient,
-            newton_decrement=opt.newton_decrement,
-            factorisation=core.factorisation,
-            seconds=time.perf_counter() - t0,
-            details={
-                "n_quasi_newton_evaluations": opt.n_quasi_newton,
-                "glm_loglik": core.glm_loglik,
-                "separation": separation_records,
-            },
-        ).as_dict(),
+        t0=t0,
+        details={"glm_loglik": core.glm_loglik, "separation": separation_records},
     )
