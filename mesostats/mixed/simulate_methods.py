@@ -51,12 +51,13 @@ def random_effects_rng(
 
 
 class MixedSimulateMixin:
-    """``simulate`` for LMM/GLMM results (needs ``design``, ``family``, ``sigma``, ``_beta``,
-    ``_theta``, ``_modes``)."""
+    """``simulate`` for LMM/GLMM results (needs ``design``, ``family``, ``sigma``,
+    ``dispersion``, ``_beta``, ``_theta``, ``_modes``)."""
 
     design: MixedDesign
     family: str
     sigma: float
+    dispersion: float | None
     _beta: np.ndarray
     _theta: np.ndarray
     _modes: tuple[np.ndarray, ...]
@@ -107,7 +108,7 @@ class MixedSimulateMixin:
             rng=rng,
             modes=self._modes if conditional else None,
             include_random=include_random,
-            size=getattr(self, "dispersion", None),
+            size=self.dispersion,
         )
 
 
