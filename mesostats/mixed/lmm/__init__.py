@@ -36,7 +36,7 @@ gradient in θ; no design is refused for its size.
 − Z_ℓᵀε̂ ε̂ᵀZ_ℓ / σ̂²] Λ_f (matrix determinant lemma and the envelope theorem for r²; every
 piece is available from the blocked factorisation). The start is a method-of-moments θ from
 per-group least squares (one grouping factor; lme4's identity start otherwise). For small
-designs (at most 400 random-effect columns) the Hessian in θ is analytic too
+designs (at most 120 random-effect columns) the Hessian in θ is analytic too
 (``hessian``: second derivatives of log|V₀|, log|XᵀV₀⁻¹X| and log r², all reduced to
 Q×Q products): projected Newton steps with a trust region run from the start and usually
 converge in 4–10 evaluations. Otherwise, or when those steps do not converge, L-BFGS-B with
