@@ -252,8 +252,8 @@ def check_model(
     ModelCheck
         ``.tests`` (``test, statistic, p_value, verdict``: rows ``uniformity``,
         ``dispersion``, ``zero_inflation`` for counts and multi-trial binomial rows,
-        ``outliers``, ``residual_trend`` (40 rows or more), ``person_effects_normality`` for
-        models with random effects),
+        ``outliers``, ``residual_trend`` (40 rows or more, fitted value not constant),
+        ``person_effects_normality`` for models with random effects),
         ``.residuals``, ``.influence``, ``.plot()``.
 
     Notes

@@ -20,10 +20,23 @@ Each returns a row ``(test, statistic, p_value)``; all p-values are two-sided.
   correct Poisson GLMM). Statistic: observed / mean simulated share.
 * ``residual_trend`` — whether the residuals depend on the fitted value (a missing term, a
   wrong link, a variance that grows with the mean: what DHARMa's ``testQuantiles`` and its
-  residual-vs-predicted plot look for): Pearson's χ² of the table fitted-value bin ×
-  residual quartile (equal-count bins by the rank of the fitted value, about 50 rows each,
-  2 to 8), against the same χ² of every simulated data set (one-sided). Statistic:
-  observed / mean simulated χ².
+  residual-vs-predicted plot look for). DHARMa fits quantile regressions (qgam splines) of
+  the residuals on the rank of the predicted value at the 0.25, 0.5 and 0.75 quantiles and
+  asks whether each line is flat at its expected level. Here the same question is asked with
+  the regression rank-score test (Gutenbrunner, Jurečková, Koenker & Portnoy 1993,
+  *J. Nonparametric Stat.* 2:307; Koenker 2005, *Quantile Regression*, §3.5): under the
+  model the q-quantile of the residuals is q everywhere, so the score of the quantile
+  regression on Z — centred, orthonormal linear and quadratic polynomials in the rank of the
+  fitted value — is S_q = Zᵀ(1{r ≤ q} − q), and T = Σ_q ‖S_q‖² / (q(1 − q)) over
+  q = 0.25, 0.5, 0.75. The linear term catches a monotone drift (a variance that grows with
+  the mean moves the outer quartiles), the quadratic one the bow of a wrong link or a
+  missing curvature. T is compared (one-sided) with its value in every simulated data set
+  rather than with χ²₆: the rows of one person are correlated, which the simulations carry
+  and the χ² theory does not. Statistic: observed / mean simulated T. Against a wrong link
+  (``tests/test_check_wrong_link.py``, 60 persons × 6 visits) it has more power than the
+  χ² of fitted-value bin × residual quartile it replaced: 0.96 against 0.63 for a cloglog
+  truth fitted with the logit, 1.00 against 0.945 for a Poisson mean linear in the
+  covariate fitted with the log link (200 seeds), at sizes 0.02–0.045.
 * ``person_effects_normality`` — Shapiro–Wilk's W (1965) of each column of the person
   effects, against the W of the person effects of every simulated data set, computed by
   the same linear map (one penalised-IRLS step at the fitted parameters,
@@ -42,6 +55,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
+    "TREND_QUANTILES",
     "dispersion_test",
     "outlier_test",
     "person_effects_test",
@@ -97,28 +111,44 @@ def outlier_test(residuals: np.ndarray, sim_residuals: np.ndarray) -> Row:
     return ("outliers", _ratio(obs, sims), simulation_p(obs, sims))
 
 
-def _chi_square(residuals: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
-    """Pearson χ² of (bin × residual quartile) per column of ``residuals`` (rows, n)."""
-    quartile = np.minimum((residuals * 4).astype(np.intp), 3)
-    cell = bins[:, None] * 4 + quartile
-    n = residuals.shape[1]
-    counts = np.zeros((n, n_bins * 4))
-    np.add.at(counts, (np.broadcast_to(np.arange(n), cell.shape), cell), 1.0)
-    expected = np.repeat(np.bincount(bins, minlength=n_bins) / 4.0, 4)[None, :]
-    return np.asarray(((counts - expected) ** 2 / expected).sum(axis=1))
+#: Quantiles whose regression on the fitted value :func:`trend_test` tests (DHARMa's).
+TREND_QUANTILES = (0.25, 0.5, 0.75)
+
+
+def _trend_basis(fitted: np.ndarray) -> np.ndarray | None:
+    """Centred orthonormal linear and quadratic polynomials in the rank of ``fitted``
+    (rows, 1 or 2); None when the fitted value does not vary."""
+    t = stats.rankdata(fitted) / (fitted.size + 1.0) - 0.5
+    Z = np.column_stack([t, t**2])
+    Z -= Z.mean(axis=0)
+    u, d, _ = np.linalg.svd(Z, full_matrices=False)
+    keep = d > 1e-8 * max(float(d[0]), 1e-300)
+    if d[0] <= 1e-12 or not keep.any():
+        return None
+    return np.asarray(u[:, keep])
+
+
+def _rank_score(residuals: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """T = Σ_q ‖Zᵀ(1{r ≤ q} − q)‖² / (q(1 − q)) per column of ``residuals`` (rows, n)."""
+    total = np.zeros(residuals.shape[1])
+    for q in TREND_QUANTILES:
+        score = basis.T @ ((residuals <= q) - q)
+        total += (score**2).sum(axis=0) / (q * (1.0 - q))
+    return total
 
 
 def trend_test(residuals: np.ndarray, sim_residuals: np.ndarray, fitted: np.ndarray) -> Row | None:
-    """Residual quartile × fitted-value bin χ², observed vs simulated (None below 40 rows)."""
+    """Rank-score test of the residual quartiles on the fitted value (linear + quadratic in
+    its rank), observed vs simulated; None below 40 rows or when the fitted value is
+    constant."""
     rows = np.asarray(residuals).size
     if rows < 40:
         return None
-    n_bins = int(np.clip(rows // 50, 2, 8))
-    order = np.argsort(np.asarray(fitted, dtype=float), kind="stable")
-    bins = np.empty(rows, dtype=np.intp)
-    bins[order] = np.arange(rows) * n_bins // rows
-    obs = float(_chi_square(np.asarray(residuals, dtype=float)[:, None], bins, n_bins)[0])
-    sims = _chi_square(np.asarray(sim_residuals, dtype=float), bins, n_bins)
+    basis = _trend_basis(np.asarray(fitted, dtype=float))
+    if basis is None:
+        return None
+    obs = float(_rank_score(np.asarray(residuals, dtype=float)[:, None], basis)[0])
+    sims = _rank_score(np.asarray(sim_residuals, dtype=float), basis)
     return ("residual_trend", _ratio(obs, sims), float(np.mean(sims >= obs)))
 
 

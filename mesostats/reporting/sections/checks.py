@@ -28,7 +28,7 @@ _READABLE = {
     "dispersion": "Dispersion (observed / simulated)",
     "zero_inflation": "Zeros (observed / simulated)",
     "outliers": "Outliers (observed / simulated)",
-    "residual_trend": "Trend with fitted value (χ² ratio)",
+    "residual_trend": "Trend with fitted value (observed / simulated)",
     "person_effects_normality": "Person effects normal (Shapiro–Wilk W)",
 }
 
