@@ -15,6 +15,7 @@ import numpy as np
 
 import mesostats as ms
 from mesostats.data.study import Study
+from mesostats.simulate import DEFAULT_COCKTAILS
 
 #: True difference to the control at the last visit, growing linearly over the visits.
 EFFECT_AT_END = {"P": 0.0, "A": 6.0, "B": 3.0, "C": 9.0}
@@ -22,11 +23,24 @@ GAMMA = 0.1
 
 
 def mar_trial(
-    n_subjects: int, n_visits: int = 5, *, seed: int = 0, dropout: float = 0.12
+    n_subjects: int,
+    n_visits: int = 5,
+    *,
+    seed: int = 0,
+    dropout: float = 0.12,
+    cocktails: tuple[str, ...] | None = None,
 ) -> tuple[Study, dict[str, Any]]:
-    """(study, truth): ``truth`` holds ``effects`` {cocktail: {visit: Δ}} and ``sigma``."""
+    """(study, truth): ``truth`` holds ``effects`` {cocktail: {visit: Δ}} and ``sigma``.
+    ``cocktails`` picks arms of the simulator's default four (P, A, B, C; P the control)."""
+    recipes = None if cocktails is None else {c: DEFAULT_COCKTAILS[c] for c in cocktails}
     base = ms.simulate_study(
-        n_subjects, n_visits, seed=seed, dropout=0.0, missing_rate=0.0, n_sites=1
+        n_subjects,
+        n_visits,
+        seed=seed,
+        dropout=0.0,
+        missing_rate=0.0,
+        n_sites=1,
+        cocktails=recipes,
     )
     rng = np.random.default_rng(seed + 1)
     s = base.sessions.copy()
@@ -71,5 +85,6 @@ def mar_trial(
     effects = {
         a: dict(zip(visits.tolist(), (e * frac).tolist(), strict=True))
         for a, e in EFFECT_AT_END.items()
+        if cocktails is None or a in cocktails
     }
     return study, {"effects": effects, "sigma": sigma, "kept": keep, "arm": arm}

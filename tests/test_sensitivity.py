@@ -1,7 +1,7 @@
 """ms.sensitivity and ms.tipping_point (multiple imputation of a fit_trial analysis).
 
-Checks against the simulation truth and against exact algebra (rbmi is an R package outside
-Debian and is not at hand here, so there is no comparison with it):
+Checks against the simulation truth and against exact algebra (the comparison with R's rbmi
+is in ``test_sensitivity_rbmi.py``):
 
 * MAR imputation reproduces the MMRM estimate: on a 300-person simulated trial with MAR
   dropout (about 40 % gone by the last visit), the pooled MI estimate equals the primary
@@ -180,8 +180,10 @@ def test_rubin_total_variance_and_barnard_rubin_df_by_hand():
     assert_allclose(out["std_error"], np.sqrt(T), rtol=1e-14)
     assert_allclose(out["df"], nu, rtol=1e-14)
     assert_allclose(out["df"], 1.449054, rtol=1e-6)  # the same by a calculator
-    # no between-imputation variance: the complete-data df
-    assert_allclose(rubin(np.ones(3), U, 20.0)["df"], 20.0)
+    # no between-imputation variance: ν_obs at λ = 0, (ν_com + 1)/(ν_com + 3)·ν_com (as rbmi's
+    # rubin_df), the same as the limit B → 0 that rounding noise in B gives
+    assert_allclose(rubin(np.ones(3), U, 20.0)["df"], 21 / 23 * 20, rtol=1e-14)
+    assert_allclose(rubin(np.array([1.0, 1.0, 1.0 + 1e-15]), U, 20.0)["df"], 21 / 23 * 20)
 
 
 def test_reference_methods_keep_the_control_arm_and_visits_before_dropout(simulated):

@@ -16,7 +16,9 @@ covariance structure the complete-data MMRM would differ slightly from this unst
 Rubin 1999, *Biometrika* 86:948). With M estimates Q_m and variances U_m:
 Q̄ = mean Q_m, Ū = mean U_m, B = var(Q_m) (divisor M − 1), T = Ū + (1 + 1/M) B;
 λ = (1 + 1/M) B / T; ν_old = (M − 1)/λ²; ν_obs = (ν_com + 1)/(ν_com + 3) · ν_com (1 − λ);
-ν = 1/(1/ν_old + 1/ν_obs) (ν = ν_com when B = 0); t-based p-value and 95 % CI.
+ν = 1/(1/ν_old + 1/ν_obs), which is ν_obs when B = 0 (ν_old infinite; as R's rbmi
+``rubin_df``, so a visit without missing data gets the same df whether B is exactly 0 or
+rounding noise); t-based p-value and 95 % CI.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def rubin(
         nu_old = (M - 1) / lam**2
         nu_obs = (nu_com + 1.0) / (nu_com + 3.0) * nu_com * (1.0 - lam)
         nu = 1.0 / (1.0 / nu_old + 1.0 / nu_obs)
-    nu = np.where(b > 0, nu, nu_com)
+    nu = np.where(b > 0, nu, nu_obs)
     se = np.sqrt(total)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = qbar / se
