@@ -49,8 +49,13 @@ CONDMEAN_COLUMNS = [
 ]  # fmt: skip
 
 
-def _estimate(setup: ImputationSetup, beta: np.ndarray, sigma: np.ndarray, method: str,
-              keep: np.ndarray | slice) -> np.ndarray:  # fmt: skip
+def _estimate(
+    setup: ImputationSetup,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    method: str,
+    keep: np.ndarray | slice,
+) -> np.ndarray:
     """(V, K − 1) ANCOVA estimates of the conditional-mean completed data of ``keep``."""
     completed = conditional_draw(
         setup, imputation_means(setup, beta, method), sigma, np.zeros_like(setup.y)
