@@ -8,7 +8,7 @@ correct implementation:
 
 * correct model, 20 seeds: each test rejects at most 3 of 20 at the 5 % level
   (P(X ≥ 4) = 0.016 for X ~ Bin(20, 0.05)); measured over 40 seeds (Poisson GLMM):
-  uniformity 0, dispersion 0, zero_inflation 0, outliers 0, residual_trend 1,
+  uniformity 0, dispersion 0, zero_inflation 0, outliers 0, residual_trend 0,
   person_effects_normality 0 rejections — the simulated-residual tests are conservative
   without refits, as DHARMa documents (parameters fitted to the same data);
 * power, 20 seeds: a test with measured power ≥ 0.75 must reject in ≥ 10 of 20
@@ -17,7 +17,8 @@ correct implementation:
   Poisson fitted to negative-binomial data (size 1): uniformity 1.0, dispersion 0.78,
   zero_inflation 1.0; Poisson fitted to zero-inflated Poisson (25 % extra zeros):
   zero_inflation 1.0, uniformity 0.98; a missing quadratic term (Poisson, 1.5 x²; LMM,
-  2 x²): residual_trend 1.0 for both.
+  2 x²): residual_trend 1.0 for both (the rank-score version, re-measured; a wrong link:
+  test_check_wrong_link.py).
 """
 
 from __future__ import annotations
