@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -113,6 +114,71 @@ def _newton_polish(
     return x, decrement
 
 
+#: probes inside a lower bound, in units of the coordinate's scale (see :func:`_off_boundary`)
+_PROBES = (1.0, 0.1)
+
+
+def _quasi_newton(
+    evaluate: _CachedObjective,
+    start: FloatArray,
+    T: FloatArray,
+    lower: FloatArray,
+    upper: FloatArray,
+) -> tuple[FloatArray, Any]:
+    """L-BFGS-B on ξ with ``x = start + T ξ`` (bounded coordinates of ``T`` only scaled)."""
+
+    def neg(xi: FloatArray) -> tuple[float, FloatArray]:
+        ll, g = evaluate(start + T @ xi)
+        if not np.isfinite(ll):
+            return 1e300, np.zeros_like(xi)
+        return -ll, -(T.T @ g)
+
+    d = np.diag(T)
+    bounds = [
+        (
+            (lo - a) / t if np.isfinite(lo) else None,
+            (up - a) / t if np.isfinite(up) else None,
+        )
+        for lo, up, a, t in zip(lower, upper, start, d, strict=True)
+    ]
+    res = optimize.minimize(
+        neg,
+        np.zeros_like(start),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-6, "maxcor": 20},
+    )
+    return np.clip(start + T @ res.x, lower, upper), res
+
+
+def _off_boundary(
+    evaluate: _CachedObjective,
+    x: FloatArray,
+    ll: float,
+    lower: FloatArray,
+    upper: FloatArray,
+    scale: FloatArray,
+) -> FloatArray | None:
+    """A point inside the bounds that is higher than ``x``, or None.
+
+    For each coordinate at a finite lower bound (a variance parameter at 0), the objective is
+    evaluated at ``lower + s · scale`` for s in :data:`_PROBES`. At 0 the gradient in such a
+    coordinate vanishes by symmetry (the approximate log-likelihood depends on it through Λ Λᵀ
+    only), so a gradient method that reaches 0 stays there even when the maximum is inside;
+    lme4 avoids this with a derivative-free optimiser (BOBYQA), glmmTMB by working on log SDs.
+    """
+    at = np.flatnonzero(np.isfinite(lower) & (x <= lower) & (upper > lower))
+    for j in at:
+        for s in _PROBES:
+            probe = x.copy()
+            probe[j] = min(lower[j] + s * scale[j], upper[j])
+            ll_p, _ = evaluate(probe)
+            if np.isfinite(ll_p) and ll_p > ll + 1e-8 * max(1.0, abs(ll)):
+                return probe
+    return None
+
+
 def maximise(
     objective: ApproximateLoglik,
     x0: FloatArray,
@@ -127,14 +193,16 @@ def maximise(
     """Maximise ``objective`` over lower ≤ x ≤ upper: L-BFGS-B, boundary snap, Newton polish.
 
     The quasi-Newton stage (L-BFGS-B; Byrd, Lu, Nocedal & Zhu 1995, *SIAM J. Sci. Comput.*
-    16(5)) works on ξ with ``x = x0 + T ξ``: ``T`` is the upper-triangular ``preconditioner``
-    (the inverse Cholesky factor of an approximate information matrix, bounded coordinates
-    only scaled) or ``diag(scale)``. Coordinates with a finite lower bound that end within
-    ``boundary_tol`` of it are set to the bound if that does not lower the log-likelihood.
-    Newton steps with the Hessian of :func:`hessian_from_gradient` then polish the optimum
+    16(5)) works on ξ with ``x = x0 + T ξ``: ``T`` is the upper-triangular
+    ``preconditioner`` (the inverse Cholesky factor of an approximate information matrix,
+    bounded coordinates only scaled) or ``diag(scale)``. Coordinates with a finite lower
+    bound that end within ``boundary_tol`` of it are set to the bound if that does not lower
+    the log-likelihood; a coordinate left at its lower bound is probed inside
+    (:func:`_off_boundary`) and the quasi-Newton stage restarted from a higher probe. Newton
+    steps with the Hessian of :func:`hessian_from_gradient` then polish the optimum
     (recomputed where the polish ended if it moved by more than 1e-3 scaled units, so the
-    returned Hessian is the one at the optimum). Convergence is certified by the
-    Newton decrement ``½ gᵀ(−H)⁻¹g`` (< 1e-8 log-likelihood units) and the scaled projected
+    returned Hessian is the one at the optimum). Convergence is certified by the Newton
+    decrement ``½ gᵀ(−H)⁻¹g`` (< 1e-8 log-likelihood units) and the scaled projected
     gradient (< 1e-3). Coordinates in ``freeze`` (e.g. coefficients of separated covariates,
     whose maximum is at infinity) are held where the quasi-Newton stage left them.
     """
@@ -148,29 +216,7 @@ def maximise(
     if np.any(off[bounded] != 0.0):
         raise ValueError("bounded coordinates may only be scaled by the preconditioner")
 
-    def neg(xi: FloatArray) -> tuple[float, FloatArray]:
-        ll, g = evaluate(x0 + T @ xi)
-        if not np.isfinite(ll):
-            return 1e300, np.zeros_like(xi)
-        return -ll, -(T.T @ g)
-
-    d = np.diag(T)
-    bounds = [
-        (
-            (lo - a) / t if np.isfinite(lo) else None,
-            (up - a) / t if np.isfinite(up) else None,
-        )
-        for lo, up, a, t in zip(lower, upper, x0, d, strict=True)
-    ]
-    res = optimize.minimize(
-        neg,
-        np.zeros_like(x0),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-6, "maxcor": 20},
-    )
-    x = np.clip(x0 + T @ res.x, lower, upper)
+    x, res = _quasi_newton(evaluate, x0, T, lower, upper)
     if freeze is not None:
         lower = np.where(freeze, x, lower)
         upper = np.where(freeze, x, upper)
@@ -183,6 +229,16 @@ def maximise(
         ll_b, _ = evaluate(x_b)
         if ll_b >= ll - 1e-10:
             x = x_b
+            ll = ll_b
+    # a variance parameter at 0 is a stationary point whatever the data (the log-likelihood
+    # is even in it), so the quasi-Newton stage cannot leave it: probe inside, and restart
+    # from there when the probe is higher
+    probe = _off_boundary(evaluate, x, ll, lower, upper, scale)
+    if probe is not None:
+        x_r, res_r = _quasi_newton(evaluate, probe, T, lower, upper)
+        ll_r, _ = evaluate(x_r)
+        if ll_r > ll:
+            x, res, ll = x_r, res_r, ll_r
     n_quasi_newton = objective.n_evaluations
 
     steps = 1e-3 * scale
