@@ -45,6 +45,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgb
 
 from mesostats.checks import check_model
 from mesostats.mixed.glmm import fit_glmm
@@ -127,3 +128,24 @@ def test_residual_trend_has_the_stated_power_against_a_wrong_link_at_its_nominal
     size = sum(trend_p(WRONG_TO_CORRECT[kind], s) < 0.05 for s in seeds)
     assert power >= 85, power
     assert size <= 10, size
+
+
+def test_the_residual_panel_draws_the_quartile_curves_red_when_the_trend_is_flagged():
+    """The residuals-vs-fitted panel carries the three quadratic quantile regressions: red
+    (the flag colour) for the wrong link, where the median curve leaves 0.5 by more than 0.1
+    somewhere, dark for its correct twin, where it stays within 0.1 of 0.5."""
+    from matplotlib.figure import Figure
+
+    from mesostats.plots.checks import residuals_vs_fitted
+
+    for kind, red in (("poisson_identity", True), ("poisson_log", False)):
+        check = check_model(fitted(kind, 0), n_sim=100, seed=0)
+        ax = Figure().subplots()
+        residuals_vs_fitted(check, ax)
+        curves = [line for line in ax.get_lines() if len(line.get_xdata()) == 50]
+        assert len(curves) == 3
+        colours = {tuple(np.round(np.asarray(to_rgb(c.get_color())), 3)) for c in curves}
+        assert colours == ({(0.8, 0.2, 0.2)} if red else {(0.15, 0.15, 0.15)})
+        median = np.asarray(curves[1].get_ydata())
+        assert bool(np.max(np.abs(median - 0.5)) > 0.1) is red
+        assert isinstance(ax.figure, Figure)

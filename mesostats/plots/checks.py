@@ -2,7 +2,9 @@
 
 * residuals vs fitted — scaled residuals against the rank of the population-level fitted
   value (DHARMa's ``plotResiduals``: ranks spread the points evenly), with the 0.25, 0.5
-  and 0.75 lines they should scatter around;
+  and 0.75 lines they should scatter around and the 0.25/0.5/0.75 quantile regressions of
+  the residuals on the rank, quadratic as in the ``residual_trend`` test (Koenker & Bassett
+  1978; statsmodels' ``QuantReg``), drawn in red when that test flags a trend;
 * Q–Q of the scaled residuals against U(0, 1) (DHARMa's ``plotQQunif``);
 * normal Q–Q of the person effects (standardised conditional modes; shrunken, see
   :mod:`mesostats.checks.simulation_tests`);
@@ -17,6 +19,7 @@ Inputs are read by attribute (``residuals``, ``fitted``, ``person_effects``,
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,40 @@ __all__ = [
 ]
 
 _FLAG = (0.8, 0.2, 0.2)
+_QUARTILES = (0.25, 0.5, 0.75)
+#: fewest rows for the quantile curves (the ``residual_trend`` test's minimum)
+_MIN_ROWS_CURVES = 40
+
+
+def _quantile_curves(
+    rank: np.ndarray, res: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """Quadratic quantile regressions of ``res`` on ``rank`` at the quartiles, on a grid."""
+    if res.size < _MIN_ROWS_CURVES or np.ptp(rank) == 0:
+        return None
+    from statsmodels.regression.quantile_regression import QuantReg  # heavy: import on use
+
+    centred = rank - 0.5
+    design = np.column_stack([np.ones_like(centred), centred, centred**2])
+    grid = np.linspace(rank.min(), rank.max(), 50)
+    g = grid - 0.5
+    basis = np.column_stack([np.ones_like(g), g, g**2])
+    lines = []
+    for q in _QUARTILES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # IterationLimitWarning on ties: the curve stays
+            params = QuantReg(res, design).fit(q=q).params
+        lines.append(np.clip(basis @ np.asarray(params), 0.0, 1.0))
+    return grid, lines
+
+
+def _flagged(check: Any, test: str) -> bool:
+    """Whether ``check.tests`` has a row ``test`` with verdict ``"problem"``."""
+    tests = getattr(check, "tests", None)
+    if tests is None or "test" not in tests:
+        return False
+    rows = tests[tests["test"] == test]
+    return bool((rows["verdict"] == "problem").any())
 
 
 def residuals_vs_fitted(check: Any, ax: Axes | None = None) -> Axes:
@@ -44,8 +81,14 @@ def residuals_vs_fitted(check: Any, ax: Axes | None = None) -> Axes:
     fitted = np.asarray(check.fitted, dtype=float)
     rank = stats.rankdata(fitted) / max(len(fitted), 1)
     ax.scatter(rank, res, s=6, alpha=0.4, color=_NEUTRAL, linewidths=0)
-    for q in (0.25, 0.5, 0.75):
+    for q in _QUARTILES:
         ax.axhline(q, color=_FLAG if q == 0.5 else "0.6", lw=1, ls="--")
+    curves = _quantile_curves(rank, res)
+    if curves is not None:
+        grid, lines = curves
+        colour = _FLAG if _flagged(check, "residual_trend") else "0.15"
+        for line in lines:
+            ax.plot(grid, line, color=colour, lw=1.5)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("fitted value (rank)")
