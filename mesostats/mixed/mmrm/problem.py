@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mesostats.mixed.mmrm.columns import MissingRows
 from mesostats.mixed.mmrm.likelihood import Evaluation, evaluate
 from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, make_batches
 from mesostats.mixed.mmrm.structures import Structure
@@ -55,24 +56,28 @@ class MMRMProblem:
         Levels of the grouping variable (``("(all)",)`` without groups).
     subject_ids : pandas.Index
         Subject labels, in the order of ``subject_rows``.
-    subject_rows : list of ndarray
-        Row indices (into X) of each subject.
+    subject_starts : ndarray (n_subjects,)
+        First row (into X) of each subject; a subject's rows are contiguous
+        (``subject_rows`` lists them).
     subject_pattern : ndarray (n_subjects,)
         Index into ``blocks`` of each subject's (group, visits) pattern.
     subject_group : ndarray (n_subjects,)
         Group code of each subject.
-    coords : ndarray (n,)
-        Visit index (0-based, into ``visit_levels``) or time (``sp_exp``) of each row.
+    coords : ndarray (n,) or (n, c)
+        Visit index (0-based, into ``visit_levels``) or time (``sp_exp``) of each row; for
+        ``sp_exp`` on c > 1 coordinates, each row's point (n, c).
     blocks : list of PatternBlock
         Sufficient statistics per pattern (weights applied); views into ``batches``.
     batches : list of PatternBatch
         The blocks stacked by (group, number of visits); derived from ``blocks``.
     row_index : pandas.Index
         Index labels of the fitted rows in the caller's DataFrame.
-    excluded_rows : pandas.DataFrame
-        Rows set aside (``row``, ``columns``, ``reason``).
+    missing_rows : MissingRows
+        The rows set aside for a missing value (``excluded_rows`` is their table: ``row``,
+        ``columns``, ``reason``).
     fixed_rows : pandas.DataFrame
-        Fitted rows (in X order) of the variables of the fixed part, as given.
+        Fitted rows (in X order) of the variables of the fixed part (text columns as
+        categoricals with their sorted levels, categoricals without unused levels).
     fixed_spec : formulaic ModelSpec
         Rebuilds X for new rows (:meth:`fixed_matrix`).
     """
@@ -87,13 +92,13 @@ class MMRMProblem:
     visit_levels: tuple[str, ...]
     group_levels: tuple[str, ...]
     subject_ids: pd.Index
-    subject_rows: list[np.ndarray]
+    subject_starts: np.ndarray
     subject_pattern: np.ndarray
     subject_group: np.ndarray
     coords: np.ndarray
     blocks: list[PatternBlock]
     row_index: pd.Index
-    excluded_rows: pd.DataFrame
+    missing_rows: MissingRows
     fixed_rows: pd.DataFrame
     fixed_spec: Any
     formula: str
@@ -129,7 +134,13 @@ class MMRMProblem:
     @property
     def n_subjects(self) -> int:
         """Number of subjects with at least one fitted row."""
-        return len(self.subject_rows)
+        return len(self.subject_pattern)
+
+    @cached_property
+    def subject_rows(self) -> list[np.ndarray]:
+        """Row indices (into X) of each subject (contiguous ranges)."""
+        ends = np.r_[self.subject_starts[1:], self.n]
+        return [np.arange(a, b) for a, b in zip(self.subject_starts, ends, strict=True)]
 
     @property
     def n_theta(self) -> int:
@@ -244,6 +255,11 @@ class MMRMProblem:
     def group_sigma(self, theta: np.ndarray, group: int = 0) -> np.ndarray:
         """Σ of one group over all visits (``sp_exp``: times 0 and 1, i.e. unit distance)."""
         return self.structure.sigma(np.asarray(theta)[self.theta_slice(group)])
+
+    @cached_property
+    def excluded_rows(self) -> pd.DataFrame:
+        """Rows set aside (``row``, ``columns``, ``reason``)."""
+        return self.missing_rows.table()
 
     # ----------------------------------------------------------------- new data
     @cached_property
