@@ -72,6 +72,14 @@ def _batch_sigma(
         H = np.stack([q[2] for q in parts]) if order >= 2 else None  # type: ignore[misc]
         return S, J, H
     assert full is not None
+    if bt.pair is not None:  # padded: all visits, the identity at the absent ones
+        assert bt.absent is not None
+        S = np.where(bt.pair, full[0], bt.absent)
+        J = None
+        if order >= 1:
+            assert full[1] is not None
+            J = np.broadcast_to(full[1], (bt.nb, *full[1].shape))
+        return S, J, None
     idx = bt.coords.astype(np.intp)
     ia, ib = idx[:, :, None], idx[:, None, :]
     S = full[0][ia, ib]
@@ -148,6 +156,8 @@ def evaluate(
             return _infeasible(k, p)
         Linv = np.linalg.inv(chol)
         Sinv = np.matmul(Linv.transpose(0, 2, 1), Linv)
+        if bt.absent is not None:
+            Sinv -= bt.absent  # Σ_S⁻¹ at the pattern's visits, zero elsewhere
         logdet += 2.0 * float(bt.n_subjects @ np.log(diag).sum(axis=1))
         d = bt.d
         w = Sinv.reshape(-1)
@@ -196,6 +206,8 @@ def evaluate(
             if hess is not None:
                 assert H is not None
                 hess[sl, sl] += np.einsum("nklab,nab->kl", H, Wb)
+        elif bt.pair is not None:  # padded: the patterns' cells are the visits' cells
+            W[bt.group] += Wb.sum(axis=0).reshape(-1)
         else:
             idx = bt.coords.astype(np.intp)
             flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)

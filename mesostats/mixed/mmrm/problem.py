@@ -23,11 +23,16 @@ import pandas as pd
 
 from mesostats.mixed.mmrm.columns import MissingRows
 from mesostats.mixed.mmrm.likelihood import Evaluation, evaluate
-from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, make_batches
+from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, make_batches, pad_batches
 from mesostats.mixed.mmrm.structures import Structure
 from mesostats.mixed.mmrm.terms import CovarianceTerm
 
-__all__ = ["MMRMProblem"]
+__all__ = ["PAD_LIMIT", "MMRMProblem"]
+
+#: padded X-statistics (patterns × visits² × p²) up to which the criterion runs on one
+#: batch per group (fev_data: 15 × 4² × 11² = 29,040); larger problems keep the batches by
+#: pattern size, whose arithmetic then dominates the per-batch overhead
+PAD_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +75,10 @@ class MMRMProblem:
         Sufficient statistics per pattern (weights applied); views into ``batches``.
     batches : list of PatternBatch
         The blocks stacked by (group, number of visits); derived from ``blocks``.
+    criterion_batches : list of PatternBatch
+        What the likelihood loops over: ``batches``, or on a visit factor when they are
+        small (at most ``PAD_LIMIT`` numbers of X-statistics in all) one batch per group
+        over all visits (:func:`~mesostats.mixed.mmrm.patterns.pad_batches`).
     row_index : pandas.Index
         Index labels of the fitted rows in the caller's DataFrame.
     missing_rows : MissingRows
@@ -106,6 +115,7 @@ class MMRMProblem:
     response_name: str
     sum_log_weights: float = field(init=False)
     batches: list[PatternBatch] = field(init=False, repr=False)
+    criterion_batches: list[PatternBatch] = field(init=False, repr=False)
     _derivative_cache: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +124,10 @@ class MMRMProblem:
         batches, blocks = make_batches(self.blocks)
         object.__setattr__(self, "batches", batches)
         object.__setattr__(self, "blocks", blocks)  # views into the batches
+        m, p = self.structure.n_visits, self.X.shape[1]
+        padded = len(blocks) * m * m * p * p
+        small = not self.structure.spatial and padded <= PAD_LIMIT and len(batches) > 1
+        object.__setattr__(self, "criterion_batches", pad_batches(batches, m) if small else batches)
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -165,7 +179,7 @@ class MMRMProblem:
         """−ℓ (REML or ML) at θ with β̂, (XᵀV⁻¹X)⁻¹ and the exact gradient/Hessian."""
         return evaluate(
             theta,
-            self.batches,
+            self.criterion_batches,
             self.structure,
             n_groups=self.n_groups,
             reml=self.reml,
