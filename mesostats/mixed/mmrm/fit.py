@@ -109,7 +109,7 @@ def _start(problem: MMRMProblem) -> np.ndarray:
     """Start from the empirical covariance of the OLS residuals, per group (pairwise
     moments over the subjects having both visits, from the pattern sufficient statistics;
     weighted rows); see :meth:`~mesostats.mixed.mmrm.structures.Structure.start_from`."""
-    batches = problem.batches
+    batches = problem.criterion_batches
     XtX = sum(np.einsum("naaxy->xy", bt.XX) for bt in batches)
     Xty = sum(np.einsum("naax->x", bt.Xy) for bt in batches)
     beta = linalg.solve(XtX, Xty, assume_a="pos")
@@ -128,9 +128,10 @@ def _start(problem: MMRMProblem) -> np.ndarray:
         idx = bt.coords.astype(np.intp)
         flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
         sums_flat[bt.group] += np.bincount(flat, weights=rr.reshape(-1), minlength=m * m)
-        counts_flat[bt.group] += np.bincount(
-            flat, weights=np.repeat(bt.n_subjects, bt.d * bt.d), minlength=m * m
-        )
+        n_pairs = np.broadcast_to(bt.n_subjects[:, None, None], (bt.nb, bt.d, bt.d))
+        if bt.pair is not None:  # padded batch: only the visits each pattern has
+            n_pairs = n_pairs * bt.pair
+        counts_flat[bt.group] += np.bincount(flat, weights=n_pairs.reshape(-1), minlength=m * m)
     sums = sums_flat.reshape(problem.n_groups, m, m)
     counts = counts_flat.reshape(problem.n_groups, m, m)
     starts = []

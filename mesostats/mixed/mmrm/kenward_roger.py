@@ -56,12 +56,12 @@ def pattern_groups(problem: MMRMProblem, theta: np.ndarray, order: int) -> list[
         J = np.zeros((nb, k, d, d))
         d2_sigma = d2_full = index = None
         if structure.spatial:
-            parts = [structure.derivatives(th, c, order) for c in batch.coords]
-            S = np.stack([part[0] for part in parts])
-            J[:, sl] = np.stack([part[1] for part in parts])  # type: ignore[misc]
+            assert batch.dist is not None
+            S, Jb, Hb = structure.spatial_derivatives(th, batch.dist, order)
+            J[:, sl] = Jb
             if order >= 2:
                 d2_sigma = np.zeros((nb, k, k, d, d))
-                d2_sigma[:, sl, sl] = np.stack([part[2] for part in parts])  # type: ignore[misc]
+                d2_sigma[:, sl, sl] = Hb
         else:
             Sa, Ja, Ha = structure.derivatives(th, None, order)
             assert Ja is not None

@@ -66,11 +66,8 @@ def _batch_sigma(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Σ (nb, d, d), ∂Σ (nb, k, d, d) and, for ``sp_exp`` only, ∂²Σ (nb, k, k, d, d)."""
     if structure.spatial:
-        parts = [structure.derivatives(theta_g, c, order) for c in bt.coords]
-        S = np.stack([q[0] for q in parts])
-        J = np.stack([q[1] for q in parts]) if order >= 1 else None  # type: ignore[misc]
-        H = np.stack([q[2] for q in parts]) if order >= 2 else None  # type: ignore[misc]
-        return S, J, H
+        assert bt.dist is not None
+        return structure.spatial_derivatives(theta_g, bt.dist, order)
     assert full is not None
     if bt.pair is not None:  # padded: all visits, the identity at the absent ones
         assert bt.absent is not None

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mesostats.mixed.mmrm.structures import distances
+
 __all__ = ["PatternBatch", "PatternBlock", "make_batches", "pad_batches", "pattern_block"]
 
 
@@ -44,7 +46,7 @@ class PatternBlock:
     @property
     def d(self) -> int:
         """Visits per subject in this pattern."""
-        return int(self.coords.size)
+        return int(self.coords.shape[0])
 
 
 def pattern_block(group: int, coords: np.ndarray, Xp: np.ndarray, yp: np.ndarray) -> PatternBlock:
@@ -69,13 +71,15 @@ class PatternBatch:
     Attributes
     ----------
     group : int
-    coords : ndarray (nb, d)
-        Visit indices (times for ``sp_exp``) of each pattern.
+    coords : ndarray (nb, d) or (nb, d, c)
+        Visit indices (times, or points of c coordinates, for ``sp_exp``) of each pattern.
     n_subjects : ndarray (nb,)
     XX, Xy, yy : ndarray
         (nb, d, d, p, p), (nb, d, d, p), (nb, d, d): the blocks' statistics stacked.
     patterns : ndarray (nb,)
         Index of each stacked pattern in ``MMRMProblem.blocks``.
+    dist : ndarray (nb, d, d), optional
+        ``sp_exp`` only: the distances between each pattern's times (points).
     pair, absent : ndarray (nb, d, d), optional
         Padded batches only (:func:`pad_batches`, ``coords`` then all visits): whether both
         visits are present, and the identity at the absent visits.
@@ -88,6 +92,7 @@ class PatternBatch:
     Xy: np.ndarray
     yy: np.ndarray
     patterns: np.ndarray
+    dist: np.ndarray | None = None
     pair: np.ndarray | None = None
     absent: np.ndarray | None = None
 
@@ -102,23 +107,28 @@ class PatternBatch:
         return int(self.coords.shape[0])
 
 
-def make_batches(blocks: list[PatternBlock]) -> tuple[list[PatternBatch], list[PatternBlock]]:
+def make_batches(
+    blocks: list[PatternBlock], spatial: bool = False
+) -> tuple[list[PatternBatch], list[PatternBlock]]:
     """Stack the blocks by (group, number of visits); return the batches and the blocks
-    re-made as views into them (same order as ``blocks``)."""
+    re-made as views into them (same order as ``blocks``). ``spatial``: the coordinates are
+    times or points, and each batch keeps their distances."""
     keys: dict[tuple[int, int], list[int]] = {}
     for i, blk in enumerate(blocks):
         keys.setdefault((blk.group, blk.d), []).append(i)
     batches: list[PatternBatch] = []
     views: list[PatternBlock | None] = [None] * len(blocks)
     for (group, _d), members in sorted(keys.items()):
+        coords = np.stack([blocks[i].coords for i in members])
         batch = PatternBatch(
             group=group,
-            coords=np.stack([blocks[i].coords for i in members]),
+            coords=coords,
             n_subjects=np.array([blocks[i].n_subjects for i in members], dtype=float),
             XX=np.stack([blocks[i].XX for i in members]),
             Xy=np.stack([blocks[i].Xy for i in members]),
             yy=np.stack([blocks[i].yy for i in members]),
             patterns=np.asarray(members, dtype=np.intp),
+            dist=distances(coords, points=coords.ndim == 3) if spatial else None,
         )
         for j, i in enumerate(members):
             views[i] = PatternBlock(

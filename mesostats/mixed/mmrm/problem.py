@@ -121,7 +121,7 @@ class MMRMProblem:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sum_log_weights", float(np.log(self.weights).sum()))
         object.__setattr__(self, "_derivative_cache", {})
-        batches, blocks = make_batches(self.blocks)
+        batches, blocks = make_batches(self.blocks, spatial=self.structure.spatial)
         object.__setattr__(self, "batches", batches)
         object.__setattr__(self, "blocks", blocks)  # views into the batches
         m, p = self.structure.n_visits, self.X.shape[1]
