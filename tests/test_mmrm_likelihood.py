@@ -50,6 +50,7 @@ def _dense_minus_loglik(problem, theta: np.ndarray) -> float:
         ("toeph(AVISIT | USUBJID)", False, False),
         ("us(AVISIT | ARMCD / USUBJID)", True, True),
         ("sp_exp(VISITN2 | USUBJID)", False, True),
+        ("sp_exp(VISITN, VISITN2 | USUBJID)", True, True),
     ],
 )
 def test_pattern_likelihood_equals_dense_likelihood(cov, reml, weighted):
@@ -73,6 +74,7 @@ def test_pattern_likelihood_equals_dense_likelihood(cov, reml, weighted):
         (f"{FEV_FIXED} + ad(AVISIT | USUBJID)", False),
         ("FEV1 ~ ARMCD + us(AVISIT | ARMCD / USUBJID)", True),
         ("FEV1 ~ ARMCD + sp_exp(VISITN | USUBJID)", False),
+        ("FEV1 ~ ARMCD + sp_exp(VISITN, VISITN2 | SEX / USUBJID)", True),
         (f"{FEV_FIXED} + ar1h(AVISIT | USUBJID)", True),
         (f"{FEV_FIXED} + toep(AVISIT | USUBJID)", True),
     ],

@@ -264,10 +264,16 @@ def fit_mmrm(
     ----------
     formula : str
         Fixed part plus one covariance term, as in R's mmrm:
-        ``"FEV1 ~ RACE + SEX + ARMCD * AVISIT + us(AVISIT | USUBJID)"``. Structures ``us``,
-        ``toep``, ``toeph``, ``ar1``, ``ar1h``, ``ad``, ``adh``, ``cs``, ``csh`` on a visit
-        factor; ``sp_exp(time | subject)`` on a numeric time; ``us(visit | group / subject)``
-        estimates one covariance matrix per level of ``group``.
+        ``"FEV1 ~ RACE + SEX + ARMCD * AVISIT + us(AVISIT | USUBJID)"``. Structures on a
+        visit factor: ``us`` (unstructured), ``toep`` / ``toeph`` (Toeplitz, homogeneous /
+        heterogeneous variances), ``ar1`` / ``ar1h`` (first-order autoregressive), ``ad`` /
+        ``adh`` (ante-dependence), ``cs`` / ``csh`` (compound symmetry). Spatial exponential
+        ``sp_exp`` (Σ_jk = σ² ρ^d_jk) on numeric coordinates: ``sp_exp(time | subject)`` with
+        d the time difference, or ``sp_exp(x, y | subject)`` (any number of coordinates) with
+        d the Euclidean distance between the visits' points, as mmrm's
+        ``sp_exp(c1, c2 | subject)`` and SAS's ``type=sp(exp)(c1 c2)``. Any structure can be
+        grouped: ``us(visit | group / subject)`` estimates one covariance matrix per level of
+        ``group``.
     data : pandas.DataFrame
         One row per subject and visit. Rows with a missing value in a used column are set
         aside (``excluded_rows``); each subject uses the visits it has.
@@ -289,8 +295,9 @@ def fit_mmrm(
     Raises
     ------
     ModelSpecError
-        Bad formula or data (see :func:`mesostats.mixed.mmrm.build.build_problem`), an unknown
-        df or vcov method, Kenward–Roger with ML.
+        Bad formula or data (see :func:`mesostats.mixed.mmrm.build.build_problem`: e.g. a
+        non-numeric ``sp_exp`` coordinate, two rows of a subject at one visit or point), an
+        unknown df or vcov method, Kenward–Roger with ML.
     """
     df, vcov = _check_options(reml, df, vcov)
     with single_threaded_blas():  # small matrices: threads only add overhead

@@ -12,7 +12,10 @@ Models for Repeated Measures*, R package 0.3.14, vignette "Covariance structures
   ``ar1``, ``ad`` and ``cs`` (Toeplitz lags, the AR(1) correlation, the ante-dependence
   lag-one correlations, the common correlation; mmrm 0.3.14 — later mmrm versions map the
   ``cs`` correlation to (−1/(m−1), 1) instead); ρ = logit⁻¹(φ) for ``sp_exp``
-  (Σ_jk = σ² ρ^|t_j − t_k|);
+  (Σ_jk = σ² ρ^d_jk, with d_jk = |t_j − t_k| on one time, or the Euclidean distance between
+  the visits' points on several coordinates: mmrm's ``sp_exp(c1, c2 | subject)``, SAS's
+  ``type=sp(exp)(c1 c2)``; :func:`distances`, and :meth:`Structure.spatial_derivatives` for
+  many patterns' distance matrices at once);
 * ``us``: Σ = D U Uᵀ D with D the diagonal of standard deviations and U unit lower
   triangular, its entries below the diagonal filled row by row (θ_{m+1} is U₂₁, then U₃₁,
   U₃₂, …).
