@@ -458,3 +458,28 @@ def test_kenward_roger_type_one_error_is_nominal_with_36_subjects() -> None:
     bound = 3 * np.sqrt(0.05 * 0.95 / n_rep)
     for method, count in rejections.items():
         assert abs(count / n_rep - 0.05) <= bound, (method, count / n_rep)
+
+
+@pytest.mark.parametrize(
+    ("formula", "reml"),
+    [
+        (_US, True),
+        (_US, False),
+        (f"{FEV_FIXED} + ar1h(AVISIT | USUBJID)", True),
+        ("FEV1 ~ ARMCD + us(AVISIT | ARMCD / USUBJID)", False),
+        (_SP2, True),
+    ],
+)
+def test_satterthwaite_from_the_fit_evaluation_equals_the_pattern_pieces(formula, reml) -> None:
+    # fit_mmrm hands its order-2 evaluation at θ̂ to the inference: Φ = M and
+    # ∂Φ/∂θ_k = −M ∂(XᵀV⁻¹X)/∂θ_k M from the likelihood's sums must equal Φ and −Φ P_k Φ of
+    # kenward_roger_pieces (the pattern groups), and so must the df
+    problem = _problem(formula, reml)
+    theta, _, _, ev = _optimise(problem)
+    W = np.linalg.inv(ev.hessian)
+    cov_a, df_a = inference(problem, theta, df="satterthwaite", theta_cov=W, evaluation=ev)
+    cov_b, df_b = inference(problem, theta, df="satterthwaite", theta_cov=W)
+    assert_allclose(cov_a, cov_b, rtol=1e-10, atol=1e-14)
+    assert_allclose(df_a.jacobian, df_b.jacobian, rtol=1e-8, atol=1e-12 * np.abs(cov_b).max())
+    L = np.vstack([np.eye(problem.p), np.ones(problem.p)])
+    assert_allclose(df_a(L), df_b(L), rtol=1e-9)

@@ -311,7 +311,7 @@ def fit_mmrm(
         except (np.linalg.LinAlgError, ValueError):
             theta_cov = np.full((problem.n_theta, problem.n_theta), np.nan)
         beta_vcov, df_for = inference(
-            problem, theta, df=df, vcov=vcov, beta=ev.beta, theta_cov=theta_cov
+            problem, theta, df=df, vcov=vcov, beta=ev.beta, theta_cov=theta_cov, evaluation=ev
         )
         return MMRMResults(
             problem,

@@ -44,13 +44,17 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """−ℓ (RE)ML at θ, with β̂(θ), M = (XᵀV⁻¹X)⁻¹ and, on request, gradient and Hessian."""
+    """−ℓ (RE)ML at θ, with β̂(θ), M = (XᵀV⁻¹X)⁻¹ and, on request, gradient and Hessian;
+    with the Hessian also ``xvx_jacobian``, ∂(XᵀV⁻¹X)/∂θ_k = −Σ_i X_iᵀΣ_i⁻¹ ∂Σ_i/∂θ_k Σ_i⁻¹X_i
+    (k, p, p), a by-product of the REML Hessian from which Satterthwaite's ∂M/∂θ_k =
+    −M (∂XᵀV⁻¹X/∂θ_k) M follows without another pass over the patterns."""
 
     value: float
     beta: np.ndarray
     beta_cov: np.ndarray
     gradient: np.ndarray | None = None
     hessian: np.ndarray | None = None
+    xvx_jacobian: np.ndarray | None = None
 
 
 Derivs = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
@@ -181,7 +185,7 @@ def evaluate(
     grad = np.zeros(k)
     hess = np.zeros((k, k)) if order >= 2 else None
     h = np.zeros((k, p))
-    G = np.zeros((k, p * p)) if (order >= 2 and reml) else None
+    G = np.zeros((k, p * p)) if order >= 2 else None  # Σ_i X_iᵀΣ⁻¹ ∂Σ_k Σ⁻¹X_i
     W = np.zeros((n_groups, m * m))
     for bt, (J, H, Sinv) in zip(batches, parts, strict=True):
         assert J is not None
@@ -231,8 +235,9 @@ def evaluate(
                 hess[sl, sl] += structure.hessian_contract(theta[sl], W[g].reshape(m, m))
     if hess is not None:
         hess -= 2.0 * ((h @ M) @ h.T)
-        if G is not None:
+        if G is not None and reml:
             MG = np.matmul(M, G.reshape(k, p, p))  # M G_k
             hess -= MG.reshape(k, p * p) @ MG.transpose(0, 2, 1).reshape(k, p * p).T
         hess = 0.25 * (hess + hess.T)
-    return Evaluation(value, beta, M, 0.5 * grad, hess)
+    xvx = None if G is None else -G.reshape(k, p, p)
+    return Evaluation(value, beta, M, 0.5 * grad, hess, xvx)
