@@ -146,6 +146,22 @@ def _start(problem: MMRMProblem) -> np.ndarray:
     return np.concatenate(starts)
 
 
+_POTRF, _POTRS = linalg.get_lapack_funcs(("potrf", "potrs"), (np.zeros((1, 1)),))
+
+
+def _newton_step(hessian: np.ndarray, gradient: np.ndarray) -> np.ndarray | None:
+    """H⁻¹g by Cholesky — the LAPACK calls of scipy's ``cho_solve(cho_factor(H), g)``, the
+    same numbers without their ~50 µs of checks — or None when H is not positive definite
+    (or not finite)."""
+    if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(gradient))):
+        return None
+    c, info = _POTRF(hessian, lower=False, overwrite_a=False, clean=False)
+    if info != 0:
+        return None
+    step, info = _POTRS(c, gradient, lower=False, overwrite_b=False)
+    return np.asarray(step) if info == 0 else None
+
+
 def _newton(crit: _Cached, theta: np.ndarray, max_steps: int = 12) -> tuple[np.ndarray, int] | None:
     """Plain Newton steps θ ← θ − H⁻¹g from the start, while the Hessian is positive definite
     and each full step lowers −ℓ, to a gradient below the tolerance: θ̂ and the number of
@@ -157,9 +173,8 @@ def _newton(crit: _Cached, theta: np.ndarray, max_steps: int = 12) -> tuple[np.n
             return None
         if np.max(np.abs(ev.gradient)) <= _GTOL:
             return theta, it
-        try:
-            step = linalg.cho_solve(linalg.cho_factor(ev.hessian), ev.gradient)
-        except (linalg.LinAlgError, ValueError):
+        step = _newton_step(ev.hessian, ev.gradient)
+        if step is None:
             return None
         trial = theta - step
         if not crit.at(trial, 2).value <= ev.value + 1e-12 * max(1.0, abs(ev.value)):
@@ -176,9 +191,8 @@ def _polish(crit: _Cached, theta: np.ndarray, max_steps: int = 20) -> np.ndarray
         assert ev.gradient is not None and ev.hessian is not None
         if np.max(np.abs(ev.gradient)) <= _GTOL:
             break
-        try:  # Newton steps only where the Hessian is positive definite
-            step = linalg.cho_solve(linalg.cho_factor(ev.hessian), ev.gradient)
-        except (linalg.LinAlgError, ValueError):
+        step = _newton_step(ev.hessian, ev.gradient)  # only where H is positive definite
+        if step is None:
             break
         slack = 1e-12 * max(1.0, abs(ev.value))
         for _half in range(30):
