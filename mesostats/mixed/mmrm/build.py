@@ -38,7 +38,7 @@ _WEIGHT_COLUMN = "(weights)"
 
 
 def _check_columns(term: CovarianceTerm, data: pd.DataFrame) -> None:
-    roles = [("time", c) for c in term.coordinates]
+    roles: list[tuple[str, str | None]] = [("time", c) for c in term.coordinates]
     roles += [("subject", term.subject), ("group", term.group)]
     for role, name in roles:
         if name is not None and name not in data.columns:
@@ -90,9 +90,9 @@ def _missing_rows(
         names.append(_WEIGHT_COLUMN)
         masks.append(np.isnan(w))
     missing = np.column_stack(masks)
-    dropped = missing.any(axis=1)
+    dropped = np.asarray(missing.any(axis=1), dtype=bool)
     if not dropped.any():
-        return np.arange(len(dropped)), MissingRows(tuple(names), missing[:0], coder.data.index[:0])
+        return np.arange(dropped.size), MissingRows(tuple(names), missing[:0], coder.data.index[:0])
     where = np.flatnonzero(dropped)
     aside = MissingRows(tuple(names), missing[where], coder.data.index[where])
     return np.flatnonzero(~dropped), aside
@@ -267,9 +267,9 @@ def build_problem(
     rows, excluded = _missing_rows(coder, used, w_all)
     excluded.warn(len(data), stacklevel=3)  # at the caller of fit_mmrm
     if len(rows) == 0:
-        names = used + ([_WEIGHT_COLUMN] if weights is not None else [])
+        columns = used + ([_WEIGHT_COLUMN] if weights is not None else [])
         raise ModelSpecError(
-            f"Every row has a missing value in a column the model uses ({', '.join(names)})."
+            f"Every row has a missing value in a column the model uses ({', '.join(columns)})."
         )
     coords, visit_levels = _coordinates(term, coder, rows)
     subj, ids = kept_levels(*coder.factor(term.subject), rows)

@@ -63,9 +63,9 @@ def _new_coords(problem: MMRMProblem, values: pd.DataFrame) -> np.ndarray:
     if problem.structure.spatial:
         points = values.to_numpy(dtype=float)
         return points[:, 0] if points.shape[1] == 1 else points
-    values = values.iloc[:, 0]
+    visits = values.iloc[:, 0]
     position = {level: i for i, level in enumerate(problem.visit_levels)}
-    text = values.astype(str).to_numpy()
+    text = visits.astype(str).to_numpy()
     unknown = sorted(set(text) - set(position))
     if unknown:
         raise ModelSpecError(
