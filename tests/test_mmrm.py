@@ -207,42 +207,6 @@ class TestFevSpatialExponential(CheckMMRM):
     inference_df = "satterthwaite"
 
 
-class TestFevSpatialExponential2D(CheckMMRM):
-    """sp_exp(VISITN, VISITN2 | USUBJID): Euclidean distance between (VISITN, VISITN2) points
-    (ref_fev_spatial.json); VISITN2 is continuous, so every subject is its own pattern."""
-
-    block = se_block = inference_block = "sp_exp2_reml_satterthwaite"
-    inference_df = "satterthwaite"
-    reml = True
-
-
-class TestFevSpatialExponential2DKenwardRoger(CheckMMRM):
-    """The same model with mmrm's Kenward–Roger (second-derivative term kept)."""
-
-    block = inference_block = "sp_exp2_reml_kenwardroger"
-    se_block = "sp_exp2_reml_satterthwaite"
-    reml = True
-
-
-class TestFevSpatialExponential2DML(CheckMMRM):
-    """By ML; mmrm stops 3.1e-7 log-likelihood units short (gradient 3.8e-3): its SEs move
-    by 1.1e-4 (at mmrm's θ they agree to 1e-9: test_mmrm_inference.py)."""
-
-    block = se_block = inference_block = "sp_exp2_ml_satterthwaite"
-    inference_df = "satterthwaite"
-    end_to_end_df_rtol = 2e-4
-    end_to_end_se_rtol = 2e-4
-    reml = False
-
-
-class TestFevGroupedSpatialExponential2D(CheckMMRM):
-    """sp_exp(VISITN, VISITN2 | SEX / USUBJID): one (σ², ρ) per sex, KR (SEs adjusted)."""
-
-    block = inference_block = "sp_exp2_grouped_reml_kenwardroger"
-    se_block = None
-    reml = True
-
-
 class TestFevWeightedUS(CheckMMRM):
     """us REML with mmrm's weights (fev_data's WEIGHT column): Σ_i = W^{-1/2} Σ W^{-1/2}."""
 

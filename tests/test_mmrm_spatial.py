@@ -2,11 +2,12 @@
 the points of visits j and k (R mmrm's ``sp_exp(c1, c2 | subject)``, SAS PROC MIXED's
 ``type=sp(exp)(c1 c2)``).
 
-The numbers against mmrm 0.3.14 and SAS are in the batteries of test_mmrm.py (coefficients,
-logLik, Σ at mmrm's θ; the fit) and test_mmrm_inference.py (SEs and df at mmrm's θ to 1e-9,
-end to end to 1e-4; SAS's KR-linear SE and df of ARMCDTRT to the tolerances of sas_kr.json,
-1e-3). Here: the formula, the errors, the geometry (Euclidean, so invariant to rotating the
-plane; one coordinate is the 1-D structure) and conditional predictions.
+Against R's mmrm 0.3.14 (reference/mmrm/ref_fev_spatial.json, ref_mmrm_spatial.R): the
+battery of test_mmrm.py below (coefficients 1e-6, logLik 1e-6, Σ 1e-9 at mmrm's θ; the fit at
+or above mmrm's logLik, SEs and df 1e-4); test_mmrm_inference.py adds SEs and df at mmrm's θ
+(1e-9) and SAS PROC MIXED's two KR-linear cases of sas_kr.json (SE and df of ARMCDTRT, 1e-3).
+Then the formula, the errors, the geometry (Euclidean, so invariant to rotating the plane; one
+coordinate is the 1-D structure) and conditional predictions.
 """
 
 from __future__ import annotations
@@ -15,12 +16,55 @@ import numpy as np
 import pytest
 from mmrm_data import FEV_FIXED, fev_data, fev_problem, fit_fev
 from numpy.testing import assert_allclose
+from test_mmrm import CheckMMRM
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.mmrm.structures import distances, make_structure
 from mesostats.mixed.mmrm.terms import split_mmrm_formula
 
 SP2 = f"{FEV_FIXED} + sp_exp(VISITN, VISITN2 | USUBJID)"
+
+
+# --------------------------------------------------------------------------- against mmrm
+# the battery of test_mmrm.py (exact at mmrm's θ, the fit at or above mmrm's logLik) on
+# ref_fev_spatial.json (ref_mmrm_spatial.R)
+class TestFevSpatialExponential2D(CheckMMRM):
+    """sp_exp(VISITN, VISITN2 | USUBJID): Euclidean distance between (VISITN, VISITN2) points
+    (ref_fev_spatial.json); VISITN2 is continuous, so every subject is its own pattern."""
+
+    block = se_block = inference_block = "sp_exp2_reml_satterthwaite"
+    inference_df = "satterthwaite"
+    reml = True
+
+
+class TestFevSpatialExponential2DKenwardRoger(CheckMMRM):
+    """The same model with mmrm's Kenward–Roger (second-derivative term kept)."""
+
+    block = inference_block = "sp_exp2_reml_kenwardroger"
+    se_block = "sp_exp2_reml_satterthwaite"
+    reml = True
+
+
+class TestFevSpatialExponential2DML(CheckMMRM):
+    """By ML; mmrm stops 3.1e-7 log-likelihood units short (gradient 3.8e-3): its SEs move
+    by 1.1e-4 (at mmrm's θ they agree to 1e-9: test_mmrm_inference.py)."""
+
+    block = se_block = inference_block = "sp_exp2_ml_satterthwaite"
+    inference_df = "satterthwaite"
+    end_to_end_df_rtol = 2e-4
+    end_to_end_se_rtol = 2e-4
+    reml = False
+
+
+class TestFevGroupedSpatialExponential2D(CheckMMRM):
+    """sp_exp(VISITN, VISITN2 | SEX / USUBJID): one (σ², ρ) per sex, KR (SEs adjusted)."""
+
+    block = inference_block = "sp_exp2_grouped_reml_kenwardroger"
+    se_block = None
+    reml = True
+
+
+# --------------------------------------------------------------------------- formula, errors
 
 
 def test_two_coordinates_parse_as_mmrm_writes_them():
