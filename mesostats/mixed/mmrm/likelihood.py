@@ -153,7 +153,7 @@ def evaluate(
         except np.linalg.LinAlgError:
             return _infeasible(k, p)
         diag = np.diagonal(chol, axis1=1, axis2=2)
-        if not np.all(np.isfinite(diag)) or np.any(diag <= 0):
+        if not (diag > 0.0).all():  # also False for NaN
             return _infeasible(k, p)
         Linv = np.linalg.inv(chol)
         Sinv = np.matmul(Linv.transpose(0, 2, 1), Linv)
@@ -191,15 +191,17 @@ def evaluate(
         assert J is not None
         sl = slice(bt.group * kg, (bt.group + 1) * kg)
         nb, d = bt.nb, bt.d
-        XXb = bt.XX @ beta  # (nb, a, c, x): Σ_i X_i[a,x](X_iβ)[c]
-        Xb_y = bt.Xy @ beta  # (nb, a, b): Σ_i (X_iβ)[a] y_i[b]
-        rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + XXb @ beta  # Σ_i r_i r_iᵀ
+        # products with β as one matrix-vector product each (not nb·d·d small ones)
+        XXb = (bt.XX.reshape(-1, p) @ beta).reshape(nb, d, d, p)  # Σ_i X_i[a,x](X_iβ)[c]
+        Xb_y = (bt.Xy.reshape(-1, p) @ beta).reshape(nb, d, d)  # Σ_i (X_iβ)[a] y_i[b]
+        bXXb = (XXb.reshape(-1, p) @ beta).reshape(nb, d, d)
+        rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + bXXb  # Σ_i r_i r_iᵀ
         U = Sinv @ rr @ Sinv  # Σ_i u_i u_iᵀ, u_i = Σ⁻¹ r_i
         nS = bt.n_subjects[:, None, None] * Sinv
         Wb = nS - U
         N = None
         if reml:
-            Sp = bt.XX.reshape(nb, d, d, p * p) @ M.reshape(p * p)  # Σ_i X_i M X_iᵀ
+            Sp = (bt.XX.reshape(-1, p * p) @ M.reshape(p * p)).reshape(nb, d, d)  # Σ X_i M X_iᵀ
             N = Sinv @ Sp @ Sinv
             Wb = Wb - N
         if structure.spatial:
