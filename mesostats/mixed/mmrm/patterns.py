@@ -59,9 +59,8 @@ def pattern_block(group: int, coords: np.ndarray, Xp: np.ndarray, yp: np.ndarray
     XX = full.reshape(d, p, d, p).transpose(0, 2, 1, 3)
     Xy = (flat.T @ yp).reshape(d, p, d).transpose(0, 2, 1)  # [a, b, x] = Σ_i X_i[a,x] y_i[b]
     yy = yp.T @ yp
-    return PatternBlock(
-        group, np.asarray(coords), n_sub, np.ascontiguousarray(XX), np.ascontiguousarray(Xy), yy
-    )
+    # strided views: make_batches stacks them into contiguous batches (one copy)
+    return PatternBlock(group, np.asarray(coords), n_sub, XX, Xy, yy)
 
 
 @dataclass(frozen=True, eq=False)
