@@ -45,11 +45,10 @@ SE_RTOL = 1e-4
 DF_RTOL = 1e-4
 #: us ML: our optimum is 3.0e-6 log-likelihood units above mmrm's (θ̂ differs by 1.9e-4), so
 #: the end-to-end df differ by up to 1.1e-4; at mmrm's θ̂ they agree to 1e-13 (algebra battery)
+#: sp_exp on two coordinates, ML: mmrm stops with a gradient of 3.8e-3 (θ 2.7e-4 from ours,
+#: 3.1e-7 log-likelihood units below), which moves one df by 1.09e-4 (SEs by ≤ 4.1e-5); at
+#: mmrm's θ̂ SEs and df agree to 1e-13 (algebra battery)
 END_TO_END_DF_RTOL = {"us_ml_satterthwaite": 2e-4, "sp_exp2_ml_satterthwaite": 2e-4}
-#: sp_exp on two coordinates, ML: mmrm stops with a gradient of 3.8e-3 (2.7e-4 from our θ̂,
-#: 3.1e-7 log-likelihood units below ours), which moves one SE by 1.09e-4; at mmrm's θ̂ SEs
-#: and df agree to 1e-9 (algebra battery)
-END_TO_END_SE_RTOL = {"sp_exp2_ml_satterthwaite": 2e-4}
 
 # block suffix -> (df, vcov) in our API
 METHODS = {
@@ -134,7 +133,7 @@ def test_fev_fit_mmrm_inference_matches_mmrm(block: str) -> None:
     formula, df, vcov, reml = BLOCKS[block]
     se_ref, df_ref, _ = _ref_arrays(block)
     fe = _fit(formula, reml, df, vcov).fixed_effects
-    assert_allclose(fe["std_error"], se_ref, rtol=END_TO_END_SE_RTOL.get(block, SE_RTOL))
+    assert_allclose(fe["std_error"], se_ref, rtol=SE_RTOL)
     assert_allclose(fe["df"], df_ref, rtol=END_TO_END_DF_RTOL.get(block, DF_RTOL))
 
 
