@@ -105,6 +105,22 @@ def _check_options(reml: bool, df: str, vcov: str | None) -> tuple[str, str | No
     return df, vcov
 
 
+_POTRF, _POTRS = linalg.get_lapack_funcs(("potrf", "potrs"), (np.zeros((1, 1)),))
+
+
+def _spd_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """A⁻¹b by Cholesky — the LAPACK calls of scipy's ``cho_solve(cho_factor(A), b)``, the
+    same numbers without their ~50 µs of checks — or None when A is not positive definite
+    (or not finite)."""
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+        return None
+    c, info = _POTRF(A, lower=False, overwrite_a=False, clean=False)
+    if info != 0:
+        return None
+    x, info = _POTRS(c, b, lower=False, overwrite_b=False)
+    return np.asarray(x) if info == 0 else None
+
+
 def _start(problem: MMRMProblem) -> np.ndarray:
     """Start from the empirical covariance of the OLS residuals, per group (pairwise
     moments over the subjects having both visits, from the pattern sufficient statistics;
@@ -112,7 +128,9 @@ def _start(problem: MMRMProblem) -> np.ndarray:
     batches = problem.criterion_batches
     XtX = sum(np.einsum("naaxy->xy", bt.XX) for bt in batches)
     Xty = sum(np.einsum("naax->x", bt.Xy) for bt in batches)
-    beta = linalg.solve(XtX, Xty, assume_a="pos")
+    beta = _spd_solve(XtX, Xty)  # OLS by Cholesky (LAPACK potrf/potrs, as scipy's "pos")
+    if beta is None:
+        beta = linalg.lstsq(XtX, Xty)[0]
     structure = problem.structure
     if structure.spatial:
         yty = sum(float(np.einsum("naa->", bt.yy)) for bt in batches)
@@ -146,22 +164,6 @@ def _start(problem: MMRMProblem) -> np.ndarray:
     return np.concatenate(starts)
 
 
-_POTRF, _POTRS = linalg.get_lapack_funcs(("potrf", "potrs"), (np.zeros((1, 1)),))
-
-
-def _newton_step(hessian: np.ndarray, gradient: np.ndarray) -> np.ndarray | None:
-    """H⁻¹g by Cholesky — the LAPACK calls of scipy's ``cho_solve(cho_factor(H), g)``, the
-    same numbers without their ~50 µs of checks — or None when H is not positive definite
-    (or not finite)."""
-    if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(gradient))):
-        return None
-    c, info = _POTRF(hessian, lower=False, overwrite_a=False, clean=False)
-    if info != 0:
-        return None
-    step, info = _POTRS(c, gradient, lower=False, overwrite_b=False)
-    return np.asarray(step) if info == 0 else None
-
-
 def _newton(crit: _Cached, theta: np.ndarray, max_steps: int = 12) -> tuple[np.ndarray, int] | None:
     """Plain Newton steps θ ← θ − H⁻¹g from the start, while the Hessian is positive definite
     and each full step lowers −ℓ, to a gradient below the tolerance: θ̂ and the number of
@@ -173,7 +175,7 @@ def _newton(crit: _Cached, theta: np.ndarray, max_steps: int = 12) -> tuple[np.n
             return None
         if np.max(np.abs(ev.gradient)) <= _GTOL:
             return theta, it
-        step = _newton_step(ev.hessian, ev.gradient)
+        step = _spd_solve(ev.hessian, ev.gradient)
         if step is None:
             return None
         trial = theta - step
@@ -191,7 +193,7 @@ def _polish(crit: _Cached, theta: np.ndarray, max_steps: int = 20) -> np.ndarray
         assert ev.gradient is not None and ev.hessian is not None
         if np.max(np.abs(ev.gradient)) <= _GTOL:
             break
-        step = _newton_step(ev.hessian, ev.gradient)  # only where H is positive definite
+        step = _spd_solve(ev.hessian, ev.gradient)  # only where H is positive definite
         if step is None:
             break
         slack = 1e-12 * max(1.0, abs(ev.value))
