@@ -4,7 +4,8 @@
 (written by ``ref_mmrm.R`` with R 4.2.2 and mmrm 0.3.14: one block per structure × method) and
 ``sas_kr.json`` (SAS PROC MIXED's KR results recorded in mmrm's test suite), and
 ``ref_fev_more.json`` (``ref_mmrm_more.R``, the same R and mmrm: weighted fits, a grouped ML
-fit, conditional predictions). Factor levels as
+fit, conditional predictions), ``ref_fev_spatial.json`` (``ref_mmrm_spatial.R``, the same R and
+mmrm: ``sp_exp(VISITN, VISITN2 | USUBJID)`` on two coordinates). Factor levels as
 R has them: ``SEX`` Male < Female (not alphabetical), ``ARMCD`` PBO < TRT, ``AVISIT``
 VIS1 < … < VIS4, ``RACE`` alphabetical.
 """
@@ -53,15 +54,16 @@ def _fev_data() -> pd.DataFrame:
 @cache
 def _reference() -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("ref_fev.json", "ref_fev_more.json"):
+    for name in ("ref_fev.json", "ref_fev_more.json", "ref_fev_spatial.json"):
         with open(REFERENCE / name, encoding="utf-8") as fh:
             out.update(json.load(fh))
     return out
 
 
 def fev_reference(block: str) -> dict[str, Any]:
-    """One block of ref_fev.json (e.g. ``"us_reml_residual"``) or of ref_fev_more.json
-    (``"us_reml_weighted"``, ``"ar1h_ml_weighted"``, ``"ad_grouped_ml"``, ``"us_reml_predict"``)."""
+    """One block of ref_fev.json (e.g. ``"us_reml_residual"``), of ref_fev_more.json
+    (``"us_reml_weighted"``, ``"ar1h_ml_weighted"``, ``"ad_grouped_ml"``, ``"us_reml_predict"``)
+    or of ref_fev_spatial.json (``"sp_exp2_reml_kenwardroger"``, ...)."""
     return dict(_reference()[block])
 
 

@@ -16,6 +16,7 @@ import pytest
 from mmrm_data import FEV_FIXED, STRUCTURES, fev_data, fev_problem, fit_fev
 from numpy.testing import assert_allclose
 
+from mesostats.mixed.mmrm.likelihood import evaluate
 from mesostats.mixed.mmrm.structures import make_structure
 
 _problem = fev_problem
@@ -49,6 +50,7 @@ def _dense_minus_loglik(problem, theta: np.ndarray) -> float:
         ("toeph(AVISIT | USUBJID)", False, False),
         ("us(AVISIT | ARMCD / USUBJID)", True, True),
         ("sp_exp(VISITN2 | USUBJID)", False, True),
+        ("sp_exp(VISITN, VISITN2 | USUBJID)", True, True),
     ],
 )
 def test_pattern_likelihood_equals_dense_likelihood(cov, reml, weighted):
@@ -72,6 +74,7 @@ def test_pattern_likelihood_equals_dense_likelihood(cov, reml, weighted):
         (f"{FEV_FIXED} + ad(AVISIT | USUBJID)", False),
         ("FEV1 ~ ARMCD + us(AVISIT | ARMCD / USUBJID)", True),
         ("FEV1 ~ ARMCD + sp_exp(VISITN | USUBJID)", False),
+        ("FEV1 ~ ARMCD + sp_exp(VISITN, VISITN2 | SEX / USUBJID)", True),
         (f"{FEV_FIXED} + ar1h(AVISIT | USUBJID)", True),
         (f"{FEV_FIXED} + toep(AVISIT | USUBJID)", True),
     ],
@@ -170,3 +173,40 @@ def test_sp_exp_derivatives_on_continuous_times():
         assert_allclose(hess[k], fd2, rtol=1e-6, atol=1e-9)
     rho = 1.0 / (1.0 + np.exp(-0.4))
     assert_allclose(s.sigma(theta, times)[0, 2], np.exp(1.2) * rho**2.1)
+
+
+@pytest.mark.parametrize(
+    ("cov", "reml"),
+    [
+        ("us(AVISIT | USUBJID)", True),
+        ("adh(AVISIT | USUBJID)", False),
+        ("toeph(AVISIT | USUBJID)", True),
+        ("us(AVISIT | ARMCD / USUBJID)", False),
+    ],
+)
+def test_padded_batches_give_the_likelihood_of_the_batches_by_pattern_size(cov, reml):
+    # fev_data is small: the criterion runs on one batch per group over all 4 visits
+    # (Σ⁻¹ of each pattern embedded, zero at absent visits); it must equal the criterion on
+    # the batches by number of visits to round-off, with its gradient and Hessian
+    data = fev_data()
+    data["w"] = np.random.default_rng(5).uniform(0.5, 2.0, len(data))
+    problem = _problem(f"{FEV_FIXED} + {cov}", reml, data, weights="w")
+    assert len(problem.criterion_batches) == problem.n_groups < len(problem.batches)
+    theta = np.random.default_rng(6).normal(scale=0.2, size=problem.n_theta)
+    for g in range(problem.n_groups):
+        theta[problem.theta_slice(g)][: problem.structure.n_sd] += 1.5
+    padded = problem.evaluate(theta, order=2)
+    by_size = evaluate(
+        theta,
+        problem.batches,
+        problem.structure,
+        n_groups=problem.n_groups,
+        reml=problem.reml,
+        n_obs=problem.n,
+        sum_log_weights=problem.sum_log_weights,
+        order=2,
+    )
+    assert_allclose(padded.value, by_size.value, rtol=1e-12)
+    assert_allclose(padded.beta, by_size.beta, rtol=1e-11, atol=1e-12)
+    assert_allclose(padded.gradient, by_size.gradient, rtol=1e-9, atol=1e-9)
+    assert_allclose(padded.hessian, by_size.hessian, rtol=1e-11, atol=1e-9)

@@ -89,7 +89,7 @@ class KRPieces:
     @property
     def jacobian(self) -> np.ndarray:
         """∂Φ/∂φ_h = −Φ P_h Φ, (k, p, p)."""
-        return -np.einsum("pq,kqr,rs->kps", self.phi, self.P, self.phi, optimize=True)
+        return -np.matmul(np.matmul(self.phi, self.P), self.phi)
 
 
 def _cross(group: BlockGroup) -> np.ndarray | None:
@@ -131,7 +131,7 @@ def kenward_roger_pieces(groups: Sequence[BlockGroup]) -> KRPieces:
         s_inv = np.linalg.inv(g.sigma)
         s_inv = 0.5 * (s_inv + np.swapaxes(s_inv, -1, -2))
         sig_inv.append(s_inv)
-        d_inv.append(-np.einsum("bij,bhjl,blm->bhim", s_inv, g.d_sigma, s_inv, optimize=True))
+        d_inv.append(-np.matmul(np.matmul(s_inv[:, None], g.d_sigma), s_inv[:, None]))
     crosses = [_cross(g) for g in groups]
     info = _sum_xtax(groups, crosses, [si[:, None] for si in sig_inv])[0]
     P = _sum_xtax(groups, crosses, d_inv)
@@ -144,9 +144,9 @@ def kenward_roger_pieces(groups: Sequence[BlockGroup]) -> KRPieces:
 def _weighted_d2(group: BlockGroup, W: np.ndarray) -> np.ndarray | None:
     """Σ_hj W_hj ∂²Σ/∂φ_h∂φ_j per covariance, (b, m, m), or None without second derivatives."""
     if group.d2_sigma is not None:
-        return np.einsum("hj,zhjac->zac", W, group.d2_sigma, optimize=True)
+        return np.tensordot(W, group.d2_sigma, axes=([0, 1], [1, 2]))
     if group.d2_full is not None and group.index is not None:
-        full = np.einsum("hj,hjac->ac", W, group.d2_full, optimize=True)
+        full = np.tensordot(W, group.d2_full, axes=([0, 1], [0, 1]))
         idx = group.index
         return full[idx[:, :, None], idx[:, None, :]]
     return None
@@ -157,16 +157,18 @@ def kenward_roger_vcov(
 ) -> np.ndarray:
     """Kenward–Roger adjusted covariance Φ_A of β̂ (``linear`` drops the R term)."""
     phi, P = pieces.phi, pieces.P
-    U = -np.einsum("hpq,qr,hj,jrs->ps", P, phi, W, P, optimize=True)
+    # −Σ_hj W_hj P_h Φ P_j, as matrix products (Σ_j W_hj P_j first)
+    PW = np.tensordot(W, P, axes=([1], [0]))  # (h, p, p)
+    U = -np.matmul(np.matmul(P, phi), PW).sum(axis=0)
     mats = []
     for g, s_inv in zip(groups, pieces.sigma_inv, strict=True):
         # Σ_hj W_hj (∂Σ⁻¹_h Σ ∂Σ⁻¹_j − ¼ Σ⁻¹ ∂²Σ_hj Σ⁻¹) per covariance, then Xᵀ(·)X
-        E = np.einsum("zab,zhbc->zhac", s_inv, g.d_sigma, optimize=True)  # Σ⁻¹ ∂Σ_h
-        Ew = np.einsum("hj,zjac->zhac", W, E, optimize=True)
-        mbar = np.einsum("zhab,zhbc,zcd->zad", E, Ew, s_inv, optimize=True)
+        E = np.matmul(s_inv[:, None], g.d_sigma)  # Σ⁻¹ ∂Σ_h, (z, h, a, c)
+        Ew = np.moveaxis(np.tensordot(E, W, axes=([1], [1])), -1, 1)  # Σ_j W_hj E_j
+        mbar = np.matmul(np.matmul(E, Ew).sum(axis=1), s_inv)
         r = None if linear else _weighted_d2(g, W)
         if r is not None:
-            mbar = mbar - 0.25 * np.einsum("zij,zjl,zlm->zim", s_inv, r, s_inv, optimize=True)
+            mbar = mbar - 0.25 * np.matmul(np.matmul(s_inv, r), s_inv)
         mats.append(mbar[:, None])
     U += _sum_xtax(groups, pieces.cross, mats)[0]
     U = 0.5 * (U + U.T)

@@ -1,12 +1,16 @@
 """From an mmrm formula and a DataFrame to an :class:`~mesostats.mixed.mmrm.problem.MMRMProblem`.
 
-Rows with a missing response, covariate, visit, subject, group or weight are set aside with
-their reason (the helpers of :mod:`mesostats.mixed.design`, one ``ExclusionWarning``); each
-subject then uses the visits it has. X comes from formulaic with treatment contrasts (first
-level the reference), as in :func:`mesostats.mixed.design.build_design`, through the
-compiled recipes of :mod:`mesostats.mixed.compiled` (formulaic's columns, without its pandas
-work). Rows are sorted by subject and visit, and subjects are grouped into patterns (same
-visits, same covariance group) whose sufficient statistics the likelihood uses.
+Each used column is looked up and coded once (:mod:`mesostats.mixed.mmrm.columns`: text and
+categorical columns factorised to integer codes, missing values found from the codes), and the
+fitted rows are taken from the codes with numpy. Rows with a missing response, covariate,
+visit (coordinate), subject, group or weight are set aside with their reason (the helper of
+:mod:`mesostats.mixed.design`, one ``ExclusionWarning``); each subject then uses the visits it
+has. Rows are sorted by subject and visit (time; several coordinates of ``sp_exp`` in their
+order), and X comes, already sorted, from formulaic with treatment contrasts (first level the
+reference), as in :func:`mesostats.mixed.design.build_design`, through the compiled recipes of
+:mod:`mesostats.mixed.compiled` (formulaic's columns, without its pandas work; text columns
+arrive there as categoricals with their sorted levels). Subjects are grouped into patterns
+(same visits, same covariance group) whose sufficient statistics the likelihood uses.
 """
 
 from __future__ import annotations
@@ -17,16 +21,11 @@ import numpy as np
 import pandas as pd
 
 from mesostats.exceptions import ModelSpecError
-from mesostats.formula import parse_formula
 from mesostats.mixed.aliasing import _format_alias, aliased_columns
-from mesostats.mixed.compiled import model_columns
-from mesostats.mixed.design import _set_aside_missing, _used_columns
-from mesostats.mixed.formula_eval import (
-    _close_matches,
-    _formula_variables,
-    _grouping_factor,
-    _reason,
-)
+from mesostats.mixed.compiled import model_columns, parsed_formula
+from mesostats.mixed.design import _used_columns
+from mesostats.mixed.formula_eval import _close_matches, _formula_variables, _reason
+from mesostats.mixed.mmrm.columns import ColumnCoder, MissingRows, kept_levels
 from mesostats.mixed.mmrm.patterns import pattern_block
 from mesostats.mixed.mmrm.problem import MMRMProblem
 from mesostats.mixed.mmrm.structures import make_structure
@@ -39,7 +38,9 @@ _WEIGHT_COLUMN = "(weights)"
 
 
 def _check_columns(term: CovarianceTerm, data: pd.DataFrame) -> None:
-    for role, name in (("time", term.time), ("subject", term.subject), ("group", term.group)):
+    roles: list[tuple[str, str | None]] = [("time", c) for c in term.coordinates]
+    roles += [("subject", term.subject), ("group", term.group)]
+    for role, name in roles:
         if name is not None and name not in data.columns:
             raise ModelSpecError(
                 f"The {role} variable `{name}` of the covariance term `{term}` is not in the "
@@ -47,9 +48,10 @@ def _check_columns(term: CovarianceTerm, data: pd.DataFrame) -> None:
             )
 
 
-def _weights_frame(data: pd.DataFrame, weights: Any) -> pd.DataFrame:
+def _weights_array(data: pd.DataFrame, weights: Any) -> np.ndarray | None:
+    """One weight per row (NaN where missing), validated; None without weights."""
     if weights is None:
-        return data
+        return None
     if isinstance(weights, str):
         if weights not in data.columns:
             raise ModelSpecError(
@@ -67,7 +69,7 @@ def _weights_frame(data: pd.DataFrame, weights: Any) -> pd.DataFrame:
         values = pd.Series(array, index=data.index)
     if not pd.api.types.is_numeric_dtype(values.dtype):
         raise ModelSpecError(f"weights must be numeric, got dtype {values.dtype}.")
-    num = values.to_numpy(dtype=float, na_value=np.nan)
+    num = np.asarray(values.to_numpy(dtype=float, na_value=np.nan))
     bad = np.isfinite(num) & (num <= 0) | np.isinf(num)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -75,24 +77,51 @@ def _weights_frame(data: pd.DataFrame, weights: Any) -> pd.DataFrame:
             f"weights must be positive and finite; {int(bad.sum())} are not (e.g. {num[i]} at "
             f"index {data.index[i]!r})."
         )
-    frame = data.copy(deep=False)
-    frame[_WEIGHT_COLUMN] = num
-    return frame
+    return num
 
 
-def _visit_coding(term: CovarianceTerm, kept: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    series = kept[term.time]
+def _missing_rows(
+    coder: ColumnCoder, used: list[str], w: np.ndarray | None
+) -> tuple[np.ndarray, MissingRows]:
+    """Positions of the complete rows, and the pattern of the rows set aside."""
+    names = list(used)
+    masks = [coder.missing(name) for name in names]
+    if w is not None:
+        names.append(_WEIGHT_COLUMN)
+        masks.append(np.isnan(w))
+    missing = np.column_stack(masks)
+    dropped = np.asarray(missing.any(axis=1), dtype=bool)
+    if not dropped.any():
+        return np.arange(dropped.size), MissingRows(tuple(names), missing[:0], coder.data.index[:0])
+    where = np.flatnonzero(dropped)
+    aside = MissingRows(tuple(names), missing[where], coder.data.index[where])
+    return np.flatnonzero(~dropped), aside
+
+
+def _coordinates(
+    term: CovarianceTerm, coder: ColumnCoder, rows: np.ndarray
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Visit codes (float) and visit levels; for ``sp_exp`` the coordinates, (n,) for one
+    and (n, c) for several, and no levels."""
     if term.structure == "sp_exp":
-        if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(
-            series.dtype
-        ):
-            raise ModelSpecError(
-                f"`sp_exp` needs a numeric time, but `{term.time}` has dtype {series.dtype} "
-                f"(e.g. {series.iloc[0]!r}). Use a numeric visit time such as the study day, or "
-                "a structure on a visit factor (`us`, `ar1`, ...)."
-            )
-        return series.to_numpy(dtype=float), ()
-    codes, levels = _grouping_factor(kept, (term.time,))
+        values = []
+        for name in term.coordinates:
+            num = coder.numeric(name)
+            if num is None:
+                s = coder.series(name)
+                example = s.iloc[int(rows[0])] if len(rows) else None
+                what = "a numeric time" if len(term.coordinates) == 1 else "numeric coordinates"
+                raise ModelSpecError(
+                    f"`sp_exp` needs {what}, but `{name}` has dtype {s.dtype} (e.g. "
+                    f"{example!r}). Use a numeric visit time such as the study day (numeric "
+                    "positions for several coordinates), or a structure on a visit factor "
+                    "(`us`, `ar1`, ...)."
+                )
+            values.append(num[rows])
+        if len(values) == 1:
+            return values[0], ()
+        return np.column_stack(values), ()
+    codes, levels = kept_levels(*coder.factor(term.time), rows)
     if len(levels) < 2:
         raise ModelSpecError(
             f"The visit factor `{term.time}` has only {len(levels)} level "
@@ -102,6 +131,13 @@ def _visit_coding(term: CovarianceTerm, kept: pd.DataFrame) -> tuple[np.ndarray,
     return codes.astype(float), tuple(str(v) for v in levels)
 
 
+def _sort_keys(coords: np.ndarray, subj: np.ndarray) -> tuple[np.ndarray, ...]:
+    """lexsort keys: subject first, then the coordinates in their order."""
+    if coords.ndim == 1:
+        return (coords, subj)
+    return (*(coords[:, j] for j in range(coords.shape[1] - 1, -1, -1)), subj)
+
+
 def _check_duplicates(
     term: CovarianceTerm,
     subj: np.ndarray,
@@ -109,10 +145,15 @@ def _check_duplicates(
     ids: pd.Index,
     levels: tuple,
     order: np.ndarray,
+    index: pd.Index,
 ) -> None:
-    """Two rows of one subject at one visit; ``order`` sorts the rows by subject, then visit."""
+    """Two rows of one subject at one visit (point); ``order`` sorts the rows by subject,
+    then visit; ``index`` labels the rows."""
     s, c = subj[order], coords[order]
-    same = (s[1:] == s[:-1]) & (c[1:] == c[:-1])
+    same_c = c[1:] == c[:-1]
+    if same_c.ndim > 1:
+        same_c = same_c.all(axis=1)
+    same = (s[1:] == s[:-1]) & same_c
     if not same.any():
         return
     dup_sorted = np.zeros(len(s), dtype=bool)
@@ -121,41 +162,25 @@ def _check_duplicates(
     dup = np.empty_like(dup_sorted)
     dup[order] = dup_sorted  # every row of a duplicated (subject, visit), in data order
     i = int(np.flatnonzero(dup)[0])
-    at = levels[int(coords[i])] if levels else coords[i]
+    if levels:
+        at = repr(levels[int(coords[i])])
+    else:
+        at = repr(coords[i]) if coords.ndim == 1 else repr(tuple(coords[i].tolist()))
+    where = term.time if not term.more_coordinates else f"({', '.join(term.coordinates)})"
     raise ModelSpecError(
         f"Subject {ids[subj[i]]!r} has {int((dup & (subj == subj[i])).sum())} rows at "
-        f"{term.time} = {at!r} ({int(dup.sum())} duplicated rows in all): each subject "
-        f"may have one row per {term.time}. Remove or aggregate the duplicates, or check "
-        f"that `{term.subject}` identifies subjects."
+        f"{where} = {at} ({int(dup.sum())} duplicated rows in all, first at index "
+        f"{index[i]!r}): each subject may have one row per {where}. Remove or aggregate the "
+        f"duplicates, or check that `{term.subject}` identifies subjects."
     )
 
 
-def _drop_unused(kept: pd.DataFrame, names: Any) -> pd.DataFrame:
-    """Unused categories dropped from the categorical columns among ``names`` that have some
-    (as :func:`~mesostats.mixed.design._drop_unused_categories`; the others are the same
-    either way). Only the fixed part needs it (no dummy column for an absent level): the
-    visit, subject and group codes drop unused levels themselves."""
-    unused = []
-    for name, dtype in kept.dtypes.items():
-        if name in names and isinstance(dtype, pd.CategoricalDtype):
-            codes = np.asarray(kept[name].array.codes)
-            seen = np.bincount(codes[codes >= 0], minlength=len(dtype.categories))
-            if not seen.all():
-                unused.append(name)
-    if not unused:
-        return kept
-    kept = kept.copy(deep=False)
-    for name in unused:
-        kept[name] = kept[name].cat.remove_unused_categories()
-    return kept
-
-
 def _group_codes(
-    term: CovarianceTerm, kept: pd.DataFrame, subj: np.ndarray, ids: pd.Index
+    term: CovarianceTerm, coder: ColumnCoder, rows: np.ndarray, subj: np.ndarray, ids: pd.Index
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     if term.group is None:
         return np.zeros(len(ids), dtype=np.intp), ("(all)",)
-    codes, levels = _grouping_factor(kept, (term.group,))
+    codes, levels = kept_levels(*coder.factor(term.group), rows)
     first = np.full(len(ids), -1)
     first[subj[::-1]] = codes[::-1]
     changes = codes != first[subj]
@@ -189,6 +214,26 @@ def _patterns(
     return np.asarray(codes, dtype=np.intp)
 
 
+def _response_values(
+    parsed: Any, coder: ColumnCoder, rows: np.ndarray, index: pd.Index
+) -> np.ndarray:
+    """y of the fitted rows: a numeric response column taken directly when every value is
+    finite; otherwise (an expression, or values to report) through the checks of
+    :func:`~mesostats.mixed.response._response`."""
+    name = parsed.response
+    if parsed.cbind is None and name in coder.data.columns:
+        num = coder.numeric(name)
+        if num is not None:
+            y = num[rows]
+            if np.isfinite(y).all():
+                return y
+        frame = pd.DataFrame({name: coder.take(name, rows)}, index=index)
+    else:
+        frame = coder.data.iloc[rows]
+    y, _ = _response(parsed, frame, "gaussian")
+    return np.ascontiguousarray(y, dtype=float)
+
+
 def build_problem(
     formula: str, data: pd.DataFrame, *, reml: bool = True, weights: Any = None
 ) -> MMRMProblem:
@@ -197,9 +242,9 @@ def build_problem(
     Raises
     ------
     ModelSpecError
-        Unknown columns or structure, a visit factor with one level, a non-numeric time for
-        ``sp_exp``, two rows of one subject at one visit, a group that changes within a
-        subject, non-positive weights, aliased fixed effects.
+        Unknown columns or structure, a visit factor with one level, non-numeric coordinates
+        for ``sp_exp``, two rows of one subject at one visit (point), a group that changes
+        within a subject, non-positive weights, aliased fixed effects.
     """
     if not isinstance(data, pd.DataFrame):
         raise ModelSpecError(
@@ -207,46 +252,45 @@ def build_problem(
             "`pd.DataFrame(...)`."
         )
     fixed_formula, term = split_mmrm_formula(formula)
-    parsed = parse_formula(fixed_formula)
+    parsed = parsed_formula(fixed_formula)
     if parsed.offsets:
         raise ModelSpecError("offset() terms are not supported in an MMRM formula.")
     _check_columns(term, data)
-    frame = _weights_frame(data, weights)
-    used = _used_columns(parsed, frame)
-    for name in (term.time, term.subject, term.group):
+    w_all = _weights_array(data, weights)
+    used = _used_columns(parsed, data)
+    for name in (*term.coordinates, term.subject, term.group):
         if name is not None and name not in used:
             used.append(name)
-    if weights is not None:
-        used.append(_WEIGHT_COLUMN)
-    if len(frame) == 0:
+    if len(data) == 0:
         raise ModelSpecError("The data has no rows.")
-    kept, excluded = _set_aside_missing(frame, used)
-    if len(kept) == 0:
+    coder = ColumnCoder(data)
+    rows, excluded = _missing_rows(coder, used, w_all)
+    excluded.warn(len(data), stacklevel=3)  # at the caller of fit_mmrm
+    if len(rows) == 0:
+        columns = used + ([_WEIGHT_COLUMN] if weights is not None else [])
         raise ModelSpecError(
-            f"Every row has a missing value in a column the model uses ({', '.join(used)})."
+            f"Every row has a missing value in a column the model uses ({', '.join(columns)})."
         )
-    fixed_vars = _formula_variables(parsed.fixed, "fixed part")
-    kept = _drop_unused(kept, fixed_vars)
-    y, _ = _response(parsed, kept, "gaussian")
-    coords, visit_levels = _visit_coding(term, kept)
-    subj, ids = _grouping_factor(kept, (term.subject,))
-    order = np.lexsort((coords, subj))
-    _check_duplicates(term, subj, coords, ids, visit_levels, order)
-    group_of_subject, group_levels = _group_codes(term, kept, subj, ids)
+    coords, visit_levels = _coordinates(term, coder, rows)
+    subj, ids = kept_levels(*coder.factor(term.subject), rows)
+    order = np.lexsort(_sort_keys(coords, subj))
+    _check_duplicates(term, subj, coords, ids, visit_levels, order, data.index[rows])
+    group_of_subject, group_levels = _group_codes(term, coder, rows, subj, ids)
 
-    y, coords, subj = y[order], coords[order], subj[order]
-    w = (
-        kept[_WEIGHT_COLUMN].to_numpy(dtype=float)[order]
-        if weights is not None
-        else np.ones(len(y))
-    )
-    try:  # the rows of X in data order, then sorted (no sort of the whole frame)
-        names, X_data, fixed_spec = model_columns(parsed.fixed, kept)
+    fit_rows = rows[order]  # positions in data of the fitted rows, in fit order
+    row_index = data.index[fit_rows]
+    coords, subj = coords[order], subj[order]
+    fixed_vars = _formula_variables(parsed.fixed, "fixed part")
+    fixed_rows = coder.fixed_frame([c for c in used if c in fixed_vars], fit_rows, row_index)
+    y = _response_values(parsed, coder, fit_rows, row_index)
+    w = w_all[fit_rows] if w_all is not None else np.ones(len(y))
+    try:
+        names, X, fixed_spec = model_columns(parsed.fixed, fixed_rows)
     except Exception as exc:
         raise ModelSpecError(
             f"Cannot build the fixed part `{parsed.fixed}`: {_reason(exc)}"
         ) from exc
-    X = np.ascontiguousarray(X_data[order])
+    X = np.ascontiguousarray(X)
     aliased = aliased_columns(X, names)
     if aliased:
         listing = "; ".join(_format_alias(name, deps) for name, deps in aliased)
@@ -259,7 +303,6 @@ def build_problem(
 
     starts = np.flatnonzero(np.r_[True, subj[1:] != subj[:-1]])
     ends = np.r_[starts[1:], len(subj)]
-    subject_rows = np.split(np.arange(len(subj)), starts[1:])  # views, one per subject
     subj_codes = subj[starts]
     groups = group_of_subject[subj_codes]
     pattern = _patterns(coords, starts, groups, len(visit_levels))
@@ -272,12 +315,12 @@ def build_problem(
         members = order_of[bounds[pat] : bounds[pat + 1]]
         first = members[0]
         d = int(ends[first] - starts[first])
-        rows = starts[members][:, None] + np.arange(d)  # each subject's rows are contiguous
+        at = starts[members][:, None] + np.arange(d)  # each subject's rows are contiguous
         visits = coords[starts[first] : ends[first]]
-        blocks.append(pattern_block(int(groups[first]), visits.copy(), Xw[rows], yw[rows]))
+        blocks.append(pattern_block(int(groups[first]), visits.copy(), Xw[at], yw[at]))
     n_visits = len(visit_levels) if visit_levels else 2
     structure = make_structure(term.structure, n_visits)
-    for arr in (X, y, w, coords, pattern, groups):
+    for arr in (X, y, w, coords, pattern, groups, starts):
         arr.setflags(write=False)
     return MMRMProblem(
         X=X,
@@ -290,16 +333,14 @@ def build_problem(
         visit_levels=visit_levels,
         group_levels=group_levels,
         subject_ids=pd.Index(ids[subj_codes]),
-        subject_rows=subject_rows,
+        subject_starts=starts,
         subject_pattern=pattern,
         subject_group=groups,
         coords=coords,
         blocks=blocks,
-        row_index=kept.index[order],
-        excluded_rows=excluded,
-        fixed_rows=kept.take(
-            [j for j, c in enumerate(kept.columns) if c in fixed_vars], axis=1
-        ).take(order),
+        row_index=row_index,
+        missing_rows=excluded,
+        fixed_rows=fixed_rows,
         fixed_spec=fixed_spec,
         formula=formula,
         fixed_formula=fixed_formula,

@@ -2,12 +2,15 @@
 
 Contract with :mod:`mesostats.mixed.mmrm.fit`::
 
-    vcov, df_for = inference(problem, theta, df=..., vcov=..., beta=None, theta_cov=None)
+    vcov, df_for = inference(problem, theta, df=..., vcov=..., beta=None, theta_cov=None,
+                             evaluation=None)
 
 ``problem`` is the fitted :class:`~mesostats.mixed.mmrm.problem.MMRMProblem`, ``theta`` the
 (RE)ML estimate in mmrm's parameterisation, ``beta`` the GLS estimate and ``theta_cov`` the
 inverse Hessian of −ℓ at θ̂ (mmrm's ``theta_vcov``; each computed when None — passing the
-fit's saves one Hessian evaluation, about half the cost of KR for 1,000 subjects × 10 visits).
+fit's saves one Hessian evaluation, about half the cost of KR for 1,000 subjects × 10 visits);
+``evaluation`` the fit's order-2 evaluation at θ̂, whose M and ∂(XᵀV⁻¹X)/∂θ give the model-based
+covariance and Satterthwaite's gradient without another pass over the patterns.
 Returns the (p, p) covariance reported for β̂ and ``df_for``: a callable ``L (m, p) -> (m,)``
 giving the df of each row's contrast lβ (per-coefficient df = ``df_for(np.eye(p))``). Every
 combination follows R's mmrm 0.3.14 (``mmrm_control(method, vcov)``):
@@ -38,6 +41,7 @@ from mesostats.mixed.contrast_df import ConstantDF
 from mesostats.mixed.mmrm.between_within import between_within_df
 from mesostats.mixed.mmrm.empirical import EMPIRICAL_KINDS, empirical_vcov
 from mesostats.mixed.mmrm.kenward_roger import mmrm_kenward_roger, mmrm_satterthwaite
+from mesostats.mixed.mmrm.likelihood import Evaluation
 from mesostats.mixed.mmrm.problem import MMRMProblem
 
 __all__ = ["DF_METHODS", "inference"]
@@ -61,6 +65,7 @@ def inference(
     vcov: str | None = None,
     beta: np.ndarray | None = None,
     theta_cov: np.ndarray | None = None,
+    evaluation: Evaluation | None = None,
 ) -> tuple[np.ndarray, DFFunction]:
     """Covariance of β̂ and the df function for one (df, vcov) choice (table above).
 
@@ -93,8 +98,8 @@ def inference(
             return cov, emp_df
     else:
         if method == "satterthwaite":
-            return mmrm_satterthwaite(problem, theta, theta_cov)
-        cov = problem.beta_cov(theta)
+            return mmrm_satterthwaite(problem, theta, theta_cov, evaluation)
+        cov = problem.beta_cov(theta) if evaluation is None else evaluation.beta_cov
     if method == "between-within":
         return cov, between_within_df(problem)
     return cov, ConstantDF(float(problem.n - problem.p), problem.p)

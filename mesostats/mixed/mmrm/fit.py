@@ -105,14 +105,32 @@ def _check_options(reml: bool, df: str, vcov: str | None) -> tuple[str, str | No
     return df, vcov
 
 
+_POTRF, _POTRS = linalg.get_lapack_funcs(("potrf", "potrs"), (np.zeros((1, 1)),))
+
+
+def _spd_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """A⁻¹b by Cholesky — the LAPACK calls of scipy's ``cho_solve(cho_factor(A), b)``, the
+    same numbers without their ~50 µs of checks — or None when A is not positive definite
+    (or not finite)."""
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+        return None
+    c, info = _POTRF(A, lower=False, overwrite_a=False, clean=False)
+    if info != 0:
+        return None
+    x, info = _POTRS(c, b, lower=False, overwrite_b=False)
+    return np.asarray(x) if info == 0 else None
+
+
 def _start(problem: MMRMProblem) -> np.ndarray:
     """Start from the empirical covariance of the OLS residuals, per group (pairwise
     moments over the subjects having both visits, from the pattern sufficient statistics;
     weighted rows); see :meth:`~mesostats.mixed.mmrm.structures.Structure.start_from`."""
-    batches = problem.batches
+    batches = problem.criterion_batches
     XtX = sum(np.einsum("naaxy->xy", bt.XX) for bt in batches)
     Xty = sum(np.einsum("naax->x", bt.Xy) for bt in batches)
-    beta = linalg.solve(XtX, Xty, assume_a="pos")
+    beta = _spd_solve(XtX, Xty)  # OLS by Cholesky (LAPACK potrf/potrs, as scipy's "pos")
+    if beta is None:
+        beta = linalg.lstsq(XtX, Xty)[0]
     structure = problem.structure
     if structure.spatial:
         yty = sum(float(np.einsum("naa->", bt.yy)) for bt in batches)
@@ -128,9 +146,10 @@ def _start(problem: MMRMProblem) -> np.ndarray:
         idx = bt.coords.astype(np.intp)
         flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
         sums_flat[bt.group] += np.bincount(flat, weights=rr.reshape(-1), minlength=m * m)
-        counts_flat[bt.group] += np.bincount(
-            flat, weights=np.repeat(bt.n_subjects, bt.d * bt.d), minlength=m * m
-        )
+        n_pairs = np.broadcast_to(bt.n_subjects[:, None, None], (bt.nb, bt.d, bt.d))
+        if bt.pair is not None:  # padded batch: only the visits each pattern has
+            n_pairs = n_pairs * bt.pair
+        counts_flat[bt.group] += np.bincount(flat, weights=n_pairs.reshape(-1), minlength=m * m)
     sums = sums_flat.reshape(problem.n_groups, m, m)
     counts = counts_flat.reshape(problem.n_groups, m, m)
     starts = []
@@ -156,9 +175,8 @@ def _newton(crit: _Cached, theta: np.ndarray, max_steps: int = 12) -> tuple[np.n
             return None
         if np.max(np.abs(ev.gradient)) <= _GTOL:
             return theta, it
-        try:
-            step = linalg.cho_solve(linalg.cho_factor(ev.hessian), ev.gradient)
-        except (linalg.LinAlgError, ValueError):
+        step = _spd_solve(ev.hessian, ev.gradient)
+        if step is None:
             return None
         trial = theta - step
         if not crit.at(trial, 2).value <= ev.value + 1e-12 * max(1.0, abs(ev.value)):
@@ -175,9 +193,8 @@ def _polish(crit: _Cached, theta: np.ndarray, max_steps: int = 20) -> np.ndarray
         assert ev.gradient is not None and ev.hessian is not None
         if np.max(np.abs(ev.gradient)) <= _GTOL:
             break
-        try:  # Newton steps only where the Hessian is positive definite
-            step = linalg.cho_solve(linalg.cho_factor(ev.hessian), ev.gradient)
-        except (linalg.LinAlgError, ValueError):
+        step = _spd_solve(ev.hessian, ev.gradient)  # only where H is positive definite
+        if step is None:
             break
         slack = 1e-12 * max(1.0, abs(ev.value))
         for _half in range(30):
@@ -263,10 +280,16 @@ def fit_mmrm(
     ----------
     formula : str
         Fixed part plus one covariance term, as in R's mmrm:
-        ``"FEV1 ~ RACE + SEX + ARMCD * AVISIT + us(AVISIT | USUBJID)"``. Structures ``us``,
-        ``toep``, ``toeph``, ``ar1``, ``ar1h``, ``ad``, ``adh``, ``cs``, ``csh`` on a visit
-        factor; ``sp_exp(time | subject)`` on a numeric time; ``us(visit | group / subject)``
-        estimates one covariance matrix per level of ``group``.
+        ``"FEV1 ~ RACE + SEX + ARMCD * AVISIT + us(AVISIT | USUBJID)"``. Structures on a
+        visit factor: ``us`` (unstructured), ``toep`` / ``toeph`` (Toeplitz, homogeneous /
+        heterogeneous variances), ``ar1`` / ``ar1h`` (first-order autoregressive), ``ad`` /
+        ``adh`` (ante-dependence), ``cs`` / ``csh`` (compound symmetry). Spatial exponential
+        ``sp_exp`` (Σ_jk = σ² ρ^d_jk) on numeric coordinates: ``sp_exp(time | subject)`` with
+        d the time difference, or ``sp_exp(x, y | subject)`` (any number of coordinates) with
+        d the Euclidean distance between the visits' points, as mmrm's
+        ``sp_exp(c1, c2 | subject)`` and SAS's ``type=sp(exp)(c1 c2)``. Any structure can be
+        grouped: ``us(visit | group / subject)`` estimates one covariance matrix per level of
+        ``group``.
     data : pandas.DataFrame
         One row per subject and visit. Rows with a missing value in a used column are set
         aside (``excluded_rows``); each subject uses the visits it has.
@@ -288,8 +311,9 @@ def fit_mmrm(
     Raises
     ------
     ModelSpecError
-        Bad formula or data (see :func:`mesostats.mixed.mmrm.build.build_problem`), an unknown
-        df or vcov method, Kenward–Roger with ML.
+        Bad formula or data (see :func:`mesostats.mixed.mmrm.build.build_problem`: e.g. a
+        non-numeric ``sp_exp`` coordinate, two rows of a subject at one visit or point), an
+        unknown df or vcov method, Kenward–Roger with ML.
     """
     df, vcov = _check_options(reml, df, vcov)
     with single_threaded_blas():  # small matrices: threads only add overhead
@@ -303,7 +327,7 @@ def fit_mmrm(
         except (np.linalg.LinAlgError, ValueError):
             theta_cov = np.full((problem.n_theta, problem.n_theta), np.nan)
         beta_vcov, df_for = inference(
-            problem, theta, df=df, vcov=vcov, beta=ev.beta, theta_cov=theta_cov
+            problem, theta, df=df, vcov=vcov, beta=ev.beta, theta_cov=theta_cov, evaluation=ev
         )
         return MMRMResults(
             problem,

@@ -33,6 +33,7 @@ from mesostats.mixed.kenward_roger import (
     kenward_roger_pieces,
     kenward_roger_vcov,
 )
+from mesostats.mixed.mmrm.likelihood import Evaluation
 from mesostats.mixed.mmrm.problem import MMRMProblem
 
 __all__ = ["mmrm_kenward_roger", "mmrm_satterthwaite", "pattern_groups", "theta_covariance"]
@@ -56,12 +57,12 @@ def pattern_groups(problem: MMRMProblem, theta: np.ndarray, order: int) -> list[
         J = np.zeros((nb, k, d, d))
         d2_sigma = d2_full = index = None
         if structure.spatial:
-            parts = [structure.derivatives(th, c, order) for c in batch.coords]
-            S = np.stack([part[0] for part in parts])
-            J[:, sl] = np.stack([part[1] for part in parts])  # type: ignore[misc]
+            assert batch.dist is not None
+            S, Jb, Hb = structure.spatial_derivatives(th, batch.dist, order)
+            J[:, sl] = Jb
             if order >= 2:
                 d2_sigma = np.zeros((nb, k, k, d, d))
-                d2_sigma[:, sl, sl] = np.stack([part[2] for part in parts])  # type: ignore[misc]
+                d2_sigma[:, sl, sl] = Hb
         else:
             Sa, Ja, Ha = structure.derivatives(th, None, order)
             assert Ja is not None
@@ -112,14 +113,25 @@ def _pieces(
 
 
 def mmrm_satterthwaite(
-    problem: MMRMProblem, theta: np.ndarray, theta_cov: np.ndarray | None = None
+    problem: MMRMProblem,
+    theta: np.ndarray,
+    theta_cov: np.ndarray | None = None,
+    evaluation: Evaluation | None = None,
 ) -> tuple[np.ndarray, VarianceGradientDF]:
     """Model-based Φ and Satterthwaite df (mmrm's "Satterthwaite" with "Asymptotic" vcov).
 
     ``theta_cov``: the inverse Hessian of −ℓ at θ when the caller has it (else computed).
+    ``evaluation``: the order-2 evaluation of the criterion at θ when the caller has it: Φ is
+    its M and ∂Φ/∂θ_k = −Φ (∂XᵀV⁻¹X/∂θ_k) Φ comes from its ``xvx_jacobian`` (the same sums
+    :func:`~mesostats.mixed.kenward_roger.kenward_roger_pieces` forms as P_k), so no pattern
+    is visited again.
     """
-    _, pieces = _pieces(problem, theta, 1)
     W = theta_covariance(problem, theta) if theta_cov is None else np.asarray(theta_cov)
+    if evaluation is not None and evaluation.xvx_jacobian is not None:
+        phi = evaluation.beta_cov
+        jac = -np.matmul(np.matmul(phi, evaluation.xvx_jacobian), phi)
+        return phi, VarianceGradientDF(phi, 0.5 * (jac + jac.transpose(0, 2, 1)), W)
+    _, pieces = _pieces(problem, theta, 1)
     return pieces.phi, VarianceGradientDF(pieces.phi, pieces.jacobian, W)
 
 

@@ -44,13 +44,17 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """−ℓ (RE)ML at θ, with β̂(θ), M = (XᵀV⁻¹X)⁻¹ and, on request, gradient and Hessian."""
+    """−ℓ (RE)ML at θ, with β̂(θ), M = (XᵀV⁻¹X)⁻¹ and, on request, gradient and Hessian;
+    with the Hessian also ``xvx_jacobian``, ∂(XᵀV⁻¹X)/∂θ_k = −Σ_i X_iᵀΣ_i⁻¹ ∂Σ_i/∂θ_k Σ_i⁻¹X_i
+    (k, p, p), a by-product of the REML Hessian from which Satterthwaite's ∂M/∂θ_k =
+    −M (∂XᵀV⁻¹X/∂θ_k) M follows without another pass over the patterns."""
 
     value: float
     beta: np.ndarray
     beta_cov: np.ndarray
     gradient: np.ndarray | None = None
     hessian: np.ndarray | None = None
+    xvx_jacobian: np.ndarray | None = None
 
 
 Derivs = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
@@ -66,12 +70,17 @@ def _batch_sigma(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Σ (nb, d, d), ∂Σ (nb, k, d, d) and, for ``sp_exp`` only, ∂²Σ (nb, k, k, d, d)."""
     if structure.spatial:
-        parts = [structure.derivatives(theta_g, c, order) for c in bt.coords]
-        S = np.stack([q[0] for q in parts])
-        J = np.stack([q[1] for q in parts]) if order >= 1 else None  # type: ignore[misc]
-        H = np.stack([q[2] for q in parts]) if order >= 2 else None  # type: ignore[misc]
-        return S, J, H
+        assert bt.dist is not None
+        return structure.spatial_derivatives(theta_g, bt.dist, order)
     assert full is not None
+    if bt.pair is not None:  # padded: all visits, the identity at the absent ones
+        assert bt.absent is not None
+        S = np.where(bt.pair, full[0], bt.absent)
+        J = None
+        if order >= 1:
+            assert full[1] is not None
+            J = np.broadcast_to(full[1], (bt.nb, *full[1].shape))
+        return S, J, None
     idx = bt.coords.astype(np.intp)
     ia, ib = idx[:, :, None], idx[:, None, :]
     S = full[0][ia, ib]
@@ -144,10 +153,12 @@ def evaluate(
         except np.linalg.LinAlgError:
             return _infeasible(k, p)
         diag = np.diagonal(chol, axis1=1, axis2=2)
-        if not np.all(np.isfinite(diag)) or np.any(diag <= 0):
+        if not (diag > 0.0).all():  # also False for NaN
             return _infeasible(k, p)
         Linv = np.linalg.inv(chol)
         Sinv = np.matmul(Linv.transpose(0, 2, 1), Linv)
+        if bt.absent is not None:
+            Sinv -= bt.absent  # Σ_S⁻¹ at the pattern's visits, zero elsewhere
         logdet += 2.0 * float(bt.n_subjects @ np.log(diag).sum(axis=1))
         d = bt.d
         w = Sinv.reshape(-1)
@@ -174,21 +185,23 @@ def evaluate(
     grad = np.zeros(k)
     hess = np.zeros((k, k)) if order >= 2 else None
     h = np.zeros((k, p))
-    G = np.zeros((k, p * p)) if (order >= 2 and reml) else None
+    G = np.zeros((k, p * p)) if order >= 2 else None  # Σ_i X_iᵀΣ⁻¹ ∂Σ_k Σ⁻¹X_i
     W = np.zeros((n_groups, m * m))
     for bt, (J, H, Sinv) in zip(batches, parts, strict=True):
         assert J is not None
         sl = slice(bt.group * kg, (bt.group + 1) * kg)
         nb, d = bt.nb, bt.d
-        XXb = bt.XX @ beta  # (nb, a, c, x): Σ_i X_i[a,x](X_iβ)[c]
-        Xb_y = bt.Xy @ beta  # (nb, a, b): Σ_i (X_iβ)[a] y_i[b]
-        rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + XXb @ beta  # Σ_i r_i r_iᵀ
+        # products with β as one matrix-vector product each (not nb·d·d small ones)
+        XXb = (bt.XX.reshape(-1, p) @ beta).reshape(nb, d, d, p)  # Σ_i X_i[a,x](X_iβ)[c]
+        Xb_y = (bt.Xy.reshape(-1, p) @ beta).reshape(nb, d, d)  # Σ_i (X_iβ)[a] y_i[b]
+        bXXb = (XXb.reshape(-1, p) @ beta).reshape(nb, d, d)
+        rr = bt.yy - Xb_y - Xb_y.transpose(0, 2, 1) + bXXb  # Σ_i r_i r_iᵀ
         U = Sinv @ rr @ Sinv  # Σ_i u_i u_iᵀ, u_i = Σ⁻¹ r_i
         nS = bt.n_subjects[:, None, None] * Sinv
         Wb = nS - U
         N = None
         if reml:
-            Sp = bt.XX.reshape(nb, d, d, p * p) @ M.reshape(p * p)  # Σ_i X_i M X_iᵀ
+            Sp = (bt.XX.reshape(-1, p * p) @ M.reshape(p * p)).reshape(nb, d, d)  # Σ X_i M X_iᵀ
             N = Sinv @ Sp @ Sinv
             Wb = Wb - N
         if structure.spatial:
@@ -196,6 +209,8 @@ def evaluate(
             if hess is not None:
                 assert H is not None
                 hess[sl, sl] += np.einsum("nklab,nab->kl", H, Wb)
+        elif bt.pair is not None:  # padded: the patterns' cells are the visits' cells
+            W[bt.group] += Wb.sum(axis=0).reshape(-1)
         else:
             idx = bt.coords.astype(np.intp)
             flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
@@ -222,8 +237,9 @@ def evaluate(
                 hess[sl, sl] += structure.hessian_contract(theta[sl], W[g].reshape(m, m))
     if hess is not None:
         hess -= 2.0 * ((h @ M) @ h.T)
-        if G is not None:
+        if G is not None and reml:
             MG = np.matmul(M, G.reshape(k, p, p))  # M G_k
             hess -= MG.reshape(k, p * p) @ MG.transpose(0, 2, 1).reshape(k, p * p).T
         hess = 0.25 * (hess + hess.T)
-    return Evaluation(value, beta, M, 0.5 * grad, hess)
+    xvx = None if G is None else -G.reshape(k, p, p)
+    return Evaluation(value, beta, M, 0.5 * grad, hess, xvx)

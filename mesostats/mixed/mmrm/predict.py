@@ -58,11 +58,14 @@ def population_mean(problem: MMRMProblem, beta: np.ndarray, newdata: pd.DataFram
     return out
 
 
-def _new_coords(problem: MMRMProblem, values: pd.Series) -> np.ndarray:
+def _new_coords(problem: MMRMProblem, values: pd.DataFrame) -> np.ndarray:
+    """Visit indices (floats), or ``sp_exp`` times (k,) / points (k, c), of new rows."""
     if problem.structure.spatial:
-        return values.to_numpy(dtype=float)
+        points = values.to_numpy(dtype=float)
+        return points[:, 0] if points.shape[1] == 1 else points
+    visits = values.iloc[:, 0]
     position = {level: i for i, level in enumerate(problem.visit_levels)}
-    text = values.astype(str).to_numpy()
+    text = visits.astype(str).to_numpy()
     unknown = sorted(set(text) - set(position))
     if unknown:
         raise ModelSpecError(
@@ -78,31 +81,32 @@ def conditional_mean(
     """E[y | the subject's fitted rows] for the rows of ``newdata`` (see module docstring)."""
     pop = population_mean(problem, beta, newdata)
     term = problem.term
-    _needed(newdata, [term.time, term.subject], "conditional prediction")
+    coordinates = list(term.coordinates)
+    _needed(newdata, [*coordinates, term.subject], "conditional prediction")
     rows = np.flatnonzero(
-        np.isfinite(pop) & newdata[[term.time, term.subject]].notna().all(axis=1).to_numpy()
+        np.isfinite(pop) & newdata[[*coordinates, term.subject]].notna().all(axis=1).to_numpy()
     )
     if rows.size == 0:
         return pop
     ids = problem.subject_ids.astype(str)
     subject = pd.Index(ids).get_indexer(newdata[term.subject].iloc[rows].astype(str))
-    coords = _new_coords(problem, newdata[term.time].iloc[rows])
+    coords = _new_coords(problem, newdata[coordinates].iloc[rows])
     resid = problem.y - problem.X @ beta
     out = pop.copy()
-    known = subject >= 0
-    frame = pd.DataFrame({"row": rows[known], "subject": subject[known], "c": coords[known]})
+    known = np.flatnonzero(subject >= 0)
+    frame = pd.DataFrame({"row": rows[known], "subject": subject[known], "at": known})
     for i, part in frame.groupby("subject", sort=False):
         obs = problem.subject_rows[int(i)]  # type: ignore[call-overload]
         group = int(problem.subject_group[int(i)])  # type: ignore[call-overload]
         theta_g = np.asarray(theta)[problem.theta_slice(group)]
-        c_new, c_obs = part["c"].to_numpy(), problem.coords[obs]
+        c_new, c_obs = coords[part["at"].to_numpy()], problem.coords[obs]
         if problem.structure.spatial:
             S = problem.structure.sigma(theta_g, np.concatenate([c_new, c_obs]))
         else:
             full = problem.structure.sigma(theta_g)
             both = np.concatenate([c_new, c_obs]).astype(np.intp)
             S = full[np.ix_(both, both)]
-        k = c_new.size
+        k = c_new.shape[0]
         scale = 1.0 / np.sqrt(problem.weights[obs])
         S_oo = S[k:, k:] * np.outer(scale, scale)
         S_no = S[:k, k:] * scale[None, :]

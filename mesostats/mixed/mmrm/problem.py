@@ -21,12 +21,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mesostats.mixed.mmrm.columns import MissingRows
 from mesostats.mixed.mmrm.likelihood import Evaluation, evaluate
-from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, make_batches
+from mesostats.mixed.mmrm.patterns import PatternBatch, PatternBlock, make_batches, pad_batches
 from mesostats.mixed.mmrm.structures import Structure
 from mesostats.mixed.mmrm.terms import CovarianceTerm
 
-__all__ = ["MMRMProblem"]
+__all__ = ["PAD_LIMIT", "MMRMProblem"]
+
+#: padded X-statistics (patterns × visits² × p²) up to which the criterion runs on one
+#: batch per group (fev_data: 15 × 4² × 11² = 29,040); larger problems keep the batches by
+#: pattern size, whose arithmetic then dominates the per-batch overhead
+PAD_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,24 +61,32 @@ class MMRMProblem:
         Levels of the grouping variable (``("(all)",)`` without groups).
     subject_ids : pandas.Index
         Subject labels, in the order of ``subject_rows``.
-    subject_rows : list of ndarray
-        Row indices (into X) of each subject.
+    subject_starts : ndarray (n_subjects,)
+        First row (into X) of each subject; a subject's rows are contiguous
+        (``subject_rows`` lists them).
     subject_pattern : ndarray (n_subjects,)
         Index into ``blocks`` of each subject's (group, visits) pattern.
     subject_group : ndarray (n_subjects,)
         Group code of each subject.
-    coords : ndarray (n,)
-        Visit index (0-based, into ``visit_levels``) or time (``sp_exp``) of each row.
+    coords : ndarray (n,) or (n, c)
+        Visit index (0-based, into ``visit_levels``) or time (``sp_exp``) of each row; for
+        ``sp_exp`` on c > 1 coordinates, each row's point (n, c).
     blocks : list of PatternBlock
         Sufficient statistics per pattern (weights applied); views into ``batches``.
     batches : list of PatternBatch
         The blocks stacked by (group, number of visits); derived from ``blocks``.
+    criterion_batches : list of PatternBatch
+        What the likelihood loops over: ``batches``, or on a visit factor when they are
+        small (at most ``PAD_LIMIT`` numbers of X-statistics in all) one batch per group
+        over all visits (:func:`~mesostats.mixed.mmrm.patterns.pad_batches`).
     row_index : pandas.Index
         Index labels of the fitted rows in the caller's DataFrame.
-    excluded_rows : pandas.DataFrame
-        Rows set aside (``row``, ``columns``, ``reason``).
+    missing_rows : MissingRows
+        The rows set aside for a missing value (``excluded_rows`` is their table: ``row``,
+        ``columns``, ``reason``).
     fixed_rows : pandas.DataFrame
-        Fitted rows (in X order) of the variables of the fixed part, as given.
+        Fitted rows (in X order) of the variables of the fixed part (text columns as
+        categoricals with their sorted levels, categoricals without unused levels).
     fixed_spec : formulaic ModelSpec
         Rebuilds X for new rows (:meth:`fixed_matrix`).
     """
@@ -87,13 +101,13 @@ class MMRMProblem:
     visit_levels: tuple[str, ...]
     group_levels: tuple[str, ...]
     subject_ids: pd.Index
-    subject_rows: list[np.ndarray]
+    subject_starts: np.ndarray
     subject_pattern: np.ndarray
     subject_group: np.ndarray
     coords: np.ndarray
     blocks: list[PatternBlock]
     row_index: pd.Index
-    excluded_rows: pd.DataFrame
+    missing_rows: MissingRows
     fixed_rows: pd.DataFrame
     fixed_spec: Any
     formula: str
@@ -101,14 +115,19 @@ class MMRMProblem:
     response_name: str
     sum_log_weights: float = field(init=False)
     batches: list[PatternBatch] = field(init=False, repr=False)
+    criterion_batches: list[PatternBatch] = field(init=False, repr=False)
     _derivative_cache: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sum_log_weights", float(np.log(self.weights).sum()))
         object.__setattr__(self, "_derivative_cache", {})
-        batches, blocks = make_batches(self.blocks)
+        batches, blocks = make_batches(self.blocks, spatial=self.structure.spatial)
         object.__setattr__(self, "batches", batches)
         object.__setattr__(self, "blocks", blocks)  # views into the batches
+        m, p = self.structure.n_visits, self.X.shape[1]
+        padded = len(blocks) * m * m * p * p
+        small = not self.structure.spatial and padded <= PAD_LIMIT and len(batches) > 1
+        object.__setattr__(self, "criterion_batches", pad_batches(batches, m) if small else batches)
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -129,7 +148,13 @@ class MMRMProblem:
     @property
     def n_subjects(self) -> int:
         """Number of subjects with at least one fitted row."""
-        return len(self.subject_rows)
+        return len(self.subject_pattern)
+
+    @cached_property
+    def subject_rows(self) -> list[np.ndarray]:
+        """Row indices (into X) of each subject (contiguous ranges)."""
+        ends = np.r_[self.subject_starts[1:], self.n]
+        return [np.arange(a, b) for a, b in zip(self.subject_starts, ends, strict=True)]
 
     @property
     def n_theta(self) -> int:
@@ -154,7 +179,7 @@ class MMRMProblem:
         """−ℓ (REML or ML) at θ with β̂, (XᵀV⁻¹X)⁻¹ and the exact gradient/Hessian."""
         return evaluate(
             theta,
-            self.batches,
+            self.criterion_batches,
             self.structure,
             n_groups=self.n_groups,
             reml=self.reml,
@@ -244,6 +269,11 @@ class MMRMProblem:
     def group_sigma(self, theta: np.ndarray, group: int = 0) -> np.ndarray:
         """Σ of one group over all visits (``sp_exp``: times 0 and 1, i.e. unit distance)."""
         return self.structure.sigma(np.asarray(theta)[self.theta_slice(group)])
+
+    @cached_property
+    def excluded_rows(self) -> pd.DataFrame:
+        """Rows set aside (``row``, ``columns``, ``reason``)."""
+        return self.missing_rows.table()
 
     # ----------------------------------------------------------------- new data
     @cached_property

@@ -12,7 +12,10 @@ Models for Repeated Measures*, R package 0.3.14, vignette "Covariance structures
   ``ar1``, ``ad`` and ``cs`` (Toeplitz lags, the AR(1) correlation, the ante-dependence
   lag-one correlations, the common correlation; mmrm 0.3.14 — later mmrm versions map the
   ``cs`` correlation to (−1/(m−1), 1) instead); ρ = logit⁻¹(φ) for ``sp_exp``
-  (Σ_jk = σ² ρ^|t_j − t_k|);
+  (Σ_jk = σ² ρ^d_jk, with d_jk = |t_j − t_k| on one time, or the Euclidean distance between
+  the visits' points on several coordinates: mmrm's ``sp_exp(c1, c2 | subject)``, SAS's
+  ``type=sp(exp)(c1 c2)``; :func:`distances`, and :meth:`Structure.spatial_derivatives` for
+  many patterns' distance matrices at once);
 * ``us``: Σ = D U Uᵀ D with D the diagonal of standard deviations and U unit lower
   triangular, its entries below the diagonal filled row by row (θ_{m+1} is U₂₁, then U₃₁,
   U₃₂, …).
@@ -36,7 +39,7 @@ import numpy as np
 
 from mesostats.exceptions import ModelSpecError
 
-__all__ = ["STRUCTURES", "Structure", "make_structure"]
+__all__ = ["STRUCTURES", "Structure", "distances", "make_structure"]
 
 STRUCTURES = ("us", "toep", "toeph", "ar1", "ar1h", "ad", "adh", "cs", "csh", "sp_exp")
 _HETEROGENEOUS = {"us", "toeph", "ar1h", "adh", "csh"}
@@ -80,6 +83,9 @@ def _us_corr(phi: np.ndarray, m: int, idx: np.ndarray, order: int = 2) -> Derivs
     U = np.eye(m)
     U[rows, cols] = phi
     C = U @ U.T
+    if order == 0:  # Σ only: no derivatives
+        empty = np.zeros((0, 0, 0))
+        return (C, empty, empty) if idx.size == m else (C[np.ix_(idx, idx)], empty, empty)
     # ∂C/∂U_ij = e_i u_jᵀ + u_j e_iᵀ with u_j the j-th column of U
     dC = np.zeros((rows.size, m, m))
     dC[np.arange(rows.size), rows, :] = U[:, cols].T
@@ -148,14 +154,26 @@ def _cs_corr(phi: np.ndarray, m: int, idx: np.ndarray) -> Derivs:
     return np.eye(d) + rho[0] * off, (d1[0] * off)[None], (d2[0] * off)[None, None]
 
 
-def _sp_exp_corr(phi: np.ndarray, times: np.ndarray) -> Derivs:
+def distances(coords: np.ndarray, points: bool) -> np.ndarray:
+    """Distances within each set of coordinates, shape (..., d, d): times (..., d) give
+    |t_j − t_k|; points (..., d, c) (``points=True``) the Euclidean distance, as mmrm's
+    ``sp_exp(c1, c2 | subject)`` and SAS's ``type=sp(exp)(c1 c2)``."""
+    coords = np.asarray(coords, dtype=float)
+    if not points:
+        return np.abs(coords[..., :, None] - coords[..., None, :])
+    diff = coords[..., :, None, :] - coords[..., None, :, :]
+    return np.sqrt(np.einsum("...c,...c->...", diff, diff))
+
+
+def _sp_exp_corr(phi: np.ndarray, h: np.ndarray) -> Derivs:
+    """C = ρ^h with ρ = logit⁻¹(φ) on distances h (any shape), with ∂C/∂φ and ∂²C/∂φ²."""
     rho, d1, d2 = _logistic_map(phi)
-    h = np.abs(times[:, None] - times[None, :])
     r = rho[0]
     C = r**h
-    p1 = np.where(h > 0, r ** (h - 1.0), 0.0)
-    p2 = np.where(h > 0, r ** (h - 2.0), 0.0)
-    return C, (h * p1 * d1[0])[None], (h * (h - 1) * p2 * d1[0] ** 2 + h * p1 * d2[0])[None, None]
+    pos = h > 0
+    p1 = np.where(pos, r ** np.where(pos, h - 1.0, 0.0), 0.0)
+    p2 = np.where(pos, r ** np.where(pos, h - 2.0, 0.0), 0.0)
+    return C, h * p1 * d1[0], h * (h - 1) * p2 * d1[0] ** 2 + h * p1 * d2[0]
 
 
 _CORR = {
@@ -267,7 +285,7 @@ class Structure:
         return tuple(sd + corr)
 
     def _sd_map(self, coords: np.ndarray) -> np.ndarray:
-        d = coords.size
+        d = coords.shape[0]
         if self.spatial:
             return np.full((d, 1), 0.5)
         if self.n_sd == 1:
@@ -275,15 +293,14 @@ class Structure:
         return np.eye(self.n_visits)[coords.astype(np.intp)]
 
     def _corr(self, phi: np.ndarray, coords: np.ndarray, order: int = 2) -> Derivs:
-        if self.spatial:
-            return _sp_exp_corr(phi, coords)
         if self.name == "us":
             return _us_corr(phi, self.n_visits, coords.astype(np.intp), order)
         return _CORR[self.name.rstrip("h")](phi, self.n_visits, coords.astype(np.intp))
 
     def sigma(self, theta: np.ndarray, coords: np.ndarray | None = None) -> np.ndarray:
-        """Σ(θ) on the visits ``coords`` (indices into the visit levels; times for
-        ``sp_exp``); all visits when ``coords`` is None (``sp_exp``: times 0 and 1)."""
+        """Σ(θ) on the visits ``coords`` (indices into the visit levels; for ``sp_exp`` times
+        (d,) or points (d, c)); all visits when ``coords`` is None (``sp_exp``: two points at
+        unit distance)."""
         return self.derivatives(theta, coords, order=0)[0]
 
     def jacobian(self, theta: np.ndarray, coords: np.ndarray | None = None) -> np.ndarray:
@@ -298,27 +315,53 @@ class Structure:
         assert hess is not None
         return hess
 
+    def spatial_derivatives(
+        self, theta: np.ndarray, h: np.ndarray, order: int = 2
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``sp_exp`` on distances h (..., d, d), any leading shape (many patterns at once):
+        Σ = σ²ρ^h (..., d, d), ∂Σ (..., 2, d, d) and ∂²Σ (..., 2, 2, d, d) in
+        θ = (log σ², logit ρ)."""
+        theta = np.asarray(theta, dtype=float)
+        v = float(np.exp(theta[0]))
+        C, dC, d2C = _sp_exp_corr(theta[1:], h)
+        Sigma = v * C
+        if order == 0:
+            return Sigma, None, None
+        dS = v * dC  # ∂Σ/∂φ; ∂Σ/∂log σ² = Σ
+        jac = np.stack([Sigma, dS], axis=-3)
+        if order == 1:
+            return Sigma, jac, None
+        hess = np.stack([jac, np.stack([dS, v * d2C], axis=-3)], axis=-4)
+        return Sigma, jac, hess
+
     def derivatives(
         self, theta: np.ndarray, coords: np.ndarray | None = None, order: int = 2
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Σ, ∂Σ (k,d,d) when order ≥ 1 and ∂²Σ (k,k,d,d) when order ≥ 2."""
+        """Σ, ∂Σ (k,d,d) when order ≥ 1 and ∂²Σ (k,k,d,d) when order ≥ 2, on the visits
+        ``coords`` (all visits when None); for ``sp_exp`` on times (d,) or points (d, c)."""
         theta = np.asarray(theta, dtype=float)
+        if self.spatial:
+            if coords is None:
+                return self.spatial_derivatives(theta, _UNIT_DISTANCE, order)
+            coords = np.asarray(coords, dtype=float)
+            return self.spatial_derivatives(theta, distances(coords, coords.ndim == 2), order)
         if coords is None:
-            coords = np.arange(2.0) if self.spatial else np.arange(self.n_visits)
-        coords = np.asarray(coords)
-        A = self._sd_map(coords)
+            A, B, coords = _full_maps(self.name, self.n_visits)
+        else:
+            coords = np.asarray(coords)
+            A = self._sd_map(coords)
+            B = A.T[:, :, None] + A.T[:, None, :]  # (n_sd, d, d)
         a, phi = theta[: self.n_sd], theta[self.n_sd :]
         C, dC, d2C = self._corr(phi, coords, order)
         s = np.exp(A @ a)
-        E = s[:, None] * s[None, :]
+        E = np.outer(s, s)
         Sigma = E * C
         if order == 0:
             return Sigma, None, None
-        B = A.T[:, :, None] + A.T[:, None, :]  # (n_sd, d, d)
         jac = np.concatenate([B * Sigma, E * dC], axis=0)
         if order == 1:
             return Sigma, jac, None
-        n_sd, n_c, d = self.n_sd, self.n_corr, coords.size
+        n_sd, n_c, d = self.n_sd, self.n_corr, coords.shape[0]
         hess = np.empty((n_sd + n_c, n_sd + n_c, d, d))
         hess[:n_sd, :n_sd] = B[:, None] * B[None, :] * Sigma
         cross = B[:, None] * (E * dC)[None, :]
@@ -335,30 +378,55 @@ class Structure:
         Σ_ab (E∘W)[a,b] ∂²C/∂U_ij∂U_kl[a,b] = δ_jl ((E∘W)[i,k] + (E∘W)[k,i]).
         """
         theta = np.asarray(theta, dtype=float)
-        coords = np.arange(self.n_visits)
-        A = self._sd_map(coords)
+        A, B, coords = _full_maps(self.name, self.n_visits)
         a, phi = theta[: self.n_sd], theta[self.n_sd :]
         n_sd = self.n_sd
         s = np.exp(A @ a)
         E = s[:, None] * s[None, :]
         EW = E * np.asarray(W, dtype=float)
         if self.name == "us":
-            rows, cols = _us_positions(self.n_visits)
+            rows, _ = _us_positions(self.n_visits)
             C, dC, _ = _us_corr(phi, self.n_visits, coords, order=1)
             sym = EW + EW.T
-            corr = (cols[:, None] == cols[None, :]) * sym[rows[:, None], rows[None, :]]
+            corr = _us_same_column(self.n_visits) * sym[rows[:, None], rows[None, :]]
         else:
             C, dC, d2C = self._corr(phi, coords)
             corr = np.einsum("klab,ab->kl", d2C, EW)
-        B = A.T[:, :, None] + A.T[:, None, :]
-        BW = B * (C * EW)  # B_t ∘ Σ ∘ W
+        Bf = B.reshape(n_sd, -1)
         out = np.empty((self.n_theta, self.n_theta))
-        out[:n_sd, :n_sd] = BW.reshape(n_sd, -1) @ B.reshape(n_sd, -1).T
-        cross = B.reshape(n_sd, -1) @ (dC * EW).reshape(dC.shape[0], -1).T
+        out[:n_sd, :n_sd] = (Bf * (C * EW).reshape(-1)) @ Bf.T  # Σ_ab B_t B_u Σ W
+        cross = Bf @ (dC * EW).reshape(dC.shape[0], -1).T
         out[:n_sd, n_sd:] = cross
         out[n_sd:, :n_sd] = cross.T
         out[n_sd:, n_sd:] = corr
         return out
+
+
+#: two points at unit distance: what ``sp_exp``'s Σ "over all visits" shows (mmrm's VarCorr)
+_UNIT_DISTANCE = np.array([[0.0, 1.0], [1.0, 0.0]])
+_UNIT_DISTANCE.setflags(write=False)
+
+
+@cache
+def _full_maps(name: str, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The constant log-SD map A (m, n_sd), B_t = A_·t ⊕ A_·t (n_sd, m, m) and the visit
+    indices 0..m−1 of a visit structure over all its visits (computed once)."""
+    structure = Structure(name, m)
+    coords = np.arange(m)
+    A = structure._sd_map(coords)
+    B = A.T[:, :, None] + A.T[:, None, :]
+    for arr in (A, B, coords):
+        arr.setflags(write=False)
+    return A, B, coords
+
+
+@cache
+def _us_same_column(m: int) -> np.ndarray:
+    """δ_jl over the ``us`` parameters U_ij, U_kl (whether they share the column)."""
+    _, cols = _us_positions(m)
+    out = (cols[:, None] == cols[None, :]).astype(float)
+    out.setflags(write=False)
+    return out
 
 
 def make_structure(name: str, n_visits: int) -> Structure:

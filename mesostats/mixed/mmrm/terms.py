@@ -4,12 +4,16 @@
 ``structure(time | group / subject)`` among the top-level additive pieces of the right-hand
 side (the scanner of :mod:`mesostats.formula`), and returns it with the remaining formula,
 which is an ordinary fixed-effects formula for formulaic. The structure name is checked here
-(:func:`~mesostats.mixed.mmrm.structures.make_structure` suggests a close match).
+(:func:`~mesostats.mixed.mmrm.structures.make_structure` suggests a close match). A spatial
+structure may take several numeric coordinates, separated by commas as in mmrm and SAS's
+``type=sp(exp)(c1 c2)``: ``sp_exp(x, y | subject)`` (Euclidean distance between the points).
+The split is memoised (a pure function of the text; the term is immutable).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 
@@ -32,21 +36,29 @@ class CovarianceTerm:
     structure : str
         mmrm's abbreviation (``"us"``, ``"ar1h"``, ``"sp_exp"``).
     time : str
-        Visit factor (numeric time for ``sp_exp``).
+        Visit factor (numeric time for ``sp_exp``; its first coordinate when it has several).
     subject : str
         Subject identifier column.
     group : str or None
         Column whose levels each get their own covariance matrix, or None.
+    more_coordinates : tuple of str
+        The further numeric coordinates of a spatial structure (``sp_exp(x, y | s)``: ``("y",)``).
     """
 
     structure: str
     time: str
     subject: str
     group: str | None = None
+    more_coordinates: tuple[str, ...] = ()
+
+    @property
+    def coordinates(self) -> tuple[str, ...]:
+        """The time / coordinate columns: ``(time,)``, or all coordinates of ``sp_exp``."""
+        return (self.time, *self.more_coordinates)
 
     def __str__(self) -> str:
         inner = f"{self.group} / {self.subject}" if self.group else self.subject
-        return f"{self.structure}({self.time} | {inner})"
+        return f"{self.structure}({', '.join(self.coordinates)} | {inner})"
 
 
 def _column(text: str, role: str, term: str) -> str:
@@ -73,16 +85,28 @@ def _parse_term(name: str, inside: str, piece: str) -> CovarianceTerm:
             f"The covariance term `{piece}` needs exactly one `|` between the time and the "
             "subject: `us(visit | subject)` or `us(visit | group / subject)`."
         )
-    time = _column(sides[0], "time variable", piece)
+    coords = [_column(c, "time variable", piece) for c in split_top_level(sides[0], ",")]
+    if len(coords) > 1 and not name.startswith("sp_"):
+        raise ModelSpecError(
+            f"The covariance term `{piece}` gives {len(coords)} time variables "
+            f"({', '.join(coords)}); `{name}` takes one visit factor. Several coordinates "
+            "(Euclidean distance) are for the spatial structure: `sp_exp(x, y | subject)`."
+        )
+    if len(set(coords)) < len(coords):
+        raise ModelSpecError(
+            f"The covariance term `{piece}` names a coordinate twice; give each column once."
+        )
+    time, more = coords[0], tuple(coords[1:])
     right = split_top_level(sides[1], "/")
     if len(right) == 1:
-        return CovarianceTerm(name, time, _column(right[0], "subject", piece))
+        return CovarianceTerm(name, time, _column(right[0], "subject", piece), None, more)
     if len(right) == 2:
         return CovarianceTerm(
             name,
             time,
             _column(right[1], "subject", piece),
             _column(right[0], "group", piece),
+            more,
         )
     raise ModelSpecError(
         f"The covariance term `{piece}` has more than one `/`; write "
@@ -90,7 +114,20 @@ def _parse_term(name: str, inside: str, piece: str) -> CovarianceTerm:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _split(formula: str) -> tuple[str, CovarianceTerm]:
+    return _split_uncached(formula)
+
+
 def split_mmrm_formula(formula: str) -> tuple[str, CovarianceTerm]:
+    """Split ``y ~ fixed + us(visit | subject)`` into ``"y ~ fixed"`` and the term (memoised;
+    see :func:`_split_uncached` for the errors)."""
+    if not isinstance(formula, str):
+        return _split_uncached(formula)
+    return _split(formula)
+
+
+def _split_uncached(formula: str) -> tuple[str, CovarianceTerm]:
     """Split ``y ~ fixed + us(visit | subject)`` into ``"y ~ fixed"`` and the term.
 
     Raises
