@@ -27,6 +27,7 @@ from mesostats.mixed.linalg import (
     transpose_times,
     tri_solve,
 )
+from mesostats.mixed.lmm.block_hessian import MAX_BLOCK_REST, BlockHessian
 from mesostats.mixed.lmm.deviance import ProfiledDevianceCore, _State
 from mesostats.mixed.lmm.hessian import MAX_DENSE_Q, DenseHessian
 
@@ -50,14 +51,22 @@ class ProfiledDeviance(ProfiledDevianceCore):
     """
 
     # ------------------------------------------------------------------ Hessian
-    def dense_hessian(self) -> DenseHessian | None:
-        """The analytic Hessian of :mod:`mesostats.mixed.lmm.hessian` (built once), or None
-        for a design with more than ``MAX_DENSE_Q`` random-effect columns."""
+    def dense_hessian(self) -> BlockHessian | DenseHessian | None:
+        """The analytic Hessian (built once): :mod:`mesostats.mixed.lmm.block_hessian` when
+        the further factors' effects are few and held densely (O(levels) per evaluation),
+        else :mod:`mesostats.mixed.lmm.hessian`; None for a design with more than
+        ``MAX_DENSE_Q`` random-effect columns."""
         cached = self.__dict__.get("_dense_hessian", False)
         if cached is False:
             design = self.design
             small = sum(t.n_levels * t.q for t in design.terms) <= MAX_DENSE_Q
-            cached = DenseHessian(design, self.y_shifted, reml=self.reml) if small else None
+            blocked = self.rest_mode in ("none", "dense") and self.Qr <= MAX_BLOCK_REST
+            if not small:
+                cached = None
+            elif blocked:
+                cached = BlockHessian(self)
+            else:
+                cached = DenseHessian(design, self.y_shifted, reml=self.reml)
             self._dense_hessian = cached
         return cached
 

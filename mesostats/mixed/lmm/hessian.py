@@ -92,7 +92,22 @@ class DenseHessian:
         self.n_theta = design.n_theta
 
     def evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """(d(θ) up to its constant, ∇d, ∇²d) at θ."""
+        """(d(θ) up to its constant, ∇d, ∇²d) at θ; the last evaluation is kept (the
+        optimiser asks for the Hessian at its end point again)."""
+        theta = np.array(theta, dtype=float)
+        last = self.__dict__.get("_last")
+        if last is not None and np.array_equal(last[0], theta):
+            return last[1]
+        out = self._evaluate(theta)
+        self._last = (theta, out)
+        return out
+
+    def is_cached(self, theta: np.ndarray) -> bool:
+        """Whether :meth:`evaluate` at θ returns the kept evaluation (no new work)."""
+        last = self.__dict__.get("_last")
+        return last is not None and np.array_equal(last[0], theta)
+
+    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         Q, p, nu = self.Q, self.p, self.nu
         m = self._gram.shape[0]
         lam = np.zeros((Q, Q))

@@ -18,8 +18,11 @@ from mesostats.mixed.design import MixedDesign, lower_triangle_indices
 from mesostats.mixed.finite_diff import hessian_from_gradient, relative_steps
 
 if TYPE_CHECKING:  # typing only: the deviance does not depend on the optimiser
+    from mesostats.mixed.lmm.block_hessian import BlockHessian
     from mesostats.mixed.lmm.gradient import ProfiledDeviance
     from mesostats.mixed.lmm.hessian import DenseHessian
+
+    AnalyticHessian = BlockHessian | DenseHessian
 
 __all__ = ["optimise_theta", "screen_start"]
 
@@ -191,7 +194,7 @@ def screen_start(problem: ProfiledDeviance, theta0: np.ndarray) -> tuple[float, 
 
 
 def _newton_dense(
-    dense: DenseHessian, theta0: np.ndarray, lower: np.ndarray
+    dense: AnalyticHessian, theta0: np.ndarray, lower: np.ndarray
 ) -> tuple[np.ndarray, int, bool]:
     """Projected Newton iterations with a trust region on the dense analytic (d, ∇, ∇²).
 
@@ -248,7 +251,7 @@ def _newton_dense(
 
 
 def _snap_to_bounds(
-    dense: DenseHessian, theta: np.ndarray, dev: float, lower: np.ndarray
+    dense: AnalyticHessian, theta: np.ndarray, dev: float, lower: np.ndarray
 ) -> np.ndarray:
     """Diagonal entries of Λ within 1e-6 of 0 set to 0 when that does not raise the deviance.
 
@@ -282,7 +285,7 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
     if dense is not None:
 
         def hessian(theta: np.ndarray) -> np.ndarray:
-            count["n"] += 1
+            count["n"] += 0 if dense.is_cached(theta) else 1
             return dense.evaluate(theta)[2]
 
         theta, n_newton, newton_converged = _newton_dense(dense, theta0, lower)
