@@ -60,6 +60,27 @@ def _pair_sums(E: np.ndarray) -> np.ndarray:
     return np.asarray(EEt + EEt.transpose(1, 0, 2, 3))
 
 
+def _cholesky_inverse(S: np.ndarray) -> tuple[np.ndarray, float]:
+    """L_g⁻¹ (G, q, q) for S_g = L_gL_gᵀ, and Σ_g log|S_g|; q = 1, 2 written out over the
+    level axis (numpy's stacked ``cholesky`` and ``inv`` cost more on G tiny matrices)."""
+    q = S.shape[1]
+    if q == 1:
+        root = np.sqrt(S)
+        return 1.0 / root, 2.0 * float(np.log(root).sum())
+    if q == 2:
+        l11 = np.sqrt(S[:, 0, 0])
+        l21 = S[:, 1, 0] / l11
+        l22 = np.sqrt(S[:, 1, 1] - l21 * l21)
+        inv = np.zeros_like(S)
+        inv[:, 0, 0] = 1.0 / l11
+        inv[:, 1, 1] = 1.0 / l22
+        inv[:, 1, 0] = -l21 * inv[:, 0, 0] * inv[:, 1, 1]
+        return inv, 2.0 * float(np.log(l11 * l22).sum())
+    L = np.linalg.cholesky(S)
+    d = np.arange(q)
+    return np.linalg.inv(L), 2.0 * float(np.log(L[:, d, d]).sum())
+
+
 class BlockHessian:
     """(d(θ), ∇d, ∇²d) of the profiled (RE)ML deviance for one block-diagonal grouping factor
     and at most :data:`MAX_BLOCK_REST` further random effects (see the module docstring).
@@ -132,12 +153,10 @@ class BlockHessian:
         lamT = lam.T
         S = lamT @ A @ lam
         S[:, d, d] += 1.0
-        L = np.linalg.cholesky(S)
-        Linv = np.linalg.inv(L)
+        Linv, logdet = _cholesky_inverse(S)
         LinvLam = Linv @ lamT  # (G, q, q): L_g⁻¹λᵀ
         T = LinvLam @ A
         K = LinvLam @ B  # (G, q, m)
-        logdet = 2.0 * float(np.log(L[:, d, d]).sum())
         Tt = T.transpose(0, 2, 1)
         W1 = A - Tt @ T  # Z_gᵀV₁⁻¹Z_g
         E = B - Tt @ K  # Z_gᵀV₁⁻¹W_g
@@ -176,31 +195,37 @@ class BlockHessian:
         NT = N if reml else J  # the same for T (C under REML, Z₀ᵀV₀⁻¹Z₀ under ML)
         c = nu / r2
 
-        # ---- the block-diagonal factor's θ (sums over levels as flat matrix products)
-        k0 = self._E0.shape[0]
+        # ---- the block-diagonal factor's θ. Every sum over levels is one matrix product
+        # over the level axis of per-level q×q (or q×s) arrays, contracted with the D_i
+        # afterwards: Σ_g tr(D_i X_g D_j Y_g) = Σ D_i[a,b] D_j[c,d] (Σ_g X_g[b,c] Y_g[d,a]).
+        k0, qq = self._E0.shape[0], q * q
         Dt = self._E0 @ lamT
-        D = Dt + Dt.transpose(0, 2, 1)  # (k0, q, q): M_i's block
-        Df = D.reshape(k0, q * q)
-        Tsum = W1.sum(axis=0)
+        Df = (Dt + Dt.transpose(0, 2, 1)).reshape(k0, qq)  # M_i's block D_i, flattened
+        W1f = W1.reshape(G, qq)
+        UUf = (u0[:, :, None] * u0[:, None, :]).reshape(G, qq)  # u_gu_gᵀ
+        parts = [W1f, UUf]
         if NT is not None:
-            NTf = NT.transpose(1, 0, 2).reshape(q, -1)
-            Tsum = Tsum - NTf @ NTf.T
-        U0 = u0.T @ u0
-        a0 = Df @ U0.ravel()  # uᵀM_iu
-        g0 = Df @ Tsum.ravel() - c * a0
-        h00 = (self._F0 @ (Tsum - c * U0).ravel()).reshape(k0, k0)
-        WD = W1[None] @ D[:, None]  # (k0, G, q, q)
-        h00 -= WD.reshape(k0, -1) @ WD.transpose(0, 1, 3, 2).reshape(k0, -1).T
+            parts.append((NT @ NT.transpose(0, 2, 1)).reshape(G, qq))  # N_gN_gᵀ
+        sums = W1f.T @ np.hstack(parts)  # (qq, qq·k): Σ_g W1_g[b,c]·X_g[d,a]
+        four = sums.reshape(q, q, len(parts), q, q).transpose(2, 4, 0, 1, 3)  # [·, a, b, c, d]
+        Tsum = W1f.sum(axis=0)
+        U0 = UUf.sum(axis=0)
+        kernel = 2.0 * c * four[1].reshape(qq, qq)  # 2c·Σ_g u_gᵀD_iW1_gD_ju_g
+        kernel -= sums[:, :qq].reshape(q, q, q, q).transpose(1, 2, 3, 0).reshape(qq, qq)
         if NT is not None:
-            DN = D[:, None] @ NT[None]  # (k0, G, q, s)
-            h00 += 2.0 * (DN.reshape(k0, -1) @ (W1[None] @ DN).reshape(k0, -1).T)
-            Nm = (NT.transpose(0, 2, 1)[None] @ DN).sum(axis=1)  # (k0, s, s): Σ_g N_gᵀD_iN_g
-            h00 -= Nm.reshape(k0, -1) @ Nm.transpose(0, 2, 1).reshape(k0, -1).T
-        v0 = u0 @ D.transpose(0, 2, 1)  # (k0, G, q): M_iu
-        v0f = v0.reshape(k0, -1)
-        Nv = v0f @ N.reshape(G * q, -1)
-        vCv = v0f @ (W1[None] @ v0[..., None]).reshape(k0, -1).T - Nv @ Nv.T
-        h00 += 2.0 * c * vCv - (c / r2) * np.outer(a0, a0)
+            Tsum = Tsum - parts[2].sum(axis=0)
+            kernel += 2.0 * four[2].reshape(qq, qq)
+        a0 = Df @ U0  # uᵀM_iu
+        g0 = Df @ Tsum - c * a0
+        h00 = (self._F0 @ (Tsum - c * U0)).reshape(k0, k0) + Df @ kernel @ Df.T
+        if NT is not None:
+            Nq = NT.transpose(1, 0, 2)  # (q, G, s)
+            Q = Nq.transpose(0, 2, 1)[:, None] @ Nq[None]  # Σ_g N_g[a]ᵀN_g[b] (q, q, s, s)
+            Nm = Df @ Q.reshape(qq, -1)  # Σ_g N_gᵀD_iN_g, flattened (symmetric)
+            h00 -= Nm @ Nm.T
+        NU = (N.transpose(1, 2, 0) @ u0).transpose(0, 2, 1)  # Σ_g N_g[a,:]·u_g[b] (q, q, s)
+        Nv = Df @ NU.reshape(qq, -1)  # Σ_g N_gᵀM_iu_g
+        h00 -= 2.0 * c * (Nv @ Nv.T) + (c / r2) * np.outer(a0, a0)
         if not Qr:
             grad = np.empty(self.n_theta)
             grad[self._order] = g0
@@ -224,12 +249,19 @@ class BlockHessian:
         TM = Trr @ Mr
         hrr -= TM.reshape(kr, -1) @ TM.transpose(0, 2, 1).reshape(kr, -1).T
         hrr += 2.0 * c * (vr @ omegaP[rs, rs] @ vr.T) - (c / r2) * np.outer(ar, ar)
-        Y = ((T0r[None] @ Mr[:, None]) @ T0r.transpose(0, 2, 1)[None]).sum(axis=1)  # (kr, q, q)
-        h0r = -(Df @ Y.reshape(kr, -1).T)
-        h0r += 2.0 * c * (v0f @ (np.ascontiguousarray(EP[:, :, rs]).reshape(G * q, Qr) @ vr.T))
+        Tq = T0r.transpose(1, 0, 2)  # (q, G, Qr)
+        R2 = Tq.transpose(0, 2, 1)[:, None] @ Tq[None]  # Σ_g T0r_g[a]ᵀT0r_g[b] (q, q, Qr, Qr)
+        h0r = -(Df @ (R2.reshape(qq, -1) @ Mrf.T))  # −Σ_g tr(D_i T0r_g Mr_j T0r_gᵀ)
+        EU = (EP[:, :, rs].transpose(1, 2, 0) @ u0).transpose(0, 2, 1)  # (q, q, Qr)
+        h0r += 2.0 * c * (Df @ (EU.reshape(qq, Qr) @ vr.T))
         h0r -= (c / r2) * np.outer(a0, ar)
         grad = np.empty(self.n_theta)
         grad[self._order] = np.concatenate([g0, gr])
+        full = np.empty((k0 + kr, k0 + kr))
+        full[:k0, :k0] = h00
+        full[:k0, k0:] = h0r
+        full[k0:, :k0] = h0r.T
+        full[k0:, k0:] = hrr
         hess = np.empty((self.n_theta, self.n_theta))
-        hess[self._hess_index] = np.block([[h00, h0r], [h0r.T, hrr]])
+        hess[self._hess_index] = full
         return dev, grad, 0.5 * (hess + hess.T)

@@ -8,13 +8,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-import scipy.sparse
 
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
 from mesostats.mixed.boundary import boundary_messages
 from mesostats.mixed.contrast_df import VarianceGradientDF
 from mesostats.mixed.design import MixedDesign, build_design, single_threaded_blas
+from mesostats.mixed.linalg import tri_solve
 from mesostats.mixed.lmm.deviance import _State
 from mesostats.mixed.lmm.gradient import ProfiledDeviance
 from mesostats.mixed.lmm.kenward_roger import lmm_kenward_roger
@@ -136,7 +135,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
     if problem.reml:
         dev += st.logdet_RX
     beta = problem.beta_ols + st.delta
-    RXinv = scipy.linalg.solve_triangular(st.RX, np.eye(problem.p), lower=True)
+    RXinv = tri_solve(st.RX, np.eye(problem.p), lower=True)
     vcov = sigma**2 * (RXinv.T @ RXinv)
     modes, mode_sds, mode_covs = _conditional_modes(problem, st, u0, ur, sigma)
 

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
 from scipy import optimize
 
 from mesostats.mixed.design import MixedDesign, lower_triangle_indices
 from mesostats.mixed.finite_diff import hessian_from_gradient, relative_steps
+from mesostats.mixed.linalg import chol_lower, tri_solve
 
 if TYPE_CHECKING:  # typing only: the deviance does not depend on the optimiser
     from mesostats.mixed.lmm.block_hessian import BlockHessian
@@ -218,8 +217,9 @@ def _newton_dense(
         free = _free_coordinates(theta, grad, lower)
         if not free.any():
             return theta, n_eval, True
-        Hf = H[np.ix_(free, free)]
-        gf = grad[free]
+        all_free = bool(free.all())
+        Hf = H if all_free else H[np.ix_(free, free)]
+        gf = grad if all_free else grad[free]
         evals, evecs = np.linalg.eigh(Hf)
         top = max(float(np.abs(evals).max()), 1e-300)
         shifted = evals.min() <= 1e-8 * top
@@ -232,8 +232,11 @@ def _newton_dense(
         if at_radius:
             step_f *= radius / length
         predicted = -float(gf @ step_f + 0.5 * step_f @ Hf @ step_f)
-        step = np.zeros_like(theta)
-        step[free] = step_f
+        if all_free:
+            step = step_f
+        else:
+            step = np.zeros_like(theta)
+            step[free] = step_f
         trial = np.maximum(theta + step, lower)
         tdev, tgrad, tH = dense.evaluate(trial)
         n_eval += 1
@@ -313,11 +316,11 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         Hf = H[np.ix_(free, free)]
         gf = grad[free]
         try:
-            chol = scipy.linalg.cho_factor(Hf, check_finite=False)
+            chol = chol_lower(Hf)  # scipy's cho_factor/cho_solve: the same LAPACK arithmetic
         except np.linalg.LinAlgError:
             break
         step = np.zeros_like(theta)
-        step[free] = -scipy.linalg.cho_solve(chol, gf, check_finite=False)
+        step[free] = -tri_solve(chol.T, tri_solve(chol, gf, lower=True), lower=False)
         if float(-gf @ step[free]) / 2.0 < max(1e-11, noise):
             break
         alpha = 1.0
