@@ -163,6 +163,7 @@ def test_newton_path_reaches_the_lbfgsb_optimum(case: str, monkeypatch: pytest.M
         warnings.simplefilter("ignore")
         newton = ms.fit_lmm(formula, frame)
         monkeypatch.setattr(gradient_module, "MAX_DENSE_Q", 0)
+        monkeypatch.setattr(gradient_module, "MAX_BLOCK_REST", -1)
         lbfgs = ms.fit_lmm(formula, frame)
     assert newton.loglik >= lbfgs.loglik - 1e-9
     assert_allclose(newton.theta, lbfgs.theta, rtol=1e-5, atol=1e-5)
@@ -171,6 +172,8 @@ def test_newton_path_reaches_the_lbfgsb_optimum(case: str, monkeypatch: pytest.M
     assert_allclose(fe_new["std_error"], fe_old["std_error"], rtol=1e-6)
     assert_allclose(fe_new["df"], fe_old["df"], rtol=1e-4)
     assert newton.converged and lbfgs.converged
+    assert newton.optimizer_info["method"].startswith("Newton")
+    assert lbfgs.optimizer_info["method"].startswith("L-BFGS-B")
 
 
 def test_convergence_warning_when_the_analytic_hessian_is_not_positive_definite(

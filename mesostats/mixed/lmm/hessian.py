@@ -25,7 +25,10 @@ central differences of the gradient (2·len(θ) gradient evaluations) and lets t
 take Newton steps from the start. Why by hand: no library differentiates lme4's profiled
 deviance twice. The deviance and gradient the optimiser reports still come from the blocked
 factorisation (:class:`~mesostats.mixed.lmm.gradient.ProfiledDeviance`); this Hessian only
-steers the Newton steps and feeds the Satterthwaite df.
+steers the Newton steps and feeds the Satterthwaite df. Designs whose further factors have
+few random effects (any number of levels of the largest factor) use the same formulas in
+O(levels) form instead (:mod:`mesostats.mixed.lmm.block_hessian`); this dense form remains
+for small designs with more further random effects (crossed factors with many levels).
 """
 
 from __future__ import annotations
