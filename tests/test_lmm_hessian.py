@@ -204,3 +204,21 @@ def test_convergence_warning_when_the_analytic_hessian_is_not_positive_definite(
     assert any("not positive definite (smallest eigenvalue -1" in t for t in texts)
     assert any("Satterthwaite df may be unreliable" in t for t in texts)
     assert not fit.converged
+
+
+def test_crossed_moment_start_is_near_the_penicillin_optimum() -> None:
+    """Several grouping factors: the least-squares moment start (random effects as fixed ones)
+    lands within 1 % of the REML θ on Penicillin (24 plates × 6 samples, crossed), where lme4's
+    identity start [1, 1] is 35 % and 72 % away; the fit then needs few evaluations."""
+    formula, data = CASES["penicillin"]
+    frame = data()
+    problem = ProfiledDeviance(build_design(formula, frame, family="gaussian"), reml=True)
+    start = problem.moment_start()
+    fit = ms.fit_lmm(formula, frame)
+    assert_allclose(start, fit.theta, rtol=1e-2)
+    assert fit.converged and fit.optimizer_info["n_evaluations"] <= 6
+    # a nested factor with a zero variance: the start is finite, on the positive side
+    formula, data = CASES["nested"]
+    problem = ProfiledDeviance(build_design(formula, data(), family="gaussian"), reml=True)
+    start = problem.moment_start()
+    assert np.all(np.isfinite(start)) and np.all(start[problem.design.theta_is_diagonal] > 0)

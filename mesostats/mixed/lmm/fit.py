@@ -114,9 +114,12 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
     opt = optimise_theta(problem, start)
     n_evaluations = opt.n_evaluations
     on_boundary = (opt.theta <= design.theta_lower + 1e-10) & design.theta_is_diagonal
-    if on_boundary.any() and not np.array_equal(start, design.theta_start()):
+    floored = problem.start_floored
+    agreed = floored is not None and bool(floored[on_boundary].all())
+    if on_boundary.any() and not agreed and not np.array_equal(start, design.theta_start()):
         # a boundary optimum may be a local one: also try lme4's start and keep the better
-        # (screened by a plain L-BFGS-B run: the full run only when that ends lower)
+        # (screened by a plain L-BFGS-B run: the full run only when that ends lower); not
+        # when the several-factor moment start already put those variances at zero
         screened, n_screen = screen_start(problem, design.theta_start())
         n_evaluations += n_screen
         if screened < opt.deviance - 1e-9:
