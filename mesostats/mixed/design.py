@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -288,7 +288,8 @@ def _set_aside_missing(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFram
     """Split off rows with a missing value in a used column; list them with the reason (one
     text per distinct set of missing columns, spread to the rows)."""
     # by position when the names are unique (get_loc each: an Index of the names costs ~50 µs)
-    positions = [data.columns.get_loc(c) for c in used] if data.columns.is_unique else None
+    unique = data.columns.is_unique  # get_loc is then an int
+    positions = [cast(int, data.columns.get_loc(c)) for c in used] if unique else None
     frame = data[used] if positions is None else data.take(positions, axis=1)
     missing = frame.isna().to_numpy()
     mask = missing.any(axis=1)
