@@ -217,8 +217,8 @@ def test_crossed_moment_start_is_near_the_penicillin_optimum() -> None:
     fit = ms.fit_lmm(formula, frame)
     assert_allclose(start, fit.theta, rtol=1e-2)
     assert fit.converged and fit.optimizer_info["n_evaluations"] <= 6
-    # a nested factor with a zero variance: the start is finite, on the positive side
+    # 360 rows × 126 columns of [X Z]: the SVD would cost more than it saves, lme4's start
     formula, data = CASES["nested"]
-    problem = ProfiledDeviance(build_design(formula, data(), family="gaussian"), reml=True)
-    start = problem.moment_start()
-    assert np.all(np.isfinite(start)) and np.all(start[problem.design.theta_is_diagonal] > 0)
+    design = build_design(formula, data(), family="gaussian")
+    start = ProfiledDeviance(design, reml=True).moment_start()
+    assert np.array_equal(start, design.theta_start())

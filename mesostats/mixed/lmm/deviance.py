@@ -35,8 +35,9 @@ from mesostats.mixed.lmm.rest import RestFactors
 
 __all__ = ["ProfiledDevianceCore"]
 
-#: most random effects for the several-factor moment start (a dense SVD of [X Z])
-_MOMENT_MAX_Q = 200
+#: largest n·(p + Q)² for the several-factor moment start (a dense SVD of [X Z]): ~0.2 ms
+#: at Penicillin's 144 × 31 (saving six evaluations), ~3 ms at 271 × 125 (more than it saves)
+_MOMENT_MAX_WORK = 500_000
 
 
 # --------------------------------------------------------------------------- the deviance
@@ -169,13 +170,14 @@ class ProfiledDevianceCore(RestFactors):
         where factors are confounded): σ̂² from its residual, and per factor the covariance
         of the estimated level effects less σ̂² times the mean of their sampling covariance
         blocks ((MᵀM)⁺), over σ̂², floored as in :meth:`moment_start`. Only a start: the
-        optimiser reaches the same optimum from lme4's, in more evaluations. Records in
-        ``start_floored`` the θ entries of factors whose estimate was floored (a variance the
-        moments already put at zero: an optimum on that boundary needs no second start).
+        optimiser reaches the same optimum from lme4's, in more evaluations; small designs
+        only (the SVD costs O(n·(p + Q)²)). Records in ``start_floored`` the θ entries of
+        factors whose estimate was floored (a variance the moments already put at zero: an
+        optimum on that boundary needs no second start).
         """
         Q = sum(f.n_levels * f.q for f in self.factors)
         n, p = self.n, self.p
-        if Q > _MOMENT_MAX_Q or n <= p + Q:
+        if n * (p + Q) ** 2 > _MOMENT_MAX_WORK or n <= p + Q:
             return start
         M = np.zeros((n, p + Q))
         M[:, :p] = self.design.X
