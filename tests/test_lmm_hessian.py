@@ -222,3 +222,27 @@ def test_crossed_moment_start_is_near_the_penicillin_optimum() -> None:
     design = build_design(formula, data(), family="gaussian")
     start = ProfiledDeviance(design, reml=True).moment_start()
     assert np.array_equal(start, design.theta_start())
+
+
+def test_fit_survives_a_hessian_that_loses_positive_definiteness(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Far from the optimum the Woodbury products of the analytic Hessian can lose positive
+    definiteness to rounding (LinAlgError): the Newton path then hands over to L-BFGS-B and
+    the polish to differences of the gradient, reaching the same optimum (logLik to 1e-9,
+    β rtol 1e-6, SEs rtol 1e-5)."""
+    formula, data = CASES["sleepstudy"]
+    frame = data()
+    reference = ms.fit_lmm(formula, frame)
+
+    def broken(self: BlockHessian, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        raise np.linalg.LinAlgError("2-th leading minor of the array is not positive definite")
+
+    monkeypatch.setattr(BlockHessian, "_evaluate", broken)
+    fit = ms.fit_lmm(formula, frame)
+    assert fit.converged
+    assert fit.optimizer_info["method"].startswith("Newton (analytic Hessian) + L-BFGS-B")
+    assert_allclose(fit.loglik, reference.loglik, rtol=0, atol=1e-9)
+    fe, ref = fit.fixed_effects, reference.fixed_effects
+    assert_allclose(fe["estimate"], ref["estimate"], rtol=1e-6)
+    assert_allclose(fe["std_error"], ref["std_error"], rtol=1e-5)

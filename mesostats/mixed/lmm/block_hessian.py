@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mesostats.mixed.linalg import chol_lower, tri_solve
+from mesostats.mixed.linalg import as_dense, chol_lower, tri_solve
 
 if TYPE_CHECKING:  # typing only
     from mesostats.mixed.lmm.gradient import ProfiledDeviance
@@ -169,7 +169,7 @@ class BlockHessian:
         omega1 = self._omega - Kf.T @ Kf  # WᵀV₁⁻¹W
         J = None
         if Qr:
-            lam_r = self._problem._lam_rest(theta)
+            lam_r = as_dense(self._problem._lam_rest(theta))  # dense at Q_r <= 64 already
             Sr = lam_r.T @ omega1[:Qr, :Qr] @ lam_r
             Sr[np.diag_indices(Qr)] += 1.0
             Lrr = chol_lower(Sr)

@@ -192,6 +192,15 @@ def screen_start(problem: ProfiledDeviance, theta0: np.ndarray) -> tuple[float, 
     return float(problem.state(theta).deviance), count["n"]
 
 
+def _guarded(dense: AnalyticHessian, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """``dense.evaluate(θ)``, or an infinite deviance where its Woodbury products lose
+    positive definiteness to rounding (far-out θ): a rejected step, or L-BFGS-B takes over."""
+    try:
+        return dense.evaluate(theta)
+    except np.linalg.LinAlgError:
+        return math.inf, np.full(theta.size, np.nan), np.full((theta.size, theta.size), np.nan)
+
+
 def _newton_dense(
     dense: AnalyticHessian, theta0: np.ndarray, lower: np.ndarray
 ) -> tuple[np.ndarray, int, bool]:
@@ -208,7 +217,7 @@ def _newton_dense(
     otherwise the caller finishes with L-BFGS-B from the end point.
     """
     theta = np.maximum(np.asarray(theta0, dtype=float), lower)
-    dev, grad, H = dense.evaluate(theta)
+    dev, grad, H = _guarded(dense, theta)
     n_eval = 1
     radius = 1.0
     for _ in range(_NEWTON_ITERATIONS):
@@ -238,7 +247,7 @@ def _newton_dense(
             step = np.zeros_like(theta)
             step[free] = step_f
         trial = np.maximum(theta + step, lower)
-        tdev, tgrad, tH = dense.evaluate(trial)
+        tdev, tgrad, tH = _guarded(dense, trial)
         n_eval += 1
         actual = dev - tdev
         ratio = actual / predicted if predicted > 0 else -1.0
@@ -265,7 +274,7 @@ def _snap_to_bounds(
     if not near.any():
         return theta
     trial = np.where(near, lower, theta)
-    if dense.evaluate(trial)[0] <= dev + 1e-12 * max(1.0, abs(dev)):
+    if _guarded(dense, trial)[0] <= dev + 1e-12 * max(1.0, abs(dev)):
         return trial
     return theta
 
@@ -289,7 +298,10 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
 
         def hessian(theta: np.ndarray) -> np.ndarray:
             count["n"] += 0 if dense.is_cached(theta) else 1
-            return dense.evaluate(theta)[2]
+            try:
+                return dense.evaluate(theta)[2]
+            except np.linalg.LinAlgError:  # rounding at far-out θ: differences of the gradient
+                return _fd_hessian(fun, theta)
 
         theta, n_newton, newton_converged = _newton_dense(dense, theta0, lower)
         count["n"] += n_newton
