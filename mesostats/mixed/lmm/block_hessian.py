@@ -20,14 +20,19 @@ level blocks is then "block diagonal minus low rank": Z₀ᵀΠZ₀ = blockdiag(
 sums: tr(T M_i T M_j) = Σ_g tr(W₁_g D_i W₁_g D_j) − 2 Σ_g tr((D_iN_g)ᵀW₁_g(D_jN_g))
 + tr(N⁽ⁱ⁾N⁽ʲ⁾), N⁽ⁱ⁾ = Σ_g N_gᵀD_iN_g, with D_i = E_iλᵀ + λE_iᵀ (E_i = ∂λ/∂θ_i); the terms
 that pair a level-block θ with a further-factor θ, or two further-factor θ, are per-level
-sums or Q_r×Q_r products. An evaluation costs O(G·q²·m + m³), not the O(Q³) of the dense
-form, and each is a fixed number of batched numpy calls (no loop over levels).
+sums or Q_r×Q_r products. Each per-level sum is one matrix product over the level axis,
+contracted with the D_i afterwards: Σ_g tr(D_i X_g D_j Y_g) = Σ D_i[a,b] D_j[c,d]·
+(Σ_g X_g[b,c] Y_g[d,a]). An evaluation costs O(G·q²·(m + q²) + m³), not the O(Q³) of the
+dense form, in a fixed number of numpy calls (no loop over levels; the q×q Cholesky factors
+of q ≤ 2 written out over the level axis).
 
 Why by hand: no library differentiates lme4's profiled deviance twice. Used by the Newton
 optimiser (:mod:`mesostats.mixed.lmm.optimise`) for designs with at most
-:data:`MAX_BLOCK_REST` further random effects held densely (and at most
-:data:`MAX_BLOCK_Q` in all); the reported deviance and
-gradient still come from :class:`~mesostats.mixed.lmm.gradient.ProfiledDeviance`.
+:data:`MAX_BLOCK_REST` further random effects held densely (and at most :data:`MAX_BLOCK_Q`
+in all); the reported deviance and gradient still come from
+:class:`~mesostats.mixed.lmm.gradient.ProfiledDeviance`. Measured (one evaluation, CPU):
+sleepstudy (18 × 2) ~0.1 ms against ~0.14 ms for the dense form; 60 people × 2 plus 4
+sites ~0.26 ms against ~1.5 ms. Agrees with the dense form to ~1e-13 (tests).
 """
 
 from __future__ import annotations
