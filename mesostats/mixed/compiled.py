@@ -131,16 +131,17 @@ def _usable(
     """(codes of the categorical variables, float values of the numeric ones), or None when
     the recipe does not apply to ``data`` (each column is looked up once: a pandas column
     access costs more than the arithmetic of a small design)."""
-    values: dict[str, np.ndarray] = {}
+    numeric: dict[str, pd.Series] = {}
     for v in recipe.variables:
         if v not in data.columns:
             return None
-        series = data[v]
-        if not _is_numeric(series):
+        numeric[v] = data[v]
+        if not _is_numeric(numeric[v]):
             return None
-        values[v] = series.to_numpy(dtype=float)
     codes = _codes(recipe, data)
-    return None if codes is None else (codes, values)
+    if codes is None:
+        return None
+    return codes, {v: series.to_numpy(dtype=float) for v, series in numeric.items()}
 
 
 def _evaluate(
