@@ -67,8 +67,8 @@ def _group_labels(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Index:
 
 
 def _sorted_factorize(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """``pd.factorize(series, sort=True)`` (codes as int64), for a column without missing
-    values.
+    """``pd.factorize(series, sort=True)`` (codes as int64; a column with missing values
+    takes pandas' route).
 
     For a numeric or pandas-extension dtype the distinct values are found unsorted and then
     sorted (their argsort, as pandas' own ``safe_sort`` does for these dtypes), which skips
@@ -76,7 +76,7 @@ def _sorted_factorize(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     object columns, whose mixed types ``safe_sort`` orders specially, take pandas' route.
     """
     codes, uniques = pd.factorize(series, sort=False)
-    if len(uniques) < 2 or uniques.dtype == object:
+    if len(uniques) < 2 or uniques.dtype == object or (codes < 0).any():
         codes, uniques = pd.factorize(series, sort=True)
         return np.asarray(codes, dtype=np.int64), uniques
     sorter = np.asarray(uniques.argsort())
