@@ -512,6 +512,7 @@ def test_convergence_warning_when_optimiser_budget_is_tiny(
     monkeypatch.setattr(lmm, "_fd_hessian", lambda fun, theta: -np.eye(theta.size))
     # the finite-difference path (the dense analytic Hessian's twin: test_lmm_hessian.py)
     monkeypatch.setattr(gradient_module, "MAX_DENSE_Q", 0)
+    monkeypatch.setattr(gradient_module, "MAX_BLOCK_REST", -1)
     with pytest.warns(
         ConvergenceWarning, match="not positive definite|Satterthwaite df may be unreliable"
     ) as record:

@@ -6,6 +6,7 @@ copied): a column is aliased when it lies in the span of the columns before it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ from mesostats._parallel import single_threaded_blas
 
 _RANK_TOL = 1e-7
 _QR_CHUNK = 1 << 18
+_SMALL_X = 20_000  # elements of X below which the BLAS thread limit is not set
 
 
 def _upper_factor(X: np.ndarray) -> np.ndarray:
@@ -36,7 +38,10 @@ def aliased_columns(X: np.ndarray, names: Sequence[str]) -> list[tuple[str, dict
     """
     if X.shape[1] == 0:
         return []
-    with single_threaded_blas():
+    # BLAS limited to one thread for a large X only: setting and restoring the limit costs
+    # more than the whole check of a small one (which OpenBLAS runs on one thread anyway)
+    small = X.shape[0] * X.shape[1] <= _SMALL_X
+    with contextlib.nullcontext() if small else single_threaded_blas():
         gram = X.T @ X
         norms2 = np.diag(gram).copy()
         if np.all(norms2 > 0):

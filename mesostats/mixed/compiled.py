@@ -125,15 +125,28 @@ def _codes(recipe: _Recipe, data: pd.DataFrame) -> dict[str, np.ndarray] | None:
     return out
 
 
-def _usable(recipe: _Recipe, data: pd.DataFrame) -> dict[str, np.ndarray] | None:
-    if not all(v in data.columns and _is_numeric(data[v]) for v in recipe.variables):
+def _usable(
+    recipe: _Recipe, data: pd.DataFrame
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """(codes of the categorical variables, float values of the numeric ones), or None when
+    the recipe does not apply to ``data`` (each column is looked up once: a pandas column
+    access costs more than the arithmetic of a small design)."""
+    numeric: dict[str, pd.Series] = {}
+    for v in recipe.variables:
+        if v not in data.columns:
+            return None
+        numeric[v] = data[v]
+        if not _is_numeric(numeric[v]):
+            return None
+    codes = _codes(recipe, data)
+    if codes is None:
         return None
-    return _codes(recipe, data)
+    return codes, {v: series.to_numpy(dtype=float) for v, series in numeric.items()}
 
 
-def _evaluate(recipe: _Recipe, data: pd.DataFrame, codes: dict[str, np.ndarray]) -> np.ndarray:
-    n = len(data)
-    values = {v: data[v].to_numpy(dtype=float) for v in recipe.variables}
+def _evaluate(
+    recipe: _Recipe, n: int, codes: dict[str, np.ndarray], values: dict[str, np.ndarray]
+) -> np.ndarray:
     out = np.empty((n, len(recipe.names)))
     for j, factors in enumerate(recipe.products):
         numeric = [values[v] for v, k in factors if k < 0]
@@ -235,8 +248,8 @@ def _learn(
     recipe = _Recipe(
         names=names, products=tuple(products), variables=variables, levels=levels, spec=spec
     )
-    codes = _usable(recipe, data)
-    if codes is None or not np.array_equal(_evaluate(recipe, data, codes), matrix):
+    usable = _usable(recipe, data)
+    if usable is None or not np.array_equal(_evaluate(recipe, len(data), *usable), matrix):
         return None
     return recipe
 
@@ -249,9 +262,9 @@ def model_columns(rhs: str, data: pd.DataFrame) -> tuple[tuple[str, ...], np.nda
     """
     recipe = _recipes.get(rhs)
     if recipe is not None:
-        codes = _usable(recipe, data)
-        if codes is not None:
-            return recipe.names, _evaluate(recipe, data, codes), recipe.spec
+        usable = _usable(recipe, data)
+        if usable is not None:
+            return recipe.names, _evaluate(recipe, len(data), *usable), recipe.spec
     mm = model_matrix(rhs, data, na_action="raise", context={"np": np})
     names = tuple(str(c) for c in mm.columns)
     spec = mm.model_spec

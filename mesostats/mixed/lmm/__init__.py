@@ -35,11 +35,15 @@ gradient in θ; no design is refused for its size.
 ∂d/∂Λ_f = 2 Σ_levels [Z_ℓᵀV₀⁻¹Z_ℓ − (REML) Z_ℓᵀV₀⁻¹X (XᵀV₀⁻¹X)⁻¹ XᵀV₀⁻¹Z_ℓ
 − Z_ℓᵀε̂ ε̂ᵀZ_ℓ / σ̂²] Λ_f (matrix determinant lemma and the envelope theorem for r²; every
 piece is available from the blocked factorisation). The start is a method-of-moments θ from
-per-group least squares (one grouping factor; lme4's identity start otherwise). For small
-designs (at most 120 random-effect columns) the Hessian in θ is analytic too
-(``hessian``: second derivatives of log|V₀|, log|XᵀV₀⁻¹X| and log r², all reduced to
-Q×Q products): projected Newton steps with a trust region run from the start and usually
-converge in 4–10 evaluations. Otherwise, or when those steps do not converge, L-BFGS-B with
+per-group least squares (one grouping factor), or for several factors in a small design
+from least squares with the random effects as fixed ones; lme4's identity start otherwise.
+The Hessian in θ is analytic too (second derivatives of log|V₀|, log|XᵀV₀⁻¹X| and log r²):
+in O(levels) form (``block_hessian``: one q×q block per level of the largest factor, the
+further factors' random effects and X dense) when the further factors have at most 64
+random effects (and there are at most 5,000 in all); else, for small designs (at most 120
+random-effect columns), reduced to Q×Q products (``hessian``). Projected Newton steps with
+a trust region run from the start and usually converge in 3–10 evaluations. Otherwise, or
+when those steps do not converge, L-BFGS-B with
 bounds (diagonal of each Λ block ≥ 0) runs until the relative decrease is ~1e-12. A Newton
 polish on the blocked deviance and gradient finishes (Hessian analytic, or from central
 differences of the analytic gradient for larger designs), and the final checks (projected
@@ -63,8 +67,8 @@ of the optimum), ~0.3–0.6 s at 20,000 × 10 (formula to results, with Satterth
 **Layout** (one idea per module): ``factors`` (terms merged per grouping factor),
 ``rest`` (the further factors' Schur complement: dense, pairs or sparse), ``deviance``
 (factorisation at θ, start, modes), ``gradient`` (analytic gradient, conditional
-covariances; :class:`ProfiledDeviance`), ``hessian`` (the analytic Hessian of small
-designs), ``optimise`` (:func:`optimise_theta`), ``fit``
+covariances; :class:`ProfiledDeviance`), ``block_hessian`` and ``hessian`` (the analytic
+Hessian, O(levels) and dense), ``optimise`` (:func:`optimise_theta`), ``fit``
 (:func:`fit_lmm`). The names below are re-exported here.
 """
 

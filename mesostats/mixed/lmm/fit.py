@@ -8,13 +8,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-import scipy.sparse
 
 from mesostats.exceptions import ConvergenceWarning, ModelSpecError, SingularFitWarning
 from mesostats.mixed.boundary import boundary_messages
 from mesostats.mixed.contrast_df import VarianceGradientDF
 from mesostats.mixed.design import MixedDesign, build_design, single_threaded_blas
+from mesostats.mixed.linalg import tri_solve
 from mesostats.mixed.lmm.deviance import _State
 from mesostats.mixed.lmm.gradient import ProfiledDeviance
 from mesostats.mixed.lmm.kenward_roger import lmm_kenward_roger
@@ -115,9 +114,12 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
     opt = optimise_theta(problem, start)
     n_evaluations = opt.n_evaluations
     on_boundary = (opt.theta <= design.theta_lower + 1e-10) & design.theta_is_diagonal
-    if on_boundary.any() and not np.array_equal(start, design.theta_start()):
+    floored = problem.start_floored
+    agreed = floored is not None and bool(floored[on_boundary].all())
+    if on_boundary.any() and not agreed and not np.array_equal(start, design.theta_start()):
         # a boundary optimum may be a local one: also try lme4's start and keep the better
-        # (screened by a plain L-BFGS-B run: the full run only when that ends lower)
+        # (screened by a plain L-BFGS-B run: the full run only when that ends lower); not
+        # when the several-factor moment start already put those variances at zero
         screened, n_screen = screen_start(problem, design.theta_start())
         n_evaluations += n_screen
         if screened < opt.deviance - 1e-9:
@@ -136,7 +138,7 @@ def _fit(design: MixedDesign, *, reml: bool, t0: float, df_method: str) -> Mixed
     if problem.reml:
         dev += st.logdet_RX
     beta = problem.beta_ols + st.delta
-    RXinv = scipy.linalg.solve_triangular(st.RX, np.eye(problem.p), lower=True)
+    RXinv = tri_solve(st.RX, np.eye(problem.p), lower=True)
     vcov = sigma**2 * (RXinv.T @ RXinv)
     modes, mode_sds, mode_covs = _conditional_modes(problem, st, u0, ur, sigma)
 

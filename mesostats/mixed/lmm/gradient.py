@@ -27,6 +27,7 @@ from mesostats.mixed.linalg import (
     transpose_times,
     tri_solve,
 )
+from mesostats.mixed.lmm.block_hessian import MAX_BLOCK_Q, MAX_BLOCK_REST, BlockHessian
 from mesostats.mixed.lmm.deviance import ProfiledDevianceCore, _State
 from mesostats.mixed.lmm.hessian import MAX_DENSE_Q, DenseHessian
 
@@ -50,14 +51,33 @@ class ProfiledDeviance(ProfiledDevianceCore):
     """
 
     # ------------------------------------------------------------------ Hessian
-    def dense_hessian(self) -> DenseHessian | None:
-        """The analytic Hessian of :mod:`mesostats.mixed.lmm.hessian` (built once), or None
-        for a design with more than ``MAX_DENSE_Q`` random-effect columns."""
+    def dense_hessian(self) -> BlockHessian | DenseHessian | None:
+        """The analytic Hessian (built once): :mod:`mesostats.mixed.lmm.block_hessian` when
+        the further factors have at most ``MAX_BLOCK_REST`` random effects held densely
+        (O(levels) per evaluation; up to ``MAX_BLOCK_Q`` random effects in all), else
+        :mod:`mesostats.mixed.lmm.hessian`
+        for a design with at most ``MAX_DENSE_Q`` random-effect columns, else None (L-BFGS-B).
+
+        Measured (CPU, ``(1 + week | subject)`` trials, formula to results): 8 visits × 60 /
+        200 people 4.2 / 4.6 ms with Newton steps on the block Hessian against 9.0 / 9.4 ms
+        before (dense Hessian / L-BFGS-B), 10 visits × 2,000 people 17 against 21 ms; at
+        20,000 people both take ~0.18 s (hence the cap ``MAX_BLOCK_Q``)."""
         cached = self.__dict__.get("_dense_hessian", False)
         if cached is False:
             design = self.design
-            small = sum(t.n_levels * t.q for t in design.terms) <= MAX_DENSE_Q
-            cached = DenseHessian(design, self.y_shifted, reml=self.reml) if small else None
+            Q = sum(t.n_levels * t.q for t in design.terms)
+            small = Q <= MAX_DENSE_Q
+            blocked = (
+                self.rest_mode in ("none", "dense")
+                and self.Qr <= MAX_BLOCK_REST
+                and Q <= MAX_BLOCK_Q
+            )
+            if blocked:
+                cached = BlockHessian(self)
+            elif small:
+                cached = DenseHessian(design, self.y_shifted, reml=self.reml)
+            else:
+                cached = None
             self._dense_hessian = cached
         return cached
 

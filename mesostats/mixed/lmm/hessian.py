@@ -25,7 +25,10 @@ central differences of the gradient (2·len(θ) gradient evaluations) and lets t
 take Newton steps from the start. Why by hand: no library differentiates lme4's profiled
 deviance twice. The deviance and gradient the optimiser reports still come from the blocked
 factorisation (:class:`~mesostats.mixed.lmm.gradient.ProfiledDeviance`); this Hessian only
-steers the Newton steps and feeds the Satterthwaite df.
+steers the Newton steps and feeds the Satterthwaite df. Designs whose further factors have
+few random effects (any number of levels of the largest factor) use the same formulas in
+O(levels) form instead (:mod:`mesostats.mixed.lmm.block_hessian`); this dense form remains
+for small designs with more further random effects (crossed factors with many levels).
 """
 
 from __future__ import annotations
@@ -92,7 +95,22 @@ class DenseHessian:
         self.n_theta = design.n_theta
 
     def evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """(d(θ) up to its constant, ∇d, ∇²d) at θ."""
+        """(d(θ) up to its constant, ∇d, ∇²d) at θ; the last evaluation is kept (the
+        optimiser asks for the Hessian at its end point again)."""
+        theta = np.array(theta, dtype=float)
+        last = self.__dict__.get("_last")
+        if last is not None and np.array_equal(last[0], theta):
+            return last[1]
+        out = self._evaluate(theta)
+        self._last = (theta, out)
+        return out
+
+    def is_cached(self, theta: np.ndarray) -> bool:
+        """Whether :meth:`evaluate` at θ returns the kept evaluation (no new work)."""
+        last = self.__dict__.get("_last")
+        return last is not None and np.array_equal(last[0], theta)
+
+    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         Q, p, nu = self.Q, self.p, self.nu
         m = self._gram.shape[0]
         lam = np.zeros((Q, Q))

@@ -10,16 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
 from scipy import optimize
 
 from mesostats.mixed.design import MixedDesign, lower_triangle_indices
 from mesostats.mixed.finite_diff import hessian_from_gradient, relative_steps
+from mesostats.mixed.linalg import chol_lower, tri_solve
 
 if TYPE_CHECKING:  # typing only: the deviance does not depend on the optimiser
+    from mesostats.mixed.lmm.block_hessian import BlockHessian
     from mesostats.mixed.lmm.gradient import ProfiledDeviance
     from mesostats.mixed.lmm.hessian import DenseHessian
+
+    AnalyticHessian = BlockHessian | DenseHessian
 
 __all__ = ["optimise_theta", "screen_start"]
 
@@ -190,8 +192,17 @@ def screen_start(problem: ProfiledDeviance, theta0: np.ndarray) -> tuple[float, 
     return float(problem.state(theta).deviance), count["n"]
 
 
+def _guarded(dense: AnalyticHessian, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """``dense.evaluate(θ)``, or an infinite deviance where its Woodbury products lose
+    positive definiteness to rounding (far-out θ): a rejected step, or L-BFGS-B takes over."""
+    try:
+        return dense.evaluate(theta)
+    except np.linalg.LinAlgError:
+        return math.inf, np.full(theta.size, np.nan), np.full((theta.size, theta.size), np.nan)
+
+
 def _newton_dense(
-    dense: DenseHessian, theta0: np.ndarray, lower: np.ndarray
+    dense: AnalyticHessian, theta0: np.ndarray, lower: np.ndarray
 ) -> tuple[np.ndarray, int, bool]:
     """Projected Newton iterations with a trust region on the dense analytic (d, ∇, ∇²).
 
@@ -206,7 +217,7 @@ def _newton_dense(
     otherwise the caller finishes with L-BFGS-B from the end point.
     """
     theta = np.maximum(np.asarray(theta0, dtype=float), lower)
-    dev, grad, H = dense.evaluate(theta)
+    dev, grad, H = _guarded(dense, theta)
     n_eval = 1
     radius = 1.0
     for _ in range(_NEWTON_ITERATIONS):
@@ -215,8 +226,9 @@ def _newton_dense(
         free = _free_coordinates(theta, grad, lower)
         if not free.any():
             return theta, n_eval, True
-        Hf = H[np.ix_(free, free)]
-        gf = grad[free]
+        all_free = bool(free.all())
+        Hf = H if all_free else H[np.ix_(free, free)]
+        gf = grad if all_free else grad[free]
         evals, evecs = np.linalg.eigh(Hf)
         top = max(float(np.abs(evals).max()), 1e-300)
         shifted = evals.min() <= 1e-8 * top
@@ -229,10 +241,13 @@ def _newton_dense(
         if at_radius:
             step_f *= radius / length
         predicted = -float(gf @ step_f + 0.5 * step_f @ Hf @ step_f)
-        step = np.zeros_like(theta)
-        step[free] = step_f
+        if all_free:
+            step = step_f
+        else:
+            step = np.zeros_like(theta)
+            step[free] = step_f
         trial = np.maximum(theta + step, lower)
-        tdev, tgrad, tH = dense.evaluate(trial)
+        tdev, tgrad, tH = _guarded(dense, trial)
         n_eval += 1
         actual = dev - tdev
         ratio = actual / predicted if predicted > 0 else -1.0
@@ -248,7 +263,7 @@ def _newton_dense(
 
 
 def _snap_to_bounds(
-    dense: DenseHessian, theta: np.ndarray, dev: float, lower: np.ndarray
+    dense: AnalyticHessian, theta: np.ndarray, dev: float, lower: np.ndarray
 ) -> np.ndarray:
     """Diagonal entries of Λ within 1e-6 of 0 set to 0 when that does not raise the deviance.
 
@@ -259,7 +274,7 @@ def _snap_to_bounds(
     if not near.any():
         return theta
     trial = np.where(near, lower, theta)
-    if dense.evaluate(trial)[0] <= dev + 1e-12 * max(1.0, abs(dev)):
+    if _guarded(dense, trial)[0] <= dev + 1e-12 * max(1.0, abs(dev)):
         return trial
     return theta
 
@@ -282,8 +297,11 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
     if dense is not None:
 
         def hessian(theta: np.ndarray) -> np.ndarray:
-            count["n"] += 1
-            return dense.evaluate(theta)[2]
+            count["n"] += 0 if dense.is_cached(theta) else 1
+            try:
+                return dense.evaluate(theta)[2]
+            except np.linalg.LinAlgError:  # rounding at far-out θ: differences of the gradient
+                return _fd_hessian(fun, theta)
 
         theta, n_newton, newton_converged = _newton_dense(dense, theta0, lower)
         count["n"] += n_newton
@@ -310,11 +328,11 @@ def _optimise_from(problem: ProfiledDeviance, theta0: np.ndarray) -> _OptimResul
         Hf = H[np.ix_(free, free)]
         gf = grad[free]
         try:
-            chol = scipy.linalg.cho_factor(Hf, check_finite=False)
+            chol = chol_lower(Hf)  # scipy's cho_factor/cho_solve: the same LAPACK arithmetic
         except np.linalg.LinAlgError:
             break
         step = np.zeros_like(theta)
-        step[free] = -scipy.linalg.cho_solve(chol, gf, check_finite=False)
+        step[free] = -tri_solve(chol.T, tri_solve(chol, gf, lower=True), lower=False)
         if float(-gf @ step[free]) / 2.0 < max(1e-11, noise):
             break
         alpha = 1.0
