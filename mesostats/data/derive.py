@@ -36,6 +36,7 @@ __all__ = [
     "event_counts",
     "first_cocktail",
     "ingredient_design",
+    "ingredient_matrix",
     "matching_rows",
     "study_week",
 ]
@@ -162,8 +163,23 @@ def ingredient_design(
     Returns
     -------
     DataFrame
-        Indexed like ``cocktail_id``.
+        Indexed like ``cocktail_id``; the values of :func:`ingredient_matrix`.
     """
+    values = ingredient_matrix(cocktails, cocktail_id, ingredients, kind=kind, volume_ml=volume_ml)
+    return pd.DataFrame(values, index=cocktail_id.index, columns=pd.Index(list(ingredients)))
+
+
+def ingredient_matrix(
+    cocktails: pd.DataFrame,
+    cocktail_id: pd.Series | Any,
+    ingredients: Sequence[str],
+    *,
+    kind: Literal["indicator", "dose"] = "indicator",
+    volume_ml: pd.Series | Any | None = None,
+) -> np.ndarray:
+    """The array behind :func:`ingredient_design`: (sessions × ingredients), int64 0/1 for
+    ``"indicator"``, float doses for ``"dose"`` (the analysis tables take it as it is, without
+    a DataFrame round trip)."""
     if kind not in ("indicator", "dose"):
         raise ValueError(f"kind must be 'indicator' or 'dose', got {kind!r}")
     # plain dictionaries over object arrays: the same codes as pandas Index.get_indexer on
@@ -175,7 +191,6 @@ def ingredient_design(
         recipe_pos.setdefault(label, len(recipe_pos))
     n_recipes = len(recipe_pos)
     ingredient_pos = {name: j for j, name in enumerate(ingredients)}
-    ingredient_index = pd.Index(list(ingredients))
     matrix = np.zeros((n_recipes + 1, len(ingredient_pos)))  # last row: no cocktail
     r = np.fromiter((recipe_pos[x] for x in recipe_labels), dtype=np.intp, count=len(recipe_labels))
     c = np.fromiter(
@@ -205,15 +220,13 @@ def ingredient_design(
     )
     values = matrix[codes]
     if kind == "indicator":
-        return pd.DataFrame(
-            values.astype(np.int64), index=cocktail_id.index, columns=ingredient_index
-        )
+        return values.astype(np.int64)
     if volume_ml is None:
         raise ValueError("kind='dose' needs volume_ml")
     vol = pd.Series(volume_ml).to_numpy(dtype="float64", na_value=np.nan)
     given = codes < n_recipes
     scale = np.where(given, vol, 0.0)
-    return pd.DataFrame(values * scale[:, None], index=cocktail_id.index, columns=ingredient_index)
+    return np.asarray(values * scale[:, None])
 
 
 def event_counts(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 
 from mesostats.data.study import Study
 from mesostats.domain.aliasing import absorbed_by, require_estimable
-from mesostats.domain.exposure import recipe_matrix, resolve_ingredients
+from mesostats.domain.exposure import recipe_values, resolve_ingredients
 from mesostats.exceptions import (
     ConvergenceWarning,
     ExclusionWarning,
@@ -105,7 +106,10 @@ def _object_frame(columns: dict[str, list[Any]]) -> pd.DataFrame:
 
 
 def _empty_exclusions() -> pd.DataFrame:
-    return _object_frame({name: [] for name in EXCLUDED_COLUMNS})
+    return _EMPTY_EXCLUSIONS.copy()
+
+
+_EMPTY_EXCLUSIONS = _object_frame({name: [] for name in EXCLUDED_COLUMNS})
 
 
 def _engine_exclusions(model: MixedResults, data: pd.DataFrame) -> pd.DataFrame:
@@ -196,9 +200,8 @@ def _variance_notes(
     a correlation at ±1 is a note and a :class:`SingularFitWarning` (the person-level
     variability the user asked for is on its boundary).
     """
-    vc = model.variance_components
     sigma = model.sigma if model.family == "gaussian" else 1.0
-    records: list[Any] = list(vc.itertuples(index=False))  # a few rows: plain Python
+    records = _variance_records(model)
     sds = [r for r in records if pd.isna(r.var2) and r.group != "Residual"]
     for rec in sds:
         group, term, sd = str(rec.group), str(rec.var1), float(rec.sdcor)
@@ -234,10 +237,39 @@ def _variance_notes(
                 warnings.warn(text, SingularFitWarning, stacklevel=stacklevel)
 
 
+@dataclass(frozen=True)
+class _VarianceRecord:
+    """One row of ``variance_components``: group, var1, var2 (None for an SD), sdcor."""
+
+    group: str
+    var1: str
+    var2: str | None
+    sdcor: float
+
+
+def _variance_records(model: Any) -> list[_VarianceRecord]:
+    """The rows of ``model.variance_components`` (group, var1, var2, sdcor), read from
+    the fitted numbers without building the table when the model can
+    (:class:`~mesostats.mixed.results.MixedResults`); from the table otherwise."""
+    rows_of = getattr(model, "_variance_component_rows", None)
+    if rows_of is not None:
+        rows = [(g, v1, v2, sdcor) for g, v1, v2, _, sdcor in rows_of()]
+    else:
+        vc = model.variance_components
+        rows = list(vc[["group", "var1", "var2", "sdcor"]].itertuples(index=False, name=None))
+    return [
+        _VarianceRecord(str(g), str(v1), None if pd.isna(v2) else str(v2), float(sd))
+        for g, v1, v2, sd in rows
+    ]
+
+
 def _used_matrix(study: Study, cocktails_used: Sequence[str], *, design: str) -> pd.DataFrame:
-    full = recipe_matrix(study.cocktails, study.ingredients, design=design)  # type: ignore[arg-type]
-    keep = [c for c in full.index if c in set(cocktails_used)]
-    return full.loc[keep]
+    """:func:`recipe_matrix` restricted to ``cocktails_used`` (in the recipes' order)."""
+    ids, values = recipe_values(study.cocktails, study.ingredients, design=design)  # type: ignore[arg-type]
+    wanted = set(cocktails_used)
+    rows = [i for i, c in enumerate(ids) if c in wanted]
+    index = pd.Index(ids, name="cocktail_id").take(rows)
+    return pd.DataFrame(values[rows], index=index, columns=list(study.ingredients))
 
 
 def _absorbed_notes(
@@ -273,9 +305,9 @@ def _wald_columns(fe: pd.DataFrame, effect_terms: dict[str, str]) -> dict[str, n
             f"the fitted model has no fixed effect named {missing}; terms are "
             f"{list(fe.index)}. Please report this."
         )
-    rows = fe.loc[list(effect_terms.values())]
+    rows = fe.index.get_indexer(list(effect_terms.values()))
     columns = ["estimate", "std_error", "ci_lower", "ci_upper", "p_value"]
-    return {c: rows[c].to_numpy(dtype=float) for c in columns}
+    return {c: fe[c].to_numpy(dtype=float)[rows] for c in columns}
 
 
 def _choose_ingredients(
@@ -294,6 +326,7 @@ def _choose_ingredients(
             f"{', '.join(unused)}: in none of the cocktails analysed "
             f"({', '.join(str(c) for c in used.index)}); not modelled."
         )
-    require_estimable(used[chosen], design=design, intercept_meaning=intercept_meaning)
+    chosen_design = used if list(used.columns) == chosen else used[chosen]
+    require_estimable(chosen_design, design=design, intercept_meaning=intercept_meaning)
     _absorbed_notes(used, chosen, study, notes)
     return chosen

@@ -70,20 +70,24 @@ def recipe_matrix(
         float column per ingredient.
     """
     _check_design_kind(design)
-    ids = pd.Series(pd.unique(cocktails["cocktail_id"].astype(str)), dtype="str")
-    values = derive.ingredient_design(
+    ids, values = recipe_values(cocktails, ingredients, design=design)
+    return pd.DataFrame(values, index=pd.Index(ids, name="cocktail_id"), columns=list(ingredients))
+
+
+def recipe_values(
+    cocktails: pd.DataFrame, ingredients: Sequence[str], *, design: Design = "indicator"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cocktail ids (object array, order of appearance) and the float matrix of
+    :func:`recipe_matrix`, without the DataFrame."""
+    ids = np.asarray(pd.unique(cocktails["cocktail_id"].astype(str)), dtype=object)
+    values = derive.ingredient_matrix(
         cocktails,
-        ids,
+        pd.Series(ids, dtype="str"),
         list(ingredients),
         kind=design,
-        volume_ml=pd.Series(np.ones(len(ids)), index=ids.index),
+        volume_ml=np.ones(len(ids)),
     )
-    out = pd.DataFrame(
-        values.to_numpy(dtype=float),
-        index=pd.Index(ids.to_numpy(dtype=object), name="cocktail_id"),
-        columns=list(ingredients),
-    )
-    return out
+    return ids, values.astype(float)
 
 
 def ingredient_units(cocktails: pd.DataFrame, ingredients: Sequence[str]) -> dict[str, str]:
@@ -257,7 +261,11 @@ def resolve_ingredients(
         Unknown names, duplicates, saline, an empty list, or a requested ingredient that no
         analysed cocktail contains; the message lists what is available.
     """
-    present = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
+    if list(used.columns) == list(study.ingredients):  # (as _used_matrix builds it)
+        given = (used.to_numpy() != 0).any(axis=0)
+    else:
+        given = np.array([bool((used[ing] != 0).any()) for ing in study.ingredients])
+    present = [ing for ing, yes in zip(study.ingredients, given, strict=True) if yes]
     cocktails_used = ", ".join(str(c) for c in used.index)
     if ingredients is None:
         unused = [ing for ing in study.ingredients if ing not in present]

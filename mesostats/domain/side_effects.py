@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from mesostats.domain.common import (
-    SIDE_EFFECT_COLUMNS,
     SUBJECT,
     _check_study,
     _choose_ingredients,
+    _empty_exclusions,
     _engine_exclusions,
     _exclusion_frame,
     _fit_quietly,
@@ -115,14 +115,15 @@ def fit_side_effects(
     wald = _wald_columns(model.fixed_effects, effect_terms)
     effects = pd.DataFrame(
         {
-            "ingredient": pd.Series(chosen, dtype="str"),
+            "ingredient": pd.array(chosen, dtype="str"),
             "odds_ratio": np.exp(wald["estimate"]),
             "ci_lower": np.exp(wald["ci_lower"]),
             "ci_upper": np.exp(wald["ci_upper"]),
             "p_value": wald["p_value"],
-        }
+            "p_adjusted": holm_adjusted(wald["p_value"]),
+        },  # the order of SIDE_EFFECT_COLUMNS
+        copy=False,
     )
-    effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
     _separation_notes(model, chosen, data, notes)
     what = "any event" if event is None else f"event {event!r}"
     n_with = int(data["any_event"].sum())
@@ -133,7 +134,8 @@ def fit_side_effects(
         f"subject-specific (the odds of a given person with vs without the ingredient); "
         f"people's odds vary with SD {_subject_sd(model):.3g} on the log-odds scale.",
     )
-    given = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
+    in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
+    given = [ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes]
     return SideEffectResults(
         study=study,
         event=event,
@@ -143,8 +145,8 @@ def fit_side_effects(
         ingredients=tuple(chosen),
         subject=SUBJECT,
         effect_terms=effect_terms,
-        cocktail_design=used[chosen].copy(),
-        ingredient_effects=effects[SIDE_EFFECT_COLUMNS],
+        cocktail_design=used[chosen],
+        ingredient_effects=effects,
         rates=event_rates(table, given),
         notes=tuple(notes),
         excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
@@ -171,7 +173,10 @@ def _session_ingredients(
         intercept_meaning=intercept_meaning,
         notes=notes,
     )
-    data = table.drop(columns=[c for c in study.ingredients if c not in chosen])
+    left_out = [c for c in study.ingredients if c not in chosen]
+    # (a shallow copy when nothing is dropped: the same table, at no cost; copy-on-write
+    # keeps the caller's edits to it away from ``table``)
+    data = table.drop(columns=left_out) if left_out else table.copy(deep=False)
     return used, chosen, data
 
 
@@ -196,13 +201,14 @@ def _side_effect_rows(
             "No assessed session had a cocktail injected: there is nothing to attribute "
             "side effects to. Check the cocktail_id and reactions_assessed columns."
         )
-    dropped = _exclusion_frame(
-        table[~injected],
-        ["assessed session without an injection: nothing to attribute a side effect to"]
-        * int((~injected).sum()),
-    )
-    if not injected.all():
+    if injected.all():
+        dropped = _empty_exclusions()  # (no DataFrame filtering: the common case)
+    else:
         n = int((~injected).sum())
+        dropped = _exclusion_frame(
+            table[~injected],
+            ["assessed session without an injection: nothing to attribute a side effect to"] * n,
+        )
         notes.append(
             f"{n} assessed session{'s' if n > 1 else ''} without an injection (no cocktail) "
             f"{'were' if n > 1 else 'was'} not modelled: side effects of an injection need one."
@@ -243,8 +249,11 @@ def _separation_notes(
     of an indicator, quasi-separation of a covariate) for the ingredients modelled; the
     engine's own warning text is already among the notes.
     """
-    by_cocktail = data.groupby("cocktail_id", sort=True)["any_event"].agg(["sum", "size"])
-    none = [str(c) for c, r in by_cocktail.iterrows() if r["sum"] == 0]
+    cocktail = data["cocktail_id"]
+    given = cocktail.notna().to_numpy(dtype=bool)  # (groupby leaves missing keys out)
+    labels, codes = np.unique(cocktail.to_numpy(dtype=object)[given], return_inverse=True)
+    events = np.bincount(codes, weights=data["any_event"].to_numpy()[given], minlength=len(labels))
+    none = [str(c) for c, n in zip(labels, events, strict=True) if n == 0]
     if none:
         notes.append(
             f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with the "

@@ -304,6 +304,12 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         return self._variance_components.copy()
 
     def _variance_components_table(self) -> pd.DataFrame:
+        rows = self._variance_component_rows()
+        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+    def _variance_component_rows(self) -> list[tuple[str, str | None, str | None, float, float]]:
+        """The rows of :attr:`variance_components` as tuples (for callers that only read a
+        few numbers and need no table)."""
         rows: list[tuple[str, str | None, str | None, float, float]] = []
         for term, cov in zip(self.design.terms, self.covariance_blocks(), strict=True):
             sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -316,7 +322,7 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
                     rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
         if self.family == "gaussian":
             rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        return rows
 
     @property
     def variance_parameter_cov(self) -> pd.DataFrame | None:
