@@ -175,6 +175,12 @@ class Study:
         visit (``baseline_flag``) if any, else the last non-missing value on or before day 1;
         ``chg = value − baseline``; ``pchg = 100·chg/|baseline|``, missing when baseline is 0.
         """
+        columns, keep = self._outcome_columns(outcome)
+        return self._analysis_table(columns, exposure, keep)
+
+    def _outcome_columns(self, outcome: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The outcome columns of :meth:`outcome_table` (``value, baseline, chg, pchg``) on
+        every sessions row, and the rows it keeps (outcome and study day present)."""
         self._check_outcome(outcome)
         s = self.sessions
         value = s[outcome].to_numpy(dtype="float64", na_value=np.nan)
@@ -182,8 +188,7 @@ class Study:
         baseline = derive.baseline_values(s[SUBJECT_KEY], s["day"], value, flag)
         chg, pchg = derive.change_from_baseline(value, baseline)
         keep = ~np.isnan(value) & s["day"].notna().to_numpy(dtype=bool)
-        columns = {"value": value, "baseline": baseline, "chg": chg, "pchg": pchg}
-        return self._analysis_table(columns, exposure, keep)
+        return {"value": value, "baseline": baseline, "chg": chg, "pchg": pchg}, keep
 
     def event_table(self, event: str | None = None) -> pd.DataFrame:
         """One row per session whose reactions were assessed, with its count of events.
@@ -277,13 +282,13 @@ class Study:
         # every column is a fresh array (filtered or taken above): no copy needed
         return pd.DataFrame(table, index=self.sessions.index[keep], copy=False)
 
-    def _add_subject_columns(self, table: dict[str, Any], keep: np.ndarray) -> None:
-        """The subject columns (each session row's subject's values) not yet in ``table``,
-        on the sessions rows where ``keep`` is true."""
+    def _add_subject_columns(self, table: dict[str, Any], keep: np.ndarray, skip: Any = ()) -> None:
+        """The subject columns (each session row's subject's values) not yet in ``table``
+        (nor in ``skip``), on the sessions rows where ``keep`` is true."""
         subjects = self.subjects
         codes = _subject_positions(subjects[SUBJECT_KEY], table[SUBJECT_KEY])
         for name in subjects.columns:
-            if name != SUBJECT_KEY and name not in table:
+            if name != SUBJECT_KEY and name not in table and name not in skip:
                 table[name] = _column_values(subjects[name]).take(codes)
 
     def _design_matrix(self, exposure: Literal["indicator", "dose"]) -> np.ndarray:

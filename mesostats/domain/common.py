@@ -272,6 +272,12 @@ def _used_matrix(study: Study, cocktails_used: Sequence[str], *, design: str) ->
     return pd.DataFrame(values[rows], index=index, columns=list(study.ingredients))
 
 
+def _columns(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``frame[names]``; the frame itself when those are its columns (results tables are
+    handed out as copies, so no copy is needed here)."""
+    return frame if list(frame.columns) == list(names) else frame[list(names)]
+
+
 def _absorbed_notes(
     used: pd.DataFrame, chosen: Sequence[str], study: Study, notes: list[str]
 ) -> None:
