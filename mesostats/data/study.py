@@ -34,7 +34,10 @@ NO_OUTCOME_REASON = "no outcome recorded at this visit: not in any outcome_table
 
 
 def _empty_exclusions() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in EXCLUSION_COLUMNS})
+    return _EMPTY_EXCLUSIONS.copy()
+
+
+_EMPTY_EXCLUSIONS = pd.DataFrame({c: pd.Series(dtype=object) for c in EXCLUSION_COLUMNS})
 
 
 @dataclass(frozen=True, eq=False)
