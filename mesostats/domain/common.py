@@ -303,17 +303,27 @@ def _absorbed_notes(
             )
 
 
-def _wald_columns(fe: pd.DataFrame, effect_terms: dict[str, str]) -> dict[str, np.ndarray]:
-    """Estimate, SE, 95 % Wald CI and p of each ingredient's term, in ingredient order."""
-    missing = [t for t in effect_terms.values() if t not in fe.index]
+def _wald_columns(model: Any, effect_terms: dict[str, str]) -> dict[str, np.ndarray]:
+    """Estimate, SE, 95 % Wald CI and p of each ingredient's term, in ingredient order: the
+    numbers of ``model.fixed_effects``, read without building the table when the model can
+    (:class:`~mesostats.mixed.results.MixedResults`)."""
+    columns_of = getattr(model, "_fixed_effect_columns", None)
+    if columns_of is not None:
+        names = list(model.design.fixed_names)
+        table = columns_of()
+    else:
+        fe = model.fixed_effects
+        names = list(fe.index)
+        table = {c: fe[c].to_numpy(dtype=float) for c in fe.columns}
+    missing = [t for t in effect_terms.values() if t not in names]
     if missing:  # pragma: no cover - formulaic naming changed
         raise ModelSpecError(
             f"the fitted model has no fixed effect named {missing}; terms are "
-            f"{list(fe.index)}. Please report this."
+            f"{names}. Please report this."
         )
-    rows = fe.index.get_indexer(list(effect_terms.values()))
+    rows = [names.index(t) for t in effect_terms.values()]
     columns = ["estimate", "std_error", "ci_lower", "ci_upper", "p_value"]
-    return {c: fe[c].to_numpy(dtype=float)[rows] for c in columns}
+    return {c: np.asarray(table[c], dtype=float)[rows] for c in columns}
 
 
 def _choose_ingredients(

@@ -165,7 +165,7 @@ def fit_regrowth(
         model, caught = _fit_quietly(fit_lmm, formula, data, reml=True)
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
-    wald = _wald_columns(model.fixed_effects, effect_terms)
+    wald = _wald_columns(model, effect_terms)
     effects = pd.DataFrame({"ingredient": pd.Series(chosen, dtype="str"), **wald})
     effects = effects.rename(columns={"estimate": "effect"})
     effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())

@@ -113,7 +113,7 @@ def fit_side_effects(
     model, caught = _fit_quietly(fit_glmm, formula, data, family="binomial", nagq=nagq)
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
-    wald = _wald_columns(model.fixed_effects, effect_terms)
+    wald = _wald_columns(model, effect_terms)
     effects = pd.DataFrame(
         {
             "ingredient": pd.array(chosen, dtype="str"),

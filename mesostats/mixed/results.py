@@ -38,7 +38,7 @@ from mesostats.mixed.formula_eval import _expression_variables, _formula_variabl
 from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
-from mesostats.mixed.wald import wald_table
+from mesostats.mixed.wald import wald_columns, wald_table
 
 __all__ = ["MixedResults"]
 
@@ -292,6 +292,11 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
 
     def _fixed_effects_table(self) -> pd.DataFrame:
         return wald_table(self.design.fixed_names, self._beta, self._vcov, self._df, _WALD_LEVEL)
+
+    def _fixed_effect_columns(self) -> dict[str, np.ndarray]:
+        """The columns of :attr:`fixed_effects` as arrays in ``design.fixed_names`` order
+        (the same numbers, without building the table)."""
+        return wald_columns(self._beta, self._vcov, self._df, _WALD_LEVEL)
 
     # ------------------------------------------------------------------ variance components
     def covariance_blocks(self) -> list[np.ndarray]:
