@@ -60,7 +60,8 @@ def study_week(day: np.ndarray | pd.Series) -> np.ndarray:
     numpy.ndarray of float
         ``(day − 1) / 7`` for ``day ≥ 1``, ``day / 7`` for ``day < 0`` (NaN where missing).
     """
-    d = np.asarray(pd.Series(day).to_numpy(dtype="float64", na_value=np.nan), dtype=float)
+    column = day if isinstance(day, pd.Series) else pd.Series(day)
+    d = np.asarray(column.to_numpy(dtype="float64", na_value=np.nan), dtype=float)
     return np.where(d >= 1, (d - 1.0) / 7.0, d / 7.0)
 
 

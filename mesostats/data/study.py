@@ -251,12 +251,13 @@ class Study:
     def _visit_columns(self) -> dict[str, Any]:
         """The columns every analysis table starts with: who, when, which cocktail."""
         s = self.sessions
+        day = s["day"]
         return {
-            "subject_id": s[SUBJECT_KEY].array,
-            "visit": s["visit"].array,
-            "day": s["day"].array,
-            "week": derive.study_week(s["day"]),
-            "cocktail_id": self._cocktail_column().array,
+            "subject_id": _column_values(s[SUBJECT_KEY]),
+            "visit": _column_values(s["visit"]),
+            "day": _column_values(day),
+            "week": derive.study_week(day),
+            "cocktail_id": _column_values(self._cocktail_column()),
         }
 
     def _cocktail_column(self) -> pd.Series:

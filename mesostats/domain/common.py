@@ -242,8 +242,8 @@ class _VarianceRecord:
     """One row of ``variance_components``: group, var1, var2 (None for an SD), sdcor."""
 
     group: str
-    var1: str
-    var2: str | None
+    var1: str | None  # (None on the residual row)
+    var2: str | None  # None for an SD
     sdcor: float
 
 
@@ -257,10 +257,11 @@ def _variance_records(model: Any) -> list[_VarianceRecord]:
     else:
         vc = model.variance_components
         rows = list(vc[["group", "var1", "var2", "sdcor"]].itertuples(index=False, name=None))
-    return [
-        _VarianceRecord(str(g), str(v1), None if pd.isna(v2) else str(v2), float(sd))
-        for g, v1, v2, sd in rows
-    ]
+    return [_VarianceRecord(str(g), _text(v1), _text(v2), float(sd)) for g, v1, v2, sd in rows]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def _used_matrix(study: Study, cocktails_used: Sequence[str], *, design: str) -> pd.DataFrame:

@@ -31,6 +31,7 @@ variational Bayes / MAP), and this vectorised form is what makes 20,000-group fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.polynomial.hermite import hermgauss
@@ -121,7 +122,8 @@ class ScalarRandomEffect:
     # ------------------------------------------------------------------ helpers
     def _sum(self, v: FloatArray) -> FloatArray:
         """Per-group sums of a per-row array."""
-        return np.bincount(self.codes, weights=v, minlength=self.n_groups)  # (float64)
+        # (with weights, bincount returns float64)
+        return cast(FloatArray, np.bincount(self.codes, weights=v, minlength=self.n_groups))
 
     def _sum_nodes(self, v: FloatArray) -> FloatArray:
         """Per-node, per-group sums of a (K, n) array → (K, G)."""
