@@ -114,7 +114,8 @@ _EMPTY_EXCLUSIONS = _object_frame({name: [] for name in EXCLUDED_COLUMNS})
 
 def _engine_exclusions(model: MixedResults, data: pd.DataFrame) -> pd.DataFrame:
     """The rows the engine set aside (missing values in a model column), located in data."""
-    ex = model.excluded_rows
+    design = getattr(model, "design", None)  # (read in place: no copy of an empty table)
+    ex = design.excluded_rows if design is not None else model.excluded_rows
     if not len(ex):
         return _empty_exclusions()
     return _exclusion_frame(data.loc[list(ex["row"]), [SUBJECT, "visit"]], list(ex["reason"]))
@@ -124,6 +125,8 @@ def _stack_exclusions(*parts: pd.DataFrame) -> pd.DataFrame:
     kept = [p for p in parts if len(p)]
     if not kept:
         return _empty_exclusions()
+    if len(kept) == 1 and kept[0] is parts[0]:  # (the caller's fresh frame, index 0…n−1)
+        return kept[0]
     return pd.concat(kept, ignore_index=True)
 
 

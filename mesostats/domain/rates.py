@@ -22,6 +22,7 @@ from scipy import special, stats
 
 from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats._records import FrozenRecord
+from mesostats.data.keys import factorize_column
 from mesostats.domain.common import (
     _ATTENUATION_C2,
     GEE_COLUMNS,
@@ -96,7 +97,8 @@ def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
     """
     any_event = data["any_event"].to_numpy(dtype=np.int64)
     count = data["events"].to_numpy(dtype=np.int64)
-    subject, people = pd.factorize(data[SUBJECT])
+    # (any one-to-one coding of the people gives the same counts)
+    subject, n_people = factorize_column(data[SUBJECT])
     cocktail = data["cocktail_id"].astype(str).to_numpy(dtype=object)
     labels = sorted(pd.unique(cocktail))
     groups = [("overall", "all"), *(("ingredient", ing) for ing in ingredients)]
@@ -113,7 +115,7 @@ def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
     with_event = (masks * any_event).sum(axis=1)
     events_in = (masks * count).sum(axis=1)
     # people assessed / with an event in each group: sessions counted per (group, person)
-    n_groups, n_people = len(groups), len(people)
+    n_groups = len(groups)
     cell = (np.arange(n_groups)[:, None] * n_people + subject[None, :])[masks]
     size = n_groups * n_people
     per_person = np.bincount(cell, minlength=size).reshape(n_groups, n_people)
