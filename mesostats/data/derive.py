@@ -190,7 +190,7 @@ def ingredient_matrix(
     recipe_pos = {label: i for i, label in enumerate(labels)}
     n_recipes = len(labels)
     matrix = np.vstack([recipes, np.zeros((1, recipes.shape[1]))])  # last row: no cocktail
-    session = pd.Series(cocktail_id)
+    session = cocktail_id if isinstance(cocktail_id, pd.Series) else pd.Series(cocktail_id)
     if is_arrow_text(session):
         # the same codes by one hash lookup (pyarrow) instead of a Python loop over rows:
         # a missing cocktail, or one without a recipe, gets the last row (nothing injected)
