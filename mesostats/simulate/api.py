@@ -87,7 +87,9 @@ def _simulated_study(
     :func:`mesostats.data.validate.typed_frame`, applied here: optional boolean columns as
     pandas' nullable ``boolean``, and the index named ``row``. The Study is the one
     :func:`simulate_study` returns (tested table by table), without the ~half of its time
-    that validation costs. Not reachable from the public loaders.
+    that validation costs; the adverse events' session rows, known from the draw, are handed
+    to :meth:`Study.from_tables` instead of being matched by key. Not reachable from the
+    public loaders.
     """
     tables, truth, event_rows = _draw_tables(n_subjects, n_sessions, seed=seed, **settings)
     schema = resolve_schema(None)
