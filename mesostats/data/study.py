@@ -291,9 +291,9 @@ class Study:
         (nor in ``skip``), on the sessions rows where ``keep`` is true."""
         subjects = self.subjects
         codes = _subject_positions(subjects[SUBJECT_KEY], table[SUBJECT_KEY])
-        for name in subjects.columns:
+        for name, column in subjects.items():
             if name != SUBJECT_KEY and name not in table and name not in skip:
-                table[name] = _column_values(subjects[name]).take(codes)
+                table[name] = _column_values(column).take(codes)
 
     def _design_matrix(self, exposure: Literal["indicator", "dose"]) -> np.ndarray:
         """Sessions × :attr:`ingredients` exposure (:func:`derive.ingredient_matrix`)."""

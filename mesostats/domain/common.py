@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mesostats.data.parse import is_arrow_text
 from mesostats.data.study import Study
 from mesostats.domain.aliasing import absorbed_by, require_estimable
 from mesostats.domain.exposure import recipe_values, resolve_ingredients
@@ -272,8 +273,15 @@ def _used_matrix(study: Study, cocktails_used: Sequence[str], *, design: str) ->
     ids, values = recipe_values(study.cocktails, study.ingredients, design=design)  # type: ignore[arg-type]
     wanted = set(cocktails_used)
     rows = [i for i, c in enumerate(ids) if c in wanted]
-    index = pd.Index(ids, name="cocktail_id").take(rows)
+    index = pd.Index(ids[rows], dtype="str", name="cocktail_id")
     return pd.DataFrame(values[rows], index=index, columns=list(study.ingredients))
+
+
+def _text_values(column: pd.Series) -> Any:
+    """``column.astype(str)``'s values; a text column's own (no converted copy)."""
+    if is_arrow_text(column):
+        return column.array
+    return column.astype(str).to_numpy(dtype=object)
 
 
 def _columns(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from mesostats.domain.common import (
     GEE_COLUMNS,
     RATE_COLUMNS,
     SUBJECT,
+    _text_values,
     _variance_records,
 )
 from mesostats.mixed.boundary import SINGULAR_TOL
@@ -100,7 +101,7 @@ def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
     count = data["events"].to_numpy(dtype=np.int64)
     # (any one-to-one coding of the people gives the same counts)
     subject, n_people = factorize_column(data[SUBJECT])
-    cocktail = data["cocktail_id"].astype(str).to_numpy(dtype=object)
+    cocktail = np.asarray(_text_values(data["cocktail_id"]), dtype=object)
     labels = sorted(pd.unique(cocktail))
     groups = [("overall", "all"), *(("ingredient", ing) for ing in ingredients)]
     groups += [("cocktail", str(c)) for c in labels]

@@ -25,6 +25,7 @@ from mesostats.domain.common import (
     _fit_quietly,
     _reissue,
     _stack_exclusions,
+    _text_values,
     _used_matrix,
     _variance_notes,
     _wald_columns,
@@ -127,7 +128,7 @@ def fit_side_effects(
     )
     _separation_notes(model, chosen, data, notes)
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(data["any_event"].sum())
+    n_with = int(data["any_event"].to_numpy().sum())
     notes.insert(
         0,
         f"{model.nobs} assessed injection sessions of {model.ngroups.get(SUBJECT, 0)} people; "
@@ -163,9 +164,8 @@ def _session_ingredients(
 ) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """Cocktails used × ingredients (0/1), the ingredients estimated (aliasing checked) and
     the session rows with only those ingredient columns."""
-    used = _used_matrix(
-        study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
-    )
+    cocktails = table["cocktail_id"]
+    used = _used_matrix(study, sorted(pd.unique(_text_values(cocktails))), design="indicator")
     chosen = _choose_ingredients(
         study,
         ingredients,
@@ -216,7 +216,7 @@ def _side_effect_rows(
         )
         table = table[injected]
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(table["any_event"].sum())
+    n_with = int(table["any_event"].to_numpy().sum())
     if n_with == 0 or n_with == len(table):
         raise ModelSpecError(
             f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
