@@ -30,6 +30,7 @@ variational Bayes / MAP), and this vectorised form is what makes 20,000-group fi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import cast
 
@@ -47,8 +48,17 @@ def quadrature_rule(n_nodes: int) -> tuple[FloatArray, FloatArray]:
     With these, ``∫ f(u) φ(u) du ≈ σ Σ_k ω_k f(û + σ t_k) φ(û + σ t_k) / φ(0)``-style sums as
     in the module docstring. ``n_nodes = 1`` gives ``t = 0``, ``log ω = 0`` (Laplace).
     """
+    return _rule(int(n_nodes))
+
+
+@functools.lru_cache(maxsize=128)
+def _rule(n_nodes: int) -> tuple[FloatArray, FloatArray]:
+    """:func:`quadrature_rule`, computed once per ``n_nodes`` (read-only arrays)."""
     x, w = hermgauss(n_nodes)
-    return np.sqrt(2.0) * x, np.log(w) + x**2 - 0.5 * np.log(np.pi)
+    t, log_omega = np.sqrt(2.0) * x, np.log(w) + x**2 - 0.5 * np.log(np.pi)
+    t.setflags(write=False)
+    log_omega.setflags(write=False)
+    return t, log_omega
 
 
 @dataclass
