@@ -126,7 +126,10 @@ def fit_side_effects(
         },  # the order of SIDE_EFFECT_COLUMNS
         copy=False,
     )
-    _separation_notes(model, chosen, data, notes)
+    in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
+    given = [ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes]
+    rates = event_rates(table, given)
+    _separation_notes(model, chosen, rates, notes)
     what = "any event" if event is None else f"event {event!r}"
     n_with = int(data["any_event"].to_numpy().sum())
     notes.insert(
@@ -136,8 +139,6 @@ def fit_side_effects(
         f"subject-specific (the odds of a given person with vs without the ingredient); "
         f"people's odds vary with SD {_subject_sd(model):.3g} on the log-odds scale.",
     )
-    in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
-    given = [ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes]
     return SideEffectResults(
         study=study,
         event=event,
@@ -149,7 +150,7 @@ def fit_side_effects(
         effect_terms=effect_terms,
         cocktail_design=_columns(used, chosen),
         ingredient_effects=effects,
-        rates=event_rates(table, given),
+        rates=rates,
         notes=tuple(notes),
         excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
     )
@@ -242,19 +243,21 @@ def _check_event_recorded(study: Study, event: str | None) -> None:
 
 
 def _separation_notes(
-    model: MixedResults, chosen: Sequence[str], data: pd.DataFrame, notes: list[str]
+    model: MixedResults, chosen: Sequence[str], rates: pd.DataFrame, notes: list[str]
 ) -> None:
     """Say when a cocktail had no event at all, or when the engine found separation.
 
-    Uses fit_glmm's structured ``optimizer_info["separation"]`` records (complete separation
-    of an indicator, quasi-separation of a covariate) for the ingredients modelled; the
-    engine's own warning text is already among the notes.
+    The cocktails without an event are read from the observed rates of the rows modelled
+    (``level == "cocktail"``, per session; sorted by cocktail). Uses fit_glmm's structured
+    ``optimizer_info["separation"]`` records (complete separation of an indicator,
+    quasi-separation of a covariate) for the ingredients modelled; the engine's own warning
+    text is already among the notes.
     """
-    cocktail = data["cocktail_id"]
-    given = cocktail.notna().to_numpy(dtype=bool)  # (groupby leaves missing keys out)
-    labels, codes = np.unique(cocktail.to_numpy(dtype=object)[given], return_inverse=True)
-    events = np.bincount(codes, weights=data["any_event"].to_numpy()[given], minlength=len(labels))
-    none = [str(c) for c, n in zip(labels, events, strict=True) if n == 0]
+    level = rates["level"].to_numpy(dtype=object)
+    per = rates["per"].to_numpy(dtype=object)
+    zero = rates["n_with_event"].to_numpy() == 0
+    names = rates["name"].to_numpy(dtype=object)
+    none = [str(c) for c in names[(level == "cocktail") & (per == "session") & zero]]
     if none:
         notes.append(
             f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with the "
