@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -293,7 +293,7 @@ class Study:
         codes = _subject_positions(subjects[SUBJECT_KEY], table[SUBJECT_KEY])
         for name, column in subjects.items():
             if name != SUBJECT_KEY and name not in table and name not in skip:
-                table[name] = _column_values(column).take(codes)
+                table[cast(str, name)] = _column_values(column).take(codes)
 
     def _design_matrix(self, exposure: Literal["indicator", "dose"]) -> np.ndarray:
         """Sessions × :attr:`ingredients` exposure (:func:`derive.ingredient_matrix`)."""
