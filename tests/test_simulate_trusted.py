@@ -47,3 +47,7 @@ def test_trusted_simulation_equals_validated_simulate_study(settings: dict[str, 
         trusted.outcome_table("hair_density"), validated.outcome_table("hair_density")
     )
     pd.testing.assert_frame_equal(trusted.event_table(), validated.event_table())
+    # the adverse events' session rows come from the draw (links), equal to the key match
+    assert trusted._event_sessions is not None
+    assert trusted._event_sessions.dtype == validated._event_session_rows().dtype
+    assert (trusted._event_sessions == validated._event_session_rows()).all()

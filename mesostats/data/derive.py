@@ -23,8 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mesostats.data.keys import factorize_column, joint_key_codes
+from mesostats.data.parse import arrow_array, is_arrow_text
 
 __all__ = [
     "INACTIVE_INGREDIENTS",
@@ -36,6 +39,7 @@ __all__ = [
     "event_counts",
     "first_cocktail",
     "ingredient_design",
+    "ingredient_matrix",
     "matching_rows",
     "study_week",
 ]
@@ -56,7 +60,8 @@ def study_week(day: np.ndarray | pd.Series) -> np.ndarray:
     numpy.ndarray of float
         ``(day − 1) / 7`` for ``day ≥ 1``, ``day / 7`` for ``day < 0`` (NaN where missing).
     """
-    d = np.asarray(pd.Series(day).to_numpy(dtype="float64", na_value=np.nan), dtype=float)
+    column = day if isinstance(day, pd.Series) else pd.Series(day)
+    d = np.asarray(column.to_numpy(dtype="float64", na_value=np.nan), dtype=float)
     return np.where(d >= 1, (d - 1.0) / 7.0, d / 7.0)
 
 
@@ -162,58 +167,92 @@ def ingredient_design(
     Returns
     -------
     DataFrame
-        Indexed like ``cocktail_id``.
+        Indexed like ``cocktail_id``; the values of :func:`ingredient_matrix`.
     """
+    values = ingredient_matrix(cocktails, cocktail_id, ingredients, kind=kind, volume_ml=volume_ml)
+    return pd.DataFrame(values, index=cocktail_id.index, columns=pd.Index(list(ingredients)))
+
+
+def ingredient_matrix(
+    cocktails: pd.DataFrame,
+    cocktail_id: pd.Series | Any,
+    ingredients: Sequence[str],
+    *,
+    kind: Literal["indicator", "dose"] = "indicator",
+    volume_ml: pd.Series | Any | None = None,
+) -> np.ndarray:
+    """The array behind :func:`ingredient_design`: (sessions × ingredients), int64 0/1 for
+    ``"indicator"``, float doses for ``"dose"`` (the analysis tables take it as it is, without
+    a DataFrame round trip)."""
     if kind not in ("indicator", "dose"):
         raise ValueError(f"kind must be 'indicator' or 'dose', got {kind!r}")
-    # plain dictionaries over object arrays: the same codes as pandas Index.get_indexer on
-    # the str-converted labels, without its per-call index building (a few tables of a few
-    # hundred rows, called several times per analysis)
-    recipe_labels = cocktails["cocktail_id"].astype(str).to_numpy(dtype=object)
-    recipe_pos: dict[Any, int] = {}
-    for label in recipe_labels:
-        recipe_pos.setdefault(label, len(recipe_pos))
-    n_recipes = len(recipe_pos)
-    ingredient_pos = {name: j for j, name in enumerate(ingredients)}
-    ingredient_index = pd.Index(list(ingredients))
-    matrix = np.zeros((n_recipes + 1, len(ingredient_pos)))  # last row: no cocktail
-    r = np.fromiter((recipe_pos[x] for x in recipe_labels), dtype=np.intp, count=len(recipe_labels))
-    c = np.fromiter(
-        (
-            ingredient_pos.get(x, -1)
-            for x in cocktails["ingredient"].astype(str).to_numpy(dtype=object)
-        ),
-        dtype=np.intp,
-        count=len(recipe_labels),
-    )
-    keep = (r >= 0) & (c >= 0)
-    if kind == "indicator":
-        matrix[r[keep], c[keep]] = 1.0
+    labels, recipes = recipe_rows(cocktails, ingredients, kind=kind)
+    recipe_pos = {label: i for i, label in enumerate(labels)}
+    n_recipes = len(labels)
+    matrix = np.vstack([recipes, np.zeros((1, recipes.shape[1]))])  # last row: no cocktail
+    session = cocktail_id if isinstance(cocktail_id, pd.Series) else pd.Series(cocktail_id)
+    if is_arrow_text(session):
+        # the same codes by one hash lookup (pyarrow) instead of a Python loop over rows:
+        # a missing cocktail, or one without a recipe, gets the last row (nothing injected)
+        arr = arrow_array(session)
+        known = pa.array(list(recipe_pos), type=pa.string(), from_pandas=True).cast(arr.type)
+        found = pc.index_in(arr, value_set=known, skip_nulls=True)
+        codes = np.asarray(
+            pc.fill_null(found, n_recipes).to_numpy(zero_copy_only=False), dtype=np.intp
+        )
     else:
-        conc = cocktails["concentration"].to_numpy(dtype="float64", na_value=np.nan)
-        matrix[r[keep], c[keep]] = conc[keep]
-    session = pd.Series(cocktail_id)
-    missing = session.isna().to_numpy(dtype=bool)
-    labels = session.astype("str").to_numpy(dtype=object)
-    codes = np.fromiter(
-        (
-            n_recipes if m else recipe_pos.get(x, n_recipes)
-            for x, m in zip(labels, missing, strict=True)
-        ),
-        dtype=np.intp,
-        count=len(labels),
-    )
+        missing = session.isna().to_numpy(dtype=bool)
+        labels = session.astype("str").to_numpy(dtype=object)
+        codes = np.fromiter(
+            (
+                n_recipes if m else recipe_pos.get(x, n_recipes)
+                for x, m in zip(labels, missing, strict=True)
+            ),
+            dtype=np.intp,
+            count=len(labels),
+        )
     values = matrix[codes]
     if kind == "indicator":
-        return pd.DataFrame(
-            values.astype(np.int64), index=cocktail_id.index, columns=ingredient_index
-        )
+        return values.astype(np.int64)
     if volume_ml is None:
         raise ValueError("kind='dose' needs volume_ml")
     vol = pd.Series(volume_ml).to_numpy(dtype="float64", na_value=np.nan)
     given = codes < n_recipes
     scale = np.where(given, vol, 0.0)
-    return pd.DataFrame(values * scale[:, None], index=cocktail_id.index, columns=ingredient_index)
+    return np.asarray(values * scale[:, None])
+
+
+def recipe_rows(
+    cocktails: pd.DataFrame,
+    ingredients: Sequence[str],
+    *,
+    kind: Literal["indicator", "dose"] = "indicator",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each cocktail's recipe as a row: the cocktail ids (object array, str-converted, in
+    order of first appearance) and the (cocktails × ingredients) float matrix, 1/0 for
+    ``"indicator"``, the concentration for ``"dose"`` (a recipe row listing an ingredient
+    twice keeps the last). A few rows: plain dictionaries, no pandas indexing."""
+    ids = _text_objects(cocktails["cocktail_id"])
+    names = _text_objects(cocktails["ingredient"])
+    position: dict[Any, int] = {}
+    for label in ids:
+        position.setdefault(label, len(position))
+    column = {name: j for j, name in enumerate(ingredients)}
+    matrix = np.zeros((len(position), len(column)))
+    if kind == "dose":
+        conc = cocktails["concentration"].to_numpy(dtype="float64", na_value=np.nan)
+    for i, (label, name) in enumerate(zip(ids, names, strict=True)):
+        j = column.get(name)
+        if j is not None:
+            matrix[position[label], j] = 1.0 if kind == "indicator" else conc[i]
+    return np.array(list(position), dtype=object), matrix
+
+
+def _text_objects(column: pd.Series) -> np.ndarray:
+    """``column.astype(str)`` as an object array (text columns as they are: no conversion)."""
+    if is_arrow_text(column):
+        return np.asarray(column.to_numpy(dtype=object))
+    return np.asarray(column.astype(str).to_numpy(dtype=object))
 
 
 def event_counts(

@@ -12,12 +12,16 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.arrays import ArrowStringArray
 
 from mesostats.data import derive
+from mesostats.data.parse import arrow_array, is_arrow_text
 from mesostats.data.schema import StudySchema, load_schema
 from mesostats.data.study_day import NO_REFERENCE_REASON
 from mesostats.exceptions import ModelSpecError
@@ -30,7 +34,10 @@ NO_OUTCOME_REASON = "no outcome recorded at this visit: not in any outcome_table
 
 
 def _empty_exclusions() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in EXCLUSION_COLUMNS})
+    return _EMPTY_EXCLUSIONS.copy()
+
+
+_EMPTY_EXCLUSIONS = pd.DataFrame({c: pd.Series(dtype=object) for c in EXCLUSION_COLUMNS})
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,6 +178,12 @@ class Study:
         visit (``baseline_flag``) if any, else the last non-missing value on or before day 1;
         ``chg = value − baseline``; ``pchg = 100·chg/|baseline|``, missing when baseline is 0.
         """
+        columns, keep = self._outcome_columns(outcome)
+        return self._analysis_table(columns, exposure, keep)
+
+    def _outcome_columns(self, outcome: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The outcome columns of :meth:`outcome_table` (``value, baseline, chg, pchg``) on
+        every sessions row, and the rows it keeps (outcome and study day present)."""
         self._check_outcome(outcome)
         s = self.sessions
         value = s[outcome].to_numpy(dtype="float64", na_value=np.nan)
@@ -178,8 +191,7 @@ class Study:
         baseline = derive.baseline_values(s[SUBJECT_KEY], s["day"], value, flag)
         chg, pchg = derive.change_from_baseline(value, baseline)
         keep = ~np.isnan(value) & s["day"].notna().to_numpy(dtype=bool)
-        columns = {"value": value, "baseline": baseline, "chg": chg, "pchg": pchg}
-        return self._analysis_table(columns, exposure, keep)
+        return {"value": value, "baseline": baseline, "chg": chg, "pchg": pchg}, keep
 
     def event_table(self, event: str | None = None) -> pd.DataFrame:
         """One row per session whose reactions were assessed, with its count of events.
@@ -239,12 +251,13 @@ class Study:
     def _visit_columns(self) -> dict[str, Any]:
         """The columns every analysis table starts with: who, when, which cocktail."""
         s = self.sessions
+        day = s["day"]
         return {
-            "subject_id": s[SUBJECT_KEY].array,
-            "visit": s["visit"].array,
-            "day": s["day"].array,
-            "week": derive.study_week(s["day"]),
-            "cocktail_id": self._cocktail_column().array,
+            "subject_id": _column_values(s[SUBJECT_KEY]),
+            "visit": _column_values(s["visit"]),
+            "day": _column_values(day),
+            "week": derive.study_week(day),
+            "cocktail_id": _column_values(self._cocktail_column()),
         }
 
     def _cocktail_column(self) -> pd.Series:
@@ -262,22 +275,28 @@ class Study:
         """The visit columns, ``columns``, the ingredient design and the subject columns,
         on the sessions rows where ``keep`` is true, built as one DataFrame (the rows are
         filtered column by column; the same table as concatenating and filtering)."""
-        design = self._add_design(pd.DataFrame(index=self.sessions.index), exposure)
+        design = self._design_matrix(exposure)
         table: dict[str, Any] = {}
         for name, col in {**self._visit_columns(), **columns}.items():
             table[name] = col[keep]
-        for name in design.columns:
-            table[name] = design[name].to_numpy()[keep]
-        subjects = self.subjects
-        codes = pd.Index(subjects[SUBJECT_KEY]).get_indexer(pd.Index(table[SUBJECT_KEY]))
-        for name in subjects.columns:
-            if name != SUBJECT_KEY and name not in table:
-                table[name] = subjects[name].take(codes).array
-        return pd.DataFrame(table, index=self.sessions.index[keep])
+        rows = design[keep]
+        for j, name in enumerate(self.ingredients):
+            table[name] = rows[:, j]
+        self._add_subject_columns(table, keep)
+        # every column is a fresh array (filtered or taken above): no copy needed
+        return pd.DataFrame(table, index=self.sessions.index[keep], copy=False)
 
-    def _add_design(
-        self, table: pd.DataFrame, exposure: Literal["indicator", "dose"]
-    ) -> pd.DataFrame:
+    def _add_subject_columns(self, table: dict[str, Any], keep: np.ndarray, skip: Any = ()) -> None:
+        """The subject columns (each session row's subject's values) not yet in ``table``
+        (nor in ``skip``), on the sessions rows where ``keep`` is true."""
+        subjects = self.subjects
+        codes = _subject_positions(subjects[SUBJECT_KEY], table[SUBJECT_KEY])
+        for name, column in subjects.items():
+            if name != SUBJECT_KEY and name not in table and name not in skip:
+                table[cast(str, name)] = _column_values(column).take(codes)
+
+    def _design_matrix(self, exposure: Literal["indicator", "dose"]) -> np.ndarray:
+        """Sessions × :attr:`ingredients` exposure (:func:`derive.ingredient_matrix`)."""
         if exposure not in ("indicator", "dose"):
             raise ModelSpecError(f"exposure must be 'indicator' or 'dose', got {exposure!r}.")
         volume = self.sessions["volume_ml"] if "volume_ml" in self.sessions.columns else None
@@ -286,14 +305,13 @@ class Study:
                 "exposure='dose' needs the volume_ml column of sessions, which this study "
                 "lacks; use exposure='indicator'."
             )
-        design = derive.ingredient_design(
+        return derive.ingredient_matrix(
             self.cocktails,
             self._cocktail_column(),
             self.ingredients,
             kind=exposure,
             volume_ml=volume,
         )
-        return pd.concat([table, design], axis=1)
 
     def _check_outcome(self, outcome: str) -> None:
         if outcome not in self.outcomes:
@@ -370,6 +388,26 @@ class Study:
             f"<p>Active ingredients: {esc(', '.join(self.ingredients)) or 'none'}</p>"
             "</div>"
         )
+
+
+def _subject_positions(subject_ids: pd.Series, wanted: Any) -> np.ndarray:
+    """Row position in the subjects table of each ``wanted`` subject id (-1 if absent).
+
+    The subjects table's ids are unique (its primary key). Text ids are matched by
+    :func:`pyarrow.compute.index_in` (a C++ hash lookup), other ids by
+    :meth:`pandas.Index.get_indexer`.
+    """
+    if is_arrow_text(subject_ids) and isinstance(wanted, ArrowStringArray):
+        found = pc.index_in(pa.array(wanted), value_set=arrow_array(subject_ids))
+        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.intp)
+    return np.asarray(pd.Index(subject_ids).get_indexer(pd.Index(wanted)), dtype=np.intp)
+
+
+def _column_values(column: pd.Series) -> Any:
+    """A column's values: its extension array, or its numpy array (no wrapper built)."""
+    if isinstance(column.dtype, np.dtype):
+        return column.to_numpy()
+    return column.array
 
 
 def _present_outcomes(schema: StudySchema, sessions: pd.DataFrame) -> tuple[str, ...]:

@@ -245,7 +245,29 @@ def find_aliasing(matrix: pd.DataFrame, *, design: str = "indicator") -> Aliasin
     """
     names = [INTERCEPT, *(str(c) for c in matrix.columns)]
     cocktails = tuple(str(c) for c in matrix.index)
-    A = np.column_stack([np.ones(len(matrix)), matrix.to_numpy(dtype=float)])
+    X = np.ascontiguousarray(matrix.to_numpy(dtype=float))
+    key = (X.tobytes(), X.shape, tuple(names), cocktails, str(design))
+    found = _ALIASING_CACHE.get(key)
+    if found is None:
+        found = _find_aliasing(X, names, cocktails, design)
+        if len(_ALIASING_CACHE) >= _ALIASING_CACHE_SIZE:
+            _ALIASING_CACHE.clear()
+        _ALIASING_CACHE[key] = found
+    return found
+
+
+#: find_aliasing is a pure function of the matrix, its labels and the design kind, and the
+#: same cocktails are checked again and again (every fit of a study, every power trial):
+#: results (immutable) are kept per process, keyed by the exact values
+_ALIASING_CACHE: dict[tuple[object, ...], Aliasing] = {}
+_ALIASING_CACHE_SIZE = 256
+
+
+def _find_aliasing(
+    X: np.ndarray, names: list[str], cocktails: tuple[str, ...], design: str
+) -> Aliasing:
+    """:func:`find_aliasing` on the values (cocktails × ingredients) and labels."""
+    A = np.column_stack([np.ones(len(X)), X])
     scale = np.max(np.abs(A), axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     B = A / scale

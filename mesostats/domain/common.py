@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from mesostats.data.parse import is_arrow_text
 from mesostats.data.study import Study
 from mesostats.domain.aliasing import absorbed_by, require_estimable
-from mesostats.domain.exposure import recipe_matrix, resolve_ingredients
+from mesostats.domain.exposure import recipe_values, resolve_ingredients
 from mesostats.exceptions import (
     ConvergenceWarning,
     ExclusionWarning,
@@ -105,12 +107,16 @@ def _object_frame(columns: dict[str, list[Any]]) -> pd.DataFrame:
 
 
 def _empty_exclusions() -> pd.DataFrame:
-    return _object_frame({name: [] for name in EXCLUDED_COLUMNS})
+    return _EMPTY_EXCLUSIONS.copy()
+
+
+_EMPTY_EXCLUSIONS = _object_frame({name: [] for name in EXCLUDED_COLUMNS})
 
 
 def _engine_exclusions(model: MixedResults, data: pd.DataFrame) -> pd.DataFrame:
     """The rows the engine set aside (missing values in a model column), located in data."""
-    ex = model.excluded_rows
+    design = getattr(model, "design", None)  # (read in place: no copy of an empty table)
+    ex = design.excluded_rows if design is not None else model.excluded_rows
     if not len(ex):
         return _empty_exclusions()
     return _exclusion_frame(data.loc[list(ex["row"]), [SUBJECT, "visit"]], list(ex["reason"]))
@@ -120,6 +126,8 @@ def _stack_exclusions(*parts: pd.DataFrame) -> pd.DataFrame:
     kept = [p for p in parts if len(p)]
     if not kept:
         return _empty_exclusions()
+    if len(kept) == 1 and kept[0] is parts[0]:  # (the caller's fresh frame, index 0…n−1)
+        return kept[0]
     return pd.concat(kept, ignore_index=True)
 
 
@@ -196,9 +204,8 @@ def _variance_notes(
     a correlation at ±1 is a note and a :class:`SingularFitWarning` (the person-level
     variability the user asked for is on its boundary).
     """
-    vc = model.variance_components
     sigma = model.sigma if model.family == "gaussian" else 1.0
-    records: list[Any] = list(vc.itertuples(index=False))  # a few rows: plain Python
+    records = _variance_records(model)
     sds = [r for r in records if pd.isna(r.var2) and r.group != "Residual"]
     for rec in sds:
         group, term, sd = str(rec.group), str(rec.var1), float(rec.sdcor)
@@ -234,10 +241,53 @@ def _variance_notes(
                 warnings.warn(text, SingularFitWarning, stacklevel=stacklevel)
 
 
+@dataclass(frozen=True)
+class _VarianceRecord:
+    """One row of ``variance_components``: group, var1, var2 (None for an SD), sdcor."""
+
+    group: str
+    var1: str | None  # (None on the residual row)
+    var2: str | None  # None for an SD
+    sdcor: float
+
+
+def _variance_records(model: Any) -> list[_VarianceRecord]:
+    """The rows of ``model.variance_components`` (group, var1, var2, sdcor), read from
+    the fitted numbers without building the table when the model can
+    (:class:`~mesostats.mixed.results.MixedResults`); from the table otherwise."""
+    rows_of = getattr(model, "_variance_component_rows", None)
+    if rows_of is not None:
+        rows = [(g, v1, v2, sdcor) for g, v1, v2, _, sdcor in rows_of()]
+    else:
+        vc = model.variance_components
+        rows = list(vc[["group", "var1", "var2", "sdcor"]].itertuples(index=False, name=None))
+    return [_VarianceRecord(str(g), _text(v1), _text(v2), float(sd)) for g, v1, v2, sd in rows]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
+
+
 def _used_matrix(study: Study, cocktails_used: Sequence[str], *, design: str) -> pd.DataFrame:
-    full = recipe_matrix(study.cocktails, study.ingredients, design=design)  # type: ignore[arg-type]
-    keep = [c for c in full.index if c in set(cocktails_used)]
-    return full.loc[keep]
+    """:func:`recipe_matrix` restricted to ``cocktails_used`` (in the recipes' order)."""
+    ids, values = recipe_values(study.cocktails, study.ingredients, design=design)  # type: ignore[arg-type]
+    wanted = set(cocktails_used)
+    rows = [i for i, c in enumerate(ids) if c in wanted]
+    index = pd.Index(ids[rows], dtype="str", name="cocktail_id")
+    return pd.DataFrame(values[rows], index=index, columns=list(study.ingredients))
+
+
+def _text_values(column: pd.Series) -> Any:
+    """``column.astype(str)``'s values; a text column's own (no converted copy)."""
+    if is_arrow_text(column):
+        return column.array
+    return column.astype(str).to_numpy(dtype=object)
+
+
+def _columns(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``frame[names]``; the frame itself when those are its columns (results tables are
+    handed out as copies, so no copy is needed here)."""
+    return frame if list(frame.columns) == list(names) else frame[list(names)]
 
 
 def _absorbed_notes(
@@ -265,17 +315,27 @@ def _absorbed_notes(
             )
 
 
-def _wald_columns(fe: pd.DataFrame, effect_terms: dict[str, str]) -> dict[str, np.ndarray]:
-    """Estimate, SE, 95 % Wald CI and p of each ingredient's term, in ingredient order."""
-    missing = [t for t in effect_terms.values() if t not in fe.index]
+def _wald_columns(model: Any, effect_terms: dict[str, str]) -> dict[str, np.ndarray]:
+    """Estimate, SE, 95 % Wald CI and p of each ingredient's term, in ingredient order: the
+    numbers of ``model.fixed_effects``, read without building the table when the model can
+    (:class:`~mesostats.mixed.results.MixedResults`)."""
+    columns_of = getattr(model, "_fixed_effect_columns", None)
+    if columns_of is not None:
+        names = list(model.design.fixed_names)
+        table = columns_of()
+    else:
+        fe = model.fixed_effects
+        names = list(fe.index)
+        table = {c: fe[c].to_numpy(dtype=float) for c in fe.columns}
+    missing = [t for t in effect_terms.values() if t not in names]
     if missing:  # pragma: no cover - formulaic naming changed
         raise ModelSpecError(
             f"the fitted model has no fixed effect named {missing}; terms are "
-            f"{list(fe.index)}. Please report this."
+            f"{names}. Please report this."
         )
-    rows = fe.loc[list(effect_terms.values())]
+    rows = [names.index(t) for t in effect_terms.values()]
     columns = ["estimate", "std_error", "ci_lower", "ci_upper", "p_value"]
-    return {c: rows[c].to_numpy(dtype=float) for c in columns}
+    return {c: np.asarray(table[c], dtype=float)[rows] for c in columns}
 
 
 def _choose_ingredients(
@@ -294,6 +354,7 @@ def _choose_ingredients(
             f"{', '.join(unused)}: in none of the cocktails analysed "
             f"({', '.join(str(c) for c in used.index)}); not modelled."
         )
-    require_estimable(used[chosen], design=design, intercept_meaning=intercept_meaning)
+    chosen_design = used if list(used.columns) == chosen else used[chosen]
+    require_estimable(chosen_design, design=design, intercept_meaning=intercept_meaning)
     _absorbed_notes(used, chosen, study, notes)
     return chosen

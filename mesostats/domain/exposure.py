@@ -70,20 +70,16 @@ def recipe_matrix(
         float column per ingredient.
     """
     _check_design_kind(design)
-    ids = pd.Series(pd.unique(cocktails["cocktail_id"].astype(str)), dtype="str")
-    values = derive.ingredient_design(
-        cocktails,
-        ids,
-        list(ingredients),
-        kind=design,
-        volume_ml=pd.Series(np.ones(len(ids)), index=ids.index),
-    )
-    out = pd.DataFrame(
-        values.to_numpy(dtype=float),
-        index=pd.Index(ids.to_numpy(dtype=object), name="cocktail_id"),
-        columns=list(ingredients),
-    )
-    return out
+    ids, values = recipe_values(cocktails, ingredients, design=design)
+    return pd.DataFrame(values, index=pd.Index(ids, name="cocktail_id"), columns=list(ingredients))
+
+
+def recipe_values(
+    cocktails: pd.DataFrame, ingredients: Sequence[str], *, design: Design = "indicator"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cocktail ids (object array, order of appearance) and the float matrix of
+    :func:`recipe_matrix`, without the DataFrame."""
+    return derive.recipe_rows(cocktails, list(ingredients), kind=design)
 
 
 def ingredient_units(cocktails: pd.DataFrame, ingredients: Sequence[str]) -> dict[str, str]:
@@ -176,11 +172,58 @@ def course_exposure(
     Vectorised: sessions are sorted by subject and day, exposures are summed cumulatively
     and the running sums are restarted at each subject by subtracting the subject's offset.
     """
+    arrays = course_arrays(study, ingredients, design=design)
     sessions = study.sessions
-    per_session = session_exposure(study, ingredients, design=design).to_numpy(dtype=float)
+    return CourseExposure(
+        exposure=pd.DataFrame(arrays.mean, index=sessions.index, columns=list(ingredients)),
+        cocktail=pd.Series(arrays.last_cocktail, index=sessions.index, dtype="str"),
+        cocktails_per_subject=pd.Series(
+            arrays.n_distinct, index=pd.Index(arrays.subject_ids, name="subject_id"), name="c"
+        ),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class CourseArrays:
+    """The numbers behind :class:`CourseExposure` (arrays in sessions order, no frames).
+
+    ``mean``: sessions × ingredients; ``last_cocktail``: object array (None before any
+    injection); ``subject_ids`` / ``n_distinct``: distinct cocktails per injected subject.
+    """
+
+    mean: np.ndarray
+    last_cocktail: np.ndarray
+    subject_ids: np.ndarray
+    n_distinct: np.ndarray
+
+    @property
+    def switchers(self) -> list[str]:
+        """Subjects who received more than one cocktail."""
+        return [str(v) for v in self.subject_ids[self.n_distinct > 1]]
+
+
+def course_arrays(
+    study: Study, ingredients: Sequence[str], *, design: Design = "indicator"
+) -> CourseArrays:
+    """:func:`course_exposure` as arrays (what :func:`mesostats.fit_regrowth` reads)."""
+    _check_design_kind(design)
+    sessions = study.sessions
+    if design == "dose" and "volume_ml" not in sessions.columns:
+        raise ModelSpecError(
+            "design='dose' needs the volume_ml column of sessions (dose = concentration × "
+            "volume), which this study lacks; use design='indicator'."
+        )
     cocktail = _cocktail_column(sessions)
+    per_session = derive.ingredient_matrix(
+        study.cocktails,
+        cocktail,
+        list(ingredients),
+        kind=design,
+        volume_ml=sessions["volume_ml"] if design == "dose" else None,
+    ).astype(float)
     injected = cocktail.notna().to_numpy(dtype=bool)
-    subject_codes = np.asarray(pd.factorize(sessions["subject_id"])[0], dtype=np.int64)
+    subject = sessions["subject_id"]
+    subject_codes = np.asarray(pd.factorize(subject)[0], dtype=np.int64)
     day = sessions["day"].to_numpy(dtype="float64", na_value=np.nan)
     order = np.lexsort((day, subject_codes))
     codes_sorted = subject_codes[order]
@@ -209,20 +252,17 @@ def course_exposure(
     last_cocktail[order] = last
     # distinct cocktails per injected subject (sorted ids): distinct (subject, cocktail)
     # code pairs counted per subject, as groupby(...).nunique() without its overhead
-    given_rows = injected & sessions["subject_id"].notna().to_numpy(dtype=bool)
-    subj_codes, subj_ids = pd.factorize(sessions["subject_id"][given_rows], sort=True)
+    given_rows = injected & subject.notna().to_numpy(dtype=bool)
+    subj_codes, subj_ids = pd.factorize(subject[given_rows], sort=True)
     coc_codes = pd.factorize(cocktail[given_rows])[0]
     width = int(coc_codes.max()) + 1 if coc_codes.size else 1
     pairs = np.unique(subj_codes.astype(np.int64) * width + coc_codes)
-    n_distinct = pd.Series(
-        np.bincount(pairs // width, minlength=len(subj_ids)).astype(np.int64),
-        index=pd.Index(subj_ids, name="subject_id"),
-        name="c",
-    )
-    return CourseExposure(
-        exposure=pd.DataFrame(mean, index=sessions.index, columns=list(ingredients)),
-        cocktail=pd.Series(last_cocktail, index=sessions.index, dtype="str"),
-        cocktails_per_subject=n_distinct,
+    n_distinct = np.bincount(pairs // width, minlength=len(subj_ids)).astype(np.int64)
+    return CourseArrays(
+        mean=mean,
+        last_cocktail=last_cocktail,
+        subject_ids=np.asarray(subj_ids, dtype=object),
+        n_distinct=n_distinct,
     )
 
 
@@ -257,7 +297,11 @@ def resolve_ingredients(
         Unknown names, duplicates, saline, an empty list, or a requested ingredient that no
         analysed cocktail contains; the message lists what is available.
     """
-    present = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
+    if list(used.columns) == list(study.ingredients):  # (as _used_matrix builds it)
+        given = (used.to_numpy() != 0).any(axis=0)
+    else:
+        given = np.array([bool((used[ing] != 0).any()) for ing in study.ingredients])
+    present = [ing for ing, yes in zip(study.ingredients, given, strict=True) if yes]
     cocktails_used = ", ".join(str(c) for c in used.index)
     if ingredients is None:
         unused = [ing for ing in study.ingredients if ing not in present]

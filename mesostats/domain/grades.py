@@ -108,7 +108,7 @@ def observed_shares(
 
 def odds_ratio_table(model: CLMMResults, effect_terms: dict[str, str], name: str) -> pd.DataFrame:
     """``name, odds_ratio, ci_lower, ci_upper, p_value, p_adjusted`` from latent-scale β."""
-    wald = _wald_columns(model.fixed_effects, effect_terms)
+    wald = _wald_columns(model, effect_terms)
     with np.errstate(over="ignore"):  # a separated term's OR is reported as inf
         odds = {k: np.exp(wald[k]) for k in ("estimate", "ci_lower", "ci_upper")}
     table = pd.DataFrame(

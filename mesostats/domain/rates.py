@@ -1,8 +1,9 @@
 """Observed side-effect rates and the population-average (GEE) sensitivity analysis.
 
 Rates: events / assessed sessions (and people) with exact Clopper–Pearson intervals
-(Clopper & Pearson 1934, *Biometrika* 26(4); ``statsmodels`` ``proportion_confint(method=
-"beta")``) per ingredient, per cocktail and overall. GEE: Liang & Zeger (1986, *Biometrika*
+(Clopper & Pearson 1934, *Biometrika* 26(4); the beta quantiles from ``scipy.special``, equal
+to ``statsmodels``' ``proportion_confint(method="beta")``, which costs ~0.2 ms per call in
+argument handling) per ingredient, per cocktail and overall. GEE: Liang & Zeger (1986, *Biometrika*
 73(1)), ``statsmodels`` GEE with an exchangeable working correlation; its odds ratios are
 attenuated towards 1 relative to the subject-specific ones by about ``1/√(1 + c²σ²)`` on the
 log scale, c = 16√3/(15π) (Zeger, Liang & Albert 1988, *Biometrics* 44(4)).
@@ -18,11 +19,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats._records import FrozenRecord
-from mesostats.domain.common import _ATTENUATION_C2, GEE_COLUMNS, RATE_COLUMNS, SUBJECT
+from mesostats.data.keys import factorize_column
+from mesostats.domain.common import (
+    _ATTENUATION_C2,
+    GEE_COLUMNS,
+    RATE_COLUMNS,
+    SUBJECT,
+    _text_values,
+    _variance_records,
+)
 from mesostats.mixed.boundary import SINGULAR_TOL
 
 if TYPE_CHECKING:
@@ -72,9 +81,11 @@ class PopulationAverage(FrozenRecord, SummaryDisplay):
 
 
 def _subject_sd(model: MixedResults) -> float:
-    vc = model.variance_components
-    row = vc[(vc["group"] == SUBJECT) & (vc["var1"] == "Intercept") & vc["var2"].isna()]
-    return float(row["sdcor"].iloc[0]) if len(row) else 0.0
+    """The between-person SD of the intercept (``variance_components``; 0 without one)."""
+    for rec in _variance_records(model):
+        if rec.group == SUBJECT and rec.var1 == "Intercept" and rec.var2 is None:
+            return rec.sdcor
+    return 0.0
 
 
 def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
@@ -83,47 +94,80 @@ def event_rates(data: pd.DataFrame, ingredients: Sequence[str]) -> pd.DataFrame:
     Per session: sessions with ≥ 1 event / assessed sessions. Per person: people with ≥ 1
     event at such a session / people assessed at one. For all sessions (``level =
     "overall"``), per ingredient (sessions whose cocktail holds it) and per cocktail.
-    Intervals by ``statsmodels.stats.proportion.proportion_confint(method="beta")``
-    (Clopper & Pearson 1934).
+    Intervals: :func:`clopper_pearson` (the values of statsmodels'
+    ``proportion_confint(method="beta")``; Clopper & Pearson 1934).
     """
-    # statsmodels: heavy, only for the rates
-    from statsmodels.stats.proportion import proportion_confint
-
     any_event = data["any_event"].to_numpy(dtype=np.int64)
     count = data["events"].to_numpy(dtype=np.int64)
-    subject, people = pd.factorize(data[SUBJECT])
-    groups: list[tuple[str, str, np.ndarray]] = [("overall", "all", np.ones(len(data), dtype=bool))]
-    groups += [("ingredient", ing, data[ing].to_numpy() != 0) for ing in ingredients]
-    cocktail = data["cocktail_id"].astype(str).to_numpy(dtype=object)
-    groups += [("cocktail", str(c), cocktail == c) for c in sorted(pd.unique(cocktail))]
-    records = []
-    for level, name, mask in groups:  # a few groups (ingredients, cocktails), vectorised inside
-        events_in = int(count[mask].sum())
-        assessed = np.bincount(subject[mask], minlength=len(people)) > 0
-        with_event = np.bincount(subject[mask], weights=any_event[mask], minlength=len(people))
-        records.append(
-            (level, name, "session", int(any_event[mask].sum()), int(mask.sum()), events_in)
-        )
-        records.append(
-            (level, name, "person", int((with_event > 0).sum()), int(assessed.sum()), events_in)
-        )
-    fields = [list(c) for c in zip(*records, strict=True)]
-    k = np.asarray(fields[3], dtype=float)
-    n = np.asarray(fields[4], dtype=float)
-    lower, upper = proportion_confint(k, n, alpha=0.05, method="beta")
-    # built column by column with their final dtypes (one DataFrame, no astype round trip)
+    # (any one-to-one coding of the people gives the same counts)
+    subject, n_people = factorize_column(data[SUBJECT])
+    cocktail = np.asarray(_text_values(data["cocktail_id"]), dtype=object)
+    labels = sorted(pd.unique(cocktail))
+    groups = [("overall", "all"), *(("ingredient", ing) for ing in ingredients)]
+    groups += [("cocktail", str(c)) for c in labels]
+    # one row per group: which sessions belong to it (a few groups, vectorised across them)
+    masks = np.empty((len(groups), len(data)), dtype=bool)
+    masks[0] = True
+    for j, ing in enumerate(ingredients, start=1):
+        masks[j] = data[ing].to_numpy() != 0
+    first = 1 + len(ingredients)
+    for j, c in enumerate(labels, start=first):
+        masks[j] = cocktail == c
+    sessions = masks.sum(axis=1)
+    with_event = (masks * any_event).sum(axis=1)
+    events_in = (masks * count).sum(axis=1)
+    # people assessed / with an event in each group: sessions counted per (group, person)
+    n_groups = len(groups)
+    cell = (np.arange(n_groups)[:, None] * n_people + subject[None, :])[masks]
+    size = n_groups * n_people
+    per_person = np.bincount(cell, minlength=size).reshape(n_groups, n_people)
+    weights = np.broadcast_to(any_event, masks.shape)[masks]
+    events_per_person = np.bincount(cell, weights=weights, minlength=size)
+    assessed = (per_person > 0).sum(axis=1)
+    people_with = (events_per_person.reshape(n_groups, n_people) > 0).sum(axis=1)
+    # rows: per group, "session" then "person"
+    k = np.column_stack([with_event, people_with]).ravel()
+    n = np.column_stack([sessions, assessed]).ravel()
+    lower, upper = clopper_pearson(k.astype(float), n.astype(float), 0.05)
     columns = {
-        "level": pd.Series(fields[0], dtype="str"),
-        "name": pd.Series(fields[1], dtype="str"),
-        "per": pd.Series(fields[2], dtype="str"),
-        "n_with_event": pd.Series(fields[3], dtype=np.int64),
-        "n_assessed": pd.Series(fields[4], dtype=np.int64),
-        "n_events": pd.Series(fields[5], dtype=np.int64),
-        "rate": pd.Series(k / n),
-        "ci_lower": pd.Series(np.asarray(lower, dtype=float)),
-        "ci_upper": pd.Series(np.asarray(upper, dtype=float)),
+        "level": pd.array([g[0] for g in groups for _ in (0, 1)], dtype="str"),
+        "name": pd.array([g[1] for g in groups for _ in (0, 1)], dtype="str"),
+        "per": pd.array(["session", "person"] * len(groups), dtype="str"),
+        "n_with_event": k.astype(np.int64),
+        "n_assessed": n.astype(np.int64),
+        "rate": k / n,
+        "ci_lower": lower,
+        "ci_upper": upper,
+        "n_events": np.repeat(events_in, 2).astype(np.int64),
     }
-    return pd.DataFrame({col: columns[col] for col in RATE_COLUMNS})
+    # (dict in column order, fresh arrays: no reordering or copying by the constructor)
+    return pd.DataFrame({c: columns[c] for c in RATE_COLUMNS}, copy=False)
+
+
+def clopper_pearson(k: np.ndarray, n: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Clopper–Pearson 1934) two-sided ``1 − alpha`` intervals for k of n.
+
+    The beta quantiles ``B(α/2; k, n − k + 1)`` and ``B(1 − α/2; k + 1, n − k)``
+    (``scipy.special.betaincinv`` / ``betainccinv``, the functions behind
+    ``scipy.stats.beta.ppf`` / ``isf``), with 0 at k = 0 and 1 at k = n: the values of
+    ``statsmodels.stats.proportion.proportion_confint(k, n, alpha, method="beta")`` (tested
+    equal bit for bit), without the distribution machinery's per-call overhead (it runs
+    in every side-effect fit, e.g. each power trial).
+    """
+    half = 0.5 * alpha
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    valid_lower = k > 0  # (scipy.stats.beta gives NaN outside a, b > 0)
+    valid_upper = n - k > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = special.betaincinv(np.where(valid_lower, k, 1.0), n - k + 1, half)
+        upper = special.betainccinv(k + 1, np.where(valid_upper, n - k, 1.0), half)
+        q = k / n
+    lower = np.where(valid_lower, lower, np.nan)
+    upper = np.where(valid_upper, upper, np.nan)
+    lower[q == 0] = 0.0
+    upper[q == 1] = 1.0
+    return lower, upper
 
 
 def population_average(

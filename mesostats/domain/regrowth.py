@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from mesostats.domain.common import (
     TIME,
     _check_study,
     _choose_ingredients,
+    _columns,
     _empty_exclusions,
     _engine_exclusions,
     _exclusion_frame,
@@ -43,7 +45,7 @@ from mesostats.domain.common import (
     _wald_columns,
     holm_adjusted,
 )
-from mesostats.domain.exposure import course_exposure, ingredient_units
+from mesostats.domain.exposure import course_arrays, ingredient_units
 from mesostats.domain.regrowth_counts import count_family_note, count_rows, uses_count_model
 from mesostats.domain.results import RegrowthResults
 from mesostats.exceptions import (
@@ -132,9 +134,9 @@ def fit_regrowth(
             f"(concentration × volume_ml per session), got {design!r}."
         )
     notes: list[str] = []
-    post, dropped = _regrowth_rows(study, outcome, design, notes)
-    used = _used_matrix(study, _cocktails_received(study, post), design=design)
-    if post["course_cocktail"].isna().any():  # visits of people not (yet) injected
+    rows, dropped = _regrowth_rows(study, outcome, design, notes)
+    used = _used_matrix(study, _cocktails_received(study, rows), design=design)
+    if rows.no_course:  # visits of people not (yet) injected
         used = pd.concat(
             [used, pd.DataFrame(0.0, index=pd.Index(["(none)"]), columns=used.columns)]
         )
@@ -147,13 +149,13 @@ def fit_regrowth(
         notes=notes,
     )
     units = ingredient_units(study.cocktails, chosen) if design == "dose" else {}
-    data = post.drop(columns=[c for c in study.ingredients if c not in chosen])
     counts = uses_count_model(study, outcome)  # NB2 for hair counts per target area
     if counts:
-        data, center = count_rows(study, data)
+        data, center = count_rows(study, rows.frame(chosen))
     else:
-        center = float(data["baseline"].mean())
-        data = data.assign(baseline_centered=data["baseline"].to_numpy(dtype=float) - center)
+        baseline = rows.columns["baseline"]
+        center = float(baseline.mean())  # (as pandas' Series.mean: sum / n, no NaN here)
+        data = rows.frame(chosen, baseline_centered=baseline - center)
     formula, effect_terms = _regrowth_formula(data, chosen, bool(random_slope))
 
     if counts:
@@ -163,7 +165,7 @@ def fit_regrowth(
         model, caught = _fit_quietly(fit_lmm, formula, data, reml=True)
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
-    wald = _wald_columns(model.fixed_effects, effect_terms)
+    wald = _wald_columns(model, effect_terms)
     effects = pd.DataFrame({"ingredient": pd.Series(chosen, dtype="str"), **wald})
     effects = effects.rename(columns={"estimate": "effect"})
     effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
@@ -196,7 +198,7 @@ def fit_regrowth(
         subject=SUBJECT,
         time=TIME,
         effect_terms=effect_terms,
-        cocktail_design=used[chosen].copy(),
+        cocktail_design=_columns(used, chosen),
         baseline_center=center,
         ingredient_effects=effects[REGROWTH_EFFECT_COLUMNS],
         notes=tuple(notes),
@@ -206,33 +208,80 @@ def fit_regrowth(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class _RegrowthRows:
+    """The analysed post-baseline visits as columns (arrays, in table order), before the
+    ingredients are chosen: :meth:`frame` builds the DataFrame once, with the chosen
+    exposure columns."""
+
+    columns: dict[str, Any]  # every column of the analysed rows, in table order
+    index: pd.Index
+    ingredients: tuple[str, ...]  # exposure columns held in ``columns`` (the study's)
+    codes: np.ndarray  # sessions-table subject code of each analysed row
+    n_subjects: int  # number of subject codes
+    no_course: bool  # some analysed visit has no injection before it
+
+    def frame(self, chosen: Sequence[str], **extra: np.ndarray) -> pd.DataFrame:
+        """The rows as a DataFrame: every column but the exposures not ``chosen``, then
+        ``extra``."""
+        left_out = set(self.ingredients) - set(chosen)
+        table = {k: v for k, v in self.columns.items() if k not in left_out}
+        table.update(extra)
+        return pd.DataFrame(table, index=self.index, copy=False)
+
+
 def _regrowth_rows(
     study: Study, outcome: str, design: str, notes: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[_RegrowthRows, pd.DataFrame]:
     """Post-baseline visits with course exposure and ``course_cocktail`` (see module doc),
-    and the visits set aside (:data:`EXCLUDED_COLUMNS`)."""
-    table = study.outcome_table(outcome)
-    course = course_exposure(study, study.ingredients, design=design)  # type: ignore[arg-type]
-    position = study.sessions.index.get_indexer(table.index)
-    exposure = course.exposure.iloc[position].set_axis(table.index)
-    table = table.drop(columns=list(study.ingredients)).assign(
-        course_cocktail=course.cocktail.iloc[position].to_numpy(dtype=object)
-    )
-    table = pd.concat([table, exposure], axis=1)
-    post = table[table[TIME].to_numpy(dtype=float) > 0]
-    if post.empty:
+    and the visits set aside (:data:`EXCLUDED_COLUMNS`).
+
+    Columns (in this order): those of ``study.outcome_table(outcome)`` without its
+    ingredient columns, ``course_cocktail``, then one course-exposure column per ingredient
+    of the study. Built from arrays on the sessions rows, filtered once.
+    """
+    outcome_columns, keep = study._outcome_columns(outcome)
+    visit = study._visit_columns()
+    course = course_arrays(study, study.ingredients, design=design)  # type: ignore[arg-type]
+    post = keep & (visit["week"] > 0)
+    if not post.any():
         raise ModelSpecError(
             f"{outcome} has no post-baseline visit (week > 0) in this study: regrowth needs "
             "measurements after the first treatment."
         )
-    if course.switchers:
-        n = len(course.switchers)
+    switchers = course.switchers
+    if switchers:
+        n = len(switchers)
         notes.append(
             f"{n} subject{'s' if n > 1 else ''} received more than one cocktail; their "
             "exposure at a visit is the mean over the injection sessions so far, so "
             "week × exposure approximates the weeks spent under each ingredient."
         )
-    return _drop_incomplete(post, outcome, design, list(study.ingredients), notes)
+    analysed = _drop_incomplete(
+        study, post, visit, outcome_columns, course.mean, outcome, design, notes
+    )
+    rows, dropped = analysed
+    table: dict[str, Any] = {}
+    for name, col in {**visit, **outcome_columns}.items():
+        table[name] = col[rows]
+    ingredients = tuple(study.ingredients)
+    study._add_subject_columns(table, rows, skip=ingredients)
+    table["course_cocktail"] = pd.array(course.last_cocktail[rows], dtype="str")
+    exposure = course.mean[rows]
+    for j, name in enumerate(ingredients):
+        table[name] = exposure[:, j]
+    codes, uniques = pd.factorize(study.sessions[SUBJECT])
+    return (
+        _RegrowthRows(
+            columns=table,
+            index=study.sessions.index[rows],
+            ingredients=ingredients,
+            codes=np.asarray(codes, dtype=np.intp)[rows],
+            n_subjects=len(uniques),
+            no_course=bool(pd.isna(course.last_cocktail[rows]).any()),
+        ),
+        dropped,
+    )
 
 
 def _regrowth_formula(
@@ -248,18 +297,26 @@ def _regrowth_formula(
 
 
 def _drop_incomplete(
-    post: pd.DataFrame, outcome: str, design: str, ingredients: list[str], notes: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    study: Study,
+    post: np.ndarray,
+    visit: dict[str, Any],
+    outcome_columns: dict[str, np.ndarray],
+    exposure: np.ndarray,
+    outcome: str,
+    design: str,
+    notes: list[str],
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Set aside post-baseline visits that cannot be modelled (no baseline, no dose): the
-    rows kept, and those set aside with the reason."""
-    no_baseline = post["baseline"].isna().to_numpy(dtype=bool)
-    no_exposure = post[ingredients].isna().any(axis=1).to_numpy(dtype=bool)
+    sessions rows kept (a mask), and those set aside with the reason."""
+    no_baseline = np.isnan(outcome_columns["baseline"][post])
+    no_exposure = np.isnan(exposure[post]).any(axis=1)
     drop = no_baseline | no_exposure
     if not drop.any():
         return post, _empty_exclusions()
+    subject = visit[SUBJECT][post]
     reasons = []
     if no_baseline.any():
-        n_subj = post.loc[no_baseline, SUBJECT].nunique()
+        n_subj = pd.Series(subject[no_baseline]).nunique()
         reasons.append(
             f"{int(no_baseline.sum())} visits of {n_subj} subject{'s' if n_subj > 1 else ''} "
             f"without a baseline {outcome} (ANCOVA needs it)"
@@ -290,17 +347,29 @@ def _drop_incomplete(
         f"no baseline {outcome}: the baseline-adjusted model needs it",
         f"unknown {design} (missing volume_ml)",
     )
-    dropped = _exclusion_frame(post[drop], list(reasons_per_row[drop]))
-    return post[~drop], dropped
+    positions = np.flatnonzero(post)
+    set_aside = positions[drop]
+    rows = pd.DataFrame(
+        {SUBJECT: subject[drop], "visit": visit["visit"][post][drop]},
+        index=study.sessions.index[set_aside],
+    )
+    dropped = _exclusion_frame(rows, list(reasons_per_row[drop]))
+    kept = np.zeros_like(post)
+    kept[positions[~drop]] = True
+    return kept, dropped
 
 
-def _cocktails_received(study: Study, post: pd.DataFrame) -> list[str]:
+def _cocktails_received(study: Study, rows: _RegrowthRows) -> list[str]:
     """Cocktails injected to the analysed people on or before their last analysed visit."""
     s = study.sessions
     if "cocktail_id" not in s.columns:
         return []
-    last_day = post.groupby(SUBJECT, sort=False)["day"].max()
-    day_limit = pd.Index(last_day.index).get_indexer(pd.Index(s[SUBJECT]))
-    limit = np.where(day_limit >= 0, last_day.to_numpy(dtype=float)[day_limit], -np.inf)
-    mask = s["cocktail_id"].notna().to_numpy(dtype=bool) & (s["day"].to_numpy(dtype=float) <= limit)
-    return sorted(str(c) for c in pd.unique(s.loc[mask, "cocktail_id"].astype(str)))
+    # the last analysed day of each subject (by sessions-table subject code)
+    last_day = np.full(rows.n_subjects + 1, -np.inf)  # (last slot: a missing subject id)
+    np.maximum.at(last_day, rows.codes, rows.columns["day"].astype(float))
+    last_day[-1] = -np.inf
+    codes = np.asarray(pd.factorize(s[SUBJECT])[0], dtype=np.intp)
+    limit = last_day[codes]  # code -1 reads the last slot
+    cocktail = s["cocktail_id"]
+    mask = cocktail.notna().to_numpy(dtype=bool) & (s["day"].to_numpy(dtype=float) <= limit)
+    return sorted(str(c) for c in pd.unique(cocktail[mask].astype(str)))

@@ -15,15 +15,17 @@ import numpy as np
 import pandas as pd
 
 from mesostats.domain.common import (
-    SIDE_EFFECT_COLUMNS,
     SUBJECT,
     _check_study,
     _choose_ingredients,
+    _columns,
+    _empty_exclusions,
     _engine_exclusions,
     _exclusion_frame,
     _fit_quietly,
     _reissue,
     _stack_exclusions,
+    _text_values,
     _used_matrix,
     _variance_notes,
     _wald_columns,
@@ -112,20 +114,24 @@ def fit_side_effects(
     model, caught = _fit_quietly(fit_glmm, formula, data, family="binomial", nagq=nagq)
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
-    wald = _wald_columns(model.fixed_effects, effect_terms)
+    wald = _wald_columns(model, effect_terms)
     effects = pd.DataFrame(
         {
-            "ingredient": pd.Series(chosen, dtype="str"),
+            "ingredient": pd.array(chosen, dtype="str"),
             "odds_ratio": np.exp(wald["estimate"]),
             "ci_lower": np.exp(wald["ci_lower"]),
             "ci_upper": np.exp(wald["ci_upper"]),
             "p_value": wald["p_value"],
-        }
+            "p_adjusted": holm_adjusted(wald["p_value"]),
+        },  # the order of SIDE_EFFECT_COLUMNS
+        copy=False,
     )
-    effects["p_adjusted"] = holm_adjusted(effects["p_value"].to_numpy())
-    _separation_notes(model, chosen, data, notes)
+    in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
+    given = [ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes]
+    rates = event_rates(table, given)
+    _separation_notes(model, chosen, rates, notes)
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(data["any_event"].sum())
+    n_with = int(data["any_event"].to_numpy().sum())
     notes.insert(
         0,
         f"{model.nobs} assessed injection sessions of {model.ngroups.get(SUBJECT, 0)} people; "
@@ -133,7 +139,6 @@ def fit_side_effects(
         f"subject-specific (the odds of a given person with vs without the ingredient); "
         f"people's odds vary with SD {_subject_sd(model):.3g} on the log-odds scale.",
     )
-    given = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
     return SideEffectResults(
         study=study,
         event=event,
@@ -143,9 +148,9 @@ def fit_side_effects(
         ingredients=tuple(chosen),
         subject=SUBJECT,
         effect_terms=effect_terms,
-        cocktail_design=used[chosen].copy(),
-        ingredient_effects=effects[SIDE_EFFECT_COLUMNS],
-        rates=event_rates(table, given),
+        cocktail_design=_columns(used, chosen),
+        ingredient_effects=effects,
+        rates=rates,
         notes=tuple(notes),
         excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
     )
@@ -160,9 +165,8 @@ def _session_ingredients(
 ) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """Cocktails used × ingredients (0/1), the ingredients estimated (aliasing checked) and
     the session rows with only those ingredient columns."""
-    used = _used_matrix(
-        study, sorted(pd.unique(table["cocktail_id"].astype(str))), design="indicator"
-    )
+    cocktails = table["cocktail_id"]
+    used = _used_matrix(study, sorted(pd.unique(_text_values(cocktails))), design="indicator")
     chosen = _choose_ingredients(
         study,
         ingredients,
@@ -171,7 +175,10 @@ def _session_ingredients(
         intercept_meaning=intercept_meaning,
         notes=notes,
     )
-    data = table.drop(columns=[c for c in study.ingredients if c not in chosen])
+    left_out = [c for c in study.ingredients if c not in chosen]
+    # (a shallow copy when nothing is dropped: the same table, at no cost; copy-on-write
+    # keeps the caller's edits to it away from ``table``)
+    data = table.drop(columns=left_out) if left_out else table.copy(deep=False)
     return used, chosen, data
 
 
@@ -196,20 +203,21 @@ def _side_effect_rows(
             "No assessed session had a cocktail injected: there is nothing to attribute "
             "side effects to. Check the cocktail_id and reactions_assessed columns."
         )
-    dropped = _exclusion_frame(
-        table[~injected],
-        ["assessed session without an injection: nothing to attribute a side effect to"]
-        * int((~injected).sum()),
-    )
-    if not injected.all():
+    if injected.all():
+        dropped = _empty_exclusions()  # (no DataFrame filtering: the common case)
+    else:
         n = int((~injected).sum())
+        dropped = _exclusion_frame(
+            table[~injected],
+            ["assessed session without an injection: nothing to attribute a side effect to"] * n,
+        )
         notes.append(
             f"{n} assessed session{'s' if n > 1 else ''} without an injection (no cocktail) "
             f"{'were' if n > 1 else 'was'} not modelled: side effects of an injection need one."
         )
         table = table[injected]
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(table["any_event"].sum())
+    n_with = int(table["any_event"].to_numpy().sum())
     if n_with == 0 or n_with == len(table):
         raise ModelSpecError(
             f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
@@ -235,16 +243,21 @@ def _check_event_recorded(study: Study, event: str | None) -> None:
 
 
 def _separation_notes(
-    model: MixedResults, chosen: Sequence[str], data: pd.DataFrame, notes: list[str]
+    model: MixedResults, chosen: Sequence[str], rates: pd.DataFrame, notes: list[str]
 ) -> None:
     """Say when a cocktail had no event at all, or when the engine found separation.
 
-    Uses fit_glmm's structured ``optimizer_info["separation"]`` records (complete separation
-    of an indicator, quasi-separation of a covariate) for the ingredients modelled; the
-    engine's own warning text is already among the notes.
+    The cocktails without an event are read from the observed rates of the rows modelled
+    (``level == "cocktail"``, per session; sorted by cocktail). Uses fit_glmm's structured
+    ``optimizer_info["separation"]`` records (complete separation of an indicator,
+    quasi-separation of a covariate) for the ingredients modelled; the engine's own warning
+    text is already among the notes.
     """
-    by_cocktail = data.groupby("cocktail_id", sort=True)["any_event"].agg(["sum", "size"])
-    none = [str(c) for c, r in by_cocktail.iterrows() if r["sum"] == 0]
+    level = rates["level"].to_numpy(dtype=object)
+    per = rates["per"].to_numpy(dtype=object)
+    zero = rates["n_with_event"].to_numpy() == 0
+    names = rates["name"].to_numpy(dtype=object)
+    none = [str(c) for c in names[(level == "cocktail") & (per == "session") & zero]]
     if none:
         notes.append(
             f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with the "

@@ -97,6 +97,12 @@ class CanonicalFamily:
             return np.reciprocal(mu, out=mu)
         return np.exp(np.minimum(eta, 700.0))
 
+    def variance(self, mu: FloatArray) -> FloatArray:
+        """``b''(η)`` given μ (the first value of :meth:`variance_and_slope`)."""
+        if self.name == "binomial":
+            return mu * (1.0 - mu)
+        return mu
+
     def variance_and_slope(self, mu: FloatArray) -> tuple[FloatArray, FloatArray]:
         """``b''(η)`` and ``b'''(η)`` given μ (the GLM working weight and its η-derivative)."""
         if self.name == "binomial":

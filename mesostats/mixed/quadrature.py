@@ -30,7 +30,9 @@ variational Bayes / MAP), and this vectorised form is what makes 20,000-group fi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.polynomial.hermite import hermgauss
@@ -46,8 +48,17 @@ def quadrature_rule(n_nodes: int) -> tuple[FloatArray, FloatArray]:
     With these, ``∫ f(u) φ(u) du ≈ σ Σ_k ω_k f(û + σ t_k) φ(û + σ t_k) / φ(0)``-style sums as
     in the module docstring. ``n_nodes = 1`` gives ``t = 0``, ``log ω = 0`` (Laplace).
     """
+    return _rule(int(n_nodes))
+
+
+@functools.lru_cache(maxsize=128)
+def _rule(n_nodes: int) -> tuple[FloatArray, FloatArray]:
+    """:func:`quadrature_rule`, computed once per ``n_nodes`` (read-only arrays)."""
     x, w = hermgauss(n_nodes)
-    return np.sqrt(2.0) * x, np.log(w) + x**2 - 0.5 * np.log(np.pi)
+    t, log_omega = np.sqrt(2.0) * x, np.log(w) + x**2 - 0.5 * np.log(np.pi)
+    t.setflags(write=False)
+    log_omega.setflags(write=False)
+    return t, log_omega
 
 
 @dataclass
@@ -121,9 +132,8 @@ class ScalarRandomEffect:
     # ------------------------------------------------------------------ helpers
     def _sum(self, v: FloatArray) -> FloatArray:
         """Per-group sums of a per-row array."""
-        return np.asarray(
-            np.bincount(self.codes, weights=v, minlength=self.n_groups), dtype=np.float64
-        )
+        # (with weights, bincount returns float64)
+        return cast(FloatArray, np.bincount(self.codes, weights=v, minlength=self.n_groups))
 
     def _sum_nodes(self, v: FloatArray) -> FloatArray:
         """Per-node, per-group sums of a (K, n) array → (K, G)."""
@@ -135,6 +145,13 @@ class ScalarRandomEffect:
 
     def _zmul(self, v: FloatArray) -> FloatArray:
         return v if self.unit_z else self.z * v
+
+    # (products with z = 1 are skipped: multiplying by 1.0 changes no bit)
+    def _z2mul(self, v: FloatArray) -> FloatArray:
+        return v if self.unit_z else v * self.z2
+
+    def _z3mul(self, v: FloatArray) -> FloatArray:
+        return v if self.unit_z else self.z3 * v
 
     def linear_predictor(self, beta: FloatArray) -> FloatArray:
         """Xβ + offset."""
@@ -170,7 +187,7 @@ class ScalarRandomEffect:
         eta = eta_fixed + theta * self._zmul(u[self.codes])
         mu = self.family.mean_only(eta)
         grad = theta * self._sum(self._zmul(self.wy - self.weights * mu)) - u
-        var = self.family.variance_and_slope(mu)[0]
+        var = self.family.variance(mu)
         hess = 1.0 + theta * theta * self._sum(self._zmul(self._zmul(self.weights * var)))
         return grad, hess
 
@@ -188,12 +205,12 @@ class ScalarRandomEffect:
         if theta == 0.0:
             return np.zeros(self.n_groups), 0, True
         u = self._predicted_modes(eta_fixed, theta)
-        if u.shape != (self.n_groups,) or not np.all(np.isfinite(u)):
+        if u.shape != (self.n_groups,) or not np.isfinite(u).all():
             u = np.zeros(self.n_groups)
         grad, hess = self._mode_equation(eta_fixed, theta, u)
         for it in range(1, max_iter + 1):
             step = grad / hess
-            if np.max(np.abs(step)) < tol:
+            if np.abs(step).max() < tol:
                 u = u + step
                 self._u = u
                 return u, it, True
@@ -203,7 +220,7 @@ class ScalarRandomEffect:
                 grad_new, hess_new = self._mode_equation(eta_fixed, theta, u_new)
                 # (steps that already are at rounding level never count as worse)
                 worse = (np.abs(grad_new) >= np.abs(grad)) & (np.abs(grad_new) > 1e-10 * hess_new)
-                if not np.any(worse):
+                if not worse.any():
                     break
                 lam = np.where(worse, 0.5 * lam, lam)
             u, grad, hess = u_new, grad_new, hess_new
@@ -240,7 +257,7 @@ class ScalarRandomEffect:
         _, mu_hat, g_hat = self._state(eta_fixed, theta, u)
         v, dv = self.family.variance_and_slope(mu_hat)
         w = self.weights * v
-        s = self._sum(self.z2 * w)
+        s = self._sum(self._z2mul(w))
         hess = 1.0 + theta * theta * s
         sigma = 1.0 / np.sqrt(hess)
         res_hat = self.wy - self.weights * mu_hat
@@ -283,16 +300,18 @@ class ScalarRandomEffect:
         # d log σ_g and dσ_g enter through kappa_g = ½ (1 + δ_g σ_g) / H_g
         wprime = self.weights * dv
         kappa = 0.5 * (1.0 + delta * sigma) / hess
-        z3wp = self._sum(self.z3 * wprime)
+        z3wp = self._sum(self._z3mul(wprime))
         m = theta**3 * z3wp
         # β: per-row weights v_i with ∂ℓ/∂β = Xᵀ v
         coef = (gamma - kappa * m) * theta / hess
-        v_rows = res_bar - (kappa * theta * theta)[codes] * self.z2 * wprime
+        v_rows = res_bar - self._z2mul((kappa * theta * theta)[codes]) * wprime
         v_rows -= coef[codes] * self._zmul(w)
         g_beta = np.einsum("ji,i->j", self.XT, v_rows)
         # θ
         dh_dtheta = 2.0 * theta * s + theta * theta * u * z3wp + m * du_dtheta
         g_theta = float(np.sum(-kappa * dh_dtheta + theta_part + gamma * du_dtheta))
-        grad = np.append(g_beta, g_theta)
+        grad = np.empty(g_beta.size + 1)
+        grad[:-1] = g_beta
+        grad[-1] = g_theta
         del z
         return ScalarEvaluation(loglik, u, sigma, grad, iters, ok)

@@ -38,7 +38,7 @@ from mesostats.mixed.formula_eval import _expression_variables, _formula_variabl
 from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
-from mesostats.mixed.wald import wald_table
+from mesostats.mixed.wald import wald_columns, wald_table
 
 __all__ = ["MixedResults"]
 
@@ -293,6 +293,11 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
     def _fixed_effects_table(self) -> pd.DataFrame:
         return wald_table(self.design.fixed_names, self._beta, self._vcov, self._df, _WALD_LEVEL)
 
+    def _fixed_effect_columns(self) -> dict[str, np.ndarray]:
+        """The columns of :attr:`fixed_effects` as arrays in ``design.fixed_names`` order
+        (the same numbers, without building the table)."""
+        return wald_columns(self._beta, self._vcov, self._df, _WALD_LEVEL)
+
     # ------------------------------------------------------------------ variance components
     def covariance_blocks(self) -> list[np.ndarray]:
         """Per design term, the covariance matrix of its random effects, σ²·ΛΛᵀ."""
@@ -304,6 +309,12 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         return self._variance_components.copy()
 
     def _variance_components_table(self) -> pd.DataFrame:
+        rows = self._variance_component_rows()
+        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+    def _variance_component_rows(self) -> list[tuple[str, str | None, str | None, float, float]]:
+        """The rows of :attr:`variance_components` as tuples (for callers that only read a
+        few numbers and need no table)."""
         rows: list[tuple[str, str | None, str | None, float, float]] = []
         for term, cov in zip(self.design.terms, self.covariance_blocks(), strict=True):
             sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -316,7 +327,7 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
                     rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
         if self.family == "gaussian":
             rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        return rows
 
     @property
     def variance_parameter_cov(self) -> pd.DataFrame | None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-__all__ = ["two_sided_p", "wald_quantile", "wald_table"]
+__all__ = ["two_sided_p", "wald_columns", "wald_quantile", "wald_table"]
 
 
 def _t_where(df: np.ndarray) -> np.ndarray:
@@ -61,21 +61,27 @@ def wald_table(
     ``cov`` is the covariance matrix of ``estimate`` (only its diagonal is used; negative
     rounding noise is clipped to 0); ``df`` one value or one per estimate (``inf`` = z test).
     """
+    return pd.DataFrame(
+        wald_columns(estimate, cov, df, level), index=pd.Index(list(names), name=index)
+    )
+
+
+def wald_columns(
+    estimate: np.ndarray, cov: np.ndarray, df: np.ndarray | float = np.inf, level: float = 0.95
+) -> dict[str, np.ndarray]:
+    """The columns of :func:`wald_table` as arrays (for callers that need no table)."""
     est = np.asarray(estimate, dtype=float)
     se = np.sqrt(np.clip(np.diag(np.asarray(cov, dtype=float)), 0.0, None))
     dfs = np.broadcast_to(np.asarray(df, dtype=float), est.shape).copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = est / se
     q = wald_quantile(0.5 + level / 2.0, dfs)
-    return pd.DataFrame(
-        {
-            "estimate": est,
-            "std_error": se,
-            "statistic": stat,
-            "df": dfs,
-            "p_value": two_sided_p(stat, dfs),
-            "ci_lower": est - q * se,
-            "ci_upper": est + q * se,
-        },
-        index=pd.Index(list(names), name=index),
-    )
+    return {
+        "estimate": est,
+        "std_error": se,
+        "statistic": stat,
+        "df": dfs,
+        "p_value": two_sided_p(stat, dfs),
+        "ci_lower": est - q * se,
+        "ci_upper": est + q * se,
+    }

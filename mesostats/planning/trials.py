@@ -3,6 +3,15 @@
 Stream of trial *j* at sample size *n*: ``SeedSequence(seed, spawn_key=(n, j))``, so its
 numbers depend only on (seed, n, j). The analysis is exactly the study's
 (:func:`mesostats.fit_regrowth` or :func:`mesostats.fit_side_effects`).
+
+What is fixed across the trials of a plan is built once per worker process and reused: the
+plan's tables are validated once (the probe trial; the draws then take the trusted path of
+:func:`mesostats.simulate.api._simulated_study`, which also hands the adverse events' session
+rows to the Study), the cocktails table of the recipes (``mesostats.simulate.tables``), the
+estimability check of the cocktails used (``mesostats.domain.aliasing``) and the compiled
+formula pieces (``mesostats.mixed.compiled``). Each trial's numbers equal those of the plain
+public path bit for bit (``tests/test_power_reuse.py``). BLAS runs single-threaded in every
+fit (``mesostats._parallel.single_threaded_blas``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pandas as pd
 from mesostats.data.load import load_study
 from mesostats.data.schema import resolve_schema
 from mesostats.data.study import Study
-from mesostats.simulate.draw import simulate_tables
+from mesostats.simulate.draw import _draw_tables, simulate_tables
 from mesostats.simulate.parameters import DEFAULT_DROPOUT, DEFAULT_MISSING_RATE
 
 
@@ -87,9 +87,11 @@ def _simulated_study(
     :func:`mesostats.data.validate.typed_frame`, applied here: optional boolean columns as
     pandas' nullable ``boolean``, and the index named ``row``. The Study is the one
     :func:`simulate_study` returns (tested table by table), without the ~half of its time
-    that validation costs. Not reachable from the public loaders.
+    that validation costs; the adverse events' session rows, known from the draw, are handed
+    to :meth:`Study.from_tables` instead of being matched by key. Not reachable from the
+    public loaders.
     """
-    tables, truth = simulate_tables(n_subjects, n_sessions, seed=seed, **settings)
+    tables, truth, event_rows = _draw_tables(n_subjects, n_sessions, seed=seed, **settings)
     schema = resolve_schema(None)
     typed: dict[str, pd.DataFrame] = {}
     for name, frame in tables.items():
@@ -102,5 +104,6 @@ def _simulated_study(
                 out[spec.name] = out[spec.name].astype("boolean")
         out.index = pd.Index(out.index, name="row")
         typed[name] = out
-    study = Study.from_tables(typed, schema, source="dict of DataFrames")
+    links = {("adverse_events", "sessions"): event_rows}  # (known from the draw)
+    study = Study.from_tables(typed, schema, source="dict of DataFrames", links=links)
     return dataclasses.replace(study, truth=truth)

@@ -118,6 +118,35 @@ def simulate_tables(
     >>> truth["ingredient_slopes"]
     {'biotin': 0.1, 'dutasteride': 1.0, 'minoxidil': 1.2}
     """
+    tables, truth, _ = _draw_tables(
+        n_subjects,
+        n_sessions,
+        seed=seed,
+        effects=effects,
+        n_sites=n_sites,
+        cocktails=cocktails,
+        dropout=dropout,
+        missing_rate=missing_rate,
+        n_followup=n_followup,
+    )
+    return tables, truth
+
+
+def _draw_tables(
+    n_subjects: int = 120,
+    n_sessions: int = 8,
+    *,
+    seed: int | np.random.SeedSequence = 0,
+    effects: Mapping[str, Any] | None = None,
+    n_sites: int = 3,
+    cocktails: Mapping[str, Any] | pd.DataFrame | None = None,
+    dropout: float = DEFAULT_DROPOUT,
+    missing_rate: float = DEFAULT_MISSING_RATE,
+    n_followup: int | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], np.ndarray]:
+    """:func:`simulate_tables`, also returning each adverse event's sessions-table row
+    (int64, -1 for none): what :class:`~mesostats.data.study.Study` would find by matching
+    the keys, known here by construction (the trusted path of power trials passes it on)."""
     n_followup = _followup_count(n_sessions, n_followup)
     _check_design(n_subjects, n_sessions, n_followup, n_sites, seed)
     params = _resolve_parameters(cocktails, dropout, missing_rate, effects)
@@ -142,20 +171,26 @@ def simulate_tables(
     events = _draw_any_event(x, active, grid, params, rng_events)
 
     cid_arr = np.asarray(cocktail_ids, dtype=object)
+    adverse_events, event_cells = _adverse_events(
+        events["any_event"],
+        subj,
+        cocktail_ids,
+        recipes,
+        params,
+        rng_events,
+        events["worst_grade"],
+    )
     tables = {
         "subjects": _subjects_table(subj, cid_arr),
         "cocktails": _cocktails_table(recipes),
         "sessions": _sessions_table(subj, cid_arr, grid, regrowth, secondary, events),
-        "adverse_events": _adverse_events(
-            events["any_event"],
-            subj,
-            cocktail_ids,
-            recipes,
-            params,
-            rng_events,
-            events["worst_grade"],
-        ),
+        "adverse_events": adverse_events,
     }
+    # each event's sessions-table row: events happen at attended sessions, which are the
+    # table's rows in subject × visit order
+    attended = grid["attended"].ravel()
+    session_row = np.cumsum(attended) - 1
+    event_rows = np.where(attended[event_cells], session_row[event_cells], -1).astype(np.int64)
     truth: dict[str, Any] = {
         "seed": _seed_record(seed),
         "n_subjects": int(n_subjects),
@@ -179,7 +214,7 @@ def simulate_tables(
             }
         ),
     }
-    return tables, truth
+    return tables, truth, event_rows
 
 
 def _draw_visits(

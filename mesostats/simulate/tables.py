@@ -75,14 +75,25 @@ def _subjects_table(subj: Mapping[str, np.ndarray], cid_arr: np.ndarray) -> pd.D
 
 
 def _cocktails_table(recipes: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
-    rows = [
+    rows = tuple(
         (cid, ing, float(spec["concentration"]), str(spec["unit"]))
         for cid, recipe in recipes.items()
         for ing, spec in recipe.items()
-    ]
-    return pd.DataFrame(
-        rows, columns=["cocktail_id", "ingredient", "concentration", "unit"]
-    ).astype({"cocktail_id": "str", "ingredient": "str", "unit": "str"})
+    )
+    table = _COCKTAIL_TABLES.get(rows)
+    if table is None:
+        table = pd.DataFrame(
+            list(rows), columns=["cocktail_id", "ingredient", "concentration", "unit"]
+        ).astype({"cocktail_id": "str", "ingredient": "str", "unit": "str"})
+        if len(_COCKTAIL_TABLES) >= 32:
+            _COCKTAIL_TABLES.clear()
+        _COCKTAIL_TABLES[rows] = table
+    return table.copy()
+
+
+#: the cocktails table is a function of the recipes alone, the same in every draw of a plan
+#: (every power trial): built once per process and recipes, handed out as copies
+_COCKTAIL_TABLES: dict[tuple[tuple[Any, ...], ...], pd.DataFrame] = {}
 
 
 def _strings(values: np.ndarray) -> pd.Series:
@@ -185,9 +196,10 @@ def _adverse_events(
     params: Mapping[str, Any],
     rng: np.random.Generator,
     worst_grade: np.ndarray,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per event: 1 + Binomial(2, extra_event_prob) distinct terms per session with
-    an event, chosen by the Gumbel-top-k trick; severity, seriousness, relatedness, text."""
+    an event, chosen by the Gumbel-top-k trick; severity, seriousness, relatedness, text.
+    Also each event's session as a flat (subject × visit) grid index."""
     ev_subject, ev_visit = np.nonzero(any_event)
     n_sessions_with = ev_subject.size
     terms = [t for t, w in params["event_terms"].items() if w > 0]
@@ -233,6 +245,7 @@ def _adverse_events(
     place = np.asarray(_VERBATIM_PLACE, dtype=object)[rng.integers(0, len(_VERBATIM_PLACE), size=m)]
     verbatim = pd.Series(templates[pick], dtype="str") + pd.Series(place, dtype="str")
 
+    grid_index = ev_subject[row] * any_event.shape[1] + ev_visit[row]
     return pd.DataFrame(
         {
             "subject_id": _strings(subj["subject_id"][ev_subject[row]]),
@@ -243,4 +256,4 @@ def _adverse_events(
             "related": related,
             "verbatim": verbatim.array,
         }
-    )
+    ), grid_index
