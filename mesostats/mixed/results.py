@@ -35,6 +35,7 @@ from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.families import LINKS as _LINKS
 from mesostats.mixed.families import inverse_link as _inverse_link
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
+from mesostats.mixed.results_base import FitFacts
 from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
@@ -45,7 +46,7 @@ __all__ = ["MixedResults"]
 _WALD_LEVEL = 0.95
 
 
-class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
+class MixedResults(FitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -217,10 +218,13 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
     _eta: np.ndarray
 
     # ------------------------------------------------------------------ counts and criteria
+    # nobs, aic, bic, deviance, theta, messages, optimizer_info, excluded_rows: FitFacts
     @property
-    def nobs(self) -> int:
-        """Number of fitted rows."""
-        return self.design.n
+    def _fitted_rows(self) -> MixedDesign:
+        return self.design
+
+    def _criterion_counts(self) -> tuple[int, int]:
+        return self.n_params, self.nobs
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -232,41 +236,6 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         """Parameters counted by AIC/BIC: fixed effects + θ (+ σ for an LMM, + k for NB)."""
         extra = 1 if self.family in ("gaussian", "negative_binomial") else 0
         return self.design.p + self.design.n_theta + extra
-
-    @property
-    def aic(self) -> float:
-        """Akaike information criterion, ``-2 loglik + 2 k``."""
-        return -2.0 * self.loglik + 2.0 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        """Bayesian information criterion, ``-2 loglik + k log(n)``."""
-        return -2.0 * self.loglik + self.n_params * math.log(self.nobs)
-
-    @property
-    def deviance(self) -> float:
-        """``-2 · loglik``."""
-        return -2.0 * self.loglik
-
-    @property
-    def theta(self) -> np.ndarray:
-        """Relative covariance parameters (lme4 order, read-only)."""
-        return self._theta
-
-    @property
-    def messages(self) -> list[str]:
-        """Warnings raised during the fit, as text."""
-        return list(self._messages)
-
-    @property
-    def optimizer_info(self) -> dict[str, Any]:
-        """Diagnostics of the optimiser (evaluations, final gradient, ...)."""
-        return dict(self._optimizer)
-
-    @property
-    def excluded_rows(self) -> pd.DataFrame:
-        """Rows not fitted (missing values), with the reason."""
-        return self.design.excluded_rows.copy()
 
     @property
     def link(self) -> str:

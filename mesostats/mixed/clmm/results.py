@@ -35,6 +35,7 @@ from mesostats.mixed.clmm.predict import category_probabilities
 from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.results_base import FitFacts
 from mesostats.mixed.summary import coefficient_table
 from mesostats.mixed.wald import wald_table
 
@@ -48,7 +49,7 @@ def _num(value: Any, digits: int = 4) -> str:
     return format_number(value, style="engine", digits=digits)
 
 
-class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
+class CLMMResults(FitFacts, CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     """Fitted cumulative link mixed model (immutable); built by :func:`mesostats.fit_clmm`."""
 
     family = "ordinal"
@@ -82,7 +83,9 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         sets(self, "_method", method)
         sets(self, "_alpha", np.array(params[:na]))
         sets(self, "_beta", np.array(params[na : na + p]))
-        sets(self, "_theta", np.array(params[na + p :]))
+        theta = np.array(params[na + p :])
+        theta.setflags(write=False)  # handed out as it is by ``theta`` (FitFacts)
+        sets(self, "_theta", theta)
         sets(self, "_full_vcov", np.array(vcov))
         sets(self, "_loglik", float(loglik))
         sets(self, "_modes", [np.array(m) for m in modes])
@@ -137,9 +140,11 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         return list(self._levels)
 
     @property
-    def nobs(self) -> int:
-        """Number of fitted rows."""
-        return self._design.n
+    def _fitted_rows(self) -> MixedDesign:
+        return self._design
+
+    def _criterion_counts(self) -> tuple[int, int]:
+        return self.n_params, self.nobs
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -157,21 +162,6 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         return self._loglik
 
     @property
-    def aic(self) -> float:
-        """−2 loglik + 2k."""
-        return -2.0 * self._loglik + 2.0 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        """−2 loglik + k log(nobs)."""
-        return -2.0 * self._loglik + self.n_params * float(np.log(self.nobs))
-
-    @property
-    def deviance(self) -> float:
-        """−2 loglik."""
-        return -2.0 * self._loglik
-
-    @property
     def converged(self) -> bool:
         """Whether the optimiser converged with a negative definite Hessian."""
         return self._converged
@@ -180,26 +170,6 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     def singular(self) -> bool:
         """Whether a random-effect SD is on its boundary (0)."""
         return self._singular
-
-    @property
-    def messages(self) -> list[str]:
-        """Convergence and boundary messages (also issued as warnings)."""
-        return list(self._messages)
-
-    @property
-    def optimizer_info(self) -> dict[str, Any]:
-        """How the fit was optimised (:class:`mesostats.mixed.optsummary.OptSummary`)."""
-        return dict(self._optimizer)
-
-    @property
-    def excluded_rows(self) -> pd.DataFrame:
-        """Rows set aside for a missing value (row, columns, reason)."""
-        return self._design.excluded_rows.copy()
-
-    @property
-    def theta(self) -> np.ndarray:
-        """Relative covariance parameters (Λ entries, lme4's order; SDs for scalar terms)."""
-        return self._theta.copy()
 
     # ------------------------------------------------------------------ estimates
     @property

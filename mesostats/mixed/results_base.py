@@ -1,0 +1,111 @@
+"""The getters every mixed-model results class shares, written once.
+
+:class:`~mesostats.mixed.results.MixedResults` (LMM, GLMM),
+:class:`~mesostats.mixed.clmm.results.CLMMResults` and
+:class:`~mesostats.mixed.mmrm.results.MMRMResults` report the same facts of a fit the same way:
+the number of fitted rows, the rows set aside, the information criteria, θ, the fit's messages
+and the optimiser's diagnostics. :class:`FitFacts` holds these getters; each class says only
+what differs: what it was fitted on (a design or an MMRM problem) and which parameter count k
+and which n its AIC and BIC use (lme4 and ordinal: every parameter and the rows; R's mmrm: θ
+only and the subjects).
+
+Conventions: ``deviance = −2 loglik``, ``aic = −2 loglik + 2k``, ``bic = −2 loglik + k log n``.
+Nothing a caller does to what a getter hands out changes the fit: tables, lists and dicts are
+copies, θ is the fit's own read-only array (each class stores it with ``write=False``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FitFacts"]
+
+
+class FittedRows(Protocol):
+    """What a fit was computed on: a :class:`~mesostats.mixed.design.MixedDesign` or an
+    :class:`~mesostats.mixed.mmrm.problem.MMRMProblem`."""
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def excluded_rows(self) -> pd.DataFrame: ...
+
+
+class FitFacts:
+    """Mixin: ``nobs``, ``aic``, ``bic``, ``deviance``, ``theta``, ``messages``,
+    ``optimizer_info`` and ``excluded_rows`` of a fitted mixed model.
+
+    Needs ``loglik``, ``_theta``, ``_messages``, ``_optimizer``, and the two hooks
+    :attr:`_fitted_rows` and :meth:`_criterion_counts`.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @property
+        def loglik(self) -> float: ...  # an attribute, or CLMMResults' property
+
+    _theta: np.ndarray
+    _messages: Sequence[str]
+    _optimizer: dict[str, Any]
+
+    @property
+    def _fitted_rows(self) -> FittedRows:  # provided by each results class
+        raise NotImplementedError
+
+    def _criterion_counts(self) -> tuple[int, int]:  # provided by each results class
+        """(k, n) of AIC and BIC: parameters counted and the n of ``log n``."""
+        raise NotImplementedError
+
+    @property
+    def nobs(self) -> int:
+        """Number of fitted rows."""
+        return self._fitted_rows.n
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion, ``−2 loglik + 2k`` (k: the parameters the model's
+        convention counts, see the class: ``n_params``, or ``n_theta`` for an MMRM)."""
+        k, _ = self._criterion_counts()
+        return -2.0 * self.loglik + 2.0 * k
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, ``−2 loglik + k log(n)`` (k as for :attr:`aic`;
+        n: ``nobs``, or ``n_subjects`` for an MMRM, as R's mmrm)."""
+        k, n = self._criterion_counts()
+        return -2.0 * self.loglik + k * math.log(n)
+
+    @property
+    def deviance(self) -> float:
+        """``−2 · loglik``."""
+        return -2.0 * self.loglik
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Covariance parameters θ (read-only): relative covariance parameters (Λ entries,
+        lme4's order; SDs for scalar terms) for LMM, GLMM and CLMM fits, R mmrm's
+        parameterisation for an MMRM."""
+        return self._theta
+
+    @property
+    def messages(self) -> list[str]:
+        """Warnings raised during the fit (convergence, boundary), as text."""
+        return list(self._messages)
+
+    @property
+    def optimizer_info(self) -> dict[str, Any]:
+        """Diagnostics of the optimiser (evaluations, iterations, final gradient, ...)."""
+        return dict(self._optimizer)
+
+    @property
+    def excluded_rows(self) -> pd.DataFrame:
+        """Rows not fitted (a missing value), with the reason (row, columns, reason)."""
+        return self._fitted_rows.excluded_rows.copy()
