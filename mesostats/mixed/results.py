@@ -20,7 +20,6 @@ excludes 0 while p > 0.05 confuses readers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +34,12 @@ from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.families import LINKS as _LINKS
 from mesostats.mixed.families import inverse_link as _inverse_link
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
-from mesostats.mixed.results_base import FitFacts
+from mesostats.mixed.results_base import (
+    VARCORR_COLUMNS,
+    FitFacts,
+    per_group_frames,
+    variance_component_rows,
+)
 from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
@@ -273,19 +277,10 @@ class MixedResults(FitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, Su
         return self._variance_components.copy()
 
     def _variance_components_table(self) -> pd.DataFrame:
-        rows: list[tuple[str, str | None, str | None, float, float]] = []
-        for term, cov in zip(self.design.terms, self.covariance_blocks(), strict=True):
-            sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-            for i, name in enumerate(term.names):
-                rows.append((term.group, name, None, float(cov[i, i]), float(sd[i])))
-            for i in range(term.q):
-                for j in range(i + 1, term.q):
-                    denom = sd[i] * sd[j]
-                    corr = float(cov[i, j] / denom) if denom > 0 else math.nan
-                    rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
+        rows = variance_component_rows(self.design.terms, self.covariance_blocks())
         if self.family == "gaussian":
             rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        return pd.DataFrame(rows, columns=VARCORR_COLUMNS)
 
     @property
     def variance_parameter_cov(self) -> pd.DataFrame | None:
@@ -298,20 +293,10 @@ class MixedResults(FitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, Su
         return pd.DataFrame(np.array(self._varpar_cov), index=names, columns=names)
 
     # ------------------------------------------------------------------ random effects
-    def _per_group(self, arrays: tuple[np.ndarray, ...]) -> dict[str, pd.DataFrame]:
-        out: dict[str, pd.DataFrame] = {}
-        for term, arr in zip(self.design.terms, arrays, strict=True):
-            frame = pd.DataFrame(np.array(arr), index=term.levels.copy(), columns=list(term.names))
-            frame.index.name = term.group
-            if term.group in out:
-                frame = pd.concat([out[term.group], frame], axis=1)
-            out[term.group] = frame
-        return out
-
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes (BLUPs) per grouping factor: index = level, columns = terms."""
-        return self._per_group(self._modes)
+        return per_group_frames(self.design.terms, self._modes)
 
     @property
     def ranef_cov(self) -> dict[str, np.ndarray] | None:
@@ -327,7 +312,7 @@ class MixedResults(FitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, Su
     @property
     def ranef_se(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the random effects (lme4's ``condVar``), same layout as ranef."""
-        return self._per_group(self._mode_sds)
+        return per_group_frames(self.design.terms, self._mode_sds)
 
     # ------------------------------------------------------------------ fitted values
     @property

@@ -7,7 +7,8 @@ the number of fitted rows, the rows set aside, the information criteria, θ, the
 and the optimiser's diagnostics. :class:`FitFacts` holds these getters; each class says only
 what differs: what it was fitted on (a design or an MMRM problem) and which parameter count k
 and which n its AIC and BIC use (lme4 and ordinal: every parameter and the rows; R's mmrm: θ
-only and the subjects).
+only and the subjects). The random-effect tables of the models with random terms (LMM, GLMM,
+CLMM) are built here once too: :func:`variance_component_rows`, :func:`per_group_frames`.
 
 Conventions: ``deviance = −2 loglik``, ``aic = −2 loglik + 2k``, ``bic = −2 loglik + k log n``.
 Nothing a caller does to what a getter hands out changes the fit: tables, lists and dicts are
@@ -23,7 +24,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-__all__ = ["FitFacts"]
+if TYPE_CHECKING:
+    from mesostats.mixed.design import RandomTerm
+
+__all__ = ["VARCORR_COLUMNS", "FitFacts", "per_group_frames", "variance_component_rows"]
 
 
 class FittedRows(Protocol):
@@ -109,3 +113,42 @@ class FitFacts:
     def excluded_rows(self) -> pd.DataFrame:
         """Rows not fitted (a missing value), with the reason (row, columns, reason)."""
         return self._fitted_rows.excluded_rows.copy()
+
+
+#: columns of ``variance_components`` (R's ``as.data.frame(VarCorr(fit))``)
+VARCORR_COLUMNS = ["group", "var1", "var2", "vcov", "sdcor"]
+
+
+def variance_component_rows(
+    terms: Sequence[RandomTerm], blocks: Sequence[np.ndarray]
+) -> list[tuple[str, str | None, str | None, float, float]]:
+    """Rows of ``variance_components`` for the random terms: per term its variances with SDs,
+    then its covariances with correlations (NaN where an SD is 0); ``blocks`` are the terms'
+    covariance matrices, in design order."""
+    rows: list[tuple[str, str | None, str | None, float, float]] = []
+    for term, cov in zip(terms, blocks, strict=True):
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        for i, name in enumerate(term.names):
+            rows.append((term.group, name, None, float(cov[i, i]), float(sd[i])))
+        for i in range(term.q):
+            for j in range(i + 1, term.q):
+                denom = sd[i] * sd[j]
+                corr = float(cov[i, j] / denom) if denom > 0 else math.nan
+                rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
+    return rows
+
+
+def per_group_frames(
+    terms: Sequence[RandomTerm], arrays: Sequence[np.ndarray]
+) -> dict[str, pd.DataFrame]:
+    """Per grouping factor, one DataFrame (index = level, columns = the terms' names) of the
+    per-term ``(n_levels, q)`` arrays (``ranef``, ``ranef_se``); terms of the same factor side
+    by side, in design order."""
+    out: dict[str, pd.DataFrame] = {}
+    for term, arr in zip(terms, arrays, strict=True):
+        frame = pd.DataFrame(np.array(arr), index=term.levels.copy(), columns=list(term.names))
+        frame.index.name = term.group
+        if term.group in out:
+            frame = pd.concat([out[term.group], frame], axis=1)
+        out[term.group] = frame
+    return out

@@ -16,7 +16,7 @@ as in ``MixedResults``, so marginal means read every engine alike; ``coefficient
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,12 @@ from mesostats.mixed.clmm.predict import category_probabilities
 from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
-from mesostats.mixed.results_base import FitFacts
+from mesostats.mixed.results_base import (
+    VARCORR_COLUMNS,
+    FitFacts,
+    per_group_frames,
+    variance_component_rows,
+)
 from mesostats.mixed.summary import coefficient_table
 from mesostats.mixed.wald import wald_table
 
@@ -245,17 +250,8 @@ class CLMMResults(FitFacts, CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     @property
     def variance_components(self) -> pd.DataFrame:
         """Variances, SDs, covariances and correlations (R's ``as.data.frame(VarCorr(fit))``)."""
-        rows: list[tuple[str, str | None, str | None, float, float]] = []
-        for term, cov in zip(self._design.terms, self.covariance_blocks(), strict=True):
-            sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-            for i, name in enumerate(term.names):
-                rows.append((term.group, name, None, float(cov[i, i]), float(sd[i])))
-            for i in range(term.q):
-                for j in range(i + 1, term.q):
-                    denom = sd[i] * sd[j]
-                    corr = float(cov[i, j] / denom) if denom > 0 else float("nan")
-                    rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        rows = variance_component_rows(self._design.terms, self.covariance_blocks())
+        return pd.DataFrame(rows, columns=VARCORR_COLUMNS)
 
     def df_for(self, L: np.ndarray) -> float:
         """Denominator df of a contrast of β: infinite (z tests)."""
@@ -267,26 +263,16 @@ class CLMMResults(FitFacts, CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         return np.delete(X, self._intercept_position, axis=1)
 
     # ------------------------------------------------------------------ random effects
-    def _per_group(self, arrays: Sequence[np.ndarray]) -> dict[str, pd.DataFrame]:
-        out: dict[str, pd.DataFrame] = {}
-        for term, arr in zip(self._design.terms, arrays, strict=True):
-            frame = pd.DataFrame(np.array(arr), index=term.levels.copy(), columns=list(term.names))
-            frame.index.name = term.group
-            if term.group in out:
-                frame = pd.concat([out[term.group], frame], axis=1)
-            out[term.group] = frame
-        return out
-
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of b per grouping factor (index = level, columns = terms)."""
-        return self._per_group(self._modes)
+        return per_group_frames(self._design.terms, self._modes)
 
     @property
     def ranef_se(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of b (Laplace: from the curvature at the mode), as ``ranef``."""
         sds = [np.sqrt(np.einsum("kii->ki", c)) for c in self._cond_cov]
-        return self._per_group(sds)
+        return per_group_frames(self._design.terms, sds)
 
     @property
     def ranef_cov(self) -> dict[str, np.ndarray]:
