@@ -43,22 +43,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sparse
 import simdata
-from bench_lmm import parse_size
 from common import (
-    R_SLOW_SECONDS,
     add_comparisons,
-    best_of,
+    bench_parser,
+    comparison_columns,
     load_engine,
     machine_info,
-    markdown_table,
-    ours_fixef,
+    ours_fields,
     ours_sd,
+    parse_size,
+    r_row,
+    report,
     rscript,
     run_r,
-    save_results,
-    term_name,
+    time_ours,
     time_unless_slow,
-    warmup_rows,
 )
 
 GLMM_FORMULA = "side_effect ~ minoxidil + dutasteride + biotin + week + (1 | subject)"
@@ -67,39 +66,36 @@ VB_EXPONENT = 2.5
 
 
 def fit_ours(
-    fit_glmm: Callable[..., Any], data: pd.DataFrame, nagq: int, repeats: int, size: str
+    fit_glmm: Callable[..., Any],
+    data: pd.DataFrame,
+    nagq: int,
+    repeats: int,
+    size: str,
+    *,
+    formula: str = GLMM_FORMULA,
+    family: str = "binomial",
+    engine: str = "mesostats fit_glmm",
+    extra: Callable[[Any], dict[str, Any]] = lambda res: {},
 ) -> dict[str, Any]:
-    """Time mesostats.fit_glmm (formula -> MixedResults), best of ``repeats`` after a warm-up."""
-    method = "Laplace" if nagq == 1 else f"AGQ({nagq})"
-    row: dict[str, Any] = {
+    """Time mesostats.fit_glmm (formula -> MixedResults), best of ``repeats`` after a warm-up
+    (``bench_nb`` times its NB2 model here too: ``extra`` adds the family's own fields)."""
+    row = {
         "size": size,
-        "engine": f"mesostats fit_glmm (nagq={nagq})",
-        "method": method,
+        "engine": f"{engine} (nagq={nagq})",
+        "method": "Laplace" if nagq == 1 else f"AGQ({nagq})",
         "ours": True,
     }
-    try:
-        seconds, times, res, msgs = best_of(
-            lambda d: fit_glmm(GLMM_FORMULA, d, family="binomial", nagq=nagq),
-            data,
-            repeats=repeats,
-            warmup=warmup_rows(data),
-        )
-    except Exception as exc:  # report and continue: the engine may still be in progress
-        row["note"] = f"error: {type(exc).__name__}: {exc}"
-        return row
-    row.update(seconds=seconds, times=times, warnings=msgs)
-    try:
-        row.update(
-            loglik=float(res.loglik),
-            fixef=ours_fixef(res),
-            se=ours_fixef(res, "std_error"),
-            sd_subject=ours_sd(res, "subject", "Intercept"),
-            converged=bool(res.converged),
-            messages=list(res.messages),
-        )
-    except Exception as exc:
-        row["note"] = f"results incomplete: {type(exc).__name__}: {exc}"
-    return row
+    return time_ours(
+        row,
+        lambda d: fit_glmm(formula, d, family=family, nagq=nagq),
+        data,
+        repeats=repeats,
+        describe=lambda res: {
+            **ours_fields(res),
+            "sd_subject": ours_sd(res, "subject", "Intercept"),
+            **extra(res),
+        },
+    )
 
 
 def fit_statsmodels_vb(data: pd.DataFrame) -> Any:
@@ -151,27 +147,19 @@ def run_r_glmm(
     """glmmTMB, glmer Laplace and glmer nAGQ timed inside R; one row each."""
     variants = "glmmTMB,glmer_laplace,glmer_agq"
     out = run_r("glmm.R", csv, [repeats, variants, nagq, slow_seconds], timeout=14400)
-    rows = []
-    for r in out["results"]:
-        row = {
-            "size": size,
-            "engine": r["label"],
-            "method": r["method"],
-            "seconds": r["seconds"],
-            "times": r["times"],
-            "loglik": r["logLik"],
-            "fixef": {term_name(k): v for k, v in r["fixef"].items()},
-            "se": {term_name(k): v for k, v in r["se"].items()},
-            "sd_subject": r["sd_subject"],
-            "feval": r["feval"],
-            "converged": r["converged"],
-            "messages": r["messages"],
-            "r_versions": out["versions"],
-        }
-        if len(r["times"]) < repeats:
-            row["note"] = f"best of {len(r['times'])} (one fit > {slow_seconds:g} s)"
-        rows.append(row)
-    return rows
+    return [
+        r_row(
+            r,
+            size=size,
+            versions=out["versions"],
+            repeats=repeats,
+            slow_seconds=slow_seconds,
+            method=r["method"],
+            sd_subject=r["sd_subject"],
+            feval=r["feval"],
+        )
+        for r in out["results"]
+    ]
 
 
 def compare_se_with_glmmtmb(rows: list[dict[str, Any]]) -> None:
@@ -192,37 +180,22 @@ def compare_se_with_glmmtmb(rows: list[dict[str, Any]]) -> None:
                 r["max_rel_dse_tmb"] = max(abs(r["se"][k] / ref[k] - 1.0) for k in common)
 
 
-COLUMNS = [
-    ("size", "size", ""),
-    ("engine", "engine", ""),
-    ("method", "method", ""),
-    ("seconds", "seconds", ".3f"),
-    ("ratio_vs_ours", "ratio vs ours (same method)", ".2f"),
-    ("loglik", "logLik", ".4f"),
-    ("dloglik", "\\|ΔlogLik\\| vs best (same method)", ".2g"),
-    ("same_loglik", "same logLik (1e-4)", ""),
-    ("max_dfixef", "max \\|Δ fixef\\|", ".2g"),
+COLUMNS = comparison_columns(
     ("max_rel_dse_tmb", "max rel. ΔSE vs glmmTMB", ".2g"),
     ("sd_subject", "SD subject", ".4f"),
-    ("converged", "converged", ""),
-    ("note", "note", ""),
-]
+    by_method=True,
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="GLMM benchmark: mesostats vs glmmTMB, glmer")
-    parser.add_argument("--sizes", default=",".join(simdata.SIZES), help="e.g. 200x8,2000x10")
-    parser.add_argument("--repeats", type=int, default=3, help="timed fits per engine (best)")
-    parser.add_argument("--engines", default="ours,r,statsmodels")
-    parser.add_argument("--nagq", type=int, default=15, help="AGQ nodes (ours and glmer)")
-    parser.add_argument(
-        "--r-slow-seconds",
-        type=float,
-        default=R_SLOW_SECONDS,
-        help="R stops repeating a fit slower than this (seconds)",
+    parser = bench_parser(
+        "GLMM benchmark: mesostats vs glmmTMB, glmer",
+        sizes=",".join(simdata.SIZES),
+        engines="ours,r,statsmodels",
+        seed=simdata.DEFAULT_SEED,
+        statsmodels_max_seconds=True,
     )
-    parser.add_argument("--statsmodels-max-seconds", type=float, default=180.0)
-    parser.add_argument("--seed", type=int, default=simdata.DEFAULT_SEED)
+    parser.add_argument("--nagq", type=int, default=15, help="AGQ nodes (ours and glmer)")
     return parser.parse_args(argv)
 
 
@@ -278,14 +251,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"   R: {[(r['engine'], r['seconds']) for r in r_rows]}", flush=True)
     add_comparisons(rows, group_key="method")
     compare_se_with_glmmtmb(rows)
-    print()
-    print(f"Binomial GLMM: `{GLMM_FORMULA}`; {info['date']}, load {info['load_average']}")
-    for note in notes:
-        print(note)
-    print(markdown_table(rows, COLUMNS))
-    payload = {"machine": info, "formula": GLMM_FORMULA, "notes": notes, "rows": rows}
-    path = save_results("glmm", payload)
-    print(f"\nsaved {path}")
+    title = f"Binomial GLMM: `{GLMM_FORMULA}`; {info['date']}, load {info['load_average']}"
+    report("glmm", title, rows, COLUMNS, info=info, notes=notes, formula=GLMM_FORMULA)
 
 
 if __name__ == "__main__":
