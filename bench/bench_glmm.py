@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,18 +50,19 @@ from common import (
     machine_info,
     ours_fields,
     ours_sd,
-    parse_size,
+    peer_row,
     r_row,
     report,
     rscript,
     run_r,
     time_ours,
-    time_unless_slow,
+    trials,
 )
 
 GLMM_FORMULA = "side_effect ~ minoxidil + dutasteride + biotin + week + (1 | subject)"
 FIXED_TERMS = ["minoxidil", "dutasteride", "biotin", "week"]
 VB_EXPONENT = 2.5
+VB_ENGINE = "statsmodels BinomialBayesMixedGLM.fit_vb (contrast)"
 
 
 def fit_ours(
@@ -127,7 +127,7 @@ def statsmodels_vb_row(res: Any, size: str, timing: dict[str, Any]) -> dict[str,
     names = res.model.fep_names
     return {
         "size": size,
-        "engine": "statsmodels BinomialBayesMixedGLM.fit_vb (contrast)",
+        "engine": VB_ENGINE,
         "method": "VB",
         "comparable": False,
         "seconds": timing["seconds"],
@@ -215,40 +215,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         notes.append("Rscript not found: glmmTMB and glmer rows skipped (CI has no R).")
     rows: list[dict[str, Any]] = []
     reference: tuple[int, float] | None = None
-    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
-        for label in args.sizes.split(","):
-            n_subjects, n_sessions = parse_size(label)
-            data = simdata.simulate_trial(n_subjects, n_sessions, seed=args.seed)
-            print(f"== {label}: {len(data)} rows, {data['side_effect'].mean():.3f} events")
-            if "ours" in engines:
-                for nagq in (1, args.nagq):
-                    if fit_glmm is None:
-                        engine = f"mesostats fit_glmm (nagq={nagq})"
-                        rows.append({"size": label, "engine": engine, "note": reason})
-                    else:
-                        rows.append(fit_ours(fit_glmm, data, nagq, args.repeats, label))
-                    print(f"   ours nagq={nagq}: {rows[-1].get('seconds', rows[-1].get('note'))}")
-            if "statsmodels" in engines:
-                timing, reference = time_unless_slow(
-                    fit_statsmodels_vb,
-                    data,
-                    repeats=args.repeats,
-                    max_seconds=args.statsmodels_max_seconds,
-                    forced=False,
-                    reference=reference,
-                    exponent=VB_EXPONENT,
-                )
-                if "result" in timing:
-                    rows.append(statsmodels_vb_row(timing["result"], label, timing))
+    for label, data, tmp in trials(
+        args.sizes, lambda n, k: simdata.simulate_trial(n, k, seed=args.seed)
+    ):
+        print(f"== {label}: {len(data)} rows, {data['side_effect'].mean():.3f} events")
+        if "ours" in engines:
+            for nagq in (1, args.nagq):
+                if fit_glmm is None:
+                    engine = f"mesostats fit_glmm (nagq={nagq})"
+                    rows.append({"size": label, "engine": engine, "note": reason})
                 else:
-                    engine = "statsmodels BinomialBayesMixedGLM.fit_vb (contrast)"
-                    rows.append({"size": label, "engine": engine, "method": "VB", **timing})
-                print(f"   statsmodels VB: {timing.get('seconds', timing.get('note'))}")
-            if "r" in engines and has_r:
-                csv = simdata.write_csv(data, Path(tmp), f"trial_{label}")
-                r_rows = run_r_glmm(csv, label, args.repeats, args.nagq, args.r_slow_seconds)
-                rows.extend(r_rows)
-                print(f"   R: {[(r['engine'], r['seconds']) for r in r_rows]}", flush=True)
+                    rows.append(fit_ours(fit_glmm, data, nagq, args.repeats, label))
+                print(f"   ours nagq={nagq}: {rows[-1].get('seconds', rows[-1].get('note'))}")
+        if "statsmodels" in engines:
+            row, reference = peer_row(
+                fit_statsmodels_vb,
+                data,
+                size=label,
+                to_row=statsmodels_vb_row,
+                skipped={"engine": VB_ENGINE, "method": "VB"},
+                repeats=args.repeats,
+                max_seconds=args.statsmodels_max_seconds,
+                forced=False,
+                reference=reference,
+                exponent=VB_EXPONENT,
+            )
+            rows.append(row)
+            print(f"   statsmodels VB: {row.get('seconds', row.get('note'))}")
+        if "r" in engines and has_r:
+            csv = simdata.write_csv(data, tmp, f"trial_{label}")
+            r_rows = run_r_glmm(csv, label, args.repeats, args.nagq, args.r_slow_seconds)
+            rows.extend(r_rows)
+            print(f"   R: {[(r['engine'], r['seconds']) for r in r_rows]}", flush=True)
     add_comparisons(rows, group_key="method")
     compare_se_with_glmmtmb(rows)
     title = f"Binomial GLMM: `{GLMM_FORMULA}`; {info['date']}, load {info['load_average']}"

@@ -54,13 +54,14 @@ from common import (
     ours_fields,
     ours_sd,
     parse_size,
+    peer_row,
     r_row,
     report,
     rscript,
     run_r,
     save_results,
     time_ours,
-    time_unless_slow,
+    trials,
 )
 
 SM_EXPONENT = 1.5
@@ -285,37 +286,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         notes.append("Rscript not found: lme4 rows skipped (R is optional; CI has none).")
     rows: list[dict[str, Any]] = []
     reference: tuple[int, float] | None = None
-    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
-        for label in args.sizes.split(","):
-            n_subjects, n_sessions = parse_size(label)
-            data = simdata.simulate_trial(n_subjects, n_sessions, seed=args.seed)
-            print(f"== {label}: {len(data)} rows", flush=True)
-            if "ours" in engines:
-                if fit_lmm is None:
-                    rows.append({"size": label, "engine": "mesostats fit_lmm", "note": reason})
-                else:
-                    rows.append(fit_ours(fit_lmm, data, args.repeats, label))
-                print(f"   ours: {rows[-1].get('seconds', rows[-1].get('note'))}", flush=True)
-            if "statsmodels" in engines:
-                timing, reference = time_unless_slow(
-                    fit_statsmodels,
-                    data,
-                    repeats=args.repeats,
-                    max_seconds=args.statsmodels_max_seconds,
-                    forced=label in args.statsmodels_always.split(","),
-                    reference=reference,
-                    exponent=SM_EXPONENT,
-                )
-                if "result" in timing:
-                    rows.append(statsmodels_row(timing["result"], label, timing))
-                else:
-                    rows.append({"size": label, "engine": "statsmodels MixedLM", **timing})
-                print(f"   statsmodels: {timing.get('seconds', timing.get('note'))}", flush=True)
-            if "lme4" in engines and has_r:
-                csv = simdata.write_csv(data, Path(tmp), f"trial_{label}")
-                r_rows = run_lme4(csv, label, args.repeats, args.lme4_variants, args.r_slow_seconds)
-                rows.extend(r_rows)
-                print(f"   lme4: {[r['seconds'] for r in r_rows]}", flush=True)
+    for label, data, tmp in trials(
+        args.sizes, lambda n, k: simdata.simulate_trial(n, k, seed=args.seed)
+    ):
+        print(f"== {label}: {len(data)} rows", flush=True)
+        if "ours" in engines:
+            if fit_lmm is None:
+                rows.append({"size": label, "engine": "mesostats fit_lmm", "note": reason})
+            else:
+                rows.append(fit_ours(fit_lmm, data, args.repeats, label))
+            print(f"   ours: {rows[-1].get('seconds', rows[-1].get('note'))}", flush=True)
+        if "statsmodels" in engines:
+            row, reference = peer_row(
+                fit_statsmodels,
+                data,
+                size=label,
+                to_row=statsmodels_row,
+                skipped={"engine": "statsmodels MixedLM"},
+                repeats=args.repeats,
+                max_seconds=args.statsmodels_max_seconds,
+                forced=label in args.statsmodels_always.split(","),
+                reference=reference,
+                exponent=SM_EXPONENT,
+            )
+            rows.append(row)
+            print(f"   statsmodels: {row.get('seconds', row.get('note'))}", flush=True)
+        if "lme4" in engines and has_r:
+            csv = simdata.write_csv(data, tmp, f"trial_{label}")
+            r_rows = run_lme4(csv, label, args.repeats, args.lme4_variants, args.r_slow_seconds)
+            rows.extend(r_rows)
+            print(f"   lme4: {[r['seconds'] for r in r_rows]}", flush=True)
     add_comparisons(rows)
     title = f"LMM REML: `{LMM_FORMULA}`; {info['date']}, load {info['load_average']}"
     report("lmm", title, rows, COLUMNS, info=info, notes=notes, formula=LMM_FORMULA)

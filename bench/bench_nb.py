@@ -34,7 +34,6 @@ derivative by differences): 0.94 s at 500x10, 4.5 s at 2000x10.
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,11 +48,11 @@ from common import (
     comparison_columns,
     load_engine,
     machine_info,
-    parse_size,
     r_row,
     report,
     rscript,
     run_r,
+    trials,
 )
 
 NB_FORMULA = (
@@ -148,19 +147,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if fit_glmm is None and "ours" in engines:
         raise SystemExit(reason)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
-        for label in args.sizes.split(","):
-            n_subjects, n_sessions = parse_size(label)
-            data = nb_trial(n_subjects, n_sessions, args.seed)
-            print(f"== {label}: {len(data)} rows, mean count {data['hair_count'].mean():.1f}")
-            if "ours" in engines:
-                for nagq in sorted({1, args.nagq}):
-                    rows.append(fit_ours(fit_glmm, data, nagq, args.repeats, label))
-                    print(f"   ours nagq={nagq}: {rows[-1].get('seconds', rows[-1].get('note'))}")
-            if "r" in engines and rscript() is not None:
-                csv = simdata.write_csv(data, Path(tmp), f"nb_{label}")
-                rows.append(fit_glmmtmb(csv, label, args.repeats))
-                print(f"   glmmTMB: {rows[-1]['seconds']:.3f} s")
+    for label, data, tmp in trials(args.sizes, lambda n, k: nb_trial(n, k, args.seed)):
+        print(f"== {label}: {len(data)} rows, mean count {data['hair_count'].mean():.1f}")
+        if "ours" in engines:
+            for nagq in sorted({1, args.nagq}):
+                rows.append(fit_ours(fit_glmm, data, nagq, args.repeats, label))
+                print(f"   ours nagq={nagq}: {rows[-1].get('seconds', rows[-1].get('note'))}")
+        if "r" in engines and rscript() is not None:
+            csv = simdata.write_csv(data, tmp, f"nb_{label}")
+            rows.append(fit_glmmtmb(csv, label, args.repeats))
+            print(f"   glmmTMB: {rows[-1]['seconds']:.3f} s")
     laplace = [r for r in rows if r.get("method") == "Laplace"]
     add_comparisons(laplace)
     for r in laplace:

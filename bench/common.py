@@ -18,9 +18,10 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,35 @@ def time_unless_slow(
     if len(times) < repeats:
         out["note"] = f"best of {len(times)} (one fit > {slow_seconds:g} s)"
     return out, (n_obs, seconds)
+
+
+def peer_row(
+    fit: Callable[[pd.DataFrame], Any],
+    data: pd.DataFrame,
+    *,
+    size: str,
+    to_row: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+    skipped: dict[str, Any],
+    **timing_options: Any,
+) -> tuple[dict[str, Any], tuple[int, float] | None]:
+    """The row of a slow peer timed by :func:`time_unless_slow` (``timing_options``):
+    ``to_row(result, size, timing)`` when it ran, ``skipped`` (engine, ...) with the size and
+    the timing's note when its extrapolated time was too long; and the reference for the
+    next size."""
+    timing, reference = time_unless_slow(fit, data, **timing_options)
+    if "result" in timing:
+        return to_row(timing["result"], size, timing), reference
+    return {"size": size, **skipped, **timing}, reference
+
+
+def trials(
+    sizes: str, make: Callable[[int, int], pd.DataFrame]
+) -> Iterator[tuple[str, pd.DataFrame, Path]]:
+    """(label, data, folder) for each size of ``--sizes`` (``"200x8,2000x10"``): the trial
+    ``make(subjects, sessions)`` and a temporary folder for the CSVs the R sides read."""
+    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
+        for label in sizes.split(","):
+            yield label, make(*parse_size(label)), Path(tmp)
 
 
 def rscript() -> str | None:
