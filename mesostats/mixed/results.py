@@ -36,7 +36,7 @@ from mesostats.mixed.families import inverse_link as _inverse_link
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
 from mesostats.mixed.results_base import (
     VARCORR_COLUMNS,
-    FitFacts,
+    DesignFitFacts,
     per_group_frames,
     variance_component_rows,
 )
@@ -50,7 +50,7 @@ __all__ = ["MixedResults"]
 _WALD_LEVEL = 0.95
 
 
-class MixedResults(FitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
+class MixedResults(DesignFitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -222,18 +222,11 @@ class MixedResults(FitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, Su
     _eta: np.ndarray
 
     # ------------------------------------------------------------------ counts and criteria
-    # nobs, aic, bic, deviance, theta, messages, optimizer_info, excluded_rows: FitFacts
+    # nobs, ngroups, aic, bic, deviance, theta, messages, optimizer_info, excluded_rows:
+    # DesignFitFacts
     @property
     def _fitted_rows(self) -> MixedDesign:
         return self.design
-
-    def _criterion_counts(self) -> tuple[int, int]:
-        return self.n_params, self.nobs
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        """Number of levels per grouping factor."""
-        return self.design.ngroups
 
     @property
     def n_params(self) -> int:

@@ -7,7 +7,8 @@ the number of fitted rows, the rows set aside, the information criteria, θ, the
 and the optimiser's diagnostics. :class:`FitFacts` holds these getters; each class says only
 what differs: what it was fitted on (a design or an MMRM problem) and which parameter count k
 and which n its AIC and BIC use (lme4 and ordinal: every parameter and the rows; R's mmrm: θ
-only and the subjects). The random-effect tables of the models with random terms (LMM, GLMM,
+only and the subjects); :class:`DesignFitFacts` adds what the models fitted on a mixed design
+share. The random-effect tables of the models with random terms (LMM, GLMM,
 CLMM) are built here once too: :func:`variance_component_rows`, :func:`per_group_frames`.
 
 Conventions: ``deviance = −2 loglik``, ``aic = −2 loglik + 2k``, ``bic = −2 loglik + k log n``.
@@ -25,9 +26,15 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from mesostats.mixed.design import RandomTerm
+    from mesostats.mixed.design import MixedDesign, RandomTerm
 
-__all__ = ["VARCORR_COLUMNS", "FitFacts", "per_group_frames", "variance_component_rows"]
+__all__ = [
+    "VARCORR_COLUMNS",
+    "DesignFitFacts",
+    "FitFacts",
+    "per_group_frames",
+    "variance_component_rows",
+]
 
 
 class FittedRows(Protocol):
@@ -113,6 +120,31 @@ class FitFacts:
     def excluded_rows(self) -> pd.DataFrame:
         """Rows not fitted (a missing value), with the reason (row, columns, reason)."""
         return self._fitted_rows.excluded_rows.copy()
+
+
+class DesignFitFacts(FitFacts):
+    """:class:`FitFacts` of a model fitted on a :class:`~mesostats.mixed.design.MixedDesign`
+    (LMM, GLMM, CLMM), plus ``ngroups``: AIC and BIC count the class's ``n_params`` and
+    ``nobs`` rows (lme4's and ordinal's convention)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @property
+        def n_params(self) -> int: ...  # provided by each results class
+
+    @property
+    def _fitted_rows(self) -> MixedDesign:  # provided by each results class
+        raise NotImplementedError
+
+    def _criterion_counts(self) -> tuple[int, int]:
+        return self.n_params, self.nobs
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels per grouping factor."""
+        return self._fitted_rows.ngroups
 
 
 #: columns of ``variance_components`` (R's ``as.data.frame(VarCorr(fit))``)

@@ -37,7 +37,7 @@ from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.results_base import (
     VARCORR_COLUMNS,
-    FitFacts,
+    DesignFitFacts,
     per_group_frames,
     variance_component_rows,
 )
@@ -54,7 +54,7 @@ def _num(value: Any, digits: int = 4) -> str:
     return format_number(value, style="engine", digits=digits)
 
 
-class CLMMResults(FitFacts, CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
+class CLMMResults(DesignFitFacts, CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     """Fitted cumulative link mixed model (immutable); built by :func:`mesostats.fit_clmm`."""
 
     family = "ordinal"
@@ -147,14 +147,6 @@ class CLMMResults(FitFacts, CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     @property
     def _fitted_rows(self) -> MixedDesign:
         return self._design
-
-    def _criterion_counts(self) -> tuple[int, int]:
-        return self.n_params, self.nobs
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        """Number of levels per grouping factor."""
-        return self._design.ngroups
 
     @property
     def n_params(self) -> int:
