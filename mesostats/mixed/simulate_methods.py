@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.random import Generator
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.simulation import simulate_mixed, simulate_mmrm
@@ -24,6 +25,9 @@ from mesostats.mixed.simulation import simulate_mixed, simulate_mmrm
 if TYPE_CHECKING:
     from mesostats.mixed.design import MixedDesign
     from mesostats.mixed.mmrm.problem import MMRMProblem
+
+#: the conditional modes a draw keeps, per design term (None: draw new ones or none)
+Modes = Sequence[np.ndarray] | None
 
 __all__ = [
     "MMRMSimulateMixin",
@@ -109,16 +113,11 @@ class RandomEffectsSimulateMixin:
         """
         rng = random_effects_rng(seed, include_random=include_random, conditional=conditional)
         modes = self._modes if conditional else None
-        return self._draw(n, rng, modes=modes, include_random=include_random)
+        return self._draw(n, rng, modes, include_random)
 
-    def _draw(
-        self,
-        n: int,
-        rng: np.random.Generator,
-        *,
-        modes: Sequence[np.ndarray] | None,
-        include_random: bool,
-    ) -> np.ndarray:  # provided by each results class's mixin
+    def _draw(self, n: int, rng: Generator, modes: Modes, include_random: bool) -> np.ndarray:
+        """``n`` draws (rows, n) from ``rng``: new random effects (``modes`` None and
+        ``include_random``), the given ``modes``, or none; provided by each model's mixin."""
         raise NotImplementedError
 
 
@@ -134,14 +133,7 @@ class MixedSimulateMixin(RandomEffectsSimulateMixin):
     _theta: np.ndarray
     _modes: tuple[np.ndarray, ...]
 
-    def _draw(
-        self,
-        n: int,
-        rng: np.random.Generator,
-        *,
-        modes: Sequence[np.ndarray] | None,
-        include_random: bool,
-    ) -> np.ndarray:
+    def _draw(self, n: int, rng: Generator, modes: Modes, include_random: bool) -> np.ndarray:
         return simulate_mixed(
             self.design,
             family=self.family,

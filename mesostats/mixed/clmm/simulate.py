@@ -9,13 +9,13 @@ latent-variable form of the model).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.random import Generator
 
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.simulate_methods import RandomEffectsSimulateMixin
+from mesostats.mixed.simulate_methods import Modes, RandomEffectsSimulateMixin
 from mesostats.mixed.simulation import draw_ordinal, linear_predictor_draws
 
 if TYPE_CHECKING:
@@ -40,14 +40,7 @@ class CLMMSimulateMixin(RandomEffectsSimulateMixin):
     _theta: np.ndarray
     _modes: list[np.ndarray]
 
-    def _draw(
-        self,
-        n: int,
-        rng: np.random.Generator,
-        *,
-        modes: Sequence[np.ndarray] | None,
-        include_random: bool,
-    ) -> np.ndarray:
+    def _draw(self, n: int, rng: Generator, modes: Modes, include_random: bool) -> np.ndarray:
         if self._link not in _DRAWN_LINKS:
             raise ModelSpecError(
                 f"simulate draws cumulative link responses for the links "
