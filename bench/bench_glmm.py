@@ -51,7 +51,7 @@ from common import (
     ours_fields,
     ours_sd,
     peer_row,
-    r_row,
+    r_rows,
     report,
     rscript,
     run_r,
@@ -62,6 +62,8 @@ from common import (
 GLMM_FORMULA = "side_effect ~ minoxidil + dutasteride + biotin + week + (1 | subject)"
 FIXED_TERMS = ["minoxidil", "dutasteride", "biotin", "week"]
 VB_EXPONENT = 2.5
+#: columns of the R rows: row key -> key of bench/r/glmm.R's result
+R_KEYS = {"method": "method", "sd_subject": "sd_subject", "feval": "feval"}
 VB_ENGINE = "statsmodels BinomialBayesMixedGLM.fit_vb (contrast)"
 
 
@@ -147,19 +149,7 @@ def run_r_glmm(
     """glmmTMB, glmer Laplace and glmer nAGQ timed inside R; one row each."""
     variants = "glmmTMB,glmer_laplace,glmer_agq"
     out = run_r("glmm.R", csv, [repeats, variants, nagq, slow_seconds], timeout=14400)
-    return [
-        r_row(
-            r,
-            size=size,
-            versions=out["versions"],
-            repeats=repeats,
-            slow_seconds=slow_seconds,
-            method=r["method"],
-            sd_subject=r["sd_subject"],
-            feval=r["feval"],
-        )
-        for r in out["results"]
-    ]
+    return r_rows(out, size, repeats, slow_seconds, R_KEYS)
 
 
 def compare_se_with_glmmtmb(rows: list[dict[str, Any]]) -> None:
@@ -244,9 +234,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"   statsmodels VB: {row.get('seconds', row.get('note'))}")
         if "r" in engines and has_r:
             csv = simdata.write_csv(data, tmp, f"trial_{label}")
-            r_rows = run_r_glmm(csv, label, args.repeats, args.nagq, args.r_slow_seconds)
-            rows.extend(r_rows)
-            print(f"   R: {[(r['engine'], r['seconds']) for r in r_rows]}", flush=True)
+            peers = run_r_glmm(csv, label, args.repeats, args.nagq, args.r_slow_seconds)
+            rows.extend(peers)
+            print(f"   R: {[(r['engine'], r['seconds']) for r in peers]}", flush=True)
     add_comparisons(rows, group_key="method")
     compare_se_with_glmmtmb(rows)
     title = f"Binomial GLMM: `{GLMM_FORMULA}`; {info['date']}, load {info['load_average']}"

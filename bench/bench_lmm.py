@@ -55,7 +55,7 @@ from common import (
     ours_sd,
     parse_size,
     peer_row,
-    r_row,
+    r_rows,
     report,
     rscript,
     run_r,
@@ -65,6 +65,15 @@ from common import (
 )
 
 SM_EXPONENT = 1.5
+#: columns of the R rows: row key -> key of bench/r/lmm.R's result
+R_KEYS = {
+    "sd_intercept": "sd_intercept",
+    "sd_week": "sd_week",
+    "corr": "corr_intercept_week",
+    "sd_residual": "sd_residual",
+    "theta": "theta",
+    "feval": "feval",
+}
 
 LMM_FORMULA = (
     "density ~ week * (minoxidil + dutasteride + biotin) + baseline + (1 + week | subject)"
@@ -130,22 +139,7 @@ def run_lme4(
 ) -> list[dict[str, Any]]:
     """lmer timed inside R; one row per lme4 variant."""
     out = run_r("lmm.R", csv, [repeats, variants, slow_seconds], timeout=7200)
-    return [
-        r_row(
-            r,
-            size=size,
-            versions=out["versions"],
-            repeats=repeats,
-            slow_seconds=slow_seconds,
-            sd_intercept=r["sd_intercept"],
-            sd_week=r["sd_week"],
-            corr=r["corr_intercept_week"],
-            sd_residual=r["sd_residual"],
-            theta=r["theta"],
-            feval=r["feval"],
-        )
-        for r in out["results"]
-    ]
+    return r_rows(out, size, repeats, slow_seconds, R_KEYS)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -313,9 +307,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"   statsmodels: {row.get('seconds', row.get('note'))}", flush=True)
         if "lme4" in engines and has_r:
             csv = simdata.write_csv(data, tmp, f"trial_{label}")
-            r_rows = run_lme4(csv, label, args.repeats, args.lme4_variants, args.r_slow_seconds)
-            rows.extend(r_rows)
-            print(f"   lme4: {[r['seconds'] for r in r_rows]}", flush=True)
+            peers = run_lme4(csv, label, args.repeats, args.lme4_variants, args.r_slow_seconds)
+            rows.extend(peers)
+            print(f"   lme4: {[r['seconds'] for r in peers]}", flush=True)
     add_comparisons(rows)
     title = f"LMM REML: `{LMM_FORMULA}`; {info['date']}, load {info['load_average']}"
     report("lmm", title, rows, COLUMNS, info=info, notes=notes, formula=LMM_FORMULA)

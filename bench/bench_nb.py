@@ -111,16 +111,8 @@ def fit_ours(fit_glmm: Any, data: pd.DataFrame, nagq: int, repeats: int, size: s
 
 def fit_glmmtmb(csv: Path, size: str, repeats: int) -> dict[str, Any]:
     r = run_r("nb.R", csv, [repeats, R_SLOW_SECONDS_NB], timeout=14400)
-    return r_row(
-        r,
-        size=size,
-        versions=r["versions"],
-        repeats=repeats,
-        slow_seconds=R_SLOW_SECONDS_NB,
-        method=r["method"],
-        sd_subject=r["sd_subject"],
-        k=r["k"],
-    )
+    keys = {"method": "method", "sd_subject": "sd_subject", "k": "k"}
+    return r_row(r, r["versions"], size, repeats, R_SLOW_SECONDS_NB, keys)
 
 
 COLUMNS = comparison_columns(

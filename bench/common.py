@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,16 +263,15 @@ def run_r(script: str, csv: Path, args: Sequence[str], *, timeout: float) -> dic
 
 def r_row(
     result: dict[str, Any],
-    *,
-    size: str,
     versions: Any,
+    size: str,
     repeats: int,
     slow_seconds: float,
-    **fields: Any,
+    keys: Mapping[str, str],
 ) -> dict[str, Any]:
     """A table row from one result of a ``bench/r`` script (``label``, ``seconds``,
-    ``times``, ``logLik``, ``fixef``, ``se``, ``converged``, ``messages``); ``fields`` are the
-    model's own columns. Noted when R stopped repeating a slow fit."""
+    ``times``, ``logLik``, ``fixef``, ``se``, ``converged``, ``messages``); ``keys`` maps the
+    model's own columns to the R result's names. Noted when R stopped repeating a slow fit."""
     times = result["times"] if isinstance(result["times"], list) else [result["times"]]
     row: dict[str, Any] = {
         "size": size,
@@ -282,7 +281,7 @@ def r_row(
         "loglik": result["logLik"],
         "fixef": {term_name(k): v for k, v in result["fixef"].items()},
         "se": {term_name(k): v for k, v in result["se"].items()},
-        **fields,
+        **{column: result[name] for column, name in keys.items()},
         "converged": result["converged"],
         "messages": result.get("messages", []),
         "r_versions": versions,
@@ -290,6 +289,13 @@ def r_row(
     if len(times) < repeats:
         row["note"] = f"best of {len(times)} (one fit > {slow_seconds:g} s)"
     return row
+
+
+def r_rows(
+    out: dict[str, Any], size: str, repeats: int, slow_seconds: float, keys: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """One :func:`r_row` per variant of a ``bench/r`` script's ``results``."""
+    return [r_row(r, out["versions"], size, repeats, slow_seconds, keys) for r in out["results"]]
 
 
 def machine_info() -> dict[str, Any]:
