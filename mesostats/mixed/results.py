@@ -37,6 +37,7 @@ from mesostats.mixed.formula_eval import _expression_variables, _formula_variabl
 from mesostats.mixed.results_base import (
     VARCORR_COLUMNS,
     DesignFitFacts,
+    FixedEffectsFacts,
     per_group_frames,
     variance_component_rows,
 )
@@ -50,7 +51,14 @@ __all__ = ["MixedResults"]
 _WALD_LEVEL = 0.95
 
 
-class MixedResults(DesignFitFacts, LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
+class MixedResults(
+    DesignFitFacts,
+    FixedEffectsFacts,
+    LazyTables,
+    ContrastDFMixin,
+    MixedSimulateMixin,
+    SummaryDisplay,
+):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -245,17 +253,7 @@ class MixedResults(DesignFitFacts, LazyTables, ContrastDFMixin, MixedSimulateMix
         """Fixed-effect estimates as a Series."""
         return pd.Series(self._beta, index=list(self.design.fixed_names), name="estimate")
 
-    @property
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed effects."""
-        names = list(self.design.fixed_names)
-        return pd.DataFrame(np.array(self._vcov), index=names, columns=names)
-
-    @property
-    def fixed_effects(self) -> pd.DataFrame:
-        """Estimates, SEs, t (or z), df, p-values and 95 % Wald CIs per fixed effect."""
-        return self._fixed_effects.copy()
-
+    # vcov, fixed_effects: FixedEffectsFacts
     def _fixed_effects_table(self) -> pd.DataFrame:
         return wald_table(self.design.fixed_names, self._beta, self._vcov, self._df, _WALD_LEVEL)
 

@@ -8,7 +8,8 @@ and the optimiser's diagnostics. :class:`FitFacts` holds these getters; each cla
 what differs: what it was fitted on (a design or an MMRM problem) and which parameter count k
 and which n its AIC and BIC use (lme4 and ordinal: every parameter and the rows; R's mmrm: θ
 only and the subjects); :class:`DesignFitFacts` adds what the models fitted on a mixed design
-share. The random-effect tables of the models with random terms (LMM, GLMM,
+share, :class:`FixedEffectsFacts` the ``vcov`` and ``fixed_effects`` of the LMM/GLMM and
+MMRM fits. The random-effect tables of the models with random terms (LMM, GLMM,
 CLMM) are built here once too: :func:`variance_component_rows`, :func:`per_group_frames`.
 
 Conventions: ``deviance = −2 loglik``, ``aic = −2 loglik + 2k``, ``bic = −2 loglik + k log n``.
@@ -32,6 +33,7 @@ __all__ = [
     "VARCORR_COLUMNS",
     "DesignFitFacts",
     "FitFacts",
+    "FixedEffectsFacts",
     "per_group_frames",
     "variance_component_rows",
 ]
@@ -46,6 +48,9 @@ class FittedRows(Protocol):
 
     @property
     def excluded_rows(self) -> pd.DataFrame: ...
+
+    @property
+    def fixed_names(self) -> tuple[str, ...]: ...
 
 
 class FitFacts:
@@ -120,6 +125,34 @@ class FitFacts:
     def excluded_rows(self) -> pd.DataFrame:
         """Rows not fitted (a missing value), with the reason (row, columns, reason)."""
         return self._fitted_rows.excluded_rows.copy()
+
+
+class FixedEffectsFacts(FitFacts):
+    """:class:`FitFacts` plus ``vcov`` and ``fixed_effects`` of a fit whose covariance matrix
+    is that of β alone (MixedResults, MMRMResults; CLMMResults reads β's block of the
+    covariance of (α, β, θ) and keeps its own). Needs ``_vcov`` and ``_fixed_effects``."""
+
+    __slots__ = ()
+
+    _vcov: np.ndarray
+
+    if TYPE_CHECKING:
+
+        @property
+        def _fixed_effects(self) -> pd.DataFrame: ...  # an attribute, or built on first use
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects (an MMRM's under its vcov method:
+        model-based, or the empirical one it was fitted with)."""
+        names = list(self._fitted_rows.fixed_names)
+        return pd.DataFrame(np.array(self._vcov), index=names, columns=names)
+
+    @property
+    def fixed_effects(self) -> pd.DataFrame:
+        """Estimate, std_error, statistic (t, or z at infinite df), df, p_value and the 95 %
+        Wald interval (ci_lower, ci_upper) per fixed effect."""
+        return self._fixed_effects.copy()
 
 
 class DesignFitFacts(FitFacts):

@@ -26,7 +26,7 @@ from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.mmrm.predict import conditional_mean, population_mean
 from mesostats.mixed.mmrm.problem import MMRMProblem
-from mesostats.mixed.results_base import FitFacts
+from mesostats.mixed.results_base import FixedEffectsFacts
 from mesostats.mixed.simulate_methods import MMRMSimulateMixin
 from mesostats.mixed.summary import coefficient_table
 from mesostats.mixed.wald import wald_table
@@ -42,7 +42,7 @@ def _read_only(a: Any) -> np.ndarray:
     return out
 
 
-class MMRMResults(FitFacts, FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
+class MMRMResults(FixedEffectsFacts, FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
     """Fitted MMRM (immutable). Built by :func:`mesostats.fit_mmrm`.
 
     Attributes
@@ -116,6 +116,7 @@ class MMRMResults(FitFacts, FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
 
     # ------------------------------------------------------------------ counts and criteria
     # nobs, aic, bic, deviance, theta, messages, optimizer_info, excluded_rows: FitFacts
+    # (through FixedEffectsFacts)
     @property
     def _fitted_rows(self) -> MMRMProblem:
         return self.problem
@@ -149,17 +150,7 @@ class MMRMResults(FitFacts, FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
             np.array(self._beta), index=list(self.problem.fixed_names), name="estimate"
         )
 
-    @property
-    def vcov(self) -> pd.DataFrame:
-        """Covariance of the fixed effects under the fit's df/vcov method."""
-        names = list(self.problem.fixed_names)
-        return pd.DataFrame(np.array(self._vcov), index=names, columns=names)
-
-    @property
-    def fixed_effects(self) -> pd.DataFrame:
-        """Estimate, std_error, statistic (t), df, p_value, ci_lower, ci_upper per term."""
-        return self._fixed_effects.copy()
-
+    # vcov, fixed_effects: FixedEffectsFacts
     def df_for(self, L: np.ndarray) -> np.ndarray:
         """Denominator df of each row of L (m, p) under the fit's df method."""
         rows = np.asarray(L, dtype=float)
