@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,63 +42,62 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sparse
 import simdata
-from bench_lmm import parse_size
 from common import (
-    R_SLOW_SECONDS,
     add_comparisons,
-    best_of,
+    bench_parser,
+    comparison_columns,
     load_engine,
     machine_info,
-    markdown_table,
-    ours_fixef,
+    ours_fields,
     ours_sd,
+    peer_row,
+    r_rows,
+    report,
     rscript,
     run_r,
-    save_results,
-    term_name,
-    time_unless_slow,
-    warmup_rows,
+    time_ours,
+    trials,
 )
 
 GLMM_FORMULA = "side_effect ~ minoxidil + dutasteride + biotin + week + (1 | subject)"
 FIXED_TERMS = ["minoxidil", "dutasteride", "biotin", "week"]
 VB_EXPONENT = 2.5
+#: columns of the R rows: row key -> key of bench/r/glmm.R's result
+R_KEYS = {"method": "method", "sd_subject": "sd_subject", "feval": "feval"}
+VB_ENGINE = "statsmodels BinomialBayesMixedGLM.fit_vb (contrast)"
 
 
 def fit_ours(
-    fit_glmm: Callable[..., Any], data: pd.DataFrame, nagq: int, repeats: int, size: str
+    fit_glmm: Callable[..., Any],
+    data: pd.DataFrame,
+    nagq: int,
+    repeats: int,
+    size: str,
+    *,
+    formula: str = GLMM_FORMULA,
+    family: str = "binomial",
+    engine: str = "mesostats fit_glmm",
+    extra: Callable[[Any], dict[str, Any]] = lambda res: {},
 ) -> dict[str, Any]:
-    """Time mesostats.fit_glmm (formula -> MixedResults), best of ``repeats`` after a warm-up."""
-    method = "Laplace" if nagq == 1 else f"AGQ({nagq})"
-    row: dict[str, Any] = {
+    """Time mesostats.fit_glmm (formula -> MixedResults), best of ``repeats`` after a warm-up
+    (``bench_nb`` times its NB2 model here too: ``extra`` adds the family's own fields)."""
+    row = {
         "size": size,
-        "engine": f"mesostats fit_glmm (nagq={nagq})",
-        "method": method,
+        "engine": f"{engine} (nagq={nagq})",
+        "method": "Laplace" if nagq == 1 else f"AGQ({nagq})",
         "ours": True,
     }
-    try:
-        seconds, times, res, msgs = best_of(
-            lambda d: fit_glmm(GLMM_FORMULA, d, family="binomial", nagq=nagq),
-            data,
-            repeats=repeats,
-            warmup=warmup_rows(data),
-        )
-    except Exception as exc:  # report and continue: the engine may still be in progress
-        row["note"] = f"error: {type(exc).__name__}: {exc}"
-        return row
-    row.update(seconds=seconds, times=times, warnings=msgs)
-    try:
-        row.update(
-            loglik=float(res.loglik),
-            fixef=ours_fixef(res),
-            se=ours_fixef(res, "std_error"),
-            sd_subject=ours_sd(res, "subject", "Intercept"),
-            converged=bool(res.converged),
-            messages=list(res.messages),
-        )
-    except Exception as exc:
-        row["note"] = f"results incomplete: {type(exc).__name__}: {exc}"
-    return row
+    return time_ours(
+        row,
+        lambda d: fit_glmm(formula, d, family=family, nagq=nagq),
+        data,
+        repeats=repeats,
+        describe=lambda res: {
+            **ours_fields(res),
+            "sd_subject": ours_sd(res, "subject", "Intercept"),
+            **extra(res),
+        },
+    )
 
 
 def fit_statsmodels_vb(data: pd.DataFrame) -> Any:
@@ -131,7 +129,7 @@ def statsmodels_vb_row(res: Any, size: str, timing: dict[str, Any]) -> dict[str,
     names = res.model.fep_names
     return {
         "size": size,
-        "engine": "statsmodels BinomialBayesMixedGLM.fit_vb (contrast)",
+        "engine": VB_ENGINE,
         "method": "VB",
         "comparable": False,
         "seconds": timing["seconds"],
@@ -151,27 +149,7 @@ def run_r_glmm(
     """glmmTMB, glmer Laplace and glmer nAGQ timed inside R; one row each."""
     variants = "glmmTMB,glmer_laplace,glmer_agq"
     out = run_r("glmm.R", csv, [repeats, variants, nagq, slow_seconds], timeout=14400)
-    rows = []
-    for r in out["results"]:
-        row = {
-            "size": size,
-            "engine": r["label"],
-            "method": r["method"],
-            "seconds": r["seconds"],
-            "times": r["times"],
-            "loglik": r["logLik"],
-            "fixef": {term_name(k): v for k, v in r["fixef"].items()},
-            "se": {term_name(k): v for k, v in r["se"].items()},
-            "sd_subject": r["sd_subject"],
-            "feval": r["feval"],
-            "converged": r["converged"],
-            "messages": r["messages"],
-            "r_versions": out["versions"],
-        }
-        if len(r["times"]) < repeats:
-            row["note"] = f"best of {len(r['times'])} (one fit > {slow_seconds:g} s)"
-        rows.append(row)
-    return rows
+    return r_rows(out, size, repeats, slow_seconds, R_KEYS)
 
 
 def compare_se_with_glmmtmb(rows: list[dict[str, Any]]) -> None:
@@ -192,37 +170,22 @@ def compare_se_with_glmmtmb(rows: list[dict[str, Any]]) -> None:
                 r["max_rel_dse_tmb"] = max(abs(r["se"][k] / ref[k] - 1.0) for k in common)
 
 
-COLUMNS = [
-    ("size", "size", ""),
-    ("engine", "engine", ""),
-    ("method", "method", ""),
-    ("seconds", "seconds", ".3f"),
-    ("ratio_vs_ours", "ratio vs ours (same method)", ".2f"),
-    ("loglik", "logLik", ".4f"),
-    ("dloglik", "\\|ΔlogLik\\| vs best (same method)", ".2g"),
-    ("same_loglik", "same logLik (1e-4)", ""),
-    ("max_dfixef", "max \\|Δ fixef\\|", ".2g"),
+COLUMNS = comparison_columns(
     ("max_rel_dse_tmb", "max rel. ΔSE vs glmmTMB", ".2g"),
     ("sd_subject", "SD subject", ".4f"),
-    ("converged", "converged", ""),
-    ("note", "note", ""),
-]
+    by_method=True,
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="GLMM benchmark: mesostats vs glmmTMB, glmer")
-    parser.add_argument("--sizes", default=",".join(simdata.SIZES), help="e.g. 200x8,2000x10")
-    parser.add_argument("--repeats", type=int, default=3, help="timed fits per engine (best)")
-    parser.add_argument("--engines", default="ours,r,statsmodels")
-    parser.add_argument("--nagq", type=int, default=15, help="AGQ nodes (ours and glmer)")
-    parser.add_argument(
-        "--r-slow-seconds",
-        type=float,
-        default=R_SLOW_SECONDS,
-        help="R stops repeating a fit slower than this (seconds)",
+    parser = bench_parser(
+        "GLMM benchmark: mesostats vs glmmTMB, glmer",
+        sizes=",".join(simdata.SIZES),
+        engines="ours,r,statsmodels",
+        seed=simdata.DEFAULT_SEED,
+        statsmodels_max_seconds=True,
     )
-    parser.add_argument("--statsmodels-max-seconds", type=float, default=180.0)
-    parser.add_argument("--seed", type=int, default=simdata.DEFAULT_SEED)
+    parser.add_argument("--nagq", type=int, default=15, help="AGQ nodes (ours and glmer)")
     return parser.parse_args(argv)
 
 
@@ -242,50 +205,42 @@ def main(argv: Sequence[str] | None = None) -> None:
         notes.append("Rscript not found: glmmTMB and glmer rows skipped (CI has no R).")
     rows: list[dict[str, Any]] = []
     reference: tuple[int, float] | None = None
-    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
-        for label in args.sizes.split(","):
-            n_subjects, n_sessions = parse_size(label)
-            data = simdata.simulate_trial(n_subjects, n_sessions, seed=args.seed)
-            print(f"== {label}: {len(data)} rows, {data['side_effect'].mean():.3f} events")
-            if "ours" in engines:
-                for nagq in (1, args.nagq):
-                    if fit_glmm is None:
-                        engine = f"mesostats fit_glmm (nagq={nagq})"
-                        rows.append({"size": label, "engine": engine, "note": reason})
-                    else:
-                        rows.append(fit_ours(fit_glmm, data, nagq, args.repeats, label))
-                    print(f"   ours nagq={nagq}: {rows[-1].get('seconds', rows[-1].get('note'))}")
-            if "statsmodels" in engines:
-                timing, reference = time_unless_slow(
-                    fit_statsmodels_vb,
-                    data,
-                    repeats=args.repeats,
-                    max_seconds=args.statsmodels_max_seconds,
-                    forced=False,
-                    reference=reference,
-                    exponent=VB_EXPONENT,
-                )
-                if "result" in timing:
-                    rows.append(statsmodels_vb_row(timing["result"], label, timing))
+    for label, data, tmp in trials(
+        args.sizes, lambda n, k: simdata.simulate_trial(n, k, seed=args.seed)
+    ):
+        print(f"== {label}: {len(data)} rows, {data['side_effect'].mean():.3f} events")
+        if "ours" in engines:
+            for nagq in (1, args.nagq):
+                if fit_glmm is None:
+                    engine = f"mesostats fit_glmm (nagq={nagq})"
+                    rows.append({"size": label, "engine": engine, "note": reason})
                 else:
-                    engine = "statsmodels BinomialBayesMixedGLM.fit_vb (contrast)"
-                    rows.append({"size": label, "engine": engine, "method": "VB", **timing})
-                print(f"   statsmodels VB: {timing.get('seconds', timing.get('note'))}")
-            if "r" in engines and has_r:
-                csv = simdata.write_csv(data, Path(tmp), f"trial_{label}")
-                r_rows = run_r_glmm(csv, label, args.repeats, args.nagq, args.r_slow_seconds)
-                rows.extend(r_rows)
-                print(f"   R: {[(r['engine'], r['seconds']) for r in r_rows]}", flush=True)
+                    rows.append(fit_ours(fit_glmm, data, nagq, args.repeats, label))
+                print(f"   ours nagq={nagq}: {rows[-1].get('seconds', rows[-1].get('note'))}")
+        if "statsmodels" in engines:
+            row, reference = peer_row(
+                fit_statsmodels_vb,
+                data,
+                size=label,
+                to_row=statsmodels_vb_row,
+                skipped={"engine": VB_ENGINE, "method": "VB"},
+                repeats=args.repeats,
+                max_seconds=args.statsmodels_max_seconds,
+                forced=False,
+                reference=reference,
+                exponent=VB_EXPONENT,
+            )
+            rows.append(row)
+            print(f"   statsmodels VB: {row.get('seconds', row.get('note'))}")
+        if "r" in engines and has_r:
+            csv = simdata.write_csv(data, tmp, f"trial_{label}")
+            peers = run_r_glmm(csv, label, args.repeats, args.nagq, args.r_slow_seconds)
+            rows.extend(peers)
+            print(f"   R: {[(r['engine'], r['seconds']) for r in peers]}", flush=True)
     add_comparisons(rows, group_key="method")
     compare_se_with_glmmtmb(rows)
-    print()
-    print(f"Binomial GLMM: `{GLMM_FORMULA}`; {info['date']}, load {info['load_average']}")
-    for note in notes:
-        print(note)
-    print(markdown_table(rows, COLUMNS))
-    payload = {"machine": info, "formula": GLMM_FORMULA, "notes": notes, "rows": rows}
-    path = save_results("glmm", payload)
-    print(f"\nsaved {path}")
+    title = f"Binomial GLMM: `{GLMM_FORMULA}`; {info['date']}, load {info['load_average']}"
+    report("glmm", title, rows, COLUMNS, info=info, notes=notes, formula=GLMM_FORMULA)
 
 
 if __name__ == "__main__":

@@ -46,23 +46,34 @@ import numpy as np
 import pandas as pd
 import simdata
 from common import (
-    R_SLOW_SECONDS,
     add_comparisons,
-    best_of,
+    bench_parser,
+    comparison_columns,
     load_engine,
     machine_info,
-    markdown_table,
-    ours_fixef,
+    ours_fields,
     ours_sd,
+    parse_size,
+    peer_row,
+    r_rows,
+    report,
     rscript,
     run_r,
     save_results,
-    term_name,
-    time_unless_slow,
-    warmup_rows,
+    time_ours,
+    trials,
 )
 
 SM_EXPONENT = 1.5
+#: columns of the R rows: row key -> key of bench/r/lmm.R's result
+R_KEYS = {
+    "sd_intercept": "sd_intercept",
+    "sd_week": "sd_week",
+    "corr": "corr_intercept_week",
+    "sd_residual": "sd_residual",
+    "theta": "theta",
+    "feval": "feval",
+}
 
 LMM_FORMULA = (
     "density ~ week * (minoxidil + dutasteride + biotin) + baseline + (1 + week | subject)"
@@ -78,33 +89,19 @@ def fit_ours(
     fit_lmm: Callable[..., Any], data: pd.DataFrame, repeats: int, size: str
 ) -> dict[str, Any]:
     """Time mesostats.fit_lmm (formula -> MixedResults), best of ``repeats`` after a warm-up."""
-    row: dict[str, Any] = {"size": size, "engine": "mesostats fit_lmm", "ours": True}
-    try:
-        seconds, times, res, msgs = best_of(
-            lambda d: fit_lmm(LMM_FORMULA, d, reml=True),
-            data,
-            repeats=repeats,
-            warmup=warmup_rows(data),
-        )
-    except Exception as exc:  # report and continue: the engine is being written right now
-        row["note"] = f"error: {type(exc).__name__}: {exc}"
-        return row
-    row.update(seconds=seconds, times=times, warnings=msgs)
-    try:
-        row.update(
-            loglik=float(res.loglik),
-            fixef=ours_fixef(res),
-            se=ours_fixef(res, "std_error"),
-            sd_intercept=ours_sd(res, "subject", "Intercept"),
-            sd_week=ours_sd(res, "subject", "week"),
-            corr=ours_sd(res, "subject", "Intercept", "week"),
-            sd_residual=ours_sd(res, "Residual", None),
-            converged=bool(res.converged),
-            messages=list(res.messages),
-        )
-    except Exception as exc:
-        row["note"] = f"results incomplete: {type(exc).__name__}: {exc}"
-    return row
+    return time_ours(
+        {"size": size, "engine": "mesostats fit_lmm", "ours": True},
+        lambda d: fit_lmm(LMM_FORMULA, d, reml=True),
+        data,
+        repeats=repeats,
+        describe=lambda res: {
+            **ours_fields(res),
+            "sd_intercept": ours_sd(res, "subject", "Intercept"),
+            "sd_week": ours_sd(res, "subject", "week"),
+            "corr": ours_sd(res, "subject", "Intercept", "week"),
+            "sd_residual": ours_sd(res, "Residual", None),
+        },
+    )
 
 
 def fit_statsmodels(data: pd.DataFrame) -> Any:
@@ -142,31 +139,7 @@ def run_lme4(
 ) -> list[dict[str, Any]]:
     """lmer timed inside R; one row per lme4 variant."""
     out = run_r("lmm.R", csv, [repeats, variants, slow_seconds], timeout=7200)
-    rows = []
-    for r in out["results"]:
-        rows.append(
-            {
-                "size": size,
-                "engine": r["label"],
-                "seconds": r["seconds"],
-                "times": r["times"],
-                "loglik": r["logLik"],
-                "fixef": {term_name(k): v for k, v in r["fixef"].items()},
-                "se": {term_name(k): v for k, v in r["se"].items()},
-                "sd_intercept": r["sd_intercept"],
-                "sd_week": r["sd_week"],
-                "corr": r["corr_intercept_week"],
-                "sd_residual": r["sd_residual"],
-                "theta": r["theta"],
-                "feval": r["feval"],
-                "converged": r["converged"],
-                "messages": r["messages"],
-                "r_versions": out["versions"],
-            }
-        )
-        if len(r["times"]) < repeats:
-            rows[-1]["note"] = f"best of {len(r['times'])} (one fit > {slow_seconds:g} s)"
-    return rows
+    return r_rows(out, size, repeats, slow_seconds, R_KEYS)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -246,52 +219,32 @@ def run_memory(n_subjects: int, n_sessions: int) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- main
 
-COLUMNS = [
-    ("size", "size", ""),
-    ("engine", "engine", ""),
-    ("seconds", "seconds", ".3f"),
-    ("ratio_vs_ours", "ratio vs ours", ".2f"),
-    ("loglik", "logLik", ".4f"),
-    ("dloglik", "\\|ΔlogLik\\| vs best", ".2g"),
-    ("same_loglik", "same logLik (1e-4)", ""),
-    ("max_dfixef", "max \\|Δ fixef\\|", ".2g"),
+COLUMNS = comparison_columns(
     ("sd_intercept", "SD int", ".3f"),
     ("sd_week", "SD week", ".3f"),
     ("corr", "corr", ".3f"),
     ("sd_residual", "SD res", ".3f"),
-    ("converged", "converged", ""),
-    ("note", "note", ""),
-]
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="LMM benchmark: mesostats vs statsmodels, lme4")
-    parser.add_argument("--sizes", default=",".join(simdata.SIZES), help="e.g. 200x8,2000x10")
-    parser.add_argument("--repeats", type=int, default=3, help="timed fits per engine (best)")
-    parser.add_argument("--engines", default="ours,statsmodels,lme4")
+    parser = bench_parser(
+        "LMM benchmark: mesostats vs statsmodels, lme4",
+        sizes=",".join(simdata.SIZES),
+        engines="ours,statsmodels,lme4",
+        seed=simdata.DEFAULT_SEED,
+        statsmodels_max_seconds=True,
+    )
     parser.add_argument(
         "--lme4-variants",
         default="default,calc_derivs_false,tight",
         help="variants of bench/r/lmm.R (default, calc_derivs_false, tight, lmertest)",
     )
-    parser.add_argument(
-        "--r-slow-seconds",
-        type=float,
-        default=R_SLOW_SECONDS,
-        help="R stops repeating a fit slower than this (seconds)",
-    )
-    parser.add_argument("--statsmodels-max-seconds", type=float, default=180.0)
     parser.add_argument("--statsmodels-always", default="2000x10", help="sizes never skipped")
-    parser.add_argument("--seed", type=int, default=simdata.DEFAULT_SEED)
     parser.add_argument("--memory", action="store_true", help="1,000,000 x 10, ours, peak RSS")
     parser.add_argument("--memory-child", metavar="FOLDER", help=argparse.SUPPRESS)
     parser.add_argument("--memory-write", metavar="FOLDER", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def parse_size(label: str) -> tuple[int, int]:
-    subjects, sessions = label.lower().split("x")
-    return int(subjects), int(sessions)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -327,48 +280,39 @@ def main(argv: Sequence[str] | None = None) -> None:
         notes.append("Rscript not found: lme4 rows skipped (R is optional; CI has none).")
     rows: list[dict[str, Any]] = []
     reference: tuple[int, float] | None = None
-    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
-        for label in args.sizes.split(","):
-            n_subjects, n_sessions = parse_size(label)
-            data = simdata.simulate_trial(n_subjects, n_sessions, seed=args.seed)
-            print(f"== {label}: {len(data)} rows", flush=True)
-            if "ours" in engines:
-                if fit_lmm is None:
-                    rows.append({"size": label, "engine": "mesostats fit_lmm", "note": reason})
-                else:
-                    rows.append(fit_ours(fit_lmm, data, args.repeats, label))
-                print(f"   ours: {rows[-1].get('seconds', rows[-1].get('note'))}", flush=True)
-            if "statsmodels" in engines:
-                timing, reference = time_unless_slow(
-                    fit_statsmodels,
-                    data,
-                    repeats=args.repeats,
-                    max_seconds=args.statsmodels_max_seconds,
-                    forced=label in args.statsmodels_always.split(","),
-                    reference=reference,
-                    exponent=SM_EXPONENT,
-                )
-                if "result" in timing:
-                    rows.append(statsmodels_row(timing["result"], label, timing))
-                else:
-                    rows.append({"size": label, "engine": "statsmodels MixedLM", **timing})
-                print(f"   statsmodels: {timing.get('seconds', timing.get('note'))}", flush=True)
-            if "lme4" in engines and has_r:
-                csv = simdata.write_csv(data, Path(tmp), f"trial_{label}")
-                r_rows = run_lme4(csv, label, args.repeats, args.lme4_variants, args.r_slow_seconds)
-                rows.extend(r_rows)
-                print(f"   lme4: {[r['seconds'] for r in r_rows]}", flush=True)
+    for label, data, tmp in trials(
+        args.sizes, lambda n, k: simdata.simulate_trial(n, k, seed=args.seed)
+    ):
+        print(f"== {label}: {len(data)} rows", flush=True)
+        if "ours" in engines:
+            if fit_lmm is None:
+                rows.append({"size": label, "engine": "mesostats fit_lmm", "note": reason})
+            else:
+                rows.append(fit_ours(fit_lmm, data, args.repeats, label))
+            print(f"   ours: {rows[-1].get('seconds', rows[-1].get('note'))}", flush=True)
+        if "statsmodels" in engines:
+            row, reference = peer_row(
+                fit_statsmodels,
+                data,
+                size=label,
+                to_row=statsmodels_row,
+                skipped={"engine": "statsmodels MixedLM"},
+                repeats=args.repeats,
+                max_seconds=args.statsmodels_max_seconds,
+                forced=label in args.statsmodels_always.split(","),
+                reference=reference,
+                exponent=SM_EXPONENT,
+            )
+            rows.append(row)
+            print(f"   statsmodels: {row.get('seconds', row.get('note'))}", flush=True)
+        if "lme4" in engines and has_r:
+            csv = simdata.write_csv(data, tmp, f"trial_{label}")
+            peers = run_lme4(csv, label, args.repeats, args.lme4_variants, args.r_slow_seconds)
+            rows.extend(peers)
+            print(f"   lme4: {[r['seconds'] for r in peers]}", flush=True)
     add_comparisons(rows)
-    table = markdown_table(rows, COLUMNS)
-    print()
-    print(f"LMM REML: `{LMM_FORMULA}`; {info['date']}, load {info['load_average']}")
-    for note in notes:
-        print(note)
-    print(table)
-    path = save_results(
-        "lmm", {"machine": info, "formula": LMM_FORMULA, "notes": notes, "rows": rows}
-    )
-    print(f"\nsaved {path}")
+    title = f"LMM REML: `{LMM_FORMULA}`; {info['date']}, load {info['load_average']}"
+    report("lmm", title, rows, COLUMNS, info=info, notes=notes, formula=LMM_FORMULA)
 
 
 if __name__ == "__main__":

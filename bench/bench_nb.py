@@ -33,9 +33,7 @@ derivative by differences): 0.94 s at 500x10, 4.5 s at 2000x10.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,24 +41,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import simdata
-from bench_lmm import parse_size
+from bench_glmm import fit_ours as fit_glmm_ours
 from common import (
     add_comparisons,
-    best_of,
+    bench_parser,
+    comparison_columns,
     load_engine,
     machine_info,
-    markdown_table,
-    ours_fixef,
-    ours_sd,
+    r_row,
+    report,
     rscript,
     run_r,
-    save_results,
-    warmup_rows,
+    trials,
 )
 
 NB_FORMULA = (
     "hair_count ~ minoxidil + dutasteride + biotin + week + offset(log(area)) + (1 | subject)"
 )
+#: glmmTMB stops repeating a fit slower than this (seconds)
+R_SLOW_SECONDS_NB = 60
 #: log-scale effects, subject SD and the NB2 dispersion k (Var = μ + μ²/k) of the hair counts
 NB_TRUTH = {
     "intercept": np.log(150.0),  # hairs per cm² at week 0
@@ -96,102 +95,68 @@ def nb_trial(n_subjects: int, n_sessions: int, seed: int) -> pd.DataFrame:
 
 
 def fit_ours(fit_glmm: Any, data: pd.DataFrame, nagq: int, repeats: int, size: str) -> dict:
-    row: dict[str, Any] = {
-        "size": size,
-        "engine": f"mesostats fit_glmm NB2 (nagq={nagq})",
-        "method": "Laplace" if nagq == 1 else f"AGQ({nagq})",
-        "ours": True,
-    }
-    seconds, times, res, msgs = best_of(
-        lambda d: fit_glmm(NB_FORMULA, d, family="negative_binomial", nagq=nagq),
+    """Ours, timed as ``bench_glmm`` times it, with the dispersion k."""
+    return fit_glmm_ours(
+        fit_glmm,
         data,
-        repeats=repeats,
-        warmup=warmup_rows(data),
+        nagq,
+        repeats,
+        size,
+        formula=NB_FORMULA,
+        family="negative_binomial",
+        engine="mesostats fit_glmm NB2",
+        extra=lambda res: {"k": res.dispersion},
     )
-    row.update(
-        seconds=seconds,
-        times=times,
-        warnings=msgs,
-        loglik=float(res.loglik),
-        fixef=ours_fixef(res),
-        se=ours_fixef(res, "std_error"),
-        sd_subject=ours_sd(res, "subject", "Intercept"),
-        k=res.dispersion,
-        converged=bool(res.converged),
-        messages=list(res.messages),
-    )
-    return row
 
 
 def fit_glmmtmb(csv: Path, size: str, repeats: int) -> dict[str, Any]:
-    r = run_r("nb.R", csv, [repeats, 60], timeout=14400)
-    return {
-        "size": size,
-        "engine": r["label"],
-        "method": r["method"],
-        "seconds": r["seconds"],
-        "times": r["times"],
-        "loglik": r["logLik"],
-        "fixef": dict(r["fixef"]),
-        "se": dict(r["se"]),
-        "sd_subject": r["sd_subject"],
-        "k": r["k"],
-        "converged": r["converged"],
-        "r_versions": r["versions"],
-    }
+    r = run_r("nb.R", csv, [repeats, R_SLOW_SECONDS_NB], timeout=14400)
+    keys = {"method": "method", "sd_subject": "sd_subject", "k": "k"}
+    return r_row(r, r["versions"], size, repeats, R_SLOW_SECONDS_NB, keys)
 
 
-COLUMNS = [
-    ("size", "size", ""),
-    ("engine", "engine", ""),
-    ("seconds", "seconds", ".3f"),
-    ("ratio_vs_ours", "ratio vs ours", ".1f"),
-    ("loglik", "logLik", ".4f"),
-    ("dloglik", "\\|ΔlogLik\\| vs best", ".2g"),
-    ("max_dfixef", "max \\|Δ fixef\\|", ".2g"),
+COLUMNS = comparison_columns(
     ("max_rel_dse", "max rel. ΔSE vs glmmTMB", ".2g"),
     ("sd_subject", "SD subject", ".4f"),
     ("k", "k", ".4f"),
-    ("converged", "converged", ""),
-]
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="NB2 GLMM benchmark: mesostats vs glmmTMB")
-    parser.add_argument("--sizes", default="500x10,2000x10")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = bench_parser(
+        "NB2 GLMM benchmark: mesostats vs glmmTMB",
+        sizes="500x10,2000x10",
+        engines="ours,r",
+        seed=simdata.DEFAULT_SEED,
+        r_slow_seconds=False,
+    )
     parser.add_argument("--nagq", type=int, default=1, help="> 1 adds an AGQ row of ours")
-    parser.add_argument("--seed", type=int, default=simdata.DEFAULT_SEED)
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     info = machine_info()
+    engines = set(args.engines.split(","))
     fit_glmm, reason = load_engine("fit_glmm")
-    if fit_glmm is None:
+    if fit_glmm is None and "ours" in engines:
         raise SystemExit(reason)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
-        for label in args.sizes.split(","):
-            n_subjects, n_sessions = parse_size(label)
-            data = nb_trial(n_subjects, n_sessions, args.seed)
-            print(f"== {label}: {len(data)} rows, mean count {data['hair_count'].mean():.1f}")
+    for label, data, tmp in trials(args.sizes, lambda n, k: nb_trial(n, k, args.seed)):
+        print(f"== {label}: {len(data)} rows, mean count {data['hair_count'].mean():.1f}")
+        if "ours" in engines:
             for nagq in sorted({1, args.nagq}):
                 rows.append(fit_ours(fit_glmm, data, nagq, args.repeats, label))
-                print(f"   ours nagq={nagq}: {rows[-1]['seconds']:.3f} s")
-            if rscript() is not None:
-                csv = simdata.write_csv(data, Path(tmp), f"nb_{label}")
-                rows.append(fit_glmmtmb(csv, label, args.repeats))
-                print(f"   glmmTMB: {rows[-1]['seconds']:.3f} s")
+                print(f"   ours nagq={nagq}: {rows[-1].get('seconds', rows[-1].get('note'))}")
+        if "r" in engines and rscript() is not None:
+            csv = simdata.write_csv(data, tmp, f"nb_{label}")
+            rows.append(fit_glmmtmb(csv, label, args.repeats))
+            print(f"   glmmTMB: {rows[-1]['seconds']:.3f} s")
     laplace = [r for r in rows if r.get("method") == "Laplace"]
     add_comparisons(laplace)
     for r in laplace:
         tmb = [t for t in laplace if t["size"] == r["size"] and not t.get("ours")]
-        if r.get("ours") and tmb:
+        if r.get("ours") and r.get("se") and tmb:
             r["max_rel_dse"] = max(abs(r["se"][k] / tmb[0]["se"][k] - 1.0) for k in r["se"])
-    print()
-    print(f"NB2 GLMM: `{NB_FORMULA}`; truth {NB_TRUTH}; {info['date']}")
-    print(markdown_table(rows, COLUMNS))
-    path = save_results("nb", {"machine": info, "formula": NB_FORMULA, "rows": rows})
-    print(f"\nsaved {path}")
+    title = f"NB2 GLMM: `{NB_FORMULA}`; truth {NB_TRUTH}; {info['date']}"
+    report("nb", title, rows, COLUMNS, info=info, formula=NB_FORMULA)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Timing harness shared by the benchmark scripts (bench_lmm, bench_glmm, bench_crossed).
+"""Timing harness shared by the benchmark scripts (bench_lmm, bench_glmm, bench_nb,
+bench_crossed): the command-line options they share, the timing of ours, the rows of the R
+sides, the result tables and the JSON output.
 
 Timing rules: an optional warm-up fit, then the best of ``repeats`` timed fits, ``gc`` before
 each; peers in R are timed inside R (``run_r``) so that R start-up and CSV reading are not
@@ -7,6 +9,7 @@ counted. Results go to ``bench/results/`` (git-ignored) as JSON with the machine
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import gc
 import json
@@ -15,9 +18,10 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,41 @@ LOGLIK_TOL = 1e-4
 WARMUP_SUBJECTS = 50
 CALIBRATION_SUBJECTS = 200
 R_SLOW_SECONDS = 30.0
+
+
+def parse_size(label: str) -> tuple[int, int]:
+    """``"200x8"`` -> (200, 8): subjects x sessions."""
+    subjects, sessions = label.lower().split("x")
+    return int(subjects), int(sessions)
+
+
+def bench_parser(
+    description: str,
+    *,
+    sizes: str,
+    engines: str,
+    seed: int,
+    r_slow_seconds: bool = True,
+    statsmodels_max_seconds: bool = False,
+) -> argparse.ArgumentParser:
+    """The options every fit benchmark takes: ``--sizes``, ``--repeats``, ``--engines``,
+    ``--seed``, and where the script has such peers ``--r-slow-seconds`` and
+    ``--statsmodels-max-seconds``; the script adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sizes", default=sizes, help="e.g. 200x8,2000x10")
+    parser.add_argument("--repeats", type=int, default=3, help="timed fits per engine (best)")
+    parser.add_argument("--engines", default=engines, help=f"any of {engines}")
+    if r_slow_seconds:
+        parser.add_argument(
+            "--r-slow-seconds",
+            type=float,
+            default=R_SLOW_SECONDS,
+            help="R stops repeating a fit slower than this (seconds)",
+        )
+    if statsmodels_max_seconds:
+        parser.add_argument("--statsmodels-max-seconds", type=float, default=180.0)
+    parser.add_argument("--seed", type=int, default=seed)
+    return parser
 
 
 def load_engine(name: str) -> tuple[Callable[..., Any] | None, str]:
@@ -72,6 +111,42 @@ def best_of(
                 break
         messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     return min(times), times, result, messages
+
+
+def time_ours(
+    row: dict[str, Any],
+    fit: Callable[[pd.DataFrame], Any],
+    data: pd.DataFrame,
+    *,
+    repeats: int,
+    describe: Callable[[Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """Time ``fit(data)`` (a warm-up on :func:`warmup_rows`, then the best of ``repeats``)
+    into ``row``, with ``describe(result)``'s fields. A fit or a description that fails is
+    reported in the row's note (the engine may be in progress), not raised."""
+    try:
+        seconds, times, res, msgs = best_of(fit, data, repeats=repeats, warmup=warmup_rows(data))
+    except Exception as exc:
+        row["note"] = f"error: {type(exc).__name__}: {exc}"
+        return row
+    row.update(seconds=seconds, times=times, warnings=msgs)
+    try:
+        row.update(describe(res))
+    except Exception as exc:
+        row["note"] = f"results incomplete: {type(exc).__name__}: {exc}"
+    return row
+
+
+def ours_fields(result: Any) -> dict[str, Any]:
+    """The fields of a row every fit of ours has: logLik, fixed effects and their SEs,
+    convergence and messages."""
+    return {
+        "loglik": float(result.loglik),
+        "fixef": ours_fixef(result),
+        "se": ours_fixef(result, "std_error"),
+        "converged": bool(result.converged),
+        "messages": list(result.messages),
+    }
 
 
 def warmup_rows(data: pd.DataFrame) -> pd.DataFrame:
@@ -138,6 +213,35 @@ def time_unless_slow(
     return out, (n_obs, seconds)
 
 
+def peer_row(
+    fit: Callable[[pd.DataFrame], Any],
+    data: pd.DataFrame,
+    *,
+    size: str,
+    to_row: Callable[[Any, str, dict[str, Any]], dict[str, Any]],
+    skipped: dict[str, Any],
+    **timing_options: Any,
+) -> tuple[dict[str, Any], tuple[int, float] | None]:
+    """The row of a slow peer timed by :func:`time_unless_slow` (``timing_options``):
+    ``to_row(result, size, timing)`` when it ran, ``skipped`` (engine, ...) with the size and
+    the timing's note when its extrapolated time was too long; and the reference for the
+    next size."""
+    timing, reference = time_unless_slow(fit, data, **timing_options)
+    if "result" in timing:
+        return to_row(timing["result"], size, timing), reference
+    return {"size": size, **skipped, **timing}, reference
+
+
+def trials(
+    sizes: str, make: Callable[[int, int], pd.DataFrame]
+) -> Iterator[tuple[str, pd.DataFrame, Path]]:
+    """(label, data, folder) for each size of ``--sizes`` (``"200x8,2000x10"``): the trial
+    ``make(subjects, sessions)`` and a temporary folder for the CSVs the R sides read."""
+    with tempfile.TemporaryDirectory(prefix="mesostats-bench-") as tmp:
+        for label in sizes.split(","):
+            yield label, make(*parse_size(label)), Path(tmp)
+
+
 def rscript() -> str | None:
     """Path of Rscript, or None (CI has no R)."""
     return shutil.which("Rscript")
@@ -155,6 +259,43 @@ def run_r(script: str, csv: Path, args: Sequence[str], *, timeout: float) -> dic
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.read_text())
     return result
+
+
+def r_row(
+    result: dict[str, Any],
+    versions: Any,
+    size: str,
+    repeats: int,
+    slow_seconds: float,
+    keys: Mapping[str, str],
+) -> dict[str, Any]:
+    """A table row from one result of a ``bench/r`` script (``label``, ``seconds``,
+    ``times``, ``logLik``, ``fixef``, ``se``, ``converged``, ``messages``); ``keys`` maps the
+    model's own columns to the R result's names. Noted when R stopped repeating a slow fit."""
+    times = result["times"] if isinstance(result["times"], list) else [result["times"]]
+    row: dict[str, Any] = {
+        "size": size,
+        "engine": result["label"],
+        "seconds": result["seconds"],
+        "times": times,
+        "loglik": result["logLik"],
+        "fixef": {term_name(k): v for k, v in result["fixef"].items()},
+        "se": {term_name(k): v for k, v in result["se"].items()},
+        **{column: result[name] for column, name in keys.items()},
+        "converged": result["converged"],
+        "messages": result.get("messages", []),
+        "r_versions": versions,
+    }
+    if len(times) < repeats:
+        row["note"] = f"best of {len(times)} (one fit > {slow_seconds:g} s)"
+    return row
+
+
+def r_rows(
+    out: dict[str, Any], size: str, repeats: int, slow_seconds: float, keys: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """One :func:`r_row` per variant of a ``bench/r`` script's ``results``."""
+    return [r_row(r, out["versions"], size, repeats, slow_seconds, keys) for r in out["results"]]
 
 
 def machine_info() -> dict[str, Any]:
@@ -192,6 +333,28 @@ def save_results(kind: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def report(
+    kind: str,
+    title: str,
+    rows: list[dict[str, Any]],
+    columns: list[tuple[str, str, str]],
+    *,
+    info: dict[str, Any],
+    notes: Sequence[str] = (),
+    **payload: Any,
+) -> Path:
+    """Print the title, the notes and the rows as a Markdown table; save the run as
+    ``bench/results/<kind>_<timestamp>.json`` (``machine``, ``payload``, ``notes``, ``rows``)."""
+    print()
+    print(title)
+    for note in notes:
+        print(note)
+    print(markdown_table(rows, columns))
+    path = save_results(kind, {"machine": info, **payload, "notes": list(notes), "rows": rows})
+    print(f"\nsaved {path}")
+    return path
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -209,6 +372,29 @@ def fmt(value: Any, spec: str = ".4g") -> str:
     if isinstance(value, (int, float, np.floating)):
         return format(value, spec)
     return str(value)
+
+
+def comparison_columns(
+    *model: tuple[str, str, str], by_method: bool = False
+) -> list[tuple[str, str, str]]:
+    """Columns of a fit benchmark's table: size, engine (and method), time and its ratio to
+    ours, logLik and its distance to the best, fixed effects, then the ``model``'s own
+    columns, convergence and note (the keys :func:`add_comparisons` fills)."""
+    same = " (same method)" if by_method else ""
+    return [
+        ("size", "size", ""),
+        ("engine", "engine", ""),
+        *([("method", "method", "")] if by_method else []),
+        ("seconds", "seconds", ".3f"),
+        ("ratio_vs_ours", f"ratio vs ours{same}", ".2f"),
+        ("loglik", "logLik", ".4f"),
+        ("dloglik", f"\\|ΔlogLik\\| vs best{same}", ".2g"),
+        ("same_loglik", "same logLik (1e-4)", ""),
+        ("max_dfixef", "max \\|Δ fixef\\|", ".2g"),
+        *model,
+        ("converged", "converged", ""),
+        ("note", "note", ""),
+    ]
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:

@@ -29,11 +29,11 @@ one trial as CSV into a fresh temporary folder (never into the repository).
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from simdata import write_csv as write_csv  # bench_mmrm writes its trials with it
+from simdata import write_temp_csv
 
 DEFAULT_SEED = 20_261_204
 N_VISITS = 10
@@ -127,13 +127,6 @@ def simulate_mmrm_trial(
     )
 
 
-def write_csv(data: pd.DataFrame, directory: Path, name: str) -> Path:
-    """Write ``data`` as ``directory/name.csv`` (full precision, no index) and return the path."""
-    path = Path(directory) / f"{name}.csv"
-    data.to_csv(path, index=False)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=1000)
@@ -141,8 +134,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args()
     data = simulate_mmrm_trial(args.subjects, args.visits, seed=args.seed)
-    folder = Path(tempfile.mkdtemp(prefix="mesostats-bench-"))
-    print(write_csv(data, folder, f"mmrm_{args.subjects}x{args.visits}"))
+    print(write_temp_csv(data, f"mmrm_{args.subjects}x{args.visits}"))
 
 
 if __name__ == "__main__":

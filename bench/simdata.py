@@ -164,6 +164,12 @@ def write_csv(data: pd.DataFrame, directory: Path, name: str) -> Path:
     return path
 
 
+def write_temp_csv(data: pd.DataFrame, name: str) -> Path:
+    """Write ``data`` as ``name.csv`` into a fresh temporary folder (never into the
+    repository) and return the path: what the data scripts' command lines do."""
+    return write_csv(data, Path(tempfile.mkdtemp(prefix="mesostats-bench-")), name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=200)
@@ -171,8 +177,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args()
     data = simulate_trial(args.subjects, args.sessions, seed=args.seed)
-    folder = Path(tempfile.mkdtemp(prefix="mesostats-bench-"))
-    print(write_csv(data, folder, f"trial_{size_label(args.subjects, args.sessions)}"))
+    print(write_temp_csv(data, f"trial_{size_label(args.subjects, args.sessions)}"))
 
 
 if __name__ == "__main__":

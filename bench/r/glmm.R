@@ -23,6 +23,8 @@ suppressPackageStartupMessages({
   library(glmmTMB)
   library(jsonlite)
 })
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                   value = TRUE)[1])), "common.R"))
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) < 2) stop("usage: Rscript glmm.R DATA.csv OUT.json [REPEATS] [VARIANTS] [NAGQ] [SLOW]")
 repeats <- if (length(args) >= 3) as.integer(args[3]) else 3L
@@ -31,12 +33,9 @@ variants <- if (length(args) >= 4) strsplit(args[4], ",")[[1]] else
 nagq <- if (length(args) >= 5) as.integer(args[5]) else 15L
 slow <- if (length(args) >= 6) as.numeric(args[6]) else 30
 
-d <- read.csv(args[1])
-d$subject <- factor(d$subject)
-warm <- droplevels(d[as.integer(d$subject) <= 50L, ])
+d <- read_trial(args[1])
+warm <- first_subjects(d)
 form <- side_effect ~ minoxidil + dutasteride + biotin + week + (1 | subject)
-
-nm <- function(x) { n <- names(x); n[n == "(Intercept)"] <- "Intercept"; names(x) <- n; as.list(x) }
 
 fitters <- list(
   glmmTMB = function(data) glmmTMB(form, data = data, family = binomial),
@@ -46,14 +45,6 @@ fitters <- list(
 labels <- c(glmmTMB = "glmmTMB (Laplace)", glmer_laplace = "lme4 glmer (Laplace, nAGQ=1)",
             glmer_agq = sprintf("lme4 glmer (nAGQ=%d)", nagq))
 methods <- c(glmmTMB = "Laplace", glmer_laplace = "Laplace", glmer_agq = sprintf("AGQ(%d)", nagq))
-
-quiet_fit <- function(fitter, data) {
-  msgs <- character(0)
-  fit <- withCallingHandlers(fitter(data),
-    warning = function(w) { msgs <<- c(msgs, conditionMessage(w)); invokeRestart("muffleWarning") },
-    message = function(m) { msgs <<- c(msgs, trimws(conditionMessage(m))); invokeRestart("muffleMessage") })
-  list(fit = fit, msgs = msgs)
-}
 
 summarise <- function(v, fit, msgs) {
   if (v == "glmmTMB") {
@@ -81,14 +72,8 @@ out <- list(
 
 for (v in variants) {
   if (is.null(fitters[[v]])) stop("unknown variant: ", v)
-  invisible(quiet_fit(fitters[[v]], warm))  # warm-up
-  times <- numeric(0)
-  for (r in seq_len(repeats)) {
-    gc()
-    res <- NULL
-    times[r] <- system.time(res <- quiet_fit(fitters[[v]], d))[["elapsed"]]
-    if (times[r] > slow) break
-  }
+  res <- time_fit(fitters[[v]], warm, d, repeats, slow)
+  times <- res$times
   out$results[[length(out$results) + 1]] <- c(
     list(variant = v, label = labels[[v]], method = methods[[v]], seconds = min(times),
          times = as.list(times), logLik = as.numeric(logLik(res$fit))),

@@ -29,18 +29,17 @@ suppressPackageStartupMessages({
   library(lme4)
   library(jsonlite)
 })
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                   value = TRUE)[1])), "common.R"))
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) < 2) stop("usage: Rscript lmm.R DATA.csv OUT.json [REPEATS] [VARIANTS] [SLOW]")
 repeats <- if (length(args) >= 3) as.integer(args[3]) else 3L
 variants <- if (length(args) >= 4) strsplit(args[4], ",")[[1]] else c("default", "calc_derivs_false")
 slow <- if (length(args) >= 5) as.numeric(args[5]) else 30
 
-d <- read.csv(args[1])
-d$subject <- factor(d$subject)
-warm <- droplevels(d[as.integer(d$subject) <= 50L, ])
+d <- read_trial(args[1])
+warm <- first_subjects(d)
 form <- density ~ week * (minoxidil + dutasteride + biotin) + baseline + (1 + week | subject)
-
-nm <- function(x) { n <- names(x); n[n == "(Intercept)"] <- "Intercept"; names(x) <- n; as.list(x) }
 
 fitters <- list(
   default = function(data) lmer(form, data = data, REML = TRUE),
@@ -60,14 +59,6 @@ labels <- c(default = "lme4 lmer (defaults)",
             tight = "lme4 lmer (tight tolerances: reference optimum)",
             lmertest = "lmerTest lmer + summary (Satterthwaite df)")
 
-quiet_fit <- function(fitter, data) {
-  msgs <- character(0)
-  fit <- withCallingHandlers(fitter(data),
-    warning = function(w) { msgs <<- c(msgs, conditionMessage(w)); invokeRestart("muffleWarning") },
-    message = function(m) { msgs <<- c(msgs, trimws(conditionMessage(m))); invokeRestart("muffleMessage") })
-  list(fit = fit, msgs = msgs)
-}
-
 out <- list(
   versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
                   Matrix = as.character(packageVersion("Matrix")),
@@ -77,14 +68,8 @@ out <- list(
 
 for (v in variants) {
   if (is.null(fitters[[v]])) stop("unknown variant: ", v)
-  invisible(quiet_fit(fitters[[v]], warm))  # warm-up
-  times <- numeric(0)
-  for (r in seq_len(repeats)) {
-    gc()
-    res <- NULL
-    times[r] <- system.time(res <- quiet_fit(fitters[[v]], d))[["elapsed"]]
-    if (times[r] > slow) break
-  }
+  res <- time_fit(fitters[[v]], warm, d, repeats, slow)
+  times <- res$times
   fit <- res$fit
   vc <- as.data.frame(VarCorr(fit))
   conv <- fit@optinfo$conv

@@ -7,22 +7,18 @@
 ## timed; warm-up on the first 50 subjects; gc() before every timed fit; best of REPEATS
 ## elapsed times (fewer once one fit took longer than SLOW seconds).
 suppressPackageStartupMessages({ library(glmmTMB); library(jsonlite) })
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                   value = TRUE)[1])), "common.R"))
 args <- commandArgs(trailingOnly = TRUE)
 repeats <- if (length(args) >= 3) as.integer(args[3]) else 3L
 slow <- if (length(args) >= 4) as.numeric(args[4]) else 30
-d <- read.csv(args[1])
-d$subject <- factor(d$subject)
-warm <- droplevels(d[as.integer(d$subject) <= 50L, ])
+d <- read_trial(args[1])
+warm <- first_subjects(d)
 form <- hair_count ~ minoxidil + dutasteride + biotin + week + offset(log(area)) + (1 | subject)
 fitter <- function(data) glmmTMB(form, data = data, family = nbinom2)
-invisible(fitter(warm))
-times <- numeric(0)
-for (i in seq_len(repeats)) {
-  gc()
-  tt <- system.time(fit <- fitter(d))[["elapsed"]]
-  times <- c(times, tt)
-  if (tt > slow) break
-}
+timed <- time_fit(fitter, warm, d, repeats, slow)
+fit <- timed$fit
+times <- timed$times
 fe <- fixef(fit)$cond
 names(fe)[names(fe) == "(Intercept)"] <- "Intercept"
 se <- sqrt(diag(vcov(fit)$cond))
@@ -34,6 +30,7 @@ res <- list(
   seconds = min(times), times = times, logLik = as.numeric(logLik(fit)),
   fixef = as.list(fe), se = as.list(se),
   sd_subject = unname(attr(VarCorr(fit)$cond$subject, "stddev")[1]), k = unname(sigma(fit)),
-  converged = identical(as.integer(fit$fit$convergence), 0L) && isTRUE(fit$sdr$pdHess)
+  converged = identical(as.integer(fit$fit$convergence), 0L) && isTRUE(fit$sdr$pdHess),
+  messages = as.list(unique(timed$msgs))
 )
 writeLines(toJSON(res, auto_unbox = TRUE, digits = NA), args[2])

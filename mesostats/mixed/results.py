@@ -20,7 +20,6 @@ excludes 0 while p > 0.05 confuses readers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +34,13 @@ from mesostats.mixed.design import MixedDesign
 from mesostats.mixed.families import LINKS as _LINKS
 from mesostats.mixed.families import inverse_link as _inverse_link
 from mesostats.mixed.formula_eval import _expression_variables, _formula_variables
+from mesostats.mixed.results_base import (
+    VARCORR_COLUMNS,
+    DesignFitFacts,
+    FixedEffectsFacts,
+    per_group_frames,
+    variance_component_rows,
+)
 from mesostats.mixed.results_cache import LazyTables
 from mesostats.mixed.simulate_methods import MixedSimulateMixin
 from mesostats.mixed.summary import mixed_summary
@@ -45,7 +51,14 @@ __all__ = ["MixedResults"]
 _WALD_LEVEL = 0.95
 
 
-class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDisplay):
+class MixedResults(
+    DesignFitFacts,
+    FixedEffectsFacts,
+    LazyTables,
+    ContrastDFMixin,
+    MixedSimulateMixin,
+    SummaryDisplay,
+):
     """Fitted linear or generalized linear mixed model (immutable).
 
     Built by the engines; users get it from :func:`mesostats.fit_lmm` or
@@ -217,56 +230,17 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
     _eta: np.ndarray
 
     # ------------------------------------------------------------------ counts and criteria
+    # nobs, ngroups, aic, bic, deviance, theta, messages, optimizer_info, excluded_rows:
+    # DesignFitFacts
     @property
-    def nobs(self) -> int:
-        """Number of fitted rows."""
-        return self.design.n
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        """Number of levels per grouping factor."""
-        return self.design.ngroups
+    def _fitted_rows(self) -> MixedDesign:
+        return self.design
 
     @property
     def n_params(self) -> int:
         """Parameters counted by AIC/BIC: fixed effects + θ (+ σ for an LMM, + k for NB)."""
         extra = 1 if self.family in ("gaussian", "negative_binomial") else 0
         return self.design.p + self.design.n_theta + extra
-
-    @property
-    def aic(self) -> float:
-        """Akaike information criterion, ``-2 loglik + 2 k``."""
-        return -2.0 * self.loglik + 2.0 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        """Bayesian information criterion, ``-2 loglik + k log(n)``."""
-        return -2.0 * self.loglik + self.n_params * math.log(self.nobs)
-
-    @property
-    def deviance(self) -> float:
-        """``-2 · loglik``."""
-        return -2.0 * self.loglik
-
-    @property
-    def theta(self) -> np.ndarray:
-        """Relative covariance parameters (lme4 order, read-only)."""
-        return self._theta
-
-    @property
-    def messages(self) -> list[str]:
-        """Warnings raised during the fit, as text."""
-        return list(self._messages)
-
-    @property
-    def optimizer_info(self) -> dict[str, Any]:
-        """Diagnostics of the optimiser (evaluations, final gradient, ...)."""
-        return dict(self._optimizer)
-
-    @property
-    def excluded_rows(self) -> pd.DataFrame:
-        """Rows not fitted (missing values), with the reason."""
-        return self.design.excluded_rows.copy()
 
     @property
     def link(self) -> str:
@@ -279,17 +253,7 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         """Fixed-effect estimates as a Series."""
         return pd.Series(self._beta, index=list(self.design.fixed_names), name="estimate")
 
-    @property
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed effects."""
-        names = list(self.design.fixed_names)
-        return pd.DataFrame(np.array(self._vcov), index=names, columns=names)
-
-    @property
-    def fixed_effects(self) -> pd.DataFrame:
-        """Estimates, SEs, t (or z), df, p-values and 95 % Wald CIs per fixed effect."""
-        return self._fixed_effects.copy()
-
+    # vcov, fixed_effects: FixedEffectsFacts
     def _fixed_effects_table(self) -> pd.DataFrame:
         return wald_table(self.design.fixed_names, self._beta, self._vcov, self._df, _WALD_LEVEL)
 
@@ -309,22 +273,12 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         return self._variance_components.copy()
 
     def _variance_components_table(self) -> pd.DataFrame:
-        rows = self._variance_component_rows()
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        return pd.DataFrame(self._variance_component_rows(), columns=VARCORR_COLUMNS)
 
     def _variance_component_rows(self) -> list[tuple[str, str | None, str | None, float, float]]:
         """The rows of :attr:`variance_components` as tuples (for callers that only read a
         few numbers and need no table)."""
-        rows: list[tuple[str, str | None, str | None, float, float]] = []
-        for term, cov in zip(self.design.terms, self.covariance_blocks(), strict=True):
-            sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-            for i, name in enumerate(term.names):
-                rows.append((term.group, name, None, float(cov[i, i]), float(sd[i])))
-            for i in range(term.q):
-                for j in range(i + 1, term.q):
-                    denom = sd[i] * sd[j]
-                    corr = float(cov[i, j] / denom) if denom > 0 else math.nan
-                    rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
+        rows = variance_component_rows(self.design.terms, self.covariance_blocks())
         if self.family == "gaussian":
             rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return rows
@@ -340,20 +294,10 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
         return pd.DataFrame(np.array(self._varpar_cov), index=names, columns=names)
 
     # ------------------------------------------------------------------ random effects
-    def _per_group(self, arrays: tuple[np.ndarray, ...]) -> dict[str, pd.DataFrame]:
-        out: dict[str, pd.DataFrame] = {}
-        for term, arr in zip(self.design.terms, arrays, strict=True):
-            frame = pd.DataFrame(np.array(arr), index=term.levels.copy(), columns=list(term.names))
-            frame.index.name = term.group
-            if term.group in out:
-                frame = pd.concat([out[term.group], frame], axis=1)
-            out[term.group] = frame
-        return out
-
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes (BLUPs) per grouping factor: index = level, columns = terms."""
-        return self._per_group(self._modes)
+        return per_group_frames(self.design.terms, self._modes)
 
     @property
     def ranef_cov(self) -> dict[str, np.ndarray] | None:
@@ -369,7 +313,7 @@ class MixedResults(LazyTables, ContrastDFMixin, MixedSimulateMixin, SummaryDispl
     @property
     def ranef_se(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the random effects (lme4's ``condVar``), same layout as ranef."""
-        return self._per_group(self._mode_sds)
+        return per_group_frames(self.design.terms, self._mode_sds)
 
     # ------------------------------------------------------------------ fitted values
     @property

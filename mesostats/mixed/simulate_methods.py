@@ -1,19 +1,23 @@
 """``simulate`` methods of the results classes, as mixins (the draws are in
 :mod:`mesostats.mixed.simulation`, the one simulation path).
 
-:class:`MixedSimulateMixin` serves :class:`~mesostats.mixed.results.MixedResults` (LMM and
-GLMM), :class:`MMRMSimulateMixin` serves :class:`~mesostats.mixed.mmrm.results.MMRMResults`.
-An ordinal (CLMM) results class adds its own ``simulate`` with the same signature:
+:class:`RandomEffectsSimulateMixin` holds the one ``simulate`` of the models with random
+effects: :class:`MixedSimulateMixin` serves :class:`~mesostats.mixed.results.MixedResults`
+(LMM and GLMM) through it, and the ordinal (CLMM) results
+(:mod:`mesostats.mixed.clmm.simulate`) draw through it with
 ``draw_ordinal(linear_predictor_draws(design, beta=β, theta=θ, re_scale=1.0, n=n, rng=rng,
-modes=..., include_random=...), thresholds, rng)`` from :mod:`mesostats.mixed.simulation`
-(η without the thresholds; P(Y ≤ k) = F(α_k − η)).
+modes=..., include_random=...), thresholds, rng)`` (η without the thresholds;
+P(Y ≤ k) = F(α_k − η)). :class:`MMRMSimulateMixin` serves
+:class:`~mesostats.mixed.mmrm.results.MMRMResults`, which has no random effects.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.random import Generator
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.simulation import simulate_mixed, simulate_mmrm
@@ -22,7 +26,16 @@ if TYPE_CHECKING:
     from mesostats.mixed.design import MixedDesign
     from mesostats.mixed.mmrm.problem import MMRMProblem
 
-__all__ = ["MMRMSimulateMixin", "MixedSimulateMixin", "check_seed", "random_effects_rng"]
+#: the conditional modes a draw keeps, per design term (None: draw new ones or none)
+Modes = Sequence[np.ndarray] | None
+
+__all__ = [
+    "MMRMSimulateMixin",
+    "MixedSimulateMixin",
+    "RandomEffectsSimulateMixin",
+    "check_seed",
+    "random_effects_rng",
+]
 
 
 def check_seed(seed: Any) -> int | np.random.SeedSequence | np.random.Generator:
@@ -50,17 +63,12 @@ def random_effects_rng(
     return np.random.default_rng(check_seed(seed))
 
 
-class MixedSimulateMixin:
-    """``simulate`` for LMM/GLMM results (needs ``design``, ``family``, ``sigma``,
-    ``dispersion``, ``_beta``, ``_theta``, ``_modes``)."""
+class RandomEffectsSimulateMixin:
+    """``simulate`` of a model with random effects (LMM, GLMM, CLMM), written once: the
+    arguments and the seed are checked here, the class draws in :meth:`_draw` (needs
+    ``_modes``, the conditional modes per design term)."""
 
-    design: MixedDesign
-    family: str
-    sigma: float
-    dispersion: float | None
-    _beta: np.ndarray
-    _theta: np.ndarray
-    _modes: tuple[np.ndarray, ...]
+    _modes: Sequence[np.ndarray]
 
     def simulate(
         self,
@@ -79,25 +87,53 @@ class MixedSimulateMixin:
         seed : int, SeedSequence or Generator, default 0
             The same seed gives the same draws.
         include_random : bool, default True
-            Draw new random effects from their fitted distribution N(0, σ²ΛΛᵀ) (lme4's
-            ``simulate`` default, ``use.u = FALSE``; what simulated residuals and the
-            parametric bootstrap use). False sets them to zero (``re.form = NA``).
+            Draw new random effects from their fitted distribution, N(0, σ²ΛΛᵀ) for an LMM,
+            N(0, ΛΛᵀ) for a GLMM or a CLMM (lme4's ``simulate`` default, ``use.u = FALSE``;
+            what simulated residuals and the parametric bootstrap use; a CLMM's grades are
+            then distributed as ``predict(type="prob")``, marginal over persons). False sets
+            them to zero (``re.form = NA``: an average person).
         conditional : bool, default False
-            Keep each group's conditional modes in every draw (``re.form = NULL``).
+            Keep each group's conditional modes in every draw (``re.form = NULL``; a CLMM's
+            rows are then distributed as ``predict(type="prob", include_random=True)``).
 
         Returns
         -------
         numpy.ndarray
             (rows, n) on the scale of the fitted response: values (gaussian), 0/1 or the
-            proportion of successes for ``cbind`` responses (binomial), counts (poisson).
-            Rows are the fitted rows, in the order of ``fitted``.
+            proportion of successes for ``cbind`` responses (binomial), counts (poisson,
+            negative binomial); for a CLMM, float grade indices 0…K−1 (index k is
+            ``levels[k]``). Rows are the fitted rows, in the order of ``fitted`` (a CLMM's
+            ``model_frame``).
 
         Notes
         -----
-        Bates, Mächler, Bolker & Walker (2015), *J. Stat. Softw.* 67(1): b = σΛu, u ~ N(0, I);
-        y | b from the family (:mod:`mesostats.mixed.simulation`).
+        Bates, Mächler, Bolker & Walker (2015), *J. Stat. Softw.* 67(1): b = σΛu (σ = 1 for
+        a GLMM or a CLMM), u ~ N(0, I); y | b from the family, or for a CLMM by inverting
+        P(Y ≤ k) = F(θ_k − η) (:mod:`mesostats.mixed.simulation`).
         """
         rng = random_effects_rng(seed, include_random=include_random, conditional=conditional)
+        modes = self._modes if conditional else None
+        return self._draw(n, rng, modes, include_random)
+
+    def _draw(self, n: int, rng: Generator, modes: Modes, include_random: bool) -> np.ndarray:
+        """``n`` draws (rows, n) from ``rng``: new random effects (``modes`` None and
+        ``include_random``), the given ``modes``, or none; provided by each model's mixin."""
+        raise NotImplementedError
+
+
+class MixedSimulateMixin(RandomEffectsSimulateMixin):
+    """``simulate`` for LMM/GLMM results (needs ``design``, ``family``, ``sigma``,
+    ``dispersion``, ``_beta``, ``_theta``, ``_modes``)."""
+
+    design: MixedDesign
+    family: str
+    sigma: float
+    dispersion: float | None
+    _beta: np.ndarray
+    _theta: np.ndarray
+    _modes: tuple[np.ndarray, ...]
+
+    def _draw(self, n: int, rng: Generator, modes: Modes, include_random: bool) -> np.ndarray:
         return simulate_mixed(
             self.design,
             family=self.family,
@@ -106,7 +142,7 @@ class MixedSimulateMixin:
             sigma=self.sigma,
             n=n,
             rng=rng,
-            modes=self._modes if conditional else None,
+            modes=modes,
             include_random=include_random,
             size=self.dispersion,
         )

@@ -16,7 +16,7 @@ as in ``MixedResults``, so marginal means read every engine alike; ``coefficient
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,12 @@ from mesostats.mixed.clmm.predict import category_probabilities
 from mesostats.mixed.clmm.simulate import CLMMSimulateMixin
 from mesostats.mixed.clmm.thresholds import ThresholdStructure
 from mesostats.mixed.design import MixedDesign
+from mesostats.mixed.results_base import (
+    VARCORR_COLUMNS,
+    DesignFitFacts,
+    per_group_frames,
+    variance_component_rows,
+)
 from mesostats.mixed.summary import coefficient_table
 from mesostats.mixed.wald import wald_table
 
@@ -48,7 +54,7 @@ def _num(value: Any, digits: int = 4) -> str:
     return format_number(value, style="engine", digits=digits)
 
 
-class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
+class CLMMResults(DesignFitFacts, CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     """Fitted cumulative link mixed model (immutable); built by :func:`mesostats.fit_clmm`."""
 
     family = "ordinal"
@@ -82,7 +88,9 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         sets(self, "_method", method)
         sets(self, "_alpha", np.array(params[:na]))
         sets(self, "_beta", np.array(params[na : na + p]))
-        sets(self, "_theta", np.array(params[na + p :]))
+        theta = np.array(params[na + p :])
+        theta.setflags(write=False)  # handed out as it is by ``theta`` (FitFacts)
+        sets(self, "_theta", theta)
         sets(self, "_full_vcov", np.array(vcov))
         sets(self, "_loglik", float(loglik))
         sets(self, "_modes", [np.array(m) for m in modes])
@@ -137,14 +145,8 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         return list(self._levels)
 
     @property
-    def nobs(self) -> int:
-        """Number of fitted rows."""
-        return self._design.n
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        """Number of levels per grouping factor."""
-        return self._design.ngroups
+    def _fitted_rows(self) -> MixedDesign:
+        return self._design
 
     @property
     def n_params(self) -> int:
@@ -157,21 +159,6 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         return self._loglik
 
     @property
-    def aic(self) -> float:
-        """−2 loglik + 2k."""
-        return -2.0 * self._loglik + 2.0 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        """−2 loglik + k log(nobs)."""
-        return -2.0 * self._loglik + self.n_params * float(np.log(self.nobs))
-
-    @property
-    def deviance(self) -> float:
-        """−2 loglik."""
-        return -2.0 * self._loglik
-
-    @property
     def converged(self) -> bool:
         """Whether the optimiser converged with a negative definite Hessian."""
         return self._converged
@@ -180,26 +167,6 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     def singular(self) -> bool:
         """Whether a random-effect SD is on its boundary (0)."""
         return self._singular
-
-    @property
-    def messages(self) -> list[str]:
-        """Convergence and boundary messages (also issued as warnings)."""
-        return list(self._messages)
-
-    @property
-    def optimizer_info(self) -> dict[str, Any]:
-        """How the fit was optimised (:class:`mesostats.mixed.optsummary.OptSummary`)."""
-        return dict(self._optimizer)
-
-    @property
-    def excluded_rows(self) -> pd.DataFrame:
-        """Rows set aside for a missing value (row, columns, reason)."""
-        return self._design.excluded_rows.copy()
-
-    @property
-    def theta(self) -> np.ndarray:
-        """Relative covariance parameters (Λ entries, lme4's order; SDs for scalar terms)."""
-        return self._theta.copy()
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -275,17 +242,8 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
     @property
     def variance_components(self) -> pd.DataFrame:
         """Variances, SDs, covariances and correlations (R's ``as.data.frame(VarCorr(fit))``)."""
-        rows: list[tuple[str, str | None, str | None, float, float]] = []
-        for term, cov in zip(self._design.terms, self.covariance_blocks(), strict=True):
-            sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-            for i, name in enumerate(term.names):
-                rows.append((term.group, name, None, float(cov[i, i]), float(sd[i])))
-            for i in range(term.q):
-                for j in range(i + 1, term.q):
-                    denom = sd[i] * sd[j]
-                    corr = float(cov[i, j] / denom) if denom > 0 else float("nan")
-                    rows.append((term.group, term.names[i], term.names[j], float(cov[i, j]), corr))
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        rows = variance_component_rows(self._design.terms, self.covariance_blocks())
+        return pd.DataFrame(rows, columns=VARCORR_COLUMNS)
 
     def df_for(self, L: np.ndarray) -> float:
         """Denominator df of a contrast of β: infinite (z tests)."""
@@ -297,26 +255,16 @@ class CLMMResults(CLMMSimulateMixin, FrozenRecord, SummaryDisplay):
         return np.delete(X, self._intercept_position, axis=1)
 
     # ------------------------------------------------------------------ random effects
-    def _per_group(self, arrays: Sequence[np.ndarray]) -> dict[str, pd.DataFrame]:
-        out: dict[str, pd.DataFrame] = {}
-        for term, arr in zip(self._design.terms, arrays, strict=True):
-            frame = pd.DataFrame(np.array(arr), index=term.levels.copy(), columns=list(term.names))
-            frame.index.name = term.group
-            if term.group in out:
-                frame = pd.concat([out[term.group], frame], axis=1)
-            out[term.group] = frame
-        return out
-
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of b per grouping factor (index = level, columns = terms)."""
-        return self._per_group(self._modes)
+        return per_group_frames(self._design.terms, self._modes)
 
     @property
     def ranef_se(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of b (Laplace: from the curvature at the mode), as ``ranef``."""
         sds = [np.sqrt(np.einsum("kii->ki", c)) for c in self._cond_cov]
-        return self._per_group(sds)
+        return per_group_frames(self._design.terms, sds)
 
     @property
     def ranef_cov(self) -> dict[str, np.ndarray]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.random import Generator
 
 from mesostats.exceptions import ModelSpecError
-from mesostats.mixed.simulate_methods import random_effects_rng
+from mesostats.mixed.simulate_methods import Modes, RandomEffectsSimulateMixin
 from mesostats.mixed.simulation import draw_ordinal, linear_predictor_draws
 
 if TYPE_CHECKING:
@@ -26,9 +27,10 @@ __all__ = ["CLMMSimulateMixin"]
 _DRAWN_LINKS = ("logit", "probit")
 
 
-class CLMMSimulateMixin:
+class CLMMSimulateMixin(RandomEffectsSimulateMixin):
     """``simulate`` for CLMM results (needs ``_design``, ``_structure``, ``_link``,
-    ``_alpha``, ``_beta``, ``_theta``, ``_modes``)."""
+    ``_alpha``, ``_beta``, ``_theta``, ``_modes``): grade indices 0…K−1 per fitted row
+    (:meth:`RandomEffectsSimulateMixin.simulate`)."""
 
     _design: MixedDesign
     _structure: ThresholdStructure
@@ -38,37 +40,7 @@ class CLMMSimulateMixin:
     _theta: np.ndarray
     _modes: list[np.ndarray]
 
-    def simulate(
-        self,
-        n: int,
-        *,
-        seed: int | np.random.SeedSequence | np.random.Generator = 0,
-        include_random: bool = True,
-        conditional: bool = False,
-    ) -> np.ndarray:
-        """Grades drawn from the fitted model: array (rows, n), one column per draw.
-
-        Parameters
-        ----------
-        n : int
-            Number of simulated response vectors.
-        seed : int, SeedSequence or Generator, default 0
-            The same seed gives the same draws.
-        include_random : bool, default True
-            Draw new random effects b ~ N(0, ΛΛᵀ) per replicate (each row's grades are then
-            distributed as ``predict(type="prob")``, marginal over persons). False sets
-            b = 0 (an average person).
-        conditional : bool, default False
-            Keep each group's conditional mode b̂ in every draw (rows distributed as
-            ``predict(type="prob", include_random=True)``).
-
-        Returns
-        -------
-        numpy.ndarray
-            (rows, n) float array of grade indices 0…K−1 (index k is ``levels[k]``), rows
-            in the order of the fitted rows (``model_frame``).
-        """
-        rng = random_effects_rng(seed, include_random=include_random, conditional=conditional)
+    def _draw(self, n: int, rng: Generator, modes: Modes, include_random: bool) -> np.ndarray:
         if self._link not in _DRAWN_LINKS:
             raise ModelSpecError(
                 f"simulate draws cumulative link responses for the links "
@@ -82,7 +54,7 @@ class CLMMSimulateMixin:
             re_scale=1.0,
             n=n,
             rng=rng,
-            modes=self._modes if conditional else None,
+            modes=modes,
             include_random=include_random,
         )
         cuts = self._structure.thresholds(self._alpha)

@@ -26,6 +26,7 @@ from mesostats._records import FrozenRecord
 from mesostats.exceptions import ModelSpecError
 from mesostats.mixed.mmrm.predict import conditional_mean, population_mean
 from mesostats.mixed.mmrm.problem import MMRMProblem
+from mesostats.mixed.results_base import FixedEffectsFacts
 from mesostats.mixed.simulate_methods import MMRMSimulateMixin
 from mesostats.mixed.summary import coefficient_table
 from mesostats.mixed.wald import wald_table
@@ -41,7 +42,7 @@ def _read_only(a: Any) -> np.ndarray:
     return out
 
 
-class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
+class MMRMResults(FixedEffectsFacts, FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
     """Fitted MMRM (immutable). Built by :func:`mesostats.fit_mmrm`.
 
     Attributes
@@ -114,10 +115,15 @@ class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
     _fixed_effects: pd.DataFrame
 
     # ------------------------------------------------------------------ counts and criteria
+    # nobs, aic, bic, deviance, theta, messages, optimizer_info, excluded_rows: FitFacts
+    # (through FixedEffectsFacts)
     @property
-    def nobs(self) -> int:
-        """Number of fitted rows."""
-        return self.problem.n
+    def _fitted_rows(self) -> MMRMProblem:
+        return self.problem
+
+    def _criterion_counts(self) -> tuple[int, int]:
+        """mmrm's convention: k = n_theta, BIC's n = n_subjects."""
+        return self.n_theta, self.n_subjects
 
     @property
     def n_subjects(self) -> int:
@@ -130,46 +136,11 @@ class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
         return self.problem.n_theta
 
     @property
-    def aic(self) -> float:
-        """``−2 loglik + 2 n_theta`` (mmrm's convention)."""
-        return -2.0 * self.loglik + 2.0 * self.n_theta
-
-    @property
-    def bic(self) -> float:
-        """``−2 loglik + n_theta log(n_subjects)`` (mmrm's convention)."""
-        return -2.0 * self.loglik + self.n_theta * float(np.log(self.n_subjects))
-
-    @property
-    def deviance(self) -> float:
-        """``−2 loglik``."""
-        return -2.0 * self.loglik
-
-    @property
-    def theta(self) -> np.ndarray:
-        """Variance parameters in R mmrm's parameterisation (read-only)."""
-        return self._theta
-
-    @property
     def theta_cov(self) -> pd.DataFrame:
         """Inverse Hessian of −loglik in θ (mmrm's ``theta_vcov``)."""
         names = list(self.problem.theta_names)
         cov = self._theta_cov if self._theta_cov is not None else np.full((len(names),) * 2, np.nan)
         return pd.DataFrame(np.array(cov), index=names, columns=names)
-
-    @property
-    def messages(self) -> list[str]:
-        """Warnings raised during the fit, as text."""
-        return list(self._messages)
-
-    @property
-    def optimizer_info(self) -> dict[str, Any]:
-        """Diagnostics of the optimiser (iterations, final gradient, ...)."""
-        return dict(self._optimizer)
-
-    @property
-    def excluded_rows(self) -> pd.DataFrame:
-        """Rows not fitted (missing values), with the reason."""
-        return self.problem.excluded_rows.copy()
 
     # ------------------------------------------------------------------ fixed effects
     @property
@@ -179,17 +150,7 @@ class MMRMResults(FrozenRecord, MMRMSimulateMixin, SummaryDisplay):
             np.array(self._beta), index=list(self.problem.fixed_names), name="estimate"
         )
 
-    @property
-    def vcov(self) -> pd.DataFrame:
-        """Covariance of the fixed effects under the fit's df/vcov method."""
-        names = list(self.problem.fixed_names)
-        return pd.DataFrame(np.array(self._vcov), index=names, columns=names)
-
-    @property
-    def fixed_effects(self) -> pd.DataFrame:
-        """Estimate, std_error, statistic (t), df, p_value, ci_lower, ci_upper per term."""
-        return self._fixed_effects.copy()
-
+    # vcov, fixed_effects: FixedEffectsFacts
     def df_for(self, L: np.ndarray) -> np.ndarray:
         """Denominator df of each row of L (m, p) under the fit's df method."""
         rows = np.asarray(L, dtype=float)
