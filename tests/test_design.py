@@ -253,3 +253,18 @@ def test_model_frame_is_the_used_columns_of_the_fitted_rows(sleep: pd.DataFrame)
     pd.testing.assert_frame_equal(
         kept.model_frame, gappy.drop(index=[3, 7])[["Reaction", "Days", "Subject"]]
     )
+
+
+@pytest.mark.parametrize("dtype", ["str", pd.StringDtype("python"), object, "category"])
+def test_grouping_factor_matches_sorted_pandas_factorize(dtype: object) -> None:
+    from mesostats.mixed.formula_eval import _grouping_factor
+
+    values = ["b10", "B2", "é", "a", "b10", "Z", "ä", "a", "10", "b2"]
+    series = pd.Series(values, dtype=dtype)  # type: ignore[call-overload]
+    codes, levels = _grouping_factor(pd.DataFrame({"g": series}), ("g",))
+    expected_codes, expected_levels = pd.factorize(series, sort=True)
+    assert_array_equal(codes, expected_codes)
+    if dtype == "category":
+        expected_levels = series.cat.categories
+    pd.testing.assert_index_equal(levels, pd.Index(expected_levels))
+    assert list(levels) == sorted(set(values))  # code-point order, as R's C-locale sort

@@ -153,6 +153,10 @@ def _group_labels(data: Columns, columns: tuple[str, ...]) -> pd.Index:
     return pd.Index(joined)
 
 
+#: the longest text column :func:`_sorted_factorize` sorts with numpy
+_SMALL_TEXT = 5000
+
+
 def _sorted_factorize(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """``pd.factorize(series, sort=True)`` (codes as int64; a column with missing values
     takes pandas' route).
@@ -161,7 +165,18 @@ def _sorted_factorize(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     sorted (their argsort, as pandas' own ``safe_sort`` does for these dtypes), which skips
     ``safe_sort``'s general-purpose checks (a third of the time on a short text column);
     object columns, whose mixed types ``safe_sort`` orders specially, take pandas' route.
+    A short text column (pandas' ``str`` dtype, at most ``_SMALL_TEXT`` rows, no missing
+    value) is sorted by numpy instead (``np.unique`` of its Python strings: the same
+    code-point order as pandas' sort of the UTF-8 values; ~2× faster than pandas' hashing
+    and sorting on a few hundred rows, but a comparison sort, hence the cap).
     """
+    if (
+        isinstance(series.dtype, pd.StringDtype)
+        and len(series) <= _SMALL_TEXT
+        and not series.array.isna().any()
+    ):
+        uniq, inverse = np.unique(series.to_numpy(dtype=object), return_inverse=True)
+        return inverse.astype(np.int64).reshape(-1), pd.Index(uniq, dtype=series.dtype)
     codes, uniques = pd.factorize(series, sort=False)
     if len(uniques) < 2 or uniques.dtype == object or (codes < 0).any():
         codes, uniques = pd.factorize(series, sort=True)
@@ -280,7 +295,8 @@ def _evaluate_offsets(offsets: tuple[str, ...], data: Columns) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- fitted rows
-#: ``excluded_rows`` when no row is set aside (copied for each design: frames are mutable)
+#: ``excluded_rows`` when no row is set aside: copied where it is handed out
+#: (``results.excluded_rows`` returns a copy; a design keeps this one and never changes it)
 _NO_EXCLUSIONS = pd.DataFrame(
     {c: pd.Series([], dtype=object) for c in ("row", "columns", "reason")}
 )
@@ -295,7 +311,7 @@ def _used_rows(data: pd.DataFrame, used: list[str]) -> tuple[UsedColumns, pd.Dat
         series = {c: data[c] for c in used}
         missing = np.logical_or.reduce([np.asarray(s.array.isna()) for s in series.values()])
         if not missing.any():
-            return UsedColumns(series, data.index, source_columns=columns), _NO_EXCLUSIONS.copy()
+            return UsedColumns(series, data.index, source_columns=columns), _NO_EXCLUSIONS
     frame, excluded = _set_aside_missing(data, used, stacklevel=5)
     return UsedColumns.from_frame(frame), excluded
 
