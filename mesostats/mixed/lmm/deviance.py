@@ -24,6 +24,8 @@ from mesostats.mixed.linalg import (
     batched_forward,
     chol_lower,
     left_times,
+    pos_solve,
+    same_bits,
     stack_of,
     sum_gram,
     sum_matvec,
@@ -87,7 +89,7 @@ class ProfiledDevianceCore(RestFactors):
         # OLS shift: work with the residual of y on X to avoid cancellation in r²
         xtx = X.T @ X
         xty0 = X.T @ y
-        self.beta_ols = scipy.linalg.solve(xtx, xty0, assume_a="pos")
+        self.beta_ols = pos_solve(xtx, xty0)
         yt = y - X @ self.beta_ols
         self.y_shifted = yt
         self.XtX = xtx
@@ -231,7 +233,7 @@ class ProfiledDevianceCore(RestFactors):
         """
         theta = np.array(theta, dtype=float)  # a copy: the caller may reuse its array
         last = self.__dict__.get("_last_state")
-        if last is not None and np.array_equal(last.theta, theta):
+        if last is not None and same_bits(last.theta, theta):
             return last
         st = self._factorise(theta)
         self._last_state = st
