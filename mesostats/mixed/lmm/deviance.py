@@ -32,7 +32,7 @@ from mesostats.mixed.linalg import (
     transpose_times,
     tri_solve,
 )
-from mesostats.mixed.lmm.factors import _factors, _per_level_products
+from mesostats.mixed.lmm.factors import _Factor, _factors, _per_level_products
 from mesostats.mixed.lmm.rest import RestFactors
 
 __all__ = ["ProfiledDevianceCore"]
@@ -121,13 +121,28 @@ class ProfiledDevianceCore(RestFactors):
         A_g = Z_gᵀZ_g (ỹ = OLS residual), σ̂² from the pooled within-group residuals, and
         Σ̂_b = cov(b̂_g) − σ̂²·mean(A_g⁻¹) (eigenvalues floored at a small positive value);
         θ from the Cholesky factor of Σ̂_b/σ̂². Cheap (O(G·q³)) and usually close enough that
-        the optimiser needs half the iterations it needs from the identity.
+        the optimiser needs half the iterations it needs from the identity. Several factors:
+        :meth:`_crossed_moment_start` on small designs, else :meth:`_nested_moment_start`.
         """
         start = self.design.theta_start()
         if self.Qr:
+            Q = sum(f.n_levels * f.q for f in self.factors)
+            if self.n * (self.p + Q) ** 2 > _MOMENT_MAX_WORK or self.n <= self.p + Q:
+                return self._nested_moment_start(start)
             return self._crossed_moment_start(start)
-        if self.G0 < 3:
+        moments = self._first_factor_moments()
+        if moments is None:
             return start
+        _, sigma2, cov_b = moments
+        theta = start.copy()
+        theta[self.factors[0].theta_ids] = _theta_block(cov_b / sigma2, self.factors[0])[0]
+        return theta if np.all(np.isfinite(theta)) else start
+
+    def _first_factor_moments(self) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """(b̂ (q0, G0; NaN for a group without an invertible A_g), σ̂², Σ̂_b) of the largest
+        factor alone (see :meth:`moment_start`), or None when there are too few groups."""
+        if self.G0 < 3:
+            return None
         q = self.q0
         A = self.A.copy()
         scale = np.einsum("iig->g", A) / q
@@ -140,13 +155,13 @@ class ProfiledDevianceCore(RestFactors):
         n_valid = int(valid.sum())
         dof = self.n - self.p - q * n_valid
         if n_valid < 3 or dof <= 0:
-            return start
+            return None
         Lv = L[:, :, valid]
         bhat = batched_backward(Lv, batched_forward(Lv, self.Zty[:, valid]))
         rss = self.yty - float(np.einsum("ig,ig->", self.Zty[:, valid], bhat))
         sigma2 = rss / dof
         if not np.isfinite(sigma2) or sigma2 <= 0:
-            return start
+            return None
         eye = np.zeros((q, q, n_valid))
         for i in range(q):
             eye[i, i] = 1.0
@@ -154,16 +169,67 @@ class ProfiledDevianceCore(RestFactors):
         Ainv_mean = transpose_times(Linv, Linv).mean(axis=2)
         centred = bhat - bhat.mean(axis=1, keepdims=True)
         cov_b = centred @ centred.T / (n_valid - 1) - sigma2 * Ainv_mean
-        rel = 0.5 * (cov_b + cov_b.T) / sigma2
-        evals, evecs = np.linalg.eigh(rel)
-        floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
-        rel = (evecs * np.maximum(evals, floor)) @ evecs.T
+        full = np.full((q, self.G0), np.nan)
+        full[:, valid] = bhat
+        return full, sigma2, 0.5 * (cov_b + cov_b.T)
+
+    def _nested_moment_start(self, start: np.ndarray) -> np.ndarray:
+        """Method-of-moments θ when every further factor is a random intercept whose levels
+        each hold whole levels of the largest factor (subjects within sites), else ``start``.
+
+        From the largest factor's moments (:meth:`_first_factor_moments`, which ignore the
+        further factors): the intercepts b̂_g0 of the groups are averaged per level ℓ of a
+        further factor; its variance is the between-level variance of those means less the
+        pooled within-level variance over the mean group count (one-way ANOVA moments), and
+        is taken out of the largest factor's intercept variance. Floored as
+        :meth:`moment_start`; records ``start_floored`` as :meth:`_crossed_moment_start`.
+        """
         f0 = self.factors[0]
-        full = len(f0.theta_ids) == q * (q + 1) // 2
-        lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
+        icpt = [c for c in range(f0.q) if np.all(f0.Z[:, c] == 1.0)]
+        if not icpt or any(f.q != 1 or not np.all(f.Z[:, 0] == 1.0) for f in self.rest):
+            return start
+        moments = self._first_factor_moments()
+        if moments is None:
+            return start
+        bhat, sigma2, cov_b = moments
         theta = start.copy()
-        theta[f0.theta_ids] = lam[f0.theta_rows, f0.theta_cols]
-        return theta if np.all(np.isfinite(theta)) else start
+        floored = np.zeros(theta.size, dtype=bool)
+        a = bhat[icpt[0]]
+        usable = np.isfinite(a)
+        for f in self.rest:
+            parent = np.full(self.G0, -1, dtype=np.intp)
+            parent[f0.codes] = f.codes
+            if not np.array_equal(parent[f0.codes], f.codes):
+                return start  # not nested: a group of the largest factor spans two levels
+            keys = parent[usable]
+            counts = np.bincount(keys, minlength=f.n_levels)
+            present = counts > 0
+            n_levels = int(present.sum())
+            if n_levels < 2 or usable.sum() <= n_levels:
+                return start
+            means = np.bincount(keys, weights=a[usable], minlength=f.n_levels)[present]
+            means /= counts[present]
+            within = (
+                a[usable]
+                - (
+                    np.bincount(keys, weights=a[usable], minlength=f.n_levels)
+                    / np.maximum(counts, 1)
+                )[keys]
+            )
+            pooled = float(within @ within) / (int(usable.sum()) - n_levels)
+            between = float(np.var(means, ddof=1)) - pooled * float(np.mean(1.0 / counts[present]))
+            rel = between / sigma2
+            floor = 1e-4
+            theta[f.theta_ids] = math.sqrt(max(rel, floor))
+            floored[f.theta_ids] = rel < floor
+            cov_b[icpt[0], icpt[0]] -= max(between, 0.0)
+        lam, was_floored = _theta_block(cov_b / sigma2, f0)
+        theta[f0.theta_ids] = lam
+        floored[f0.theta_ids] = was_floored
+        if not np.all(np.isfinite(theta)):
+            return start
+        self.start_floored = floored
+        return theta
 
     def _crossed_moment_start(self, start: np.ndarray) -> np.ndarray:
         """Method-of-moments θ for several grouping factors (small designs), else ``start``.
@@ -211,14 +277,7 @@ class ProfiledDevianceCore(RestFactors):
             sampling = np.einsum("gak,gbk->ab", Vf, Vf) / G
             centred = B - B.mean(axis=0)
             rel = (centred.T @ centred / (G - 1) - sigma2 * sampling) / sigma2
-            rel = 0.5 * (rel + rel.T)
-            evals, evecs = np.linalg.eigh(rel)
-            floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
-            rel = (evecs * np.maximum(evals, floor)) @ evecs.T
-            full = len(f.theta_ids) == q * (q + 1) // 2
-            lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
-            theta[f.theta_ids] = lam[f.theta_rows, f.theta_cols]
-            floored[f.theta_ids] = bool(evals.min() < floor)
+            theta[f.theta_ids], floored[f.theta_ids] = _theta_block(0.5 * (rel + rel.T), f)
         if not np.all(np.isfinite(theta)):
             return start
         self.start_floored = floored
@@ -351,3 +410,15 @@ class ProfiledDevianceCore(RestFactors):
                 rhs0 = rhs0 - self._pair_matvec(st.Fh, st.lam_r @ ur)
         u0 = batched_backward(st.L0, rhs0)
         return u0, ur
+
+
+def _theta_block(rel: np.ndarray, f: _Factor) -> tuple[np.ndarray, bool]:
+    """A factor's θ entries from a relative covariance estimate Σ̂/σ̂² (symmetric), its
+    eigenvalues floored at max(1e-4, 1e-3·largest), and whether the floor was used."""
+    evals, evecs = np.linalg.eigh(rel)
+    floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
+    rel = (evecs * np.maximum(evals, floor)) @ evecs.T
+    q = rel.shape[0]
+    full = len(f.theta_ids) == q * (q + 1) // 2
+    lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
+    return lam[f.theta_rows, f.theta_cols], bool(evals.min() < floor)
