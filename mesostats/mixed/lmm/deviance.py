@@ -391,7 +391,20 @@ class ProfiledDevianceCore(RestFactors):
 
     # ------------------------------------------------------------------ modes
     def spherical_modes(self, st: _State) -> tuple[np.ndarray, np.ndarray | None]:
-        """Conditional modes u (spherical scale): (q0, G0) and the dense rest (Qr,)."""
+        """Conditional modes u (spherical scale): (q0, G0) and the dense rest (Qr,); kept for
+        the last state (the gradient and the fit's modes ask for the same at θ̂). Read-only."""
+        cached = self.__dict__.get("_last_modes")
+        if cached is not None and cached[0] is st:
+            return cached[1]
+        modes = self._spherical_modes(st)
+        for u in modes:
+            if u is not None:
+                u.setflags(write=False)
+        self._last_modes = (st, modes)
+        return modes
+
+    def _spherical_modes(self, st: _State) -> tuple[np.ndarray, np.ndarray | None]:
+        """The computation of :meth:`spherical_modes`."""
         ur = None
         rhs0 = st.cu0 - apply_vector(st.RZX0, st.delta)
         if self.rest_mode == "sparse":
