@@ -119,7 +119,11 @@ class ProfiledDevianceCore(RestFactors):
 
         With one grouping factor: b̂_g = A_g⁻¹ Z_gᵀỹ_g for every group with an invertible
         A_g = Z_gᵀZ_g (ỹ = OLS residual), σ̂² from the pooled within-group residuals, and
-        Σ̂_b = cov(b̂_g) − σ̂²·mean(A_g⁻¹) (eigenvalues floored at a small positive value);
+        Σ̂_b = cov(b̂_g) − σ̂²·mean(A_g⁻¹) over the groups with more rows than effects
+        (eigenvalues floored at a small positive value; a group with as many rows as effects
+        fits them exactly, and its sampling variance, large where its rows are close in x,
+        swamps Σ̂_b: on the 60-subject regrowth model one 2-visit subject floored the slope
+        variance at a fifth of its estimate);
         θ from the Cholesky factor of Σ̂_b/σ̂². Cheap (O(G·q³)) and usually close enough that
         the optimiser needs half the iterations it needs from the identity. Several factors:
         :meth:`_crossed_moment_start` on small designs, else :meth:`_nested_moment_start`.
@@ -162,13 +166,21 @@ class ProfiledDevianceCore(RestFactors):
         sigma2 = rss / dof
         if not np.isfinite(sigma2) or sigma2 <= 0:
             return None
-        eye = np.zeros((q, q, n_valid))
+        # Σ̂_b from the groups with more rows than effects (one that fits them exactly adds
+        # nothing to σ̂² and only noise to Σ̂_b)
+        informative = (np.bincount(self.factors[0].codes, minlength=self.G0) > q)[valid]
+        if int(informative.sum()) >= 3 and not informative.all():
+            Lv, bhat_cov = Lv[:, :, informative], bhat[:, informative]
+        else:
+            bhat_cov = bhat
+        n_cov = bhat_cov.shape[1]
+        eye = np.zeros((q, q, n_cov))
         for i in range(q):
             eye[i, i] = 1.0
         Linv = batched_forward(Lv, eye)
         Ainv_mean = transpose_times(Linv, Linv).mean(axis=2)
-        centred = bhat - bhat.mean(axis=1, keepdims=True)
-        cov_b = centred @ centred.T / (n_valid - 1) - sigma2 * Ainv_mean
+        centred = bhat_cov - bhat_cov.mean(axis=1, keepdims=True)
+        cov_b = centred @ centred.T / (n_cov - 1) - sigma2 * Ainv_mean
         full = np.full((q, self.G0), np.nan)
         full[:, valid] = bhat
         return full, sigma2, 0.5 * (cov_b + cov_b.T)
