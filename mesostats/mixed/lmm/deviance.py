@@ -219,15 +219,10 @@ class ProfiledDevianceCore(RestFactors):
             n_levels = int(present.sum())
             if n_levels < 2 or usable.sum() <= n_levels:
                 return start
-            means = np.bincount(keys, weights=a[usable], minlength=f.n_levels)[present]
-            means /= counts[present]
-            within = (
-                a[usable]
-                - (
-                    np.bincount(keys, weights=a[usable], minlength=f.n_levels)
-                    / np.maximum(counts, 1)
-                )[keys]
-            )
+            sums = np.bincount(keys, weights=a[usable], minlength=f.n_levels)
+            level_means = sums / np.maximum(counts, 1)
+            means = level_means[present]
+            within = a[usable] - level_means[keys]
             pooled = float(within @ within) / (int(usable.sum()) - n_levels)
             between = float(np.var(means, ddof=1)) - pooled * float(np.mean(1.0 / counts[present]))
             rel = between / sigma2
