@@ -230,3 +230,41 @@ def test_too_few_rows_are_refused(sleep: pd.DataFrame) -> None:
     tiny = sleep.iloc[[1, 12]]
     with pytest.raises(ModelSpecError, match=r"Only 2 row\(s\) for 2 fixed effects"):
         build_design("Reaction ~ Days + (1 | Subject)", tiny)
+
+
+def test_model_frame_is_the_used_columns_of_the_fitted_rows(sleep: pd.DataFrame) -> None:
+    data = sleep.assign(extra=1.0, Subject=sleep["Subject"].astype("category"))
+    data["Subject"] = data["Subject"].cat.add_categories(["unused"])
+    d = build_design("Reaction ~ Days + (Days | Subject)", data)
+    expected = data[["Reaction", "Days", "Subject"]].copy()
+    expected["Subject"] = expected["Subject"].cat.remove_unused_categories()
+    pd.testing.assert_frame_equal(d.model_frame, expected)
+    assert d.row_index.equals(data.index)
+    # a change to the caller's table after the build does not reach the design
+    data.loc[0, "Reaction"] = -1.0
+    data["Days"] = 0.0
+    assert d.model_frame["Reaction"].iloc[0] == sleep["Reaction"].iloc[0]
+    assert_array_equal(d.model_frame["Days"], sleep["Days"])
+    # with rows set aside (the DataFrame route) the frame is the kept rows
+    gappy = sleep.copy()
+    gappy.loc[[3, 7], "Days"] = np.nan
+    with pytest.warns(ExclusionWarning):
+        kept = build_design("Reaction ~ Days + (Days | Subject)", gappy)
+    pd.testing.assert_frame_equal(
+        kept.model_frame, gappy.drop(index=[3, 7])[["Reaction", "Days", "Subject"]]
+    )
+
+
+@pytest.mark.parametrize("dtype", ["str", pd.StringDtype("python"), object, "category"])
+def test_grouping_factor_matches_sorted_pandas_factorize(dtype: object) -> None:
+    from mesostats.mixed.formula_eval import _grouping_factor
+
+    values = ["b10", "B2", "é", "a", "b10", "Z", "ä", "a", "10", "b2"]
+    series = pd.Series(values, dtype=dtype)  # type: ignore[call-overload]
+    codes, levels = _grouping_factor(pd.DataFrame({"g": series}), ("g",))
+    expected_codes, expected_levels = pd.factorize(series, sort=True)
+    assert_array_equal(codes, expected_codes)
+    if dtype == "category":
+        expected_levels = series.cat.categories
+    pd.testing.assert_index_equal(levels, pd.Index(expected_levels))
+    assert list(levels) == sorted(set(values))  # code-point order, as R's C-locale sort

@@ -43,7 +43,7 @@ import pandas as pd
 from formulaic import model_matrix
 
 from mesostats.formula import ParsedFormula, parse_formula
-from mesostats.mixed.formula_eval import _frame_to_matrix
+from mesostats.mixed.formula_eval import Columns, _frame_to_matrix, as_frame
 
 __all__ = ["model_columns", "parsed_formula"]
 
@@ -107,7 +107,7 @@ def _levels_and_codes(series: pd.Series) -> tuple[tuple[Any, ...], np.ndarray] |
     return None
 
 
-def _codes(recipe: _Recipe, data: pd.DataFrame) -> dict[str, np.ndarray] | None:
+def _codes(recipe: _Recipe, data: Columns) -> dict[str, np.ndarray] | None:
     """Integer codes of the categorical variables, or None when a variable is missing, not
     a pandas categorical or text column, has other levels (in another order) than those
     learnt, or a missing value."""
@@ -126,7 +126,7 @@ def _codes(recipe: _Recipe, data: pd.DataFrame) -> dict[str, np.ndarray] | None:
 
 
 def _usable(
-    recipe: _Recipe, data: pd.DataFrame
+    recipe: _Recipe, data: Columns
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
     """(codes of the categorical variables, float values of the numeric ones), or None when
     the recipe does not apply to ``data`` (each column is looked up once: a pandas column
@@ -189,7 +189,7 @@ def _term_columns(
     return names, products
 
 
-def _factor_of(spec: Any, factor: Any, data: pd.DataFrame) -> tuple[str, tuple[Any, ...] | None]:
+def _factor_of(spec: Any, factor: Any, data: Columns) -> tuple[str, tuple[Any, ...] | None]:
     """A term factor as (variable, levels or None for numeric); ValueError when neither."""
     method = str(getattr(factor.eval_method, "value", factor.eval_method))
     expr = str(factor.expr)
@@ -206,9 +206,7 @@ def _factor_of(spec: Any, factor: Any, data: pd.DataFrame) -> tuple[str, tuple[A
     raise ValueError(expr)
 
 
-def _learn(
-    spec: Any, names: tuple[str, ...], matrix: np.ndarray, data: pd.DataFrame
-) -> _Recipe | None:
+def _learn(spec: Any, names: tuple[str, ...], matrix: np.ndarray, data: Columns) -> _Recipe | None:
     """The recipe of a model spec, or None when the piece is not one of numeric variables,
     products of two of them and treatment-coded pandas categoricals (or their interactions)."""
     products: list[tuple[_Factor, ...]] = []
@@ -254,7 +252,7 @@ def _learn(
     return recipe
 
 
-def model_columns(rhs: str, data: pd.DataFrame) -> tuple[tuple[str, ...], np.ndarray, Any]:
+def model_columns(rhs: str, data: Columns) -> tuple[tuple[str, ...], np.ndarray, Any]:
     """Column names, the ``(n, k)`` float matrix and the formulaic ``ModelSpec`` of ``rhs``.
 
     ``data`` must hold no missing value in the columns ``rhs`` reads (the callers set those
@@ -265,7 +263,7 @@ def model_columns(rhs: str, data: pd.DataFrame) -> tuple[tuple[str, ...], np.nda
         usable = _usable(recipe, data)
         if usable is not None:
             return recipe.names, _evaluate(recipe, len(data), *usable), recipe.spec
-    mm = model_matrix(rhs, data, na_action="raise", context={"np": np})
+    mm = model_matrix(rhs, as_frame(data), na_action="raise", context={"np": np})
     names = tuple(str(c) for c in mm.columns)
     spec = mm.model_spec
     matrix = _frame_to_matrix(mm)

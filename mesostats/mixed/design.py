@@ -24,19 +24,19 @@ pieces are evaluated by :mod:`mesostats.mixed.formula_eval`.
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mesostats._parallel import single_threaded_blas
-from mesostats.exceptions import ExclusionWarning, ModelSpecError
+from mesostats.exceptions import ModelSpecError
 from mesostats.formula import ParsedFormula, RandomTermSpec
 from mesostats.mixed.aliasing import _format_alias, aliased_columns
 from mesostats.mixed.compiled import model_columns, parsed_formula
 from mesostats.mixed.formula_eval import (
+    UsedColumns,
     _close_matches,
     _evaluate_offsets,
     _expression_variables,
@@ -44,15 +44,19 @@ from mesostats.mixed.formula_eval import (
     _group_labels,
     _grouping_factor,
     _reason,
+    _set_aside_missing,
+    _used_rows,
 )
 from mesostats.mixed.response import _response
 
-# aliased_columns, _expression_variables and _formula_variables are re-exported for their users
+# aliased_columns, _expression_variables, _formula_variables and _set_aside_missing are
+# re-exported for their users
 __all__ = [
     "MixedDesign",
     "RandomTerm",
     "_expression_variables",
     "_formula_variables",
+    "_set_aside_missing",
     "aliased_columns",
     "build_design",
     "lower_triangle_indices",
@@ -157,7 +161,7 @@ class MixedDesign:
     excluded_rows: pd.DataFrame
     fixed_spec: Any
     used_columns: tuple[str, ...]
-    model_frame: pd.DataFrame | None = None  # the fitted rows of the used columns
+    used_data: UsedColumns | None = None  # the fitted rows of the used columns
     theta_slices: tuple[slice, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +171,11 @@ class MixedDesign:
             slices.append(slice(start, start + term.n_theta))
             start += term.n_theta
         object.__setattr__(self, "theta_slices", tuple(slices))
+
+    @property
+    def model_frame(self) -> pd.DataFrame | None:
+        """The fitted rows of the used columns, a DataFrame (built on first access)."""
+        return None if self.used_data is None else self.used_data.frame
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -278,48 +287,7 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
     return needed
 
 
-#: ``excluded_rows`` when no row is set aside (copied for each design: frames are mutable)
-_NO_EXCLUSIONS = pd.DataFrame(
-    {c: pd.Series([], dtype=object) for c in ("row", "columns", "reason")}
-)
-
-
-def _set_aside_missing(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off rows with a missing value in a used column; list them with the reason (one
-    text per distinct set of missing columns, spread to the rows)."""
-    # by position when the names are unique (get_loc each: an Index of the names costs ~50 µs)
-    unique = data.columns.is_unique  # get_loc is then an int
-    positions = [cast(int, data.columns.get_loc(c)) for c in used] if unique else None
-    frame = data[used] if positions is None else data.take(positions, axis=1)
-    missing = frame.isna().to_numpy()
-    mask = missing.any(axis=1)
-    if not mask.any():
-        return frame, _NO_EXCLUSIONS.copy()
-    miss = missing[mask]
-    if len(used) <= 62:
-        key = miss @ (np.int64(1) << np.arange(len(used), dtype=np.int64))
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        sets = miss[first]
-    else:
-        sets, inverse = np.unique(miss, axis=0, return_inverse=True)
-    cols = np.asarray(used, dtype=object)
-    which = np.array([", ".join(cols[row]) for row in sets], dtype=object)[inverse.ravel()]
-    row = np.asarray(frame.index[mask].astype(object))
-    excluded = pd.DataFrame(
-        {"row": row, "columns": which, "reason": "missing value in " + which}, dtype=object
-    )
-    counts = miss.sum(axis=0)
-    detail = ", ".join(f"{c} ({int(k)})" for c, k in zip(used, counts, strict=True) if k > 0)
-    warnings.warn(
-        f"{int(mask.sum())} of {len(frame)} rows were not fitted because a column the model "
-        f"uses is missing there: {detail}. They are listed in `results.excluded_rows`.",
-        ExclusionWarning,
-        stacklevel=4,
-    )
-    return frame.iloc[np.flatnonzero(~mask)], excluded
-
-
-def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list[RandomTerm]:
+def _random_terms(specs: tuple[RandomTermSpec, ...], data: UsedColumns) -> list[RandomTerm]:
     terms: list[RandomTerm] = []
     factor_cache: dict[tuple[str, ...], tuple[np.ndarray, pd.Index]] = {}
     for spec in specs:
@@ -367,16 +335,6 @@ def _random_terms(specs: tuple[RandomTermSpec, ...], data: pd.DataFrame) -> list
     # lme4 (mkReTrms): terms in decreasing order of their number of levels, stable
     order = sorted(range(len(terms)), key=lambda i: -terms[i].n_levels)
     return [terms[i] for i in order]
-
-
-def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
-    cats = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)]
-    if not cats:
-        return frame
-    frame = frame.copy(deep=False)
-    for c in cats:
-        frame[c] = frame[c].cat.remove_unused_categories()
-    return frame
 
 
 def build_design(
@@ -433,13 +391,13 @@ def build_design(
     used = _used_columns(parsed, data)
     if len(data) == 0:
         raise ModelSpecError("The data has no rows.")
-    kept, excluded = _set_aside_missing(data, used)
+    kept, excluded = _used_rows(data, used)
     if len(kept) == 0:
         raise ModelSpecError(
             "Every row has a missing value in a column the model uses "
             f"({', '.join(used)}); nothing is left to fit."
         )
-    kept = _drop_unused_categories(kept)
+    kept = kept.without_unused_categories()
 
     y, weights = _response(parsed, kept, family)
     offset = _evaluate_offsets(parsed.offsets, kept)
@@ -496,5 +454,5 @@ def build_design(
         excluded_rows=excluded,
         fixed_spec=fixed_spec,
         used_columns=tuple(used),
-        model_frame=kept,
+        used_data=kept,
     )

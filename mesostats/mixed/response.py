@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from mesostats.exceptions import ModelSpecError
 from mesostats.formula import ParsedFormula
-from mesostats.mixed.formula_eval import _constant, _evaluate_expression
+from mesostats.mixed.formula_eval import Columns, _constant, _evaluate_expression
 
 
 # --------------------------------------------------------------------------- response
-def _response(
-    parsed: ParsedFormula, data: pd.DataFrame, family: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _response(parsed: ParsedFormula, data: Columns, family: str) -> tuple[np.ndarray, np.ndarray]:
     """(y, prior weights) for the family, validated."""
     cbind = parsed.cbind
     if cbind is not None:
@@ -56,7 +53,7 @@ def _response(
 
 
 def _check_counts(
-    values: np.ndarray, data: pd.DataFrame, what: str, *, successes_exceed: bool = False
+    values: np.ndarray, data: Columns, what: str, *, successes_exceed: bool = False
 ) -> None:
     bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
     if bad.any():

@@ -120,11 +120,9 @@ def satterthwaite(
     h_inv = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
     A = 2.0 * h_inv
     jac = problem.covbeta_jacobian(theta, sigma)
-    p = vcov.shape[0]
-    df = np.empty(p)
     grads = np.stack([np.diag(J) for J in jac], axis=1)  # (p, k+1)
-    for j in range(p):
-        g = grads[j]
-        denom = float(g @ A @ g)
-        df[j] = 2.0 * vcov[j, j] ** 2 / denom if denom > 0 else np.inf
+    denom = np.sum((grads @ A) * grads, axis=1)  # gᵀAg per coefficient
+    positive = denom > 0
+    df = np.full(denom.shape, np.inf)
+    df[positive] = 2.0 * np.diag(vcov)[positive] ** 2 / denom[positive]
     return SatterthwaiteResult(df=df, varpar_cov=A, hessian=H, jacobian=jac, messages=messages)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mesostats.mixed.linalg import as_dense, chol_lower, tri_solve
+from mesostats.mixed.linalg import as_dense, chol_lower, same_bits, tri_solve
 
 if TYPE_CHECKING:  # typing only
     from mesostats.mixed.lmm.gradient import ProfiledDeviance
@@ -145,7 +145,7 @@ class BlockHessian:
     def evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """(d(θ), ∇d, ∇²d) at θ; the last evaluation is kept (the optimiser asks twice)."""
         theta = np.array(theta, dtype=float)
-        if self._last is not None and np.array_equal(self._last[0], theta):
+        if self._last is not None and same_bits(self._last[0], theta):
             return self._last[1]
         out = self._evaluate(theta)
         self._last = (theta, out)
@@ -153,7 +153,7 @@ class BlockHessian:
 
     def is_cached(self, theta: np.ndarray) -> bool:
         """Whether :meth:`evaluate` at θ returns the kept evaluation (no new work)."""
-        return self._last is not None and np.array_equal(self._last[0], theta)
+        return self._last is not None and same_bits(self._last[0], theta)
 
     def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         Qr, p, nu, reml = self.Qr, self.p, self.nu, self.reml

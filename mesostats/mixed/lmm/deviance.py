@@ -24,13 +24,15 @@ from mesostats.mixed.linalg import (
     batched_forward,
     chol_lower,
     left_times,
+    pos_solve,
+    same_bits,
     stack_of,
     sum_gram,
     sum_matvec,
     transpose_times,
     tri_solve,
 )
-from mesostats.mixed.lmm.factors import _factors, _per_level_products
+from mesostats.mixed.lmm.factors import _Factor, _factors, _per_level_products
 from mesostats.mixed.lmm.rest import RestFactors
 
 __all__ = ["ProfiledDevianceCore"]
@@ -87,7 +89,7 @@ class ProfiledDevianceCore(RestFactors):
         # OLS shift: work with the residual of y on X to avoid cancellation in r²
         xtx = X.T @ X
         xty0 = X.T @ y
-        self.beta_ols = scipy.linalg.solve(xtx, xty0, assume_a="pos")
+        self.beta_ols = pos_solve(xtx, xty0)
         yt = y - X @ self.beta_ols
         self.y_shifted = yt
         self.XtX = xtx
@@ -117,15 +119,34 @@ class ProfiledDevianceCore(RestFactors):
 
         With one grouping factor: b̂_g = A_g⁻¹ Z_gᵀỹ_g for every group with an invertible
         A_g = Z_gᵀZ_g (ỹ = OLS residual), σ̂² from the pooled within-group residuals, and
-        Σ̂_b = cov(b̂_g) − σ̂²·mean(A_g⁻¹) (eigenvalues floored at a small positive value);
+        Σ̂_b = cov(b̂_g) − σ̂²·mean(A_g⁻¹) over the groups with more rows than effects
+        (eigenvalues floored at a small positive value; a group with as many rows as effects
+        fits them exactly, and its sampling variance, large where its rows are close in x,
+        swamps Σ̂_b: on the 60-subject regrowth model one 2-visit subject floored the slope
+        variance at a fifth of its estimate);
         θ from the Cholesky factor of Σ̂_b/σ̂². Cheap (O(G·q³)) and usually close enough that
-        the optimiser needs half the iterations it needs from the identity.
+        the optimiser needs half the iterations it needs from the identity. Several factors:
+        :meth:`_crossed_moment_start` on small designs, else :meth:`_nested_moment_start`.
         """
         start = self.design.theta_start()
         if self.Qr:
+            Q = sum(f.n_levels * f.q for f in self.factors)
+            if self.n * (self.p + Q) ** 2 > _MOMENT_MAX_WORK or self.n <= self.p + Q:
+                return self._nested_moment_start(start)
             return self._crossed_moment_start(start)
-        if self.G0 < 3:
+        moments = self._first_factor_moments()
+        if moments is None:
             return start
+        _, sigma2, cov_b = moments
+        theta = start.copy()
+        theta[self.factors[0].theta_ids] = _theta_block(cov_b / sigma2, self.factors[0])[0]
+        return theta if np.all(np.isfinite(theta)) else start
+
+    def _first_factor_moments(self) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """(b̂ (q0, G0; NaN for a group without an invertible A_g), σ̂², Σ̂_b) of the largest
+        factor alone (see :meth:`moment_start`), or None when there are too few groups."""
+        if self.G0 < 3:
+            return None
         q = self.q0
         A = self.A.copy()
         scale = np.einsum("iig->g", A) / q
@@ -138,30 +159,84 @@ class ProfiledDevianceCore(RestFactors):
         n_valid = int(valid.sum())
         dof = self.n - self.p - q * n_valid
         if n_valid < 3 or dof <= 0:
-            return start
+            return None
         Lv = L[:, :, valid]
         bhat = batched_backward(Lv, batched_forward(Lv, self.Zty[:, valid]))
         rss = self.yty - float(np.einsum("ig,ig->", self.Zty[:, valid], bhat))
         sigma2 = rss / dof
         if not np.isfinite(sigma2) or sigma2 <= 0:
-            return start
-        eye = np.zeros((q, q, n_valid))
+            return None
+        # Σ̂_b from the groups with more rows than effects (one that fits them exactly adds
+        # nothing to σ̂² and only noise to Σ̂_b)
+        informative = (np.bincount(self.factors[0].codes, minlength=self.G0) > q)[valid]
+        if int(informative.sum()) >= 3 and not informative.all():
+            Lv, bhat_cov = Lv[:, :, informative], bhat[:, informative]
+        else:
+            bhat_cov = bhat
+        n_cov = bhat_cov.shape[1]
+        eye = np.zeros((q, q, n_cov))
         for i in range(q):
             eye[i, i] = 1.0
         Linv = batched_forward(Lv, eye)
         Ainv_mean = transpose_times(Linv, Linv).mean(axis=2)
-        centred = bhat - bhat.mean(axis=1, keepdims=True)
-        cov_b = centred @ centred.T / (n_valid - 1) - sigma2 * Ainv_mean
-        rel = 0.5 * (cov_b + cov_b.T) / sigma2
-        evals, evecs = np.linalg.eigh(rel)
-        floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
-        rel = (evecs * np.maximum(evals, floor)) @ evecs.T
+        centred = bhat_cov - bhat_cov.mean(axis=1, keepdims=True)
+        cov_b = centred @ centred.T / (n_cov - 1) - sigma2 * Ainv_mean
+        full = np.full((q, self.G0), np.nan)
+        full[:, valid] = bhat
+        return full, sigma2, 0.5 * (cov_b + cov_b.T)
+
+    def _nested_moment_start(self, start: np.ndarray) -> np.ndarray:
+        """Method-of-moments θ when every further factor is a random intercept whose levels
+        each hold whole levels of the largest factor (subjects within sites), else ``start``.
+
+        From the largest factor's moments (:meth:`_first_factor_moments`, which ignore the
+        further factors): the intercepts b̂_g0 of the groups are averaged per level ℓ of a
+        further factor; its variance is the between-level variance of those means less the
+        pooled within-level variance over the mean group count (one-way ANOVA moments), and
+        is taken out of the largest factor's intercept variance. Floored as
+        :meth:`moment_start`; records ``start_floored`` as :meth:`_crossed_moment_start`.
+        """
         f0 = self.factors[0]
-        full = len(f0.theta_ids) == q * (q + 1) // 2
-        lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
+        icpt = [c for c in range(f0.q) if np.all(f0.Z[:, c] == 1.0)]
+        if not icpt or any(f.q != 1 or not np.all(f.Z[:, 0] == 1.0) for f in self.rest):
+            return start
+        moments = self._first_factor_moments()
+        if moments is None:
+            return start
+        bhat, sigma2, cov_b = moments
         theta = start.copy()
-        theta[f0.theta_ids] = lam[f0.theta_rows, f0.theta_cols]
-        return theta if np.all(np.isfinite(theta)) else start
+        floored = np.zeros(theta.size, dtype=bool)
+        a = bhat[icpt[0]]
+        usable = np.isfinite(a)
+        for f in self.rest:
+            parent = np.full(self.G0, -1, dtype=np.intp)
+            parent[f0.codes] = f.codes
+            if not np.array_equal(parent[f0.codes], f.codes):
+                return start  # not nested: a group of the largest factor spans two levels
+            keys = parent[usable]
+            counts = np.bincount(keys, minlength=f.n_levels)
+            present = counts > 0
+            n_levels = int(present.sum())
+            if n_levels < 2 or usable.sum() <= n_levels:
+                return start
+            sums = np.bincount(keys, weights=a[usable], minlength=f.n_levels)
+            level_means = sums / np.maximum(counts, 1)
+            means = level_means[present]
+            within = a[usable] - level_means[keys]
+            pooled = float(within @ within) / (int(usable.sum()) - n_levels)
+            between = float(np.var(means, ddof=1)) - pooled * float(np.mean(1.0 / counts[present]))
+            rel = between / sigma2
+            floor = 1e-4
+            theta[f.theta_ids] = math.sqrt(max(rel, floor))
+            floored[f.theta_ids] = rel < floor
+            cov_b[icpt[0], icpt[0]] -= max(between, 0.0)
+        lam, was_floored = _theta_block(cov_b / sigma2, f0)
+        theta[f0.theta_ids] = lam
+        floored[f0.theta_ids] = was_floored
+        if not np.all(np.isfinite(theta)):
+            return start
+        self.start_floored = floored
+        return theta
 
     def _crossed_moment_start(self, start: np.ndarray) -> np.ndarray:
         """Method-of-moments θ for several grouping factors (small designs), else ``start``.
@@ -209,14 +284,7 @@ class ProfiledDevianceCore(RestFactors):
             sampling = np.einsum("gak,gbk->ab", Vf, Vf) / G
             centred = B - B.mean(axis=0)
             rel = (centred.T @ centred / (G - 1) - sigma2 * sampling) / sigma2
-            rel = 0.5 * (rel + rel.T)
-            evals, evecs = np.linalg.eigh(rel)
-            floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
-            rel = (evecs * np.maximum(evals, floor)) @ evecs.T
-            full = len(f.theta_ids) == q * (q + 1) // 2
-            lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
-            theta[f.theta_ids] = lam[f.theta_rows, f.theta_cols]
-            floored[f.theta_ids] = bool(evals.min() < floor)
+            theta[f.theta_ids], floored[f.theta_ids] = _theta_block(0.5 * (rel + rel.T), f)
         if not np.all(np.isfinite(theta)):
             return start
         self.start_floored = floored
@@ -231,7 +299,7 @@ class ProfiledDevianceCore(RestFactors):
         """
         theta = np.array(theta, dtype=float)  # a copy: the caller may reuse its array
         last = self.__dict__.get("_last_state")
-        if last is not None and np.array_equal(last.theta, theta):
+        if last is not None and same_bits(last.theta, theta):
             return last
         st = self._factorise(theta)
         self._last_state = st
@@ -330,7 +398,20 @@ class ProfiledDevianceCore(RestFactors):
 
     # ------------------------------------------------------------------ modes
     def spherical_modes(self, st: _State) -> tuple[np.ndarray, np.ndarray | None]:
-        """Conditional modes u (spherical scale): (q0, G0) and the dense rest (Qr,)."""
+        """Conditional modes u (spherical scale): (q0, G0) and the dense rest (Qr,); kept for
+        the last state (the gradient and the fit's modes ask for the same at θ̂). Read-only."""
+        cached = self.__dict__.get("_last_modes")
+        if cached is not None and cached[0] is st:
+            return cached[1]
+        modes = self._spherical_modes(st)
+        for u in modes:
+            if u is not None:
+                u.setflags(write=False)
+        self._last_modes = (st, modes)
+        return modes
+
+    def _spherical_modes(self, st: _State) -> tuple[np.ndarray, np.ndarray | None]:
+        """The computation of :meth:`spherical_modes`."""
         ur = None
         rhs0 = st.cu0 - apply_vector(st.RZX0, st.delta)
         if self.rest_mode == "sparse":
@@ -349,3 +430,15 @@ class ProfiledDevianceCore(RestFactors):
                 rhs0 = rhs0 - self._pair_matvec(st.Fh, st.lam_r @ ur)
         u0 = batched_backward(st.L0, rhs0)
         return u0, ur
+
+
+def _theta_block(rel: np.ndarray, f: _Factor) -> tuple[np.ndarray, bool]:
+    """A factor's θ entries from a relative covariance estimate Σ̂/σ̂² (symmetric), its
+    eigenvalues floored at max(1e-4, 1e-3·largest), and whether the floor was used."""
+    evals, evecs = np.linalg.eigh(rel)
+    floor = max(1e-4, 1e-3 * float(evals.max(initial=0.0)))
+    rel = (evecs * np.maximum(evals, floor)) @ evecs.T
+    q = rel.shape[0]
+    full = len(f.theta_ids) == q * (q + 1) // 2
+    lam = np.linalg.cholesky(rel) if full else np.diag(np.sqrt(np.diag(rel)))
+    return lam[f.theta_rows, f.theta_cols], bool(evals.min() < floor)

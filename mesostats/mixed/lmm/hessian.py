@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from mesostats.mixed.design import MixedDesign, lower_triangle_indices
-from mesostats.mixed.linalg import chol_lower, tri_solve
+from mesostats.mixed.linalg import chol_lower, same_bits, tri_solve
 
 __all__ = ["MAX_DENSE_Q", "DenseHessian"]
 
@@ -99,7 +99,7 @@ class DenseHessian:
         optimiser asks for the Hessian at its end point again)."""
         theta = np.array(theta, dtype=float)
         last = self.__dict__.get("_last")
-        if last is not None and np.array_equal(last[0], theta):
+        if last is not None and same_bits(last[0], theta):
             return last[1]
         out = self._evaluate(theta)
         self._last = (theta, out)
@@ -108,7 +108,7 @@ class DenseHessian:
     def is_cached(self, theta: np.ndarray) -> bool:
         """Whether :meth:`evaluate` at θ returns the kept evaluation (no new work)."""
         last = self.__dict__.get("_last")
-        return last is not None and np.array_equal(last[0], theta)
+        return last is not None and same_bits(last[0], theta)
 
     def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         Q, p, nu = self.Q, self.p, self.nu
