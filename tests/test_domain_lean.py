@@ -21,7 +21,7 @@ from mesostats.data import derive
 from mesostats.domain import aliasing
 from mesostats.domain.common import _variance_records, _wald_columns
 from mesostats.domain.exposure import course_exposure, recipe_matrix
-from mesostats.domain.rates import clopper_pearson
+from mesostats.domain.rates import clopper_pearson, event_rates
 from mesostats.simulate.draw import simulate_tables
 
 
@@ -94,6 +94,37 @@ def test_side_effect_rows_equal_the_event_table_filtered(name: str) -> None:
         assert reasons == {
             "assessed session without an injection: nothing to attribute a side effect to"
         }
+
+
+@pytest.mark.parametrize("event", [None, "pruritus", "erythema"])
+def test_side_effect_rates_and_no_event_note_equal_the_eager_construction(
+    event: str | None,
+) -> None:
+    """``rates`` (computed on first access) is ``event_rates`` of the rows modelled with
+    every ingredient given, and the no-event note names the cocktail rows of that table with
+    ``n_with_event == 0`` (how both were built before)."""
+    study = _messy_study(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ms.fit_side_effects(study, event, ingredients=["minoxidil"])
+    table = study.event_table(event)
+    injected = table[table["cocktail_id"].notna().to_numpy(dtype=bool)]
+    used = recipe_matrix(study.cocktails, study.ingredients, design="indicator")
+    used = used[used.index.isin(set(injected["cocktail_id"].astype(str)))]
+    given = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
+    assert len(given) > 1  # (more ingredients than the one modelled)
+    expected = event_rates(injected, given)
+    pd.testing.assert_frame_equal(fit.rates, expected, check_exact=True)
+    session = expected[(expected["level"] == "cocktail") & (expected["per"] == "session")]
+    none = list(session.loc[session["n_with_event"] == 0, "name"])
+    noted = [n for n in fit.notes if "had no session with the event" in n]
+    if none:
+        assert noted == [
+            f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with "
+            "the event; odds ratios involving them rest on few events and may be unstable."
+        ]
+    else:
+        assert noted == []
 
 
 def test_event_table_equals_concatenated_design_and_subject_columns() -> None:

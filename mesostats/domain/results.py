@@ -15,7 +15,12 @@ import pandas as pd
 from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats._records import FrozenRecord
 from mesostats.domain.common import SITE, _empty_exclusions
-from mesostats.domain.rates import PopulationAverage, _subject_sd, population_average
+from mesostats.domain.rates import (
+    PopulationAverage,
+    _subject_sd,
+    event_rates,
+    population_average,
+)
 from mesostats.domain.variation.api import Variability, variability
 from mesostats.domain.variation.context import (
     VariationContext,
@@ -194,9 +199,17 @@ class SideEffectResults(FrozenRecord, SummaryDisplay):
     effect_terms: dict[str, str]
     cocktail_design: pd.DataFrame
     ingredient_effects: pd.DataFrame
-    rates: pd.DataFrame
     notes: tuple[str, ...]
     excluded_rows: pd.DataFrame = field(default_factory=_empty_exclusions)
+    #: the rows ``rates`` counts (the sessions modelled, with every ingredient column) and
+    #: the ingredients given in them: ``rates`` is computed from these on first access
+    _rate_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    _rate_ingredients: tuple[str, ...] = ()
+
+    @cached_property
+    def rates(self) -> pd.DataFrame:
+        """Observed rates (:func:`~mesostats.domain.rates.event_rates`; computed once)."""
+        return event_rates(self._rate_rows, self._rate_ingredients)
 
     @cached_property
     def gee(self) -> PopulationAverage:

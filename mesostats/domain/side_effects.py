@@ -31,7 +31,7 @@ from mesostats.domain.common import (
     _wald_columns,
     holm_adjusted,
 )
-from mesostats.domain.rates import _subject_sd, event_rates
+from mesostats.domain.rates import _subject_sd
 from mesostats.domain.results import SideEffectResults
 from mesostats.exceptions import (
     ModelSpecError,
@@ -127,9 +127,8 @@ def fit_side_effects(
         copy=False,
     )
     in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
-    given = [ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes]
-    rates = event_rates(table, given)
-    _separation_notes(model, chosen, rates, notes)
+    given = tuple(ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes)
+    _separation_notes(model, chosen, _cocktails_without_event(table), notes)
     what = "any event" if event is None else f"event {event!r}"
     n_with = int(data["any_event"].to_numpy().sum())
     notes.insert(
@@ -150,9 +149,10 @@ def fit_side_effects(
         effect_terms=effect_terms,
         cocktail_design=_columns(used, chosen),
         ingredient_effects=effects,
-        rates=rates,
         notes=tuple(notes),
         excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
+        _rate_rows=table,  # (``rates``: event_rates(table, given) on first access)
+        _rate_ingredients=given,
     )
 
 
@@ -242,22 +242,27 @@ def _check_event_recorded(study: Study, event: str | None) -> None:
     )
 
 
+def _cocktails_without_event(table: pd.DataFrame) -> list[str]:
+    """The cocktails of ``table`` with no session with the event, sorted: the cocktail rows
+    of ``event_rates(table, …)`` (per session) with ``n_with_event == 0``, counted without
+    building the rates table."""
+    cocktail = np.asarray(_text_values(table["cocktail_id"]), dtype=object)
+    events = cocktail[table["any_event"].to_numpy(dtype=np.int64) != 0]
+    with_event = set(pd.unique(events))
+    return [str(c) for c in sorted(pd.unique(cocktail)) if c not in with_event]
+
+
 def _separation_notes(
-    model: MixedResults, chosen: Sequence[str], rates: pd.DataFrame, notes: list[str]
+    model: MixedResults, chosen: Sequence[str], none: Sequence[str], notes: list[str]
 ) -> None:
     """Say when a cocktail had no event at all, or when the engine found separation.
 
-    The cocktails without an event are read from the observed rates of the rows modelled
-    (``level == "cocktail"``, per session; sorted by cocktail). Uses fit_glmm's structured
+    ``none``: the cocktails without an event among the rows modelled
+    (:func:`_cocktails_without_event`; sorted by cocktail). Uses fit_glmm's structured
     ``optimizer_info["separation"]`` records (complete separation of an indicator,
     quasi-separation of a covariate) for the ingredients modelled; the engine's own warning
     text is already among the notes.
     """
-    level = rates["level"].to_numpy(dtype=object)
-    per = rates["per"].to_numpy(dtype=object)
-    zero = rates["n_with_event"].to_numpy() == 0
-    names = rates["name"].to_numpy(dtype=object)
-    none = [str(c) for c in names[(level == "cocktail") & (per == "session") & zero]]
     if none:
         notes.append(
             f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with the "
