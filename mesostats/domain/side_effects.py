@@ -29,7 +29,6 @@ from mesostats.domain.common import (
     _used_matrix,
     _variance_notes,
     _wald_columns,
-    holm_adjusted,
 )
 from mesostats.domain.rates import _subject_sd
 from mesostats.domain.results import SideEffectResults
@@ -115,22 +114,12 @@ def fit_side_effects(
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
     wald = _wald_columns(model, effect_terms)
-    effects = pd.DataFrame(
-        {
-            "ingredient": pd.array(chosen, dtype="str"),
-            "odds_ratio": np.exp(wald["estimate"]),
-            "ci_lower": np.exp(wald["ci_lower"]),
-            "ci_upper": np.exp(wald["ci_upper"]),
-            "p_value": wald["p_value"],
-            "p_adjusted": holm_adjusted(wald["p_value"]),
-        },  # the order of SIDE_EFFECT_COLUMNS
-        copy=False,
-    )
     in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
     given = tuple(ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes)
-    _separation_notes(model, chosen, _cocktails_without_event(table), notes)
+    any_event = table["any_event"].to_numpy(dtype=np.int64)  # (data's rows and values)
+    _separation_notes(model, chosen, _cocktails_without_event(table, any_event), notes)
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(data["any_event"].to_numpy().sum())
+    n_with = int(any_event.sum())
     notes.insert(
         0,
         f"{model.nobs} assessed injection sessions of {model.ngroups.get(SUBJECT, 0)} people; "
@@ -148,11 +137,11 @@ def fit_side_effects(
         subject=SUBJECT,
         effect_terms=effect_terms,
         cocktail_design=_columns(used, chosen),
-        ingredient_effects=effects,
         notes=tuple(notes),
         excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
         _rate_rows=table,  # (``rates``: event_rates(table, given) on first access)
         _rate_ingredients=given,
+        _wald=wald,  # (``ingredient_effects``: built from these on first access)
     )
 
 
@@ -242,12 +231,12 @@ def _check_event_recorded(study: Study, event: str | None) -> None:
     )
 
 
-def _cocktails_without_event(table: pd.DataFrame) -> list[str]:
-    """The cocktails of ``table`` with no session with the event, sorted: the cocktail rows
-    of ``event_rates(table, …)`` (per session) with ``n_with_event == 0``, counted without
-    building the rates table."""
+def _cocktails_without_event(table: pd.DataFrame, any_event: np.ndarray) -> list[str]:
+    """The cocktails of ``table`` with no session with the event (``any_event``: its
+    column), sorted: the cocktail rows of ``event_rates(table, …)`` (per session) with
+    ``n_with_event == 0``, counted without building the rates table."""
     cocktail = np.asarray(_text_values(table["cocktail_id"]), dtype=object)
-    events = cocktail[table["any_event"].to_numpy(dtype=np.int64) != 0]
+    events = cocktail[any_event != 0]
     with_event = set(pd.unique(events))
     return [str(c) for c in sorted(pd.unique(cocktail)) if c not in with_event]
 
