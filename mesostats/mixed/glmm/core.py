@@ -205,11 +205,11 @@ def preconditioner(
     return _upper_inverse(chol)
 
 
-def _upper_inverse(chol: FloatArray) -> FloatArray:
+def _upper_inverse(chol: np.ndarray) -> FloatArray:
     """``inv(chol)ᵀ`` for a lower-triangular ``chol``, exactly upper triangular (the general
     inverse leaves rounding-level entries below the diagonal, ~1e-12 on badly scaled fits,
     which would mix a bounded θ with β: :func:`maximise` refuses that)."""
-    return np.triu(np.linalg.inv(chol).T)
+    return np.asarray(np.triu(np.linalg.inv(chol).T), dtype=np.float64)
 
 
 def fit_arrays(
