@@ -20,15 +20,14 @@ from mesostats.domain.common import (
     _choose_ingredients,
     _columns,
     _empty_exclusions,
-    _engine_exclusions,
     _exclusion_frame,
     _fit_quietly,
     _reissue,
-    _stack_exclusions,
     _text_values,
     _used_matrix,
     _variance_notes,
     _wald_columns,
+    _with_engine_exclusions,
 )
 from mesostats.domain.rates import _subject_sd
 from mesostats.domain.results import SideEffectResults
@@ -99,7 +98,7 @@ def fit_side_effects(
             f"quadrature), got {nagq!r}."
         )
     notes: list[str] = []
-    table, dropped = _side_effect_rows(study, event, notes)
+    table, dropped, any_event = _side_effect_rows(study, event, notes)
     used, chosen, data = _session_ingredients(
         study,
         table,
@@ -116,7 +115,6 @@ def fit_side_effects(
     wald = _wald_columns(model, effect_terms)
     in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
     given = tuple(ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes)
-    any_event = table["any_event"].to_numpy(dtype=np.int64)  # (data's rows and values)
     _separation_notes(model, chosen, _cocktails_without_event(table, any_event), notes)
     what = "any event" if event is None else f"event {event!r}"
     n_with = int(any_event.sum())
@@ -138,7 +136,7 @@ def fit_side_effects(
         effect_terms=effect_terms,
         cocktail_design=_columns(used, chosen),
         notes=tuple(notes),
-        excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
+        excluded_rows=_with_engine_exclusions(dropped, model, data),
         _rate_rows=table,  # (``rates``: event_rates(table, given) on first access)
         _rate_ingredients=given,
         _wald=wald,  # (``ingredient_effects``: built from these on first access)
@@ -173,9 +171,10 @@ def _session_ingredients(
 
 def _side_effect_rows(
     study: Study, event: str | None, notes: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Assessed injection sessions of ``study.event_table(event)``, with the input checks,
-    and the assessed sessions set aside (:data:`EXCLUDED_COLUMNS`)."""
+    the assessed sessions set aside (:data:`EXCLUDED_COLUMNS`) and the rows' ``any_event``
+    column (int64 array, read once)."""
     if event is not None and not isinstance(event, str):
         raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
     _check_event_recorded(study, event)
@@ -206,13 +205,14 @@ def _side_effect_rows(
         )
         table = table[injected]
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(table["any_event"].to_numpy().sum())
+    any_event = table["any_event"].to_numpy(dtype=np.int64)
+    n_with = int(any_event.sum())
     if n_with == 0 or n_with == len(table):
         raise ModelSpecError(
             f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
             "odds cannot be modelled (no variation). Choose another event term or event=None."
         )
-    return table, dropped
+    return table, dropped, any_event
 
 
 def _check_event_recorded(study: Study, event: str | None) -> None:
