@@ -19,9 +19,14 @@ from statsmodels.stats.proportion import proportion_confint
 import mesostats as ms
 from mesostats.data import derive
 from mesostats.domain import aliasing
-from mesostats.domain.common import _variance_records, _wald_columns
+from mesostats.domain.common import (
+    SIDE_EFFECT_COLUMNS,
+    _variance_records,
+    _wald_columns,
+    holm_adjusted,
+)
 from mesostats.domain.exposure import course_exposure, recipe_matrix
-from mesostats.domain.rates import clopper_pearson
+from mesostats.domain.rates import clopper_pearson, event_rates
 from mesostats.simulate.draw import simulate_tables
 
 
@@ -94,6 +99,63 @@ def test_side_effect_rows_equal_the_event_table_filtered(name: str) -> None:
         assert reasons == {
             "assessed session without an injection: nothing to attribute a side effect to"
         }
+
+
+@pytest.mark.parametrize("event", [None, "pruritus", "erythema"])
+def test_side_effect_rates_and_no_event_note_equal_the_eager_construction(
+    event: str | None,
+) -> None:
+    """``rates`` (computed on first access) is ``event_rates`` of the rows modelled with
+    every ingredient given, and the no-event note names the cocktail rows of that table with
+    ``n_with_event == 0`` (how both were built before)."""
+    study = _messy_study(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ms.fit_side_effects(study, event, ingredients=["minoxidil"])
+    table = study.event_table(event)
+    injected = table[table["cocktail_id"].notna().to_numpy(dtype=bool)]
+    used = recipe_matrix(study.cocktails, study.ingredients, design="indicator")
+    used = used[used.index.isin(set(injected["cocktail_id"].astype(str)))]
+    given = [ing for ing in study.ingredients if bool((used[ing] != 0).any())]
+    assert len(given) > 1  # (more ingredients than the one modelled)
+    expected = event_rates(injected, given)
+    pd.testing.assert_frame_equal(fit.rates, expected, check_exact=True)
+    session = expected[(expected["level"] == "cocktail") & (expected["per"] == "session")]
+    none = list(session.loc[session["n_with_event"] == 0, "name"])
+    noted = [n for n in fit.notes if "had no session with the event" in n]
+    if none:
+        assert noted == [
+            f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with "
+            "the event; odds ratios involving them rest on few events and may be unstable."
+        ]
+    else:
+        assert noted == []
+
+
+def test_side_effect_ingredient_effects_equal_the_model_fixed_effects_table() -> None:
+    """``ingredient_effects`` (built on first access) from the model's ``fixed_effects``
+    table the plain way: exp of estimate and CI, p, Holm-adjusted p (exactly)."""
+    study = _messy_study(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ms.fit_side_effects(study)
+    fe = fit.model.fixed_effects.loc[list(fit.ingredients)]
+    p = fe["p_value"].to_numpy(dtype=float)
+    expected = pd.DataFrame(
+        {
+            "ingredient": pd.array(list(fit.ingredients), dtype="str"),
+            "odds_ratio": np.exp(fe["estimate"].to_numpy(dtype=float)),
+            "ci_lower": np.exp(fe["ci_lower"].to_numpy(dtype=float)),
+            "ci_upper": np.exp(fe["ci_upper"].to_numpy(dtype=float)),
+            "p_value": p,
+            "p_adjusted": holm_adjusted(p),
+        }
+    )
+    assert list(expected.columns) == list(SIDE_EFFECT_COLUMNS)
+    pd.testing.assert_frame_equal(fit.ingredient_effects, expected, check_exact=True)
+    table = fit.ingredient_effects
+    table.loc[0, "odds_ratio"] = -1.0  # (a copy: the fit's table is unchanged)
+    assert fit.ingredient_effects.loc[0, "odds_ratio"] == expected.loc[0, "odds_ratio"]
 
 
 def test_event_table_equals_concatenated_design_and_subject_columns() -> None:

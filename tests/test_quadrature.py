@@ -18,6 +18,7 @@ from numpy.testing import assert_allclose
 from scipy import integrate
 from scipy.special import gammaln
 
+from mesostats.mixed.finite_diff import hessian_from_gradient
 from mesostats.mixed.laplace import CanonicalFamily, GeneralLaplace, GeneralLaplaceData
 from mesostats.mixed.quadrature import ScalarRandomEffect, quadrature_rule
 
@@ -186,6 +187,54 @@ def test_poisson_random_slope_gradient_matches_finite_differences(nodes):
     grad = model.evaluate(x0[:2], x0[2]).gradient
     num = numerical_gradient(lambda x: model.evaluate(x[:2], x[2], gradient=False).loglik, x0)
     assert_allclose(grad, num, rtol=1e-7, atol=1e-6)
+
+
+def _richardson_hessian(model: ScalarRandomEffect, x0: np.ndarray) -> np.ndarray:
+    p = len(x0) - 1
+    return hessian_from_gradient(
+        lambda x: model.evaluate(x[:p], float(x[p])).gradient,
+        x0,
+        np.full(len(x0), 1e-4),
+        richardson=True,
+    )
+
+
+@pytest.mark.parametrize("theta", [0.7, 1.6, 0.0])
+def test_cbpp_laplace_hessian_matches_richardson_differences_of_the_gradient(cbpp_arrays, theta):
+    """The exact Laplace Hessian (binomial, trials > 1, random intercept), also at θ = 0,
+    against Richardson-extrapolated central differences of the exact gradient (error
+    O(h⁴) ≈ 1e-16; agreement here ~1e-12 relative)."""
+    model = cbpp_model(cbpp_arrays, 1)
+    x0 = np.array([-1.3, -1.0, -1.1, -1.5, theta])
+    exact = model.laplace_hessian(x0[:4], theta)
+    assert_allclose(exact, exact.T, rtol=1e-12, atol=0)
+    assert_allclose(exact, _richardson_hessian(model, x0), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("theta", [0.7, 0.0])
+def test_poisson_random_slope_laplace_hessian_matches_richardson_differences(theta):
+    """As above for the Poisson family and a random slope (z ≠ 1: every power of z)."""
+    s = simulated_poisson()
+    m = len(s["y"])
+    model = ScalarRandomEffect(
+        CanonicalFamily("poisson"),
+        s["y"],
+        np.ones(m),
+        np.zeros(m),
+        s["X"],
+        s["z"],
+        s["codes"],
+        int(s["G"]),
+        1,
+    )
+    x0 = np.array([0.2, 0.6, theta])
+    exact = model.laplace_hessian(x0[:2], theta)
+    assert_allclose(exact, _richardson_hessian(model, x0), rtol=1e-8, atol=1e-7)
+
+
+def test_laplace_hessian_is_refused_for_quadrature(cbpp_arrays):
+    with pytest.raises(ValueError, match="Laplace"):
+        cbpp_model(cbpp_arrays, 5).laplace_hessian(np.zeros(4), 1.0)
 
 
 def test_general_laplace_equals_scalar_path_on_cbpp(cbpp_arrays):

@@ -122,6 +122,20 @@ def _engine_exclusions(model: MixedResults, data: pd.DataFrame) -> pd.DataFrame:
     return _exclusion_frame(data.loc[list(ex["row"]), [SUBJECT, "visit"]], list(ex["reason"]))
 
 
+def _with_engine_exclusions(
+    dropped: pd.DataFrame, model: MixedResults, data: pd.DataFrame
+) -> pd.DataFrame:
+    """``_stack_exclusions(dropped, _engine_exclusions(model, data))``: ``dropped`` (the
+    caller's fresh frame from :func:`_exclusion_frame` or :func:`_empty_exclusions`, an empty
+    one equal to the latter) as it is when the engine set no row aside, so the common case
+    copies no empty table."""
+    design = getattr(model, "design", None)  # (read in place: no copy of an empty table)
+    ex = design.excluded_rows if design is not None else model.excluded_rows
+    if not len(ex):
+        return dropped
+    return _stack_exclusions(dropped, _engine_exclusions(model, data))
+
+
 def _stack_exclusions(*parts: pd.DataFrame) -> pd.DataFrame:
     kept = [p for p in parts if len(p)]
     if not kept:

@@ -35,14 +35,13 @@ from mesostats.domain.common import (
     _choose_ingredients,
     _columns,
     _empty_exclusions,
-    _engine_exclusions,
     _exclusion_frame,
     _fit_quietly,
     _reissue,
-    _stack_exclusions,
     _used_matrix,
     _variance_notes,
     _wald_columns,
+    _with_engine_exclusions,
     holm_adjusted,
 )
 from mesostats.domain.exposure import course_arrays, ingredient_units
@@ -204,7 +203,7 @@ def fit_regrowth(
         notes=tuple(notes),
         design=design,
         units=units,
-        excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
+        excluded_rows=_with_engine_exclusions(dropped, model, data),
     )
 
 

@@ -10,12 +10,18 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from mesostats._display import Summary, SummaryDisplay, table_from_frame
 from mesostats._records import FrozenRecord
-from mesostats.domain.common import SITE, _empty_exclusions
-from mesostats.domain.rates import PopulationAverage, _subject_sd, population_average
+from mesostats.domain.common import SITE, _empty_exclusions, holm_adjusted
+from mesostats.domain.rates import (
+    PopulationAverage,
+    _subject_sd,
+    event_rates,
+    population_average,
+)
 from mesostats.domain.variation.api import Variability, variability
 from mesostats.domain.variation.context import (
     VariationContext,
@@ -193,10 +199,36 @@ class SideEffectResults(FrozenRecord, SummaryDisplay):
     subject: str
     effect_terms: dict[str, str]
     cocktail_design: pd.DataFrame
-    ingredient_effects: pd.DataFrame
-    rates: pd.DataFrame
     notes: tuple[str, ...]
     excluded_rows: pd.DataFrame = field(default_factory=_empty_exclusions)
+    #: the rows ``rates`` counts (the sessions modelled, with every ingredient column) and
+    #: the ingredients given in them: ``rates`` is computed from these on first access
+    _rate_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    _rate_ingredients: tuple[str, ...] = ()
+    #: estimate, 95 % CI and p of each ingredient's term (``_wald_columns`` of the model, in
+    #: ingredient order): ``ingredient_effects`` is built from these on first access
+    _wald: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def ingredient_effects(self) -> pd.DataFrame:
+        """Odds ratios with 95 % Wald CI, p and Holm-adjusted p (built once)."""
+        wald = self._wald
+        return pd.DataFrame(
+            {
+                "ingredient": pd.array(list(self.ingredients), dtype="str"),
+                "odds_ratio": np.exp(wald["estimate"]),
+                "ci_lower": np.exp(wald["ci_lower"]),
+                "ci_upper": np.exp(wald["ci_upper"]),
+                "p_value": wald["p_value"],
+                "p_adjusted": holm_adjusted(wald["p_value"]),
+            },  # the order of SIDE_EFFECT_COLUMNS
+            copy=False,
+        )
+
+    @cached_property
+    def rates(self) -> pd.DataFrame:
+        """Observed rates (:func:`~mesostats.domain.rates.event_rates`; computed once)."""
+        return event_rates(self._rate_rows, self._rate_ingredients)
 
     @cached_property
     def gee(self) -> PopulationAverage:

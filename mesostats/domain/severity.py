@@ -110,7 +110,7 @@ def fit_severity(
     """
     _check_study(study)
     notes: list[str] = []
-    table, dropped = _side_effect_rows(study, event, notes)
+    table, dropped, _ = _side_effect_rows(study, event, notes)
     worst = worst_grade(study, event).loc[table.index]
     what = "any event" if event is None else f"event {event!r}"
     response, levels = merge_empty_grades(worst, SEVERITY_GRADES, f"Severity of {what}", notes)

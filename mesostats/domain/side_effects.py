@@ -20,18 +20,16 @@ from mesostats.domain.common import (
     _choose_ingredients,
     _columns,
     _empty_exclusions,
-    _engine_exclusions,
     _exclusion_frame,
     _fit_quietly,
     _reissue,
-    _stack_exclusions,
     _text_values,
     _used_matrix,
     _variance_notes,
     _wald_columns,
-    holm_adjusted,
+    _with_engine_exclusions,
 )
-from mesostats.domain.rates import _subject_sd, event_rates
+from mesostats.domain.rates import _subject_sd
 from mesostats.domain.results import SideEffectResults
 from mesostats.exceptions import (
     ModelSpecError,
@@ -100,7 +98,7 @@ def fit_side_effects(
             f"quadrature), got {nagq!r}."
         )
     notes: list[str] = []
-    table, dropped = _side_effect_rows(study, event, notes)
+    table, dropped, any_event = _side_effect_rows(study, event, notes)
     used, chosen, data = _session_ingredients(
         study,
         table,
@@ -115,23 +113,11 @@ def fit_side_effects(
     _reissue(caught, notes)
     _variance_notes(model, notes, warn_for=[SUBJECT])
     wald = _wald_columns(model, effect_terms)
-    effects = pd.DataFrame(
-        {
-            "ingredient": pd.array(chosen, dtype="str"),
-            "odds_ratio": np.exp(wald["estimate"]),
-            "ci_lower": np.exp(wald["ci_lower"]),
-            "ci_upper": np.exp(wald["ci_upper"]),
-            "p_value": wald["p_value"],
-            "p_adjusted": holm_adjusted(wald["p_value"]),
-        },  # the order of SIDE_EFFECT_COLUMNS
-        copy=False,
-    )
     in_use = (used.to_numpy() != 0).any(axis=0)  # columns: the study's ingredients
-    given = [ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes]
-    rates = event_rates(table, given)
-    _separation_notes(model, chosen, rates, notes)
+    given = tuple(ing for ing, yes in zip(study.ingredients, in_use, strict=True) if yes)
+    _separation_notes(model, chosen, _cocktails_without_event(table, any_event), notes)
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(data["any_event"].to_numpy().sum())
+    n_with = int(any_event.sum())
     notes.insert(
         0,
         f"{model.nobs} assessed injection sessions of {model.ngroups.get(SUBJECT, 0)} people; "
@@ -149,10 +135,11 @@ def fit_side_effects(
         subject=SUBJECT,
         effect_terms=effect_terms,
         cocktail_design=_columns(used, chosen),
-        ingredient_effects=effects,
-        rates=rates,
         notes=tuple(notes),
-        excluded_rows=_stack_exclusions(dropped, _engine_exclusions(model, data)),
+        excluded_rows=_with_engine_exclusions(dropped, model, data),
+        _rate_rows=table,  # (``rates``: event_rates(table, given) on first access)
+        _rate_ingredients=given,
+        _wald=wald,  # (``ingredient_effects``: built from these on first access)
     )
 
 
@@ -184,9 +171,10 @@ def _session_ingredients(
 
 def _side_effect_rows(
     study: Study, event: str | None, notes: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Assessed injection sessions of ``study.event_table(event)``, with the input checks,
-    and the assessed sessions set aside (:data:`EXCLUDED_COLUMNS`)."""
+    the assessed sessions set aside (:data:`EXCLUDED_COLUMNS`) and the rows' ``any_event``
+    column (int64 array, read once)."""
     if event is not None and not isinstance(event, str):
         raise ModelSpecError(f"event must be a coded term (str) or None, got {event!r}.")
     _check_event_recorded(study, event)
@@ -217,13 +205,14 @@ def _side_effect_rows(
         )
         table = table[injected]
     what = "any event" if event is None else f"event {event!r}"
-    n_with = int(table["any_event"].to_numpy().sum())
+    any_event = table["any_event"].to_numpy(dtype=np.int64)
+    n_with = int(any_event.sum())
     if n_with == 0 or n_with == len(table):
         raise ModelSpecError(
             f"{what}: {n_with} of {len(table)} assessed injection sessions had it, so its "
             "odds cannot be modelled (no variation). Choose another event term or event=None."
         )
-    return table, dropped
+    return table, dropped, any_event
 
 
 def _check_event_recorded(study: Study, event: str | None) -> None:
@@ -242,22 +231,27 @@ def _check_event_recorded(study: Study, event: str | None) -> None:
     )
 
 
+def _cocktails_without_event(table: pd.DataFrame, any_event: np.ndarray) -> list[str]:
+    """The cocktails of ``table`` with no session with the event (``any_event``: its
+    column), sorted: the cocktail rows of ``event_rates(table, …)`` (per session) with
+    ``n_with_event == 0``, counted without building the rates table."""
+    cocktail = np.asarray(_text_values(table["cocktail_id"]), dtype=object)
+    events = cocktail[any_event != 0]
+    with_event = set(pd.unique(events))
+    return [str(c) for c in sorted(pd.unique(cocktail)) if c not in with_event]
+
+
 def _separation_notes(
-    model: MixedResults, chosen: Sequence[str], rates: pd.DataFrame, notes: list[str]
+    model: MixedResults, chosen: Sequence[str], none: Sequence[str], notes: list[str]
 ) -> None:
     """Say when a cocktail had no event at all, or when the engine found separation.
 
-    The cocktails without an event are read from the observed rates of the rows modelled
-    (``level == "cocktail"``, per session; sorted by cocktail). Uses fit_glmm's structured
+    ``none``: the cocktails without an event among the rows modelled
+    (:func:`_cocktails_without_event`; sorted by cocktail). Uses fit_glmm's structured
     ``optimizer_info["separation"]`` records (complete separation of an indicator,
     quasi-separation of a covariate) for the ingredients modelled; the engine's own warning
     text is already among the notes.
     """
-    level = rates["level"].to_numpy(dtype=object)
-    per = rates["per"].to_numpy(dtype=object)
-    zero = rates["n_with_event"].to_numpy() == 0
-    names = rates["name"].to_numpy(dtype=object)
-    none = [str(c) for c in names[(level == "cocktail") & (per == "session") & zero]]
     if none:
         notes.append(
             f"Cocktail{'s' if len(none) > 1 else ''} {', '.join(none)} had no session with the "

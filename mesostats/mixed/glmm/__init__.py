@@ -10,12 +10,14 @@
    Both objectives come with exact gradients (implicit-function theorem at the conditional
    modes), so L-BFGS-B (Byrd et al. 1995) works with few evaluations; it runs on parameters
    preconditioned by an approximate information matrix (penalised-IRLS β block, θ column by
-   one finite difference). It is followed by Newton steps on a Hessian obtained by central
-   differences of the exact gradient, which reach the optimum to machine precision (glmer's
+   one finite difference). It is followed by Newton steps on the Hessian — exact for one
+   scalar random effect with Laplace (:meth:`ScalarRandomEffect.laplace_hessian`, used when
+   clearly negative definite), otherwise central differences of the exact gradient — which
+   reach the optimum to machine precision (glmer's
    Nelder–Mead / BOBYQA stops short, see ``tests/reference/README.md``). An AGQ fit starts at
    the Laplace optimum, preconditioned by the Laplace Hessian.
 3. *Standard errors*: inverse of the negative Hessian of the approximate log-likelihood over
-   (β, θ) at the optimum (central differences of the exact gradient), β block — what glmmTMB
+   (β, θ) at the optimum (that same Hessian), β block — what glmmTMB
    reports (TMB's ``sdreport``; Kristensen et al. 2016, *J. Stat. Softw.* 70(5)). With a
    variance on its boundary (θ = 0) the β block of the Hessian with θ held fixed is inverted
    instead.

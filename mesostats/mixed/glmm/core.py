@@ -202,7 +202,14 @@ def preconditioner(
         chol = np.linalg.cholesky(m)
     except np.linalg.LinAlgError:
         return np.diag(scale)
-    return np.asarray(np.linalg.inv(chol).T)
+    return _upper_inverse(chol)
+
+
+def _upper_inverse(chol: np.ndarray) -> FloatArray:
+    """``inv(chol)ᵀ`` for a lower-triangular ``chol``, exactly upper triangular (the general
+    inverse leaves rounding-level entries below the diagonal, ~1e-12 on badly scaled fits,
+    which would mix a bounded θ with β: :func:`maximise` refuses that)."""
+    return np.asarray(np.triu(np.linalg.inv(chol).T), dtype=np.float64)
 
 
 def fit_arrays(
@@ -268,7 +275,7 @@ def _fit_arrays(
             if theta_fixed is None and not np.all(opt.free[n_beta:]):
                 raise np.linalg.LinAlgError
             chol = np.linalg.cholesky(-opt.hessian)
-            precond = np.asarray(np.linalg.inv(chol).T)
+            precond = _upper_inverse(chol)
         except np.linalg.LinAlgError:
             start = x0 if theta_fixed is None else opt.x
             precond = preconditioner(objective, start, lower, upper, scale)

@@ -47,6 +47,14 @@ class ApproximateLoglik:
             self.newton_failures += 1
         return ll, grad
 
+    def hessian(self, x: FloatArray) -> FloatArray | None:
+        """Exact Hessian at x where it is available (one scalar random effect, Laplace:
+        :meth:`ScalarRandomEffect.laplace_hessian`); None otherwise (difference the gradient)."""
+        engine = self.engine
+        if isinstance(engine, ScalarRandomEffect) and engine.n_nodes == 1:
+            return engine.laplace_hessian(x[: self.n_beta], float(x[self.n_beta]))
+        return None
+
     def gradient(self, x: FloatArray) -> FloatArray:
         """Exact gradient at x."""
         grad = self(x, gradient=True)[1]

@@ -179,6 +179,36 @@ def _off_boundary(
     return None
 
 
+#: smallest eigenvalue of the exact −Hessian scaled to unit diagonal (a correlation-type
+#: matrix) for it to be used: below it the estimates are collinear to ~1e-6 (not identified)
+_WELL_CONDITIONED = 1e-6
+
+
+def _hessian(
+    objective: ApproximateLoglik, x: FloatArray, scale: FloatArray, free: np.ndarray
+) -> FloatArray:
+    """Hessian of the log-likelihood at x over the ``free`` coordinates (0 elsewhere).
+
+    Exact where the objective has one (``objective.hessian``) and it is clearly negative
+    definite on the free coordinates (positive diagonal of −H, smallest eigenvalue of −H
+    scaled to unit diagonal ≥ :data:`_WELL_CONDITIONED`); otherwise central differences of
+    the exact gradient with steps ``1e-3 · scale`` (:func:`hessian_from_gradient`), so a
+    fit with (nearly) unidentified estimates is handled as before the exact Hessian (with
+    the same warnings).
+    """
+    exact_hessian = getattr(objective, "hessian", None)  # (NegBinLoglik has none)
+    exact = None if exact_hessian is None else exact_hessian(x)
+    if exact is not None and np.all(np.isfinite(exact)):
+        idx = np.flatnonzero(free)
+        info = -exact[np.ix_(idx, idx)]
+        diag = np.diag(info)
+        if np.all(diag > 0):
+            root = np.sqrt(diag)
+            if np.linalg.eigvalsh(info / np.outer(root, root))[0] >= _WELL_CONDITIONED:
+                return np.where(np.outer(free, free), exact, 0.0)
+    return hessian_from_gradient(objective.gradient, x, 1e-3 * scale, free)
+
+
 def maximise(
     objective: ApproximateLoglik,
     x0: FloatArray,
@@ -199,7 +229,8 @@ def maximise(
     bound that end within ``boundary_tol`` of it are set to the bound if that does not lower
     the log-likelihood; a coordinate left at its lower bound is probed inside
     (:func:`_off_boundary`) and the quasi-Newton stage restarted from a higher probe. Newton
-    steps with the Hessian of :func:`hessian_from_gradient` then polish the optimum
+    steps with the exact Hessian (one scalar random effect, Laplace) or that of
+    :func:`hessian_from_gradient` then polish the optimum
     (recomputed where the polish ended if it moved by more than 1e-3 scaled units, so the
     returned Hessian is the one at the optimum). Convergence is certified by the Newton
     decrement ``½ gᵀ(−H)⁻¹g`` (< 1e-8 log-likelihood units) and the scaled projected
@@ -241,13 +272,12 @@ def maximise(
             x, res, ll = x_r, res_r, ll_r
     n_quasi_newton = objective.n_evaluations
 
-    steps = 1e-3 * scale
-    hess = hessian_from_gradient(objective.gradient, x, steps, ~_held(x, None, lower, upper))
+    hess = _hessian(objective, x, scale, ~_held(x, None, lower, upper))
     x_hess = x.copy()
     x, decrement = _newton_polish(evaluate, x, hess, lower, upper)
     moved = np.max(np.abs(x - x_hess) / scale)
     if moved > 1e-3 or decrement == np.inf:
-        hess = hessian_from_gradient(objective.gradient, x, steps, ~_held(x, None, lower, upper))
+        hess = _hessian(objective, x, scale, ~_held(x, None, lower, upper))
         x, decrement = _newton_polish(evaluate, x, hess, lower, upper, max_steps=3)
     ll, g = evaluate(x)
     free = ~_held(x, None, lower, upper)
