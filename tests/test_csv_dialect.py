@@ -215,3 +215,34 @@ def test_wrong_dialect_in_datapackage_names_the_resource(tmp_path):
     ) as info:
         load_study(folder / "datapackage.json")
     assert len(info.value.problems) == 4
+
+
+def test_comma_decimals_after_a_sample_without_decimals_are_read(tmp_path):
+    """The sample (first 64 KB) decides nothing when it holds no decimal: here the first data
+    line carries a 100,000-character cell, so the sample is the header alone. The file's ','
+    decimals are then read as such (the whole file confirms the mark); the one bad cell is one
+    ``type`` problem on its line, and no ``dialect`` problem claims the first lines use '.'."""
+    folder = european_copy(tmp_path / "eu", encoding="utf-8")
+    path = folder / "cocktails.csv"
+    lines = path.read_text().split("\n")
+    header = lines[0].split(";")
+    column = header.index("concentration")
+    cells = lines[1].split(";")
+    cells[column] = "#" + "9" * 100_000
+    lines[1] = ";".join(cells)
+    path.write_text("\n".join(lines))
+    with pytest.raises(ms.ValidationError) as info:
+        load_study(folder)
+    problems = info.value.problems
+    assert list(problems["rule"]) == ["type"]
+    assert list(problems["table"]) == ["cocktails"] and list(problems["row"]) == [2]
+    assert list(problems["column"]) == ["concentration"]
+
+
+def test_a_declared_decimal_mark_the_file_contradicts_is_still_one_problem(tmp_path):
+    """Only a detected mark gives way: a declared one that no value uses stays one problem."""
+    folder = european_copy(tmp_path / "eu", encoding="utf-8")
+    with pytest.raises(
+        ms.ValidationError, match=r"writes decimals with ',' .*not '\.' as declared in"
+    ):
+        load_study(folder, dialect={"delimiter": ";", "decimalChar": "."})

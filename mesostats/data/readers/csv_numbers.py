@@ -6,8 +6,10 @@ a file is read as text, this module turns the schema's number columns into ``.``
 without separators (the form :mod:`..parse` reads), with pyarrow compute (no Python loop over
 cells), and finds the one root cause behind many bad numbers:
 
-- every decimal in the file uses the other mark than the one declared (or read from the first
-  lines): **one** problem for the file, which is not read;
+- every decimal in the file uses the other mark than the one declared: **one** problem for the
+  file, which is not read. A *detected* mark that no value of the file uses (the sample of
+  its first lines held no decimal, e.g. integers first, or one overlong cell filled it) gives
+  way to the mark the file does use, without a problem: the whole file confirms it;
 - a column mixing both marks: **one** problem for the column, naming both marks with their
   first lines. The values with the minority mark are set aside as missing (the problem says
   how many and where), so that they are not reported again one by one as ``type`` problems.
@@ -56,8 +58,9 @@ def normalise_numbers(
     """Number columns (text) in ``.``-decimal form; wrong or mixed marks reported once.
 
     ``declared_by`` names where the decimal mark was declared (None when it was detected).
-    Returns None when every decimal of the file uses the other mark: the file is not read
-    (one problem), since each of its numbers would be wrong.
+    Returns None when every decimal of the file uses the other mark than the declared one: the
+    file is not read (one problem), since each of its numbers would be wrong. A detected mark
+    that no value uses is replaced by the other one.
     """
     other = "." if decimal == "," else ","
     right_total = 0
@@ -85,15 +88,26 @@ def normalise_numbers(
         columns[i] = pa.chunked_array([column])
     if not wrong:
         return pa.Table.from_arrays(columns, names=arrow_table.column_names)
+    if right_total == 0 and declared_by is None:
+        # detected, not declared: every decimal of the file uses the other mark, and none
+        # uses the detected one, so the sample decided nothing; read the file's own mark
+        return normalise_numbers(
+            arrow_table,
+            names,
+            number_columns,
+            other,
+            None if thousands == other else thousands,
+            lines,
+            declared_by,
+            table,
+            origin,
+            log,
+        )
     if right_total == 0:
         i, (original, bad) = next(iter(wrong.items()))
         line, value, _ = _first(original, bad, lines)
         count = sum(int(pc.sum(b).as_py() or 0) for _, b in wrong.values())
-        where = (
-            f"not {decimal!r} as declared in {declared_by}"
-            if declared_by
-            else f"although its first lines use {decimal!r}"
-        )
+        where = f"not {decimal!r} as declared in {declared_by}"
         log.add_one(
             table,
             line,
