@@ -2,8 +2,10 @@
 
 Run: ``.venv/bin/python bench/bench_power.py [--subjects 80] [--sims 40] [--repeats 3]``
 
-1. Throughput: ``power(n, n_sims=S)`` in this process (n_jobs=1), with 2 joblib (loky)
-   workers, and on a 2-worker ``dask.distributed.LocalCluster`` (processes, 1 thread each).
+1. Throughput: ``power(n, n_sims=S)`` in this process (n_jobs=1), with k joblib (loky)
+   workers, and on a k-worker ``dask.distributed.LocalCluster`` (processes, 1 thread each),
+   for each k of ``--workers`` (default 2; ``--workers 2,4,8,16 --sims 320`` on a 16-core
+   machine measures the parallel efficiency issue #15 asks for: ≥ 85 % at 16 workers).
    Workers are started and warmed up before timing; each setting is timed ``--repeats``
    times and the best is kept (other programs share the CPU: best-of-k is the least
    disturbed run). The load average before and after is printed so a reader can judge.
@@ -36,48 +38,57 @@ def load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
-def throughput(n: int, sims: int, repeats: int) -> None:
-    """Trials per second in process, with 2 loky workers and on a 2-worker dask cluster.
+def throughput(n: int, sims: int, repeats: int, workers: list[int]) -> None:
+    """Trials per second in process and with each number of loky workers and dask workers.
 
-    The three settings are timed round by round (1, 2, dask, 1, 2, dask, …) so that load
-    from other programs falls on all of them alike; the best round of each is reported.
+    The settings are timed round by round (1, loky k, dask k, 1, …) so that load from other
+    programs falls on all of them alike; the best round of each is reported, with the
+    speed-up over one worker and the parallel efficiency (speed-up / workers). Workers are
+    started and warmed before timing, so start-up is not counted.
     """
     kwargs = {"n_sims": sims, "seed": 1, "progress": False}
     print(f"\n== throughput: n_subjects={n}, {sims} trials per run, best of {repeats} ==")
-    print("before:", load())
-    runs: dict[str, Callable[[], pd.DataFrame]] = {
-        "n_jobs=1 (in process)": lambda: power(n, n_jobs=1, **kwargs),
-        "n_jobs=2 (loky)": lambda: power(n, n_jobs=2, **kwargs),
+    print("before:", load(), f"; {os.cpu_count()} CPUs")
+    runs: dict[str, tuple[int, Callable[[], pd.DataFrame]]] = {
+        "n_jobs=1 (in process)": (1, lambda: power(n, n_jobs=1, **kwargs)),
     }
-    power(n, n_sims=4, n_jobs=2, progress=False)  # start and warm the loky workers
+    for k in workers:
+        power(n, n_sims=max(4, k), n_jobs=k, progress=False)  # start and warm the loky workers
+        runs[f"n_jobs={k} (loky)"] = (k, lambda k=k: power(n, n_jobs=k, **kwargs))
     with contextlib.ExitStack() as stack:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             print("dask.distributed not installed: dask skipped")
         else:
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            for k in workers:
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=k, threads_per_worker=1, processes=True, dashboard_address=None
+                    )
                 )
-            )
-            client = stack.enter_context(Client(cluster))
-            power(n, n_sims=4, backend="dask", client=client, progress=False)  # warm workers
-            runs["dask LocalCluster(2)"] = lambda: power(n, backend="dask", client=client, **kwargs)
+                client = stack.enter_context(Client(cluster))
+                power(n, n_sims=max(4, k), backend="dask", client=client, progress=False)
+                runs[f"dask LocalCluster({k})"] = (
+                    k,
+                    lambda c=client: power(n, backend="dask", client=c, **kwargs),
+                )
         best = dict.fromkeys(runs, float("inf"))
         tables: dict[str, pd.DataFrame] = {}
         for _ in range(repeats):
-            for label, run in runs.items():
+            for label, (_k, run) in runs.items():
                 t0 = time.perf_counter()
                 tables[label] = run()
                 best[label] = min(best[label], time.perf_counter() - t0)
     reference = tables["n_jobs=1 (in process)"]
     base = best["n_jobs=1 (in process)"]
     for label, seconds in best.items():
+        k = runs[label][0]
         same = tables[label].equals(reference)
         print(
-            f"{label:22s}: {seconds:6.2f} s  {sims / seconds:6.2f} trials/s  "
-            f"speed-up {base / seconds:.2f}×  same table as n_jobs=1: {same}"
+            f"{label:24s}: {seconds:6.2f} s  {sims / seconds:7.2f} trials/s  "
+            f"speed-up {base / seconds:5.2f}×  efficiency {base / seconds / k:4.0%}  "
+            f"same table as n_jobs=1: {same}"
         )
     print("after:", load())
 
@@ -118,15 +129,15 @@ def profile(n: int, trials: int) -> None:
     profiler.disable()
     wall = time.perf_counter() - t0
     stats = pstats.Stats(profiler)
-    total = cumulative(stats, "power.py", "_run_trial")
-    sim = cumulative(stats, "simulate.py", "simulate_study")
-    regrowth = cumulative(stats, "outcomes.py", "fit_regrowth")
-    fit = cumulative(stats, "lmm.py", "fit_lmm")
-    design = cumulative(stats, "design.py", "build_design")
-    optimiser = cumulative(stats, "lmm.py", "optimise_theta")
+    total = cumulative(stats, "planning/trials.py", "_run_trial")
+    sim = cumulative(stats, "simulate/api.py", "_simulated_study")
+    regrowth = cumulative(stats, "domain/regrowth.py", "fit_regrowth")
+    fit = cumulative(stats, "lmm/fit.py", "fit_lmm")
+    design = cumulative(stats, "mixed/design.py", "build_design")
+    optimiser = cumulative(stats, "lmm/optimise.py", "optimise_theta")
     holm_gc = cumulative(stats, "~", "<built-in method gc.collect>")
     parts = [
-        ("simulate (simulate_study)", sim),
+        ("simulate (the trusted _simulated_study)", sim),
         ("domain layer (fit_regrowth minus fit_lmm)", regrowth - fit),
         ("  of which gc.collect in statsmodels' Holm", holm_gc),
         ("formula + design (build_design)", design),
@@ -154,10 +165,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile-trials", type=int, default=20)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--workers",
+        default="2",
+        help="comma-separated worker counts for loky and dask (e.g. 2,4,8,16 on a 16-core machine)",
+    )
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores")
     if not args.skip_throughput:
-        throughput(args.subjects, args.sims, args.repeats)
+        throughput(
+            args.subjects, args.sims, args.repeats, [int(k) for k in args.workers.split(",")]
+        )
     profile(args.subjects, args.profile_trials)
 
 
