@@ -49,6 +49,19 @@ def _check_design_kind(design: str) -> None:
         )
 
 
+def _sessions_for(study: Study, design: Design) -> tuple[pd.DataFrame, pd.Series]:
+    """The sessions table and its cocktail column, after checking ``design`` (``"dose"``
+    needs ``volume_ml``)."""
+    _check_design_kind(design)
+    sessions = study.sessions
+    if design == "dose" and "volume_ml" not in sessions.columns:
+        raise ModelSpecError(
+            "design='dose' needs the volume_ml column of sessions (dose = concentration × "
+            "volume), which this study lacks; use design='indicator'."
+        )
+    return sessions, _cocktail_column(sessions)
+
+
 def recipe_matrix(
     cocktails: pd.DataFrame, ingredients: Sequence[str], *, design: Design = "indicator"
 ) -> pd.DataFrame:
@@ -114,14 +127,7 @@ def session_exposure(
     ``"indicator"``: 1 if the session's cocktail holds the ingredient. ``"dose"``:
     concentration × ``volume_ml`` (the ingredient's unit × mL). Index = the sessions index.
     """
-    _check_design_kind(design)
-    sessions = study.sessions
-    if design == "dose" and "volume_ml" not in sessions.columns:
-        raise ModelSpecError(
-            "design='dose' needs the volume_ml column of sessions (dose = concentration × "
-            "volume), which this study lacks; use design='indicator'."
-        )
-    cocktail = _cocktail_column(sessions)
+    sessions, cocktail = _sessions_for(study, design)
     values = derive.ingredient_design(
         study.cocktails,
         cocktail,
@@ -206,14 +212,7 @@ def course_arrays(
     study: Study, ingredients: Sequence[str], *, design: Design = "indicator"
 ) -> CourseArrays:
     """:func:`course_exposure` as arrays (what :func:`mesostats.fit_regrowth` reads)."""
-    _check_design_kind(design)
-    sessions = study.sessions
-    if design == "dose" and "volume_ml" not in sessions.columns:
-        raise ModelSpecError(
-            "design='dose' needs the volume_ml column of sessions (dose = concentration × "
-            "volume), which this study lacks; use design='indicator'."
-        )
-    cocktail = _cocktail_column(sessions)
+    sessions, cocktail = _sessions_for(study, design)
     per_session = derive.ingredient_matrix(
         study.cocktails,
         cocktail,
