@@ -225,6 +225,11 @@ class NegBinLoglik:
         d_k = float(np.sum(d_ll) - 0.5 * np.sum(d_hess / hess))
         return ll, np.append(g, k * d_k)
 
+    def hessian(self, x: FloatArray) -> FloatArray | None:
+        """No exact Hessian over (β, θ, log k): None, so the optimiser differences the
+        gradient (the interface of :meth:`ApproximateLoglik.hessian`)."""
+        return None
+
     def gradient(self, x: FloatArray) -> FloatArray:
         """Gradient at x (exact in (β, θ); in log k exact for the scalar Laplace, else a
         central difference)."""

@@ -196,8 +196,7 @@ def _hessian(
     fit with (nearly) unidentified estimates is handled as before the exact Hessian (with
     the same warnings).
     """
-    exact_hessian = getattr(objective, "hessian", None)  # (NegBinLoglik has none)
-    exact = None if exact_hessian is None else exact_hessian(x)
+    exact = objective.hessian(x)
     if exact is not None and np.all(np.isfinite(exact)):
         idx = np.flatnonzero(free)
         info = -exact[np.ix_(idx, idx)]
