@@ -28,10 +28,10 @@ from mesostats.exceptions import (
     SingularFitWarning,
 )
 from mesostats.mixed.boundary import SINGULAR_TOL
+from mesostats.mixed.results import MixedResults
 
 if TYPE_CHECKING:
     from mesostats.data.study import Study
-    from mesostats.mixed.results import MixedResults
 
 
 REGROWTH_EFFECT_COLUMNS = [
@@ -113,10 +113,16 @@ def _empty_exclusions() -> pd.DataFrame:
 _EMPTY_EXCLUSIONS = _object_frame({name: [] for name in EXCLUDED_COLUMNS})
 
 
+def _engine_excluded(model: MixedResults) -> pd.DataFrame:
+    """``model.excluded_rows``, read in place from the model's design where it has one (no
+    copy of an empty table); not to be modified."""
+    design = getattr(model, "design", None)
+    return design.excluded_rows if design is not None else model.excluded_rows
+
+
 def _engine_exclusions(model: MixedResults, data: pd.DataFrame) -> pd.DataFrame:
     """The rows the engine set aside (missing values in a model column), located in data."""
-    design = getattr(model, "design", None)  # (read in place: no copy of an empty table)
-    ex = design.excluded_rows if design is not None else model.excluded_rows
+    ex = _engine_excluded(model)
     if not len(ex):
         return _empty_exclusions()
     return _exclusion_frame(data.loc[list(ex["row"]), [SUBJECT, "visit"]], list(ex["reason"]))
@@ -129,9 +135,7 @@ def _with_engine_exclusions(
     caller's fresh frame from :func:`_exclusion_frame` or :func:`_empty_exclusions`, an empty
     one equal to the latter) as it is when the engine set no row aside, so the common case
     copies no empty table."""
-    design = getattr(model, "design", None)  # (read in place: no copy of an empty table)
-    ex = design.excluded_rows if design is not None else model.excluded_rows
-    if not len(ex):
+    if not len(_engine_excluded(model)):
         return dropped
     return _stack_exclusions(dropped, _engine_exclusions(model, data))
 
@@ -269,9 +273,8 @@ def _variance_records(model: Any) -> list[_VarianceRecord]:
     """The rows of ``model.variance_components`` (group, var1, var2, sdcor), read from
     the fitted numbers without building the table when the model can
     (:class:`~mesostats.mixed.results.MixedResults`); from the table otherwise."""
-    rows_of = getattr(model, "_variance_component_rows", None)
-    if rows_of is not None:
-        rows = [(g, v1, v2, sdcor) for g, v1, v2, _, sdcor in rows_of()]
+    if isinstance(model, MixedResults):
+        rows = [(g, v1, v2, sdcor) for g, v1, v2, _, sdcor in model._variance_component_rows()]
     else:
         vc = model.variance_components
         rows = list(vc[["group", "var1", "var2", "sdcor"]].itertuples(index=False, name=None))
@@ -333,10 +336,9 @@ def _wald_columns(model: Any, effect_terms: dict[str, str]) -> dict[str, np.ndar
     """Estimate, SE, 95 % Wald CI and p of each ingredient's term, in ingredient order: the
     numbers of ``model.fixed_effects``, read without building the table when the model can
     (:class:`~mesostats.mixed.results.MixedResults`)."""
-    columns_of = getattr(model, "_fixed_effect_columns", None)
-    if columns_of is not None:
+    if isinstance(model, MixedResults):
         names = list(model.design.fixed_names)
-        table = columns_of()
+        table = model._fixed_effect_columns()
     else:
         fe = model.fixed_effects
         names = list(fe.index)
