@@ -46,17 +46,19 @@ from mesostats.mixed.formula_eval import (
     _reason,
     _set_aside_missing,
     _used_rows,
+    _warn_set_aside,
 )
 from mesostats.mixed.response import _response
 
-# aliased_columns, _expression_variables, _formula_variables and _set_aside_missing are
-# re-exported for their users
+# aliased_columns, _expression_variables, _formula_variables, _set_aside_missing and
+# _warn_set_aside are re-exported for their users
 __all__ = [
     "MixedDesign",
     "RandomTerm",
     "_expression_variables",
     "_formula_variables",
     "_set_aside_missing",
+    "_warn_set_aside",
     "aliased_columns",
     "build_design",
     "lower_triangle_indices",

@@ -342,12 +342,20 @@ def _set_aside_missing(
     excluded = pd.DataFrame(
         {"row": row, "columns": which, "reason": "missing value in " + which}, dtype=object
     )
-    counts = miss.sum(axis=0)
-    detail = ", ".join(f"{c} ({int(k)})" for c, k in zip(used, counts, strict=True) if k > 0)
+    _warn_set_aside(used, miss.sum(axis=0), int(mask.sum()), len(frame), stacklevel=stacklevel)
+    return frame.iloc[np.flatnonzero(~mask)], excluded
+
+
+def _warn_set_aside(
+    names: Sequence[str], counts: np.ndarray, n_set_aside: int, n_rows: int, *, stacklevel: int
+) -> None:
+    """The ``ExclusionWarning`` for ``n_set_aside`` of ``n_rows`` rows set aside, with the
+    missing count of each column in ``names`` (``counts``); ``stacklevel`` counts from the
+    caller of this function, as for ``warnings.warn``."""
+    detail = ", ".join(f"{c} ({int(k)})" for c, k in zip(names, counts, strict=True) if k > 0)
     warnings.warn(
-        f"{int(mask.sum())} of {len(frame)} rows were not fitted because a column the model "
+        f"{n_set_aside} of {n_rows} rows were not fitted because a column the model "
         f"uses is missing there: {detail}. They are listed in `results.excluded_rows`.",
         ExclusionWarning,
-        stacklevel=stacklevel,
+        stacklevel=stacklevel + 1,
     )
-    return frame.iloc[np.flatnonzero(~mask)], excluded

@@ -27,7 +27,7 @@ import pandas as pd
 
 from mesostats.exceptions import ExclusionWarning
 from mesostats.mixed.compiled import _is_text
-from mesostats.mixed.design import _set_aside_missing
+from mesostats.mixed.design import _set_aside_missing, _warn_set_aside
 
 __all__ = ["ColumnCoder", "MissingRows", "kept_levels"]
 
@@ -57,15 +57,7 @@ class MissingRows:
         if not len(self.labels):
             return
         counts = self.missing.sum(axis=0)
-        detail = ", ".join(
-            f"{c} ({int(k)})" for c, k in zip(self.names, counts, strict=True) if k > 0
-        )
-        warnings.warn(
-            f"{len(self.labels)} of {n_rows} rows were not fitted because a column the model "
-            f"uses is missing there: {detail}. They are listed in `results.excluded_rows`.",
-            ExclusionWarning,
-            stacklevel=stacklevel + 1,
-        )
+        _warn_set_aside(self.names, counts, len(self.labels), n_rows, stacklevel=stacklevel + 1)
 
 
 def kept_levels(
